@@ -1,0 +1,18 @@
+export {
+  ENVELOPE_FORMAT_VERSION,
+  ENVELOPE_HEADER_LENGTH,
+  ENVELOPE_TAG_LENGTH,
+  SUITE_AES_256_GCM,
+  bytesToUuid,
+  openEnvelope,
+  parseEnvelope,
+  sealItem,
+  uuidToBytes,
+  type EnvelopeHeader,
+  type ItemBinding,
+  type ItemDataKey,
+  type ItemKey,
+  type ParsedEnvelope,
+} from './item-envelope.js';
+export { decodeItemPayload, encodeItemPayload } from './item-payload.js';
+export { deriveSubkey, encodeEncryptionContext, unwrapDataKey, wrapDataKey } from './key-wrap.js';

@@ -1,0 +1,50 @@
+import { EncryptedSessionError } from './encrypted-session.error.js';
+
+/**
+ * A stored item or wrapped key failed authentication or is not in a format this module wrote:
+ * tampered bytes, a ciphertext moved to another session or position, a changed expiry, a
+ * plaintext row, or an unknown format version. Never retryable; nothing is deleted.
+ */
+export class IntegrityError extends EncryptedSessionError {
+  readonly code = 'INTEGRITY';
+}
+
+/** The data key an item needs was destroyed (erasure or expiry): the item cannot be read again. */
+export class KeyDestroyedError extends EncryptedSessionError {
+  readonly code = 'KEY_DESTROYED';
+}
+
+/** The key provider could not be reached and the data key is not cached. Retry later. */
+export class KeyProviderUnavailableError extends EncryptedSessionError {
+  readonly code = 'KEY_PROVIDER_UNAVAILABLE';
+  override readonly retryable = true;
+}
+
+/** Options or key configuration are unusable; raised at startup with what to set instead. */
+export class ConfigurationError extends EncryptedSessionError {
+  readonly code = 'CONFIGURATION';
+}
+
+/** A caller passed an argument outside the documented range (a negative limit, an empty id). */
+export class InvalidArgumentError extends EncryptedSessionError {
+  readonly code = 'INVALID_ARGUMENT';
+}
+
+/**
+ * A history transaction cannot apply: its operation id was already used for a different
+ * transaction, or the suffix it expects is no longer the newest history. History is unchanged.
+ */
+export class HistoryConflictError extends EncryptedSessionError {
+  readonly code = 'HISTORY_CONFLICT';
+}
+
+/** The storage backend failed in a way that may pass (busy, connection lost). Retry later. */
+export class StorageUnavailableError extends EncryptedSessionError {
+  readonly code = 'STORAGE_UNAVAILABLE';
+  override readonly retryable = true;
+}
+
+/** The session does not exist (never opened, or erased). Open it again to start a new one. */
+export class SessionNotFoundError extends EncryptedSessionError {
+  readonly code = 'SESSION_NOT_FOUND';
+}

@@ -1,0 +1,2 @@
+export * from './encrypted-session.error.js';
+export * from './errors.js';

@@ -1,0 +1,4 @@
+export * from './key-provider.interface.js';
+export * from './key-ring.options.js';
+export * from './key-ring.service.js';
+export * from './providers/env-key-provider.js';

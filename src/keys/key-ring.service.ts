@@ -1,0 +1,313 @@
+import { randomUUID } from 'node:crypto';
+import { Inject, Injectable, Logger, Optional } from '@nestjs/common';
+import {
+  EncryptedSessionError,
+  IntegrityError,
+  KeyDestroyedError,
+  KeyProviderUnavailableError,
+} from '../errors/index.js';
+import {
+  SESSION_STORAGE,
+  type DataKeyRecord,
+  type SessionRef,
+  type SessionStorage,
+} from '../storage/index.js';
+import { KEY_PROVIDER, type KeyProvider } from './key-provider.interface.js';
+import { KEY_RING_DEFAULTS, KEY_RING_OPTIONS, type KeyRingOptions } from './key-ring.options.js';
+
+/** An unwrapped data key with what the session layer needs to use it. */
+export class UsableDataKey {
+  private revokedFlag = false;
+
+  constructor(
+    readonly dekId: string,
+    readonly tenantId: string,
+    readonly sessionId: string,
+    readonly generation: number,
+    readonly firstSeq: number,
+    /** The 32 key bytes. Owned by the key ring: zeroed when evicted, never to be kept. */
+    readonly key: Buffer,
+  ) {}
+
+  /**
+   * True once the key ring evicted (and zeroed) this key. Check it after any await and before
+   * using `key`: a zeroed key must never seal anything.
+   */
+  get revoked(): boolean {
+    return this.revokedFlag;
+  }
+
+  /** Zeroes the key bytes; only the key ring calls this. */
+  revoke(): void {
+    this.revokedFlag = true;
+    this.key.fill(0);
+  }
+}
+
+/** Counters readable by the host (e.g. for metrics). */
+export interface KeyRingStats {
+  cacheHits: number;
+  cacheMisses: number;
+  providerCalls: number;
+  providerFailures: number;
+  cachedKeys: number;
+}
+
+interface CacheEntry {
+  readonly dataKey: UsableDataKey;
+  readonly loadedAt: number;
+}
+
+const logger = new Logger('KeyRing');
+
+const refKey = (ref: SessionRef) => `${ref.tenantId.length}:${ref.tenantId}:${ref.sessionId}`;
+
+/**
+ * Data keys: one per session and generation, created on first write, wrapped by the key
+ * provider and stored; unwrapped keys cached in process (bounded in size and age, zeroed on
+ * eviction). Concurrent misses for one key share one provider call.
+ */
+@Injectable()
+export class KeyRing {
+  private readonly options: Required<KeyRingOptions>;
+  /** Insertion order is recency order: a hit moves the entry to the end. */
+  private readonly cache = new Map<string, CacheEntry>();
+  /** Session -> dekId of its active key, for writes. */
+  private readonly activeBySession = new Map<string, string>();
+  private readonly loading = new Map<string, Promise<UsableDataKey>>();
+  private readonly counters = { cacheHits: 0, cacheMisses: 0, providerCalls: 0, providerFailures: 0 };
+
+  constructor(
+    @Inject(SESSION_STORAGE) private readonly storage: SessionStorage,
+    @Inject(KEY_PROVIDER) private readonly provider: KeyProvider,
+    @Optional() @Inject(KEY_RING_OPTIONS) options?: KeyRingOptions,
+  ) {
+    this.options = { ...KEY_RING_DEFAULTS, ...options };
+  }
+
+  /** Items one data key may seal; the session layer starts a new generation past it. */
+  get maxItemsPerDataKey(): number {
+    return this.options.maxItemsPerDataKey;
+  }
+
+  /** Snapshot of the counters. */
+  stats(): KeyRingStats {
+    return { ...this.counters, cachedKeys: this.cache.size };
+  }
+
+  /**
+   * The key new items of the session are sealed with; creates generation 1 on the first write.
+   * A warm session makes no storage or provider call.
+   */
+  async keyForWrite(ref: SessionRef, subjectId: string | null): Promise<UsableDataKey> {
+    const sessionKey = refKey(ref);
+    const activeId = this.activeBySession.get(sessionKey);
+    if (activeId) {
+      const cached = this.fromCache(activeId);
+      if (cached) return cached;
+    }
+    return this.singleFlight(`write:${sessionKey}`, async () => {
+      const found = await this.storage.read(async (scope) => ({
+        active: await scope.dataKeys.findActive(ref),
+        generation: await scope.dataKeys.maxGeneration(ref),
+        session: await scope.sessions.find(ref),
+      }));
+      // After a clear every key is destroyed: the next one continues the generation count.
+      const record =
+        found.active ??
+        (await this.createDataKey(ref, subjectId, found.generation + 1, found.session?.nextSeq ?? 1));
+      const dataKey = await this.load(record);
+      this.activeBySession.set(sessionKey, dataKey.dekId);
+      return dataKey;
+    });
+  }
+
+  /**
+   * The key that opens items sealed under `dekId` for the session `ref`.
+   * @throws KeyDestroyedError when the key was destroyed or no longer exists.
+   * @throws IntegrityError when the key belongs to another session.
+   */
+  async keyForRead(ref: SessionRef, dekId: string): Promise<UsableDataKey> {
+    const cached = this.fromCache(dekId);
+    const dataKey =
+      cached ??
+      (await this.singleFlight(`read:${dekId}`, async () => {
+        const record = await this.storage.read((scope) => scope.dataKeys.findById(dekId));
+        if (!record) {
+          throw new KeyDestroyedError(
+            `Data key ${dekId} no longer exists (the session was erased or expired); its items cannot be read`,
+          );
+        }
+        return this.load(record);
+      }));
+    if (dataKey.tenantId !== ref.tenantId || dataKey.sessionId !== ref.sessionId) {
+      throw new IntegrityError(
+        `An item of session '${ref.sessionId}' names data key ${dekId}, which belongs to another session; the row was moved or altered. Nothing was deleted`,
+      );
+    }
+    return dataKey;
+  }
+
+  /**
+   * Starts the next generation for the session: the active key is retired (it still opens old
+   * items) and a new one seals new writes. `firstSeq` is the session's next sequence number.
+   */
+  async rotate(ref: SessionRef, subjectId: string | null, firstSeq: number): Promise<UsableDataKey> {
+    return this.singleFlight(`write:${refKey(ref)}`, async () => {
+      const generation = (await this.storage.read((scope) => scope.dataKeys.maxGeneration(ref))) + 1;
+      const record = await this.createDataKey(ref, subjectId, generation, firstSeq, true);
+      const dataKey = await this.load(record);
+      this.activeBySession.set(refKey(ref), dataKey.dekId);
+      return dataKey;
+    });
+  }
+
+  /** Drops (and zeroes) every cached key of the session, e.g. after its keys were destroyed. */
+  forgetSession(ref: SessionRef): void {
+    this.activeBySession.delete(refKey(ref));
+    for (const [dekId, entry] of this.cache) {
+      if (entry.dataKey.tenantId === ref.tenantId && entry.dataKey.sessionId === ref.sessionId) {
+        this.evict(dekId);
+      }
+    }
+  }
+
+  /** Zeroes and drops every cached key (shutdown). */
+  clear(): void {
+    for (const dekId of [...this.cache.keys()]) this.evict(dekId);
+    this.activeBySession.clear();
+  }
+
+  private async createDataKey(
+    ref: SessionRef,
+    subjectId: string | null,
+    generation: number,
+    firstSeq: number,
+    retirePrevious = false,
+  ): Promise<DataKeyRecord> {
+    const dekId = randomUUID();
+    const generated = await this.callProvider(() =>
+      this.provider.generateDataKey({ tenantId: ref.tenantId, sessionId: ref.sessionId, dekId }),
+    );
+    const record: DataKeyRecord = {
+      dekId,
+      tenantId: ref.tenantId,
+      sessionId: ref.sessionId,
+      subjectId,
+      generation,
+      firstSeq,
+      kekId: generated.wrapped.kekId,
+      wrappedKey: generated.wrapped.wrappedKey,
+      state: 'active',
+      createdAt: Date.now(),
+      destroyedAt: null,
+    };
+    const inserted = await this.storage.transaction(async (scope) => {
+      if (retirePrevious) await scope.dataKeys.retireActive(ref);
+      return scope.dataKeys.insertIfAbsent(record);
+    });
+    if (inserted) {
+      logger.debug(`Created data key ${dekId} (generation ${generation}) for session '${ref.sessionId}' under ${record.kekId}`);
+      // The plaintext from generation is already what we need: cache it, no unwrap call.
+      this.remember(record, generated.plaintext);
+      return record;
+    }
+    generated.plaintext.fill(0);
+    // Another process created this generation first: use theirs.
+    const winner = await this.storage.read((scope) => scope.dataKeys.findActive(ref));
+    if (!winner) {
+      throw new IntegrityError(
+        `Session '${ref.sessionId}' lost its data key while one was being created; retry the call`,
+      );
+    }
+    return winner;
+  }
+
+  private async load(record: DataKeyRecord): Promise<UsableDataKey> {
+    const cached = this.fromCache(record.dekId);
+    if (cached) return cached;
+    if (record.state === 'destroyed') {
+      throw new KeyDestroyedError(
+        `Data key ${record.dekId} of session '${record.sessionId}' was destroyed (erased or cleared); its items cannot be read`,
+      );
+    }
+    const plaintext = await this.callProvider(() =>
+      this.provider.unwrapDataKey(
+        { kekId: record.kekId, wrappedKey: record.wrappedKey },
+        { tenantId: record.tenantId, sessionId: record.sessionId, dekId: record.dekId },
+      ),
+    );
+    return this.remember(record, plaintext);
+  }
+
+  private remember(record: DataKeyRecord, plaintext: Buffer): UsableDataKey {
+    // Copy into memory of our own (not the shared Buffer pool), so zeroing wipes only this key.
+    const key = Buffer.alloc(32);
+    plaintext.copy(key);
+    plaintext.fill(0);
+    const dataKey = new UsableDataKey(
+      record.dekId,
+      record.tenantId,
+      record.sessionId,
+      record.generation,
+      record.firstSeq,
+      key,
+    );
+    this.evict(record.dekId);
+    this.cache.set(record.dekId, { dataKey, loadedAt: Date.now() });
+    while (this.cache.size > this.options.cacheMaxEntries) {
+      this.evict(this.cache.keys().next().value!);
+    }
+    return dataKey;
+  }
+
+  private fromCache(dekId: string): UsableDataKey | undefined {
+    const entry = this.cache.get(dekId);
+    if (!entry) {
+      this.counters.cacheMisses++;
+      return undefined;
+    }
+    if (Date.now() - entry.loadedAt > this.options.cacheMaxAgeMs) {
+      this.evict(dekId);
+      this.counters.cacheMisses++;
+      return undefined;
+    }
+    // Re-insert to mark as most recently used.
+    this.cache.delete(dekId);
+    this.cache.set(dekId, entry);
+    this.counters.cacheHits++;
+    return entry.dataKey;
+  }
+
+  private evict(dekId: string): void {
+    const entry = this.cache.get(dekId);
+    if (!entry) return;
+    this.cache.delete(dekId);
+    entry.dataKey.revoke();
+  }
+
+  private singleFlight<T>(key: string, load: () => Promise<T>): Promise<T> {
+    const pending = this.loading.get(key) as Promise<T> | undefined;
+    if (pending) return pending;
+    const started = load().finally(() => this.loading.delete(key));
+    this.loading.set(key, started as Promise<UsableDataKey>);
+    return started;
+  }
+
+  private async callProvider<T>(call: () => Promise<T>): Promise<T> {
+    this.counters.providerCalls++;
+    try {
+      return await call();
+    } catch (error) {
+      this.counters.providerFailures++;
+      // Name and code only: a provider's own message may quote what it was sent.
+      const code = (error as { code?: unknown }).code;
+      logger.warn(`Key provider '${this.provider.name}' call failed: ${(error as Error).name ?? 'Error'}${code ? ` (${String(code)})` : ''}`);
+      if (error instanceof EncryptedSessionError) throw error;
+      throw new KeyProviderUnavailableError(
+        `Key provider '${this.provider.name}' failed; retry later (sessions with cached keys keep working)`,
+        { cause: error },
+      );
+    }
+  }
+}

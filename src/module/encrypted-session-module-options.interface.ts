@@ -1,0 +1,55 @@
+import type { EnvKeyProviderOptions, KeyProvider, KeyRingOptions } from '../keys/index.js';
+import type { SqliteSynchronous } from '../storage/index.js';
+
+/** Where root keys come from. */
+export type KeySourceOptions =
+  /** Root keys in configuration (`id:base64` pairs) with one active id. */
+  | { env: EnvKeyProviderOptions }
+  /** Any {@link KeyProvider} the host built itself (tests, custom HSMs). */
+  | { provider: KeyProvider };
+
+/** Where sessions are stored when no host DataSource is named. */
+export type StorageOptions =
+  /** The module's own embedded SQLite file (WAL). The default. */
+  | { type: 'sqlite'; path?: string; synchronous?: SqliteSynchronous; busyTimeoutMs?: number }
+  /** In process memory: nothing survives a restart. Tests and throwaway demos only. */
+  | { type: 'memory' };
+
+/** Options of `EncryptedSessionModule.forRoot` / `forRootAsync`. */
+export interface EncryptedSessionModuleOptions {
+  /** Root key source. Required: there is no default key. */
+  keys: KeySourceOptions;
+  /**
+   * Storage when no host DataSource is named with `dataSourceName`.
+   * @default { type: 'sqlite', path: './data/sessions.sqlite', synchronous: 'FULL' }
+   */
+  storage?: StorageOptions;
+  /** Prefix of every table the module creates. @default 'nes_' */
+  tablePrefix?: string;
+  /**
+   * Apply the module's migrations at startup (only the module's own, tracked in
+   * `<prefix>schema_migrations`). Set false when the host runs the exported migrations itself.
+   * @default true
+   */
+  runMigrations?: boolean;
+  /** Tenant of sessions opened without one. @default 'default' */
+  defaultTenantId?: string;
+  /** Item time-to-live in seconds for sessions opened without one; null keeps items. @default null */
+  itemTtlSeconds?: number | null;
+  /** Data key cache tuning. */
+  keyCache?: KeyRingOptions;
+}
+
+/** Options that change the module graph; given next to the options, never async. */
+export interface EncryptedSessionModuleExtras {
+  /** Register the module globally. @default false */
+  isGlobal?: boolean;
+  /**
+   * Store sessions in a host's TypeORM DataSource registered with `TypeOrmModule.forRoot`:
+   * `'default'` for the unnamed one, or its name. @default undefined (own SQLite file)
+   */
+  dataSourceName?: string;
+}
+
+/** Default SQLite file, relative to the working directory. */
+export const DEFAULT_SQLITE_PATH = './data/sessions.sqlite';

@@ -1,0 +1,66 @@
+import { ConfigurationError } from '../errors/index.js';
+import { EnvKeyProvider, type KeyProvider } from '../keys/index.js';
+import { tableNamesFor } from '../storage/index.js';
+import type { EncryptedSessionModuleOptions } from './encrypted-session-module-options.interface.js';
+
+const isPlainObject = (value: unknown): value is Record<string, unknown> =>
+  typeof value === 'object' && value !== null && !Array.isArray(value);
+
+/**
+ * Checks options at startup and builds the key provider they name, so a bad setting stops the
+ * app with a message that says what to set, not a failure on the first request.
+ */
+export function validateModuleOptions(options: EncryptedSessionModuleOptions): KeyProvider {
+  if (!isPlainObject(options)) {
+    throw new ConfigurationError('EncryptedSessionModule needs an options object with at least { keys }');
+  }
+  const { keys, storage, itemTtlSeconds, defaultTenantId, runMigrations, tablePrefix } = options;
+  if (tablePrefix !== undefined) tableNamesFor(tablePrefix);
+  if (storage !== undefined) {
+    if (!isPlainObject(storage) || (storage.type !== 'sqlite' && storage.type !== 'memory')) {
+      throw new ConfigurationError("options.storage.type must be 'sqlite' (the default) or 'memory'");
+    }
+    if (storage.type === 'sqlite') {
+      if (storage.path !== undefined && (typeof storage.path !== 'string' || storage.path === '')) {
+        throw new ConfigurationError('options.storage.path must be a file path, e.g. ./data/sessions.sqlite');
+      }
+      if (storage.synchronous !== undefined && !['FULL', 'NORMAL'].includes(storage.synchronous)) {
+        throw new ConfigurationError("options.storage.synchronous must be 'FULL' (the default) or 'NORMAL'");
+      }
+    }
+  }
+  if (
+    itemTtlSeconds !== undefined &&
+    itemTtlSeconds !== null &&
+    (!Number.isSafeInteger(itemTtlSeconds) || itemTtlSeconds <= 0)
+  ) {
+    throw new ConfigurationError('options.itemTtlSeconds must be a positive whole number of seconds, or null');
+  }
+  if (defaultTenantId !== undefined && (typeof defaultTenantId !== 'string' || defaultTenantId === '')) {
+    throw new ConfigurationError('options.defaultTenantId must be a non-empty string');
+  }
+  if (runMigrations !== undefined && typeof runMigrations !== 'boolean') {
+    throw new ConfigurationError('options.runMigrations must be true or false');
+  }
+  if (!isPlainObject(keys)) {
+    throw new ConfigurationError(
+      'options.keys is required: { env: { keys, activeKeyId } } or { provider } (there is no default key)',
+    );
+  }
+  if ('provider' in keys) {
+    const provider = keys.provider as Partial<KeyProvider> | undefined;
+    if (
+      !provider ||
+      typeof provider.generateDataKey !== 'function' ||
+      typeof provider.unwrapDataKey !== 'function' ||
+      typeof provider.activeKekId !== 'function'
+    ) {
+      throw new ConfigurationError('options.keys.provider must implement KeyProvider');
+    }
+    return keys.provider;
+  }
+  if ('env' in keys && isPlainObject(keys.env)) {
+    return new EnvKeyProvider(keys.env);
+  }
+  throw new ConfigurationError('options.keys must be { env: { keys, activeKeyId } } or { provider }');
+}

@@ -1,0 +1,95 @@
+import { Inject, Injectable, Optional } from '@nestjs/common';
+import { InvalidArgumentError } from '../errors/index.js';
+import { KeyRing } from '../keys/index.js';
+import { SESSION_STORAGE, type SessionStorage } from '../storage/index.js';
+import { EncryptedSession } from './encrypted-session.js';
+import { DEFAULT_SESSION_DEFAULTS, SESSION_DEFAULTS, type SessionDefaults } from './session-defaults.js';
+
+/** Options of {@link EncryptedSessionService.open}. */
+export interface OpenSessionOptions {
+  /** Tenant that owns the session; every read and write is scoped by it. @default the module's `defaultTenantId` */
+  tenantId?: string;
+  /** The person the conversation is about, for erasure and access reports. */
+  subjectId?: string;
+  /**
+   * Items appended through the returned session expire this many seconds after writing.
+   * `null` keeps them until removed. @default the session's stored TTL, else the module's `itemTtlSeconds`
+   */
+  ttlSeconds?: number | null;
+}
+
+/** Longest id the tables store (tenant, session, subject). */
+export const MAX_ID_LENGTH = 191;
+
+function checkId(value: unknown, name: string): string {
+  if (typeof value !== 'string' || value.length === 0 || value.length > MAX_ID_LENGTH) {
+    throw new InvalidArgumentError(`${name} must be a string of 1-${MAX_ID_LENGTH} characters`);
+  }
+  // eslint-disable-next-line no-control-regex
+  if (!value.isWellFormed() || /[\u0000-\u001f\u007f]/.test(value)) {
+    throw new InvalidArgumentError(`${name} must be well-formed text without control characters`);
+  }
+  return value;
+}
+
+function checkTtl(value: unknown): number | null {
+  if (value === null) return null;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0) {
+    throw new InvalidArgumentError('ttlSeconds must be a positive whole number of seconds, or null for no expiry');
+  }
+  return value;
+}
+
+/** Opens encrypted agent sessions. */
+@Injectable()
+export class EncryptedSessionService {
+  private readonly defaults: SessionDefaults;
+
+  constructor(
+    @Inject(SESSION_STORAGE) private readonly storage: SessionStorage,
+    private readonly keyRing: KeyRing,
+    @Optional() @Inject(SESSION_DEFAULTS) defaults?: SessionDefaults,
+  ) {
+    this.defaults = { ...DEFAULT_SESSION_DEFAULTS, ...defaults };
+  }
+
+  /**
+   * Opens a session, creating it on first use, and returns the `Session` to hand to
+   * `@openai/agents`. Opening an existing session under a different subject is refused.
+   *
+   * @throws InvalidArgumentError for an empty or over-long id, a bad TTL, or a subject mismatch.
+   */
+  async open(sessionId: string, options: OpenSessionOptions = {}): Promise<EncryptedSession> {
+    const ref = {
+      tenantId: checkId(options.tenantId ?? this.defaults.tenantId, 'tenantId'),
+      sessionId: checkId(sessionId, 'sessionId'),
+    };
+    const subjectId = options.subjectId === undefined ? null : checkId(options.subjectId, 'subjectId');
+    const requestedTtl = options.ttlSeconds === undefined ? undefined : checkTtl(options.ttlSeconds);
+    const now = Date.now();
+    const record = await this.storage.transaction(async (scope) => {
+      await scope.sessions.insertIfAbsent({
+        ...ref,
+        subjectId,
+        createdAt: now,
+        lastActivityAt: now,
+        nextSeq: 1,
+        itemTtlSeconds: requestedTtl ?? this.defaults.itemTtlSeconds,
+        legalHold: false,
+      });
+      return (await scope.sessions.find(ref))!;
+    });
+    if (subjectId !== null && record.subjectId !== null && record.subjectId !== subjectId) {
+      throw new InvalidArgumentError(
+        `Session '${ref.sessionId}' belongs to another subject; open it with its own subjectId or use a new session id`,
+      );
+    }
+    return new EncryptedSession({
+      ...ref,
+      subjectId: record.subjectId ?? subjectId,
+      itemTtlSeconds: requestedTtl === undefined ? record.itemTtlSeconds : requestedTtl,
+      storage: this.storage,
+      keyRing: this.keyRing,
+    });
+  }
+}

@@ -1,0 +1,5 @@
+export * from './encrypted-session.js';
+export * from './encrypted-session.service.js';
+export * from './history-transaction.js';
+export * from './item-cipher.js';
+export * from './session-defaults.js';

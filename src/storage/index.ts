@@ -1,0 +1,5 @@
+export * from './memory/index.js';
+export * from './serial-queue.js';
+export * from './storage.ports.js';
+export * from './storage.records.js';
+export * from './typeorm/index.js';

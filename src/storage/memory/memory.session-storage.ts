@@ -1,0 +1,228 @@
+import { SerialQueue } from '../serial-queue.js';
+import type {
+  DataKeyRepository,
+  HistoryOperationRepository,
+  ItemRepository,
+  SessionRecordRepository,
+  SessionStorage,
+  StorageScope,
+} from '../storage.ports.js';
+import type {
+  DataKeyRecord,
+  HistoryOperationRecord,
+  SessionRecord,
+  SessionRef,
+  StoredItem,
+} from '../storage.records.js';
+
+interface SessionState {
+  record: SessionRecord;
+  /** Items by sequence number; kept sorted by insertion since sequence numbers only grow. */
+  items: Map<number, StoredItem>;
+  operations: Map<string, HistoryOperationRecord>;
+}
+
+/** Undo actions of the running transaction, replayed in reverse on failure. */
+type UndoLog = Array<() => void>;
+
+function sessionKey(ref: SessionRef): string {
+  // Length prefix keeps ('a:b', 'c') and ('a', 'b:c') apart.
+  return `${ref.tenantId.length}:${ref.tenantId}:${ref.sessionId}`;
+}
+
+const copyItem = (item: StoredItem): StoredItem => ({ ...item, ciphertext: Buffer.from(item.ciphertext) });
+const copyKey = (key: DataKeyRecord): DataKeyRecord => ({ ...key, wrappedKey: Buffer.from(key.wrappedKey) });
+
+/**
+ * In-process storage for tests and single-process demos. Nothing survives a restart. Units of
+ * work run one at a time; a failed one is rolled back from an undo log.
+ */
+export class MemorySessionStorage implements SessionStorage {
+  readonly backend = 'memory';
+  private readonly sessions = new Map<string, SessionState>();
+  private readonly dataKeys = new Map<string, DataKeyRecord>();
+  private readonly queue = new SerialQueue();
+
+  read<T>(work: (scope: StorageScope) => Promise<T>): Promise<T> {
+    return this.queue.run(() => work(this.createScope(undefined)));
+  }
+
+  transaction<T>(work: (scope: StorageScope) => Promise<T>): Promise<T> {
+    return this.queue.run(async () => {
+      const undo: UndoLog = [];
+      try {
+        return await work(this.createScope(undo));
+      } catch (error) {
+        for (let i = undo.length - 1; i >= 0; i--) undo[i]!();
+        throw error;
+      }
+    });
+  }
+
+  async close(): Promise<void> {}
+
+  private createScope(undo: UndoLog | undefined): StorageScope {
+    const writable = (): UndoLog => {
+      if (!undo) throw new Error('Write attempted inside a read-only storage scope');
+      return undo;
+    };
+    const state = (ref: SessionRef) => this.sessions.get(sessionKey(ref));
+
+    const sessions: SessionRecordRepository = {
+      find: async (ref) => {
+        const found = state(ref);
+        return found ? { ...found.record } : undefined;
+      },
+      insertIfAbsent: async (record) => {
+        const key = sessionKey(record);
+        if (this.sessions.has(key)) return false;
+        this.sessions.set(key, { record: { ...record }, items: new Map(), operations: new Map() });
+        writable().push(() => this.sessions.delete(key));
+        return true;
+      },
+      reserveSequence: async (ref, count, now) => {
+        const found = state(ref);
+        if (!found) return undefined;
+        const before = { ...found.record };
+        writable().push(() => (found.record = before));
+        const first = found.record.nextSeq;
+        found.record = { ...found.record, nextSeq: first + count, lastActivityAt: now };
+        return first;
+      },
+    };
+
+    const items: ItemRepository = {
+      insertMany: async (ref, rows) => {
+        const found = state(ref);
+        if (!found) throw new Error('Items inserted into a session that does not exist');
+        const log = writable();
+        for (const row of rows) {
+          if (found.items.has(row.seq)) throw new Error(`Duplicate item sequence ${row.seq}`);
+        }
+        for (const row of rows) {
+          found.items.set(row.seq, copyItem(row));
+          log.push(() => found.items.delete(row.seq));
+        }
+      },
+      listVisible: async (ref, now, limit) => {
+        const found = state(ref);
+        if (!found) return [];
+        const visible = [...found.items.values()]
+          .filter((item) => item.expiresAt === null || item.expiresAt > now)
+          .sort((a, b) => a.seq - b.seq);
+        const chosen = limit === undefined ? visible : visible.slice(Math.max(0, visible.length - limit));
+        return chosen.map(copyItem);
+      },
+      deleteBySeq: async (ref, seqs) => {
+        const found = state(ref);
+        if (!found) return 0;
+        const log = writable();
+        let deleted = 0;
+        for (const seq of seqs) {
+          const item = found.items.get(seq);
+          if (!item) continue;
+          found.items.delete(seq);
+          log.push(() => found.items.set(seq, item));
+          deleted++;
+        }
+        return deleted;
+      },
+      deleteAll: async (ref) => {
+        const found = state(ref);
+        if (!found) return 0;
+        const previous = found.items;
+        found.items = new Map();
+        writable().push(() => (found.items = previous));
+        return previous.size;
+      },
+    };
+
+    const dataKeys: DataKeyRepository = {
+      findById: async (dekId) => {
+        const key = this.dataKeys.get(dekId);
+        return key ? copyKey(key) : undefined;
+      },
+      findActive: async (ref) => {
+        let newest: DataKeyRecord | undefined;
+        for (const key of this.dataKeys.values()) {
+          if (key.tenantId !== ref.tenantId || key.sessionId !== ref.sessionId) continue;
+          if (key.state !== 'active') continue;
+          if (!newest || key.generation > newest.generation) newest = key;
+        }
+        return newest ? copyKey(newest) : undefined;
+      },
+      maxGeneration: async (ref) => {
+        let max = 0;
+        for (const key of this.dataKeys.values()) {
+          if (key.tenantId === ref.tenantId && key.sessionId === ref.sessionId) max = Math.max(max, key.generation);
+        }
+        return max;
+      },
+      insertIfAbsent: async (record) => {
+        for (const key of this.dataKeys.values()) {
+          if (
+            key.dekId === record.dekId ||
+            (key.tenantId === record.tenantId &&
+              key.sessionId === record.sessionId &&
+              key.generation === record.generation)
+          ) {
+            return false;
+          }
+        }
+        this.dataKeys.set(record.dekId, copyKey(record));
+        writable().push(() => this.dataKeys.delete(record.dekId));
+        return true;
+      },
+      retireActive: async (ref) => this.updateKeys(ref, writable(), (key) =>
+        key.state === 'active' ? { ...key, state: 'retiring' } : undefined,
+      ),
+      destroyAllForSession: async (ref, now) => this.updateKeys(ref, writable(), (key) =>
+        key.state === 'destroyed'
+          ? undefined
+          : { ...key, state: 'destroyed', wrappedKey: Buffer.alloc(0), destroyedAt: now },
+      ),
+    };
+
+    const historyOperations: HistoryOperationRepository = {
+      find: async (ref, operationId) => {
+        const found = state(ref)?.operations.get(operationId);
+        return found ? { ...found, digest: Buffer.from(found.digest) } : undefined;
+      },
+      insertIfAbsent: async (ref, record) => {
+        const found = state(ref);
+        if (!found) throw new Error('Operation recorded for a session that does not exist');
+        if (found.operations.has(record.operationId)) return false;
+        found.operations.set(record.operationId, { ...record, digest: Buffer.from(record.digest) });
+        writable().push(() => found.operations.delete(record.operationId));
+        return true;
+      },
+      deleteAll: async (ref) => {
+        const found = state(ref);
+        if (!found) return 0;
+        const previous = found.operations;
+        found.operations = new Map();
+        writable().push(() => (found.operations = previous));
+        return previous.size;
+      },
+    };
+
+    return { sessions, items, dataKeys, historyOperations };
+  }
+
+  private updateKeys(
+    ref: SessionRef,
+    undo: UndoLog,
+    change: (key: DataKeyRecord) => DataKeyRecord | undefined,
+  ): number {
+    let changed = 0;
+    for (const [dekId, key] of this.dataKeys) {
+      if (key.tenantId !== ref.tenantId || key.sessionId !== ref.sessionId) continue;
+      const next = change(key);
+      if (!next) continue;
+      this.dataKeys.set(dekId, next);
+      undo.push(() => this.dataKeys.set(dekId, key));
+      changed++;
+    }
+    return changed;
+  }
+}

@@ -1,0 +1,328 @@
+import type { DataSource, QueryRunner } from 'typeorm';
+import { StorageUnavailableError } from '../../errors/index.js';
+import { SerialQueue } from '../serial-queue.js';
+import type { SessionStorage, StorageScope } from '../storage.ports.js';
+import type {
+  DataKeyRecord,
+  DataKeyState,
+  HistoryOperationRecord,
+  SessionRecord,
+  SessionRef,
+  StoredItem,
+} from '../storage.records.js';
+import { dialectFor, type SqlDialect } from './sql-dialect.js';
+import { tableNamesFor, type TableNames } from './table-names.js';
+
+/** Options of {@link TypeOrmSessionStorage}. */
+export interface TypeOrmSessionStorageOptions {
+  /** An initialized DataSource (the module's own SQLite one, or a host's). */
+  dataSource: DataSource;
+  /** Table name prefix. @default 'nes_' */
+  tablePrefix?: string;
+  /** Whether {@link TypeOrmSessionStorage.close} destroys the DataSource (only for one we opened). @default false */
+  ownsDataSource?: boolean;
+}
+
+type Row = Record<string, unknown>;
+const SQLITE_BUSY_CODES = new Set(['SQLITE_BUSY', 'SQLITE_BUSY_SNAPSHOT', 'SQLITE_LOCKED']);
+
+/** Numbers come back as number (SQLite) or string (bigint in Postgres/MySQL). */
+const toNumber = (value: unknown): number => (typeof value === 'number' ? value : Number(value));
+const toNullableNumber = (value: unknown): number | null =>
+  value === null || value === undefined ? null : toNumber(value);
+const toBuffer = (value: unknown): Buffer =>
+  Buffer.isBuffer(value) ? value : Buffer.from(value as Uint8Array);
+
+/**
+ * Storage on a TypeORM DataSource with hand-written, parameterized SQL: one statement per
+ * operation and one batched insert per append. Schema from the module's migrations.
+ */
+export class TypeOrmSessionStorage implements SessionStorage {
+  readonly backend: string;
+  private readonly dialect: SqlDialect;
+  private readonly tables: TableNames;
+  private readonly sql: ReturnType<typeof buildStatements>;
+  private readonly queue = new SerialQueue();
+  private closed = false;
+
+  constructor(private readonly options: TypeOrmSessionStorageOptions) {
+    this.dialect = dialectFor(options.dataSource);
+    this.backend = this.dialect.backend;
+    this.tables = tableNamesFor(options.tablePrefix);
+    this.sql = buildStatements(this.tables, this.dialect);
+  }
+
+  read<T>(work: (scope: StorageScope) => Promise<T>): Promise<T> {
+    return this.queue.run(() => this.translateErrors(() => work(this.createScope(this.runner(), false))));
+  }
+
+  transaction<T>(work: (scope: StorageScope) => Promise<T>): Promise<T> {
+    return this.queue.run(() =>
+      this.translateErrors(async () => {
+        const runner = this.runner();
+        await runner.query(this.dialect.beginWrite);
+        try {
+          const result = await work(this.createScope(runner, true));
+          await runner.query('COMMIT');
+          return result;
+        } catch (error) {
+          await runner.query('ROLLBACK').catch(() => undefined);
+          throw error;
+        }
+      }),
+    );
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    // Let queued work finish before the connection goes away.
+    await this.queue.run(async () => undefined);
+    if (this.options.ownsDataSource && this.options.dataSource.isInitialized) {
+      await this.options.dataSource.destroy();
+    }
+  }
+
+  private runner(): QueryRunner {
+    // better-sqlite3 has a single connection; TypeORM hands out the same runner each time.
+    return this.options.dataSource.createQueryRunner();
+  }
+
+  private async translateErrors<T>(work: () => Promise<T>): Promise<T> {
+    try {
+      return await work();
+    } catch (error) {
+      const code = (error as { driverError?: { code?: string } }).driverError?.code;
+      if (code && SQLITE_BUSY_CODES.has(code)) {
+        throw new StorageUnavailableError(
+          `The session database is locked by another writer (${code}); retry the call, or raise the busy timeout`,
+          { cause: error },
+        );
+      }
+      throw error;
+    }
+  }
+
+  private createScope(runner: QueryRunner, writable: boolean): StorageScope {
+    const sql = this.sql;
+    const q = (statement: string, params: unknown[]) => runner.query(statement, params) as Promise<Row[]>;
+    const write = async (statement: string, params: unknown[]): Promise<number> => {
+      if (!writable) throw new Error('Write attempted inside a read-only storage scope');
+      const result = (await runner.query(statement, params, true)) as { affected?: number };
+      return result.affected ?? 0;
+    };
+    const maxRowsPerInsert = Math.floor(this.dialect.maxParameters / 7);
+
+    return {
+      sessions: {
+        find: async (ref) => {
+          const rows = await q(sql.findSession, [ref.tenantId, ref.sessionId]);
+          return rows[0] ? toSessionRecord(rows[0]) : undefined;
+        },
+        insertIfAbsent: async (record) =>
+          (await write(sql.insertSession, [
+            record.tenantId,
+            record.sessionId,
+            record.subjectId,
+            record.createdAt,
+            record.lastActivityAt,
+            record.nextSeq,
+            record.itemTtlSeconds,
+            record.legalHold ? 1 : 0,
+          ])) === 1,
+        reserveSequence: async (ref, count, now) => {
+          const updated = await write(sql.advanceSequence, [count, now, ref.tenantId, ref.sessionId]);
+          if (updated === 0) return undefined;
+          // Read back under the lock the update took: no other writer can move it in between.
+          const rows = await q(sql.readSequence, [ref.tenantId, ref.sessionId]);
+          return toNumber(rows[0]!.next_seq) - count;
+        },
+      },
+      items: {
+        insertMany: async (ref, items) => {
+          for (let start = 0; start < items.length; start += maxRowsPerInsert) {
+            const chunk = items.slice(start, start + maxRowsPerInsert);
+            const params: unknown[] = [];
+            for (const item of chunk) {
+              params.push(
+                ref.tenantId,
+                ref.sessionId,
+                item.seq,
+                item.dekId,
+                item.expiresAt,
+                item.createdAt,
+                item.ciphertext,
+              );
+            }
+            await write(sql.insertItems(chunk.length), params);
+          }
+        },
+        listVisible: async (ref, now, limit) => {
+          if (limit === undefined) {
+            return (await q(sql.listAllVisible, [ref.tenantId, ref.sessionId, now])).map(toStoredItem);
+          }
+          const newestFirst = await q(sql.listNewestVisible, [ref.tenantId, ref.sessionId, now, limit]);
+          return newestFirst.reverse().map(toStoredItem);
+        },
+        deleteBySeq: async (ref, seqs) => {
+          if (seqs.length === 0) return 0;
+          return write(sql.deleteItemsBySeq(seqs.length), [ref.tenantId, ref.sessionId, ...seqs]);
+        },
+        deleteAll: async (ref) => write(sql.deleteAllItems, [ref.tenantId, ref.sessionId]),
+      },
+      dataKeys: {
+        findById: async (dekId) => {
+          const rows = await q(sql.findDataKey, [dekId]);
+          return rows[0] ? toDataKeyRecord(rows[0]) : undefined;
+        },
+        findActive: async (ref) => {
+          const rows = await q(sql.findActiveDataKey, [ref.tenantId, ref.sessionId]);
+          return rows[0] ? toDataKeyRecord(rows[0]) : undefined;
+        },
+        maxGeneration: async (ref) => {
+          const rows = await q(sql.maxGeneration, [ref.tenantId, ref.sessionId]);
+          return toNumber(rows[0]?.max_generation ?? 0);
+        },
+        insertIfAbsent: async (record) =>
+          (await write(sql.insertDataKey, [
+            record.dekId,
+            record.tenantId,
+            record.sessionId,
+            record.subjectId,
+            record.generation,
+            record.firstSeq,
+            record.kekId,
+            record.wrappedKey,
+            record.state,
+            record.createdAt,
+            record.destroyedAt,
+          ])) === 1,
+        retireActive: async (ref) => write(sql.retireActiveDataKeys, [ref.tenantId, ref.sessionId]),
+        destroyAllForSession: async (ref, now) =>
+          write(sql.destroyDataKeys, [Buffer.alloc(0), now, ref.tenantId, ref.sessionId]),
+      },
+      historyOperations: {
+        find: async (ref, operationId) => {
+          const rows = await q(sql.findOperation, [ref.tenantId, ref.sessionId, operationId]);
+          return rows[0] ? toOperationRecord(rows[0]) : undefined;
+        },
+        insertIfAbsent: async (ref, record) =>
+          (await write(sql.insertOperation, [
+            ref.tenantId,
+            ref.sessionId,
+            record.operationId,
+            record.dekId,
+            record.digest,
+            record.createdAt,
+          ])) === 1,
+        deleteAll: async (ref) => write(sql.deleteOperations, [ref.tenantId, ref.sessionId]),
+      },
+    };
+  }
+}
+
+/** Every statement the adapter runs, built once per table prefix and dialect. */
+function buildStatements(t: TableNames, d: SqlDialect) {
+  const [sessions, items, dataKeys, operations] = [t.sessions, t.items, t.dataKeys, t.historyOperations].map(
+    (name) => d.quote(name),
+  );
+  const p = (n: number) => d.param(n);
+  const itemColumns = '"seq", "dek_id", "expires_at", "created_at", "ciphertext"';
+  const visible = (nowParam: string) => `("expires_at" IS NULL OR "expires_at" > ${nowParam})`;
+  const keyColumns =
+    '"dek_id", "tenant_id", "session_id", "subject_id", "generation", "first_seq", "kek_id", "wrapped_key", "state", "created_at", "destroyed_at"';
+  const placeholders = (from: number, count: number) =>
+    Array.from({ length: count }, (_, i) => p(from + i)).join(', ');
+  const insertItemsCache = new Map<number, string>();
+  const deleteBySeqCache = new Map<number, string>();
+
+  return {
+    findSession: `SELECT * FROM ${sessions} WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)}`,
+    insertSession: d.insertIgnoringDuplicates(
+      `INSERT INTO ${sessions} ("tenant_id", "session_id", "subject_id", "created_at", "last_activity_at", "next_seq", "item_ttl_seconds", "legal_hold") VALUES (${placeholders(1, 8)})`,
+    ),
+    advanceSequence: `UPDATE ${sessions} SET "next_seq" = "next_seq" + ${p(1)}, "last_activity_at" = ${p(2)} WHERE "tenant_id" = ${p(3)} AND "session_id" = ${p(4)}`,
+    readSequence: `SELECT "next_seq" FROM ${sessions} WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)}`,
+    insertItems(rowCount: number): string {
+      let statement = insertItemsCache.get(rowCount);
+      if (!statement) {
+        const rows = Array.from({ length: rowCount }, (_, r) => `(${placeholders(r * 7 + 1, 7)})`);
+        statement = `INSERT INTO ${items} ("tenant_id", "session_id", ${itemColumns}) VALUES ${rows.join(', ')}`;
+        insertItemsCache.set(rowCount, statement);
+      }
+      return statement;
+    },
+    listAllVisible: `SELECT ${itemColumns} FROM ${items} WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)} AND ${visible(p(3))} ORDER BY "seq" ASC`,
+    listNewestVisible: `SELECT ${itemColumns} FROM ${items} WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)} AND ${visible(p(3))} ORDER BY "seq" DESC LIMIT ${p(4)}`,
+    deleteItemsBySeq(count: number): string {
+      let statement = deleteBySeqCache.get(count);
+      if (!statement) {
+        statement = `DELETE FROM ${items} WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)} AND "seq" IN (${placeholders(3, count)})`;
+        deleteBySeqCache.set(count, statement);
+      }
+      return statement;
+    },
+    deleteAllItems: `DELETE FROM ${items} WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)}`,
+    findDataKey: `SELECT ${keyColumns} FROM ${dataKeys} WHERE "dek_id" = ${p(1)}`,
+    findActiveDataKey: `SELECT ${keyColumns} FROM ${dataKeys} WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)} AND "state" = 'active' ORDER BY "generation" DESC LIMIT 1`,
+    maxGeneration: `SELECT COALESCE(MAX("generation"), 0) AS "max_generation" FROM ${dataKeys} WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)}`,
+    insertDataKey: d.insertIgnoringDuplicates(
+      `INSERT INTO ${dataKeys} (${keyColumns}) VALUES (${placeholders(1, 11)})`,
+    ),
+    retireActiveDataKeys: `UPDATE ${dataKeys} SET "state" = 'retiring' WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)} AND "state" = 'active'`,
+    destroyDataKeys: `UPDATE ${dataKeys} SET "state" = 'destroyed', "wrapped_key" = ${p(1)}, "destroyed_at" = ${p(2)} WHERE "tenant_id" = ${p(3)} AND "session_id" = ${p(4)} AND "state" <> 'destroyed'`,
+    findOperation: `SELECT "operation_id", "dek_id", "digest", "created_at" FROM ${operations} WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)} AND "operation_id" = ${p(3)}`,
+    insertOperation: d.insertIgnoringDuplicates(
+      `INSERT INTO ${operations} ("tenant_id", "session_id", "operation_id", "dek_id", "digest", "created_at") VALUES (${placeholders(1, 6)})`,
+    ),
+    deleteOperations: `DELETE FROM ${operations} WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)}`,
+  };
+}
+
+function toSessionRecord(row: Row): SessionRecord {
+  return {
+    tenantId: String(row.tenant_id),
+    sessionId: String(row.session_id),
+    subjectId: row.subject_id === null ? null : String(row.subject_id),
+    createdAt: toNumber(row.created_at),
+    lastActivityAt: toNumber(row.last_activity_at),
+    nextSeq: toNumber(row.next_seq),
+    itemTtlSeconds: toNullableNumber(row.item_ttl_seconds),
+    legalHold: Boolean(toNumber(row.legal_hold)),
+  };
+}
+
+function toStoredItem(row: Row): StoredItem {
+  return {
+    seq: toNumber(row.seq),
+    dekId: String(row.dek_id),
+    expiresAt: toNullableNumber(row.expires_at),
+    createdAt: toNumber(row.created_at),
+    ciphertext: toBuffer(row.ciphertext),
+  };
+}
+
+function toDataKeyRecord(row: Row): DataKeyRecord {
+  return {
+    dekId: String(row.dek_id),
+    tenantId: String(row.tenant_id),
+    sessionId: String(row.session_id),
+    subjectId: row.subject_id === null ? null : String(row.subject_id),
+    generation: toNumber(row.generation),
+    firstSeq: toNumber(row.first_seq),
+    kekId: String(row.kek_id),
+    wrappedKey: toBuffer(row.wrapped_key),
+    state: String(row.state) as DataKeyState,
+    createdAt: toNumber(row.created_at),
+    destroyedAt: toNullableNumber(row.destroyed_at),
+  };
+}
+
+function toOperationRecord(row: Row): HistoryOperationRecord {
+  return {
+    operationId: String(row.operation_id),
+    dekId: String(row.dek_id),
+    digest: toBuffer(row.digest),
+    createdAt: toNumber(row.created_at),
+  };
+}

@@ -199,7 +199,7 @@ function encodeContextAfter(prefix: Buffer, context: Readonly<Record<string, str
   let offset = encoded.writeUInt32BE(keys.length, prefix.length);
   for (const key of keys) {
     offset = writeLengthPrefixed(encoded, key, offset);
-    offset = writeLengthPrefixed(encoded, context[key] as string, offset);
+    offset = writeLengthPrefixed(encoded, context[key], offset);
   }
   return encoded;
 }

@@ -174,7 +174,7 @@ export class KeyRing {
 
   /** Zeroes and drops every cached key (shutdown). */
   clear(): void {
-    for (const dekId of [...this.cache.keys()]) this.evict(dekId);
+    for (const dekId of Array.from(this.cache.keys())) this.evict(dekId);
     this.activeBySession.clear();
   }
 
@@ -301,8 +301,10 @@ export class KeyRing {
     } catch (error) {
       this.counters.providerFailures++;
       // Name and code only: a provider's own message may quote what it was sent.
-      const code = (error as { code?: unknown }).code;
-      logger.warn(`Key provider '${this.provider.name}' call failed: ${(error as Error).name ?? 'Error'}${code ? ` (${String(code)})` : ''}`);
+      const { name, code } = error as { name?: unknown; code?: unknown };
+      const label = typeof name === 'string' ? name : 'Error';
+      const detail = typeof code === 'string' || typeof code === 'number' ? ` (${code})` : '';
+      logger.warn(`Key provider '${this.provider.name}' call failed: ${label}${detail}`);
       if (error instanceof EncryptedSessionError) throw error;
       throw new KeyProviderUnavailableError(
         `Key provider '${this.provider.name}' failed; retry later (sessions with cached keys keep working)`,

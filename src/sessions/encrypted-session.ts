@@ -137,7 +137,7 @@ export class EncryptedSession implements SessionHistoryTransactionAwareSession {
       if (!newest) return undefined;
       // Open first: a failure throws here, before anything is deleted.
       const [payload] = await this.openRows([newest], now);
-      const item = decodeItemPayload(payload!) as AgentInputItem;
+      const item = decodeItemPayload(payload) as AgentInputItem;
       const deleted = await this.context.storage.transaction((scope) =>
         scope.items.deleteBySeq(this.ref, [newest.seq]),
       );
@@ -294,7 +294,7 @@ export class EncryptedSession implements SessionHistoryTransactionAwareSession {
       throw new RetryOutsideTransaction('suffix-keys');
     }
     const actual = this.openRowsWith(rows, keys, now);
-    if (actual.some((payload, index) => canonicalPayload(payload) !== canonicalPayload(expected[index]!))) {
+    if (actual.some((payload, index) => canonicalPayload(payload) !== canonicalPayload(expected[index]))) {
       throw new HistoryConflictError('Session history suffix no longer matches the transaction precondition');
     }
     await scope.items.deleteBySeq(

@@ -67,7 +67,7 @@ describe('@openai/agents Runner with an EncryptedSession', () => {
     expect(second.finalOutput).toBe('It was the one you gave.');
 
     // The second model call saw the first turn's items, in order, before the new question.
-    const secondInput = model.requests[1]!.input as AgentInputItem[];
+    const secondInput = model.requests[1].input as AgentInputItem[];
     const seen = inputText(secondInput);
     expect(seen.indexOf(firstQuestion)).toBeGreaterThanOrEqual(0);
     expect(seen.indexOf(firstAnswer)).toBeGreaterThan(seen.indexOf(firstQuestion));

@@ -105,7 +105,7 @@ const reference = {
     const keys = Object.keys(context).sort();
     return Buffer.concat([
       reference.u32(keys.length),
-      ...keys.flatMap((key) => [reference.lp(key), reference.lp(context[key] as string)]),
+      ...keys.flatMap((key) => [reference.lp(key), reference.lp(context[key])]),
     ]);
   },
   wrap(v: WrapVector): Buffer {

@@ -53,7 +53,7 @@ describe('KeyRing', () => {
   it('makes one unwrap call for 100 concurrent first reads of one session', async () => {
     const { provider, ring, dekIds } = await ringWithKeys(1);
     const ref = { tenantId: 't', sessionId: 's0' };
-    const keys = await Promise.all(Array.from({ length: 100 }, () => ring.keyForRead(ref, dekIds[0]!)));
+    const keys = await Promise.all(Array.from({ length: 100 }, () => ring.keyForRead(ref, dekIds[0])));
     expect(provider.unwrapCalls).toBe(1);
     expect(new Set(keys).size).toBe(1);
   });
@@ -61,17 +61,17 @@ describe('KeyRing', () => {
   it('serves a warm key without calling the provider', async () => {
     const { provider, ring, dekIds } = await ringWithKeys(1);
     const ref = { tenantId: 't', sessionId: 's0' };
-    await ring.keyForRead(ref, dekIds[0]!);
-    await ring.keyForRead(ref, dekIds[0]!);
+    await ring.keyForRead(ref, dekIds[0]);
+    await ring.keyForRead(ref, dekIds[0]);
     expect(provider.unwrapCalls).toBe(1);
     expect(ring.stats()).toMatchObject({ cacheHits: 1, providerCalls: 1 });
   });
 
   it('holds at most cacheMaxEntries keys and zeroes the ones it evicts', async () => {
     const { ring, dekIds } = await ringWithKeys(3, { cacheMaxEntries: 2 });
-    const first = await ring.keyForRead({ tenantId: 't', sessionId: 's0' }, dekIds[0]!);
-    await ring.keyForRead({ tenantId: 't', sessionId: 's1' }, dekIds[1]!);
-    await ring.keyForRead({ tenantId: 't', sessionId: 's2' }, dekIds[2]!);
+    const first = await ring.keyForRead({ tenantId: 't', sessionId: 's0' }, dekIds[0]);
+    await ring.keyForRead({ tenantId: 't', sessionId: 's1' }, dekIds[1]);
+    await ring.keyForRead({ tenantId: 't', sessionId: 's2' }, dekIds[2]);
     expect(ring.stats().cachedKeys).toBe(2);
     expect(first.revoked).toBe(true);
     expect(first.key.equals(Buffer.alloc(32))).toBe(true);
@@ -80,23 +80,23 @@ describe('KeyRing', () => {
   it('reloads a key older than cacheMaxAgeMs', async () => {
     const { provider, ring, dekIds } = await ringWithKeys(1, { cacheMaxAgeMs: 0 });
     const ref = { tenantId: 't', sessionId: 's0' };
-    await ring.keyForRead(ref, dekIds[0]!);
+    await ring.keyForRead(ref, dekIds[0]);
     await new Promise((resolve) => setTimeout(resolve, 2));
-    await ring.keyForRead(ref, dekIds[0]!);
+    await ring.keyForRead(ref, dekIds[0]);
     expect(provider.unwrapCalls).toBe(2);
   });
 
   it('keeps serving cached keys while the provider is down, and fails uncached ones as retryable', async () => {
     const { provider, ring, dekIds } = await ringWithKeys(2);
     const warm = { tenantId: 't', sessionId: 's0' };
-    await ring.keyForRead(warm, dekIds[0]!);
+    await ring.keyForRead(warm, dekIds[0]);
     provider.down = true;
-    await expect(ring.keyForRead(warm, dekIds[0]!)).resolves.toBeDefined();
-    const cold = ring.keyForRead({ tenantId: 't', sessionId: 's1' }, dekIds[1]!);
+    await expect(ring.keyForRead(warm, dekIds[0])).resolves.toBeDefined();
+    const cold = ring.keyForRead({ tenantId: 't', sessionId: 's1' }, dekIds[1]);
     await expect(cold).rejects.toBeInstanceOf(KeyProviderUnavailableError);
     await expect(cold).rejects.toMatchObject({ retryable: true });
     provider.down = false;
-    await expect(ring.keyForRead({ tenantId: 't', sessionId: 's1' }, dekIds[1]!)).resolves.toBeDefined();
+    await expect(ring.keyForRead({ tenantId: 't', sessionId: 's1' }, dekIds[1])).resolves.toBeDefined();
   });
 
   it('creates one data key for concurrent first writes of a session', async () => {

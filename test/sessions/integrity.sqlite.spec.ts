@@ -39,7 +39,7 @@ describe('tampered rows on sqlite', () => {
 
   it('refuses an item with one flipped ciphertext byte', async () => {
     const stored = await ciphertextOf(3);
-    stored[stored.length - 20]! ^= 0x01;
+    stored[stored.length - 20] ^= 0x01;
     await db.query('UPDATE nes_items SET ciphertext = ? WHERE session_id = ? AND seq = 3', [stored, sessionId]);
     await expectReadsFailWithNothingDeleted();
   });
@@ -101,7 +101,7 @@ describe('tampered rows on sqlite', () => {
 
   it('reads again once an untouched row is the newest', async () => {
     const stored = await ciphertextOf(3);
-    stored[40]! ^= 0x80;
+    stored[40] ^= 0x80;
     await db.query('UPDATE nes_items SET ciphertext = ? WHERE session_id = ? AND seq = 3', [stored, sessionId]);
     await expect(session.getItems(1)).rejects.toBeInstanceOf(IntegrityError);
     // The damaged row stays for investigation; the rest of the history is intact.

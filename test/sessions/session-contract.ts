@@ -65,7 +65,7 @@ export function describeSessionContract(backendName: string, createHarness: Harn
       it('returns every item in the order appended, across several appends', async () => {
         const session = await harness.service.open(sessionId);
         await session.addItems(items('a', 'b'));
-        await session.addItems([assistantMessage('c') as AgentInputItem]);
+        await session.addItems([assistantMessage('c')]);
         await session.addItems(items('d'));
         expect(await session.getItems()).toEqual([...items('a', 'b'), assistantMessage('c'), ...items('d')]);
       });
@@ -247,7 +247,7 @@ export function describeSessionContract(backendName: string, createHarness: Harn
       });
 
       it('matches the suffix structurally, ignoring key order', async () => {
-        await session.addItems([{ content: 'x', role: 'user' } as AgentInputItem]);
+        await session.addItems([{ content: 'x', role: 'user' }]);
         await replace('op-r', ['x'], ['y']);
         expect(texts(await session.getItems())).toEqual(['y']);
       });

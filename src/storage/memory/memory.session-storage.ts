@@ -53,7 +53,7 @@ export class MemorySessionStorage implements SessionStorage {
       try {
         return await work(this.createScope(undo));
       } catch (error) {
-        for (let i = undo.length - 1; i >= 0; i--) undo[i]!();
+        for (let i = undo.length - 1; i >= 0; i--) undo[i]();
         throw error;
       }
     });

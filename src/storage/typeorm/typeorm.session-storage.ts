@@ -7,7 +7,6 @@ import type {
   DataKeyState,
   HistoryOperationRecord,
   SessionRecord,
-  SessionRef,
   StoredItem,
 } from '../storage.records.js';
 import { dialectFor, type SqlDialect } from './sql-dialect.js';
@@ -30,6 +29,8 @@ const SQLITE_BUSY_CODES = new Set(['SQLITE_BUSY', 'SQLITE_BUSY_SNAPSHOT', 'SQLIT
 const toNumber = (value: unknown): number => (typeof value === 'number' ? value : Number(value));
 const toNullableNumber = (value: unknown): number | null =>
   value === null || value === undefined ? null : toNumber(value);
+const toNullableString = (value: unknown): string | null =>
+  value === null || value === undefined ? null : String(value);
 const toBuffer = (value: unknown): Buffer =>
   Buffer.isBuffer(value) ? value : Buffer.from(value as Uint8Array);
 
@@ -135,7 +136,7 @@ export class TypeOrmSessionStorage implements SessionStorage {
           if (updated === 0) return undefined;
           // Read back under the lock the update took: no other writer can move it in between.
           const rows = await q(sql.readSequence, [ref.tenantId, ref.sessionId]);
-          return toNumber(rows[0]!.next_seq) - count;
+          return toNumber(rows[0].next_seq) - count;
         },
       },
       items: {
@@ -283,7 +284,7 @@ function toSessionRecord(row: Row): SessionRecord {
   return {
     tenantId: String(row.tenant_id),
     sessionId: String(row.session_id),
-    subjectId: row.subject_id === null ? null : String(row.subject_id),
+    subjectId: toNullableString(row.subject_id),
     createdAt: toNumber(row.created_at),
     lastActivityAt: toNumber(row.last_activity_at),
     nextSeq: toNumber(row.next_seq),
@@ -307,7 +308,7 @@ function toDataKeyRecord(row: Row): DataKeyRecord {
     dekId: String(row.dek_id),
     tenantId: String(row.tenant_id),
     sessionId: String(row.session_id),
-    subjectId: row.subject_id === null ? null : String(row.subject_id),
+    subjectId: toNullableString(row.subject_id),
     generation: toNumber(row.generation),
     firstSeq: toNumber(row.first_seq),
     kekId: String(row.kek_id),

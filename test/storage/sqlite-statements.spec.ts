@@ -1,0 +1,87 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DataSource, type Logger as TypeOrmLogger } from 'typeorm';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import {
+  EncryptedSessionService,
+  EnvKeyProvider,
+  KeyRing,
+  TypeOrmSessionStorage,
+  dialectFor,
+  runSessionMigrations,
+} from '../../src/index.js';
+import { newRootKeyEntry } from '../support/test-keys.js';
+
+/** Records every statement TypeORM runs. */
+class StatementRecorder implements TypeOrmLogger {
+  readonly statements: string[] = [];
+  logQuery(query: string) {
+    this.statements.push(query);
+  }
+  logQueryError() {}
+  logQuerySlow() {}
+  logSchemaBuild() {}
+  logMigration() {}
+  log() {}
+}
+
+describe('SQLite statements', () => {
+  let directory: string;
+  let dataSource: DataSource;
+  let recorder: StatementRecorder;
+  let service: EncryptedSessionService;
+
+  beforeEach(async () => {
+    directory = mkdtempSync(join(tmpdir(), 'nes-statements-'));
+    recorder = new StatementRecorder();
+    dataSource = await new DataSource({
+      type: 'better-sqlite3',
+      database: join(directory, 'db.sqlite'),
+      enableWAL: true,
+      logging: true,
+      logger: recorder,
+    }).initialize();
+    await runSessionMigrations(dataSource, dialectFor(dataSource));
+    const storage = new TypeOrmSessionStorage({ dataSource, ownsDataSource: true });
+    const provider = new EnvKeyProvider({ keys: newRootKeyEntry(), activeKeyId: 'k1' });
+    service = new EncryptedSessionService(storage, new KeyRing(storage, provider));
+  });
+  afterEach(async () => {
+    await dataSource.destroy();
+    rmSync(directory, { recursive: true, force: true });
+  });
+
+  it('runs one addItems call as one transaction with one batched insert', async () => {
+    const session = await service.open('batched');
+    await session.addItems([{ role: 'user', content: 'warm the key' }]);
+    recorder.statements.length = 0;
+
+    await session.addItems(Array.from({ length: 10 }, (_, i) => ({ role: 'user' as const, content: `item ${i}` })));
+
+    const statements = recorder.statements;
+    expect(statements.filter((sql) => sql.startsWith('BEGIN'))).toHaveLength(1);
+    expect(statements.filter((sql) => sql === 'COMMIT')).toHaveLength(1);
+    const inserts = statements.filter((sql) => sql.startsWith('INSERT INTO "nes_items"'));
+    expect(inserts).toHaveLength(1);
+    expect(inserts[0].match(/\(\?, \?, \?, \?, \?, \?, \?\)/g)).toHaveLength(10);
+    // Everything between BEGIN and COMMIT, nothing outside: the unit of work is whole.
+    expect(statements[0]).toMatch(/^BEGIN/);
+    expect(statements.at(-1)).toBe('COMMIT');
+  });
+
+  it('serves getItems(limit) from the primary key, newest first, without sorting', async () => {
+    const session = await service.open('plan');
+    await session.addItems([{ role: 'user', content: 'one' }]);
+    recorder.statements.length = 0;
+    await session.getItems(20);
+    const latestN = recorder.statements.find((sql) => sql.includes('FROM "nes_items"'));
+    expect(latestN).toMatch(/ORDER BY "seq" DESC LIMIT \?$/);
+    const plan = (await dataSource.query(`EXPLAIN QUERY PLAN ${latestN}`, ['default', 'plan', 0, 20])) as Array<{
+      detail: string;
+    }>;
+    const details = plan.map((step) => step.detail).join('\n');
+    expect(details).toMatch(/SEARCH nes_items USING INDEX sqlite_autoindex_nes_items_1 \(tenant_id=\? AND session_id=\?\)/);
+    expect(details).not.toMatch(/TEMP B-TREE/);
+  });
+});

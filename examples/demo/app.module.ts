@@ -1,0 +1,51 @@
+import { Module, type DynamicModule } from '@nestjs/common';
+import { APP_FILTER } from '@nestjs/core';
+// In your app: import { EncryptedSessionModule } from 'nest-encrypted-sessions';
+import { EncryptedSessionModule } from '../../src/index.js';
+import type { DemoKeys } from './demo-keys.js';
+import { InvalidJsonFilter } from './invalid-json.filter.js';
+import { SessionErrorFilter } from './session-error.filter.js';
+import { SessionsController } from './sessions.controller.js';
+
+/** What the demo's {@link AppModule} is built from; `createDemoApp` fills it in. */
+export interface DemoAppConfig {
+  /** Root keys, from SESSION_KEYS / SESSION_ACTIVE_KEY or the development key file. */
+  readonly keys: DemoKeys;
+  /** The embedded SQLite file the sessions live in, e.g. `./data/demo.sqlite`. */
+  readonly sqlitePath: string;
+}
+
+/**
+ * The demo app: the encrypted session module on its embedded SQLite storage, a small JSON
+ * API over it, and a filter that turns the module's typed errors into HTTP statuses.
+ */
+@Module({})
+// oxlint-disable-next-line typescript/no-extraneous-class -- a Nest module is a class by design
+export class AppModule {
+  /** Builds the module for one configuration, so tests can give their own folder and keys. */
+  static forRoot(config: DemoAppConfig): DynamicModule {
+    const sourceNames =
+      config.keys.source === 'env'
+        ? { keys: 'SESSION_KEYS', activeKeyId: 'SESSION_ACTIVE_KEY' }
+        : {
+            keys: `SESSION_KEYS in ${config.keys.devKeyFile}`,
+            activeKeyId: `SESSION_ACTIVE_KEY in ${config.keys.devKeyFile}`,
+          };
+    return {
+      module: AppModule,
+      imports: [
+        EncryptedSessionModule.forRoot({
+          keys: {
+            env: { keys: config.keys.keys, activeKeyId: config.keys.activeKeyId, sourceNames },
+          },
+          storage: { type: 'sqlite', path: config.sqlitePath },
+        }),
+      ],
+      controllers: [SessionsController],
+      providers: [
+        { provide: APP_FILTER, useClass: SessionErrorFilter },
+        { provide: APP_FILTER, useClass: InvalidJsonFilter },
+      ],
+    };
+  }
+}

@@ -1,0 +1,105 @@
+import type { AddressInfo } from 'node:net';
+import { join, relative, resolve } from 'node:path';
+import { Logger, type INestApplication, type LoggerService, type LogLevel } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { AppModule } from './app.module.js';
+import { resolveDemoKeys } from './demo-keys.js';
+
+/** Folder of the demo's SQLite file and development key file, relative to the working directory. */
+export const DEFAULT_DATA_DIR = './data';
+/** Name of the demo's SQLite file inside the data folder. */
+export const DEMO_SQLITE_FILE_NAME = 'demo.sqlite';
+/** Port when neither the options nor `PORT` name one. */
+export const DEFAULT_PORT = 3000;
+/** Interface the demo listens on when `HOST` is not set: this machine only (the demo has no auth). */
+export const DEFAULT_HOST = '127.0.0.1';
+
+/** Options of {@link createDemoApp} and {@link startDemo}; all optional. */
+export interface DemoAppOptions {
+  /** Where `SESSION_KEYS`, `SESSION_ACTIVE_KEY`, `NODE_ENV`, `PORT`, `HOST` are read. @default process.env */
+  readonly env?: NodeJS.ProcessEnv;
+  /** Folder of `demo.sqlite` and the development key file. @default './data' */
+  readonly dataDir?: string;
+  /** Nest logger option, also used for the development-key warning. @default Nest's console logger */
+  readonly logger?: LoggerService | LogLevel[] | false;
+}
+
+/** Options of {@link startDemo}. */
+export interface StartDemoOptions extends DemoAppOptions {
+  /** Port to listen on; 0 picks a free one. @default env.PORT, else 3000 */
+  readonly port?: number;
+  /** Interface to listen on. @default env.HOST, else '127.0.0.1' */
+  readonly host?: string;
+}
+
+/** A started demo: the app (close it to shut down) and the URL it serves. */
+export interface RunningDemo {
+  readonly app: INestApplication;
+  /** e.g. `http://127.0.0.1:3000` */
+  readonly url: string;
+}
+
+/**
+ * Builds the demo app (not yet listening): resolves the root keys (see `resolveDemoKeys`),
+ * opens `<dataDir>/demo.sqlite` and enables shutdown hooks.
+ *
+ * @throws DemoKeysError when keys are missing in production or inconsistent.
+ * @throws ConfigurationError (from the module) when a key in SESSION_KEYS is unusable.
+ */
+export async function createDemoApp(options: DemoAppOptions = {}): Promise<INestApplication> {
+  const env = options.env ?? process.env;
+  const dataDir = resolve(options.dataDir ?? DEFAULT_DATA_DIR);
+  const keyLogger = isLoggerService(options.logger) ? options.logger : undefined;
+  const keys = resolveDemoKeys({ env, dataDir, logger: keyLogger });
+  const sqlitePath = join(dataDir, DEMO_SQLITE_FILE_NAME);
+  const app = await NestFactory.create(AppModule.forRoot({ keys, sqlitePath }), {
+    logger: options.logger,
+    // Throw startup errors to the caller instead of aborting the process.
+    abortOnError: false,
+  });
+  app.enableShutdownHooks();
+  const logger = keyLogger ?? new Logger('Demo');
+  const keySource = keys.source === 'env' ? 'SESSION_KEYS' : displayPath(keys.devKeyFile!);
+  logger.log(
+    `Sessions in ${displayPath(sqlitePath)}; root keys ${keys.keyIds.join(', ')} from ${keySource} (active: ${keys.activeKeyId})`,
+  );
+  return app;
+}
+
+/** Builds the demo app and listens; {@link RunningDemo.app}`.close()` shuts it down cleanly. */
+export async function startDemo(options: StartDemoOptions = {}): Promise<RunningDemo> {
+  const env = options.env ?? process.env;
+  const port = options.port ?? parsePort(env.PORT);
+  const host = options.host ?? (env.HOST?.trim() || DEFAULT_HOST);
+  const app = await createDemoApp(options);
+  try {
+    await app.listen(port, host);
+  } catch (error) {
+    await app.close();
+    throw error;
+  }
+  const address = app.getHttpServer().address() as AddressInfo;
+  const url = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
+  (isLoggerService(options.logger) ? options.logger : new Logger('Demo')).log(
+    `Demo listening on ${url}`,
+  );
+  return { app, url };
+}
+
+function parsePort(value: string | undefined): number {
+  if (value === undefined || value.trim() === '') return DEFAULT_PORT;
+  const port = Number(value);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new Error(`PORT must be a port number from 0 to 65535, e.g. PORT=3000`);
+  }
+  return port;
+}
+
+function isLoggerService(logger: DemoAppOptions['logger']): logger is LoggerService {
+  return typeof logger === 'object' && logger !== null && !Array.isArray(logger);
+}
+
+function displayPath(path: string): string {
+  const fromCwd = relative(process.cwd(), path);
+  return fromCwd.startsWith('..') ? path : `./${fromCwd}`;
+}

@@ -5,6 +5,7 @@ export {
   SUITE_AES_256_GCM,
   bytesToUuid,
   openEnvelope,
+  openItem,
   parseEnvelope,
   sealItem,
   uuidToBytes,

@@ -11,7 +11,17 @@ export type KeySourceOptions =
 /** Where sessions are stored when no host DataSource is named. */
 export type StorageOptions =
   /** The module's own embedded SQLite file (WAL). The default. */
-  | { type: 'sqlite'; path?: string; synchronous?: SqliteSynchronous; busyTimeoutMs?: number }
+  | {
+      type: 'sqlite';
+      /** Database file. @default './data/sessions.sqlite' */
+      path?: string;
+      /** `FULL` waits for the disk at every commit; `NORMAL` is faster (see README). @default 'FULL' */
+      synchronous?: SqliteSynchronous;
+      /** Wait for another process's write lock, in ms. @default 5000 */
+      busyTimeoutMs?: number;
+      /** SQLite page cache, in KiB. @default 8192 */
+      cacheSizeKiB?: number;
+    }
   /** In process memory: nothing survives a restart. Tests and throwaway demos only. */
   | { type: 'memory' };
 

@@ -42,6 +42,7 @@ export async function createSessionStorage(
     path,
     synchronous: storage.synchronous,
     busyTimeoutMs: storage.busyTimeoutMs,
+    cacheSizeKiB: storage.cacheSizeKiB,
   });
   try {
     if (runMigrations) {

@@ -15,6 +15,7 @@ import {
 import type { KeyRing, UsableDataKey } from '../keys/index.js';
 import type { SessionRef, SessionStorage, StorageScope, StoredItem } from '../storage/index.js';
 import {
+  canonicalItemJson,
   canonicalPayload,
   digestHistoryTransaction,
   digestsEqual,
@@ -53,6 +54,9 @@ class RetryOutsideTransaction extends Error {
 
 /** How often a write re-runs after losing a race (a rotated, cleared or evicted key). */
 const MAX_WRITE_ATTEMPTS = 5;
+
+/** Rows per query when reading a whole history. */
+const FULL_READ_PAGE_SIZE = 1000;
 
 // Log lines carry ids, counts and error codes only: never item content or key material.
 const logger = new Logger('EncryptedSession');
@@ -102,10 +106,37 @@ export class EncryptedSession implements SessionHistoryTransactionAwareSession {
     }
     if (limit === 0) return [];
     const now = this.now();
-    const rows = await this.context.storage.read((scope) => scope.items.listVisible(this.ref, now, limit));
-    const payloads = await this.openRows(rows, now);
-    logger.verbose(`Read ${payloads.length} item(s) of session '${this.ref.sessionId}'`);
-    return payloads.map((payload) => decodeItemPayload(payload) as AgentInputItem);
+    const items =
+      limit === undefined
+        ? await this.readAllPaged(now)
+        : await this.openRows(
+            await this.context.storage.read((scope) => scope.items.listVisible(this.ref, now, limit)),
+            now,
+          );
+    logger.verbose(`Read ${items.length} item(s) of session '${this.ref.sessionId}'`);
+    return items;
+  }
+
+  /**
+   * Every visible item, read in pages up to the last position the session had when the call
+   * started: items appended meanwhile are not included (positions are never reused), and no
+   * more than one page of ciphertext is held at a time.
+   */
+  private async readAllPaged(now: number): Promise<AgentInputItem[]> {
+    const session = await this.context.storage.read((scope) => scope.sessions.find(this.ref));
+    if (!session) return [];
+    const throughSeq = session.nextSeq - 1;
+    const items: AgentInputItem[] = [];
+    let afterSeq = 0;
+    for (;;) {
+      const page = await this.context.storage.read((scope) =>
+        scope.items.listVisiblePage(this.ref, now, afterSeq, throughSeq, FULL_READ_PAGE_SIZE),
+      );
+      if (page.length === 0) return items;
+      afterSeq = page.at(-1)!.seq;
+      for (const item of await this.openRows(page, now)) items.push(item);
+      if (page.length < FULL_READ_PAGE_SIZE) return items;
+    }
   }
 
   /**
@@ -136,8 +167,7 @@ export class EncryptedSession implements SessionHistoryTransactionAwareSession {
       const [newest] = await this.context.storage.read((scope) => scope.items.listVisible(this.ref, now, 1));
       if (!newest) return undefined;
       // Open first: a failure throws here, before anything is deleted.
-      const [payload] = await this.openRows([newest], now);
-      const item = decodeItemPayload(payload) as AgentInputItem;
+      const [item] = await this.openRows([newest], now);
       const deleted = await this.context.storage.transaction((scope) =>
         scope.items.deleteBySeq(this.ref, [newest.seq]),
       );
@@ -294,7 +324,7 @@ export class EncryptedSession implements SessionHistoryTransactionAwareSession {
       throw new RetryOutsideTransaction('suffix-keys');
     }
     const actual = this.openRowsWith(rows, keys, now);
-    if (actual.some((payload, index) => canonicalPayload(payload) !== canonicalPayload(expected[index]))) {
+    if (actual.some((item, index) => canonicalItemJson(item) !== canonicalPayload(expected[index]!))) {
       throw new HistoryConflictError('Session history suffix no longer matches the transaction precondition');
     }
     await scope.items.deleteBySeq(
@@ -320,7 +350,7 @@ export class EncryptedSession implements SessionHistoryTransactionAwareSession {
   }
 
   /** Opens rows outside a transaction, reloading keys the cache evicted meanwhile. */
-  private async openRows(rows: readonly StoredItem[], now: number): Promise<Buffer[]> {
+  private async openRows(rows: StoredItem[], now: number): Promise<AgentInputItem[]> {
     for (let attempt = 0; attempt < MAX_WRITE_ATTEMPTS; attempt++) {
       try {
         const keys = await this.loadKeys(rows);
@@ -337,10 +367,15 @@ export class EncryptedSession implements SessionHistoryTransactionAwareSession {
     );
   }
 
-  /** Synchronous open of rows whose keys are loaded; also re-checks the authenticated expiry. */
-  private openRowsWith(rows: readonly StoredItem[], keys: Map<string, UsableDataKey>, now: number): Buffer[] {
-    const opened: Buffer[] = [];
-    for (const row of rows) {
+  /**
+   * Opens and decodes rows whose keys are loaded, synchronously. Each plaintext is zeroed as
+   * soon as it is decoded and each row's ciphertext is let go once opened, so a long history
+   * never holds ciphertext, plaintext and items all at once.
+   */
+  private openRowsWith(rows: StoredItem[], keys: Map<string, UsableDataKey>, now: number): AgentInputItem[] {
+    const items: AgentInputItem[] = [];
+    for (let index = 0; index < rows.length; index++) {
+      const row = rows[index]!;
       const binding: ItemBinding = {
         tenantId: this.ref.tenantId,
         sessionId: this.ref.sessionId,
@@ -349,9 +384,14 @@ export class EncryptedSession implements SessionHistoryTransactionAwareSession {
       };
       const payload = this.cipher.open(keys.get(row.dekId)!, binding, row.ciphertext);
       // The expiry just authenticated is the one the query filtered on; check it once more.
-      if (row.expiresAt !== null && row.expiresAt <= now) continue;
-      opened.push(payload);
+      if (row.expiresAt === null || row.expiresAt > now) {
+        items.push(decodeItemPayload(payload) as AgentInputItem);
+      }
+      if (payload !== row.ciphertext) payload.fill(0);
+      row.ciphertext = EMPTY;
     }
-    return opened;
+    return items;
   }
 }
+
+const EMPTY = Buffer.alloc(0);

@@ -1,10 +1,4 @@
-import {
-  openEnvelope,
-  parseEnvelope,
-  sealItem,
-  type ItemBinding,
-} from '../crypto/index.js';
-import { IntegrityError } from '../errors/index.js';
+import { openItem, sealItem, type ItemBinding } from '../crypto/index.js';
 import type { UsableDataKey } from '../keys/index.js';
 
 /**
@@ -19,16 +13,8 @@ export interface ItemCipher {
 
 /** AES-256-GCM envelopes (docs/envelope-format.md). */
 export const envelopeItemCipher: ItemCipher = {
-  seal: (dataKey, binding, payload) =>
-    sealItem({ dekId: dataKey.dekId, generation: dataKey.generation, key: dataKey.key }, binding, payload),
-  open(dataKey, binding, stored) {
-    const envelope = parseEnvelope(stored);
-    // The dek_id column is only an index; the authenticated header must agree with it.
-    if (envelope.header.dekId !== dataKey.dekId || envelope.header.generation !== dataKey.generation) {
-      throw new IntegrityError(
-        `Item ${binding.seq} of session '${binding.sessionId}' names a different data key in its header than in its row; the row was altered. Nothing was deleted`,
-      );
-    }
-    return openEnvelope(envelope, dataKey.key, binding);
-  },
+  // A UsableDataKey is an ItemDataKey (dekId, generation, key): no per-item copy.
+  seal: (dataKey, binding, payload) => sealItem(dataKey, binding, payload),
+  // The dek_id column is only an index; openItem checks the authenticated header agrees.
+  open: (dataKey, binding, stored) => openItem(dataKey, binding, stored),
 };

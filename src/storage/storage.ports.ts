@@ -29,6 +29,17 @@ export interface ItemRepository {
    * nothing.
    */
   listVisible(ref: SessionRef, now: number, limit?: number): Promise<StoredItem[]>;
+  /**
+   * Up to `limit` items not expired at `now` with `afterSeq < seq <= throughSeq`, in ascending
+   * order: one page of a long history, so a full read never holds it all at once.
+   */
+  listVisiblePage(
+    ref: SessionRef,
+    now: number,
+    afterSeq: number,
+    throughSeq: number,
+    limit: number,
+  ): Promise<StoredItem[]>;
   /** Deletes the given sequence numbers; returns how many rows went. */
   deleteBySeq(ref: SessionRef, seqs: readonly number[]): Promise<number>;
   /** Deletes every item of the session; returns how many rows went. */

@@ -113,6 +113,16 @@ export class MemorySessionStorage implements SessionStorage {
         const chosen = limit === undefined ? visible : visible.slice(Math.max(0, visible.length - limit));
         return chosen.map(copyItem);
       },
+      listVisiblePage: async (ref, now, afterSeq, throughSeq, limit) => {
+        const found = state(ref);
+        if (!found) return [];
+        return [...found.items.values()]
+          .filter((item) => item.seq > afterSeq && item.seq <= throughSeq)
+          .filter((item) => item.expiresAt === null || item.expiresAt > now)
+          .sort((a, b) => a.seq - b.seq)
+          .slice(0, limit)
+          .map(copyItem);
+      },
       deleteBySeq: async (ref, seqs) => {
         const found = state(ref);
         if (!found) return 0;

@@ -30,7 +30,7 @@ const toNumber = (value: unknown): number => (typeof value === 'number' ? value 
 const toNullableNumber = (value: unknown): number | null =>
   value === null || value === undefined ? null : toNumber(value);
 const toNullableString = (value: unknown): string | null =>
-  value === null || value === undefined ? null : String(value);
+  value === null || value === undefined ? null : typeof value === 'string' ? value : JSON.stringify(value);
 const toBuffer = (value: unknown): Buffer =>
   Buffer.isBuffer(value) ? value : Buffer.from(value as Uint8Array);
 
@@ -165,6 +165,10 @@ export class TypeOrmSessionStorage implements SessionStorage {
           const newestFirst = await q(sql.listNewestVisible, [ref.tenantId, ref.sessionId, now, limit]);
           return newestFirst.reverse().map(toStoredItem);
         },
+        listVisiblePage: async (ref, now, afterSeq, throughSeq, limit) =>
+          (await q(sql.listVisiblePage, [ref.tenantId, ref.sessionId, afterSeq, throughSeq, now, limit])).map(
+            toStoredItem,
+          ),
         deleteBySeq: async (ref, seqs) => {
           if (seqs.length === 0) return 0;
           return write(sql.deleteItemsBySeq(seqs.length), [ref.tenantId, ref.sessionId, ...seqs]);
@@ -254,6 +258,7 @@ function buildStatements(t: TableNames, d: SqlDialect) {
       return statement;
     },
     listAllVisible: `SELECT ${itemColumns} FROM ${items} WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)} AND ${visible(p(3))} ORDER BY "seq" ASC`,
+    listVisiblePage: `SELECT ${itemColumns} FROM ${items} WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)} AND "seq" > ${p(3)} AND "seq" <= ${p(4)} AND ${visible(p(5))} ORDER BY "seq" ASC LIMIT ${p(6)}`,
     listNewestVisible: `SELECT ${itemColumns} FROM ${items} WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)} AND ${visible(p(3))} ORDER BY "seq" DESC LIMIT ${p(4)}`,
     deleteItemsBySeq(count: number): string {
       let statement = deleteBySeqCache.get(count);

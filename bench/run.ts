@@ -1,0 +1,397 @@
+/**
+ * `npm run bench`: throughput of one encrypted session on the embedded SQLite store, against a
+ * plaintext baseline (the very same storage and session with {@link nullItemCipher}).
+ *
+ * Workload (the Python openai-agents SDK anchor): one session, N (default 20,000) items of
+ * ~1 KiB `{ role: 'user', content }`, added in batches of 10 to a SQLite file in WAL mode; one
+ * full `getItems()`; `getItems(20)` x 1,000; the same again once all but the newest 20 items
+ * have expired (still physically in the table). Adds run with `synchronous=FULL` (phase `add`)
+ * and `synchronous=NORMAL` (phase `addNormalSync`), each variant on a fresh temp database.
+ *
+ * Both variants' databases are open side by side and their timed calls alternate (see the
+ * Phases section), so drift in disk and CPU speed hits both alike. Everything runs once untimed
+ * on throwaway databases first (JIT, caches), and GC runs between phases.
+ *
+ * Every result is checked (row counts, item counts, the content of the returned items); a wrong
+ * result fails the process with exit status 1. Missed performance targets are only reported.
+ *
+ * Options: `--json` (exactly one JSON object on stdout, progress on stderr), `--items N`,
+ * `--backend sqlite`, `--layers` (per-layer cost breakdown instead of the benchmark).
+ */
+import { performance } from 'node:perf_hooks';
+import { installBenchLogger } from './bench-logger.js';
+import { layerBreakdown } from './layers.js';
+import { MIN_ITEMS, USAGE, UsageError, parseBenchArgs } from './args.js';
+import { nullItemCipher } from './null-item-cipher.js';
+import {
+  formatReport,
+  type BenchDetails,
+  type BenchResult,
+  type Pair,
+  type PhaseName,
+} from './report.js';
+import { openSqliteFixture, type SqliteFixture } from './sqlite-fixture.js';
+import {
+  LIMIT_READ_CALLS,
+  LIVE_TAIL,
+  READ_LIMIT,
+  batchesOf,
+  isContentOf,
+  itemOf,
+} from './workload.js';
+import type { ItemCipher } from '../src/sessions/index.js';
+import type { AgentInputItem } from '@openai/agents-core';
+
+/** A benchmark result that is wrong (not slow): the run fails. */
+class VerificationError extends Error {
+  override readonly name = 'VerificationError';
+}
+
+/** The two ways every phase runs. */
+const VARIANTS: readonly { name: keyof Pair; cipher: ItemCipher | undefined }[] = [
+  { name: 'encrypted', cipher: undefined }, // the default AES-256-GCM envelope
+  { name: 'plain', cipher: nullItemCipher },
+];
+
+/** Untimed `getItems(20)` calls per variant before each timed limited-read phase. */
+const WARM_CALLS = 50;
+/** Items of the throwaway warm-up database. */
+const WARMUP_ITEMS = 1000;
+
+const log = (message: string): void => {
+  const rssMb = process.memoryUsage.rss() / (1024 * 1024);
+  process.stderr.write(`[bench] ${message} (rss ${rssMb.toFixed(0)} MB)\n`);
+};
+
+function verify(condition: boolean, message: string): asserts condition {
+  if (!condition) throw new VerificationError(message);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Peak RSS: the kernel's high-water mark (maxRSS, KiB) plus our own samples, over the whole run.
+
+let peakRssBytes = 0;
+function sampleRss(): void {
+  peakRssBytes = Math.max(
+    peakRssBytes,
+    process.memoryUsage.rss(),
+    process.resourceUsage().maxRSS * 1024,
+  );
+}
+const rssSampler = setInterval(sampleRss, 25);
+rssSampler.unref();
+
+/** Full GC between phases (`node --expose-gc`), so one phase's garbage is not billed to the next. */
+function collectGarbage(): void {
+  sampleRss();
+  (globalThis as { gc?: () => void }).gc?.();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Phases. Both variants' databases are open side by side and every timed operation alternates
+// between them (the variant that goes first alternates too), each operation timed on its own.
+// The disk's fsync latency on this machine class drifts by 2x within seconds; alternating
+// spreads that drift evenly over both variants instead of billing it to whichever ran first.
+
+type Fixtures = Record<keyof Pair, SqliteFixture>;
+
+/** The variants in the order they run for the `round`-th alternation. */
+const orderFor = (round: number) => (round % 2 === 0 ? VARIANTS : VARIANTS.toReversed());
+
+const zero = (): Pair => ({ encrypted: 0, plain: 0 });
+
+/** Opens a fresh database per variant. */
+async function openFixtures(synchronous: 'FULL' | 'NORMAL'): Promise<Fixtures> {
+  const encrypted = await openSqliteFixture(synchronous, VARIANTS[0]!.cipher);
+  try {
+    return { encrypted, plain: await openSqliteFixture(synchronous, VARIANTS[1]!.cipher) };
+  } catch (error) {
+    await encrypted.dispose();
+    throw error;
+  }
+}
+
+async function disposeFixtures(fixtures: Fixtures): Promise<void> {
+  await Promise.allSettled([fixtures.encrypted.dispose(), fixtures.plain.dispose()]);
+}
+
+/**
+ * Writes items 0..total-1 to each database in batches of 10 (TTL on all but the newest 20),
+ * alternating batches between the variants. Returns the summed `addItems` time per variant.
+ */
+async function addAll(fixtures: Fixtures, total: number): Promise<Pair> {
+  const ms = zero();
+  let round = 0;
+  for (const { from, to, expiring } of batchesOf(total)) {
+    for (const { name } of orderFor(round++)) {
+      const batch: AgentInputItem[] = [];
+      for (let index = from; index < to; index++) batch.push(itemOf(index));
+      const session = expiring ? fixtures[name].expiringSession : fixtures[name].session;
+      const started = performance.now();
+      await session.addItems(batch);
+      ms[name] += performance.now() - started;
+    }
+  }
+  for (const { name } of VARIANTS) {
+    const rows = await fixtures[name].countRows();
+    verify(
+      rows === total,
+      `${name}: after adding ${total} items the items table holds ${rows} rows`,
+    );
+  }
+  return ms;
+}
+
+/** Checks that `items` are exactly items `total - expected .. total - 1` of the workload, in order. */
+function verifyNewest(
+  items: readonly AgentInputItem[],
+  total: number,
+  expected: number,
+  what: string,
+): void {
+  verify(items.length === expected, `${what} returned ${items.length} items, expected ${expected}`);
+  const first = total - expected;
+  items.forEach((item, offset) => {
+    const { role, content } = item as { role?: unknown; content?: unknown };
+    verify(
+      role === 'user' && isContentOf(first + offset, content),
+      `${what}: item ${offset} is not item #${first + offset} of the workload (wrong content or order)`,
+    );
+  });
+}
+
+/**
+ * One untimed full read per variant (checked), then one timed full read per variant (checked
+ * after the clock stopped).
+ */
+async function readAll(fixtures: Fixtures, total: number): Promise<Pair> {
+  const ms = zero();
+  for (const timed of [false, true]) {
+    for (const { name } of VARIANTS) {
+      collectGarbage();
+      const started = performance.now();
+      const items = await fixtures[name].session.getItems();
+      if (timed) ms[name] = performance.now() - started;
+      sampleRss();
+      verifyNewest(items, total, total, `${name} getItems()`);
+    }
+  }
+  return ms;
+}
+
+/**
+ * `getItems(20)` x 1,000 per variant after a short warm-up, calls alternating between the
+ * variants; every call's size is checked, and the content of each variant's last result.
+ */
+async function readLimited(fixtures: Fixtures, total: number, what: string): Promise<Pair> {
+  for (const { name } of VARIANTS) {
+    for (let call = 0; call < WARM_CALLS; call++) await fixtures[name].session.getItems(READ_LIMIT);
+  }
+  collectGarbage();
+  const ms = zero();
+  const last: Record<keyof Pair, AgentInputItem[]> = { encrypted: [], plain: [] };
+  for (let call = 0; call < LIMIT_READ_CALLS; call++) {
+    for (const { name } of orderFor(call)) {
+      const started = performance.now();
+      const items = await fixtures[name].session.getItems(READ_LIMIT);
+      ms[name] += performance.now() - started;
+      if (items.length !== READ_LIMIT) {
+        throw new VerificationError(
+          `${name} ${what}: call ${call} returned ${items.length} items, expected ${READ_LIMIT}`,
+        );
+      }
+      last[name] = items;
+    }
+  }
+  for (const { name } of VARIANTS) verifyNewest(last[name], total, READ_LIMIT, `${name} ${what}`);
+  return ms;
+}
+
+interface FullSyncOutcome {
+  ms: Pick<Record<PhaseName, Pair>, 'add' | 'readAll' | 'readLimit20' | 'readLimit20Expired'>;
+  bytesPerItem: Pair;
+  columnBytesPerItem: Pair;
+}
+
+/**
+ * The `synchronous=FULL` databases: add, measure storage, full read, limited reads, then limited
+ * reads with all but the newest 20 items expired (and still in the table).
+ */
+async function runFullSync(total: number): Promise<FullSyncOutcome> {
+  const fixtures = await openFixtures('FULL');
+  try {
+    // Bytes per item: growth of the database file (page_count * page_size after a TRUNCATE
+    // checkpoint, so the WAL is empty and this is the main file's size) from just before the
+    // first add to just after the last, divided by the item count. It is what the items cost on
+    // disk: the row (ciphertext plus clear columns and record header), the primary-key, expiry
+    // and dek_id index entries, and B-tree page slack. Same method for both variants; the
+    // table also shows SUM(LENGTH(ciphertext)) / items, the item column alone.
+    const bytesBefore = zero();
+    for (const { name } of VARIANTS) bytesBefore[name] = await fixtures[name].databaseBytes();
+    collectGarbage();
+    log(`add ${total} items per variant, synchronous=FULL`);
+    const add = await addAll(fixtures, total);
+    const bytesPerItem = zero();
+    const columnBytesPerItem = zero();
+    for (const { name } of VARIANTS) {
+      bytesPerItem[name] = ((await fixtures[name].databaseBytes()) - bytesBefore[name]) / total;
+      columnBytesPerItem[name] = (await fixtures[name].sumStoredItemBytes()) / total;
+    }
+
+    log('full read');
+    const all = await readAll(fixtures, total);
+
+    collectGarbage();
+    log(`getItems(${READ_LIMIT}) x ${LIMIT_READ_CALLS} per variant`);
+    const readLimit20 = await readLimited(fixtures, total, `getItems(${READ_LIMIT})`);
+
+    collectGarbage();
+    for (const { name } of VARIANTS) {
+      const fixture = fixtures[name];
+      fixture.clock.jumpPastTtl();
+      const expired = await fixture.countExpiredRows();
+      verify(
+        expired === total - LIVE_TAIL,
+        `${name}: ${expired} rows are expired by the session clock, expected ${total - LIVE_TAIL}`,
+      );
+    }
+    log(
+      `getItems(${READ_LIMIT}) x ${LIMIT_READ_CALLS} per variant, ${total - LIVE_TAIL} older items expired`,
+    );
+    const readLimit20Expired = await readLimited(
+      fixtures,
+      total,
+      `getItems(${READ_LIMIT}) with expired history`,
+    );
+    for (const { name } of VARIANTS) {
+      // Expired items are hidden, not deleted: every row is still in the table.
+      const rows = await fixtures[name].countRows();
+      verify(rows === total, `${name}: expired items were deleted, ${rows} rows left of ${total}`);
+      const visible = await fixtures[name].session.getItems();
+      verifyNewest(visible, total, LIVE_TAIL, `${name} getItems() after expiry`);
+    }
+    return {
+      ms: { add, readAll: all, readLimit20, readLimit20Expired },
+      bytesPerItem,
+      columnBytesPerItem,
+    };
+  } finally {
+    await disposeFixtures(fixtures);
+  }
+}
+
+/** The `synchronous=NORMAL` databases: adds only. */
+async function runNormalSync(total: number): Promise<Pair> {
+  const fixtures = await openFixtures('NORMAL');
+  try {
+    collectGarbage();
+    log(`add ${total} items per variant, synchronous=NORMAL`);
+    return await addAll(fixtures, total);
+  } finally {
+    await disposeFixtures(fixtures);
+  }
+}
+
+/** Throwaway databases, so JIT and caches are warm for both variants before timing. */
+async function warmUp(total: number): Promise<void> {
+  log(`warm-up: ${total} items per variant on throwaway databases`);
+  const fixtures = await openFixtures('NORMAL');
+  try {
+    await addAll(fixtures, total);
+    await readAll(fixtures, total);
+    await readLimited(fixtures, total, 'warm-up getItems(20)');
+    for (const { name } of VARIANTS) fixtures[name].clock.jumpPastTtl();
+    await readLimited(fixtures, total, 'warm-up getItems(20) with expired history');
+  } finally {
+    await disposeFixtures(fixtures);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+const perSecond = (count: number, ms: number): number => Math.round((count * 1000) / ms);
+const oneDecimal = (value: number): number => Math.round(value * 10) / 10;
+
+async function main(): Promise<number> {
+  let args;
+  try {
+    args = parseBenchArgs(process.argv.slice(2));
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    process.stderr.write(`bench: ${error.message}\n`);
+    return 2;
+  }
+  if (args === 'help') {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  installBenchLogger();
+  if (args.json) {
+    // stdout carries exactly one JSON object: send any stray library logging to stderr.
+    console.log = console.info = console.debug = console.error;
+  }
+  if (typeof (globalThis as { gc?: unknown }).gc !== 'function') {
+    log('warning: run with node --expose-gc (npm run bench does) for GC between phases');
+  }
+
+  const total = args.items;
+  if (args.layers) {
+    process.stdout.write(await layerBreakdown(total, log));
+    return 0;
+  }
+  const started = performance.now();
+  await warmUp(Math.max(MIN_ITEMS, Math.min(WARMUP_ITEMS, total)));
+
+  const full = await runFullSync(total);
+  const ms: Record<PhaseName, Pair> = { ...full.ms, addNormalSync: await runNormalSync(total) };
+  collectGarbage();
+
+  const rate = (phase: PhaseName, count: number): Pair => ({
+    encrypted: perSecond(count, ms[phase].encrypted),
+    plain: perSecond(count, ms[phase].plain),
+  });
+  const result: BenchResult = {
+    backend: args.backend,
+    items: total,
+    phases: {
+      add: rate('add', total),
+      addNormalSync: rate('addNormalSync', total),
+      readAll: rate('readAll', total),
+      readLimit20: rate('readLimit20', LIMIT_READ_CALLS),
+      readLimit20Expired: rate('readLimit20Expired', LIMIT_READ_CALLS),
+    },
+    bytesPerItem: {
+      encrypted: oneDecimal(full.bytesPerItem.encrypted),
+      plain: oneDecimal(full.bytesPerItem.plain),
+    },
+    peakRssMb: oneDecimal(peakRssBytes / (1024 * 1024)),
+  };
+  const totalSeconds = (performance.now() - started) / 1000;
+  log(`done in ${totalSeconds.toFixed(1)} s`);
+
+  if (args.json) {
+    process.stdout.write(`${JSON.stringify(result)}\n`);
+  } else {
+    const details: BenchDetails = {
+      columnBytesPerItem: full.columnBytesPerItem,
+      phaseMs: ms,
+      totalSeconds,
+    };
+    process.stdout.write(formatReport(result, details));
+  }
+  return 0;
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (error: unknown) => {
+    const label =
+      error instanceof VerificationError ? 'BENCH FAILED (wrong results)' : 'BENCH FAILED';
+    process.stderr.write(
+      `${label}: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+    );
+    process.exitCode = 1;
+  },
+);

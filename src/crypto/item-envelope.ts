@@ -176,11 +176,7 @@ export function parseEnvelope(stored: Uint8Array): ParsedEnvelope {
  * @throws InvalidArgumentError when the key or binding is out of range.
  * @throws IntegrityError when authentication fails for any reason; nothing is deleted.
  */
-export function openEnvelope(
-  envelope: ParsedEnvelope,
-  key: ItemKey,
-  binding: ItemBinding,
-): Buffer {
+export function openEnvelope(envelope: ParsedEnvelope, key: ItemKey, binding: ItemBinding): Buffer {
   assertItemKey(key);
   assertBinding(binding);
   let plaintext: Buffer | undefined;
@@ -223,7 +219,12 @@ export function openItem(dataKey: ItemDataKey, binding: ItemBinding, stored: Uin
   const aad = buildAad(bytes, binding);
   let plaintext: Buffer | undefined;
   try {
-    const decipher = createDecipheriv(CIPHER, dataKey.key, bytes.subarray(IV_OFFSET, ENVELOPE_HEADER_LENGTH), GCM_OPTIONS);
+    const decipher = createDecipheriv(
+      CIPHER,
+      dataKey.key,
+      bytes.subarray(IV_OFFSET, ENVELOPE_HEADER_LENGTH),
+      GCM_OPTIONS,
+    );
     decipher.setAuthTag(bytes.subarray(tagOffset));
     decipher.setAAD(aad);
     plaintext = decipher.update(bytes.subarray(ENVELOPE_HEADER_LENGTH, tagOffset));
@@ -330,7 +331,8 @@ let memoDekIdBytes: Buffer | undefined;
 
 /** lp(tenantId) || lp(sessionId), validated; memoized for the last session seen. */
 function sessionAadPart(tenantId: string, sessionId: string): Buffer {
-  if (memoSessionPart && tenantId === memoTenantId && sessionId === memoSessionId) return memoSessionPart;
+  if (memoSessionPart && tenantId === memoTenantId && sessionId === memoSessionId)
+    return memoSessionPart;
   assertIdentifier(tenantId, 'tenantId');
   assertIdentifier(sessionId, 'sessionId');
   const tenantLength = Buffer.byteLength(tenantId, 'utf8');
@@ -439,7 +441,9 @@ function assertItemKey(key: ItemKey): void {
       ? key.type === 'secret' && key.symmetricKeySize === KEY_LENGTH
       : key instanceof Uint8Array && key.length === KEY_LENGTH;
   if (!valid) {
-    throw new InvalidArgumentError('The data key must be 32 bytes (a secret KeyObject or raw bytes).');
+    throw new InvalidArgumentError(
+      'The data key must be 32 bytes (a secret KeyObject or raw bytes).',
+    );
   }
 }
 

@@ -75,7 +75,12 @@ export class KeyRing {
   /** Session -> dekId of its active key, for writes. */
   private readonly activeBySession = new Map<string, string>();
   private readonly loading = new Map<string, Promise<UsableDataKey>>();
-  private readonly counters = { cacheHits: 0, cacheMisses: 0, providerCalls: 0, providerFailures: 0 };
+  private readonly counters = {
+    cacheHits: 0,
+    cacheMisses: 0,
+    providerCalls: 0,
+    providerFailures: 0,
+  };
 
   constructor(
     @Inject(SESSION_STORAGE) private readonly storage: SessionStorage,
@@ -115,7 +120,12 @@ export class KeyRing {
       // After a clear every key is destroyed: the next one continues the generation count.
       const record =
         found.active ??
-        (await this.createDataKey(ref, subjectId, found.generation + 1, found.session?.nextSeq ?? 1));
+        (await this.createDataKey(
+          ref,
+          subjectId,
+          found.generation + 1,
+          found.session?.nextSeq ?? 1,
+        ));
       const dataKey = await this.load(record);
       this.activeBySession.set(sessionKey, dataKey.dekId);
       return dataKey;
@@ -152,9 +162,14 @@ export class KeyRing {
    * Starts the next generation for the session: the active key is retired (it still opens old
    * items) and a new one seals new writes. `firstSeq` is the session's next sequence number.
    */
-  async rotate(ref: SessionRef, subjectId: string | null, firstSeq: number): Promise<UsableDataKey> {
+  async rotate(
+    ref: SessionRef,
+    subjectId: string | null,
+    firstSeq: number,
+  ): Promise<UsableDataKey> {
     return this.singleFlight(`write:${refKey(ref)}`, async () => {
-      const generation = (await this.storage.read((scope) => scope.dataKeys.maxGeneration(ref))) + 1;
+      const generation =
+        (await this.storage.read((scope) => scope.dataKeys.maxGeneration(ref))) + 1;
       const record = await this.createDataKey(ref, subjectId, generation, firstSeq, true);
       const dataKey = await this.load(record);
       this.activeBySession.set(refKey(ref), dataKey.dekId);
@@ -207,7 +222,9 @@ export class KeyRing {
       return scope.dataKeys.insertIfAbsent(record);
     });
     if (inserted) {
-      logger.debug(`Created data key ${dekId} (generation ${generation}) for session '${ref.sessionId}' under ${record.kekId}`);
+      logger.debug(
+        `Created data key ${dekId} (generation ${generation}) for session '${ref.sessionId}' under ${record.kekId}`,
+      );
       // The plaintext from generation is already what we need: cache it, no unwrap call.
       this.remember(record, generated.plaintext);
       return record;

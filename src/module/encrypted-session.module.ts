@@ -1,7 +1,11 @@
 import { Logger, Module } from '@nestjs/common';
 import type { DataSource } from 'typeorm';
 import { KEY_PROVIDER, KEY_RING_OPTIONS, KeyRing, type KeyRingOptions } from '../keys/index.js';
-import { EncryptedSessionService, SESSION_DEFAULTS, type SessionDefaults } from '../sessions/index.js';
+import {
+  EncryptedSessionService,
+  SESSION_DEFAULTS,
+  type SessionDefaults,
+} from '../sessions/index.js';
 import { SESSION_STORAGE } from '../storage/index.js';
 import { EncryptedSessionLifecycle } from './encrypted-session-lifecycle.service.js';
 import type { EncryptedSessionModuleOptions } from './encrypted-session-module-options.interface.js';
@@ -43,11 +47,16 @@ import { validateModuleOptions } from './validate-module-options.js';
       provide: SESSION_STORAGE,
       useFactory: (options: EncryptedSessionModuleOptions, _provider: unknown, host?: DataSource) =>
         createSessionStorage(options, host),
-      inject: [ENCRYPTED_SESSION_MODULE_OPTIONS, KEY_PROVIDER, { token: HOST_DATA_SOURCE, optional: true }],
+      inject: [
+        ENCRYPTED_SESSION_MODULE_OPTIONS,
+        KEY_PROVIDER,
+        { token: HOST_DATA_SOURCE, optional: true },
+      ],
     },
     {
       provide: KEY_RING_OPTIONS,
-      useFactory: (options: EncryptedSessionModuleOptions): KeyRingOptions => options.keyCache ?? {},
+      useFactory: (options: EncryptedSessionModuleOptions): KeyRingOptions =>
+        options.keyCache ?? {},
       inject: [ENCRYPTED_SESSION_MODULE_OPTIONS],
     },
     {

@@ -26,18 +26,30 @@ export async function createSessionStorage(
   const runMigrations = options.runMigrations ?? true;
   if (hostDataSource) {
     if (runMigrations) {
-      const applied = await runSessionMigrations(hostDataSource, dialectFor(hostDataSource), options.tablePrefix);
-      if (applied.length > 0) logger.log(`Applied migrations on the host DataSource: ${applied.join(', ')}`);
+      const applied = await runSessionMigrations(
+        hostDataSource,
+        dialectFor(hostDataSource),
+        options.tablePrefix,
+      );
+      if (applied.length > 0)
+        logger.log(`Applied migrations on the host DataSource: ${applied.join(', ')}`);
     }
-    return new TypeOrmSessionStorage({ dataSource: hostDataSource, tablePrefix: options.tablePrefix });
+    return new TypeOrmSessionStorage({
+      dataSource: hostDataSource,
+      tablePrefix: options.tablePrefix,
+    });
   }
   const storage = options.storage ?? { type: 'sqlite' };
   if (storage.type === 'memory') {
-    logger.warn('Sessions are kept in memory only: nothing survives a restart (tests and demos only)');
+    logger.warn(
+      'Sessions are kept in memory only: nothing survives a restart (tests and demos only)',
+    );
     return new MemorySessionStorage();
   }
   const path = storage.path ?? DEFAULT_SQLITE_PATH;
-  logger.log(`Storing sessions in SQLite file ${path} (WAL, synchronous=${storage.synchronous ?? 'FULL'})`);
+  logger.log(
+    `Storing sessions in SQLite file ${path} (WAL, synchronous=${storage.synchronous ?? 'FULL'})`,
+  );
   const dataSource = await openSqliteDataSource({
     path,
     synchronous: storage.synchronous,
@@ -46,12 +58,20 @@ export async function createSessionStorage(
   });
   try {
     if (runMigrations) {
-      const applied = await runSessionMigrations(dataSource, dialectFor(dataSource), options.tablePrefix);
+      const applied = await runSessionMigrations(
+        dataSource,
+        dialectFor(dataSource),
+        options.tablePrefix,
+      );
       if (applied.length > 0) logger.log(`Applied migrations: ${applied.join(', ')}`);
     }
   } catch (error) {
     await dataSource.destroy();
     throw error;
   }
-  return new TypeOrmSessionStorage({ dataSource, tablePrefix: options.tablePrefix, ownsDataSource: true });
+  return new TypeOrmSessionStorage({
+    dataSource,
+    tablePrefix: options.tablePrefix,
+    ownsDataSource: true,
+  });
 }

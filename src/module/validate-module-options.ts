@@ -12,20 +12,28 @@ const isPlainObject = (value: unknown): value is Record<string, unknown> =>
  */
 export function validateModuleOptions(options: EncryptedSessionModuleOptions): KeyProvider {
   if (!isPlainObject(options)) {
-    throw new ConfigurationError('EncryptedSessionModule needs an options object with at least { keys }');
+    throw new ConfigurationError(
+      'EncryptedSessionModule needs an options object with at least { keys }',
+    );
   }
   const { keys, storage, itemTtlSeconds, defaultTenantId, runMigrations, tablePrefix } = options;
   if (tablePrefix !== undefined) tableNamesFor(tablePrefix);
   if (storage !== undefined) {
     if (!isPlainObject(storage) || (storage.type !== 'sqlite' && storage.type !== 'memory')) {
-      throw new ConfigurationError("options.storage.type must be 'sqlite' (the default) or 'memory'");
+      throw new ConfigurationError(
+        "options.storage.type must be 'sqlite' (the default) or 'memory'",
+      );
     }
     if (storage.type === 'sqlite') {
       if (storage.path !== undefined && (typeof storage.path !== 'string' || storage.path === '')) {
-        throw new ConfigurationError('options.storage.path must be a file path, e.g. ./data/sessions.sqlite');
+        throw new ConfigurationError(
+          'options.storage.path must be a file path, e.g. ./data/sessions.sqlite',
+        );
       }
       if (storage.synchronous !== undefined && !['FULL', 'NORMAL'].includes(storage.synchronous)) {
-        throw new ConfigurationError("options.storage.synchronous must be 'FULL' (the default) or 'NORMAL'");
+        throw new ConfigurationError(
+          "options.storage.synchronous must be 'FULL' (the default) or 'NORMAL'",
+        );
       }
     }
   }
@@ -34,9 +42,14 @@ export function validateModuleOptions(options: EncryptedSessionModuleOptions): K
     itemTtlSeconds !== null &&
     (!Number.isSafeInteger(itemTtlSeconds) || itemTtlSeconds <= 0)
   ) {
-    throw new ConfigurationError('options.itemTtlSeconds must be a positive whole number of seconds, or null');
+    throw new ConfigurationError(
+      'options.itemTtlSeconds must be a positive whole number of seconds, or null',
+    );
   }
-  if (defaultTenantId !== undefined && (typeof defaultTenantId !== 'string' || defaultTenantId === '')) {
+  if (
+    defaultTenantId !== undefined &&
+    (typeof defaultTenantId !== 'string' || defaultTenantId === '')
+  ) {
     throw new ConfigurationError('options.defaultTenantId must be a non-empty string');
   }
   if (runMigrations !== undefined && typeof runMigrations !== 'boolean') {
@@ -62,5 +75,7 @@ export function validateModuleOptions(options: EncryptedSessionModuleOptions): K
   if ('env' in keys && isPlainObject(keys.env)) {
     return new EnvKeyProvider(keys.env);
   }
-  throw new ConfigurationError('options.keys must be { env: { keys, activeKeyId } } or { provider }');
+  throw new ConfigurationError(
+    'options.keys must be { env: { keys, activeKeyId } } or { provider }',
+  );
 }

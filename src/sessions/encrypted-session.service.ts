@@ -3,7 +3,11 @@ import { InvalidArgumentError } from '../errors/index.js';
 import { KeyRing } from '../keys/index.js';
 import { SESSION_STORAGE, type SessionStorage } from '../storage/index.js';
 import { EncryptedSession } from './encrypted-session.js';
-import { DEFAULT_SESSION_DEFAULTS, SESSION_DEFAULTS, type SessionDefaults } from './session-defaults.js';
+import {
+  DEFAULT_SESSION_DEFAULTS,
+  SESSION_DEFAULTS,
+  type SessionDefaults,
+} from './session-defaults.js';
 
 /** Options of {@link EncryptedSessionService.open}. */
 export interface OpenSessionOptions {
@@ -35,7 +39,9 @@ function checkId(value: unknown, name: string): string {
 function checkTtl(value: unknown): number | null {
   if (value === null) return null;
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0) {
-    throw new InvalidArgumentError('ttlSeconds must be a positive whole number of seconds, or null for no expiry');
+    throw new InvalidArgumentError(
+      'ttlSeconds must be a positive whole number of seconds, or null for no expiry',
+    );
   }
   return value;
 }
@@ -64,8 +70,10 @@ export class EncryptedSessionService {
       tenantId: checkId(options.tenantId ?? this.defaults.tenantId, 'tenantId'),
       sessionId: checkId(sessionId, 'sessionId'),
     };
-    const subjectId = options.subjectId === undefined ? null : checkId(options.subjectId, 'subjectId');
-    const requestedTtl = options.ttlSeconds === undefined ? undefined : checkTtl(options.ttlSeconds);
+    const subjectId =
+      options.subjectId === undefined ? null : checkId(options.subjectId, 'subjectId');
+    const requestedTtl =
+      options.ttlSeconds === undefined ? undefined : checkTtl(options.ttlSeconds);
     const now = Date.now();
     const record = await this.storage.transaction(async (scope) => {
       await scope.sessions.insertIfAbsent({

@@ -110,7 +110,9 @@ export class EncryptedSession implements SessionHistoryTransactionAwareSession {
       limit === undefined
         ? await this.readAllPaged(now)
         : await this.openRows(
-            await this.context.storage.read((scope) => scope.items.listVisible(this.ref, now, limit)),
+            await this.context.storage.read((scope) =>
+              scope.items.listVisible(this.ref, now, limit),
+            ),
             now,
           );
     logger.verbose(`Read ${items.length} item(s) of session '${this.ref.sessionId}'`);
@@ -164,7 +166,9 @@ export class EncryptedSession implements SessionHistoryTransactionAwareSession {
   async popItem(): Promise<AgentInputItem | undefined> {
     for (let attempt = 0; attempt < MAX_WRITE_ATTEMPTS; attempt++) {
       const now = this.now();
-      const [newest] = await this.context.storage.read((scope) => scope.items.listVisible(this.ref, now, 1));
+      const [newest] = await this.context.storage.read((scope) =>
+        scope.items.listVisible(this.ref, now, 1),
+      );
       if (!newest) return undefined;
       // Open first: a failure throws here, before anything is deleted.
       const [item] = await this.openRows([newest], now);
@@ -210,7 +214,8 @@ export class EncryptedSession implements SessionHistoryTransactionAwareSession {
       );
       if (existing) {
         const recordedWith = await this.context.keyRing.keyForRead(this.ref, existing.dekId);
-        if (digestsEqual(existing.digest, digestHistoryTransaction(recordedWith.key, transaction))) return;
+        if (digestsEqual(existing.digest, digestHistoryTransaction(recordedWith.key, transaction)))
+          return;
         throw new HistoryConflictError(
           'Session history operation was already applied with a different transaction; use a new operationId',
         );
@@ -279,9 +284,16 @@ export class EncryptedSession implements SessionHistoryTransactionAwareSession {
   }
 
   /** Reserves positions, seals each payload for its position and inserts them in one batch. */
-  private async appendSealed(scope: StorageScope, dataKey: UsableDataKey, payloads: readonly Buffer[]): Promise<void> {
+  private async appendSealed(
+    scope: StorageScope,
+    dataKey: UsableDataKey,
+    payloads: readonly Buffer[],
+  ): Promise<void> {
     const now = this.now();
-    const first = payloads.length > 0 ? await scope.sessions.reserveSequence(this.ref, payloads.length, now) : 0;
+    const first =
+      payloads.length > 0
+        ? await scope.sessions.reserveSequence(this.ref, payloads.length, now)
+        : 0;
     if (first === undefined) {
       throw new SessionNotFoundError(
         `Session '${this.ref.sessionId}' no longer exists (erased?); open it again to start a new one`,
@@ -301,8 +313,19 @@ export class EncryptedSession implements SessionHistoryTransactionAwareSession {
     const expiresAt = ttl === null ? null : now + ttl * 1000;
     const rows: StoredItem[] = payloads.map((payload, index) => {
       const seq = first + index;
-      const binding: ItemBinding = { tenantId: this.ref.tenantId, sessionId: this.ref.sessionId, seq, expiresAt };
-      return { seq, dekId: dataKey.dekId, expiresAt, createdAt: now, ciphertext: this.cipher.seal(dataKey, binding, payload) };
+      const binding: ItemBinding = {
+        tenantId: this.ref.tenantId,
+        sessionId: this.ref.sessionId,
+        seq,
+        expiresAt,
+      };
+      return {
+        seq,
+        dekId: dataKey.dekId,
+        expiresAt,
+        createdAt: now,
+        ciphertext: this.cipher.seal(dataKey, binding, payload),
+      };
     });
     await scope.items.insertMany(this.ref, rows);
   }
@@ -318,14 +341,20 @@ export class EncryptedSession implements SessionHistoryTransactionAwareSession {
     const now = this.now();
     const rows = await scope.items.listVisible(this.ref, now, expected.length);
     if (rows.length < expected.length) {
-      throw new HistoryConflictError('Session history suffix no longer matches the transaction precondition');
+      throw new HistoryConflictError(
+        'Session history suffix no longer matches the transaction precondition',
+      );
     }
     if (rows.some((row) => !keys.get(row.dekId) || keys.get(row.dekId)!.revoked)) {
       throw new RetryOutsideTransaction('suffix-keys');
     }
     const actual = this.openRowsWith(rows, keys, now);
-    if (actual.some((item, index) => canonicalItemJson(item) !== canonicalPayload(expected[index]!))) {
-      throw new HistoryConflictError('Session history suffix no longer matches the transaction precondition');
+    if (
+      actual.some((item, index) => canonicalItemJson(item) !== canonicalPayload(expected[index]!))
+    ) {
+      throw new HistoryConflictError(
+        'Session history suffix no longer matches the transaction precondition',
+      );
     }
     await scope.items.deleteBySeq(
       this.ref,
@@ -337,14 +366,17 @@ export class EncryptedSession implements SessionHistoryTransactionAwareSession {
   private async keysForNewest(count: number): Promise<Map<string, UsableDataKey>> {
     if (count === 0) return new Map();
     const now = this.now();
-    const rows = await this.context.storage.read((scope) => scope.items.listVisible(this.ref, now, count));
+    const rows = await this.context.storage.read((scope) =>
+      scope.items.listVisible(this.ref, now, count),
+    );
     return this.loadKeys(rows);
   }
 
   private async loadKeys(rows: readonly StoredItem[]): Promise<Map<string, UsableDataKey>> {
     const keys = new Map<string, UsableDataKey>();
     for (const row of rows) {
-      if (!keys.has(row.dekId)) keys.set(row.dekId, await this.context.keyRing.keyForRead(this.ref, row.dekId));
+      if (!keys.has(row.dekId))
+        keys.set(row.dekId, await this.context.keyRing.keyForRead(this.ref, row.dekId));
     }
     return keys;
   }
@@ -354,10 +386,13 @@ export class EncryptedSession implements SessionHistoryTransactionAwareSession {
     for (let attempt = 0; attempt < MAX_WRITE_ATTEMPTS; attempt++) {
       try {
         const keys = await this.loadKeys(rows);
-        if ([...keys.values()].every((key) => !key.revoked)) return this.openRowsWith(rows, keys, now);
+        if ([...keys.values()].every((key) => !key.revoked))
+          return this.openRowsWith(rows, keys, now);
       } catch (error) {
         if (error instanceof EncryptedSessionError) {
-          logger.warn(`Read of session '${this.ref.sessionId}' failed (${error.code}): ${error.message}`);
+          logger.warn(
+            `Read of session '${this.ref.sessionId}' failed (${error.code}): ${error.message}`,
+          );
         }
         throw error;
       }
@@ -372,7 +407,11 @@ export class EncryptedSession implements SessionHistoryTransactionAwareSession {
    * soon as it is decoded and each row's ciphertext is let go once opened, so a long history
    * never holds ciphertext, plaintext and items all at once.
    */
-  private openRowsWith(rows: StoredItem[], keys: Map<string, UsableDataKey>, now: number): AgentInputItem[] {
+  private openRowsWith(
+    rows: StoredItem[],
+    keys: Map<string, UsableDataKey>,
+    now: number,
+  ): AgentInputItem[] {
     const items: AgentInputItem[] = [];
     for (let index = 0; index < rows.length; index++) {
       const row = rows[index]!;

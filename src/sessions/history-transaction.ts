@@ -18,11 +18,15 @@ function hasExactKeys(record: object, keys: string[]): boolean {
 
 function encodeItems(value: unknown, field: string): Buffer[] {
   if (!Array.isArray(value)) {
-    throw new InvalidArgumentError(`History transaction field '${field}' must be an array of items`);
+    throw new InvalidArgumentError(
+      `History transaction field '${field}' must be an array of items`,
+    );
   }
   return value.map((item) => {
     if (item === null || typeof item !== 'object' || Array.isArray(item)) {
-      throw new InvalidArgumentError(`History transaction field '${field}' holds a value that is not an item object`);
+      throw new InvalidArgumentError(
+        `History transaction field '${field}' holds a value that is not an item object`,
+      );
     }
     return encodeItemPayload(item);
   });
@@ -54,9 +58,14 @@ export function snapshotHistoryTransaction(args: SessionHistoryTransactionArgs):
   }
   if (transaction.type === 'append_items') {
     if (!hasExactKeys(transaction, ['type', 'items'])) {
-      throw new InvalidArgumentError("An 'append_items' transaction has exactly the fields type and items");
+      throw new InvalidArgumentError(
+        "An 'append_items' transaction has exactly the fields type and items",
+      );
     }
-    return { operationId, transaction: { type: 'append_items', items: encodeItems(transaction.items, 'items') } };
+    return {
+      operationId,
+      transaction: { type: 'append_items', items: encodeItems(transaction.items, 'items') },
+    };
   }
   if (transaction.type === 'replace_suffix') {
     if (!hasExactKeys(transaction, ['type', 'expectedSuffix', 'replacement'])) {
@@ -83,7 +92,8 @@ export function snapshotHistoryTransaction(args: SessionHistoryTransactionArgs):
  * agents-core comparison: key order ignored, arrays ordered, bytes by value) encode alike.
  */
 export function canonicalItemJson(value: unknown): string {
-  if (value instanceof Uint8Array) return `{"$u8":${JSON.stringify(Buffer.from(value).toString('base64'))}}`;
+  if (value instanceof Uint8Array)
+    return `{"$u8":${JSON.stringify(Buffer.from(value).toString('base64'))}}`;
   if (Array.isArray(value)) return `[${value.map(canonicalItemJson).join(',')}]`;
   if (value !== null && typeof value === 'object') {
     const record = value as Record<string, unknown>;
@@ -104,7 +114,10 @@ export function canonicalPayload(payload: Uint8Array): string {
  * Keyed digest of a transaction, stored with its operation id. Keyed by a subkey of the
  * session's data key, so the database holds nothing that confirms guessed content.
  */
-export function digestHistoryTransaction(dataKey: Buffer, transaction: HistoryTransactionSnapshot): Buffer {
+export function digestHistoryTransaction(
+  dataKey: Buffer,
+  transaction: HistoryTransactionSnapshot,
+): Buffer {
   const canonical =
     transaction.type === 'append_items'
       ? ['append_items', transaction.items.map(canonicalPayload)]

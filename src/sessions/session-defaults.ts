@@ -9,4 +9,7 @@ export interface SessionDefaults {
 /** Injection token for {@link SessionDefaults}. */
 export const SESSION_DEFAULTS = Symbol('SESSION_DEFAULTS');
 
-export const DEFAULT_SESSION_DEFAULTS: SessionDefaults = { tenantId: 'default', itemTtlSeconds: null };
+export const DEFAULT_SESSION_DEFAULTS: SessionDefaults = {
+  tenantId: 'default',
+  itemTtlSeconds: null,
+};

@@ -59,7 +59,9 @@ describe('@openai/agents Runner with an EncryptedSession', () => {
     const model = new ScriptedModel([firstAnswer, 'It was the one you gave.']);
     const agent = new Agent({ name: 'Intake', instructions: 'Be brief.', model });
     const runner = new Runner({ tracingDisabled: true });
-    const session = await harness.service.open(`agents-${randomUUID()}`, { subjectId: 'patient-1' });
+    const session = await harness.service.open(`agents-${randomUUID()}`, {
+      subjectId: 'patient-1',
+    });
 
     const first = await runner.run(agent, firstQuestion, { session });
     expect(first.finalOutput).toBe(firstAnswer);

@@ -466,8 +466,12 @@ describe('openItem (the read path: check the row key, then open)', () => {
   it('refuses an envelope whose header names another data key or generation', () => {
     const dataKey = newDataKey(3);
     const stored = sealItem(dataKey, binding, plaintext);
-    expect(thrownBy(() => openItem({ ...dataKey, dekId: randomUUID() }, binding, stored))).toBeInstanceOf(IntegrityError);
-    expect(thrownBy(() => openItem({ ...dataKey, generation: 2 }, binding, stored))).toBeInstanceOf(IntegrityError);
+    expect(
+      thrownBy(() => openItem({ ...dataKey, dekId: randomUUID() }, binding, stored)),
+    ).toBeInstanceOf(IntegrityError);
+    expect(thrownBy(() => openItem({ ...dataKey, generation: 2 }, binding, stored))).toBeInstanceOf(
+      IntegrityError,
+    );
   });
 
   it('gives IntegrityError for any single flipped bit', () => {
@@ -485,37 +489,45 @@ describe('openItem (the read path: check the row key, then open)', () => {
 
   it('gives IntegrityError for empty, short, garbage and plaintext rows', () => {
     const dataKey = newDataKey();
-    for (const row of [Buffer.alloc(0), Buffer.alloc(51), randomBytes(200), Buffer.from(JSON.stringify({ role: 'user', content: 'hi' }))]) {
+    for (const row of [
+      Buffer.alloc(0),
+      Buffer.alloc(51),
+      randomBytes(200),
+      Buffer.from(JSON.stringify({ role: 'user', content: 'hi' })),
+    ]) {
       expect(thrownBy(() => openItem(dataKey, binding, row))).toBeInstanceOf(IntegrityError);
     }
   });
 
   it('binds each item to its own session even when sessions and keys alternate (memoized ids)', () => {
     fc.assert(
-      fc.property(fc.array(fc.tuple(bindingArb, fc.boolean()), { minLength: 2, maxLength: 8 }), (steps) => {
-        const keys = [newDataKey(), newDataKey()];
-        const sealed = steps.map(([itemBinding, which]) => {
-          const dataKey = keys[which ? 1 : 0]!;
-          return { itemBinding, dataKey, stored: sealItem(dataKey, itemBinding, plaintext) };
-        });
-        // Open in reverse order, so every memo holds another session's ids when it is consulted.
-        for (const { itemBinding, dataKey, stored } of [...sealed].reverse()) {
-          expect(openItem(dataKey, itemBinding, stored)).toEqual(plaintext);
-        }
-        for (let i = 1; i < sealed.length; i++) {
-          const previous = sealed[i - 1]!;
-          const current = sealed[i]!;
-          const sameSession =
-            previous.itemBinding.tenantId === current.itemBinding.tenantId &&
-            previous.itemBinding.sessionId === current.itemBinding.sessionId &&
-            previous.itemBinding.seq === current.itemBinding.seq &&
-            previous.itemBinding.expiresAt === current.itemBinding.expiresAt;
-          if (sameSession) continue;
-          expect(thrownBy(() => openItem(current.dataKey, previous.itemBinding, current.stored))).toBeInstanceOf(
-            IntegrityError,
-          );
-        }
-      }),
+      fc.property(
+        fc.array(fc.tuple(bindingArb, fc.boolean()), { minLength: 2, maxLength: 8 }),
+        (steps) => {
+          const keys = [newDataKey(), newDataKey()];
+          const sealed = steps.map(([itemBinding, which]) => {
+            const dataKey = keys[which ? 1 : 0]!;
+            return { itemBinding, dataKey, stored: sealItem(dataKey, itemBinding, plaintext) };
+          });
+          // Open in reverse order, so every memo holds another session's ids when it is consulted.
+          for (const { itemBinding, dataKey, stored } of [...sealed].reverse()) {
+            expect(openItem(dataKey, itemBinding, stored)).toEqual(plaintext);
+          }
+          for (let i = 1; i < sealed.length; i++) {
+            const previous = sealed[i - 1]!;
+            const current = sealed[i]!;
+            const sameSession =
+              previous.itemBinding.tenantId === current.itemBinding.tenantId &&
+              previous.itemBinding.sessionId === current.itemBinding.sessionId &&
+              previous.itemBinding.seq === current.itemBinding.seq &&
+              previous.itemBinding.expiresAt === current.itemBinding.expiresAt;
+            if (sameSession) continue;
+            expect(
+              thrownBy(() => openItem(current.dataKey, previous.itemBinding, current.stored)),
+            ).toBeInstanceOf(IntegrityError);
+          }
+        },
+      ),
       { numRuns: 200 },
     );
   });

@@ -180,7 +180,8 @@ describe('encodeEncryptionContext', () => {
   it('gives different contexts different encodings', () => {
     fc.assert(
       fc.property(contextArb, contextArb, (first, second) => {
-        const canonical = (c: Record<string, string>) => JSON.stringify(Object.entries(c).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+        const canonical = (c: Record<string, string>) =>
+          JSON.stringify(Object.entries(c).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
         fc.pre(canonical(first) !== canonical(second));
         expect(encodeEncryptionContext(first)).not.toEqual(encodeEncryptionContext(second));
       }),

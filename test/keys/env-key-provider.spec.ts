@@ -18,23 +18,36 @@ function refusal(keys: string | string[], activeKeyId = 'k1'): ConfigurationErro
 
 describe('EnvKeyProvider configuration', () => {
   it('accepts several id:base64 keys and wraps under the active one', async () => {
-    const provider = new EnvKeyProvider({ keys: `${newRootKeyEntry('k1')},${newRootKeyEntry('k2')}`, activeKeyId: 'k2' });
+    const provider = new EnvKeyProvider({
+      keys: `${newRootKeyEntry('k1')},${newRootKeyEntry('k2')}`,
+      activeKeyId: 'k2',
+    });
     const generated = await provider.generateDataKey(context);
     expect(generated.wrapped.kekId).toBe('env:k2');
     expect(generated.plaintext).toHaveLength(32);
   });
 
   it('accepts keys given as an array', () => {
-    expect(() => new EnvKeyProvider({ keys: [newRootKeyEntry('a'), newRootKeyEntry('b')], activeKeyId: 'a' })).not.toThrow();
+    expect(
+      () =>
+        new EnvKeyProvider({
+          keys: [newRootKeyEntry('a'), newRootKeyEntry('b')],
+          activeKeyId: 'a',
+        }),
+    ).not.toThrow();
   });
 
   it('refuses an unknown active id and lists the ids it has', () => {
     const error = refusal(newRootKeyEntry('k1'), 'k2');
-    expect(error.message).toBe("No active key 'k2' in SESSION_KEYS; add it or set SESSION_ACTIVE_KEY to one of: k1");
+    expect(error.message).toBe(
+      "No active key 'k2' in SESSION_KEYS; add it or set SESSION_ACTIVE_KEY to one of: k1",
+    );
   });
 
   it('refuses a password', () => {
-    expect(refusal('k1:correct horse battery staple').message).toMatch(/not 32 bytes of base64.*openssl rand -base64 32/);
+    expect(refusal('k1:correct horse battery staple').message).toMatch(
+      /not 32 bytes of base64.*openssl rand -base64 32/,
+    );
   });
 
   it('refuses a short key', () => {
@@ -47,13 +60,17 @@ describe('EnvKeyProvider configuration', () => {
   });
 
   it('refuses a key of repeated bytes', () => {
-    expect(refusal(`k1:${Buffer.alloc(32, 7).toString('base64')}`).message).toMatch(/does not look random/);
+    expect(refusal(`k1:${Buffer.alloc(32, 7).toString('base64')}`).message).toMatch(
+      /does not look random/,
+    );
   });
 
   it('refuses an empty key list, a missing id and a duplicate id', () => {
     expect(refusal('').message).toMatch(/No root keys in SESSION_KEYS/);
     expect(refusal(`:${randomBytes(32).toString('base64')}`).message).toMatch(/no valid id/);
-    expect(refusal(`${newRootKeyEntry('k1')},${newRootKeyEntry('k1')}`).message).toMatch(/appears twice/);
+    expect(refusal(`${newRootKeyEntry('k1')},${newRootKeyEntry('k1')}`).message).toMatch(
+      /appears twice/,
+    );
   });
 
   it('never puts key material in its messages', () => {
@@ -72,7 +89,9 @@ describe('EnvKeyProvider wrapping', () => {
   it('refuses to unwrap under another session context', async () => {
     const provider = new EnvKeyProvider({ keys: newRootKeyEntry(), activeKeyId: 'k1' });
     const { wrapped } = await provider.generateDataKey(context);
-    await expect(provider.unwrapDataKey(wrapped, { ...context, sessionId: 'other' })).rejects.toBeInstanceOf(IntegrityError);
+    await expect(
+      provider.unwrapDataKey(wrapped, { ...context, sessionId: 'other' }),
+    ).rejects.toBeInstanceOf(IntegrityError);
   });
 
   it('keeps unwrapping with a retired key after the active key changes', async () => {
@@ -84,8 +103,13 @@ describe('EnvKeyProvider wrapping', () => {
   });
 
   it('says which root key is missing when a wrapped key names one no longer configured', async () => {
-    const { wrapped } = await new EnvKeyProvider({ keys: newRootKeyEntry('old'), activeKeyId: 'old' }).generateDataKey(context);
+    const { wrapped } = await new EnvKeyProvider({
+      keys: newRootKeyEntry('old'),
+      activeKeyId: 'old',
+    }).generateDataKey(context);
     const current = new EnvKeyProvider({ keys: newRootKeyEntry('new'), activeKeyId: 'new' });
-    await expect(current.unwrapDataKey(wrapped, context)).rejects.toThrow(/root key 'env:old', which is not configured/);
+    await expect(current.unwrapDataKey(wrapped, context)).rejects.toThrow(
+      /root key 'env:old', which is not configured/,
+    );
   });
 });

@@ -41,7 +41,15 @@ async function ringWithKeys(sessionCount: number, options = {}) {
   for (let i = 0; i < sessionCount; i++) {
     const ref = { tenantId: 't', sessionId: `s${i}` };
     await storage.transaction((scope) =>
-      scope.sessions.insertIfAbsent({ ...ref, subjectId: null, createdAt: 0, lastActivityAt: 0, nextSeq: 1, itemTtlSeconds: null, legalHold: false }),
+      scope.sessions.insertIfAbsent({
+        ...ref,
+        subjectId: null,
+        createdAt: 0,
+        lastActivityAt: 0,
+        nextSeq: 1,
+        itemTtlSeconds: null,
+        legalHold: false,
+      }),
     );
     dekIds.push((await writer.keyForWrite(ref, null)).dekId);
   }
@@ -53,7 +61,9 @@ describe('KeyRing', () => {
   it('makes one unwrap call for 100 concurrent first reads of one session', async () => {
     const { provider, ring, dekIds } = await ringWithKeys(1);
     const ref = { tenantId: 't', sessionId: 's0' };
-    const keys = await Promise.all(Array.from({ length: 100 }, () => ring.keyForRead(ref, dekIds[0])));
+    const keys = await Promise.all(
+      Array.from({ length: 100 }, () => ring.keyForRead(ref, dekIds[0])),
+    );
     expect(provider.unwrapCalls).toBe(1);
     expect(new Set(keys).size).toBe(1);
   });
@@ -96,7 +106,9 @@ describe('KeyRing', () => {
     await expect(cold).rejects.toBeInstanceOf(KeyProviderUnavailableError);
     await expect(cold).rejects.toMatchObject({ retryable: true });
     provider.down = false;
-    await expect(ring.keyForRead({ tenantId: 't', sessionId: 's1' }, dekIds[1])).resolves.toBeDefined();
+    await expect(
+      ring.keyForRead({ tenantId: 't', sessionId: 's1' }, dekIds[1]),
+    ).resolves.toBeDefined();
   });
 
   it('creates one data key for concurrent first writes of a session', async () => {

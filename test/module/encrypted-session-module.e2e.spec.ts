@@ -25,9 +25,11 @@ async function roundTrip(moduleRef: TestingModule, sessionId = 'e2e-session') {
 }
 
 const tableNames = async (dataSource: DataSource) =>
-  ((await dataSource.query("SELECT name FROM sqlite_master WHERE type = 'table'")) as Array<{ name: string }>).map(
-    (row) => row.name,
-  );
+  (
+    (await dataSource.query("SELECT name FROM sqlite_master WHERE type = 'table'")) as Array<{
+      name: string;
+    }>
+  ).map((row) => row.name);
 
 describe('EncryptedSessionModule', () => {
   let directory: string;
@@ -45,7 +47,9 @@ describe('EncryptedSessionModule', () => {
   it('forRoot stores sessions in its own SQLite file by default', async () => {
     const path = join(directory, 'own.sqlite');
     moduleRef = await Test.createTestingModule({
-      imports: [EncryptedSessionModule.forRoot({ keys: envKeys(), storage: { type: 'sqlite', path } })],
+      imports: [
+        EncryptedSessionModule.forRoot({ keys: envKeys(), storage: { type: 'sqlite', path } }),
+      ],
     }).compile();
     await moduleRef.init();
     expect(await roundTrip(moduleRef)).toEqual([{ role: 'user', content: 'hello from e2e' }]);
@@ -89,7 +93,9 @@ describe('EncryptedSessionModule', () => {
     await moduleRef.init();
     expect(await roundTrip(moduleRef)).toHaveLength(1);
     const host = moduleRef.get<DataSource>(getDataSourceToken());
-    expect(await tableNames(host)).toEqual(expect.arrayContaining(['nes_sessions', 'nes_items', 'nes_data_keys']));
+    expect(await tableNames(host)).toEqual(
+      expect.arrayContaining(['nes_sessions', 'nes_items', 'nes_data_keys']),
+    );
   });
 
   it("uses a host's named TypeORM DataSource, with its own table prefix", async () => {
@@ -106,7 +112,9 @@ describe('EncryptedSessionModule', () => {
     await moduleRef.init();
     expect(await roundTrip(moduleRef)).toHaveLength(1);
     const host = moduleRef.get<DataSource>(getDataSourceToken('memory'));
-    expect(await tableNames(host)).toEqual(expect.arrayContaining(['agent_sessions', 'agent_items']));
+    expect(await tableNames(host)).toEqual(
+      expect.arrayContaining(['agent_sessions', 'agent_items']),
+    );
   });
 
   it('is available everywhere when isGlobal is set', async () => {
@@ -119,7 +127,11 @@ describe('EncryptedSessionModule', () => {
 
     moduleRef = await Test.createTestingModule({
       imports: [
-        EncryptedSessionModule.forRoot({ keys: envKeys(), storage: { type: 'memory' }, isGlobal: true }),
+        EncryptedSessionModule.forRoot({
+          keys: envKeys(),
+          storage: { type: 'memory' },
+          isGlobal: true,
+        }),
         FeatureModule,
       ],
     }).compile();
@@ -133,12 +145,17 @@ describe('EncryptedSessionModule', () => {
       }).compile();
 
     it('without keys', async () => {
-      await expect(compile({ storage: { type: 'memory' } })).rejects.toThrow(/options.keys is required/);
+      await expect(compile({ storage: { type: 'memory' } })).rejects.toThrow(
+        /options.keys is required/,
+      );
     });
 
     it('with a password for a key', async () => {
       await expect(
-        compile({ keys: { env: { keys: 'k1:hunter2', activeKeyId: 'k1' } }, storage: { type: 'memory' } }),
+        compile({
+          keys: { env: { keys: 'k1:hunter2', activeKeyId: 'k1' } },
+          storage: { type: 'memory' },
+        }),
       ).rejects.toBeInstanceOf(ConfigurationError);
     });
 
@@ -149,9 +166,9 @@ describe('EncryptedSessionModule', () => {
     });
 
     it('with a negative item TTL', async () => {
-      await expect(compile({ keys: envKeys(), storage: { type: 'memory' }, itemTtlSeconds: -5 })).rejects.toThrow(
-        /itemTtlSeconds/,
-      );
+      await expect(
+        compile({ keys: envKeys(), storage: { type: 'memory' }, itemTtlSeconds: -5 }),
+      ).rejects.toThrow(/itemTtlSeconds/);
     });
   });
 

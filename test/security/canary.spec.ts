@@ -26,10 +26,10 @@ class OutputCapture {
   install(): void {
     for (const stream of [process.stdout, process.stderr]) {
       const original = stream.write.bind(stream);
-      stream.write = ((chunk: unknown, ...rest: unknown[]) => {
+      stream.write = (chunk: unknown, ...rest: unknown[]) => {
         this.lines.push(String(chunk));
         return (original as (...args: unknown[]) => boolean)(chunk, ...rest);
-      });
+      };
       this.restore.push(() => (stream.write = original));
     }
   }
@@ -45,7 +45,12 @@ function errorText(error: unknown): string {
   let current: unknown = error;
   for (let depth = 0; current && depth < 5; depth++) {
     const e = current as Error & { cause?: unknown };
-    parts.push(String(e), e.message ?? '', e.stack ?? '', JSON.stringify(e, Object.getOwnPropertyNames(e)));
+    parts.push(
+      String(e),
+      e.message ?? '',
+      e.stack ?? '',
+      JSON.stringify(e, Object.getOwnPropertyNames(e)),
+    );
     current = e.cause;
   }
   return parts.join('\n');
@@ -73,12 +78,15 @@ describe('canary: item content never leaves the envelope', () => {
       ],
     }).compile();
     // Verbose logging everywhere, so a leak through a debug line would show.
-    moduleRef.useLogger(new ConsoleLogger('canary', { logLevels: ['log', 'error', 'warn', 'debug', 'verbose'] }));
+    moduleRef.useLogger(
+      new ConsoleLogger('canary', { logLevels: ['log', 'error', 'warn', 'debug', 'verbose'] }),
+    );
     await moduleRef.init();
     const sessions = moduleRef.get(EncryptedSessionService);
     session = await sessions.open(`canary-${randomUUID()}`, { subjectId: 'subject-1' });
 
-    const canaryItem = (n: number) => ({ role: 'user', content: `visit ${n}: ${CANARY} diagnosis` }) as AgentInputItem;
+    const canaryItem = (n: number) =>
+      ({ role: 'user', content: `visit ${n}: ${CANARY} diagnosis` }) as AgentInputItem;
     await session.addItems([canaryItem(1), canaryItem(2), canaryItem(3)]);
     await session.applyHistoryTransaction({
       operationId: 'op-canary',
@@ -88,7 +96,10 @@ describe('canary: item content never leaves the envelope', () => {
 
     // Provoke every kind of error a caller could see, each carrying the canary in its input.
     const attempts: Array<() => Promise<unknown>> = [
-      () => session.addItems([{ role: 'user', content: CANARY, bad: 10n } as unknown as AgentInputItem]),
+      () =>
+        session.addItems([
+          { role: 'user', content: CANARY, bad: 10n } as unknown as AgentInputItem,
+        ]),
       () =>
         session.applyHistoryTransaction({
           operationId: 'op-canary',
@@ -97,7 +108,11 @@ describe('canary: item content never leaves the envelope', () => {
       () =>
         session.applyHistoryTransaction({
           operationId: 'op-mismatch',
-          transaction: { type: 'replace_suffix', expectedSuffix: [canaryItem(42)], replacement: [canaryItem(43)] },
+          transaction: {
+            type: 'replace_suffix',
+            expectedSuffix: [canaryItem(42)],
+            replacement: [canaryItem(43)],
+          },
         }),
       () => session.getItems(-1),
       () => sessions.open(CANARY.repeat(10)),
@@ -110,12 +125,16 @@ describe('canary: item content never leaves the envelope', () => {
     }
     // Tamper with the newest row through a second connection, so reads fail integrity checks.
     const tamper = new Database(databasePath);
-    const row = tamper.prepare('SELECT seq, ciphertext FROM nes_items ORDER BY seq DESC LIMIT 1').get() as {
+    const row = tamper
+      .prepare('SELECT seq, ciphertext FROM nes_items ORDER BY seq DESC LIMIT 1')
+      .get() as {
       seq: number;
       ciphertext: Buffer;
     };
     row.ciphertext[row.ciphertext.length - 1] ^= 0xff;
-    tamper.prepare('UPDATE nes_items SET ciphertext = ? WHERE seq = ?').run(row.ciphertext, row.seq);
+    tamper
+      .prepare('UPDATE nes_items SET ciphertext = ? WHERE seq = ?')
+      .run(row.ciphertext, row.seq);
     tamper.close();
     for (const read of [() => session.getItems(), () => session.popItem()]) {
       await read().then(
@@ -139,7 +158,9 @@ describe('canary: item content never leaves the envelope', () => {
   it('provoked one error per bad call, integrity failures included', () => {
     expect(errors).toHaveLength(7);
     expect(errors.slice(-2).every((error) => error instanceof IntegrityError)).toBe(true);
-    expect(errors.every((error) => error instanceof Error && error.message !== 'expected a failure')).toBe(true);
+    expect(
+      errors.every((error) => error instanceof Error && error.message !== 'expected a failure'),
+    ).toBe(true);
   });
 
   it('keeps the canary out of every error message, stack and cause', () => {

@@ -17,8 +17,9 @@ describe('tampered rows on sqlite', () => {
   const count = async (id = sessionId) =>
     Number((await db.query('SELECT COUNT(*) AS n FROM nes_items WHERE session_id = ?', [id]))[0].n);
   const ciphertextOf = async (seq: number, id = sessionId): Promise<Buffer> =>
-    (await db.query('SELECT ciphertext FROM nes_items WHERE session_id = ? AND seq = ?', [id, seq]))[0]
-      .ciphertext;
+    (
+      await db.query('SELECT ciphertext FROM nes_items WHERE session_id = ? AND seq = ?', [id, seq])
+    )[0].ciphertext;
 
   beforeEach(async () => {
     harness = await sqliteHarness();
@@ -31,7 +32,9 @@ describe('tampered rows on sqlite', () => {
     await harness.close();
   });
 
-  async function expectReadsFailWithNothingDeleted(error: new (...args: never[]) => Error = IntegrityError) {
+  async function expectReadsFailWithNothingDeleted(
+    error: new (...args: never[]) => Error = IntegrityError,
+  ) {
     await expect(session.getItems()).rejects.toBeInstanceOf(error);
     await expect(session.popItem()).rejects.toBeInstanceOf(error);
     expect(await count()).toBe(3);
@@ -40,7 +43,10 @@ describe('tampered rows on sqlite', () => {
   it('refuses an item with one flipped ciphertext byte', async () => {
     const stored = await ciphertextOf(3);
     stored[stored.length - 20] ^= 0x01;
-    await db.query('UPDATE nes_items SET ciphertext = ? WHERE session_id = ? AND seq = 3', [stored, sessionId]);
+    await db.query('UPDATE nes_items SET ciphertext = ? WHERE session_id = ? AND seq = 3', [
+      stored,
+      sessionId,
+    ]);
     await expectReadsFailWithNothingDeleted();
   });
 
@@ -56,17 +62,24 @@ describe('tampered rows on sqlite', () => {
     const other = await harness.service.open(`${sessionId}-other`);
     await other.addItems([userMessage('other 1'), userMessage('other 2'), userMessage('other 3')]);
     const foreign = await ciphertextOf(3, `${sessionId}-other`);
-    await db.query('UPDATE nes_items SET ciphertext = ? WHERE session_id = ? AND seq = 3', [foreign, sessionId]);
+    await db.query('UPDATE nes_items SET ciphertext = ? WHERE session_id = ? AND seq = 3', [
+      foreign,
+      sessionId,
+    ]);
     await expectReadsFailWithNothingDeleted();
   });
 
   it('refuses a row whose data key column points at another session', async () => {
     const other = await harness.service.open(`${sessionId}-other`);
     await other.addItems([userMessage('other')]);
-    const [{ dek_id: foreignKey }] = await db.query('SELECT dek_id FROM nes_items WHERE session_id = ?', [
-      `${sessionId}-other`,
+    const [{ dek_id: foreignKey }] = await db.query(
+      'SELECT dek_id FROM nes_items WHERE session_id = ?',
+      [`${sessionId}-other`],
+    );
+    await db.query('UPDATE nes_items SET dek_id = ? WHERE session_id = ? AND seq = 3', [
+      foreignKey,
+      sessionId,
     ]);
-    await db.query('UPDATE nes_items SET dek_id = ? WHERE session_id = ? AND seq = 3', [foreignKey, sessionId]);
     await expectReadsFailWithNothingDeleted();
   });
 
@@ -80,7 +93,10 @@ describe('tampered rows on sqlite', () => {
 
   it('refuses a plaintext JSON row', async () => {
     const plaintext = Buffer.from(JSON.stringify(userMessage('injected')));
-    await db.query('UPDATE nes_items SET ciphertext = ? WHERE session_id = ? AND seq = 3', [plaintext, sessionId]);
+    await db.query('UPDATE nes_items SET ciphertext = ? WHERE session_id = ? AND seq = 3', [
+      plaintext,
+      sessionId,
+    ]);
     await expectReadsFailWithNothingDeleted();
   });
 
@@ -94,7 +110,9 @@ describe('tampered rows on sqlite', () => {
   });
 
   it('reports a destroyed data key as KeyDestroyedError and deletes nothing', async () => {
-    await db.query("UPDATE nes_data_keys SET state = 'destroyed' WHERE session_id = ?", [sessionId]);
+    await db.query("UPDATE nes_data_keys SET state = 'destroyed' WHERE session_id = ?", [
+      sessionId,
+    ]);
     harness.keyRing.forgetSession({ tenantId: 'default', sessionId });
     await expectReadsFailWithNothingDeleted(KeyDestroyedError);
   });
@@ -102,7 +120,10 @@ describe('tampered rows on sqlite', () => {
   it('reads again once an untouched row is the newest', async () => {
     const stored = await ciphertextOf(3);
     stored[40] ^= 0x80;
-    await db.query('UPDATE nes_items SET ciphertext = ? WHERE session_id = ? AND seq = 3', [stored, sessionId]);
+    await db.query('UPDATE nes_items SET ciphertext = ? WHERE session_id = ? AND seq = 3', [
+      stored,
+      sessionId,
+    ]);
     await expect(session.getItems(1)).rejects.toBeInstanceOf(IntegrityError);
     // The damaged row stays for investigation; the rest of the history is intact.
     await expect(session.getItems()).rejects.toBeInstanceOf(IntegrityError);

@@ -67,7 +67,11 @@ export function describeSessionContract(backendName: string, createHarness: Harn
         await session.addItems(items('a', 'b'));
         await session.addItems([assistantMessage('c')]);
         await session.addItems(items('d'));
-        expect(await session.getItems()).toEqual([...items('a', 'b'), assistantMessage('c'), ...items('d')]);
+        expect(await session.getItems()).toEqual([
+          ...items('a', 'b'),
+          assistantMessage('c'),
+          ...items('d'),
+        ]);
       });
 
       it('treats an empty append as a no-op', async () => {
@@ -82,7 +86,11 @@ export function describeSessionContract(backendName: string, createHarness: Harn
           type: 'message',
           role: 'user',
           content: 'Grüße 会话 🙂',
-          providerData: { $u8: 'not bytes', bytes: new Uint8Array([0, 1, 255]), nested: [{ $obj: 1 }] },
+          providerData: {
+            $u8: 'not bytes',
+            bytes: new Uint8Array([0, 1, 255]),
+            nested: [{ $obj: 1 }],
+          },
         } as unknown as AgentInputItem;
         await session.addItems([odd]);
         const [stored] = await session.getItems();
@@ -211,11 +219,18 @@ export function describeSessionContract(backendName: string, createHarness: Harn
         session = await harness.service.open(sessionId);
       });
       const append = (operationId: string, ...list: string[]) =>
-        session.applyHistoryTransaction({ operationId, transaction: { type: 'append_items', items: items(...list) } });
+        session.applyHistoryTransaction({
+          operationId,
+          transaction: { type: 'append_items', items: items(...list) },
+        });
       const replace = (operationId: string, expected: string[], replacement: string[]) =>
         session.applyHistoryTransaction({
           operationId,
-          transaction: { type: 'replace_suffix', expectedSuffix: items(...expected), replacement: items(...replacement) },
+          transaction: {
+            type: 'replace_suffix',
+            expectedSuffix: items(...expected),
+            replacement: items(...replacement),
+          },
         });
 
       it('appends items', async () => {
@@ -254,7 +269,9 @@ export function describeSessionContract(backendName: string, createHarness: Harn
 
       it('refuses a suffix that no longer matches and changes nothing', async () => {
         await session.addItems(items('a', 'b'));
-        await expect(replace('op-r', ['a', 'x'], ['summary'])).rejects.toBeInstanceOf(HistoryConflictError);
+        await expect(replace('op-r', ['a', 'x'], ['summary'])).rejects.toBeInstanceOf(
+          HistoryConflictError,
+        );
         expect(texts(await session.getItems())).toEqual(['a', 'b']);
         // A failed transaction does not record its id: the corrected one can use it.
         await replace('op-r', ['b'], ['summary']);
@@ -280,7 +297,9 @@ export function describeSessionContract(backendName: string, createHarness: Harn
         [{ operationId: 'op', transaction: { type: 'append_items', items: [1n] } }],
       ])('rejects invalid arguments before changing anything (%#)', async (args) => {
         await session.addItems(items('kept'));
-        await expect(session.applyHistoryTransaction(args as never)).rejects.toBeInstanceOf(InvalidArgumentError);
+        await expect(session.applyHistoryTransaction(args as never)).rejects.toBeInstanceOf(
+          InvalidArgumentError,
+        );
         expect(texts(await session.getItems())).toEqual(['kept']);
       });
 
@@ -303,7 +322,9 @@ export function describeSessionContract(backendName: string, createHarness: Harn
         expect(all).toHaveLength(100);
         for (let w = 0; w < 20; w++) {
           const start = all.indexOf(`w${w}-0`);
-          expect(all.slice(start, start + 5)).toEqual(Array.from({ length: 5 }, (_, i) => `w${w}-${i}`));
+          expect(all.slice(start, start + 5)).toEqual(
+            Array.from({ length: 5 }, (_, i) => `w${w}-${i}`),
+          );
         }
       });
     });

@@ -7,7 +7,11 @@ const root = resolve(import.meta.dirname, '../..');
 
 /** Runs a script in a fresh Node process at the package root and returns its stdout. */
 function runNode(args: string[]): unknown {
-  const out = execFileSync(process.execPath, args, { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  const out = execFileSync(process.execPath, args, {
+    cwd: root,
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   // Log lines may precede the result; the probe marks its own line.
   const line = out.split('\n').find((candidate) => candidate.startsWith('RESULT '));
   return line ? JSON.parse(line.slice('RESULT '.length)) : out;
@@ -50,13 +54,25 @@ describe('the built package', () => {
       "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);" +
         "const pkg = await import('nest-encrypted-sessions'); const cryptoPkg = await import('nest-encrypted-sessions/crypto');",
     );
-    expect(runNode(['--input-type=module', '-e', script])).toEqual({ module: true, service: true, errors: true, crypto: true, roundTrip: true });
+    expect(runNode(['--input-type=module', '-e', script])).toEqual({
+      module: true,
+      service: true,
+      errors: true,
+      crypto: true,
+      roundTrip: true,
+    });
   });
 
   it('loads with CommonJS require', () => {
     const script = probe(
       "require('reflect-metadata'); const pkg = require('nest-encrypted-sessions'); const cryptoPkg = require('nest-encrypted-sessions/crypto');",
     );
-    expect(runNode(['--no-warnings', '--input-type=commonjs', '-e', script])).toEqual({ module: true, service: true, errors: true, crypto: true, roundTrip: true });
+    expect(runNode(['--no-warnings', '--input-type=commonjs', '-e', script])).toEqual({
+      module: true,
+      service: true,
+      errors: true,
+      crypto: true,
+      roundTrip: true,
+    });
   });
 });

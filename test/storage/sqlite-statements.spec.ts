@@ -57,7 +57,9 @@ describe('SQLite statements', () => {
     await session.addItems([{ role: 'user', content: 'warm the key' }]);
     recorder.statements.length = 0;
 
-    await session.addItems(Array.from({ length: 10 }, (_, i) => ({ role: 'user' as const, content: `item ${i}` })));
+    await session.addItems(
+      Array.from({ length: 10 }, (_, i) => ({ role: 'user' as const, content: `item ${i}` })),
+    );
 
     const statements = recorder.statements;
     expect(statements.filter((sql) => sql.startsWith('BEGIN'))).toHaveLength(1);
@@ -77,11 +79,18 @@ describe('SQLite statements', () => {
     await session.getItems(20);
     const latestN = recorder.statements.find((sql) => sql.includes('FROM "nes_items"'));
     expect(latestN).toMatch(/ORDER BY "seq" DESC LIMIT \?$/);
-    const plan = (await dataSource.query(`EXPLAIN QUERY PLAN ${latestN}`, ['default', 'plan', 0, 20])) as Array<{
+    const plan = (await dataSource.query(`EXPLAIN QUERY PLAN ${latestN}`, [
+      'default',
+      'plan',
+      0,
+      20,
+    ])) as Array<{
       detail: string;
     }>;
     const details = plan.map((step) => step.detail).join('\n');
-    expect(details).toMatch(/SEARCH nes_items USING INDEX sqlite_autoindex_nes_items_1 \(tenant_id=\? AND session_id=\?\)/);
+    expect(details).toMatch(
+      /SEARCH nes_items USING INDEX sqlite_autoindex_nes_items_1 \(tenant_id=\? AND session_id=\?\)/,
+    );
     expect(details).not.toMatch(/TEMP B-TREE/);
   });
 });

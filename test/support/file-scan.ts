@@ -6,7 +6,11 @@ import { existsSync, readFileSync } from 'node:fs';
  */
 export function encodedForms(secret: string): string[] {
   const bytes = Buffer.from(secret, 'utf8');
-  const forms = new Set<string>([secret, bytes.toString('hex'), bytes.toString('hex').toUpperCase()]);
+  const forms = new Set<string>([
+    secret,
+    bytes.toString('hex'),
+    bytes.toString('hex').toUpperCase(),
+  ]);
   for (let shift = 0; shift < 3; shift++) {
     const encoded = Buffer.concat([Buffer.alloc(shift), bytes]).toString('base64');
     // Drop the characters touched by the padding bytes and by the unknown tail.

@@ -45,7 +45,8 @@ function assemble(
   options: HarnessOptions,
   extra: { dataSource?: DataSource; databasePath?: string; cleanup?: () => void },
 ): SessionHarness {
-  const provider = options.provider ?? new EnvKeyProvider({ keys: newRootKeyEntry(), activeKeyId: 'k1' });
+  const provider =
+    options.provider ?? new EnvKeyProvider({ keys: newRootKeyEntry(), activeKeyId: 'k1' });
   const keyRing = new KeyRing(storage, provider, options.keyRing);
   return {
     backend,

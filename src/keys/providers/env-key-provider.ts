@@ -53,7 +53,9 @@ export function parseEnvRootKeys(
       );
     }
     if (parsed.has(id)) {
-      throw new ConfigurationError(`Root key id '${id}' appears twice in ${keysSourceName}; give each key its own id`);
+      throw new ConfigurationError(
+        `Root key id '${id}' appears twice in ${keysSourceName}; give each key its own id`,
+      );
     }
     const key = BASE64_PATTERN.test(encoded) ? Buffer.from(encoded, 'base64') : undefined;
     if (!key || key.length !== 32) {
@@ -112,12 +114,18 @@ export class EnvKeyProvider implements KeyProvider {
 
   async generateDataKey(context: DataKeyContext): Promise<GeneratedDataKey> {
     const plaintext = randomBytes(32);
-    const wrappedKey = wrapDataKey(this.wrappingKeys.get(this.activeId)!, plaintext, toContext(context));
+    const wrappedKey = wrapDataKey(
+      this.wrappingKeys.get(this.activeId)!,
+      plaintext,
+      toContext(context),
+    );
     return { plaintext, wrapped: { kekId: this.activeKekId(), wrappedKey } };
   }
 
   async unwrapDataKey(wrapped: WrappedDataKey, context: DataKeyContext): Promise<Buffer> {
-    const id = wrapped.kekId.startsWith(KEK_ID_PREFIX) ? wrapped.kekId.slice(KEK_ID_PREFIX.length) : '';
+    const id = wrapped.kekId.startsWith(KEK_ID_PREFIX)
+      ? wrapped.kekId.slice(KEK_ID_PREFIX.length)
+      : '';
     const wrappingKey = this.wrappingKeys.get(id);
     if (!wrappingKey) {
       throw new ConfigurationError(

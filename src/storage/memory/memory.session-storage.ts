@@ -30,8 +30,14 @@ function sessionKey(ref: SessionRef): string {
   return `${ref.tenantId.length}:${ref.tenantId}:${ref.sessionId}`;
 }
 
-const copyItem = (item: StoredItem): StoredItem => ({ ...item, ciphertext: Buffer.from(item.ciphertext) });
-const copyKey = (key: DataKeyRecord): DataKeyRecord => ({ ...key, wrappedKey: Buffer.from(key.wrappedKey) });
+const copyItem = (item: StoredItem): StoredItem => ({
+  ...item,
+  ciphertext: Buffer.from(item.ciphertext),
+});
+const copyKey = (key: DataKeyRecord): DataKeyRecord => ({
+  ...key,
+  wrappedKey: Buffer.from(key.wrappedKey),
+});
 
 /**
  * In-process storage for tests and single-process demos. Nothing survives a restart. Units of
@@ -110,7 +116,8 @@ export class MemorySessionStorage implements SessionStorage {
         const visible = [...found.items.values()]
           .filter((item) => item.expiresAt === null || item.expiresAt > now)
           .sort((a, b) => a.seq - b.seq);
-        const chosen = limit === undefined ? visible : visible.slice(Math.max(0, visible.length - limit));
+        const chosen =
+          limit === undefined ? visible : visible.slice(Math.max(0, visible.length - limit));
         return chosen.map(copyItem);
       },
       listVisiblePage: async (ref, now, afterSeq, throughSeq, limit) => {
@@ -164,7 +171,8 @@ export class MemorySessionStorage implements SessionStorage {
       maxGeneration: async (ref) => {
         let max = 0;
         for (const key of this.dataKeys.values()) {
-          if (key.tenantId === ref.tenantId && key.sessionId === ref.sessionId) max = Math.max(max, key.generation);
+          if (key.tenantId === ref.tenantId && key.sessionId === ref.sessionId)
+            max = Math.max(max, key.generation);
         }
         return max;
       },
@@ -183,14 +191,16 @@ export class MemorySessionStorage implements SessionStorage {
         writable().push(() => this.dataKeys.delete(record.dekId));
         return true;
       },
-      retireActive: async (ref) => this.updateKeys(ref, writable(), (key) =>
-        key.state === 'active' ? { ...key, state: 'retiring' } : undefined,
-      ),
-      destroyAllForSession: async (ref, now) => this.updateKeys(ref, writable(), (key) =>
-        key.state === 'destroyed'
-          ? undefined
-          : { ...key, state: 'destroyed', wrappedKey: Buffer.alloc(0), destroyedAt: now },
-      ),
+      retireActive: async (ref) =>
+        this.updateKeys(ref, writable(), (key) =>
+          key.state === 'active' ? { ...key, state: 'retiring' } : undefined,
+        ),
+      destroyAllForSession: async (ref, now) =>
+        this.updateKeys(ref, writable(), (key) =>
+          key.state === 'destroyed'
+            ? undefined
+            : { ...key, state: 'destroyed', wrappedKey: Buffer.alloc(0), destroyedAt: now },
+        ),
     };
 
     const historyOperations: HistoryOperationRepository = {

@@ -30,7 +30,11 @@ const toNumber = (value: unknown): number => (typeof value === 'number' ? value 
 const toNullableNumber = (value: unknown): number | null =>
   value === null || value === undefined ? null : toNumber(value);
 const toNullableString = (value: unknown): string | null =>
-  value === null || value === undefined ? null : typeof value === 'string' ? value : JSON.stringify(value);
+  value === null || value === undefined
+    ? null
+    : typeof value === 'string'
+      ? value
+      : JSON.stringify(value);
 const toBuffer = (value: unknown): Buffer =>
   Buffer.isBuffer(value) ? value : Buffer.from(value as Uint8Array);
 
@@ -54,7 +58,9 @@ export class TypeOrmSessionStorage implements SessionStorage {
   }
 
   read<T>(work: (scope: StorageScope) => Promise<T>): Promise<T> {
-    return this.queue.run(() => this.translateErrors(() => work(this.createScope(this.runner(), false))));
+    return this.queue.run(() =>
+      this.translateErrors(() => work(this.createScope(this.runner(), false))),
+    );
   }
 
   transaction<T>(work: (scope: StorageScope) => Promise<T>): Promise<T> {
@@ -106,7 +112,8 @@ export class TypeOrmSessionStorage implements SessionStorage {
 
   private createScope(runner: QueryRunner, writable: boolean): StorageScope {
     const sql = this.sql;
-    const q = (statement: string, params: unknown[]) => runner.query(statement, params) as Promise<Row[]>;
+    const q = (statement: string, params: unknown[]) =>
+      runner.query(statement, params) as Promise<Row[]>;
     const write = async (statement: string, params: unknown[]): Promise<number> => {
       if (!writable) throw new Error('Write attempted inside a read-only storage scope');
       const result = (await runner.query(statement, params, true)) as { affected?: number };
@@ -132,7 +139,12 @@ export class TypeOrmSessionStorage implements SessionStorage {
             record.legalHold ? 1 : 0,
           ])) === 1,
         reserveSequence: async (ref, count, now) => {
-          const updated = await write(sql.advanceSequence, [count, now, ref.tenantId, ref.sessionId]);
+          const updated = await write(sql.advanceSequence, [
+            count,
+            now,
+            ref.tenantId,
+            ref.sessionId,
+          ]);
           if (updated === 0) return undefined;
           // Read back under the lock the update took: no other writer can move it in between.
           const rows = await q(sql.readSequence, [ref.tenantId, ref.sessionId]);
@@ -160,15 +172,29 @@ export class TypeOrmSessionStorage implements SessionStorage {
         },
         listVisible: async (ref, now, limit) => {
           if (limit === undefined) {
-            return (await q(sql.listAllVisible, [ref.tenantId, ref.sessionId, now])).map(toStoredItem);
+            return (await q(sql.listAllVisible, [ref.tenantId, ref.sessionId, now])).map(
+              toStoredItem,
+            );
           }
-          const newestFirst = await q(sql.listNewestVisible, [ref.tenantId, ref.sessionId, now, limit]);
+          const newestFirst = await q(sql.listNewestVisible, [
+            ref.tenantId,
+            ref.sessionId,
+            now,
+            limit,
+          ]);
           return newestFirst.reverse().map(toStoredItem);
         },
         listVisiblePage: async (ref, now, afterSeq, throughSeq, limit) =>
-          (await q(sql.listVisiblePage, [ref.tenantId, ref.sessionId, afterSeq, throughSeq, now, limit])).map(
-            toStoredItem,
-          ),
+          (
+            await q(sql.listVisiblePage, [
+              ref.tenantId,
+              ref.sessionId,
+              afterSeq,
+              throughSeq,
+              now,
+              limit,
+            ])
+          ).map(toStoredItem),
         deleteBySeq: async (ref, seqs) => {
           if (seqs.length === 0) return 0;
           return write(sql.deleteItemsBySeq(seqs.length), [ref.tenantId, ref.sessionId, ...seqs]);
@@ -228,9 +254,12 @@ export class TypeOrmSessionStorage implements SessionStorage {
 
 /** Every statement the adapter runs, built once per table prefix and dialect. */
 function buildStatements(t: TableNames, d: SqlDialect) {
-  const [sessions, items, dataKeys, operations] = [t.sessions, t.items, t.dataKeys, t.historyOperations].map(
-    (name) => d.quote(name),
-  );
+  const [sessions, items, dataKeys, operations] = [
+    t.sessions,
+    t.items,
+    t.dataKeys,
+    t.historyOperations,
+  ].map((name) => d.quote(name));
   const p = (n: number) => d.param(n);
   const itemColumns = '"seq", "dek_id", "expires_at", "created_at", "ciphertext"';
   const visible = (nowParam: string) => `("expires_at" IS NULL OR "expires_at" > ${nowParam})`;

@@ -62,9 +62,7 @@ function createSessionTablesSql(t: TableNames): string[] {
  * Builds the migration that creates the module's tables under a prefix. Hosts that run
  * migrations with their own DataSource add the returned class to its `migrations` list.
  */
-export function createSessionTablesMigration(
-  prefix?: string,
-): new () => MigrationInterface {
+export function createSessionTablesMigration(prefix?: string): new () => MigrationInterface {
   const tables = tableNamesFor(prefix);
   return class CreateSessionTables1763700000000 implements MigrationInterface {
     readonly name = 'CreateSessionTables1763700000000';
@@ -74,7 +72,12 @@ export function createSessionTablesMigration(
     }
 
     async down(queryRunner: QueryRunner): Promise<void> {
-      for (const table of [tables.historyOperations, tables.dataKeys, tables.items, tables.sessions]) {
+      for (const table of [
+        tables.historyOperations,
+        tables.dataKeys,
+        tables.items,
+        tables.sessions,
+      ]) {
         await queryRunner.query(`DROP TABLE "${table}"`);
       }
     }

@@ -167,14 +167,31 @@ export class KeyRing {
     subjectId: string | null,
     firstSeq: number,
   ): Promise<UsableDataKey> {
-    return this.singleFlight(`write:${refKey(ref)}`, async () => {
-      const generation =
-        (await this.storage.read((scope) => scope.dataKeys.maxGeneration(ref))) + 1;
-      const record = await this.createDataKey(ref, subjectId, generation, firstSeq, true);
+    // Its own flight: sharing the first-write flight would hand back the old key unrotated.
+    // Two processes rotating at once are settled by the unique (session, generation) key.
+    return this.singleFlight(`rotate:${refKey(ref)}`, async () => {
+      const found = await this.storage.read(async (scope) => ({
+        active: await scope.dataKeys.findActive(ref),
+        generation: await scope.dataKeys.maxGeneration(ref),
+      }));
+      // Another writer already rotated past this point: use its key, skip no generation.
+      const record =
+        found.active && found.active.firstSeq >= firstSeq
+          ? found.active
+          : await this.createDataKey(ref, subjectId, found.generation + 1, firstSeq, true);
       const dataKey = await this.load(record);
       this.activeBySession.set(refKey(ref), dataKey.dekId);
       return dataKey;
     });
+  }
+
+  /**
+   * Forgets which key the session writes with, so the next write reads the active key from
+   * storage again (after another writer rotated it). Cached keys stay: rotation retires keys,
+   * it does not destroy them, and other writers may be using them right now.
+   */
+  forgetActiveKey(ref: SessionRef): void {
+    this.activeBySession.delete(refKey(ref));
   }
 
   /** Drops (and zeroes) every cached key of the session, e.g. after its keys were destroyed. */

@@ -55,6 +55,9 @@ class RetryOutsideTransaction extends Error {
 /** How often a write re-runs after losing a race (a rotated, cleared or evicted key). */
 const MAX_WRITE_ATTEMPTS = 5;
 
+/** How many new generations one write may wait through while other writers fill them. */
+const MAX_ROTATIONS_PER_WRITE = 100;
+
 /** Rows per query when reading a whole history. */
 const FULL_READ_PAGE_SIZE = 1000;
 
@@ -263,24 +266,28 @@ export class EncryptedSession implements SessionHistoryTransactionAwareSession {
    */
   private async withWriteKey<T>(write: (dataKey: UsableDataKey) => Promise<T>): Promise<T> {
     const { keyRing } = this.context;
-    for (let attempt = 0; attempt < MAX_WRITE_ATTEMPTS; attempt++) {
+    let staleKeyRetries = 0;
+    let rotations = 0;
+    for (;;) {
       const dataKey = await keyRing.keyForWrite(this.ref, this.context.subjectId);
       try {
         return await write(dataKey);
       } catch (error) {
         if (!(error instanceof RetryOutsideTransaction)) throw error;
-        if (error.reason === 'stale-key') {
-          keyRing.forgetSession(this.ref);
-        } else if (error.reason === 'key-exhausted') {
+        if (error.reason === 'stale-key' && ++staleKeyRetries < MAX_WRITE_ATTEMPTS) {
+          keyRing.forgetActiveKey(this.ref);
+        } else if (error.reason === 'key-exhausted' && ++rotations < MAX_ROTATIONS_PER_WRITE) {
+          // Each exhausted key means some writer made progress, so this has its own budget.
           await keyRing.rotate(this.ref, this.context.subjectId, error.nextSeq);
+        } else if (error.reason === 'stale-key' || error.reason === 'key-exhausted') {
+          throw new StorageUnavailableError(
+            `Writing to session '${this.ref.sessionId}' kept losing races with key changes; retry the call`,
+          );
         } else {
           throw error;
         }
       }
     }
-    throw new StorageUnavailableError(
-      `Writing to session '${this.ref.sessionId}' kept losing races with key changes; retry the call`,
-    );
   }
 
   /** Reserves positions, seals each payload for its position and inserts them in one batch. */

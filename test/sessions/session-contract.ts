@@ -343,6 +343,18 @@ export function describeSessionContract(backendName: string, createHarness: Harn
         );
         expect(active!.generation).toBeGreaterThanOrEqual(3);
       });
+
+      it('keeps every item readable when concurrent writers cross generation boundaries', async () => {
+        await harness.close();
+        harness = await createHarness({ keyRing: { maxItemsPerDataKey: 4 } });
+        const session = await harness.service.open(sessionId);
+        await Promise.all(
+          Array.from({ length: 10 }, (_, w) => session.addItems(items(`${w}a`, `${w}b`, `${w}c`))),
+        );
+        const all = texts(await session.getItems());
+        expect(all).toHaveLength(30);
+        expect(new Set(all).size).toBe(30);
+      });
     });
   });
 }

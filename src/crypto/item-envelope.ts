@@ -179,19 +179,13 @@ export function parseEnvelope(stored: Uint8Array): ParsedEnvelope {
 export function openEnvelope(envelope: ParsedEnvelope, key: ItemKey, binding: ItemBinding): Buffer {
   assertItemKey(key);
   assertBinding(binding);
-  let plaintext: Buffer | undefined;
-  try {
-    const decipher = createDecipheriv(CIPHER, key, envelope.iv, GCM_OPTIONS);
-    decipher.setAuthTag(envelope.tag);
-    decipher.setAAD(buildAad(envelope.headerBytes, binding));
-    plaintext = decipher.update(envelope.ciphertext);
-    decipher.final();
-    return plaintext;
-  } catch (error) {
-    // Unauthenticated plaintext must not linger in memory.
-    plaintext?.fill(0);
-    throw new IntegrityError(AUTH_FAILURE_MESSAGE, secretFreeCause(error));
-  }
+  return decryptAuthenticated(
+    key,
+    envelope.iv,
+    envelope.tag,
+    envelope.ciphertext,
+    buildAad(envelope.headerBytes, binding),
+  );
 }
 
 /**
@@ -216,21 +210,33 @@ export function openItem(dataKey: ItemDataKey, binding: ItemBinding, stored: Uin
     );
   }
   const tagOffset = bytes.length - ENVELOPE_TAG_LENGTH;
-  const aad = buildAad(bytes, binding);
+  return decryptAuthenticated(
+    dataKey.key,
+    bytes.subarray(IV_OFFSET, ENVELOPE_HEADER_LENGTH),
+    bytes.subarray(tagOffset),
+    bytes.subarray(ENVELOPE_HEADER_LENGTH, tagOffset),
+    buildAad(bytes, binding),
+  );
+}
+
+/** AES-256-GCM decryption that returns plaintext only once the tag verified. */
+function decryptAuthenticated(
+  key: ItemKey,
+  iv: Buffer,
+  tag: Buffer,
+  ciphertext: Buffer,
+  aad: Buffer,
+): Buffer {
   let plaintext: Buffer | undefined;
   try {
-    const decipher = createDecipheriv(
-      CIPHER,
-      dataKey.key,
-      bytes.subarray(IV_OFFSET, ENVELOPE_HEADER_LENGTH),
-      GCM_OPTIONS,
-    );
-    decipher.setAuthTag(bytes.subarray(tagOffset));
+    const decipher = createDecipheriv(CIPHER, key, iv, GCM_OPTIONS);
+    decipher.setAuthTag(tag);
     decipher.setAAD(aad);
-    plaintext = decipher.update(bytes.subarray(ENVELOPE_HEADER_LENGTH, tagOffset));
+    plaintext = decipher.update(ciphertext);
     decipher.final();
     return plaintext;
   } catch (error) {
+    // Unauthenticated plaintext must not linger in memory.
     plaintext?.fill(0);
     throw new IntegrityError(AUTH_FAILURE_MESSAGE, secretFreeCause(error));
   }

@@ -1,6 +1,7 @@
 import { type KeyObject, createSecretKey, randomBytes, randomUUID } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { thrownBy } from '../support/thrown-by.js';
 import { IntegrityError, InvalidArgumentError } from '../../src/errors/index.js';
 import {
   ENVELOPE_FORMAT_VERSION,
@@ -21,16 +22,6 @@ import {
 /** The read path: parse, then authenticate and decrypt. */
 function openStored(stored: Uint8Array, key: ItemKey, binding: ItemBinding): Buffer {
   return openEnvelope(parseEnvelope(stored), key, binding);
-}
-
-/** Runs `action` and returns what it threw, or fails when it throws nothing. */
-function thrownBy(action: () => unknown): unknown {
-  try {
-    action();
-  } catch (error) {
-    return error;
-  }
-  throw new Error('expected the action to throw, but it returned');
 }
 
 /** True only for an IntegrityError: a TypeError or RangeError escaping counts as a failure. */

@@ -1,19 +1,10 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { thrownBy } from '../support/thrown-by.js';
 import { IntegrityError, InvalidArgumentError } from '../../src/errors/index.js';
 import { decodeItemPayload, encodeItemPayload } from '../../src/crypto/index.js';
 
 const roundTrip = (item: unknown) => decodeItemPayload(encodeItemPayload(item));
-
-/** Runs `action` and returns what it threw, or fails when it throws nothing. */
-function thrownBy(action: () => unknown): unknown {
-  try {
-    action();
-  } catch (error) {
-    return error;
-  }
-  throw new Error('expected the action to throw, but it returned');
-}
 
 describe('encodeItemPayload / decodeItemPayload round trip', () => {
   it('keeps a plain history item', () => {

@@ -1,6 +1,7 @@
 import { type KeyObject, createSecretKey, randomBytes } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { thrownBy } from '../support/thrown-by.js';
 import { IntegrityError, InvalidArgumentError } from '../../src/errors/index.js';
 import {
   deriveSubkey,
@@ -8,16 +9,6 @@ import {
   unwrapDataKey,
   wrapDataKey,
 } from '../../src/crypto/index.js';
-
-/** Runs `action` and returns what it threw, or fails when it throws nothing. */
-function thrownBy(action: () => unknown): unknown {
-  try {
-    action();
-  } catch (error) {
-    return error;
-  }
-  throw new Error('expected the action to throw, but it returned');
-}
 
 /** True only for an IntegrityError: a TypeError or RangeError escaping counts as a failure. */
 const failsWithIntegrityError = (action: () => unknown) =>

@@ -56,6 +56,22 @@ describe('EncryptedSessionModule', () => {
     expect(existsSync(path)).toBe(true);
   });
 
+  it('closes its own SQLite file on shutdown, folding the WAL back into it', async () => {
+    const path = join(directory, 'shutdown.sqlite');
+    moduleRef = await Test.createTestingModule({
+      imports: [
+        EncryptedSessionModule.forRoot({ keys: envKeys(), storage: { type: 'sqlite', path } }),
+      ],
+    }).compile();
+    await moduleRef.init();
+    await roundTrip(moduleRef);
+    expect(existsSync(`${path}-wal`)).toBe(true);
+    await moduleRef.close();
+    moduleRef = undefined;
+    // SQLite checkpoints and removes the WAL when the last connection closes.
+    expect(existsSync(`${path}-wal`)).toBe(false);
+  });
+
   it('forRootAsync takes its options from an injected factory', async () => {
     @Injectable()
     class SettingsService {

@@ -229,7 +229,8 @@ function decryptAuthenticated(
 ): Buffer {
   let plaintext: Buffer | undefined;
   try {
-    const decipher = createDecipheriv(CIPHER, key, iv, GCM_OPTIONS);
+    // authTagLength pins 16-byte tags: without it Node 20 accepts truncated ones.
+    const decipher = createDecipheriv(CIPHER, key, iv, { authTagLength: ENVELOPE_TAG_LENGTH });
     decipher.setAuthTag(tag);
     decipher.setAAD(aad);
     plaintext = decipher.update(ciphertext);

@@ -274,20 +274,24 @@ export class EncryptedSession implements SessionHistoryTransactionAwareSession {
         return await write(dataKey);
       } catch (error) {
         if (!(error instanceof RetryOutsideTransaction)) throw error;
-        if (error.reason === 'stale-key' && ++staleKeyRetries < MAX_WRITE_ATTEMPTS) {
+        if (error.reason === 'stale-key') {
+          if (++staleKeyRetries >= MAX_WRITE_ATTEMPTS) throw this.lostKeyRaces();
           keyRing.forgetActiveKey(this.ref);
-        } else if (error.reason === 'key-exhausted' && ++rotations < MAX_ROTATIONS_PER_WRITE) {
+        } else if (error.reason === 'key-exhausted') {
           // Each exhausted key means some writer made progress, so this has its own budget.
+          if (++rotations >= MAX_ROTATIONS_PER_WRITE) throw this.lostKeyRaces();
           await keyRing.rotate(this.ref, this.context.subjectId, error.nextSeq);
-        } else if (error.reason === 'stale-key' || error.reason === 'key-exhausted') {
-          throw new StorageUnavailableError(
-            `Writing to session '${this.ref.sessionId}' kept losing races with key changes; retry the call`,
-          );
         } else {
           throw error;
         }
       }
     }
+  }
+
+  private lostKeyRaces(): StorageUnavailableError {
+    return new StorageUnavailableError(
+      `Writing to session '${this.ref.sessionId}' kept losing races with key changes; retry the call`,
+    );
   }
 
   /** Reserves positions, seals each payload for its position and inserts them in one batch. */

@@ -24,11 +24,11 @@ export interface ItemRepository {
   /** Inserts all items in one batched statement (or as few as the backend's limits allow). */
   insertMany(ref: SessionRef, items: readonly StoredItem[]): Promise<void>;
   /**
-   * Items not expired at `now`, in ascending sequence order; with a limit, only the newest
-   * `limit` of them. The newest-first scan stops after `limit` rows, so expired history costs
-   * nothing.
+   * The newest `limit` items not expired at `now`, in ascending sequence order. The
+   * newest-first scan stops after `limit` rows, so expired history costs nothing. (Whole
+   * histories are read page by page with {@link listVisiblePage}.)
    */
-  listVisible(ref: SessionRef, now: number, limit?: number): Promise<StoredItem[]>;
+  listVisible(ref: SessionRef, now: number, limit: number): Promise<StoredItem[]>;
   /**
    * Up to `limit` items not expired at `now` with `afterSeq < seq <= throughSeq`, in ascending
    * order: one page of a long history, so a full read never holds it all at once.

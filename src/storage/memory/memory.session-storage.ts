@@ -39,6 +39,13 @@ const copyKey = (key: DataKeyRecord): DataKeyRecord => ({
   wrappedKey: Buffer.from(key.wrappedKey),
 });
 
+/** The session's items not expired at `now`, by ascending sequence number. */
+function visibleInOrder(state: SessionState, now: number): StoredItem[] {
+  return [...state.items.values()]
+    .filter((item) => item.expiresAt === null || item.expiresAt > now)
+    .sort((a, b) => a.seq - b.seq);
+}
+
 /**
  * In-process storage for tests and single-process demos. Nothing survives a restart. Units of
  * work run one at a time; a failed one is rolled back from an undo log.
@@ -113,20 +120,14 @@ export class MemorySessionStorage implements SessionStorage {
       listVisible: async (ref, now, limit) => {
         const found = state(ref);
         if (!found) return [];
-        const visible = [...found.items.values()]
-          .filter((item) => item.expiresAt === null || item.expiresAt > now)
-          .sort((a, b) => a.seq - b.seq);
-        const chosen =
-          limit === undefined ? visible : visible.slice(Math.max(0, visible.length - limit));
-        return chosen.map(copyItem);
+        const visible = visibleInOrder(found, now);
+        return visible.slice(Math.max(0, visible.length - limit)).map(copyItem);
       },
       listVisiblePage: async (ref, now, afterSeq, throughSeq, limit) => {
         const found = state(ref);
         if (!found) return [];
-        return [...found.items.values()]
+        return visibleInOrder(found, now)
           .filter((item) => item.seq > afterSeq && item.seq <= throughSeq)
-          .filter((item) => item.expiresAt === null || item.expiresAt > now)
-          .sort((a, b) => a.seq - b.seq)
           .slice(0, limit)
           .map(copyItem);
       },

@@ -171,11 +171,6 @@ export class TypeOrmSessionStorage implements SessionStorage {
           }
         },
         listVisible: async (ref, now, limit) => {
-          if (limit === undefined) {
-            return (await q(sql.listAllVisible, [ref.tenantId, ref.sessionId, now])).map(
-              toStoredItem,
-            );
-          }
           const newestFirst = await q(sql.listNewestVisible, [
             ref.tenantId,
             ref.sessionId,
@@ -286,7 +281,6 @@ function buildStatements(t: TableNames, d: SqlDialect) {
       }
       return statement;
     },
-    listAllVisible: `SELECT ${itemColumns} FROM ${items} WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)} AND ${visible(p(3))} ORDER BY "seq" ASC`,
     listVisiblePage: `SELECT ${itemColumns} FROM ${items} WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)} AND "seq" > ${p(3)} AND "seq" <= ${p(4)} AND ${visible(p(5))} ORDER BY "seq" ASC LIMIT ${p(6)}`,
     listNewestVisible: `SELECT ${itemColumns} FROM ${items} WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)} AND ${visible(p(3))} ORDER BY "seq" DESC LIMIT ${p(4)}`,
     deleteItemsBySeq(count: number): string {

@@ -234,9 +234,12 @@ export class KeyRing {
       createdAt: Date.now(),
       destroyedAt: null,
     };
+    // Insert first and retire only on success: a process that lost the race for this
+    // generation must not retire the winner's key.
     const inserted = await this.storage.transaction(async (scope) => {
-      if (retirePrevious) await scope.dataKeys.retireActive(ref);
-      return scope.dataKeys.insertIfAbsent(record);
+      const won = await scope.dataKeys.insertIfAbsent(record);
+      if (won && retirePrevious) await scope.dataKeys.retireActiveBelow(ref, generation);
+      return won;
     });
     if (inserted) {
       logger.debug(

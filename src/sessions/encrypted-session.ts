@@ -45,7 +45,12 @@ export interface EncryptedSessionContext {
  */
 class RetryOutsideTransaction extends Error {
   constructor(
-    readonly reason: 'stale-key' | 'key-exhausted' | 'operation-exists' | 'suffix-keys',
+    readonly reason:
+      | 'stale-key'
+      | 'key-rotated'
+      | 'key-exhausted'
+      | 'operation-exists'
+      | 'suffix-keys',
     readonly nextSeq = 0,
   ) {
     super(reason);
@@ -195,6 +200,8 @@ export class EncryptedSession implements SessionHistoryTransactionAwareSession {
    */
   async clearSession(): Promise<void> {
     await this.context.storage.transaction(async (scope) => {
+      // Waits for an append of another process to commit, so none lands under a destroyed key.
+      await scope.sessions.lockForWrite(this.ref, this.now());
       await scope.items.deleteAll(this.ref);
       await scope.historyOperations.deleteAll(this.ref);
       await scope.dataKeys.destroyAllForSession(this.ref, this.now());
@@ -277,6 +284,11 @@ export class EncryptedSession implements SessionHistoryTransactionAwareSession {
         if (error.reason === 'stale-key') {
           if (++staleKeyRetries >= MAX_WRITE_ATTEMPTS) throw this.lostKeyRaces();
           keyRing.forgetActiveKey(this.ref);
+        } else if (error.reason === 'key-rotated') {
+          // Another writer filled our key and started the next generation: progress, so it
+          // shares the rotation budget rather than the one for lost keys.
+          if (++rotations >= MAX_ROTATIONS_PER_WRITE) throw this.lostKeyRaces();
+          keyRing.forgetActiveKey(this.ref);
         } else if (error.reason === 'key-exhausted') {
           // Each exhausted key means some writer made progress, so this has its own budget.
           if (++rotations >= MAX_ROTATIONS_PER_WRITE) throw this.lostKeyRaces();
@@ -314,7 +326,11 @@ export class EncryptedSession implements SessionHistoryTransactionAwareSession {
     // otherwise leave items sealed under a destroyed key.
     const active = await scope.dataKeys.findActive(this.ref);
     if (active?.dekId !== dataKey.dekId || dataKey.revoked) {
-      throw new RetryOutsideTransaction('stale-key');
+      throw new RetryOutsideTransaction(
+        active && active.generation > dataKey.generation && !dataKey.revoked
+          ? 'key-rotated'
+          : 'stale-key',
+      );
     }
     if (payloads.length === 0) return;
     if (first + payloads.length - dataKey.firstSeq > this.context.keyRing.maxItemsPerDataKey) {

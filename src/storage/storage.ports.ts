@@ -17,6 +17,12 @@ export interface SessionRecordRepository {
    * Atomic against every other writer of the session.
    */
   reserveSequence(ref: SessionRef, count: number, now: number): Promise<number | undefined>;
+  /**
+   * Records activity at `now` and takes the session's write lock for the rest of the unit of
+   * work, so a clear cannot interleave with an append of another process. False when the
+   * session row does not exist.
+   */
+  lockForWrite(ref: SessionRef, now: number): Promise<boolean>;
 }
 
 /** Item rows. */
@@ -55,8 +61,11 @@ export interface DataKeyRepository {
   maxGeneration(ref: SessionRef): Promise<number>;
   /** Inserts unless a key with the same session and generation exists; true when inserted. */
   insertIfAbsent(record: DataKeyRecord): Promise<boolean>;
-  /** Moves the session's active keys to `retiring` (a newer generation takes over writes). */
-  retireActive(ref: SessionRef): Promise<number>;
+  /**
+   * Moves the session's active keys older than `generation` to `retiring` (the newer
+   * generation takes over writes; retiring keys still open old items).
+   */
+  retireActiveBelow(ref: SessionRef, generation: number): Promise<number>;
   /** Crypto-shreds every key of the session: state `destroyed`, wrapped bytes wiped. */
   destroyAllForSession(ref: SessionRef, now: number): Promise<number>;
 }
@@ -84,7 +93,7 @@ export interface StorageScope {
 export const SESSION_STORAGE = Symbol('SESSION_STORAGE');
 
 /**
- * The storage port. Adapters: in-memory, TypeORM (better-sqlite3 now; Postgres and MySQL next).
+ * The storage port. Adapters: in-memory, TypeORM (better-sqlite3, Postgres, MySQL/MariaDB), Redis.
  */
 export interface SessionStorage {
   /** Short name of the backend, for logs and health output (`memory`, `sqlite`, ...). */
@@ -94,6 +103,9 @@ export interface SessionStorage {
   /**
    * Runs work atomically: every write made through `scope` commits when `work` resolves and
    * none survives when it throws. The error is rethrown unchanged.
+   *
+   * A unit of work touches one session. Adapters with optimistic concurrency (Redis) run `work`
+   * again after a conflicting commit, so it must have no effect outside `scope`.
    */
   transaction<T>(work: (scope: StorageScope) => Promise<T>): Promise<T>;
   /** Releases what the adapter itself opened (not a host's DataSource). Idempotent. */

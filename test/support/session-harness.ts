@@ -14,7 +14,16 @@ import {
   type KeyProvider,
   type KeyRingOptions,
   type SessionStorage,
+  type SqlServerType,
 } from '../../src/index.js';
+import type { ItemTamperer } from './item-tamperer.js';
+import { memoryItemTamperer } from './memory-tamperer.js';
+import {
+  SERVER_NAMES,
+  createMigratedTestDatabase,
+  sqlItemTamperer,
+  type MigratedTestDatabase,
+} from './sql-server-support.js';
 import { newRootKeyEntry } from './test-keys.js';
 
 /** Everything a session test needs, on one backend. */
@@ -28,6 +37,8 @@ export interface SessionHarness {
   readonly dataSource?: DataSource;
   /** The SQLite file, when there is one. */
   readonly databasePath?: string;
+  /** Edits stored items directly in the backend, for the integrity suite. */
+  readonly tamper: ItemTamperer;
   close(): Promise<void>;
 }
 
@@ -39,11 +50,17 @@ export interface HarnessOptions {
 /** Builds a harness on a backend; one per test file or test. */
 export type HarnessFactory = (options?: HarnessOptions) => Promise<SessionHarness>;
 
-function assemble(
+/** Puts a harness together from a storage on any backend. */
+export function assembleHarness(
   backend: string,
   storage: SessionStorage,
   options: HarnessOptions,
-  extra: { dataSource?: DataSource; databasePath?: string; cleanup?: () => void },
+  extra: {
+    tamper: ItemTamperer;
+    dataSource?: DataSource;
+    databasePath?: string;
+    cleanup?: () => void | Promise<void>;
+  },
 ): SessionHarness {
   const provider =
     options.provider ?? new EnvKeyProvider({ keys: newRootKeyEntry(), activeKeyId: 'k1' });
@@ -56,16 +73,19 @@ function assemble(
     service: new EncryptedSessionService(storage, keyRing),
     dataSource: extra.dataSource,
     databasePath: extra.databasePath,
+    tamper: extra.tamper,
     async close() {
       await storage.close();
       keyRing.clear();
-      extra.cleanup?.();
+      await extra.cleanup?.();
     },
   };
 }
 
-export const memoryHarness: HarnessFactory = async (options = {}) =>
-  assemble('memory', new MemorySessionStorage(), options, {});
+export const memoryHarness: HarnessFactory = async (options = {}) => {
+  const storage = new MemorySessionStorage();
+  return assembleHarness('memory', storage, options, { tamper: memoryItemTamperer(storage) });
+};
 
 export const sqliteHarness: HarnessFactory = async (options = {}) => {
   const directory = mkdtempSync(join(tmpdir(), 'nes-sqlite-'));
@@ -73,7 +93,8 @@ export const sqliteHarness: HarnessFactory = async (options = {}) => {
   const dataSource = await openSqliteDataSource({ path: databasePath, synchronous: 'NORMAL' });
   await runSessionMigrations(dataSource, dialectFor(dataSource));
   const storage = new TypeOrmSessionStorage({ dataSource, ownsDataSource: true });
-  return assemble('sqlite', storage, options, {
+  return assembleHarness('sqlite', storage, options, {
+    tamper: sqlItemTamperer(dataSource),
     dataSource,
     databasePath,
     cleanup: () => rmSync(directory, { recursive: true, force: true }),
@@ -87,3 +108,28 @@ export const assistantMessage = (text: string) => ({
   status: 'completed' as const,
   content: [{ type: 'output_text' as const, text }],
 });
+
+/**
+ * A harness factory on a database server for one spec file: the first harness creates and
+ * migrates a throwaway database, each later one gets its own storage and keys over it, and
+ * `dispose` (in `afterAll`) drops the database.
+ */
+export function sqlServerHarness(type: SqlServerType): {
+  factory: HarnessFactory;
+  dispose: () => Promise<void>;
+} {
+  let database: Promise<MigratedTestDatabase> | undefined;
+  return {
+    factory: async (options = {}) => {
+      database ??= createMigratedTestDatabase(type);
+      const { dataSource, newStorage } = await database;
+      return assembleHarness(SERVER_NAMES[type], newStorage(), options, {
+        tamper: sqlItemTamperer(dataSource),
+        dataSource,
+      });
+    },
+    dispose: async () => {
+      await (await database)?.dispose();
+    },
+  };
+}

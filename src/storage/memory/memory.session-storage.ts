@@ -93,6 +93,14 @@ export class MemorySessionStorage implements SessionStorage {
         writable().push(() => this.sessions.delete(key));
         return true;
       },
+      lockForWrite: async (ref, now) => {
+        const found = state(ref);
+        if (!found) return false;
+        const before = found.record;
+        writable().push(() => (found.record = before));
+        found.record = { ...found.record, lastActivityAt: now };
+        return true;
+      },
       reserveSequence: async (ref, count, now) => {
         const found = state(ref);
         if (!found) return undefined;
@@ -192,9 +200,11 @@ export class MemorySessionStorage implements SessionStorage {
         writable().push(() => this.dataKeys.delete(record.dekId));
         return true;
       },
-      retireActive: async (ref) =>
+      retireActiveBelow: async (ref, generation) =>
         this.updateKeys(ref, writable(), (key) =>
-          key.state === 'active' ? { ...key, state: 'retiring' } : undefined,
+          key.state === 'active' && key.generation < generation
+            ? { ...key, state: 'retiring' }
+            : undefined,
         ),
       destroyAllForSession: async (ref, now) =>
         this.updateKeys(ref, writable(), (key) =>

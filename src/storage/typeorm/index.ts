@@ -4,3 +4,4 @@ export * from './sql-dialect.js';
 export * from './sqlite-data-source.js';
 export * from './table-names.js';
 export * from './typeorm.session-storage.js';
+export * from './server-data-source.js';

@@ -1,12 +1,17 @@
-import type { DataSource } from 'typeorm';
+import type { DataSource, QueryRunner } from 'typeorm';
 import type { SqlDialect } from './sql-dialect.js';
 import { sessionMigrations } from './migrations/index.js';
 import { tableNamesFor } from './table-names.js';
+
+/** How long a starting process waits for another one that is applying migrations. */
+const MIGRATION_LOCK_WAIT_SECONDS = 60;
 
 /**
  * Applies the module's own migrations, each once, in its own transaction, recorded in
  * `<prefix>schema_migrations`. It never touches a host's migrations: running
  * `dataSource.runMigrations()` on a shared DataSource would run the host's list too.
+ * Replicas starting together are serialized by a lock (SQLite's write lock, a Postgres
+ * advisory lock, MySQL's GET_LOCK), so each migration is applied once.
  *
  * @returns the names of the migrations applied by this call.
  */
@@ -16,39 +21,86 @@ export async function runSessionMigrations(
   prefix?: string,
 ): Promise<string[]> {
   const tables = tableNamesFor(prefix);
-  const ledger = dialect.quote(tables.schemaMigrations);
+  const ledger = `"${tables.schemaMigrations}"`;
+  const sql = (statement: string) => dialect.sql(statement);
   const runner = dataSource.createQueryRunner();
   const applied: string[] = [];
+  const lockName = `nes_migrations_${tables.schemaMigrations}`;
   try {
-    await runner.query(
-      `CREATE TABLE IF NOT EXISTS ${ledger} ("name" varchar(191) NOT NULL PRIMARY KEY, "applied_at" bigint NOT NULL)`,
-    );
-    for (const Migration of sessionMigrations(prefix)) {
-      const migration = new Migration();
-      const name = migration.name ?? Migration.name;
-      await runner.query(dialect.beginWrite);
-      try {
-        // Re-checked inside the write lock, so two processes starting together apply it once.
-        const done = (await runner.query(
-          `SELECT "name" FROM ${ledger} WHERE "name" = ${dialect.param(1)}`,
-          [name],
-        )) as unknown[];
-        if (done.length === 0) {
-          await migration.up(runner);
-          await runner.query(
-            `INSERT INTO ${ledger} ("name", "applied_at") VALUES (${dialect.param(1)}, ${dialect.param(2)})`,
-            [name, Date.now()],
-          );
-          applied.push(name);
+    await acquireMigrationLock(runner, dialect, lockName);
+    try {
+      await runner.query(
+        sql(
+          `CREATE TABLE IF NOT EXISTS ${ledger} ("name" varchar(191) NOT NULL PRIMARY KEY, "applied_at" bigint NOT NULL)`,
+        ),
+      );
+      for (const Migration of sessionMigrations(prefix)) {
+        const migration = new Migration();
+        const name = migration.name ?? Migration.name;
+        // MySQL commits DDL on its own; the lock above is what keeps this to one process there.
+        for (const statement of dialect.beginWrite) await runner.query(statement);
+        try {
+          // Re-checked inside the lock, so two processes starting together apply it once.
+          const done = (await runner.query(
+            sql(`SELECT "name" FROM ${ledger} WHERE "name" = ${dialect.param(1)}`),
+            [name],
+          )) as unknown[];
+          if (done.length === 0) {
+            await migration.up(runner);
+            await runner.query(
+              sql(
+                `INSERT INTO ${ledger} ("name", "applied_at") VALUES (${dialect.param(1)}, ${dialect.param(2)})`,
+              ),
+              [name, Date.now()],
+            );
+            applied.push(name);
+          }
+          await runner.query('COMMIT');
+        } catch (error) {
+          await runner.query('ROLLBACK').catch(() => undefined);
+          throw error;
         }
-        await runner.query('COMMIT');
-      } catch (error) {
-        await runner.query('ROLLBACK').catch(() => undefined);
-        throw error;
       }
+    } finally {
+      await releaseMigrationLock(runner, dialect, lockName);
     }
   } finally {
     await runner.release();
   }
   return applied;
+}
+
+async function acquireMigrationLock(
+  runner: QueryRunner,
+  dialect: SqlDialect,
+  lockName: string,
+): Promise<void> {
+  if (dialect.backend === 'postgres') {
+    await runner.query('SELECT pg_advisory_lock(hashtext($1))', [lockName]);
+  } else if (dialect.backend === 'mysql') {
+    const [row] = (await runner.query('SELECT GET_LOCK(?, ?) AS acquired', [
+      lockName,
+      MIGRATION_LOCK_WAIT_SECONDS,
+    ])) as Array<{ acquired: unknown }>;
+    if (Number(row?.acquired) !== 1) {
+      throw new Error(
+        `Another process held the migration lock '${lockName}' for ${MIGRATION_LOCK_WAIT_SECONDS}s; start again once it has finished`,
+      );
+    }
+  }
+  // SQLite: each migration's BEGIN IMMEDIATE holds the database write lock.
+}
+
+async function releaseMigrationLock(
+  runner: QueryRunner,
+  dialect: SqlDialect,
+  lockName: string,
+): Promise<void> {
+  if (dialect.backend === 'postgres') {
+    await runner
+      .query('SELECT pg_advisory_unlock(hashtext($1))', [lockName])
+      .catch(() => undefined);
+  } else if (dialect.backend === 'mysql') {
+    await runner.query('SELECT RELEASE_LOCK(?)', [lockName]).catch(() => undefined);
+  }
 }

@@ -1,41 +1,197 @@
 import type { DataSource } from 'typeorm';
 import { ConfigurationError } from '../../errors/index.js';
 
+/** The SQL engines the TypeORM adapter runs on. */
+export type SqlBackend = 'sqlite' | 'postgres' | 'mysql';
+
 /** The SQL differences between the engines the TypeORM adapter runs on. */
 export interface SqlDialect {
-  /** Short backend name reported by the storage (`sqlite`, `postgres`, `mysql`). */
-  readonly backend: string;
-  /** Starts a transaction that holds the write lock from its first statement. */
-  readonly beginWrite: string;
-  /** Quotes an identifier. */
-  quote(identifier: string): string;
+  /** Short backend name reported by the storage. */
+  readonly backend: SqlBackend;
+  /**
+   * Statements that start a transaction in which a locked row is read as committed now, not as
+   * of an earlier snapshot (READ COMMITTED on servers; SQLite takes the write lock up front).
+   */
+  readonly beginWrite: readonly string[];
+  /**
+   * Whether units of work must run one at a time in this process: TypeORM shares one
+   * connection for better-sqlite3, while the servers hand each unit its own pooled connection.
+   */
+  readonly oneConnection: boolean;
+  /**
+   * Rewrites a statement written with double-quoted identifiers for this engine (MySQL quotes
+   * with backticks). Statements never contain double quotes anywhere else.
+   */
+  sql(statement: string): string;
   /** The placeholder for the n-th parameter (1-based). */
   param(index: number): string;
   /** Turns `INSERT INTO t (...) VALUES (...)` into an insert that skips duplicate keys. */
   insertIgnoringDuplicates(insert: string): string;
   /** Most parameters one statement may carry. */
   readonly maxParameters: number;
+  /**
+   * How the sequence counter is advanced and read back in one statement, if the engine can:
+   * `returning` (Postgres `UPDATE ... RETURNING`), `last-insert-id` (MySQL's
+   * `LAST_INSERT_ID(expr)`), or `read-back` (a second SELECT under the row lock).
+   */
+  readonly sequenceReadBack: 'returning' | 'last-insert-id' | 'read-back';
+  /**
+   * Why an error means "try again later" (a lost connection, a lock timeout, a deadlock), or
+   * undefined for errors a retry would not fix.
+   */
+  transientReason(error: unknown): string | undefined;
+}
+
+const SQLITE_BUSY_CODES = new Set(['SQLITE_BUSY', 'SQLITE_BUSY_SNAPSHOT', 'SQLITE_LOCKED']);
+
+/** Socket-level failures shared by every networked driver. */
+const NETWORK_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+]);
+
+/**
+ * Postgres SQLSTATEs a retry can fix: connection exceptions (08), serialization failure and
+ * deadlock (40001, 40P01), too many connections (53300), lock timeout (55P03), the server
+ * going away or terminating the backend (57P01-57P05).
+ */
+const POSTGRES_TRANSIENT_STATES = new Set([
+  '08000',
+  '08001',
+  '08003',
+  '08004',
+  '08006',
+  '40001',
+  '40P01',
+  '53300',
+  '55P03',
+  '57P01',
+  '57P02',
+  '57P03',
+  '57P05',
+]);
+
+/** pg reports a dropped socket with these messages and no code. */
+const POSTGRES_CONNECTION_MESSAGES = [
+  'Connection terminated',
+  'connection error',
+  'not queryable',
+  'timeout exceeded when trying to connect',
+  'Connection ended',
+];
+
+const MYSQL_TRANSIENT_CODES = new Set([
+  'PROTOCOL_CONNECTION_LOST',
+  'PROTOCOL_ENQUEUE_AFTER_FATAL_ERROR',
+  'PROTOCOL_SEQUENCE_TIMEOUT',
+  'ER_LOCK_DEADLOCK',
+  'ER_LOCK_WAIT_TIMEOUT',
+  'ER_CON_COUNT_ERROR',
+  'ER_SERVER_SHUTDOWN',
+  'ER_CONNECTION_KILLED',
+  'ER_QUERY_INTERRUPTED',
+  'ER_CLIENT_INTERACTION_TIMEOUT',
+  'ER_SERVER_GONE_ERROR',
+]);
+
+const MYSQL_CONNECTION_MESSAGES = [
+  'connection is in closed state',
+  'Connection lost',
+  'Pool is closed',
+];
+
+interface DriverErrorShape {
+  code?: unknown;
+  message?: unknown;
+}
+
+/** The driver's own error behind TypeORM's QueryFailedError, or the error itself. */
+function driverErrorOf(error: unknown): DriverErrorShape {
+  if (typeof error !== 'object' || error === null) return {};
+  const wrapped = (error as { driverError?: unknown }).driverError;
+  return (typeof wrapped === 'object' && wrapped !== null ? wrapped : error) as DriverErrorShape;
+}
+
+const textOf = (value: unknown): string => (typeof value === 'string' ? value : '');
+
+function codeAndMessage(error: unknown): { code: string; message: string } {
+  const driverError = driverErrorOf(error);
+  const outer = (typeof error === 'object' && error !== null ? error : {}) as DriverErrorShape;
+  return {
+    code: textOf(driverError.code) || textOf(outer.code),
+    message: `${textOf(driverError.message)} ${textOf(outer.message)}`,
+  };
 }
 
 const sqliteDialect: SqlDialect = {
   backend: 'sqlite',
   // IMMEDIATE takes the write lock up front, so a writer waits (busy_timeout) instead of
   // failing when it upgrades from a read lock under contention.
-  beginWrite: 'BEGIN IMMEDIATE',
-  quote: (identifier) => `"${identifier}"`,
+  beginWrite: ['BEGIN IMMEDIATE'],
+  oneConnection: true,
+  sql: (statement) => statement,
   param: () => '?',
   insertIgnoringDuplicates: (insert) => `${insert} ON CONFLICT DO NOTHING`,
   maxParameters: 32_766,
+  sequenceReadBack: 'read-back',
+  transientReason(error) {
+    const { code } = codeAndMessage(error);
+    return SQLITE_BUSY_CODES.has(code) ? code : undefined;
+  },
 };
 
-/**
- * The dialect for a DataSource, or an explanation of why it is not supported.
- * Postgres and MySQL/MariaDB follow in the production-storage work.
- */
+const postgresDialect: SqlDialect = {
+  backend: 'postgres',
+  // Explicit, so a server or role defaulting to SERIALIZABLE does not change the locking.
+  beginWrite: ['BEGIN ISOLATION LEVEL READ COMMITTED'],
+  oneConnection: false,
+  sql: (statement) => statement,
+  param: (index) => `$${index}`,
+  insertIgnoringDuplicates: (insert) => `${insert} ON CONFLICT DO NOTHING`,
+  maxParameters: 65_535,
+  sequenceReadBack: 'returning',
+  transientReason(error) {
+    const { code, message } = codeAndMessage(error);
+    if (POSTGRES_TRANSIENT_STATES.has(code) || NETWORK_CODES.has(code)) return code;
+    return POSTGRES_CONNECTION_MESSAGES.find((fragment) => message.includes(fragment))
+      ? 'connection lost'
+      : undefined;
+  },
+};
+
+const mysqlDialect: SqlDialect = {
+  backend: 'mysql',
+  // InnoDB's default REPEATABLE READ would read the rows locked later in the transaction as of
+  // its first read; the next statement gets READ COMMITTED only, the host's default stays.
+  beginWrite: ['SET TRANSACTION ISOLATION LEVEL READ COMMITTED', 'START TRANSACTION'],
+  oneConnection: false,
+  sql: (statement) => statement.replaceAll('"', '`'),
+  param: () => '?',
+  insertIgnoringDuplicates: (insert) => insert.replace(/^INSERT INTO/, 'INSERT IGNORE INTO'),
+  maxParameters: 65_535,
+  sequenceReadBack: 'last-insert-id',
+  transientReason(error) {
+    const { code, message } = codeAndMessage(error);
+    if (MYSQL_TRANSIENT_CODES.has(code) || NETWORK_CODES.has(code)) return code;
+    return MYSQL_CONNECTION_MESSAGES.find((fragment) => message.includes(fragment))
+      ? 'connection lost'
+      : undefined;
+  },
+};
+
+/** The dialect for a DataSource, or an explanation of why it is not supported. */
 export function dialectFor(dataSource: DataSource): SqlDialect {
   const type = dataSource.options.type;
   if (type === 'better-sqlite3') return sqliteDialect;
+  if (type === 'postgres') return postgresDialect;
+  if (type === 'mysql' || type === 'mariadb') return mysqlDialect;
   throw new ConfigurationError(
-    `DataSource type '${type}' is not supported yet; use 'better-sqlite3' (the embedded default)`,
+    `DataSource type '${type}' is not supported; use 'better-sqlite3' (the embedded default), 'postgres', 'mysql' or 'mariadb'`,
   );
 }

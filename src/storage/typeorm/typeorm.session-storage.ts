@@ -1,5 +1,5 @@
 import type { DataSource, QueryRunner } from 'typeorm';
-import { StorageUnavailableError } from '../../errors/index.js';
+import { EncryptedSessionError, StorageUnavailableError } from '../../errors/index.js';
 import { SerialQueue } from '../serial-queue.js';
 import type { SessionStorage, StorageScope } from '../storage.ports.js';
 import type {
@@ -23,7 +23,6 @@ export interface TypeOrmSessionStorageOptions {
 }
 
 type Row = Record<string, unknown>;
-const SQLITE_BUSY_CODES = new Set(['SQLITE_BUSY', 'SQLITE_BUSY_SNAPSHOT', 'SQLITE_LOCKED']);
 
 /** Numbers come back as number (SQLite) or string (bigint in Postgres/MySQL). */
 const toNumber = (value: unknown): number => (typeof value === 'number' ? value : Number(value));
@@ -58,26 +57,22 @@ export class TypeOrmSessionStorage implements SessionStorage {
   }
 
   read<T>(work: (scope: StorageScope) => Promise<T>): Promise<T> {
-    return this.queue.run(() =>
-      this.translateErrors(() => work(this.createScope(this.runner(), false))),
-    );
+    return this.withRunner((runner) => work(this.createScope(runner, false)));
   }
 
   transaction<T>(work: (scope: StorageScope) => Promise<T>): Promise<T> {
-    return this.queue.run(() =>
-      this.translateErrors(async () => {
-        const runner = this.runner();
-        await runner.query(this.dialect.beginWrite);
-        try {
-          const result = await work(this.createScope(runner, true));
-          await runner.query('COMMIT');
-          return result;
-        } catch (error) {
-          await runner.query('ROLLBACK').catch(() => undefined);
-          throw error;
-        }
-      }),
-    );
+    return this.withRunner(async (runner) => {
+      for (const statement of this.dialect.beginWrite) await runner.query(statement);
+      try {
+        const result = await work(this.createScope(runner, true));
+        await runner.query('COMMIT');
+        return result;
+      } catch (error) {
+        // On a dead connection the server has already rolled back; nothing to add.
+        await runner.query('ROLLBACK').catch(() => undefined);
+        throw error;
+      }
+    });
   }
 
   async close(): Promise<void> {
@@ -90,35 +85,57 @@ export class TypeOrmSessionStorage implements SessionStorage {
     }
   }
 
-  private runner(): QueryRunner {
-    // better-sqlite3 has a single connection; TypeORM hands out the same runner each time.
-    return this.options.dataSource.createQueryRunner();
+  /**
+   * Runs work on a connection of its own: SQLite's single shared one, one unit at a time; a
+   * server's pooled one, released afterwards (pg drops a broken one from the pool itself).
+   */
+  private withRunner<T>(work: (runner: QueryRunner) => Promise<T>): Promise<T> {
+    if (this.dialect.oneConnection) {
+      // better-sqlite3 has a single connection; TypeORM hands out the same runner each time.
+      return this.queue.run(() =>
+        this.translateErrors(() => work(this.options.dataSource.createQueryRunner())),
+      );
+    }
+    return this.translateErrors(async () => {
+      const runner = this.options.dataSource.createQueryRunner();
+      try {
+        return await work(runner);
+      } finally {
+        await runner.release();
+      }
+    });
   }
 
   private async translateErrors<T>(work: () => Promise<T>): Promise<T> {
     try {
       return await work();
     } catch (error) {
-      const code = (error as { driverError?: { code?: string } }).driverError?.code;
-      if (code && SQLITE_BUSY_CODES.has(code)) {
-        throw new StorageUnavailableError(
-          `The session database is locked by another writer (${code}); retry the call, or raise the busy timeout`,
-          { cause: error },
-        );
-      }
-      throw error;
+      if (error instanceof EncryptedSessionError) throw error;
+      const reason = this.dialect.transientReason(error);
+      if (reason === undefined) throw error;
+      throw new StorageUnavailableError(
+        this.dialect.backend === 'sqlite'
+          ? `The session database is locked by another writer (${reason}); retry the call, or raise the busy timeout`
+          : `The ${this.backend} session database is unreachable or busy (${reason}); retry the call`,
+        { cause: error },
+      );
     }
   }
 
   private createScope(runner: QueryRunner, writable: boolean): StorageScope {
     const sql = this.sql;
-    const q = (statement: string, params: unknown[]) =>
-      runner.query(statement, params) as Promise<Row[]>;
-    const write = async (statement: string, params: unknown[]): Promise<number> => {
+    const q = async (statement: string, params: unknown[]) =>
+      ((await runner.query(statement, params, true)) as { records?: Row[] }).records ?? [];
+    const run = async (statement: string, params: unknown[]) => {
       if (!writable) throw new Error('Write attempted inside a read-only storage scope');
-      const result = (await runner.query(statement, params, true)) as { affected?: number };
-      return result.affected ?? 0;
+      return (await runner.query(statement, params, true)) as {
+        affected?: number;
+        records?: Row[];
+        raw?: unknown;
+      };
     };
+    const write = async (statement: string, params: unknown[]): Promise<number> =>
+      (await run(statement, params)).affected ?? 0;
     const maxRowsPerInsert = Math.floor(this.dialect.maxParameters / 7);
 
     return {
@@ -138,17 +155,22 @@ export class TypeOrmSessionStorage implements SessionStorage {
             record.itemTtlSeconds,
             record.legalHold ? 1 : 0,
           ])) === 1,
+        lockForWrite: async (ref, now) =>
+          (await write(sql.touchSession, [now, ref.tenantId, ref.sessionId])) === 1,
         reserveSequence: async (ref, count, now) => {
-          const updated = await write(sql.advanceSequence, [
-            count,
-            now,
-            ref.tenantId,
-            ref.sessionId,
-          ]);
-          if (updated === 0) return undefined;
-          // Read back under the lock the update took: no other writer can move it in between.
-          const rows = await q(sql.readSequence, [ref.tenantId, ref.sessionId]);
-          return toNumber(rows[0].next_seq) - count;
+          const result = await run(sql.advanceSequence, [count, now, ref.tenantId, ref.sessionId]);
+          if ((result.affected ?? 0) === 0) return undefined;
+          switch (this.dialect.sequenceReadBack) {
+            case 'returning':
+              return toNumber(result.records![0]!.next_seq) - count;
+            case 'last-insert-id':
+              return toNumber((result.raw as { insertId: unknown }).insertId) - count;
+            case 'read-back': {
+              // Under the lock the update took: no other writer can move it in between.
+              const rows = await q(sql.readSequence, [ref.tenantId, ref.sessionId]);
+              return toNumber(rows[0]!.next_seq) - count;
+            }
+          }
         },
       },
       items: {
@@ -223,7 +245,8 @@ export class TypeOrmSessionStorage implements SessionStorage {
             record.createdAt,
             record.destroyedAt,
           ])) === 1,
-        retireActive: async (ref) => write(sql.retireActiveDataKeys, [ref.tenantId, ref.sessionId]),
+        retireActiveBelow: async (ref, generation) =>
+          write(sql.retireActiveDataKeys, [ref.tenantId, ref.sessionId, generation]),
         destroyAllForSession: async (ref, now) =>
           write(sql.destroyDataKeys, [Buffer.alloc(0), now, ref.tenantId, ref.sessionId]),
       },
@@ -249,12 +272,28 @@ export class TypeOrmSessionStorage implements SessionStorage {
 
 /** Every statement the adapter runs, built once per table prefix and dialect. */
 function buildStatements(t: TableNames, d: SqlDialect) {
+  const statements = buildPortableStatements(t, d);
+  const forEngine = {} as Record<string, unknown>;
+  for (const [name, statement] of Object.entries(statements)) {
+    forEngine[name] =
+      typeof statement === 'string'
+        ? d.sql(statement)
+        : (count: number) => d.sql((statement as (count: number) => string)(count));
+  }
+  return forEngine as typeof statements;
+}
+
+/**
+ * The statements with double-quoted identifiers (standard SQL); {@link buildStatements} adapts
+ * the quoting per engine.
+ */
+function buildPortableStatements(t: TableNames, d: SqlDialect) {
   const [sessions, items, dataKeys, operations] = [
     t.sessions,
     t.items,
     t.dataKeys,
     t.historyOperations,
-  ].map((name) => d.quote(name));
+  ].map((name) => `"${name}"`);
   const p = (n: number) => d.param(n);
   const itemColumns = '"seq", "dek_id", "expires_at", "created_at", "ciphertext"';
   const visible = (nowParam: string) => `("expires_at" IS NULL OR "expires_at" > ${nowParam})`;
@@ -270,7 +309,14 @@ function buildStatements(t: TableNames, d: SqlDialect) {
     insertSession: d.insertIgnoringDuplicates(
       `INSERT INTO ${sessions} ("tenant_id", "session_id", "subject_id", "created_at", "last_activity_at", "next_seq", "item_ttl_seconds", "legal_hold") VALUES (${placeholders(1, 8)})`,
     ),
-    advanceSequence: `UPDATE ${sessions} SET "next_seq" = "next_seq" + ${p(1)}, "last_activity_at" = ${p(2)} WHERE "tenant_id" = ${p(3)} AND "session_id" = ${p(4)}`,
+    advanceSequence: `UPDATE ${sessions} SET "next_seq" = ${
+      d.sequenceReadBack === 'last-insert-id'
+        ? `LAST_INSERT_ID("next_seq" + ${p(1)})`
+        : `"next_seq" + ${p(1)}`
+    }, "last_activity_at" = ${p(2)} WHERE "tenant_id" = ${p(3)} AND "session_id" = ${p(4)}${
+      d.sequenceReadBack === 'returning' ? ' RETURNING "next_seq"' : ''
+    }`,
+    touchSession: `UPDATE ${sessions} SET "last_activity_at" = ${p(1)} WHERE "tenant_id" = ${p(2)} AND "session_id" = ${p(3)}`,
     readSequence: `SELECT "next_seq" FROM ${sessions} WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)}`,
     insertItems(rowCount: number): string {
       let statement = insertItemsCache.get(rowCount);
@@ -298,7 +344,7 @@ function buildStatements(t: TableNames, d: SqlDialect) {
     insertDataKey: d.insertIgnoringDuplicates(
       `INSERT INTO ${dataKeys} (${keyColumns}) VALUES (${placeholders(1, 11)})`,
     ),
-    retireActiveDataKeys: `UPDATE ${dataKeys} SET "state" = 'retiring' WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)} AND "state" = 'active'`,
+    retireActiveDataKeys: `UPDATE ${dataKeys} SET "state" = 'retiring' WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)} AND "state" = 'active' AND "generation" < ${p(3)}`,
     destroyDataKeys: `UPDATE ${dataKeys} SET "state" = 'destroyed', "wrapped_key" = ${p(1)}, "destroyed_at" = ${p(2)} WHERE "tenant_id" = ${p(3)} AND "session_id" = ${p(4)} AND "state" <> 'destroyed'`,
     findOperation: `SELECT "operation_id", "dek_id", "digest", "created_at" FROM ${operations} WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)} AND "operation_id" = ${p(3)}`,
     insertOperation: d.insertIgnoringDuplicates(

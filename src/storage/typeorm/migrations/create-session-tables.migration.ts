@@ -1,66 +1,155 @@
 import type { MigrationInterface, QueryRunner } from 'typeorm';
+import { dialectFor, type SqlBackend } from '../sql-dialect.js';
 import { tableNamesFor, type TableNames } from '../table-names.js';
 
-/** The first schema: sessions, items, data keys and applied history operations. */
-function createSessionTablesSql(t: TableNames): string[] {
+/** Column types that differ between the engines. */
+interface ColumnTypes {
+  /** Item ciphertext: up to the largest item an agent may store. */
+  readonly largeBinary: string;
+  /** Wrapped keys and digests: a few hundred bytes. */
+  readonly smallBinary: string;
+  readonly falseBoolean: string;
+  /** Table options (MySQL: InnoDB, and a binary collation so ids compare exactly). */
+  readonly tableOptions: string;
+}
+
+const COLUMN_TYPES: Record<SqlBackend, ColumnTypes> = {
+  sqlite: {
+    largeBinary: 'blob',
+    smallBinary: 'blob',
+    falseBoolean: 'boolean NOT NULL DEFAULT 0',
+    tableOptions: '',
+  },
+  postgres: {
+    largeBinary: 'bytea',
+    smallBinary: 'bytea',
+    falseBoolean: 'boolean NOT NULL DEFAULT false',
+    tableOptions: '',
+  },
+  mysql: {
+    largeBinary: 'longblob',
+    smallBinary: 'blob',
+    falseBoolean: 'boolean NOT NULL DEFAULT 0',
+    // utf8mb4_bin: 'Session-A' and 'session-a' are two sessions, as on the other engines.
+    tableOptions: ' ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin',
+  },
+};
+
+/** An index: MySQL declares it inside CREATE TABLE (it has no CREATE INDEX IF NOT EXISTS). */
+interface IndexDefinition {
+  readonly name: string;
+  readonly columns: string;
+}
+
+interface TableDefinition {
+  readonly name: string;
+  readonly body: string;
+  readonly indexes: readonly IndexDefinition[];
+}
+
+/**
+ * The first schema: sessions, items, data keys and applied history operations. Indexes serve
+ * latest-N of a session (the items primary key, scanned newest first), expiry scans, and
+ * subject and root-key lookups.
+ */
+export function sessionTableDefinitions(t: TableNames, backend: SqlBackend): TableDefinition[] {
+  const types = COLUMN_TYPES[backend];
   return [
-    `CREATE TABLE "${t.sessions}" (
-      "tenant_id" varchar(191) NOT NULL,
+    {
+      name: t.sessions,
+      body: `"tenant_id" varchar(191) NOT NULL,
       "session_id" varchar(191) NOT NULL,
       "subject_id" varchar(191),
       "created_at" bigint NOT NULL,
       "last_activity_at" bigint NOT NULL,
       "next_seq" bigint NOT NULL,
       "item_ttl_seconds" integer,
-      "legal_hold" boolean NOT NULL DEFAULT 0,
-      PRIMARY KEY ("tenant_id", "session_id")
-    )`,
-    `CREATE INDEX "${t.sessions}_subject" ON "${t.sessions}" ("tenant_id", "subject_id")`,
-    `CREATE INDEX "${t.sessions}_activity" ON "${t.sessions}" ("last_activity_at")`,
-    // The primary key serves latest-N: a newest-first scan that stops after N visible rows.
-    `CREATE TABLE "${t.items}" (
-      "tenant_id" varchar(191) NOT NULL,
+      "legal_hold" ${types.falseBoolean},
+      PRIMARY KEY ("tenant_id", "session_id")`,
+      indexes: [
+        { name: `${t.sessions}_subject`, columns: '"tenant_id", "subject_id"' },
+        { name: `${t.sessions}_activity`, columns: '"last_activity_at"' },
+      ],
+    },
+    {
+      name: t.items,
+      body: `"tenant_id" varchar(191) NOT NULL,
       "session_id" varchar(191) NOT NULL,
       "seq" bigint NOT NULL,
       "dek_id" char(36) NOT NULL,
       "expires_at" bigint,
       "created_at" bigint NOT NULL,
-      "ciphertext" blob NOT NULL,
-      PRIMARY KEY ("tenant_id", "session_id", "seq")
-    )`,
-    `CREATE INDEX "${t.items}_expiry" ON "${t.items}" ("expires_at")`,
-    `CREATE INDEX "${t.items}_dek" ON "${t.items}" ("dek_id")`,
-    `CREATE TABLE "${t.dataKeys}" (
-      "dek_id" char(36) NOT NULL PRIMARY KEY,
+      "ciphertext" ${types.largeBinary} NOT NULL,
+      PRIMARY KEY ("tenant_id", "session_id", "seq")`,
+      indexes: [
+        { name: `${t.items}_expiry`, columns: '"expires_at"' },
+        { name: `${t.items}_dek`, columns: '"dek_id"' },
+      ],
+    },
+    {
+      name: t.dataKeys,
+      body: `"dek_id" char(36) NOT NULL PRIMARY KEY,
       "tenant_id" varchar(191) NOT NULL,
       "session_id" varchar(191) NOT NULL,
       "subject_id" varchar(191),
       "generation" integer NOT NULL,
       "first_seq" bigint NOT NULL,
       "kek_id" varchar(191) NOT NULL,
-      "wrapped_key" blob NOT NULL,
+      "wrapped_key" ${types.smallBinary} NOT NULL,
       "state" varchar(16) NOT NULL,
       "created_at" bigint NOT NULL,
       "destroyed_at" bigint,
-      UNIQUE ("tenant_id", "session_id", "generation")
-    )`,
-    `CREATE INDEX "${t.dataKeys}_subject" ON "${t.dataKeys}" ("tenant_id", "subject_id")`,
-    `CREATE INDEX "${t.dataKeys}_kek" ON "${t.dataKeys}" ("kek_id", "state")`,
-    `CREATE TABLE "${t.historyOperations}" (
-      "tenant_id" varchar(191) NOT NULL,
+      CONSTRAINT "${t.dataKeys}_generation" UNIQUE ("tenant_id", "session_id", "generation")`,
+      indexes: [
+        { name: `${t.dataKeys}_subject`, columns: '"tenant_id", "subject_id"' },
+        { name: `${t.dataKeys}_kek`, columns: '"kek_id", "state"' },
+      ],
+    },
+    {
+      name: t.historyOperations,
+      body: `"tenant_id" varchar(191) NOT NULL,
       "session_id" varchar(191) NOT NULL,
       "operation_id" varchar(191) NOT NULL,
       "dek_id" char(36) NOT NULL,
-      "digest" blob NOT NULL,
+      "digest" ${types.smallBinary} NOT NULL,
       "created_at" bigint NOT NULL,
-      PRIMARY KEY ("tenant_id", "session_id", "operation_id")
-    )`,
+      PRIMARY KEY ("tenant_id", "session_id", "operation_id")`,
+      indexes: [],
+    },
   ];
 }
 
 /**
- * Builds the migration that creates the module's tables under a prefix. Hosts that run
- * migrations with their own DataSource add the returned class to its `migrations` list.
+ * The DDL for one engine, written so it can run again over tables that exist (a host that ran
+ * the exported migration with its own runner, then starts the module with migrations on).
+ */
+export function createSessionTablesSql(t: TableNames, backend: SqlBackend): string[] {
+  const statements: string[] = [];
+  const tableOptions = COLUMN_TYPES[backend].tableOptions;
+  for (const table of sessionTableDefinitions(t, backend)) {
+    if (backend === 'mysql') {
+      const indexes = table.indexes.map(
+        (index) => `,\n      KEY "${index.name}" (${index.columns})`,
+      );
+      statements.push(
+        `CREATE TABLE IF NOT EXISTS "${table.name}" (\n      ${table.body}${indexes.join('')}\n    )${tableOptions}`,
+      );
+      continue;
+    }
+    statements.push(`CREATE TABLE IF NOT EXISTS "${table.name}" (\n      ${table.body}\n    )`);
+    for (const index of table.indexes) {
+      statements.push(
+        `CREATE INDEX IF NOT EXISTS "${index.name}" ON "${table.name}" (${index.columns})`,
+      );
+    }
+  }
+  return statements;
+}
+
+/**
+ * Builds the migration that creates the module's tables under a prefix, for whichever engine
+ * the DataSource runs (SQLite, Postgres, MySQL/MariaDB). Hosts that run migrations themselves
+ * add it to their DataSource's `migrations` list (see `sessionMigrations`).
  */
 export function createSessionTablesMigration(prefix?: string): new () => MigrationInterface {
   const tables = tableNamesFor(prefix);
@@ -68,17 +157,21 @@ export function createSessionTablesMigration(prefix?: string): new () => Migrati
     readonly name = 'CreateSessionTables1763700000000';
 
     async up(queryRunner: QueryRunner): Promise<void> {
-      for (const statement of createSessionTablesSql(tables)) await queryRunner.query(statement);
+      const dialect = dialectFor(queryRunner.connection);
+      for (const statement of createSessionTablesSql(tables, dialect.backend)) {
+        await queryRunner.query(dialect.sql(statement));
+      }
     }
 
     async down(queryRunner: QueryRunner): Promise<void> {
+      const dialect = dialectFor(queryRunner.connection);
       for (const table of [
         tables.historyOperations,
         tables.dataKeys,
         tables.items,
         tables.sessions,
       ]) {
-        await queryRunner.query(`DROP TABLE "${table}"`);
+        await queryRunner.query(dialect.sql(`DROP TABLE IF EXISTS "${table}"`));
       }
     }
   };

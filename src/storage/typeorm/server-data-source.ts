@@ -1,0 +1,98 @@
+import { DataSource, type DataSourceOptions } from 'typeorm';
+import { ConfigurationError } from '../../errors/index.js';
+
+/** The database servers the module can open a DataSource for by itself. */
+export type SqlServerType = 'postgres' | 'mysql';
+
+/** Options of a database server connection the module opens (and closes) itself. */
+export interface SqlServerDatabaseOptions {
+  /** `postgres` (PostgreSQL) or `mysql` (MySQL and MariaDB, through mysql2). */
+  type: SqlServerType;
+  /**
+   * Connection URL, e.g. `postgres://user:pass@host:5432/db` or `mysql://user:pass@host:3306/db`.
+   * Keep the password in a secret store; the module never logs the URL.
+   */
+  url: string;
+  /** Most pooled connections this process opens. @default 10 */
+  poolSize?: number;
+  /** How long to wait for a connection, in ms. @default 10000 */
+  connectTimeoutMs?: number;
+  /** Postgres schema holding the tables. @default the server's search_path (usually `public`) */
+  schema?: string;
+  /** TLS settings passed to the driver (`true` for the system CAs). @default none */
+  ssl?: boolean | Record<string, unknown>;
+}
+
+const URL_SCHEMES: Record<SqlServerType, readonly string[]> = {
+  postgres: ['postgres:', 'postgresql:'],
+  mysql: ['mysql:', 'mariadb:'],
+};
+
+/** Throws a ConfigurationError that says what is wrong with the options, without the URL. */
+export function checkSqlServerOptions(options: SqlServerDatabaseOptions): void {
+  const { type, url, poolSize, connectTimeoutMs } = options;
+  let scheme: string;
+  try {
+    scheme = new URL(url).protocol;
+  } catch {
+    // The URL may hold a password: never echo it.
+    throw new ConfigurationError(
+      `options.storage.url is not a valid URL; expected e.g. ${type}://user:password@host:port/database`,
+    );
+  }
+  if (!URL_SCHEMES[type].includes(scheme)) {
+    throw new ConfigurationError(
+      `options.storage.url must start with ${URL_SCHEMES[type].map((s) => `${s}//`).join(' or ')} for storage type '${type}'`,
+    );
+  }
+  if (poolSize !== undefined && (!Number.isSafeInteger(poolSize) || poolSize < 1)) {
+    throw new ConfigurationError('options.storage.poolSize must be a whole number, at least 1');
+  }
+  if (
+    connectTimeoutMs !== undefined &&
+    (!Number.isSafeInteger(connectTimeoutMs) || connectTimeoutMs < 1)
+  ) {
+    throw new ConfigurationError(
+      'options.storage.connectTimeoutMs must be a positive whole number',
+    );
+  }
+}
+
+/**
+ * Opens (initializes) a pooled TypeORM DataSource on Postgres or MySQL/MariaDB. The caller owns
+ * it and must `destroy()` it. Broken connections are dropped from the pool and replaced on the
+ * next call, so the module recovers from a server restart on its own.
+ */
+export async function openSqlServerDataSource(
+  options: SqlServerDatabaseOptions,
+): Promise<DataSource> {
+  checkSqlServerOptions(options);
+  const poolSize = options.poolSize ?? 10;
+  const connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
+  const common = {
+    url: options.url,
+    poolSize,
+    // Schema comes from the module's migrations, never from entity sync.
+    synchronize: false,
+    logging: false,
+  } as const;
+  const dataSourceOptions: DataSourceOptions =
+    options.type === 'postgres'
+      ? {
+          ...common,
+          type: 'postgres',
+          schema: options.schema,
+          ssl: options.ssl,
+          connectTimeoutMS: connectTimeoutMs,
+          extra: { keepAlive: true },
+        }
+      : {
+          ...common,
+          type: 'mysql',
+          charset: 'utf8mb4_bin',
+          ssl: options.ssl as never,
+          connectTimeout: connectTimeoutMs,
+          extra: { enableKeepAlive: true },
+        };
+  return new DataSource(dataSourceOptions).initialize();
+}

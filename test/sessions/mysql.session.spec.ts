@@ -1,0 +1,14 @@
+import { afterAll, describe } from 'vitest';
+import { sqlServerHarness } from '../support/session-harness.js';
+import { sqlServerUp } from '../support/sql-server-support.js';
+import { describeIntegrityContract } from './integrity-contract.js';
+import { describeSessionContract } from './session-contract.js';
+
+const up = await sqlServerUp('mysql');
+const { factory, dispose } = sqlServerHarness('mysql');
+afterAll(dispose);
+
+describe.skipIf(!up)('mariadb', () => {
+  describeSessionContract('mariadb', factory);
+  describeIntegrityContract('mariadb', factory);
+});

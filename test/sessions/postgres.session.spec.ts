@@ -1,0 +1,14 @@
+import { afterAll, describe } from 'vitest';
+import { sqlServerHarness } from '../support/session-harness.js';
+import { sqlServerUp } from '../support/sql-server-support.js';
+import { describeIntegrityContract } from './integrity-contract.js';
+import { describeSessionContract } from './session-contract.js';
+
+const up = await sqlServerUp('postgres');
+const { factory, dispose } = sqlServerHarness('postgres');
+afterAll(dispose);
+
+describe.skipIf(!up)('postgres', () => {
+  describeSessionContract('postgres', factory);
+  describeIntegrityContract('postgres', factory);
+});

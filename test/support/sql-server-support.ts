@@ -1,0 +1,166 @@
+import { randomBytes } from 'node:crypto';
+import { DataSource } from 'typeorm';
+import {
+  TypeOrmSessionStorage,
+  dialectFor,
+  openSqlServerDataSource,
+  runSessionMigrations,
+  type SessionRef,
+  type SqlServerType,
+} from '../../src/index.js';
+import type { ItemTamperer } from './item-tamperer.js';
+import { portOpen, requireService } from './service-availability.js';
+
+/** Admin connections of the servers on this machine (overridable for other setups). */
+export const SERVER_ADMIN_URLS: Record<SqlServerType, string> = {
+  postgres: process.env.NES_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres',
+  mysql: process.env.NES_TEST_MYSQL_URL ?? 'mysql://root@127.0.0.1:3306/test',
+};
+
+const START_COMMANDS: Record<SqlServerType, string> = {
+  postgres: 'pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start',
+  mysql: 'start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd',
+};
+
+/** Display names for test titles. */
+export const SERVER_NAMES: Record<SqlServerType, string> = {
+  postgres: 'postgres',
+  mysql: 'mariadb',
+};
+
+/**
+ * Whether the server is up; under CI=true a missing server throws (see requireService).
+ * Call at the top level of a spec: `const up = await sqlServerUp('postgres')`.
+ */
+export async function sqlServerUp(type: SqlServerType): Promise<boolean> {
+  const url = new URL(SERVER_ADMIN_URLS[type]);
+  const port = Number(url.port || (type === 'postgres' ? 5432 : 3306));
+  return requireService(
+    type === 'postgres' ? 'PostgreSQL' : 'MariaDB/MySQL',
+    await portOpen(port, url.hostname),
+    `start it with: ${START_COMMANDS[type]}`,
+  );
+}
+
+function withDatabase(url: string, database: string): string {
+  const parsed = new URL(url);
+  parsed.pathname = `/${database}`;
+  return parsed.toString();
+}
+
+/** A throwaway database on a server, dropped by `drop()`. */
+export interface TestDatabase {
+  readonly type: SqlServerType;
+  readonly url: string;
+  readonly name: string;
+  drop(): Promise<void>;
+}
+
+async function adminQuery(type: SqlServerType, statements: string[]): Promise<void> {
+  const admin = new DataSource(
+    type === 'postgres'
+      ? { type: 'postgres', url: SERVER_ADMIN_URLS.postgres, poolSize: 1 }
+      : { type: 'mysql', url: SERVER_ADMIN_URLS.mysql, poolSize: 1 },
+  );
+  await admin.initialize();
+  try {
+    for (const statement of statements) await admin.query(statement);
+  } finally {
+    await admin.destroy();
+  }
+}
+
+/** Creates an empty database with a random name. */
+export async function createTestDatabase(type: SqlServerType): Promise<TestDatabase> {
+  const name = `nes_test_${randomBytes(5).toString('hex')}`;
+  await adminQuery(type, [
+    type === 'postgres'
+      ? `CREATE DATABASE "${name}"`
+      : `CREATE DATABASE \`${name}\` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin`,
+  ]);
+  return {
+    type,
+    name,
+    url: withDatabase(SERVER_ADMIN_URLS[type], name),
+    drop: () =>
+      adminQuery(type, [
+        type === 'postgres'
+          ? `DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`
+          : `DROP DATABASE IF EXISTS \`${name}\``,
+      ]),
+  };
+}
+
+/** A migrated throwaway database with one pooled DataSource, shared by a spec file. */
+export interface MigratedTestDatabase {
+  readonly database: TestDatabase;
+  readonly dataSource: DataSource;
+  /** A storage over the shared DataSource (closing it leaves the DataSource open). */
+  readonly newStorage: () => TypeOrmSessionStorage;
+  readonly dispose: () => Promise<void>;
+}
+
+export async function createMigratedTestDatabase(
+  type: SqlServerType,
+  poolSize = 10,
+): Promise<MigratedTestDatabase> {
+  const database = await createTestDatabase(type);
+  const dataSource = await openSqlServerDataSource({ type, url: database.url, poolSize });
+  await runSessionMigrations(dataSource, dialectFor(dataSource));
+  return {
+    database,
+    dataSource,
+    newStorage: () => new TypeOrmSessionStorage({ dataSource }),
+    async dispose() {
+      if (dataSource.isInitialized) await dataSource.destroy();
+      await database.drop();
+    },
+  };
+}
+
+/** Tampers with the module's tables through a DataSource on any SQL engine. */
+export function sqlItemTamperer(dataSource: DataSource, prefix = 'nes_'): ItemTamperer {
+  const dialect = dialectFor(dataSource);
+  const p = (n: number) => dialect.param(n);
+  const items = `"${prefix}items"`;
+  const where = (first: number) =>
+    `"tenant_id" = ${p(first)} AND "session_id" = ${p(first + 1)} AND "seq" = ${p(first + 2)}`;
+  const query = (statement: string, params: unknown[]) =>
+    dataSource.query(dialect.sql(statement), params) as Promise<Array<Record<string, unknown>>>;
+  const at = (ref: SessionRef, seq: number) => [ref.tenantId, ref.sessionId, seq];
+  const column = async (ref: SessionRef, seq: number, name: string) => {
+    const rows = await query(`SELECT "${name}" FROM ${items} WHERE ${where(1)}`, at(ref, seq));
+    if (!rows[0]) throw new Error(`No item ${seq} in session ${ref.sessionId}`);
+    return rows[0][name];
+  };
+  const set = (ref: SessionRef, seq: number, name: string, value: unknown) =>
+    query(`UPDATE ${items} SET "${name}" = ${p(1)} WHERE ${where(2)}`, [value, ...at(ref, seq)]);
+  return {
+    ciphertextOf: async (ref, seq) => Buffer.from((await column(ref, seq, 'ciphertext')) as Buffer),
+    setCiphertext: async (ref, seq, ciphertext) =>
+      void (await set(ref, seq, 'ciphertext', ciphertext)),
+    dekIdOf: async (ref, seq) => String(await column(ref, seq, 'dek_id')),
+    setDekId: async (ref, seq, dekId) => void (await set(ref, seq, 'dek_id', dekId)),
+    setExpiresAt: async (ref, seq, expiresAt) =>
+      void (await set(ref, seq, 'expires_at', expiresAt)),
+    async moveItem(ref, fromSeq, toSeq) {
+      await query(`DELETE FROM ${items} WHERE ${where(1)}`, at(ref, toSeq));
+      await set(ref, fromSeq, 'seq', toSeq);
+    },
+    deleteItem: async (ref, seq) =>
+      void (await query(`DELETE FROM ${items} WHERE ${where(1)}`, at(ref, seq))),
+    async countItems(ref) {
+      const rows = await query(
+        `SELECT COUNT(*) AS "n" FROM ${items} WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)}`,
+        [ref.tenantId, ref.sessionId],
+      );
+      return Number(rows[0]!.n);
+    },
+    async destroyKeys(ref) {
+      await query(
+        `UPDATE "${prefix}data_keys" SET "state" = 'destroyed' WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)}`,
+        [ref.tenantId, ref.sessionId],
+      );
+    },
+  };
+}

@@ -46,11 +46,7 @@ export interface EncryptedSessionContext {
 class RetryOutsideTransaction extends Error {
   constructor(
     readonly reason:
-      | 'stale-key'
-      | 'key-rotated'
-      | 'key-exhausted'
-      | 'operation-exists'
-      | 'suffix-keys',
+      'stale-key' | 'key-rotated' | 'key-exhausted' | 'operation-exists' | 'suffix-keys',
     readonly nextSeq = 0,
   ) {
     super(reason);

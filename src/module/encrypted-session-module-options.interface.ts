@@ -1,5 +1,9 @@
 import type { EnvKeyProviderOptions, KeyProvider, KeyRingOptions } from '../keys/index.js';
-import type { SqliteSynchronous } from '../storage/index.js';
+import type {
+  RedisSessionStorageOptions,
+  SqlServerDatabaseOptions,
+  SqliteSynchronous,
+} from '../storage/index.js';
 
 /** Where root keys come from. */
 export type KeySourceOptions =
@@ -8,20 +12,38 @@ export type KeySourceOptions =
   /** Any {@link KeyProvider} the host built itself (tests, custom HSMs). */
   | { provider: KeyProvider };
 
+/** The module's own embedded SQLite file (WAL). The default. */
+export interface SqliteStorageOptions {
+  type: 'sqlite';
+  /** Database file. @default './data/sessions.sqlite' */
+  path?: string;
+  /** `FULL` waits for the disk at every commit; `NORMAL` is faster (see README). @default 'FULL' */
+  synchronous?: SqliteSynchronous;
+  /** Wait for another process's write lock, in ms. @default 5000 */
+  busyTimeoutMs?: number;
+  /** SQLite page cache, in KiB. @default 8192 */
+  cacheSizeKiB?: number;
+}
+
+/**
+ * A Postgres or MySQL/MariaDB server the module connects to itself, from a URL. To share a
+ * host's TypeORM DataSource instead, pass `dataSourceName` next to the options.
+ */
+export interface SqlServerStorageOptions extends Omit<SqlServerDatabaseOptions, 'type'> {
+  /** `postgres`, or `mysql` / `mariadb` (the same mysql2 driver). */
+  type: 'postgres' | 'mysql' | 'mariadb';
+}
+
+/** Redis (ioredis 5): items, sessions and wrapped data keys, one hash tag per session. */
+export interface RedisStorageOptions extends RedisSessionStorageOptions {
+  type: 'redis';
+}
+
 /** Where sessions are stored when no host DataSource is named. */
 export type StorageOptions =
-  /** The module's own embedded SQLite file (WAL). The default. */
-  | {
-      type: 'sqlite';
-      /** Database file. @default './data/sessions.sqlite' */
-      path?: string;
-      /** `FULL` waits for the disk at every commit; `NORMAL` is faster (see README). @default 'FULL' */
-      synchronous?: SqliteSynchronous;
-      /** Wait for another process's write lock, in ms. @default 5000 */
-      busyTimeoutMs?: number;
-      /** SQLite page cache, in KiB. @default 8192 */
-      cacheSizeKiB?: number;
-    }
+  | SqliteStorageOptions
+  | SqlServerStorageOptions
+  | RedisStorageOptions
   /** In process memory: nothing survives a restart. Tests and throwaway demos only. */
   | { type: 'memory' };
 

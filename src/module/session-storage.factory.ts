@@ -2,8 +2,10 @@ import { Logger } from '@nestjs/common';
 import type { DataSource } from 'typeorm';
 import {
   MemorySessionStorage,
+  RedisSessionStorage,
   TypeOrmSessionStorage,
   dialectFor,
+  openSqlServerDataSource,
   openSqliteDataSource,
   runSessionMigrations,
   type SessionStorage,
@@ -40,22 +42,49 @@ export async function createSessionStorage(
     });
   }
   const storage = options.storage ?? { type: 'sqlite' };
-  if (storage.type === 'memory') {
-    logger.warn(
-      'Sessions are kept in memory only: nothing survives a restart (tests and demos only)',
-    );
-    return new MemorySessionStorage();
+  switch (storage.type) {
+    case 'memory':
+      logger.warn(
+        'Sessions are kept in memory only: nothing survives a restart (tests and demos only)',
+      );
+      return new MemorySessionStorage();
+    case 'redis': {
+      const { type: _type, ...redisOptions } = storage;
+      const redis = new RedisSessionStorage(redisOptions);
+      logger.log(`Storing sessions in Redis under key prefix '${redis.keyPrefix}'`);
+      return redis;
+    }
+    case 'postgres':
+    case 'mysql':
+    case 'mariadb': {
+      const type = storage.type === 'postgres' ? 'postgres' : 'mysql';
+      // The URL may carry a password: log the engine and host only.
+      logger.log(`Storing sessions in ${type} at ${hostOf(storage.url)}`);
+      const dataSource = await openSqlServerDataSource({ ...storage, type });
+      return ownedTypeOrmStorage(dataSource, options, runMigrations);
+    }
+    case 'sqlite': {
+      const path = storage.path ?? DEFAULT_SQLITE_PATH;
+      logger.log(
+        `Storing sessions in SQLite file ${path} (WAL, synchronous=${storage.synchronous ?? 'FULL'})`,
+      );
+      const dataSource = await openSqliteDataSource({
+        path,
+        synchronous: storage.synchronous,
+        busyTimeoutMs: storage.busyTimeoutMs,
+        cacheSizeKiB: storage.cacheSizeKiB,
+      });
+      return ownedTypeOrmStorage(dataSource, options, runMigrations);
+    }
   }
-  const path = storage.path ?? DEFAULT_SQLITE_PATH;
-  logger.log(
-    `Storing sessions in SQLite file ${path} (WAL, synchronous=${storage.synchronous ?? 'FULL'})`,
-  );
-  const dataSource = await openSqliteDataSource({
-    path,
-    synchronous: storage.synchronous,
-    busyTimeoutMs: storage.busyTimeoutMs,
-    cacheSizeKiB: storage.cacheSizeKiB,
-  });
+}
+
+/** Runs the migrations on a DataSource the module opened, closing it again if they fail. */
+async function ownedTypeOrmStorage(
+  dataSource: DataSource,
+  options: EncryptedSessionModuleOptions,
+  runMigrations: boolean,
+): Promise<SessionStorage> {
   try {
     if (runMigrations) {
       const applied = await runSessionMigrations(
@@ -74,4 +103,13 @@ export async function createSessionStorage(
     tablePrefix: options.tablePrefix,
     ownsDataSource: true,
   });
+}
+
+/** `host:port` of a connection URL, without credentials. */
+function hostOf(url: string): string {
+  try {
+    return new URL(url).host;
+  } catch {
+    return '(invalid URL)';
+  }
 }

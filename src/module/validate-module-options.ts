@@ -1,7 +1,10 @@
 import { ConfigurationError } from '../errors/index.js';
 import { EnvKeyProvider, type KeyProvider } from '../keys/index.js';
-import { tableNamesFor } from '../storage/index.js';
-import type { EncryptedSessionModuleOptions } from './encrypted-session-module-options.interface.js';
+import { checkSqlServerOptions, tableNamesFor, validateRedisKeyPrefix } from '../storage/index.js';
+import type {
+  EncryptedSessionModuleOptions,
+  StorageOptions,
+} from './encrypted-session-module-options.interface.js';
 
 const isPlainObject = (value: unknown): value is Record<string, unknown> =>
   typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -18,25 +21,7 @@ export function validateModuleOptions(options: EncryptedSessionModuleOptions): K
   }
   const { keys, storage, itemTtlSeconds, defaultTenantId, runMigrations, tablePrefix } = options;
   if (tablePrefix !== undefined) tableNamesFor(tablePrefix);
-  if (storage !== undefined) {
-    if (!isPlainObject(storage) || (storage.type !== 'sqlite' && storage.type !== 'memory')) {
-      throw new ConfigurationError(
-        "options.storage.type must be 'sqlite' (the default) or 'memory'",
-      );
-    }
-    if (storage.type === 'sqlite') {
-      if (storage.path !== undefined && (typeof storage.path !== 'string' || storage.path === '')) {
-        throw new ConfigurationError(
-          'options.storage.path must be a file path, e.g. ./data/sessions.sqlite',
-        );
-      }
-      if (storage.synchronous !== undefined && !['FULL', 'NORMAL'].includes(storage.synchronous)) {
-        throw new ConfigurationError(
-          "options.storage.synchronous must be 'FULL' (the default) or 'NORMAL'",
-        );
-      }
-    }
-  }
+  if (storage !== undefined) validateStorageOptions(storage);
   if (
     itemTtlSeconds !== undefined &&
     itemTtlSeconds !== null &&
@@ -78,4 +63,57 @@ export function validateModuleOptions(options: EncryptedSessionModuleOptions): K
   throw new ConfigurationError(
     'options.keys must be { env: { keys, activeKeyId } } or { provider }',
   );
+}
+
+const STORAGE_TYPES = ['sqlite', 'postgres', 'mysql', 'mariadb', 'redis', 'memory'];
+
+/** Checks `options.storage` without opening anything; messages never echo a URL. */
+function validateStorageOptions(storage: StorageOptions): void {
+  const given: unknown = storage;
+  if (
+    !isPlainObject(given) ||
+    !(typeof given.type === 'string' && STORAGE_TYPES.includes(given.type))
+  ) {
+    throw new ConfigurationError(
+      `options.storage.type must be one of ${STORAGE_TYPES.map((t) => `'${t}'`).join(', ')} (default 'sqlite')`,
+    );
+  }
+  switch (storage.type) {
+    case 'sqlite':
+      if (storage.path !== undefined && (typeof storage.path !== 'string' || storage.path === '')) {
+        throw new ConfigurationError(
+          'options.storage.path must be a file path, e.g. ./data/sessions.sqlite',
+        );
+      }
+      if (storage.synchronous !== undefined && !['FULL', 'NORMAL'].includes(storage.synchronous)) {
+        throw new ConfigurationError(
+          "options.storage.synchronous must be 'FULL' (the default) or 'NORMAL'",
+        );
+      }
+      return;
+    case 'postgres':
+    case 'mysql':
+    case 'mariadb': {
+      if (typeof storage.url !== 'string' || storage.url === '') {
+        throw new ConfigurationError(
+          `options.storage.url is required for storage type '${storage.type}', e.g. ${storage.type === 'postgres' ? 'postgres' : 'mysql'}://user:password@host:port/database`,
+        );
+      }
+      checkSqlServerOptions({
+        ...storage,
+        type: storage.type === 'postgres' ? 'postgres' : 'mysql',
+      });
+      return;
+    }
+    case 'redis':
+      if ((storage.url === undefined) === (storage.client === undefined)) {
+        throw new ConfigurationError(
+          "options.storage for type 'redis' needs exactly one of url (e.g. redis://127.0.0.1:6379/0) or client (an ioredis instance)",
+        );
+      }
+      if (storage.keyPrefix !== undefined) validateRedisKeyPrefix(storage.keyPrefix);
+      return;
+    case 'memory':
+      return;
+  }
 }

@@ -1,4 +1,5 @@
 export * from './memory/index.js';
+export * from './redis/index.js';
 export * from './serial-queue.js';
 export * from './storage.ports.js';
 export * from './storage.records.js';

@@ -177,7 +177,7 @@ describe('EncryptedSessionModule', () => {
 
     it('with an unknown storage type', async () => {
       await expect(compile({ keys: envKeys(), storage: { type: 'mongodb' } })).rejects.toThrow(
-        /storage.type must be 'sqlite'/,
+        /storage.type must be one of 'sqlite'/,
       );
     });
 

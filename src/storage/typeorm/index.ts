@@ -5,3 +5,4 @@ export * from './sqlite-data-source.js';
 export * from './table-names.js';
 export * from './typeorm.session-storage.js';
 export * from './server-data-source.js';
+export * from './session-entities.js';

@@ -1,0 +1,2 @@
+export * from './redis.session-storage.js';
+export * from './redis-keys.js';

@@ -1,0 +1,78 @@
+import { StorageUnavailableError } from '../../errors/index.js';
+
+/** Socket errors meaning the server could not be reached or the connection broke. */
+const NETWORK_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ECONNABORTED',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+]);
+
+/** Error replies of a server that is up but cannot serve right now (loading, failover, busy). */
+const TRANSIENT_REPLIES = new Set([
+  'LOADING',
+  'MASTERDOWN',
+  'CLUSTERDOWN',
+  'TRYAGAIN',
+  'READONLY',
+  'BUSY',
+]);
+
+/** ioredis errors (by message) raised when no connection could carry the command. */
+const CLIENT_MESSAGES = new Map([
+  ['Connection is closed.', 'connection closed'],
+  ['Command timed out', 'command timed out'],
+  ['None of startup nodes is available', 'no cluster node available'],
+  ['Failed to refresh slots cache.', 'cluster slots unavailable'],
+]);
+
+/**
+ * Why `error` means Redis is unavailable for now (a short code, safe to log), or undefined when
+ * it is some other failure.
+ */
+export function redisUnavailableReason(error: unknown): string | undefined {
+  if (!(error instanceof Error)) return undefined;
+  const code = (error as { code?: unknown }).code;
+  if (typeof code === 'string' && NETWORK_CODES.has(code)) return code;
+  if (error.name === 'MaxRetriesPerRequestError') return error.name;
+  if (error.name === 'ClusterAllFailedError') return error.name;
+  const clientReason = CLIENT_MESSAGES.get(error.message);
+  if (clientReason) return clientReason;
+  if (error.message.startsWith("Stream isn't writeable")) return 'offline';
+  const replyCode = error.message.split(' ', 1)[0];
+  if (replyCode && TRANSIENT_REPLIES.has(replyCode)) return replyCode;
+  return undefined;
+}
+
+/**
+ * ioredis attaches the failed command, arguments included, to its errors; the commit's
+ * arguments are ciphertexts and wrapped keys, which have no place in a log.
+ */
+function dropCommandArguments(error: unknown): void {
+  const command = (error as { command?: { args?: unknown } } | null)?.command;
+  if (command && typeof command === 'object' && Array.isArray(command.args)) {
+    command.args = [`<${command.args.length} arguments omitted>`];
+  }
+}
+
+/**
+ * Runs a Redis call, turning "Redis is unavailable" failures into a retryable
+ * StorageUnavailableError; other errors pass through (with command arguments dropped).
+ */
+export async function translateRedisErrors<T>(call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (error) {
+    dropCommandArguments(error);
+    const reason = redisUnavailableReason(error);
+    if (reason === undefined) throw error;
+    throw new StorageUnavailableError(`Redis is unreachable (${reason}); retry the call`, {
+      cause: error,
+    });
+  }
+}

@@ -1,0 +1,72 @@
+import { ConfigurationError } from '../../errors/index.js';
+import type { SessionRef } from '../storage.records.js';
+
+/** Prefix of every key the Redis adapter writes, unless the options name another. */
+export const DEFAULT_REDIS_KEY_PREFIX = 'nes:';
+
+// Braces would start a hash tag of their own and split a session across cluster slots.
+const KEY_PREFIX_PATTERN = /^[A-Za-z0-9_:.-]{1,40}$/;
+
+/** The four keys holding one session; they share one hash tag, so one cluster slot. */
+export interface RedisSessionKeys {
+  /** HASH: the session record, the commit version and the expiry bookkeeping. */
+  readonly session: string;
+  /** ZSET: score = seq, member = packed item. */
+  readonly items: string;
+  /** HASH: dekId -> packed data-key record. */
+  readonly dataKeys: string;
+  /** HASH: operationId -> packed history-operation record. */
+  readonly operations: string;
+}
+
+/**
+ * The hash tag of a session: base64url of the tenant id, '.', base64url of the session id.
+ * base64url has neither braces nor '.', so the tag is brace-free and no two refs share one.
+ */
+export function redisSessionTag(ref: SessionRef): string {
+  return `${base64url(ref.tenantId)}.${base64url(ref.sessionId)}`;
+}
+
+const base64url = (id: string): string => Buffer.from(id, 'utf8').toString('base64url');
+
+/** Throws ConfigurationError unless `keyPrefix` is 1-40 characters of [A-Za-z0-9_:.-]. */
+export function validateRedisKeyPrefix(keyPrefix: string): void {
+  if (typeof keyPrefix !== 'string' || !KEY_PREFIX_PATTERN.test(keyPrefix)) {
+    const shown =
+      typeof keyPrefix === 'string' ? JSON.stringify(keyPrefix.slice(0, 60)) : typeof keyPrefix;
+    throw new ConfigurationError(
+      `Redis keyPrefix must be 1-40 characters from A-Z a-z 0-9 _ : . - (no braces); got ${shown}. Use e.g. 'nes:'`,
+    );
+  }
+}
+
+/** Builds the adapter's key names under one prefix. */
+export class RedisKeyLayout {
+  constructor(readonly prefix: string = DEFAULT_REDIS_KEY_PREFIX) {
+    validateRedisKeyPrefix(prefix);
+  }
+
+  /** The keys of the session with hash tag `tag` (see {@link redisSessionTag}). */
+  forTag(tag: string): RedisSessionKeys {
+    const base = `${this.prefix}{${tag}}:`;
+    return {
+      session: `${base}session`,
+      items: `${base}items`,
+      dataKeys: `${base}keys`,
+      operations: `${base}ops`,
+    };
+  }
+
+  /** The keys of the session `ref`. */
+  forSession(ref: SessionRef): RedisSessionKeys {
+    return this.forTag(redisSessionTag(ref));
+  }
+
+  /**
+   * STRING holding the tag of the session that owns data key `dekId`, so a key can be found by
+   * id alone. It lives in another slot than the session, so it is written outside the commit.
+   */
+  dataKeyPointer(dekId: string): string {
+    return `${this.prefix}dek:${dekId}`;
+  }
+}

@@ -1,0 +1,492 @@
+import type { ChainableCommander } from 'ioredis';
+import type { StorageScope } from '../storage.ports.js';
+import type {
+  DataKeyRecord,
+  HistoryOperationRecord,
+  SessionRecord,
+  SessionRef,
+  StoredItem,
+} from '../storage.records.js';
+import { COMMIT_OP } from './redis-commit-script.js';
+import { redisSessionTag, type RedisSessionKeys } from './redis-keys.js';
+import {
+  assertDataKeyId,
+  packDataKey,
+  packItem,
+  packOperation,
+  SESSION_FIELDS,
+  sessionRecordFields,
+  sessionRecordFromHash,
+  unpackOperation,
+} from './redis-record-codec.js';
+import {
+  highestGeneration,
+  newestActiveKey,
+  RedisSessionReads,
+  scanVisibleItems,
+  type ItemScanRange,
+  type ItemWindowFetch,
+} from './redis-session-reads.js';
+
+/**
+ * Raised by a read inside a unit of work that finds another writer committed since the
+ * snapshot: the unit is run again from scratch, as after a failed commit.
+ */
+export class SnapshotChangedSignal extends Error {
+  constructor() {
+    super('The session changed while a unit of work read it; the unit of work is run again');
+  }
+}
+
+/** What a unit of work hands to the commit script. */
+export interface UnitCommit {
+  readonly keys: RedisSessionKeys;
+  readonly tag: string;
+  /** The snapshot's version, '' when the session hash had none. */
+  readonly expectedVersion: string;
+  /** Data keys inserted by the unit: their id pointers are written before the commit. */
+  readonly newDataKeyIds: readonly string[];
+  /** The buffered writes as op code + arguments, in the order the unit made them. */
+  readonly ops: ReadonlyArray<string | Buffer>;
+  /** Epoch ms for PEXPIREAT, or 0 for PERSIST. */
+  readonly expireAt: number;
+}
+
+const copyItem = (item: StoredItem): StoredItem => ({
+  ...item,
+  ciphertext: Buffer.from(item.ciphertext),
+});
+const copyKey = (key: DataKeyRecord): DataKeyRecord => ({
+  ...key,
+  wrappedKey: Buffer.from(key.wrappedKey),
+});
+const copyOperation = (record: HistoryOperationRecord): HistoryOperationRecord => ({
+  ...record,
+  digest: Buffer.from(record.digest),
+});
+
+/**
+ * The one session a unit of work touches: its snapshot plus the unit's buffered writes, which
+ * every read inside the unit sees. Items and operations are not in the snapshot; they are read
+ * on demand, each read checking that the session version is still the snapshot's.
+ */
+class SessionWorkspace {
+  readonly expectedVersion: string;
+  record: SessionRecord | undefined;
+  recordChanged = false;
+  /** Largest expiresAt of any item ever inserted (0: none), for the expiry backstop. */
+  maxExpiresAt: number;
+  /** Whether an item without expiry was ever inserted. */
+  neverExpires: boolean;
+  expiryChanged = false;
+  readonly dataKeys: Map<string, DataKeyRecord>;
+  readonly changedDataKeys = new Set<string>();
+  readonly newDataKeyIds = new Set<string>();
+  /** True once the unit deleted every stored item: only buffered inserts remain. */
+  itemsCleared = false;
+  /** Stored items the unit deleted. */
+  readonly deletedStoredSeqs = new Set<number>();
+  /** Items the unit inserted and still holds. */
+  readonly insertedItems = new Map<number, StoredItem>();
+  operationsCleared = false;
+  /** Operations looked up or inserted: a record, or null for "not recorded". */
+  readonly knownOperations = new Map<string, HistoryOperationRecord | null>();
+  readonly insertedOperationIds = new Set<string>();
+  /** Item and operation writes in order (their order matters: a clear, then an insert). */
+  readonly ops: Array<string | Buffer> = [];
+
+  constructor(
+    ref: SessionRef,
+    readonly tag: string,
+    readonly keys: RedisSessionKeys,
+    hash: Record<string, string>,
+    dataKeys: Map<string, DataKeyRecord>,
+  ) {
+    this.expectedVersion = RedisSessionReads.versionOf(hash);
+    this.record = sessionRecordFromHash(ref, hash);
+    this.maxExpiresAt = Number(hash[SESSION_FIELDS.maxExpiresAt] ?? 0) || 0;
+    this.neverExpires = hash[SESSION_FIELDS.neverExpires] === '1';
+    this.dataKeys = dataKeys;
+  }
+
+  get hasWrites(): boolean {
+    return (
+      this.recordChanged ||
+      this.expiryChanged ||
+      this.changedDataKeys.size > 0 ||
+      this.ops.length > 0
+    );
+  }
+
+  isStoredItemHidden(seq: number): boolean {
+    return this.itemsCleared || this.deletedStoredSeqs.has(seq);
+  }
+}
+
+function assertSessionExists(space: SessionWorkspace, what: string): void {
+  if (!space.record) throw new Error(`${what} for a session that does not exist`);
+}
+
+/**
+ * One attempt of a unit of work on Redis: builds the scope `work` runs against, buffers its
+ * writes, and describes them for the commit. Return values come from the snapshot and the
+ * buffer; the commit's compare-and-set on the version makes them true at commit time.
+ */
+export class RedisUnitOfWork {
+  readonly scope: StorageScope;
+  /** Set when a read saw another writer's commit: the attempt must not commit. */
+  invalidated = false;
+  private workspace: Promise<SessionWorkspace> | undefined;
+  private workspaceTag: string | undefined;
+  private loaded: SessionWorkspace | undefined;
+
+  constructor(
+    private readonly reads: RedisSessionReads,
+    /** Backstop added to the last expiry, in ms. */
+    private readonly expiryBackstopMs: number,
+  ) {
+    this.scope = this.createScope();
+  }
+
+  /** The commit of the buffered writes, or undefined when the unit wrote nothing. */
+  describeCommit(now: number): UnitCommit | undefined {
+    const space = this.loaded;
+    if (!space?.hasWrites) return undefined;
+    const ops = [...space.ops];
+    if (space.recordChanged && space.record) {
+      for (const [field, value] of Object.entries(sessionRecordFields(space.record))) {
+        if (value === undefined) ops.push(COMMIT_OP.deleteSessionField, field);
+        else ops.push(COMMIT_OP.setSessionField, field, value);
+      }
+    }
+    if (space.expiryChanged) {
+      ops.push(COMMIT_OP.setSessionField, SESSION_FIELDS.maxExpiresAt, String(space.maxExpiresAt));
+      ops.push(
+        COMMIT_OP.setSessionField,
+        SESSION_FIELDS.neverExpires,
+        space.neverExpires ? '1' : '0',
+      );
+    }
+    for (const dekId of space.changedDataKeys) {
+      ops.push(COMMIT_OP.setDataKey, dekId, packDataKey(space.dataKeys.get(dekId)!));
+    }
+    return {
+      keys: space.keys,
+      tag: space.tag,
+      expectedVersion: space.expectedVersion,
+      newDataKeyIds: [...space.newDataKeyIds],
+      ops,
+      expireAt: this.expireAt(space, now),
+    };
+  }
+
+  /**
+   * Redis expiry is only a backstop behind the module's own TTL filtering: a session whose
+   * items all expire is dropped `expiryBackstopMs` after the last one does. Never while an item
+   * without expiry exists or ever existed, under legal hold, or before the first item. Clamped
+   * to `now`, so a write to a session whose items expired long ago does not delete it at once.
+   */
+  private expireAt(space: SessionWorkspace, now: number): number {
+    if (!space.record || space.record.legalHold) return 0;
+    if (space.neverExpires || space.maxExpiresAt === 0) return 0;
+    return Math.max(space.maxExpiresAt, now) + this.expiryBackstopMs;
+  }
+
+  /** The workspace of `ref`, loading its snapshot on the first touch. */
+  private touch(ref: SessionRef): Promise<SessionWorkspace> {
+    const tag = redisSessionTag(ref);
+    if (this.workspace) {
+      if (tag !== this.workspaceTag) {
+        throw new Error(
+          'A Redis unit of work touched a second session; each storage transaction must stay within one session',
+        );
+      }
+      return this.workspace;
+    }
+    const keys = this.reads.layout.forTag(tag);
+    this.workspaceTag = tag;
+    this.workspace = this.reads.snapshot(keys).then((snapshot) => {
+      this.loaded = new SessionWorkspace(ref, tag, keys, snapshot.hash, snapshot.dataKeys);
+      return this.loaded;
+    });
+    return this.workspace;
+  }
+
+  /** Runs reads in one round trip with the version, failing when it moved since the snapshot. */
+  private async readChecked(
+    space: SessionWorkspace,
+    build: (pipeline: ChainableCommander) => void,
+  ): Promise<unknown[]> {
+    const [version, ...replies] = await this.reads.exec((pipeline) => {
+      pipeline.hget(space.keys.session, SESSION_FIELDS.version);
+      build(pipeline);
+    });
+    if ((version ?? '') !== space.expectedVersion) {
+      this.invalidated = true;
+      throw new SnapshotChangedSignal();
+    }
+    return replies;
+  }
+
+  private checkedItemWindows(space: SessionWorkspace): ItemWindowFetch {
+    return async (start, stop, newestFirst, count) => {
+      const [members] = await this.readChecked(space, (pipeline) =>
+        newestFirst
+          ? pipeline.zrangeBuffer(
+              space.keys.items,
+              start,
+              stop,
+              'BYSCORE',
+              'REV',
+              'LIMIT',
+              0,
+              count,
+            )
+          : pipeline.zrangeBuffer(space.keys.items, start, stop, 'BYSCORE', 'LIMIT', 0, count),
+      );
+      return members as Buffer[];
+    };
+  }
+
+  /** Visible items of the snapshot and the buffer, merged in scan order. */
+  private async visibleItems(
+    space: SessionWorkspace,
+    range: ItemScanRange,
+    now: number,
+    limit: number,
+  ): Promise<StoredItem[]> {
+    const stored = space.itemsCleared
+      ? []
+      : await scanVisibleItems(this.checkedItemWindows(space), range, now, limit, (seq) =>
+          space.deletedStoredSeqs.has(seq),
+        );
+    const buffered = [...space.insertedItems.values()].filter(
+      (item) =>
+        (item.expiresAt === null || item.expiresAt > now) &&
+        (range.newestFirst || (item.seq > range.afterSeq && item.seq <= range.throughSeq)),
+    );
+    const merged = [...stored, ...buffered].toSorted((a, b) =>
+      range.newestFirst ? b.seq - a.seq : a.seq - b.seq,
+    );
+    return merged.slice(0, limit).map(copyItem);
+  }
+
+  private async operationOf(
+    space: SessionWorkspace,
+    operationId: string,
+  ): Promise<HistoryOperationRecord | null> {
+    const known = space.knownOperations.get(operationId);
+    if (known !== undefined) return known;
+    if (space.operationsCleared) return null;
+    const [packed] = await this.readChecked(space, (pipeline) =>
+      pipeline.hgetBuffer(space.keys.operations, operationId),
+    );
+    const found = packed ? unpackOperation(operationId, packed as Buffer) : null;
+    space.knownOperations.set(operationId, found);
+    return found;
+  }
+
+  private changeKeys(
+    space: SessionWorkspace,
+    change: (key: DataKeyRecord) => DataKeyRecord | undefined,
+  ): number {
+    let changed = 0;
+    for (const [dekId, key] of space.dataKeys) {
+      const next = change(key);
+      if (!next) continue;
+      space.dataKeys.set(dekId, next);
+      space.changedDataKeys.add(dekId);
+      changed++;
+    }
+    return changed;
+  }
+
+  private createScope(): StorageScope {
+    const touch = (ref: SessionRef) => this.touch(ref);
+
+    return {
+      sessions: {
+        find: async (ref) => {
+          const record = (await touch(ref)).record;
+          return record ? { ...record } : undefined;
+        },
+        insertIfAbsent: async (record) => {
+          const space = await touch(record);
+          if (space.record) return false;
+          space.record = { ...record };
+          space.recordChanged = true;
+          return true;
+        },
+        reserveSequence: async (ref, count, now) => {
+          const space = await touch(ref);
+          if (!space.record) return undefined;
+          const first = space.record.nextSeq;
+          space.record = { ...space.record, nextSeq: first + count, lastActivityAt: now };
+          space.recordChanged = true;
+          return first;
+        },
+        lockForWrite: async (ref, now) => {
+          // The commit's compare-and-set is the lock: any commit in between makes this one retry.
+          const space = await touch(ref);
+          if (!space.record) return false;
+          space.record = { ...space.record, lastActivityAt: now };
+          space.recordChanged = true;
+          return true;
+        },
+      },
+
+      items: {
+        insertMany: async (ref, rows) => {
+          const space = await touch(ref);
+          assertSessionExists(space, 'Items inserted');
+          const seen = new Set<number>();
+          for (const row of rows) {
+            if (seen.has(row.seq) || space.insertedItems.has(row.seq)) {
+              throw new Error(`Duplicate item sequence ${row.seq}`);
+            }
+            seen.add(row.seq);
+          }
+          // Stored duplicates are caught by the commit script, before it writes anything.
+          for (const row of rows) {
+            const member = packItem(row);
+            space.ops.push(COMMIT_OP.addItem, String(row.seq), member);
+            space.insertedItems.set(row.seq, copyItem(row));
+            if (row.expiresAt === null) {
+              if (!space.neverExpires) space.expiryChanged = true;
+              space.neverExpires = true;
+            } else if (row.expiresAt > space.maxExpiresAt) {
+              space.maxExpiresAt = row.expiresAt;
+              space.expiryChanged = true;
+            }
+          }
+        },
+        listVisible: async (ref, now, limit) => {
+          const space = await touch(ref);
+          const newestFirst = await this.visibleItems(space, { newestFirst: true }, now, limit);
+          return newestFirst.toReversed();
+        },
+        listVisiblePage: async (ref, now, afterSeq, throughSeq, limit) => {
+          const space = await touch(ref);
+          return this.visibleItems(space, { newestFirst: false, afterSeq, throughSeq }, now, limit);
+        },
+        deleteBySeq: async (ref, seqs) => {
+          const space = await touch(ref);
+          let deleted = 0;
+          const storedCandidates: number[] = [];
+          for (const seq of new Set(seqs)) {
+            if (space.insertedItems.delete(seq)) {
+              space.ops.push(COMMIT_OP.removeItem, String(seq));
+              deleted++;
+            } else if (!space.isStoredItemHidden(seq)) {
+              storedCandidates.push(seq);
+            }
+          }
+          if (storedCandidates.length === 0) return deleted;
+          const counts = await this.readChecked(space, (pipeline) => {
+            for (const seq of storedCandidates) pipeline.zcount(space.keys.items, seq, seq);
+          });
+          storedCandidates.forEach((seq, index) => {
+            if (Number(counts[index]) === 0) return;
+            space.deletedStoredSeqs.add(seq);
+            space.ops.push(COMMIT_OP.removeItem, String(seq));
+            deleted++;
+          });
+          return deleted;
+        },
+        deleteAll: async (ref) => {
+          const space = await touch(ref);
+          let stored = 0;
+          if (!space.itemsCleared) {
+            const [count] = await this.readChecked(space, (pipeline) =>
+              pipeline.zcard(space.keys.items),
+            );
+            stored = Number(count) - space.deletedStoredSeqs.size;
+          }
+          const deleted = stored + space.insertedItems.size;
+          if (deleted > 0) space.ops.push(COMMIT_OP.clearItems);
+          space.itemsCleared = true;
+          space.deletedStoredSeqs.clear();
+          space.insertedItems.clear();
+          return deleted;
+        },
+      },
+
+      dataKeys: {
+        findById: async (dekId) => {
+          const own = this.loaded?.dataKeys.get(dekId);
+          if (own) return copyKey(own);
+          // A key of another session (or none): read it as it is now, outside the snapshot.
+          return this.reads.findDataKey(dekId);
+        },
+        findActive: async (ref) => {
+          const active = newestActiveKey((await touch(ref)).dataKeys.values());
+          return active ? copyKey(active) : undefined;
+        },
+        maxGeneration: async (ref) => highestGeneration((await touch(ref)).dataKeys.values()),
+        insertIfAbsent: async (record) => {
+          assertDataKeyId(record.dekId);
+          const space = await touch(record);
+          if (space.dataKeys.has(record.dekId)) return false;
+          for (const key of space.dataKeys.values()) {
+            if (key.generation === record.generation) return false;
+          }
+          // dekIds are unique across sessions; a pointer to another session may be left over
+          // from a commit that failed, so only a key actually stored there counts.
+          const ownerTag = await this.reads.ownerTagOf(record.dekId);
+          if (ownerTag !== null && ownerTag !== space.tag) {
+            if (await this.reads.findDataKeyIn(ownerTag, record.dekId)) return false;
+          }
+          space.dataKeys.set(record.dekId, copyKey(record));
+          space.changedDataKeys.add(record.dekId);
+          space.newDataKeyIds.add(record.dekId);
+          return true;
+        },
+        retireActiveBelow: async (ref, generation) =>
+          this.changeKeys(await touch(ref), (key) =>
+            key.state === 'active' && key.generation < generation
+              ? { ...key, state: 'retiring' }
+              : undefined,
+          ),
+        destroyAllForSession: async (ref, now) =>
+          this.changeKeys(await touch(ref), (key) =>
+            key.state === 'destroyed'
+              ? undefined
+              : { ...key, state: 'destroyed', wrappedKey: Buffer.alloc(0), destroyedAt: now },
+          ),
+      },
+
+      historyOperations: {
+        find: async (ref, operationId) => {
+          const found = await this.operationOf(await touch(ref), operationId);
+          return found ? copyOperation(found) : undefined;
+        },
+        insertIfAbsent: async (ref, record) => {
+          const space = await touch(ref);
+          assertSessionExists(space, 'Operation recorded');
+          if (await this.operationOf(space, record.operationId)) return false;
+          space.knownOperations.set(record.operationId, copyOperation(record));
+          space.insertedOperationIds.add(record.operationId);
+          space.ops.push(COMMIT_OP.setOperation, record.operationId, packOperation(record));
+          return true;
+        },
+        deleteAll: async (ref) => {
+          const space = await touch(ref);
+          let stored = 0;
+          if (!space.operationsCleared) {
+            const [count] = await this.readChecked(space, (pipeline) =>
+              pipeline.hlen(space.keys.operations),
+            );
+            // Operations inserted by this unit are buffered, not yet in the stored count.
+            stored = Number(count);
+          }
+          const deleted = stored + space.insertedOperationIds.size;
+          if (deleted > 0) space.ops.push(COMMIT_OP.clearOperations);
+          space.operationsCleared = true;
+          space.knownOperations.clear();
+          space.insertedOperationIds.clear();
+          return deleted;
+        },
+      },
+    };
+  }
+}

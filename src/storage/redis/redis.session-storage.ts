@@ -1,0 +1,272 @@
+import { randomBytes } from 'node:crypto';
+import { createRequire } from 'node:module';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Logger } from '@nestjs/common';
+import type { Cluster, Redis } from 'ioredis';
+import { ConfigurationError, StorageUnavailableError } from '../../errors/index.js';
+import type { SessionStorage, StorageScope } from '../storage.ports.js';
+import { COMMIT_REPLY, COMMIT_SCRIPT } from './redis-commit-script.js';
+import { redisUnavailableReason, translateRedisErrors } from './redis-errors.js';
+import { DEFAULT_REDIS_KEY_PREFIX, RedisKeyLayout } from './redis-keys.js';
+import { createRedisReadScope } from './redis-read-scope.js';
+import { RedisSessionReads, type RedisClient } from './redis-session-reads.js';
+import { RedisUnitOfWork, type UnitCommit } from './redis-unit-of-work.js';
+
+/** Options of {@link RedisSessionStorage}. Pass exactly one of `client` and `url`. */
+export interface RedisSessionStorageOptions {
+  /**
+   * An ioredis client (standalone or Cluster) owned by the host; not closed by close().
+   * A low `maxRetriesPerRequest` (e.g. 1) makes calls fail fast while Redis is down.
+   */
+  client?: Redis | Cluster;
+  /** Connection URL when no client is given, e.g. redis://127.0.0.1:6379/0 (rediss:// for TLS). */
+  url?: string;
+  /** Prefix of every key. @default 'nes:' */
+  keyPrefix?: string;
+  /**
+   * Redis expiry backstop: keys of a session whose items all expire are deleted by Redis this
+   * long after the last item expires. @default 86400
+   */
+  expiryBackstopSeconds?: number;
+  /** Attempts of one unit of work under write conflicts before StorageUnavailableError. @default 100 */
+  maxConflictRetries?: number;
+}
+
+/** Defaults of {@link RedisSessionStorageOptions}. */
+export const REDIS_STORAGE_DEFAULTS = {
+  keyPrefix: DEFAULT_REDIS_KEY_PREFIX,
+  expiryBackstopSeconds: 86_400,
+  maxConflictRetries: 100,
+} as const;
+
+/** Name of the commit script on the client; namespaced, as a host client may define its own. */
+const COMMIT_COMMAND = 'nesCommitSessionUnit';
+
+type CommitCommand = (
+  sessionKey: string,
+  itemsKey: string,
+  dataKeysKey: string,
+  operationsKey: string,
+  ...args: Array<string | Buffer>
+) => Promise<unknown>;
+
+const logger = new Logger('RedisSessionStorage');
+
+/**
+ * Storage on Redis (standalone or Cluster) through ioredis.
+ *
+ * Each session lives in four keys under one hash tag (one cluster slot). A unit of work reads a
+ * snapshot in one round trip, buffers its writes and commits them with one Lua script that
+ * compares the session's version first; a unit that lost the race runs again from scratch.
+ * Redis expiry is only a backstop behind the module's own expiry filtering.
+ */
+export class RedisSessionStorage implements SessionStorage {
+  readonly backend = 'redis';
+  /** Prefix of every key this storage writes. */
+  readonly keyPrefix: string;
+  private readonly client: RedisClient;
+  private readonly ownsClient: boolean;
+  private readonly reads: RedisSessionReads;
+  private readonly readScope: StorageScope;
+  private readonly expiryBackstopMs: number;
+  private readonly maxConflictRetries: number;
+  private closing: Promise<void> | undefined;
+
+  constructor(options: RedisSessionStorageOptions) {
+    const { client, url } = options;
+    if ((client === undefined) === (url === undefined)) {
+      throw new ConfigurationError(
+        client
+          ? 'RedisSessionStorage takes either `client` or `url`, not both; pass only one'
+          : 'RedisSessionStorage needs a Redis connection: pass `client` (an ioredis Redis or Cluster you own) or `url` (e.g. redis://127.0.0.1:6379/0, rediss:// for TLS)',
+      );
+    }
+    const layout = new RedisKeyLayout(options.keyPrefix ?? REDIS_STORAGE_DEFAULTS.keyPrefix);
+    const backstopSeconds =
+      options.expiryBackstopSeconds ?? REDIS_STORAGE_DEFAULTS.expiryBackstopSeconds;
+    if (!Number.isSafeInteger(backstopSeconds) || backstopSeconds < 0) {
+      throw new ConfigurationError(
+        `Redis expiryBackstopSeconds must be a whole number of seconds >= 0; got ${String(backstopSeconds)}`,
+      );
+    }
+    const maxConflictRetries =
+      options.maxConflictRetries ?? REDIS_STORAGE_DEFAULTS.maxConflictRetries;
+    if (!Number.isSafeInteger(maxConflictRetries) || maxConflictRetries < 1) {
+      throw new ConfigurationError(
+        `Redis maxConflictRetries must be a whole number >= 1; got ${String(maxConflictRetries)}`,
+      );
+    }
+    if (url !== undefined) assertRedisUrl(url);
+
+    this.keyPrefix = layout.prefix;
+    this.expiryBackstopMs = backstopSeconds * 1000;
+    this.maxConflictRetries = maxConflictRetries;
+    this.ownsClient = client === undefined;
+    this.client = client ?? createRedisClient(url!);
+    // EVALSHA with an EVAL fallback when the server lost its script cache (restart, failover).
+    this.client.defineCommand(COMMIT_COMMAND, { numberOfKeys: 4, lua: COMMIT_SCRIPT });
+    this.reads = new RedisSessionReads(this.client, layout);
+    this.readScope = createRedisReadScope(this.reads);
+  }
+
+  /** Runs read-only work; each call reads the current state (no snapshot across calls). */
+  read<T>(work: (scope: StorageScope) => Promise<T>): Promise<T> {
+    return work(this.readScope);
+  }
+
+  /**
+   * Runs work optimistically: reads come from a snapshot plus the work's own writes, and the
+   * writes commit in one script only if no other writer committed to the session meanwhile.
+   * Otherwise `work` runs again (after a short random pause), up to `maxConflictRetries` times.
+   */
+  async transaction<T>(work: (scope: StorageScope) => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      const unit = new RedisUnitOfWork(this.reads, this.expiryBackstopMs);
+      let result: T;
+      try {
+        result = await work(unit.scope);
+      } catch (error) {
+        // A failure caused by reading a session that changed under the unit is a conflict.
+        if (!unit.invalidated) throw error;
+        await this.pauseBeforeRetry(attempt);
+        continue;
+      }
+      if (!unit.invalidated) {
+        const commit = unit.describeCommit(Date.now());
+        if (!commit || (await this.commit(commit))) return result;
+      }
+      await this.pauseBeforeRetry(attempt);
+    }
+  }
+
+  /** Quits the client if this storage created it (a host's client stays open). Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= this.ownsClient ? quitClient(this.client as Redis) : Promise.resolve();
+    return this.closing;
+  }
+
+  /** True when applied, false on a conflict. */
+  private async commit(commit: UnitCommit): Promise<boolean> {
+    // The id pointers live in other slots, so they cannot be part of the script: written first,
+    // a failed commit leaves a pointer to a key that does not exist, which reads as "no key".
+    // They never expire: the session they point to may live on, and a stale one costs a few
+    // bytes and answers "no key", like a key that was never stored.
+    await Promise.all(
+      commit.newDataKeyIds.map((dekId) =>
+        translateRedisErrors(() =>
+          this.client.set(this.reads.layout.dataKeyPointer(dekId), commit.tag),
+        ),
+      ),
+    );
+    // Sent once by a client this storage created; a host client may resend it after a
+    // reconnect, which the script recognises by the commit id and does not apply twice.
+    const run = (this.client as unknown as Record<string, CommitCommand>)[COMMIT_COMMAND];
+    const { keys } = commit;
+    const reply = await translateRedisErrors(() =>
+      run.call(
+        this.client,
+        keys.session,
+        keys.items,
+        keys.dataKeys,
+        keys.operations,
+        commit.expectedVersion,
+        randomBytes(12).toString('base64url'),
+        String(commit.expireAt),
+        ...commit.ops,
+      ),
+    );
+    switch (Number(reply)) {
+      case COMMIT_REPLY.applied:
+        return true;
+      case COMMIT_REPLY.conflict:
+        return false;
+      case COMMIT_REPLY.duplicateSeq:
+        throw new Error(
+          'An item sequence number written by this unit of work is already stored in the session; nothing was written',
+        );
+      default:
+        throw new Error('Unexpected reply from the Redis commit script');
+    }
+  }
+
+  private async pauseBeforeRetry(attempt: number): Promise<void> {
+    if (attempt >= this.maxConflictRetries) {
+      throw new StorageUnavailableError(
+        `A write to the session kept conflicting with other writers (${attempt} attempts); retry the call`,
+      );
+    }
+    // Random, so writers that collided do not collide again in step; slowly growing.
+    await sleep(Math.random() * Math.min(2 * 1.05 ** attempt, 20));
+  }
+}
+
+function assertRedisUrl(url: string): void {
+  let protocol: string;
+  try {
+    protocol = new URL(url).protocol;
+  } catch {
+    // The URL may hold a password: never echo it.
+    throw new ConfigurationError(
+      'Redis url is not a valid URL; pass e.g. redis://127.0.0.1:6379/0 (rediss:// for TLS)',
+    );
+  }
+  if (protocol !== 'redis:' && protocol !== 'rediss:') {
+    throw new ConfigurationError(
+      `Redis url must start with redis:// or rediss:// (TLS); got ${protocol}//. For a Cluster, pass an ioredis Cluster as \`client\``,
+    );
+  }
+}
+
+/** ioredis is an optional peer dependency: loaded only when the adapter builds a client. */
+function loadIoredis(): typeof import('ioredis') {
+  try {
+    return createRequire(import.meta.url)('ioredis') as typeof import('ioredis');
+  } catch (error) {
+    throw new ConfigurationError(
+      "The Redis storage needs the 'ioredis' package (5.x); install it: npm install ioredis",
+      { cause: error },
+    );
+  }
+}
+
+function createRedisClient(url: string): Redis {
+  const { Redis } = loadIoredis();
+  const client = new Redis(url, {
+    // Fail a call fast while Redis is down (StorageUnavailableError) instead of queueing it.
+    maxRetriesPerRequest: 1,
+    // A commit whose reply was lost must never be sent again: it could apply twice.
+    autoResendUnfulfilledCommands: false,
+    enableOfflineQueue: true,
+    // Never give up reconnecting: the module recovers by itself once Redis is back.
+    retryStrategy: (attempt) => Math.min(50 * 2 ** Math.min(attempt, 16), 2000),
+    lazyConnect: false,
+  });
+  // Without a listener ioredis prints every failed reconnect; log once per outage instead.
+  let down = false;
+  client.on('error', (error: unknown) => {
+    if (down) return;
+    down = true;
+    const reason = redisUnavailableReason(error) ?? (error as Error)?.name ?? 'error';
+    logger.warn(
+      `Redis connection failed (${reason}); reconnecting, calls fail with StorageUnavailableError meanwhile`,
+    );
+  });
+  client.on('ready', () => {
+    if (!down) return;
+    down = false;
+    logger.log('Redis connection restored');
+  });
+  return client;
+}
+
+async function quitClient(client: Redis): Promise<void> {
+  if (client.status === 'ready') {
+    try {
+      await client.quit();
+      return;
+    } catch {
+      // Lost the connection meanwhile: disconnecting below is all that is left to do.
+    }
+  }
+  client.disconnect();
+}

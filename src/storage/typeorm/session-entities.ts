@@ -1,0 +1,192 @@
+import { EntitySchema, type EntitySchemaColumnOptions } from 'typeorm';
+import { ConfigurationError } from '../../errors/index.js';
+import { tableNamesFor } from './table-names.js';
+
+/** DataSource types the module's tables exist for. */
+export type SessionEntityDatabaseType = 'better-sqlite3' | 'postgres' | 'mysql' | 'mariadb';
+
+/** Options of {@link sessionEntitySchemas}. */
+export interface SessionEntityOptions {
+  /** The host DataSource's `type`: column types differ per engine. */
+  databaseType: SessionEntityDatabaseType;
+  /** Table prefix, as given to the module. @default 'nes_' */
+  tablePrefix?: string;
+}
+
+/** A session row as TypeORM reads it (bigints arrive as strings on Postgres and MySQL). */
+export interface SessionRow {
+  tenantId: string;
+  sessionId: string;
+  subjectId: string | null;
+  createdAt: string | number;
+  lastActivityAt: string | number;
+  nextSeq: string | number;
+  itemTtlSeconds: number | null;
+  legalHold: boolean;
+}
+
+/** An item row: the envelope and the clear columns that index it. */
+export interface ItemRow {
+  tenantId: string;
+  sessionId: string;
+  seq: string | number;
+  dekId: string;
+  expiresAt: string | number | null;
+  createdAt: string | number;
+  ciphertext: Buffer;
+}
+
+/** A wrapped data key row. */
+export interface DataKeyRow {
+  dekId: string;
+  tenantId: string;
+  sessionId: string;
+  subjectId: string | null;
+  generation: number;
+  firstSeq: string | number;
+  kekId: string;
+  wrappedKey: Buffer;
+  state: string;
+  createdAt: string | number;
+  destroyedAt: string | number | null;
+}
+
+/** An applied history transaction row. */
+export interface HistoryOperationRow {
+  tenantId: string;
+  sessionId: string;
+  operationId: string;
+  dekId: string;
+  digest: Buffer;
+  createdAt: string | number;
+}
+
+type Columns = Record<string, EntitySchemaColumnOptions>;
+
+const id = (name: string, primary = false): EntitySchemaColumnOptions => ({
+  name,
+  type: 'varchar',
+  length: 191,
+  primary,
+});
+const bigint = (name: string): EntitySchemaColumnOptions => ({ name, type: 'bigint' });
+
+const nullable = (column: EntitySchemaColumnOptions): EntitySchemaColumnOptions => ({
+  ...column,
+  nullable: true,
+});
+
+/**
+ * TypeORM entity schemas of the module's tables, for hosts that register them on their own
+ * DataSource: to read them with repositories, or so that `migration:generate` sees the tables
+ * as known. The schema itself comes from {@link sessionMigrations}; these mirror it and are
+ * never meant for `synchronize` outside throwaway test databases. The module itself writes with
+ * its own SQL and does not need them registered.
+ *
+ * @example
+ * TypeOrmModule.forRoot({
+ *   type: 'postgres', url,
+ *   entities: [...hostEntities, ...sessionEntitySchemas({ databaseType: 'postgres' })],
+ *   migrations: [...hostMigrations, ...sessionMigrations()],
+ * })
+ */
+export function sessionEntitySchemas(options: SessionEntityOptions): EntitySchema[] {
+  const { databaseType } = options;
+  if (!['better-sqlite3', 'postgres', 'mysql', 'mariadb'].includes(databaseType)) {
+    throw new ConfigurationError(
+      `sessionEntitySchemas: databaseType must be 'better-sqlite3', 'postgres', 'mysql' or 'mariadb'; got '${String(databaseType)}'`,
+    );
+  }
+  const t = tableNamesFor(options.tablePrefix);
+  const isPostgres = databaseType === 'postgres';
+  const isMysql = databaseType === 'mysql' || databaseType === 'mariadb';
+  const binary = (name: string, large: boolean): EntitySchemaColumnOptions => ({
+    name,
+    type: isPostgres ? 'bytea' : isMysql && large ? 'longblob' : 'blob',
+  });
+  const dekId = (name: string, primary = false): EntitySchemaColumnOptions => ({
+    name,
+    type: 'char',
+    length: 36,
+    primary,
+  });
+
+  const sessionColumns: Columns = {
+    tenantId: id('tenant_id', true),
+    sessionId: id('session_id', true),
+    subjectId: nullable(id('subject_id')),
+    createdAt: bigint('created_at'),
+    lastActivityAt: bigint('last_activity_at'),
+    nextSeq: bigint('next_seq'),
+    itemTtlSeconds: nullable({ name: 'item_ttl_seconds', type: 'integer' }),
+    legalHold: { name: 'legal_hold', type: 'boolean', default: false },
+  };
+  const itemColumns: Columns = {
+    tenantId: id('tenant_id', true),
+    sessionId: id('session_id', true),
+    seq: { ...bigint('seq'), primary: true },
+    dekId: dekId('dek_id'),
+    expiresAt: nullable(bigint('expires_at')),
+    createdAt: bigint('created_at'),
+    ciphertext: binary('ciphertext', true),
+  };
+  const dataKeyColumns: Columns = {
+    dekId: dekId('dek_id', true),
+    tenantId: id('tenant_id'),
+    sessionId: id('session_id'),
+    subjectId: nullable(id('subject_id')),
+    generation: { name: 'generation', type: 'integer' },
+    firstSeq: bigint('first_seq'),
+    kekId: id('kek_id'),
+    wrappedKey: binary('wrapped_key', false),
+    state: { name: 'state', type: 'varchar', length: 16 },
+    createdAt: bigint('created_at'),
+    destroyedAt: nullable(bigint('destroyed_at')),
+  };
+  const operationColumns: Columns = {
+    tenantId: id('tenant_id', true),
+    sessionId: id('session_id', true),
+    operationId: id('operation_id', true),
+    dekId: dekId('dek_id'),
+    digest: binary('digest', false),
+    createdAt: bigint('created_at'),
+  };
+
+  return [
+    new EntitySchema<SessionRow>({
+      name: `${t.sessions}`,
+      tableName: t.sessions,
+      columns: sessionColumns,
+      indices: [
+        { name: `${t.sessions}_subject`, columns: ['tenantId', 'subjectId'] },
+        { name: `${t.sessions}_activity`, columns: ['lastActivityAt'] },
+      ],
+    }),
+    new EntitySchema<ItemRow>({
+      name: `${t.items}`,
+      tableName: t.items,
+      columns: itemColumns,
+      indices: [
+        { name: `${t.items}_expiry`, columns: ['expiresAt'] },
+        { name: `${t.items}_dek`, columns: ['dekId'] },
+      ],
+    }),
+    new EntitySchema<DataKeyRow>({
+      name: `${t.dataKeys}`,
+      tableName: t.dataKeys,
+      columns: dataKeyColumns,
+      uniques: [
+        { name: `${t.dataKeys}_generation`, columns: ['tenantId', 'sessionId', 'generation'] },
+      ],
+      indices: [
+        { name: `${t.dataKeys}_subject`, columns: ['tenantId', 'subjectId'] },
+        { name: `${t.dataKeys}_kek`, columns: ['kekId', 'state'] },
+      ],
+    }),
+    new EntitySchema<HistoryOperationRow>({
+      name: `${t.historyOperations}`,
+      tableName: t.historyOperations,
+      columns: operationColumns,
+    }),
+  ];
+}

@@ -1,0 +1,25 @@
+import { describe } from 'vitest';
+import {
+  createRedisTestStorage,
+  redisItemTamperer,
+  redisReadyFor,
+} from '../support/redis-support.js';
+import { assembleHarness, type HarnessFactory } from '../support/session-harness.js';
+import { describeIntegrityContract } from './integrity-contract.js';
+import { describeSessionContract } from './session-contract.js';
+
+const up = await redisReadyFor('redis session contract');
+
+/** Each harness gets its own key prefix on the shared Redis, deleted when it closes. */
+const redisHarness: HarnessFactory = async (options = {}) => {
+  const redis = await createRedisTestStorage();
+  return assembleHarness('redis', redis.storage, options, {
+    tamper: redisItemTamperer(redis.client, redis.keyPrefix),
+    cleanup: () => redis.cleanup(),
+  });
+};
+
+describe.skipIf(!up)('redis', () => {
+  describeSessionContract('redis', redisHarness);
+  describeIntegrityContract('redis', redisHarness);
+});

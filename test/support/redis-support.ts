@@ -1,0 +1,162 @@
+import { randomUUID } from 'node:crypto';
+import { Redis } from 'ioredis';
+import {
+  RedisSessionStorage,
+  type RedisSessionStorageOptions,
+  type SessionRef,
+} from '../../src/index.js';
+import { RedisKeyLayout } from '../../src/storage/redis/redis-keys.js';
+import {
+  packDataKey,
+  packItem,
+  unpackDataKey,
+  unpackItem,
+} from '../../src/storage/redis/redis-record-codec.js';
+import type { ItemTamperer } from './item-tamperer.js';
+
+export type { ItemTamperer } from './item-tamperer.js';
+
+/** The Redis the integration specs use. */
+export const REDIS_URL = process.env.NES_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379/0';
+
+/** True when Redis at `url` answers PING within about a second. */
+export async function redisAvailable(url = REDIS_URL): Promise<boolean> {
+  const client = new Redis(url, {
+    lazyConnect: true,
+    connectTimeout: 1000,
+    maxRetriesPerRequest: 0,
+    enableOfflineQueue: false,
+    retryStrategy: () => null,
+  });
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+    return (await client.ping()) === 'PONG';
+  } catch {
+    return false;
+  } finally {
+    client.disconnect();
+  }
+}
+
+/**
+ * Whether a spec needing Redis can run. Outside CI a missing Redis skips the suite with a loud
+ * warning; under CI (`CI=true`) it fails, so a broken service never passes as green.
+ * Use with top-level await: `describe.skipIf(!(await redisReadyFor('...')))`.
+ */
+export async function redisReadyFor(suite: string): Promise<boolean> {
+  const up = await redisAvailable();
+  if (up) return true;
+  if (process.env.CI === 'true') {
+    throw new Error(
+      `${suite} needs Redis at ${REDIS_URL} (NES_TEST_REDIS_URL), which did not answer PING; CI must provide it`,
+    );
+  }
+  // oxlint-disable-next-line no-console -- a skipped suite must not pass unnoticed
+  console.warn(
+    `\n!!! SKIPPING ${suite}: no Redis at ${REDIS_URL}. Start one (redis-server) or set NES_TEST_REDIS_URL.\n`,
+  );
+  return false;
+}
+
+/** A Redis storage under a key prefix of its own, and a plain client to inspect or tamper. */
+export interface RedisTestStorage {
+  storage: RedisSessionStorage;
+  keyPrefix: string;
+  /** A separate client (not the storage's), for inspection and tampering. */
+  client: Redis;
+  /** Closes the storage, deletes every key under the prefix and quits the client. */
+  cleanup(): Promise<void>;
+}
+
+/** Every key under `prefix`, found with SCAN (never KEYS, which blocks the server). */
+export async function keysUnderPrefix(client: Redis, prefix: string): Promise<string[]> {
+  const found: string[] = [];
+  let cursor = '0';
+  do {
+    const [next, batch] = await client.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
+    found.push(...batch);
+    cursor = next;
+  } while (cursor !== '0');
+  return found;
+}
+
+/** A fresh storage (it creates its own client from {@link REDIS_URL}) under a unique prefix. */
+export async function createRedisTestStorage(
+  options: Omit<RedisSessionStorageOptions, 'client' | 'url' | 'keyPrefix'> = {},
+): Promise<RedisTestStorage> {
+  const keyPrefix = `nes-test-${randomUUID().slice(0, 8)}:`;
+  const storage = new RedisSessionStorage({ ...options, url: REDIS_URL, keyPrefix });
+  const client = new Redis(REDIS_URL);
+  return {
+    storage,
+    keyPrefix,
+    client,
+    async cleanup() {
+      await storage.close();
+      const keys = await keysUnderPrefix(client, keyPrefix);
+      for (let start = 0; start < keys.length; start += 500) {
+        await client.unlink(...keys.slice(start, start + 500));
+      }
+      await client.quit();
+    },
+  };
+}
+
+/** An {@link ItemTamperer} that rewrites the raw Redis structures, re-packing members. */
+export function redisItemTamperer(client: Redis, keyPrefix: string): ItemTamperer {
+  const layout = new RedisKeyLayout(keyPrefix);
+  const itemsKey = (ref: SessionRef) => layout.forSession(ref).items;
+
+  async function memberAt(ref: SessionRef, seq: number): Promise<Buffer> {
+    const [member] = await client.zrangeBuffer(itemsKey(ref), seq, seq, 'BYSCORE');
+    if (!member) throw new Error(`No item at seq ${seq} to tamper with`);
+    return member;
+  }
+
+  /** Replaces the member at `seq` with a re-packed, changed copy (same score unless moved). */
+  async function rewrite(
+    ref: SessionRef,
+    seq: number,
+    change: (item: ReturnType<typeof unpackItem>) => void,
+  ): Promise<void> {
+    const member = await memberAt(ref, seq);
+    const item = unpackItem(member);
+    change(item);
+    await client
+      .multi()
+      .zremrangebyscore(itemsKey(ref), item.seq, item.seq)
+      .zrem(itemsKey(ref), member)
+      .zadd(itemsKey(ref), item.seq, packItem(item))
+      .exec();
+  }
+
+  return {
+    ciphertextOf: async (ref, seq) => unpackItem(await memberAt(ref, seq)).ciphertext,
+    setCiphertext: (ref, seq, ciphertext) =>
+      rewrite(ref, seq, (item) => (item.ciphertext = Buffer.from(ciphertext))),
+    dekIdOf: async (ref, seq) => unpackItem(await memberAt(ref, seq)).dekId,
+    setDekId: (ref, seq, dekId) => rewrite(ref, seq, (item) => (item.dekId = dekId)),
+    setExpiresAt: (ref, seq, expiresAt) =>
+      rewrite(ref, seq, (item) => (item.expiresAt = expiresAt)),
+    moveItem: (ref, fromSeq, toSeq) => rewrite(ref, fromSeq, (item) => (item.seq = toSeq)),
+    deleteItem: async (ref, seq) => {
+      await client.zremrangebyscore(itemsKey(ref), seq, seq);
+    },
+    countItems: (ref) => client.zcard(itemsKey(ref)),
+    destroyKeys: async (ref) => {
+      const keysKey = layout.forSession(ref).dataKeys;
+      const packed = await client.hgetallBuffer(keysKey);
+      for (const [dekId, value] of Object.entries(packed)) {
+        const record = unpackDataKey(dekId, value);
+        const destroyed = {
+          ...record,
+          state: 'destroyed' as const,
+          wrappedKey: Buffer.alloc(0),
+          destroyedAt: Date.now(),
+        };
+        await client.hset(keysKey, dekId, packDataKey(destroyed));
+      }
+    },
+  };
+}

@@ -1,7 +1,7 @@
 import { Module, type DynamicModule } from '@nestjs/common';
 import { APP_FILTER } from '@nestjs/core';
 // In your app: import { EncryptedSessionModule } from 'nest-encrypted-sessions';
-import { EncryptedSessionModule } from '../../src/index.js';
+import { EncryptedSessionModule, type StorageOptions } from '../../src/index.js';
 import type { DemoKeys } from './demo-keys.js';
 import { InvalidJsonFilter } from './invalid-json.filter.js';
 import { SessionErrorFilter } from './session-error.filter.js';
@@ -11,12 +11,12 @@ import { SessionsController } from './sessions.controller.js';
 export interface DemoAppConfig {
   /** Root keys, from SESSION_KEYS / SESSION_ACTIVE_KEY or the development key file. */
   readonly keys: DemoKeys;
-  /** The embedded SQLite file the sessions live in, e.g. `./data/demo.sqlite`. */
-  readonly sqlitePath: string;
+  /** Where sessions live: the embedded SQLite file by default, or a server (SESSION_STORAGE_URL). */
+  readonly storage: StorageOptions;
 }
 
 /**
- * The demo app: the encrypted session module on its embedded SQLite storage, a small JSON
+ * The demo app: the encrypted session module (embedded SQLite unless told otherwise), a small JSON
  * API over it, and a filter that turns the module's typed errors into HTTP statuses.
  */
 @Module({})
@@ -38,7 +38,7 @@ export class AppModule {
           keys: {
             env: { keys: config.keys.keys, activeKeyId: config.keys.activeKeyId, sourceNames },
           },
-          storage: { type: 'sqlite', path: config.sqlitePath },
+          storage: config.storage,
         }),
       ],
       controllers: [SessionsController],

@@ -2,6 +2,7 @@ import type { AddressInfo } from 'node:net';
 import { join, relative, resolve } from 'node:path';
 import { Logger, type INestApplication, type LoggerService, type LogLevel } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
+import type { StorageOptions } from '../../src/index.js';
 import { AppModule } from './app.module.js';
 import { resolveDemoKeys } from './demo-keys.js';
 
@@ -16,7 +17,7 @@ export const DEFAULT_HOST = '127.0.0.1';
 
 /** Options of {@link createDemoApp} and {@link startDemo}; all optional. */
 export interface DemoAppOptions {
-  /** Where `SESSION_KEYS`, `SESSION_ACTIVE_KEY`, `NODE_ENV`, `PORT`, `HOST` are read. @default process.env */
+  /** Where `SESSION_KEYS`, `SESSION_ACTIVE_KEY`, `SESSION_STORAGE_URL`, `NODE_ENV`, `PORT`, `HOST` are read. @default process.env */
   readonly env?: NodeJS.ProcessEnv;
   /** Folder of `demo.sqlite` and the development key file. @default './data' */
   readonly dataDir?: string;
@@ -41,7 +42,8 @@ export interface RunningDemo {
 
 /**
  * Builds the demo app (not yet listening): resolves the root keys (see `resolveDemoKeys`),
- * opens `<dataDir>/demo.sqlite` and enables shutdown hooks.
+ * opens `<dataDir>/demo.sqlite` (or the server `SESSION_STORAGE_URL` names) and enables
+ * shutdown hooks.
  *
  * @throws DemoKeysError when keys are missing in production or inconsistent.
  * @throws ConfigurationError (from the module) when a key in SESSION_KEYS is unusable.
@@ -52,7 +54,8 @@ export async function createDemoApp(options: DemoAppOptions = {}): Promise<INest
   const keyLogger = isLoggerService(options.logger) ? options.logger : undefined;
   const keys = resolveDemoKeys({ env, dataDir, logger: keyLogger });
   const sqlitePath = join(dataDir, DEMO_SQLITE_FILE_NAME);
-  const app = await NestFactory.create(AppModule.forRoot({ keys, sqlitePath }), {
+  const storage = storageFromUrl(env.SESSION_STORAGE_URL) ?? { type: 'sqlite', path: sqlitePath };
+  const app = await NestFactory.create(AppModule.forRoot({ keys, storage }), {
     logger: options.logger,
     // Throw startup errors to the caller instead of aborting the process.
     abortOnError: false,
@@ -61,7 +64,7 @@ export async function createDemoApp(options: DemoAppOptions = {}): Promise<INest
   const logger = keyLogger ?? new Logger('Demo');
   const keySource = keys.source === 'env' ? 'SESSION_KEYS' : displayPath(keys.devKeyFile!);
   logger.log(
-    `Sessions in ${displayPath(sqlitePath)}; root keys ${keys.keyIds.join(', ')} from ${keySource} (active: ${keys.activeKeyId})`,
+    `Sessions in ${storage.type === 'sqlite' ? displayPath(sqlitePath) : storage.type}; root keys ${keys.keyIds.join(', ')} from ${keySource} (active: ${keys.activeKeyId})`,
   );
   return app;
 }
@@ -84,6 +87,32 @@ export async function startDemo(options: StartDemoOptions = {}): Promise<Running
     `Demo listening on ${url}`,
   );
   return { app, url };
+}
+
+/**
+ * Storage named by `SESSION_STORAGE_URL` (postgres://, mysql:// or mariadb://, redis:// or
+ * rediss://), or undefined for the embedded SQLite file.
+ */
+export function storageFromUrl(url: string | undefined): StorageOptions | undefined {
+  const trimmed = url?.trim();
+  if (!trimmed) return undefined;
+  const scheme = /^([a-z]+):\/\//.exec(trimmed)?.[1];
+  switch (scheme) {
+    case 'postgres':
+    case 'postgresql':
+      return { type: 'postgres', url: trimmed };
+    case 'mysql':
+    case 'mariadb':
+      return { type: 'mysql', url: trimmed };
+    case 'redis':
+    case 'rediss':
+      return { type: 'redis', url: trimmed };
+    default:
+      // Never echo the URL: it may hold a password.
+      throw new Error(
+        'SESSION_STORAGE_URL must start with postgres://, mysql://, mariadb://, redis:// or rediss:// (leave it unset for the embedded SQLite file)',
+      );
+  }
 }
 
 function parsePort(value: string | undefined): number {

@@ -4,8 +4,18 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { LoggerService } from '@nestjs/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createDemoApp, startDemo, type RunningDemo } from '../../examples/demo/bootstrap.js';
+import {
+  createDemoApp,
+  startDemo,
+  storageFromUrl,
+  type RunningDemo,
+} from '../../examples/demo/bootstrap.js';
 import { DEV_KEY_FILE_NAME, DemoKeysError } from '../../examples/demo/demo-keys.js';
+import {
+  createTestDatabase,
+  sqlServerUp,
+  type TestDatabase,
+} from '../support/sql-server-support.js';
 
 /** Collects every log line so tests can check what the demo does (and does not) log. */
 class CapturingLogger implements LoggerService {
@@ -263,5 +273,42 @@ describe('demo key configuration', () => {
     } finally {
       await second.app.close();
     }
+  });
+});
+
+const postgresUp = await sqlServerUp('postgres');
+
+describe('demo storage from SESSION_STORAGE_URL', () => {
+  let database: TestDatabase | undefined;
+  afterAll(async () => {
+    await database?.drop();
+  });
+
+  it.skipIf(!postgresUp)('stores sessions on the Postgres server the URL names', async () => {
+    database = await createTestDatabase('postgres');
+    const logger = new CapturingLogger();
+    const env = {
+      SESSION_KEYS: `t1:${randomBytes(32).toString('base64')}`,
+      SESSION_ACTIVE_KEY: 't1',
+      SESSION_STORAGE_URL: database.url,
+    };
+    const demo = await startDemo({ env, dataDir: tempDataDir(), port: 0, logger });
+    try {
+      await call(demo, 'POST', '/sessions/pg-1/items', {
+        body: { role: 'user', content: 'on pg' },
+      });
+      const items = await call(demo, 'GET', '/sessions/pg-1/items');
+      expect(items.body).toEqual({ items: [{ role: 'user', content: 'on pg' }] });
+      expect(logger.text).toContain('Sessions in postgres');
+    } finally {
+      await demo.app.close();
+    }
+  });
+
+  it('refuses a URL of an unknown kind without echoing it', () => {
+    expect(() => storageFromUrl('ftp://user:canary-secret@host/x')).toThrow(
+      /must start with postgres:\/\//,
+    );
+    expect(() => storageFromUrl('ftp://user:canary-secret@host/x')).not.toThrow(/canary-secret/);
   });
 });

@@ -5,6 +5,7 @@ import {
   RedisSessionStorage,
   TypeOrmSessionStorage,
   dialectFor,
+  guardPostgresPoolErrors,
   openSqlServerDataSource,
   openSqliteDataSource,
   runSessionMigrations,
@@ -27,6 +28,7 @@ export async function createSessionStorage(
 ): Promise<SessionStorage> {
   const runMigrations = options.runMigrations ?? true;
   if (hostDataSource) {
+    guardPostgresPoolErrors(hostDataSource);
     if (runMigrations) {
       const applied = await runSessionMigrations(
         hostDataSource,

@@ -94,5 +94,37 @@ export async function openSqlServerDataSource(
           connectTimeout: connectTimeoutMs,
           extra: { enableKeepAlive: true },
         };
-  return new DataSource(dataSourceOptions).initialize();
+  const dataSource = await new DataSource(dataSourceOptions).initialize();
+  guardPostgresPoolErrors(dataSource);
+  return dataSource;
+}
+
+/** The part of a pg Pool the guard uses. */
+interface PgPoolEvents {
+  on(event: 'connect', listener: (client: PgClientEvents) => void): unknown;
+}
+interface PgClientEvents {
+  on(event: 'error', listener: (error: Error) => void): unknown;
+}
+
+const guardedPools = new WeakSet<object>();
+
+/**
+ * Keeps a Postgres connection that dies right as it is handed out from crashing the process.
+ * pg's pool passes a new client to TypeORM, which attaches its error listener a tick later; a
+ * termination (`pg_terminate_backend`, a server restart) arriving in that gap is an 'error'
+ * event with no listener, which Node turns into an uncaught exception. A listener on every
+ * new client closes the gap; the failing query still gets its error and the pool still
+ * drops the client. Safe to call more than once; does nothing on other engines.
+ */
+export function guardPostgresPoolErrors(dataSource: DataSource): void {
+  if (dataSource.options.type !== 'postgres') return;
+  const driver = dataSource.driver as unknown as { master?: PgPoolEvents; slaves?: PgPoolEvents[] };
+  for (const pool of [driver.master, ...(driver.slaves ?? [])]) {
+    if (!pool || guardedPools.has(pool)) continue;
+    guardedPools.add(pool);
+    pool.on('connect', (client) => {
+      client.on('error', () => undefined);
+    });
+  }
 }

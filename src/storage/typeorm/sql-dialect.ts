@@ -120,6 +120,15 @@ function driverErrorOf(error: unknown): DriverErrorShape {
 
 const textOf = (value: unknown): string => (typeof value === 'string' ? value : '');
 
+/**
+ * TypeORM releases a Postgres query runner by itself when its connection reports an error
+ * between two statements; the next statement then fails with this. Nothing was committed.
+ */
+const RELEASED_RUNNER_ERROR = 'QueryRunnerAlreadyReleasedError';
+
+const nameOf = (error: unknown): string =>
+  typeof error === 'object' && error !== null ? textOf((error as { name?: unknown }).name) : '';
+
 function codeAndMessage(error: unknown): { code: string; message: string } {
   const driverError = driverErrorOf(error);
   const outer = (typeof error === 'object' && error !== null ? error : {}) as DriverErrorShape;
@@ -159,6 +168,7 @@ const postgresDialect: SqlDialect = {
   transientReason(error) {
     const { code, message } = codeAndMessage(error);
     if (POSTGRES_TRANSIENT_STATES.has(code) || NETWORK_CODES.has(code)) return code;
+    if (nameOf(error) === RELEASED_RUNNER_ERROR) return 'connection lost';
     return POSTGRES_CONNECTION_MESSAGES.find((fragment) => message.includes(fragment))
       ? 'connection lost'
       : undefined;

@@ -1,0 +1,129 @@
+// One writer process of many-writers.spec.ts. Plain ESM over the compiled library, so it runs
+// as a real, separate OS process with its own connections, key cache and event loop.
+//
+// Configuration comes in NES_CHILD_CONFIG (JSON; the root key stays out of argv, which `ps`
+// shows). Commands arrive as JSON lines on stdin and every answer is one stdout line starting
+// with REPLY_MARK, so stray output from libraries cannot be mistaken for a reply:
+//   { "cmd": "append", "count": 2500, "batchSize": 5 }  ->  { "event": "appended", ... }
+//   { "cmd": "apply", "operationId": "...", "items": [...] }  ->  { "event": "applied", ... }
+//   { "cmd": "exit" }
+import { createInterface } from 'node:readline';
+import { Logger } from '@nestjs/common';
+
+const REPLY_MARK = '@@nes ';
+/** A retryable error repeating this often means the backend is down, not busy: give up. */
+const MAX_ATTEMPTS_PER_CALL = 20;
+
+const config = JSON.parse(process.env.NES_CHILD_CONFIG ?? '{}');
+const reply = (message) => process.stdout.write(`${REPLY_MARK}${JSON.stringify(message)}\n`);
+
+// Verbose per-call logs would cost more than the writes being measured.
+Logger.overrideLogger(['warn', 'error', 'fatal']);
+
+const lib = await import(config.entryUrl);
+
+async function openStorage(backend) {
+  switch (backend.type) {
+    case 'sqlite': {
+      const dataSource = await lib.openSqliteDataSource({
+        path: backend.path,
+        synchronous: 'NORMAL',
+        // Four processes queue for one file lock: wait for it rather than fail.
+        busyTimeoutMs: 30_000,
+      });
+      return new lib.TypeOrmSessionStorage({ dataSource, ownsDataSource: true });
+    }
+    case 'postgres':
+    case 'mysql': {
+      const dataSource = await lib.openSqlServerDataSource({
+        type: backend.type,
+        url: backend.url,
+        poolSize: 2,
+      });
+      return new lib.TypeOrmSessionStorage({ dataSource, ownsDataSource: true });
+    }
+    case 'redis':
+      return new lib.RedisSessionStorage({ url: backend.url, keyPrefix: backend.keyPrefix });
+    default:
+      throw new Error(`unknown backend ${backend.type}`);
+  }
+}
+
+/**
+ * Runs `call`, repeating it only after an error the library marks retryable. Each repeat is
+ * counted: after an ambiguous failure (the commit may have landed) a repeat can duplicate, so
+ * the parent checks the count.
+ */
+async function withRetries(call, retryCodes) {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await call();
+    } catch (error) {
+      if (error?.retryable !== true || attempt >= MAX_ATTEMPTS_PER_CALL) throw error;
+      retryCodes.push(String(error.code));
+    }
+  }
+}
+
+const storage = await openStorage(config.backend);
+const provider = new lib.EnvKeyProvider({ keys: config.rootKey, activeKeyId: 'k1' });
+const service = new lib.EncryptedSessionService(storage, new lib.KeyRing(storage, provider));
+const session = await service.open(config.sessionId);
+
+async function append({ count, batchSize }) {
+  const retryCodes = [];
+  const started = performance.now();
+  for (let first = 0; first < count; first += batchSize) {
+    const batch = [];
+    for (let n = first; n < Math.min(first + batchSize, count); n++) {
+      batch.push({ role: 'user', content: `w${config.writer}-${n}` });
+    }
+    await withRetries(() => session.addItems(batch), retryCodes);
+  }
+  return { event: 'appended', retryCodes, elapsedMs: performance.now() - started };
+}
+
+async function apply({ operationId, items }) {
+  const retryCodes = [];
+  await withRetries(
+    () =>
+      session.applyHistoryTransaction({
+        operationId,
+        transaction: { type: 'append_items', items },
+      }),
+    retryCodes,
+  );
+  return { event: 'applied', operationId, retryCodes };
+}
+
+async function handle(command) {
+  switch (command.cmd) {
+    case 'append':
+      return append(command);
+    case 'apply':
+      return apply(command);
+    default:
+      throw new Error(`unknown command ${command.cmd}`);
+  }
+}
+
+const lines = createInterface({ input: process.stdin });
+reply({ event: 'ready', pid: process.pid });
+for await (const line of lines) {
+  if (line.trim() === '') continue;
+  const command = JSON.parse(line);
+  if (command.cmd === 'exit') break;
+  try {
+    reply(await handle(command));
+  } catch (error) {
+    reply({
+      event: 'error',
+      name: error?.name,
+      code: error?.code,
+      message: String(error?.message ?? error),
+      stack: String(error?.stack ?? ''),
+    });
+  }
+}
+await storage.close();
+lines.close();

@@ -1,0 +1,145 @@
+import { DataSource, type Logger as TypeOrmLogger } from 'typeorm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  EncryptedSessionService,
+  EnvKeyProvider,
+  KeyRing,
+  TypeOrmSessionStorage,
+  dialectFor,
+  runSessionMigrations,
+  type SqlServerType,
+} from '../../src/index.js';
+import {
+  createTestDatabase,
+  sqlServerUp,
+  type TestDatabase,
+} from '../support/sql-server-support.js';
+import { newRootKeyEntry } from '../support/test-keys.js';
+
+/** Records every statement TypeORM runs. */
+class StatementRecorder implements TypeOrmLogger {
+  readonly statements: string[] = [];
+  logQuery(query: string) {
+    this.statements.push(query);
+  }
+  logQueryError() {}
+  logQuerySlow() {}
+  logSchemaBuild() {}
+  logMigration() {}
+  log() {}
+}
+
+const servers: SqlServerType[] = ['postgres', 'mysql'];
+const up = Object.fromEntries(
+  await Promise.all(servers.map(async (type) => [type, await sqlServerUp(type)] as const)),
+) as Record<SqlServerType, boolean>;
+
+/** Enough history that a planner prefers an index over reading the table. */
+const HISTORY = 3000;
+
+describe.each(servers)('statements on %s', (type) => {
+  let database: TestDatabase;
+  let dataSource: DataSource;
+  let recorder: StatementRecorder;
+  let service: EncryptedSessionService;
+
+  beforeAll(async () => {
+    if (!up[type]) return;
+    database = await createTestDatabase(type);
+    recorder = new StatementRecorder();
+    dataSource = await new DataSource({
+      type,
+      url: database.url,
+      logging: true,
+      logger: recorder,
+    }).initialize();
+    await runSessionMigrations(dataSource, dialectFor(dataSource));
+    const storage = new TypeOrmSessionStorage({ dataSource });
+    const provider = new EnvKeyProvider({ keys: newRootKeyEntry(), activeKeyId: 'k1' });
+    service = new EncryptedSessionService(storage, new KeyRing(storage, provider));
+    for (const id of ['plan', 'neighbour']) {
+      const session = await service.open(id);
+      for (let start = 0; start < HISTORY; start += 500) {
+        await session.addItems(
+          Array.from({ length: 500 }, (_, i) => ({
+            role: 'user' as const,
+            content: `${id} ${start + i}`,
+          })),
+        );
+      }
+    }
+    await dataSource.query(type === 'postgres' ? 'ANALYZE' : 'ANALYZE TABLE `nes_items`');
+  }, 120_000);
+  afterAll(async () => {
+    if (dataSource?.isInitialized) await dataSource.destroy();
+    await database?.drop();
+  });
+
+  it.skipIf(!up[type])(
+    'runs one addItems call as one transaction with one batched insert',
+    async () => {
+      const session = await service.open('batched');
+      await session.addItems([{ role: 'user', content: 'warm the key' }]);
+      recorder.statements.length = 0;
+
+      await session.addItems(
+        Array.from({ length: 10 }, (_, i) => ({ role: 'user' as const, content: `item ${i}` })),
+      );
+
+      const statements = recorder.statements;
+      expect(statements[0]).toMatch(/^(BEGIN|SET TRANSACTION ISOLATION LEVEL READ COMMITTED)/);
+      expect(statements.filter((sql) => /^(BEGIN|START TRANSACTION)/.test(sql))).toHaveLength(1);
+      expect(statements.at(-1)).toBe('COMMIT');
+      expect(statements.filter((sql) => sql === 'COMMIT')).toHaveLength(1);
+      const inserts = statements.filter((sql) => /^INSERT INTO ["`]nes_items["`]/.test(sql));
+      expect(inserts).toHaveLength(1);
+      expect(inserts[0]!.match(/\((\$\d+|\?)(, (\$\d+|\?)){6}\)/g)).toHaveLength(10);
+    },
+  );
+
+  it.skipIf(!up[type])(
+    'serves getItems(limit) from the primary key, newest first, without sorting',
+    async () => {
+      const session = await service.open('plan');
+      recorder.statements.length = 0;
+      expect(await session.getItems(20)).toHaveLength(20);
+      const latestN = recorder.statements.find((sql) => /FROM ["`]nes_items["`]/.test(sql))!;
+      expect(latestN).toMatch(/ORDER BY ["`]seq["`] DESC LIMIT (\$4|\?)$/);
+      const params = ['default', 'plan', Date.now(), 20];
+      if (type === 'postgres') {
+        const plan = (await dataSource.query(
+          `EXPLAIN ${latestN.replace(/\$(\d)/g, (_, n: string) => {
+            const value = params[Number(n) - 1];
+            return typeof value === 'string' ? `'${value}'` : String(value);
+          })}`,
+        )) as Array<{ 'QUERY PLAN': string }>;
+        const text = plan.map((row) => row['QUERY PLAN']).join('\n');
+        expect(text).toMatch(/Index Scan Backward using nes_items_pkey on nes_items/);
+        expect(text).not.toMatch(/Sort/);
+      } else {
+        const plan = (await dataSource.query(`EXPLAIN ${latestN}`, params)) as Array<{
+          key: string | null;
+          Extra: string | null;
+        }>;
+        expect(plan[0]!.key).toBe('PRIMARY');
+        expect(plan[0]!.Extra ?? '').not.toMatch(/filesort/);
+      }
+    },
+  );
+
+  it.skipIf(!up[type])('has the indexes for expiry scans and subject lookups', async () => {
+    const rows = (await dataSource.query(
+      type === 'postgres'
+        ? `SELECT indexname AS name FROM pg_indexes WHERE schemaname = current_schema()`
+        : `SELECT DISTINCT INDEX_NAME AS name FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE()`,
+    )) as Array<{ name: string }>;
+    expect(rows.map((row) => row.name)).toEqual(
+      expect.arrayContaining([
+        'nes_items_expiry',
+        'nes_sessions_subject',
+        'nes_data_keys_subject',
+        'nes_data_keys_kek',
+      ]),
+    );
+  });
+});

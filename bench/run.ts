@@ -1,36 +1,66 @@
 /**
- * `npm run bench`: throughput of one encrypted session on the embedded SQLite store, against a
+ * `npm run bench`: throughput of one encrypted session on a storage backend, against a
  * plaintext baseline (the very same storage and session with {@link nullItemCipher}).
  *
- * Workload (the Python openai-agents SDK anchor): one session, N (default 20,000) items of
- * ~1 KiB `{ role: 'user', content }`, added in batches of 10 to a SQLite file in WAL mode; one
- * full `getItems()`; `getItems(20)` x 1,000; the same again once all but the newest 20 items
- * have expired (still physically in the table). Adds run with `synchronous=FULL` (phase `add`)
- * and `synchronous=NORMAL` (phase `addNormalSync`), each variant on a fresh temp database.
+ * Backends (`--backend`, default sqlite): the embedded SQLite store (a temp file per variant),
+ * or a throwaway store on a local server: Postgres and MySQL/MariaDB (a database of its own,
+ * `CREATE DATABASE nes_bench_<hex>`, dropped afterwards) and Redis (a key prefix of its own,
+ * `nes-bench-<hex>:`, its keys unlinked afterwards). Server URLs: `NES_BENCH_POSTGRES_URL`,
+ * `NES_BENCH_MYSQL_URL`, `NES_BENCH_REDIS_URL` (see `stores.ts` for the defaults). A server
+ * that is down fails the run (exit 1) with the command that starts it.
  *
- * Both variants' databases are open side by side and their timed calls alternate (see the
- * Phases section), so drift in disk and CPU speed hits both alike. Everything runs once untimed
- * on throwaway databases first (JIT, caches), and GC runs between phases.
+ * Workload (the Python openai-agents SDK anchor): one session, N (default 20,000) items of
+ * ~1 KiB `{ role: 'user', content }`, added in batches of 10; one full `getItems()`;
+ * `getItems(20)` x 1,000; the same again once all but the newest 20 items have expired (still
+ * physically stored). On SQLite (WAL mode) the adds run with `synchronous=FULL` (phase `add`)
+ * and `synchronous=NORMAL` (phase `addNormalSync`), each variant on a fresh temp database; on a
+ * server the add phase runs once (`addNormalSync` is null: durability is the server's own
+ * setting). Stored bytes per item: SQLite's file growth; the ciphertext column on the SQL
+ * servers; the ciphertext bytes of the item ZSET members on Redis (plus its MEMORY USAGE in the
+ * table).
+ *
+ * Many writers (phase `manyWriters`, every backend, `--writers N`, default 4, 0 skips it): N
+ * child processes (`many-writers-child.ts`) each open the same fresh store with the same root
+ * key, warm up, and on one start signal append items/2 / N items each, in batches of 5, to ONE
+ * shared encrypted session; reported as total items/s from the signal to the last writer done.
+ * Afterwards every item is checked: all there, each once, each writer's in its own order.
+ *
+ * Both variants' stores are open side by side and their timed calls alternate (see the
+ * Phases section), so drift in disk, server and CPU speed hits both alike. Everything runs once
+ * untimed on throwaway stores first (JIT, caches, connections), and GC runs between phases.
  *
  * Every result is checked (row counts, item counts, the content of the returned items); a wrong
  * result fails the process with exit status 1. Missed performance targets are only reported.
  *
- * Options: `--json` (exactly one JSON object on stdout, progress on stderr), `--items N`,
- * `--backend sqlite`, `--layers` (per-layer cost breakdown instead of the benchmark).
+ * Options: `--backend sqlite|postgres|mysql|redis` (`postgresql`, `mariadb` accepted), `--json`
+ * (exactly one JSON object on stdout, progress on stderr), `--items N`, `--writers N`,
+ * `--layers` (sqlite only: per-layer cost breakdown instead of the benchmark).
  */
 import { performance } from 'node:perf_hooks';
 import { installBenchLogger } from './bench-logger.js';
 import { layerBreakdown } from './layers.js';
-import { MIN_ITEMS, USAGE, UsageError, parseBenchArgs } from './args.js';
+import {
+  MIN_ITEMS,
+  USAGE,
+  UsageError,
+  parseBenchArgs,
+  type BenchBackend,
+  type ServerBackend,
+} from './args.js';
+import { MANY_WRITER_BATCH_SIZE } from './many-writers-config.js';
+import { runManyWriters, type ManyWritersOutcome } from './many-writers.js';
 import { nullItemCipher } from './null-item-cipher.js';
 import {
   formatReport,
   type BenchDetails,
   type BenchResult,
+  type BytesPerItemMethod,
   type Pair,
   type PhaseName,
 } from './report.js';
+import { openServerFixture, type BenchFixture, type ServerFixture } from './server-fixture.js';
 import { openSqliteFixture, type SqliteFixture } from './sqlite-fixture.js';
+import { ServerUnavailableError, checkServerReachable, removeStoresOnSignal } from './stores.js';
 import {
   LIMIT_READ_CALLS,
   LIVE_TAIL,
@@ -88,31 +118,52 @@ function collectGarbage(): void {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Phases. Both variants' databases are open side by side and every timed operation alternates
+// Phases. Both variants' stores are open side by side and every timed operation alternates
 // between them (the variant that goes first alternates too), each operation timed on its own.
 // The disk's fsync latency on this machine class drifts by 2x within seconds; alternating
 // spreads that drift evenly over both variants instead of billing it to whichever ran first.
 
-type Fixtures = Record<keyof Pair, SqliteFixture>;
+type Fixtures<F extends BenchFixture = BenchFixture> = Record<keyof Pair, F>;
 
 /** The variants in the order they run for the `round`-th alternation. */
 const orderFor = (round: number) => (round % 2 === 0 ? VARIANTS : VARIANTS.toReversed());
 
 const zero = (): Pair => ({ encrypted: 0, plain: 0 });
 
-/** Opens a fresh database per variant. */
-async function openFixtures(synchronous: 'FULL' | 'NORMAL'): Promise<Fixtures> {
-  const encrypted = await openSqliteFixture(synchronous, VARIANTS[0]!.cipher);
+/** Opens a fresh store per variant (the encrypted one is disposed again if the plain one fails). */
+async function openFixtures<F extends BenchFixture>(
+  open: (cipher: ItemCipher | undefined) => Promise<F>,
+): Promise<Fixtures<F>> {
+  const encrypted = await open(VARIANTS[0]!.cipher);
   try {
-    return { encrypted, plain: await openSqliteFixture(synchronous, VARIANTS[1]!.cipher) };
+    return { encrypted, plain: await open(VARIANTS[1]!.cipher) };
   } catch (error) {
     await encrypted.dispose();
     throw error;
   }
 }
 
+/** Fresh stores per variant on the backend (SQLite: with the given `synchronous`). */
+function openBackendFixtures(
+  backend: BenchBackend,
+  synchronous: 'FULL' | 'NORMAL',
+): Promise<Fixtures> {
+  return backend === 'sqlite'
+    ? openFixtures((cipher) => openSqliteFixture(synchronous, cipher))
+    : openFixtures((cipher) => openServerFixture(backend, cipher));
+}
+
 async function disposeFixtures(fixtures: Fixtures): Promise<void> {
-  await Promise.allSettled([fixtures.encrypted.dispose(), fixtures.plain.dispose()]);
+  const settled = await Promise.allSettled([
+    fixtures.encrypted.dispose(),
+    fixtures.plain.dispose(),
+  ]);
+  // A store left behind on a server is worth a warning (the run itself may have succeeded).
+  for (const outcome of settled) {
+    if (outcome.status === 'rejected') {
+      log(`warning: removing a throwaway store failed: ${String(outcome.reason)}`);
+    }
+  }
 }
 
 /**
@@ -207,36 +258,110 @@ async function readLimited(fixtures: Fixtures, total: number, what: string): Pro
   return ms;
 }
 
-interface FullSyncOutcome {
-  ms: Pick<Record<PhaseName, Pair>, 'add' | 'readAll' | 'readLimit20' | 'readLimit20Expired'>;
+/** How many bytes the stored items take, per item, by the backend's method. */
+interface StoredBytes {
+  method: BytesPerItemMethod;
   bytesPerItem: Pair;
-  columnBytesPerItem: Pair;
+  /** SQLite: the ciphertext column alone (its `bytesPerItem` is file growth); else null. */
+  columnBytesPerItem: Pair | null;
+  /** Redis: MEMORY USAGE of the item ZSET per item; else null. */
+  memoryBytesPerItem: Pair | null;
+}
+
+/** Measures {@link StoredBytes}: `beforeAdd` just before the first add, `afterAdd` after the last. */
+interface StoredBytesProbe {
+  beforeAdd(): Promise<void>;
+  afterAdd(total: number): Promise<StoredBytes>;
 }
 
 /**
- * The `synchronous=FULL` databases: add, measure storage, full read, limited reads, then limited
- * reads with all but the newest 20 items expired (and still in the table).
+ * SQLite: growth of the database file (page_count * page_size after a TRUNCATE checkpoint, so
+ * the WAL is empty and this is the main file's size) from just before the first add to just
+ * after the last, divided by the item count. It is what the items cost on disk: the row
+ * (ciphertext plus clear columns and record header), the primary-key, expiry and dek_id index
+ * entries, and B-tree page slack. Same method for both variants; the table also shows
+ * SUM(LENGTH(ciphertext)) / items, the item column alone.
  */
-async function runFullSync(total: number): Promise<FullSyncOutcome> {
-  const fixtures = await openFixtures('FULL');
+function fileGrowthProbe(fixtures: Fixtures<SqliteFixture>): StoredBytesProbe {
+  const bytesBefore = zero();
+  return {
+    async beforeAdd() {
+      for (const { name } of VARIANTS) bytesBefore[name] = await fixtures[name].databaseBytes();
+    },
+    async afterAdd(total) {
+      const bytesPerItem = zero();
+      const columnBytesPerItem = zero();
+      for (const { name } of VARIANTS) {
+        bytesPerItem[name] = ((await fixtures[name].databaseBytes()) - bytesBefore[name]) / total;
+        columnBytesPerItem[name] = (await fixtures[name].sumStoredItemBytes()) / total;
+      }
+      return { method: 'file-growth', bytesPerItem, columnBytesPerItem, memoryBytesPerItem: null };
+    },
+  };
+}
+
+/**
+ * Servers: the stored ciphertext per item (a server's files grow in extents and its WAL is
+ * shared, so file growth says little). SQL: `SUM(LENGTH(ciphertext))` (octet_length on
+ * Postgres). Redis: the ciphertext bytes of the item ZSET members, plus MEMORY USAGE of the
+ * ZSET for the table.
+ */
+function ciphertextProbe(
+  backend: ServerBackend,
+  fixtures: Fixtures<ServerFixture>,
+): StoredBytesProbe {
+  return {
+    beforeAdd: async () => undefined,
+    async afterAdd(total) {
+      const bytesPerItem = zero();
+      const memory = zero();
+      for (const { name } of VARIANTS) {
+        bytesPerItem[name] = (await fixtures[name].sumStoredItemBytes()) / total;
+        const memoryBytes = fixtures[name].itemsMemoryBytes;
+        if (memoryBytes) memory[name] = (await memoryBytes()) / total;
+      }
+      return backend === 'redis'
+        ? {
+            method: 'ciphertext-in-zset',
+            bytesPerItem,
+            columnBytesPerItem: null,
+            memoryBytesPerItem: memory,
+          }
+        : {
+            method: 'ciphertext-column',
+            bytesPerItem,
+            columnBytesPerItem: null,
+            memoryBytesPerItem: null,
+          };
+    },
+  };
+}
+
+interface MainOutcome {
+  ms: Pick<Record<PhaseName, Pair>, 'add' | 'readAll' | 'readLimit20' | 'readLimit20Expired'>;
+  stored: StoredBytes;
+}
+
+/**
+ * The main stores (SQLite: `synchronous=FULL`): add, measure storage, full read, limited reads,
+ * then limited reads with all but the newest 20 items expired (and still stored).
+ */
+async function runMainPhases(backend: BenchBackend, total: number): Promise<MainOutcome> {
+  let fixtures: Fixtures;
+  let probe: StoredBytesProbe;
+  if (backend === 'sqlite') {
+    const sqlite = await openFixtures((cipher) => openSqliteFixture('FULL', cipher));
+    [fixtures, probe] = [sqlite, fileGrowthProbe(sqlite)];
+  } else {
+    const server = await openFixtures((cipher) => openServerFixture(backend, cipher));
+    [fixtures, probe] = [server, ciphertextProbe(backend, server)];
+  }
   try {
-    // Bytes per item: growth of the database file (page_count * page_size after a TRUNCATE
-    // checkpoint, so the WAL is empty and this is the main file's size) from just before the
-    // first add to just after the last, divided by the item count. It is what the items cost on
-    // disk: the row (ciphertext plus clear columns and record header), the primary-key, expiry
-    // and dek_id index entries, and B-tree page slack. Same method for both variants; the
-    // table also shows SUM(LENGTH(ciphertext)) / items, the item column alone.
-    const bytesBefore = zero();
-    for (const { name } of VARIANTS) bytesBefore[name] = await fixtures[name].databaseBytes();
+    await probe.beforeAdd();
     collectGarbage();
-    log(`add ${total} items per variant, synchronous=FULL`);
+    log(`add ${total} items per variant${backend === 'sqlite' ? ', synchronous=FULL' : ''}`);
     const add = await addAll(fixtures, total);
-    const bytesPerItem = zero();
-    const columnBytesPerItem = zero();
-    for (const { name } of VARIANTS) {
-      bytesPerItem[name] = ((await fixtures[name].databaseBytes()) - bytesBefore[name]) / total;
-      columnBytesPerItem[name] = (await fixtures[name].sumStoredItemBytes()) / total;
-    }
+    const stored = await probe.afterAdd(total);
 
     log('full read');
     const all = await readAll(fixtures, total);
@@ -264,25 +389,21 @@ async function runFullSync(total: number): Promise<FullSyncOutcome> {
       `getItems(${READ_LIMIT}) with expired history`,
     );
     for (const { name } of VARIANTS) {
-      // Expired items are hidden, not deleted: every row is still in the table.
+      // Expired items are hidden, not deleted: every row is still stored.
       const rows = await fixtures[name].countRows();
       verify(rows === total, `${name}: expired items were deleted, ${rows} rows left of ${total}`);
       const visible = await fixtures[name].session.getItems();
       verifyNewest(visible, total, LIVE_TAIL, `${name} getItems() after expiry`);
     }
-    return {
-      ms: { add, readAll: all, readLimit20, readLimit20Expired },
-      bytesPerItem,
-      columnBytesPerItem,
-    };
+    return { ms: { add, readAll: all, readLimit20, readLimit20Expired }, stored };
   } finally {
     await disposeFixtures(fixtures);
   }
 }
 
-/** The `synchronous=NORMAL` databases: adds only. */
+/** SQLite only: the `synchronous=NORMAL` databases, adds only. */
 async function runNormalSync(total: number): Promise<Pair> {
-  const fixtures = await openFixtures('NORMAL');
+  const fixtures = await openBackendFixtures('sqlite', 'NORMAL');
   try {
     collectGarbage();
     log(`add ${total} items per variant, synchronous=NORMAL`);
@@ -292,10 +413,10 @@ async function runNormalSync(total: number): Promise<Pair> {
   }
 }
 
-/** Throwaway databases, so JIT and caches are warm for both variants before timing. */
-async function warmUp(total: number): Promise<void> {
-  log(`warm-up: ${total} items per variant on throwaway databases`);
-  const fixtures = await openFixtures('NORMAL');
+/** Throwaway stores, so JIT, caches and connections are warm for both variants before timing. */
+async function warmUp(backend: BenchBackend, total: number): Promise<void> {
+  log(`warm-up: ${total} items per variant on throwaway stores`);
+  const fixtures = await openBackendFixtures(backend, 'NORMAL');
   try {
     await addAll(fixtures, total);
     await readAll(fixtures, total);
@@ -311,6 +432,10 @@ async function warmUp(total: number): Promise<void> {
 
 const perSecond = (count: number, ms: number): number => Math.round((count * 1000) / ms);
 const oneDecimal = (value: number): number => Math.round(value * 10) / 10;
+const roundPair = (pair: Pair): Pair => ({
+  encrypted: oneDecimal(pair.encrypted),
+  plain: oneDecimal(pair.plain),
+});
 
 async function main(): Promise<number> {
   let args;
@@ -334,24 +459,38 @@ async function main(): Promise<number> {
     log('warning: run with node --expose-gc (npm run bench does) for GC between phases');
   }
 
-  const total = args.items;
+  const { backend, items: total } = args;
   if (args.layers) {
     process.stdout.write(await layerBreakdown(total, log));
     return 0;
   }
+  if (backend !== 'sqlite') await checkServerReachable(backend);
+  removeStoresOnSignal();
+  log(`backend ${backend}`);
   const started = performance.now();
-  await warmUp(Math.max(MIN_ITEMS, Math.min(WARMUP_ITEMS, total)));
+  await warmUp(backend, Math.max(MIN_ITEMS, Math.min(WARMUP_ITEMS, total)));
 
-  const full = await runFullSync(total);
-  const ms: Record<PhaseName, Pair> = { ...full.ms, addNormalSync: await runNormalSync(total) };
+  const mainPhases = await runMainPhases(backend, total);
+  const ms: Record<PhaseName, Pair | null> = {
+    ...mainPhases.ms,
+    addNormalSync: backend === 'sqlite' ? await runNormalSync(total) : null,
+  };
   collectGarbage();
 
-  const rate = (phase: PhaseName, count: number): Pair => ({
-    encrypted: perSecond(count, ms[phase].encrypted),
-    plain: perSecond(count, ms[phase].plain),
-  });
+  let manyWriters: ManyWritersOutcome | null = null;
+  if (args.writers > 0) {
+    const perWriter = Math.max(MANY_WRITER_BATCH_SIZE, Math.floor(total / 2 / args.writers));
+    manyWriters = await runManyWriters(backend, args.writers, perWriter, verify, log);
+  }
+
+  const rate = (phase: PhaseName, count: number): Pair | null => {
+    const pair = ms[phase];
+    return (
+      pair && { encrypted: perSecond(count, pair.encrypted), plain: perSecond(count, pair.plain) }
+    );
+  };
   const result: BenchResult = {
-    backend: args.backend,
+    backend,
     items: total,
     phases: {
       add: rate('add', total),
@@ -360,11 +499,16 @@ async function main(): Promise<number> {
       readLimit20: rate('readLimit20', LIMIT_READ_CALLS),
       readLimit20Expired: rate('readLimit20Expired', LIMIT_READ_CALLS),
     },
-    bytesPerItem: {
-      encrypted: oneDecimal(full.bytesPerItem.encrypted),
-      plain: oneDecimal(full.bytesPerItem.plain),
-    },
+    bytesPerItem: roundPair(mainPhases.stored.bytesPerItem),
     peakRssMb: oneDecimal(peakRssBytes / (1024 * 1024)),
+    bytesPerItemMethod: mainPhases.stored.method,
+    manyWriters: manyWriters && {
+      writers: manyWriters.writers,
+      items: manyWriters.items,
+      batchSize: MANY_WRITER_BATCH_SIZE,
+      wallMs: Math.round(manyWriters.wallMs),
+      itemsPerSecond: perSecond(manyWriters.items, manyWriters.wallMs),
+    },
   };
   const totalSeconds = (performance.now() - started) / 1000;
   log(`done in ${totalSeconds.toFixed(1)} s`);
@@ -373,8 +517,14 @@ async function main(): Promise<number> {
     process.stdout.write(`${JSON.stringify(result)}\n`);
   } else {
     const details: BenchDetails = {
-      columnBytesPerItem: full.columnBytesPerItem,
+      columnBytesPerItem: mainPhases.stored.columnBytesPerItem,
+      memoryBytesPerItem: mainPhases.stored.memoryBytesPerItem,
       phaseMs: ms,
+      manyWriters: manyWriters && {
+        itemsPerWriter: manyWriters.itemsPerWriter,
+        writerMs: manyWriters.writerMs,
+        peakWriterRssMb: manyWriters.peakWriterRssMb,
+      },
       totalSeconds,
     };
     process.stdout.write(formatReport(result, details));
@@ -387,11 +537,15 @@ main().then(
     process.exitCode = code;
   },
   (error: unknown) => {
-    const label =
-      error instanceof VerificationError ? 'BENCH FAILED (wrong results)' : 'BENCH FAILED';
-    process.stderr.write(
-      `${label}: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
-    );
+    if (error instanceof ServerUnavailableError) {
+      process.stderr.write(`BENCH FAILED: ${error.message}\n`);
+    } else {
+      const label =
+        error instanceof VerificationError ? 'BENCH FAILED (wrong results)' : 'BENCH FAILED';
+      process.stderr.write(
+        `${label}: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+      );
+    }
     process.exitCode = 1;
   },
 );

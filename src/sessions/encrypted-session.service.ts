@@ -75,18 +75,21 @@ export class EncryptedSessionService {
     const requestedTtl =
       options.ttlSeconds === undefined ? undefined : checkTtl(options.ttlSeconds);
     const now = Date.now();
-    const record = await this.storage.transaction(async (scope) => {
-      await scope.sessions.insertIfAbsent({
-        ...ref,
-        subjectId,
-        createdAt: now,
-        lastActivityAt: now,
-        nextSeq: 1,
-        itemTtlSeconds: requestedTtl ?? this.defaults.itemTtlSeconds,
-        legalHold: false,
-      });
-      return (await scope.sessions.find(ref))!;
-    });
+    // Most opens find the session: one read, and a write only the first time.
+    const record =
+      (await this.storage.read((scope) => scope.sessions.find(ref))) ??
+      (await this.storage.transaction(async (scope) => {
+        await scope.sessions.insertIfAbsent({
+          ...ref,
+          subjectId,
+          createdAt: now,
+          lastActivityAt: now,
+          nextSeq: 1,
+          itemTtlSeconds: requestedTtl ?? this.defaults.itemTtlSeconds,
+          legalHold: false,
+        });
+        return (await scope.sessions.find(ref))!;
+      }));
     if (subjectId !== null && record.subjectId !== null && record.subjectId !== subjectId) {
       throw new InvalidArgumentError(
         `Session '${ref.sessionId}' belongs to another subject; open it with its own subjectId or use a new session id`,

@@ -9,6 +9,7 @@ import type {
   SessionRecord,
   StoredItem,
 } from '../storage.records.js';
+import { poolReaderFor, type Row, type RowReader } from './pool-reader.js';
 import { dialectFor, type SqlDialect } from './sql-dialect.js';
 import { tableNamesFor, type TableNames } from './table-names.js';
 
@@ -20,9 +21,12 @@ export interface TypeOrmSessionStorageOptions {
   tablePrefix?: string;
   /** Whether {@link TypeOrmSessionStorage.close} destroys the DataSource (only for one we opened). @default false */
   ownsDataSource?: boolean;
+  /**
+   * Postgres: prepare read statements once per connection under a fixed name. Turn off behind
+   * a pooler that cannot keep them (PgBouncer in transaction mode before 1.21). @default true
+   */
+  namedStatements?: boolean;
 }
-
-type Row = Record<string, unknown>;
 
 /** Numbers come back as number (SQLite) or string (bigint in Postgres/MySQL). */
 const toNumber = (value: unknown): number => (typeof value === 'number' ? value : Number(value));
@@ -47,6 +51,8 @@ export class TypeOrmSessionStorage implements SessionStorage {
   private readonly tables: TableNames;
   private readonly sql: ReturnType<typeof buildStatements>;
   private readonly queue = new SerialQueue();
+  /** Reads straight on a server's pool; undefined on SQLite (its one shared runner). */
+  private readonly poolReader: RowReader | undefined;
   private closed = false;
 
   constructor(private readonly options: TypeOrmSessionStorageOptions) {
@@ -54,17 +60,24 @@ export class TypeOrmSessionStorage implements SessionStorage {
     this.backend = this.dialect.backend;
     this.tables = tableNamesFor(options.tablePrefix);
     this.sql = buildStatements(this.tables, this.dialect);
+    this.poolReader = poolReaderFor(
+      options.dataSource,
+      this.dialect,
+      options.namedStatements ?? true,
+    );
   }
 
   read<T>(work: (scope: StorageScope) => Promise<T>): Promise<T> {
-    return this.withRunner((runner) => work(this.createScope(runner, false)));
+    const reader = this.poolReader;
+    if (reader) return this.translateErrors(() => work(this.createScope(reader, undefined)));
+    return this.withRunner((runner) => work(this.createScope(runnerReader(runner), undefined)));
   }
 
   transaction<T>(work: (scope: StorageScope) => Promise<T>): Promise<T> {
     return this.withRunner(async (runner) => {
       for (const statement of this.dialect.beginWrite) await runner.query(statement);
       try {
-        const result = await work(this.createScope(runner, true));
+        const result = await work(this.createScope(runnerReader(runner), runner));
         await runner.query('COMMIT');
         return result;
       } catch (error) {
@@ -122,13 +135,12 @@ export class TypeOrmSessionStorage implements SessionStorage {
     }
   }
 
-  private createScope(runner: QueryRunner, writable: boolean): StorageScope {
+  /** A scope that reads with `q` and, inside a transaction, writes on `writer`. */
+  private createScope(q: RowReader, writer: QueryRunner | undefined): StorageScope {
     const sql = this.sql;
-    const q = async (statement: string, params: unknown[]) =>
-      ((await runner.query(statement, params, true)) as { records?: Row[] }).records ?? [];
     const run = async (statement: string, params: unknown[]) => {
-      if (!writable) throw new Error('Write attempted inside a read-only storage scope');
-      return (await runner.query(statement, params, true)) as {
+      if (!writer) throw new Error('Write attempted inside a read-only storage scope');
+      return (await writer.query(statement, params, true)) as {
         affected?: number;
         records?: Row[];
         raw?: unknown;
@@ -268,6 +280,12 @@ export class TypeOrmSessionStorage implements SessionStorage {
       },
     };
   }
+}
+
+/** Reads through a query runner (SQLite, and every statement inside a transaction). */
+function runnerReader(runner: QueryRunner): RowReader {
+  return async (statement, params) =>
+    ((await runner.query(statement, params, true)) as { records?: Row[] }).records ?? [];
 }
 
 /** Every statement the adapter runs, built once per table prefix and dialect. */

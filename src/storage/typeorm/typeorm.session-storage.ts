@@ -39,7 +39,12 @@ const toNullableString = (value: unknown): string | null =>
       ? value
       : JSON.stringify(value);
 const toBuffer = (value: unknown): Buffer =>
-  Buffer.isBuffer(value) ? value : Buffer.from(value as Uint8Array);
+  Buffer.isBuffer(value)
+    ? value
+    : typeof value === 'string'
+      ? // base64 from Postgres' encode(); its line breaks are skipped by the decoder.
+        Buffer.from(value, 'base64')
+      : Buffer.from(value as Uint8Array);
 
 /**
  * Storage on a TypeORM DataSource with hand-written, parameterized SQL: one statement per
@@ -51,8 +56,8 @@ export class TypeOrmSessionStorage implements SessionStorage {
   private readonly tables: TableNames;
   private readonly sql: ReturnType<typeof buildStatements>;
   private readonly queue = new SerialQueue();
-  /** Reads straight on a server's pool; undefined on SQLite (its one shared runner). */
-  private readonly poolReader: RowReader | undefined;
+  /** Read scope straight on a server's pool, built once; undefined on SQLite (its one runner). */
+  private readonly poolReadScope: StorageScope | undefined;
   private closed = false;
 
   constructor(private readonly options: TypeOrmSessionStorageOptions) {
@@ -60,16 +65,18 @@ export class TypeOrmSessionStorage implements SessionStorage {
     this.backend = this.dialect.backend;
     this.tables = tableNamesFor(options.tablePrefix);
     this.sql = buildStatements(this.tables, this.dialect);
-    this.poolReader = poolReaderFor(
+    const poolReader = poolReaderFor(
       options.dataSource,
       this.dialect,
       options.namedStatements ?? true,
     );
+    // Stateless over the pool, so one scope serves every read.
+    this.poolReadScope = poolReader && this.createScope(poolReader, undefined);
   }
 
   read<T>(work: (scope: StorageScope) => Promise<T>): Promise<T> {
-    const reader = this.poolReader;
-    if (reader) return this.translateErrors(() => work(this.createScope(reader, undefined)));
+    const scope = this.poolReadScope;
+    if (scope) return this.translateErrors(() => work(scope));
     return this.withRunner((runner) => work(this.createScope(runnerReader(runner), undefined)));
   }
 
@@ -314,6 +321,11 @@ function buildPortableStatements(t: TableNames, d: SqlDialect) {
   ].map((name) => `"${name}"`);
   const p = (n: number) => d.param(n);
   const itemColumns = '"seq", "dek_id", "expires_at", "created_at", "ciphertext"';
+  // pg returns bytea as hex text, twice the bytes; base64 is a third smaller to send and parse.
+  const selectedItemColumns =
+    d.backend === 'postgres'
+      ? `"seq", "dek_id", "expires_at", "created_at", encode("ciphertext", 'base64') AS "ciphertext"`
+      : itemColumns;
   const visible = (nowParam: string) => `("expires_at" IS NULL OR "expires_at" > ${nowParam})`;
   const keyColumns =
     '"dek_id", "tenant_id", "session_id", "subject_id", "generation", "first_seq", "kek_id", "wrapped_key", "state", "created_at", "destroyed_at"';
@@ -345,8 +357,8 @@ function buildPortableStatements(t: TableNames, d: SqlDialect) {
       }
       return statement;
     },
-    listVisiblePage: `SELECT ${itemColumns} FROM ${items} WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)} AND "seq" > ${p(3)} AND "seq" <= ${p(4)} AND ${visible(p(5))} ORDER BY "seq" ASC LIMIT ${p(6)}`,
-    listNewestVisible: `SELECT ${itemColumns} FROM ${items} WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)} AND ${visible(p(3))} ORDER BY "seq" DESC LIMIT ${p(4)}`,
+    listVisiblePage: `SELECT ${selectedItemColumns} FROM ${items} WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)} AND "seq" > ${p(3)} AND "seq" <= ${p(4)} AND ${visible(p(5))} ORDER BY "seq" ASC LIMIT ${p(6)}`,
+    listNewestVisible: `SELECT ${selectedItemColumns} FROM ${items} WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)} AND ${visible(p(3))} ORDER BY "seq" DESC LIMIT ${p(4)}`,
     deleteItemsBySeq(count: number): string {
       let statement = deleteBySeqCache.get(count);
       if (!statement) {

@@ -61,3 +61,15 @@ export interface HistoryOperationRecord {
   digest: Buffer;
   createdAt: number;
 }
+
+/** A copy of an item whose ciphertext buffer is not shared with the original. */
+export const copyStoredItem = (item: StoredItem): StoredItem => ({
+  ...item,
+  ciphertext: Buffer.from(item.ciphertext),
+});
+
+/** A copy of a data key record whose wrapped key buffer is not shared with the original. */
+export const copyDataKeyRecord = (key: DataKeyRecord): DataKeyRecord => ({
+  ...key,
+  wrappedKey: Buffer.from(key.wrappedKey),
+});

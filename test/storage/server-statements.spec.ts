@@ -1,4 +1,4 @@
-import { DataSource, type Logger as TypeOrmLogger } from 'typeorm';
+import { DataSource } from 'typeorm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   EncryptedSessionService,
@@ -14,20 +14,8 @@ import {
   sqlServerUp,
   type TestDatabase,
 } from '../support/sql-server-support.js';
+import { StatementRecorder } from '../support/statement-recorder.js';
 import { newRootKeyEntry } from '../support/test-keys.js';
-
-/** Records every statement TypeORM runs. */
-class StatementRecorder implements TypeOrmLogger {
-  readonly statements: string[] = [];
-  logQuery(query: string) {
-    this.statements.push(query);
-  }
-  logQueryError() {}
-  logQuerySlow() {}
-  logSchemaBuild() {}
-  logMigration() {}
-  log() {}
-}
 
 const servers: SqlServerType[] = ['postgres', 'mysql'];
 const up = Object.fromEntries(

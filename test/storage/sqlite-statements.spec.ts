@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DataSource, type Logger as TypeOrmLogger } from 'typeorm';
+import { DataSource } from 'typeorm';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   EncryptedSessionService,
@@ -11,20 +11,8 @@ import {
   dialectFor,
   runSessionMigrations,
 } from '../../src/index.js';
+import { StatementRecorder } from '../support/statement-recorder.js';
 import { newRootKeyEntry } from '../support/test-keys.js';
-
-/** Records every statement TypeORM runs. */
-class StatementRecorder implements TypeOrmLogger {
-  readonly statements: string[] = [];
-  logQuery(query: string) {
-    this.statements.push(query);
-  }
-  logQueryError() {}
-  logQuerySlow() {}
-  logSchemaBuild() {}
-  logMigration() {}
-  log() {}
-}
 
 describe('SQLite statements', () => {
   let directory: string;

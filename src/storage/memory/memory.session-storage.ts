@@ -14,6 +14,7 @@ import type {
   SessionRef,
   StoredItem,
 } from '../storage.records.js';
+import { copyDataKeyRecord, copyStoredItem } from '../storage.records.js';
 
 interface SessionState {
   record: SessionRecord;
@@ -29,15 +30,6 @@ function sessionKey(ref: SessionRef): string {
   // Length prefix keeps ('a:b', 'c') and ('a', 'b:c') apart.
   return `${ref.tenantId.length}:${ref.tenantId}:${ref.sessionId}`;
 }
-
-const copyItem = (item: StoredItem): StoredItem => ({
-  ...item,
-  ciphertext: Buffer.from(item.ciphertext),
-});
-const copyKey = (key: DataKeyRecord): DataKeyRecord => ({
-  ...key,
-  wrappedKey: Buffer.from(key.wrappedKey),
-});
 
 /** The session's items not expired at `now`, by ascending sequence number. */
 function visibleInOrder(state: SessionState, now: number): StoredItem[] {
@@ -121,7 +113,7 @@ export class MemorySessionStorage implements SessionStorage {
           if (found.items.has(row.seq)) throw new Error(`Duplicate item sequence ${row.seq}`);
         }
         for (const row of rows) {
-          found.items.set(row.seq, copyItem(row));
+          found.items.set(row.seq, copyStoredItem(row));
           log.push(() => found.items.delete(row.seq));
         }
       },
@@ -129,7 +121,7 @@ export class MemorySessionStorage implements SessionStorage {
         const found = state(ref);
         if (!found) return [];
         const visible = visibleInOrder(found, now);
-        return visible.slice(Math.max(0, visible.length - limit)).map(copyItem);
+        return visible.slice(Math.max(0, visible.length - limit)).map(copyStoredItem);
       },
       listVisiblePage: async (ref, now, afterSeq, throughSeq, limit) => {
         const found = state(ref);
@@ -137,7 +129,7 @@ export class MemorySessionStorage implements SessionStorage {
         return visibleInOrder(found, now)
           .filter((item) => item.seq > afterSeq && item.seq <= throughSeq)
           .slice(0, limit)
-          .map(copyItem);
+          .map(copyStoredItem);
       },
       deleteBySeq: async (ref, seqs) => {
         const found = state(ref);
@@ -166,7 +158,7 @@ export class MemorySessionStorage implements SessionStorage {
     const dataKeys: DataKeyRepository = {
       findById: async (dekId) => {
         const key = this.dataKeys.get(dekId);
-        return key ? copyKey(key) : undefined;
+        return key ? copyDataKeyRecord(key) : undefined;
       },
       findActive: async (ref) => {
         let newest: DataKeyRecord | undefined;
@@ -175,7 +167,7 @@ export class MemorySessionStorage implements SessionStorage {
           if (key.state !== 'active') continue;
           if (!newest || key.generation > newest.generation) newest = key;
         }
-        return newest ? copyKey(newest) : undefined;
+        return newest ? copyDataKeyRecord(newest) : undefined;
       },
       maxGeneration: async (ref) => {
         let max = 0;
@@ -196,7 +188,7 @@ export class MemorySessionStorage implements SessionStorage {
             return false;
           }
         }
-        this.dataKeys.set(record.dekId, copyKey(record));
+        this.dataKeys.set(record.dekId, copyDataKeyRecord(record));
         writable().push(() => this.dataKeys.delete(record.dekId));
         return true;
       },

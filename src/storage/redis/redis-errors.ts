@@ -1,17 +1,7 @@
+import { NETWORK_ERROR_CODES } from '../network-errors.js';
 import { StorageUnavailableError } from '../../errors/index.js';
 
 /** Socket errors meaning the server could not be reached or the connection broke. */
-const NETWORK_CODES = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'ECONNABORTED',
-  'EPIPE',
-  'ETIMEDOUT',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-]);
 
 /** Error replies of a server that is up but cannot serve right now (loading, failover, busy). */
 const TRANSIENT_REPLIES = new Set([
@@ -38,7 +28,7 @@ const CLIENT_MESSAGES = new Map([
 export function redisUnavailableReason(error: unknown): string | undefined {
   if (!(error instanceof Error)) return undefined;
   const code = (error as { code?: unknown }).code;
-  if (typeof code === 'string' && NETWORK_CODES.has(code)) return code;
+  if (typeof code === 'string' && NETWORK_ERROR_CODES.has(code)) return code;
   if (error.name === 'MaxRetriesPerRequestError') return error.name;
   if (error.name === 'ClusterAllFailedError') return error.name;
   const clientReason = CLIENT_MESSAGES.get(error.message);

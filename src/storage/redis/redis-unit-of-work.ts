@@ -7,6 +7,7 @@ import type {
   SessionRef,
   StoredItem,
 } from '../storage.records.js';
+import { copyDataKeyRecord, copyStoredItem } from '../storage.records.js';
 import { COMMIT_OP } from './redis-commit-script.js';
 import { redisSessionTag, type RedisSessionKeys } from './redis-keys.js';
 import {
@@ -52,14 +53,6 @@ export interface UnitCommit {
   readonly expireAt: number;
 }
 
-const copyItem = (item: StoredItem): StoredItem => ({
-  ...item,
-  ciphertext: Buffer.from(item.ciphertext),
-});
-const copyKey = (key: DataKeyRecord): DataKeyRecord => ({
-  ...key,
-  wrappedKey: Buffer.from(key.wrappedKey),
-});
 const copyOperation = (record: HistoryOperationRecord): HistoryOperationRecord => ({
   ...record,
   digest: Buffer.from(record.digest),
@@ -268,7 +261,7 @@ export class RedisUnitOfWork {
     const merged = [...stored, ...buffered].toSorted((a, b) =>
       range.newestFirst ? b.seq - a.seq : a.seq - b.seq,
     );
-    return merged.slice(0, limit).map(copyItem);
+    return merged.slice(0, limit).map(copyStoredItem);
   }
 
   private async operationOf(
@@ -350,7 +343,7 @@ export class RedisUnitOfWork {
           for (const row of rows) {
             const member = packItem(row);
             space.ops.push(COMMIT_OP.addItem, String(row.seq), member);
-            space.insertedItems.set(row.seq, copyItem(row));
+            space.insertedItems.set(row.seq, copyStoredItem(row));
             if (row.expiresAt === null) {
               if (!space.neverExpires) space.expiryChanged = true;
               space.neverExpires = true;
@@ -414,13 +407,13 @@ export class RedisUnitOfWork {
       dataKeys: {
         findById: async (dekId) => {
           const own = this.loaded?.dataKeys.get(dekId);
-          if (own) return copyKey(own);
+          if (own) return copyDataKeyRecord(own);
           // A key of another session (or none): read it as it is now, outside the snapshot.
           return this.reads.findDataKey(dekId);
         },
         findActive: async (ref) => {
           const active = newestActiveKey((await touch(ref)).dataKeys.values());
-          return active ? copyKey(active) : undefined;
+          return active ? copyDataKeyRecord(active) : undefined;
         },
         maxGeneration: async (ref) => highestGeneration((await touch(ref)).dataKeys.values()),
         insertIfAbsent: async (record) => {
@@ -436,7 +429,7 @@ export class RedisUnitOfWork {
           if (ownerTag !== null && ownerTag !== space.tag) {
             if (await this.reads.findDataKeyIn(ownerTag, record.dekId)) return false;
           }
-          space.dataKeys.set(record.dekId, copyKey(record));
+          space.dataKeys.set(record.dekId, copyDataKeyRecord(record));
           space.changedDataKeys.add(record.dekId);
           space.newDataKeyIds.add(record.dekId);
           return true;

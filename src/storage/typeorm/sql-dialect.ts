@@ -1,5 +1,6 @@
 import type { DataSource } from 'typeorm';
 import { ConfigurationError } from '../../errors/index.js';
+import { NETWORK_ERROR_CODES } from '../network-errors.js';
 
 /** The SQL engines the TypeORM adapter runs on. */
 export type SqlBackend = 'sqlite' | 'postgres' | 'mysql';
@@ -43,18 +44,6 @@ export interface SqlDialect {
 }
 
 const SQLITE_BUSY_CODES = new Set(['SQLITE_BUSY', 'SQLITE_BUSY_SNAPSHOT', 'SQLITE_LOCKED']);
-
-/** Socket-level failures shared by every networked driver. */
-const NETWORK_CODES = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'EPIPE',
-  'ETIMEDOUT',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-]);
 
 /**
  * Postgres SQLSTATEs a retry can fix: connection exceptions (08), serialization failure and
@@ -167,7 +156,7 @@ const postgresDialect: SqlDialect = {
   sequenceReadBack: 'returning',
   transientReason(error) {
     const { code, message } = codeAndMessage(error);
-    if (POSTGRES_TRANSIENT_STATES.has(code) || NETWORK_CODES.has(code)) return code;
+    if (POSTGRES_TRANSIENT_STATES.has(code) || NETWORK_ERROR_CODES.has(code)) return code;
     if (nameOf(error) === RELEASED_RUNNER_ERROR) return 'connection lost';
     return POSTGRES_CONNECTION_MESSAGES.find((fragment) => message.includes(fragment))
       ? 'connection lost'
@@ -188,7 +177,7 @@ const mysqlDialect: SqlDialect = {
   sequenceReadBack: 'last-insert-id',
   transientReason(error) {
     const { code, message } = codeAndMessage(error);
-    if (MYSQL_TRANSIENT_CODES.has(code) || NETWORK_CODES.has(code)) return code;
+    if (MYSQL_TRANSIENT_CODES.has(code) || NETWORK_ERROR_CODES.has(code)) return code;
     return MYSQL_CONNECTION_MESSAGES.find((fragment) => message.includes(fragment))
       ? 'connection lost'
       : undefined;

@@ -21,7 +21,7 @@ export interface GeneratedDataKey {
 export const KEY_PROVIDER = Symbol('KEY_PROVIDER');
 
 /**
- * The port to a root key (KEK) holder: env keys now, AWS KMS and Vault next. Root key material
+ * The port to a root key (KEK) holder: env keys, AWS KMS, Vault transit, Vault KV. Root key material
  * never leaves the provider; only 32-byte data keys pass through, wrapped for storage.
  *
  * Errors: a provider that cannot be reached throws `KeyProviderUnavailableError`; a wrapped key
@@ -30,10 +30,23 @@ export const KEY_PROVIDER = Symbol('KEY_PROVIDER');
 export interface KeyProvider {
   /** Short provider name for logs and status (`env`, `aws-kms`, ...). */
   readonly name: string;
-  /** The root key id new data keys are wrapped under. */
+  /**
+   * Connects, logs in and looks up the active root key. The module awaits it once at startup,
+   * before any other call; a provider that needs nothing of the sort leaves it out.
+   */
+  init?(): Promise<void>;
+  /** Stops timers (token renewal) and releases connections. Idempotent. */
+  close?(): Promise<void>;
+  /** The root key id new data keys are wrapped under (including its version, if any). */
   activeKekId(): string;
   /** Creates a random 32-byte data key and wraps it under the active root key. */
   generateDataKey(context: DataKeyContext): Promise<GeneratedDataKey>;
   /** Unwraps a data key with the root key named by `wrapped.kekId`. */
   unwrapDataKey(wrapped: WrappedDataKey, context: DataKeyContext): Promise<Buffer>;
+  /**
+   * Wraps an already wrapped data key under the active root key (KEK rotation), inside the
+   * provider where it can (KMS `ReEncrypt`, Vault transit `rewrap`), so the data key never
+   * reaches this process; otherwise by unwrapping and wrapping again in memory.
+   */
+  rewrapDataKey(wrapped: WrappedDataKey, context: DataKeyContext): Promise<WrappedDataKey>;
 }

@@ -51,9 +51,12 @@ export function validateModuleOptions(options: EncryptedSessionModuleOptions): K
       !provider ||
       typeof provider.generateDataKey !== 'function' ||
       typeof provider.unwrapDataKey !== 'function' ||
-      typeof provider.activeKekId !== 'function'
+      typeof provider.activeKekId !== 'function' ||
+      typeof provider.rewrapDataKey !== 'function'
     ) {
-      throw new ConfigurationError('options.keys.provider must implement KeyProvider');
+      throw new ConfigurationError(
+        'options.keys.provider must implement KeyProvider (activeKekId, generateDataKey, unwrapDataKey, rewrapDataKey)',
+      );
     }
     return keys.provider;
   }

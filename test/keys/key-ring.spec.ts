@@ -31,6 +31,10 @@ class CountingProvider implements KeyProvider {
     await new Promise((resolve) => setTimeout(resolve, 5));
     return this.inner.unwrapDataKey(wrapped, context);
   }
+  async rewrapDataKey(wrapped: WrappedDataKey, context: DataKeyContext) {
+    if (this.down) throw new Error('connect ECONNREFUSED');
+    return this.inner.rewrapDataKey(wrapped, context);
+  }
 }
 
 async function ringWithKeys(sessionCount: number, options = {}) {

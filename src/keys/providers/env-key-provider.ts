@@ -134,6 +134,20 @@ export class EnvKeyProvider implements KeyProvider {
     }
     return unwrapDataKey(wrappingKey, wrapped.wrappedKey, toContext(context));
   }
+
+  async rewrapDataKey(wrapped: WrappedDataKey, context: DataKeyContext): Promise<WrappedDataKey> {
+    const plaintext = await this.unwrapDataKey(wrapped, context);
+    try {
+      const wrappedKey = wrapDataKey(
+        this.wrappingKeys.get(this.activeId)!,
+        plaintext,
+        toContext(context),
+      );
+      return { kekId: this.activeKekId(), wrappedKey };
+    } finally {
+      plaintext.fill(0);
+    }
+  }
 }
 
 function toContext(context: DataKeyContext): Record<string, string> {

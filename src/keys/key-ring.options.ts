@@ -10,6 +10,22 @@ export interface KeyRingOptions {
    * @default 268435456 (2^28)
    */
   maxItemsPerDataKey?: number;
+  /**
+   * Provider calls that fail with a retryable error (throttling, 5xx, a dropped connection) are
+   * retried with exponential backoff and full jitter, within this many attempts in all (and
+   * within `providerRetryBudgetMs`). @default 4
+   */
+  providerMaxAttempts?: number;
+  /** Time budget of one provider call including its retries, in ms. @default 2000 */
+  providerRetryBudgetMs?: number;
+  /** First backoff delay in ms; doubles per retry (randomized). @default 50 */
+  providerRetryBaseDelayMs?: number;
+  /**
+   * After a call used up its retries, further calls fail at once for this long (ms) instead of
+   * waiting on a provider that is down; the first call after it probes the provider again.
+   * Sessions whose keys are cached never notice. @default 1000
+   */
+  providerOutageCooldownMs?: number;
 }
 
 /** Injection token for {@link KeyRingOptions}. */
@@ -19,4 +35,8 @@ export const KEY_RING_DEFAULTS: Required<KeyRingOptions> = {
   cacheMaxEntries: 10_000,
   cacheMaxAgeMs: 15 * 60_000,
   maxItemsPerDataKey: 2 ** 28,
+  providerMaxAttempts: 4,
+  providerRetryBudgetMs: 2000,
+  providerRetryBaseDelayMs: 50,
+  providerOutageCooldownMs: 1000,
 };

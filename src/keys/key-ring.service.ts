@@ -44,12 +44,21 @@ export class UsableDataKey {
   }
 }
 
-/** Counters readable by the host (e.g. for metrics). */
+/** Counters readable by the host (e.g. for metrics), since the key ring started. */
 export interface KeyRingStats {
+  /** Data key lookups served from the cache. */
   cacheHits: number;
+  /** Lookups that had to go to storage and the provider (or join a call already under way). */
   cacheMisses: number;
+  /** Requests sent to the key provider, retries included. */
   providerCalls: number;
+  /** Provider requests that failed, retried or not. */
   providerFailures: number;
+  /** Provider requests that were retries of a failed one. */
+  providerRetries: number;
+  /** Calls refused at once because the provider was found down moments before. */
+  providerFastFailures: number;
+  /** Unwrapped data keys held now. */
   cachedKeys: number;
 }
 
@@ -80,7 +89,11 @@ export class KeyRing {
     cacheMisses: 0,
     providerCalls: 0,
     providerFailures: 0,
+    providerRetries: 0,
+    providerFastFailures: 0,
   };
+  /** Until when (epoch ms) provider calls fail at once: the provider was just found down. */
+  private providerDownUntil = 0;
 
   constructor(
     @Inject(SESSION_STORAGE) private readonly storage: SessionStorage,
@@ -331,22 +344,61 @@ export class KeyRing {
     return started;
   }
 
+  /**
+   * Calls the provider, retrying retryable failures (throttling, 5xx, dropped connections) with
+   * exponential backoff and full jitter, bounded in attempts and time. When the retries run out
+   * the provider counts as down for a short cooldown, during which calls fail at once: a new
+   * session then fails fast instead of waiting, while cached sessions never call at all.
+   */
   private async callProvider<T>(call: () => Promise<T>): Promise<T> {
-    this.counters.providerCalls++;
-    try {
-      return await call();
-    } catch (error) {
-      this.counters.providerFailures++;
-      // Name and code only: a provider's own message may quote what it was sent.
-      const { name, code } = error as { name?: unknown; code?: unknown };
-      const label = typeof name === 'string' ? name : 'Error';
-      const detail = typeof code === 'string' || typeof code === 'number' ? ` (${code})` : '';
-      logger.warn(`Key provider '${this.provider.name}' call failed: ${label}${detail}`);
-      if (error instanceof EncryptedSessionError) throw error;
+    const { providerMaxAttempts, providerRetryBudgetMs, providerRetryBaseDelayMs } = this.options;
+    const startedAt = Date.now();
+    if (startedAt < this.providerDownUntil) {
+      this.counters.providerFastFailures++;
       throw new KeyProviderUnavailableError(
-        `Key provider '${this.provider.name}' failed; retry later (sessions with cached keys keep working)`,
-        { cause: error },
+        `Key provider '${this.provider.name}' is unavailable (it failed moments ago); retry later (sessions with cached keys keep working)`,
       );
     }
+    for (let attempt = 1; ; attempt++) {
+      this.counters.providerCalls++;
+      try {
+        const result = await call();
+        this.providerDownUntil = 0;
+        return result;
+      } catch (error) {
+        this.counters.providerFailures++;
+        const failure = this.describeProviderFailure(error);
+        if (!failure.retryable) throw failure.error;
+        // Full jitter: a random wait up to the exponential step, so callers spread out.
+        const delay = Math.random() * providerRetryBaseDelayMs * 2 ** (attempt - 1);
+        const outOfBudget = Date.now() + delay - startedAt > providerRetryBudgetMs;
+        if (attempt >= providerMaxAttempts || outOfBudget) {
+          this.providerDownUntil = Date.now() + this.options.providerOutageCooldownMs;
+          throw failure.error;
+        }
+        this.counters.providerRetries++;
+        await new Promise((resolve) => setTimeout(resolve, delay));
+      }
+    }
+  }
+
+  /** The typed error for a failed provider call, and whether a retry may help. */
+  private describeProviderFailure(error: unknown): { error: Error; retryable: boolean } {
+    // Name and code only: a provider's own message may quote what it was sent.
+    const { name, code } = (error ?? {}) as { name?: unknown; code?: unknown };
+    const label = typeof name === 'string' ? name : 'Error';
+    const detail = typeof code === 'string' || typeof code === 'number' ? ` (${code})` : '';
+    logger.warn(`Key provider '${this.provider.name}' call failed: ${label}${detail}`);
+    if (error instanceof EncryptedSessionError) return { error, retryable: error.retryable };
+    // An untyped error from a provider is a transport failure until shown otherwise; its
+    // message and properties stay out of the cause, they may hold what was sent.
+    const cause = new Error(`${label}${detail}`);
+    return {
+      error: new KeyProviderUnavailableError(
+        `Key provider '${this.provider.name}' failed; retry later (sessions with cached keys keep working)`,
+        { cause },
+      ),
+      retryable: true,
+    };
   }
 }

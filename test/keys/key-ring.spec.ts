@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   EnvKeyProvider,
+  IntegrityError,
   KeyProviderUnavailableError,
   KeyRing,
   MemorySessionStorage,
@@ -16,6 +17,10 @@ class CountingProvider implements KeyProvider {
   unwrapCalls = 0;
   generateCalls = 0;
   down = false;
+  /** The next this-many unwraps fail as a throttled request would. */
+  throttleNext = 0;
+  /** Every unwrap waits this long first (ms). */
+  latencyMs = 5;
   private readonly inner = new EnvKeyProvider({ keys: newRootKeyEntry(), activeKeyId: 'k1' });
   activeKekId() {
     return this.inner.activeKekId();
@@ -27,8 +32,12 @@ class CountingProvider implements KeyProvider {
   }
   async unwrapDataKey(wrapped: WrappedDataKey, context: DataKeyContext) {
     this.unwrapCalls++;
+    await new Promise((resolve) => setTimeout(resolve, this.latencyMs));
     if (this.down) throw new Error('connect ECONNREFUSED');
-    await new Promise((resolve) => setTimeout(resolve, 5));
+    if (this.throttleNext > 0) {
+      this.throttleNext--;
+      throw new KeyProviderUnavailableError('throttled');
+    }
     return this.inner.unwrapDataKey(wrapped, context);
   }
   async rewrapDataKey(wrapped: WrappedDataKey, context: DataKeyContext) {
@@ -101,7 +110,7 @@ describe('KeyRing', () => {
   });
 
   it('keeps serving cached keys while the provider is down, and fails uncached ones as retryable', async () => {
-    const { provider, ring, dekIds } = await ringWithKeys(2);
+    const { provider, ring, dekIds } = await ringWithKeys(2, { providerOutageCooldownMs: 0 });
     const warm = { tenantId: 't', sessionId: 's0' };
     await ring.keyForRead(warm, dekIds[0]);
     provider.down = true;
@@ -123,5 +132,71 @@ describe('KeyRing', () => {
     const keys = await Promise.all(Array.from({ length: 20 }, () => ring.keyForWrite(ref, null)));
     expect(provider.generateCalls).toBe(1);
     expect(new Set(keys.map((key) => key.dekId)).size).toBe(1);
+  });
+
+  it('retries a throttled provider with backoff until it answers', async () => {
+    const { provider, ring, dekIds } = await ringWithKeys(1);
+    provider.throttleNext = 2;
+    await expect(
+      ring.keyForRead({ tenantId: 't', sessionId: 's0' }, dekIds[0]),
+    ).resolves.toBeDefined();
+    expect(provider.unwrapCalls).toBe(3);
+    expect(ring.stats()).toMatchObject({ providerRetries: 2, providerFailures: 2 });
+  });
+
+  it('does not retry a wrapped key that fails its integrity check', async () => {
+    const { storage, provider, dekIds } = await ringWithKeys(1);
+    // A provider that receives the stored wrapped key with one bit flipped.
+    const tampered = new KeyRing(storage, {
+      name: 'tampering',
+      activeKekId: () => provider.activeKekId(),
+      generateDataKey: (context) => provider.generateDataKey(context),
+      rewrapDataKey: (wrapped, context) => provider.rewrapDataKey(wrapped, context),
+      unwrapDataKey: (wrapped, context) => {
+        const bytes = Buffer.from(wrapped.wrappedKey);
+        bytes[bytes.length - 1] ^= 0x01;
+        return provider.unwrapDataKey({ ...wrapped, wrappedKey: bytes }, context);
+      },
+    });
+    await expect(
+      tampered.keyForRead({ tenantId: 't', sessionId: 's0' }, dekIds[0]),
+    ).rejects.toBeInstanceOf(IntegrityError);
+    expect(provider.unwrapCalls).toBe(1);
+    expect(tampered.stats().providerRetries).toBe(0);
+  });
+
+  it('gives up within its time budget when the provider stays down', async () => {
+    const { provider, ring, dekIds } = await ringWithKeys(1, {
+      providerMaxAttempts: 100,
+      providerRetryBudgetMs: 300,
+    });
+    provider.down = true;
+    const started = Date.now();
+    await expect(
+      ring.keyForRead({ tenantId: 't', sessionId: 's0' }, dekIds[0]),
+    ).rejects.toBeInstanceOf(KeyProviderUnavailableError);
+    expect(Date.now() - started).toBeLessThan(1000);
+    expect(provider.unwrapCalls).toBeGreaterThan(1);
+  });
+
+  it('fails new sessions at once right after an outage, then probes the provider again', async () => {
+    const { provider, ring, dekIds } = await ringWithKeys(3, { providerOutageCooldownMs: 200 });
+    provider.down = true;
+    await expect(
+      ring.keyForRead({ tenantId: 't', sessionId: 's0' }, dekIds[0]),
+    ).rejects.toBeInstanceOf(KeyProviderUnavailableError);
+    const callsWhenDown = provider.unwrapCalls;
+    const started = Date.now();
+    await expect(
+      ring.keyForRead({ tenantId: 't', sessionId: 's1' }, dekIds[1]),
+    ).rejects.toBeInstanceOf(KeyProviderUnavailableError);
+    expect(Date.now() - started).toBeLessThan(50);
+    expect(provider.unwrapCalls).toBe(callsWhenDown);
+    expect(ring.stats().providerFastFailures).toBe(1);
+    provider.down = false;
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    await expect(
+      ring.keyForRead({ tenantId: 't', sessionId: 's2' }, dekIds[2]),
+    ).resolves.toBeDefined();
   });
 });

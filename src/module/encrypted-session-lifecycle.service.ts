@@ -1,5 +1,5 @@
 import { Inject, Injectable, type BeforeApplicationShutdown } from '@nestjs/common';
-import { KeyRing } from '../keys/index.js';
+import { KEY_PROVIDER, KeyRing, type KeyProvider } from '../keys/index.js';
 import { SESSION_STORAGE, type SessionStorage } from '../storage/index.js';
 
 /**
@@ -12,11 +12,14 @@ export class EncryptedSessionLifecycle implements BeforeApplicationShutdown {
   constructor(
     @Inject(SESSION_STORAGE) private readonly storage: SessionStorage,
     private readonly keyRing: KeyRing,
+    @Inject(KEY_PROVIDER) private readonly provider: KeyProvider,
   ) {}
 
   async beforeApplicationShutdown(): Promise<void> {
     // Storage waits for queued work, then closes only a DataSource the module opened itself.
     await this.storage.close();
     this.keyRing.clear();
+    // Stops token renewal timers and the like, so nothing keeps the process alive.
+    await this.provider.close?.();
   }
 }

@@ -34,8 +34,11 @@ import { validateModuleOptions } from './validate-module-options.js';
     {
       // Validated first: every other provider depends on it, so bad options stop startup.
       provide: KEY_PROVIDER,
-      useFactory: (options: EncryptedSessionModuleOptions) => {
+      useFactory: async (options: EncryptedSessionModuleOptions) => {
         const provider = validateModuleOptions(options);
+        // Log in and look up the active root key now: a wrong key id or credential stops
+        // startup with its error instead of failing the first request.
+        await provider.init?.();
         new Logger('EncryptedSessionModule').log(
           `Key provider '${provider.name}', new data keys wrapped under ${provider.activeKekId()}`,
         );

@@ -10,7 +10,9 @@ import {
   ConfigurationError,
   EncryptedSessionModule,
   EncryptedSessionService,
+  EnvKeyProvider,
   type EncryptedSessionModuleOptions,
+  type KeyProvider,
 } from '../../src/index.js';
 import { newRootKeyEntry } from '../support/test-keys.js';
 
@@ -201,5 +203,33 @@ describe('EncryptedSessionModule', () => {
     }).compile();
     const session = await moduleRef.get(EncryptedSessionService).open('with-defaults');
     expect(session.tenantId).toBe('clinic-1');
+  });
+
+  it("awaits the key provider's init at startup and closes it at shutdown", async () => {
+    const inner = new EnvKeyProvider({ keys: newRootKeyEntry('k1'), activeKeyId: 'k1' });
+    const events: string[] = [];
+    const provider: KeyProvider = {
+      name: 'with-lifecycle',
+      init: async () => {
+        await new Promise((resolve) => setTimeout(resolve, 10));
+        events.push('init');
+      },
+      close: async () => {
+        events.push('close');
+      },
+      activeKekId: () => inner.activeKekId(),
+      generateDataKey: (context) => inner.generateDataKey(context),
+      unwrapDataKey: (wrapped, context) => inner.unwrapDataKey(wrapped, context),
+      rewrapDataKey: (wrapped, context) => inner.rewrapDataKey(wrapped, context),
+    };
+    moduleRef = await Test.createTestingModule({
+      imports: [
+        EncryptedSessionModule.forRoot({ keys: { provider }, storage: { type: 'memory' } }),
+      ],
+    }).compile();
+    expect(events).toEqual(['init']);
+    await moduleRef.close();
+    moduleRef = undefined;
+    expect(events).toEqual(['init', 'close']);
   });
 });

@@ -12,7 +12,7 @@ import {
   type SessionRef,
   type SessionStorage,
 } from '../storage/index.js';
-import { KEY_PROVIDER, type KeyProvider } from './key-provider.interface.js';
+import { KEY_PROVIDER, type KeyProvider, type WrappedDataKey } from './key-provider.interface.js';
 import { KEY_RING_DEFAULTS, KEY_RING_OPTIONS, type KeyRingOptions } from './key-ring.options.js';
 
 /** An unwrapped data key with what the session layer needs to use it. */
@@ -215,6 +215,24 @@ export class KeyRing {
         this.evict(dekId);
       }
     }
+  }
+
+  /** The root key id new data keys are wrapped under. */
+  activeKekId(): string {
+    return this.provider.activeKekId();
+  }
+
+  /**
+   * Wraps a stored data key under the active root key (KEK rotation), with the same retries as
+   * every provider call. Cached keys are untouched: the data key itself does not change.
+   */
+  rewrapDataKey(record: DataKeyRecord): Promise<WrappedDataKey> {
+    return this.callProvider(() =>
+      this.provider.rewrapDataKey(
+        { kekId: record.kekId, wrappedKey: record.wrappedKey },
+        { tenantId: record.tenantId, sessionId: record.sessionId, dekId: record.dekId },
+      ),
+    );
   }
 
   /** Zeroes and drops every cached key (shutdown). */

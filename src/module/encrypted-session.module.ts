@@ -1,6 +1,12 @@
 import { Logger, Module } from '@nestjs/common';
 import type { DataSource } from 'typeorm';
-import { KEY_PROVIDER, KEY_RING_OPTIONS, KeyRing, type KeyRingOptions } from '../keys/index.js';
+import {
+  KEY_PROVIDER,
+  KEY_RING_OPTIONS,
+  KekRotationService,
+  KeyRing,
+  type KeyRingOptions,
+} from '../keys/index.js';
 import {
   EncryptedSessionService,
   SESSION_DEFAULTS,
@@ -71,9 +77,10 @@ import { validateModuleOptions } from './validate-module-options.js';
       inject: [ENCRYPTED_SESSION_MODULE_OPTIONS],
     },
     KeyRing,
+    KekRotationService,
     EncryptedSessionService,
     EncryptedSessionLifecycle,
   ],
-  exports: [EncryptedSessionService, KeyRing, SESSION_STORAGE, KEY_PROVIDER],
+  exports: [EncryptedSessionService, KeyRing, KekRotationService, SESSION_STORAGE, KEY_PROVIDER],
 })
 export class EncryptedSessionModule extends ConfigurableEncryptedSessionModule {}

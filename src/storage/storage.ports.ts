@@ -68,6 +68,34 @@ export interface DataKeyRepository {
   retireActiveBelow(ref: SessionRef, generation: number): Promise<number>;
   /** Crypto-shreds every key of the session: state `destroyed`, wrapped bytes wiped. */
   destroyAllForSession(ref: SessionRef, now: number): Promise<number>;
+  /**
+   * One page of the data keys (of every session) that are not destroyed and not wrapped by
+   * `kekId`, for KEK rotation. Pass the returned cursor to get the next page; undefined means
+   * the scan is done. Pages may overlap: callers update conditionally.
+   */
+  listWrappedByOtherKek(
+    kekId: string,
+    cursor: string | undefined,
+    limit: number,
+  ): Promise<DataKeyPage>;
+  /**
+   * Replaces a data key's wrapping if it is still wrapped by `expectedKekId` and not destroyed;
+   * true when replaced. Only `kek_id` and `wrapped_key` change, never an item.
+   */
+  replaceWrapping(
+    key: SessionRef & { dekId: string },
+    expectedKekId: string,
+    next: { kekId: string; wrappedKey: Buffer },
+  ): Promise<boolean>;
+  /** How many data keys that are not destroyed each root key wraps. */
+  countByKek(): Promise<Record<string, number>>;
+}
+
+/** A page of {@link DataKeyRepository.listWrappedByOtherKek}. */
+export interface DataKeyPage {
+  readonly records: DataKeyRecord[];
+  /** Where the next page starts; undefined when there is none. */
+  readonly cursor: string | undefined;
 }
 
 /** Applied history transactions (agents-core `applyHistoryTransaction`). */

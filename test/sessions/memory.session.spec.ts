@@ -1,6 +1,8 @@
 import { memoryHarness } from '../support/session-harness.js';
+import { describeKekRotation } from '../keys/kek-rotation-contract.js';
 import { describeIntegrityContract } from './integrity-contract.js';
 import { describeSessionContract } from './session-contract.js';
 
 describeSessionContract('memory', memoryHarness);
 describeIntegrityContract('memory', memoryHarness);
+describeKekRotation('memory', memoryHarness);

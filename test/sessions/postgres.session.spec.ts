@@ -1,6 +1,7 @@
 import { afterAll, describe } from 'vitest';
-import { sqlServerHarness } from '../support/session-harness.js';
+import { isolatedSqlServerHarness, sqlServerHarness } from '../support/session-harness.js';
 import { sqlServerUp } from '../support/sql-server-support.js';
+import { describeKekRotation } from '../keys/kek-rotation-contract.js';
 import { describeIntegrityContract } from './integrity-contract.js';
 import { describeSessionContract } from './session-contract.js';
 
@@ -11,4 +12,5 @@ afterAll(dispose);
 describe.skipIf(!up)('postgres', () => {
   describeSessionContract('postgres', factory);
   describeIntegrityContract('postgres', factory);
+  describeKekRotation('postgres', isolatedSqlServerHarness('postgres'));
 });

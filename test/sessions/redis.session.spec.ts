@@ -5,6 +5,7 @@ import {
   redisReadyFor,
 } from '../support/redis-support.js';
 import { assembleHarness, type HarnessFactory } from '../support/session-harness.js';
+import { describeKekRotation } from '../keys/kek-rotation-contract.js';
 import { describeIntegrityContract } from './integrity-contract.js';
 import { describeSessionContract } from './session-contract.js';
 
@@ -22,4 +23,5 @@ const redisHarness: HarnessFactory = async (options = {}) => {
 describe.skipIf(!up)('redis', () => {
   describeSessionContract('redis', redisHarness);
   describeIntegrityContract('redis', redisHarness);
+  describeKekRotation('redis', redisHarness);
 });

@@ -1,6 +1,8 @@
 import { sqliteHarness } from '../support/session-harness.js';
+import { describeKekRotation } from '../keys/kek-rotation-contract.js';
 import { describeIntegrityContract } from './integrity-contract.js';
 import { describeSessionContract } from './session-contract.js';
 
 describeSessionContract('sqlite', sqliteHarness);
 describeIntegrityContract('sqlite', sqliteHarness);
+describeKekRotation('sqlite', sqliteHarness);

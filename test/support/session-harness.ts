@@ -133,3 +133,18 @@ export function sqlServerHarness(type: SqlServerType): {
     },
   };
 }
+
+/**
+ * A harness with a database of its own on a server, dropped when the harness closes: for
+ * tests that scan every session of the store (KEK rotation), which must see only their own.
+ */
+export function isolatedSqlServerHarness(type: SqlServerType): HarnessFactory {
+  return async (options = {}) => {
+    const database = await createMigratedTestDatabase(type, 4);
+    return assembleHarness(SERVER_NAMES[type], database.newStorage(), options, {
+      tamper: sqlItemTamperer(database.dataSource),
+      dataSource: database.dataSource,
+      cleanup: () => database.dispose(),
+    });
+  };
+}

@@ -198,6 +198,45 @@ export class MemorySessionStorage implements SessionStorage {
             ? { ...key, state: 'retiring' }
             : undefined,
         ),
+      listWrappedByOtherKek: async (kekId, cursor, limit) => {
+        const records = [...this.dataKeys.values()]
+          .filter((key) => key.state !== 'destroyed' && key.kekId !== kekId)
+          .filter((key) => cursor === undefined || key.dekId > cursor)
+          .sort((a, b) => (a.dekId < b.dekId ? -1 : 1))
+          .slice(0, limit)
+          .map(copyDataKeyRecord);
+        return {
+          records,
+          cursor: records.length === limit ? records.at(-1)!.dekId : undefined,
+        };
+      },
+      replaceWrapping: async (key, expectedKekId, next) => {
+        const current = this.dataKeys.get(key.dekId);
+        if (
+          !current ||
+          current.tenantId !== key.tenantId ||
+          current.sessionId !== key.sessionId ||
+          current.state === 'destroyed' ||
+          current.kekId !== expectedKekId
+        ) {
+          return false;
+        }
+        const log = writable();
+        this.dataKeys.set(key.dekId, {
+          ...current,
+          kekId: next.kekId,
+          wrappedKey: Buffer.from(next.wrappedKey),
+        });
+        log.push(() => this.dataKeys.set(key.dekId, current));
+        return true;
+      },
+      countByKek: async () => {
+        const counts: Record<string, number> = {};
+        for (const key of this.dataKeys.values()) {
+          if (key.state !== 'destroyed') counts[key.kekId] = (counts[key.kekId] ?? 0) + 1;
+        }
+        return counts;
+      },
       destroyAllForSession: async (ref, now) =>
         this.updateKeys(ref, writable(), (key) =>
           key.state === 'destroyed'

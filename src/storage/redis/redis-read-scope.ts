@@ -44,6 +44,10 @@ export function createRedisReadScope(reads: RedisSessionReads): StorageScope {
       insertIfAbsent: async () => readOnly(),
       retireActiveBelow: async () => readOnly(),
       destroyAllForSession: async () => readOnly(),
+      listWrappedByOtherKek: (kekId, cursor, limit) =>
+        reads.dataKeysWrappedByOtherKek(kekId, cursor, limit),
+      replaceWrapping: async () => readOnly(),
+      countByKek: () => reads.countDataKeysByKek(),
     },
     historyOperations: {
       find: (ref, operationId) => reads.findOperation(ref, operationId),

@@ -6,6 +6,7 @@ import type {
   SessionRef,
   StoredItem,
 } from '../storage.records.js';
+import { ConfigurationError } from '../../errors/index.js';
 import { translateRedisErrors } from './redis-errors.js';
 import type { RedisKeyLayout, RedisSessionKeys } from './redis-keys.js';
 import {
@@ -164,6 +165,58 @@ export class RedisSessionReads {
       this.client.hgetBuffer(this.layout.forTag(tag).dataKeys, dekId),
     );
     return packed ? unpackDataKey(dekId, packed) : undefined;
+  }
+
+  /**
+   * One SCAN step over every session's keys hash: the data keys not destroyed and not wrapped by
+   * `kekId`. A page may hold more or fewer than `count` keys, or repeat some; the cursor is
+   * SCAN's. Standalone Redis only: a Cluster would need a scan per master.
+   */
+  async dataKeysWrappedByOtherKek(
+    kekId: string,
+    cursor: string | undefined,
+    count: number,
+  ): Promise<{ records: DataKeyRecord[]; cursor: string | undefined }> {
+    const { keys, next } = await this.scanKeysHashes(cursor ?? '0', count);
+    const records: DataKeyRecord[] = [];
+    for (const key of await this.readKeysHashes(keys)) {
+      if (key.state !== 'destroyed' && key.kekId !== kekId) records.push(key);
+    }
+    return { records, cursor: next === '0' ? undefined : next };
+  }
+
+  /** Data keys not destroyed, counted per root key, over every session (a full SCAN). */
+  async countDataKeysByKek(): Promise<Record<string, number>> {
+    const counts: Record<string, number> = {};
+    let cursor = '0';
+    do {
+      const { keys, next } = await this.scanKeysHashes(cursor, 1000);
+      for (const key of await this.readKeysHashes(keys)) {
+        if (key.state !== 'destroyed') counts[key.kekId] = (counts[key.kekId] ?? 0) + 1;
+      }
+      cursor = next;
+    } while (cursor !== '0');
+    return counts;
+  }
+
+  private async scanKeysHashes(cursor: string, count: number) {
+    if (typeof (this.client as { nodes?: unknown }).nodes === 'function') {
+      throw new ConfigurationError(
+        'Listing data keys across sessions (KEK rotation, key status) is not supported on a Redis Cluster yet; run it against a standalone Redis or a replica of each shard',
+      );
+    }
+    const [next, keys] = await translateRedisErrors(() =>
+      (this.client as Redis).scan(cursor, 'MATCH', `${this.layout.prefix}{*}:keys`, 'COUNT', count),
+    );
+    return { keys, next };
+  }
+
+  private async readKeysHashes(keys: readonly string[]): Promise<DataKeyRecord[]> {
+    if (keys.length === 0) return [];
+    const hashes = await this.exec((pipeline) => {
+      for (const key of keys) pipeline.hgetallBuffer(key);
+    });
+    return hashes.flatMap((hash) => [...dataKeysFromHash(hash as Record<string, Buffer>).values()]);
   }
 
   async findOperation(

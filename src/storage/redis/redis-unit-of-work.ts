@@ -446,6 +446,16 @@ export class RedisUnitOfWork {
               ? undefined
               : { ...key, state: 'destroyed', wrappedKey: Buffer.alloc(0), destroyedAt: now },
           ),
+        // Scans across sessions are not part of the unit's snapshot: they read Redis as it is.
+        listWrappedByOtherKek: (kekId, cursor, limit) =>
+          this.reads.dataKeysWrappedByOtherKek(kekId, cursor, limit),
+        replaceWrapping: async (target, expectedKekId, next) =>
+          this.changeKeys(await touch(target), (key) =>
+            key.dekId === target.dekId && key.kekId === expectedKekId && key.state !== 'destroyed'
+              ? { ...key, kekId: next.kekId, wrappedKey: Buffer.from(next.wrappedKey) }
+              : undefined,
+          ) === 1,
+        countByKek: () => this.reads.countDataKeysByKek(),
       },
 
       historyOperations: {

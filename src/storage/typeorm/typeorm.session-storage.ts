@@ -266,6 +266,31 @@ export class TypeOrmSessionStorage implements SessionStorage {
           ])) === 1,
         retireActiveBelow: async (ref, generation) =>
           write(sql.retireActiveDataKeys, [ref.tenantId, ref.sessionId, generation]),
+        listWrappedByOtherKek: async (kekId, cursor, limit) => {
+          const records = (await q(sql.listWrappedByOtherKek, [kekId, cursor ?? '', limit])).map(
+            toDataKeyRecord,
+          );
+          return {
+            records,
+            cursor: records.length === limit ? records.at(-1)!.dekId : undefined,
+          };
+        },
+        replaceWrapping: async (key, expectedKekId, next) =>
+          (await write(sql.replaceWrapping, [
+            next.kekId,
+            next.wrappedKey,
+            key.dekId,
+            key.tenantId,
+            key.sessionId,
+            expectedKekId,
+          ])) === 1,
+        countByKek: async () => {
+          const counts: Record<string, number> = {};
+          for (const row of await q(sql.countByKek, [])) {
+            counts[String(row.kek_id)] = toNumber(row.data_keys);
+          }
+          return counts;
+        },
         destroyAllForSession: async (ref, now) =>
           write(sql.destroyDataKeys, [Buffer.alloc(0), now, ref.tenantId, ref.sessionId]),
       },
@@ -375,6 +400,9 @@ function buildPortableStatements(t: TableNames, d: SqlDialect) {
       `INSERT INTO ${dataKeys} (${keyColumns}) VALUES (${placeholders(1, 11)})`,
     ),
     retireActiveDataKeys: `UPDATE ${dataKeys} SET "state" = 'retiring' WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)} AND "state" = 'active' AND "generation" < ${p(3)}`,
+    listWrappedByOtherKek: `SELECT ${keyColumns} FROM ${dataKeys} WHERE "kek_id" <> ${p(1)} AND "state" <> 'destroyed' AND "dek_id" > ${p(2)} ORDER BY "dek_id" ASC LIMIT ${p(3)}`,
+    replaceWrapping: `UPDATE ${dataKeys} SET "kek_id" = ${p(1)}, "wrapped_key" = ${p(2)} WHERE "dek_id" = ${p(3)} AND "tenant_id" = ${p(4)} AND "session_id" = ${p(5)} AND "kek_id" = ${p(6)} AND "state" <> 'destroyed'`,
+    countByKek: `SELECT "kek_id", COUNT(*) AS "data_keys" FROM ${dataKeys} WHERE "state" <> 'destroyed' GROUP BY "kek_id"`,
     destroyDataKeys: `UPDATE ${dataKeys} SET "state" = 'destroyed', "wrapped_key" = ${p(1)}, "destroyed_at" = ${p(2)} WHERE "tenant_id" = ${p(3)} AND "session_id" = ${p(4)} AND "state" <> 'destroyed'`,
     findOperation: `SELECT "operation_id", "dek_id", "digest", "created_at" FROM ${operations} WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)} AND "operation_id" = ${p(3)}`,
     insertOperation: d.insertIgnoringDuplicates(

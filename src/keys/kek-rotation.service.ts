@@ -1,0 +1,111 @@
+import { Inject, Injectable, Logger } from '@nestjs/common';
+import { EncryptedSessionError } from '../errors/index.js';
+import { SESSION_STORAGE, type SessionStorage } from '../storage/index.js';
+import { KeyRing } from './key-ring.service.js';
+
+/** Where KEK rotation stands: how many data keys each root key wraps. */
+export interface KekRotationStatus {
+  /** The root key new data keys are wrapped under, and the one rewrapping moves keys to. */
+  readonly activeKekId: string;
+  /** Data keys (not destroyed) per root key id. */
+  readonly dataKeysByKek: Readonly<Record<string, number>>;
+  /** Data keys still wrapped by another root key than the active one. */
+  readonly remaining: number;
+}
+
+/** Options of {@link KekRotationService.rewrapAll}. */
+export interface RewrapOptions {
+  /** Data keys read per page. @default 100 */
+  readonly batchSize?: number;
+  /** Stop after this many pages (a run resumes where the last one stopped). @default no limit */
+  readonly maxBatches?: number;
+}
+
+/** What one {@link KekRotationService.rewrapAll} run did. */
+export interface RewrapReport {
+  /** Data keys this run moved to the active root key. */
+  readonly rewrapped: number;
+  /** Data keys another run (or replica) moved first; nothing to do. */
+  readonly alreadyMoved: number;
+  /** Data keys whose wrapping failed its integrity check; left as they were, each logged. */
+  readonly failed: number;
+  /** Data keys still on another root key when the run ended. */
+  readonly remaining: number;
+}
+
+const logger = new Logger('KekRotation');
+
+/**
+ * Moves data keys to the active root key (KEK rotation) by rewrapping them: only each key's
+ * wrapping changes, never an item. Each key is replaced by a conditional update (still on the
+ * root key it was read with), so replicas may run it at once and a crashed run simply resumes:
+ * the next run lists what is still on an old root key. Reads and writes go on meanwhile:
+ * cached keys do not change, and a cold read unwraps either wrapping (the old root key stays
+ * available to the provider until nothing uses it; `status()` tells when).
+ */
+@Injectable()
+export class KekRotationService {
+  constructor(
+    @Inject(SESSION_STORAGE) private readonly storage: SessionStorage,
+    private readonly keyRing: KeyRing,
+  ) {}
+
+  /** How many data keys each root key wraps, and how many still need moving. */
+  async status(): Promise<KekRotationStatus> {
+    const activeKekId = this.keyRing.activeKekId();
+    const dataKeysByKek = await this.storage.read((scope) => scope.dataKeys.countByKek());
+    const remaining = Object.entries(dataKeysByKek)
+      .filter(([kekId]) => kekId !== activeKekId)
+      .reduce((sum, [, count]) => sum + count, 0);
+    return { activeKekId, dataKeysByKek, remaining };
+  }
+
+  /**
+   * Rewraps every data key not yet on the active root key, a page at a time.
+   *
+   * @throws KeyProviderUnavailableError when the provider stays down (after the key ring's
+   *   retries); what was moved stays moved, and the next run continues from there.
+   */
+  async rewrapAll(options: RewrapOptions = {}): Promise<RewrapReport> {
+    const batchSize = options.batchSize ?? 100;
+    const maxBatches = options.maxBatches ?? Number.POSITIVE_INFINITY;
+    const target = this.keyRing.activeKekId();
+    let rewrapped = 0;
+    let alreadyMoved = 0;
+    let failed = 0;
+    let cursor: string | undefined;
+    for (let batch = 0; batch < maxBatches; batch++) {
+      const page = await this.storage.read((scope) =>
+        scope.dataKeys.listWrappedByOtherKek(target, cursor, batchSize),
+      );
+      for (const record of page.records) {
+        let next;
+        try {
+          next = await this.keyRing.rewrapDataKey(record);
+        } catch (error) {
+          if (error instanceof EncryptedSessionError && !error.retryable) {
+            // One damaged wrapping must not stop the rotation of every other key.
+            failed++;
+            logger.error(
+              `Data key ${record.dekId} of session '${record.sessionId}' could not be rewrapped from ${record.kekId} (${error.code}); left as it was`,
+            );
+            continue;
+          }
+          throw error;
+        }
+        const replaced = await this.storage.transaction((scope) =>
+          scope.dataKeys.replaceWrapping(record, record.kekId, next),
+        );
+        if (replaced) rewrapped++;
+        else alreadyMoved++;
+      }
+      cursor = page.cursor;
+      if (cursor === undefined) break;
+    }
+    const { remaining } = await this.status();
+    logger.log(
+      `Rewrapped ${rewrapped} data key(s) to ${target}; ${alreadyMoved} already moved, ${failed} failed, ${remaining} remaining`,
+    );
+    return { rewrapped, alreadyMoved, failed, remaining };
+  }
+}

@@ -20,6 +20,14 @@ export class KeyProviderUnavailableError extends EncryptedSessionError {
   override readonly retryable = true;
 }
 
+/**
+ * The key provider answered, but refuses to use the root key: disabled, scheduled for
+ * deletion, gone, or not allowed to this app. An operator has to act; retrying does not help.
+ */
+export class KeyUnusableError extends EncryptedSessionError {
+  readonly code = 'KEY_UNUSABLE';
+}
+
 /** Options or key configuration are unusable; raised at startup with what to set instead. */
 export class ConfigurationError extends EncryptedSessionError {
   readonly code = 'CONFIGURATION';

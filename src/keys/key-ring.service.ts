@@ -386,13 +386,13 @@ export class KeyRing {
       } catch (error) {
         this.counters.providerFailures++;
         const failure = this.describeProviderFailure(error);
-        if (!failure.retryable) throw failure.error;
+        if (!failure.retryable) throw this.logged(failure, attempt);
         // Full jitter: a random wait up to the exponential step, so callers spread out.
         const delay = Math.random() * providerRetryBaseDelayMs * 2 ** (attempt - 1);
         const outOfBudget = Date.now() + delay - startedAt > providerRetryBudgetMs;
         if (attempt >= providerMaxAttempts || outOfBudget) {
           this.providerDownUntil = Date.now() + this.options.providerOutageCooldownMs;
-          throw failure.error;
+          throw this.logged(failure, attempt);
         }
         this.counters.providerRetries++;
         await new Promise((resolve) => setTimeout(resolve, delay));
@@ -400,23 +400,36 @@ export class KeyRing {
     }
   }
 
+  /** Logs a provider call that failed for good (once, not per retry) and returns its error. */
+  private logged(failure: { error: Error; label: string }, attempts: number): Error {
+    logger.warn(
+      `Key provider '${this.provider.name}' call failed after ${attempts} attempt(s): ${failure.label}`,
+    );
+    return failure.error;
+  }
+
   /** The typed error for a failed provider call, and whether a retry may help. */
-  private describeProviderFailure(error: unknown): { error: Error; retryable: boolean } {
+  private describeProviderFailure(error: unknown): {
+    error: Error;
+    retryable: boolean;
+    label: string;
+  } {
     // Name and code only: a provider's own message may quote what it was sent.
     const { name, code } = (error ?? {}) as { name?: unknown; code?: unknown };
-    const label = typeof name === 'string' ? name : 'Error';
     const detail = typeof code === 'string' || typeof code === 'number' ? ` (${code})` : '';
-    logger.warn(`Key provider '${this.provider.name}' call failed: ${label}${detail}`);
-    if (error instanceof EncryptedSessionError) return { error, retryable: error.retryable };
+    const label = `${typeof name === 'string' ? name : 'Error'}${detail}`;
+    if (error instanceof EncryptedSessionError) {
+      return { error, retryable: error.retryable, label };
+    }
     // An untyped error from a provider is a transport failure until shown otherwise; its
     // message and properties stay out of the cause, they may hold what was sent.
-    const cause = new Error(`${label}${detail}`);
     return {
       error: new KeyProviderUnavailableError(
         `Key provider '${this.provider.name}' failed; retry later (sessions with cached keys keep working)`,
-        { cause },
+        { cause: new Error(label) },
       ),
       retryable: true,
+      label,
     };
   }
 }

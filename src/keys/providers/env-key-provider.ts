@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import { deriveSubkey, unwrapDataKey, wrapDataKey } from '../../crypto/index.js';
 import { ConfigurationError } from '../../errors/index.js';
 import type {
   DataKeyContext,
@@ -7,7 +6,7 @@ import type {
   KeyProvider,
   WrappedDataKey,
 } from '../key-provider.interface.js';
-import type { KeyObject } from 'node:crypto';
+import { LocalRootKeys, parseRootKey } from './local-root-keys.js';
 
 /** Options of {@link EnvKeyProvider}. */
 export interface EnvKeyProviderOptions {
@@ -23,7 +22,6 @@ export interface EnvKeyProviderOptions {
 }
 
 const KEY_ID_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
-const BASE64_PATTERN = /^[A-Za-z0-9+/]{43}=$/;
 const KEK_ID_PREFIX = 'env:';
 
 /**
@@ -57,29 +55,9 @@ export function parseEnvRootKeys(
         `Root key id '${id}' appears twice in ${keysSourceName}; give each key its own id`,
       );
     }
-    const key = BASE64_PATTERN.test(encoded) ? Buffer.from(encoded, 'base64') : undefined;
-    if (!key || key.length !== 32) {
-      throw new ConfigurationError(
-        `Root key '${id}' in ${keysSourceName} is not 32 bytes of base64; generate one with 'openssl rand -base64 32' (passwords are not accepted as keys)`,
-      );
-    }
-    if (!looksRandom(key)) {
-      throw new ConfigurationError(
-        `Root key '${id}' in ${keysSourceName} does not look random (it decodes to text or repeated bytes); generate one with 'openssl rand -base64 32'`,
-      );
-    }
-    parsed.set(id, key);
+    parsed.set(id, parseRootKey(id, encoded, keysSourceName));
   }
   return parsed;
-}
-
-/**
- * Catches keys typed by people: 32 random bytes are all printable ASCII with probability
- * ~1e-14 and have fewer than 16 distinct values with far less.
- */
-function looksRandom(key: Buffer): boolean {
-  const printable = key.every((byte) => byte >= 0x20 && byte < 0x7f);
-  return !printable && new Set(key).size >= 16;
 }
 
 /**
@@ -90,7 +68,7 @@ function looksRandom(key: Buffer): boolean {
  */
 export class EnvKeyProvider implements KeyProvider {
   readonly name = 'env';
-  private readonly wrappingKeys = new Map<string, KeyObject>();
+  private readonly rootKeys = new LocalRootKeys();
   private readonly activeId: string;
 
   constructor(options: EnvKeyProviderOptions) {
@@ -101,10 +79,7 @@ export class EnvKeyProvider implements KeyProvider {
         `No active key '${options.activeKeyId}' in ${names.keys}; add it or set ${names.activeKeyId} to one of: ${[...rootKeys.keys()].join(', ')}`,
       );
     }
-    for (const [id, key] of rootKeys) {
-      this.wrappingKeys.set(id, deriveSubkey(key, 'dek-wrap'));
-      key.fill(0);
-    }
+    for (const [id, key] of rootKeys) this.rootKeys.add(id, key);
     this.activeId = options.activeKeyId;
   }
 
@@ -114,11 +89,7 @@ export class EnvKeyProvider implements KeyProvider {
 
   async generateDataKey(context: DataKeyContext): Promise<GeneratedDataKey> {
     const plaintext = randomBytes(32);
-    const wrappedKey = wrapDataKey(
-      this.wrappingKeys.get(this.activeId)!,
-      plaintext,
-      toContext(context),
-    );
+    const wrappedKey = this.rootKeys.wrap(this.activeId, plaintext, context);
     return { plaintext, wrapped: { kekId: this.activeKekId(), wrappedKey } };
   }
 
@@ -126,30 +97,21 @@ export class EnvKeyProvider implements KeyProvider {
     const id = wrapped.kekId.startsWith(KEK_ID_PREFIX)
       ? wrapped.kekId.slice(KEK_ID_PREFIX.length)
       : '';
-    const wrappingKey = this.wrappingKeys.get(id);
-    if (!wrappingKey) {
+    if (!this.rootKeys.has(id)) {
       throw new ConfigurationError(
         `Data key ${context.dekId} was wrapped by root key '${wrapped.kekId}', which is not configured; add that key back to the key list (it may be inactive) to read this session`,
       );
     }
-    return unwrapDataKey(wrappingKey, wrapped.wrappedKey, toContext(context));
+    return this.rootKeys.unwrap(id, wrapped.wrappedKey, context);
   }
 
   async rewrapDataKey(wrapped: WrappedDataKey, context: DataKeyContext): Promise<WrappedDataKey> {
     const plaintext = await this.unwrapDataKey(wrapped, context);
     try {
-      const wrappedKey = wrapDataKey(
-        this.wrappingKeys.get(this.activeId)!,
-        plaintext,
-        toContext(context),
-      );
+      const wrappedKey = this.rootKeys.wrap(this.activeId, plaintext, context);
       return { kekId: this.activeKekId(), wrappedKey };
     } finally {
       plaintext.fill(0);
     }
   }
-}
-
-function toContext(context: DataKeyContext): Record<string, string> {
-  return { tenant: context.tenantId, session: context.sessionId, dek: context.dekId };
 }

@@ -1,4 +1,11 @@
-import type { EnvKeyProviderOptions, KeyProvider, KeyRingOptions } from '../keys/index.js';
+import type {
+  AwsKmsKeyProviderOptions,
+  EnvKeyProviderOptions,
+  KeyProvider,
+  KeyRingOptions,
+  VaultKvKeyProviderOptions,
+  VaultTransitKeyProviderOptions,
+} from '../keys/index.js';
 import type {
   RedisSessionStorageOptions,
   SqlServerDatabaseOptions,
@@ -9,6 +16,12 @@ import type {
 export type KeySourceOptions =
   /** Root keys in configuration (`id:base64` pairs) with one active id. */
   | { env: EnvKeyProviderOptions }
+  /** A KMS key (id, ARN or alias) in AWS KMS: data keys from GenerateDataKey, bound to context. */
+  | { awsKms: AwsKmsKeyProviderOptions }
+  /** A derived transit key in HashiCorp Vault: data keys wrapped and rewrapped inside Vault. */
+  | { vaultTransit: VaultTransitKeyProviderOptions }
+  /** Root keys kept in a Vault KV v2 secret (its versions are the key ids), used like env keys. */
+  | { vaultKv: VaultKvKeyProviderOptions }
   /** Any {@link KeyProvider} the host built itself (tests, custom HSMs). */
   | { provider: KeyProvider };
 

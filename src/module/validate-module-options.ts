@@ -1,5 +1,11 @@
 import { ConfigurationError } from '../errors/index.js';
-import { EnvKeyProvider, type KeyProvider } from '../keys/index.js';
+import {
+  AwsKmsKeyProvider,
+  EnvKeyProvider,
+  VaultKvKeyProvider,
+  VaultTransitKeyProvider,
+  type KeyProvider,
+} from '../keys/index.js';
 import { checkSqlServerOptions, tableNamesFor, validateRedisKeyPrefix } from '../storage/index.js';
 import type {
   EncryptedSessionModuleOptions,
@@ -63,8 +69,14 @@ export function validateModuleOptions(options: EncryptedSessionModuleOptions): K
   if ('env' in keys && isPlainObject(keys.env)) {
     return new EnvKeyProvider(keys.env);
   }
+  // Each constructor checks its own options and says what to set.
+  if ('awsKms' in keys && isPlainObject(keys.awsKms)) return new AwsKmsKeyProvider(keys.awsKms);
+  if ('vaultTransit' in keys && isPlainObject(keys.vaultTransit)) {
+    return new VaultTransitKeyProvider(keys.vaultTransit);
+  }
+  if ('vaultKv' in keys && isPlainObject(keys.vaultKv)) return new VaultKvKeyProvider(keys.vaultKv);
   throw new ConfigurationError(
-    'options.keys must be { env: { keys, activeKeyId } } or { provider }',
+    'options.keys must be one of { env }, { awsKms }, { vaultTransit }, { vaultKv } or { provider }',
   );
 }
 

@@ -97,4 +97,15 @@ describe('key provider outage (aws-kms over the wire)', () => {
     await new Promise((resolve) => setTimeout(resolve, COOLDOWN_MS + 50));
     expect(await session.getItems()).toEqual([userMessage('kept')]);
   });
+
+  it('sends one Decrypt for many concurrent cold reads of a session', async () => {
+    const id = `busy-${randomUUID()}`;
+    await (await service.open(id)).addItems([userMessage('popular')]);
+    keyRing.clear();
+    const session = await service.open(id);
+    const decryptsBefore = server.calls.Decrypt ?? 0;
+    const reads = await Promise.all(Array.from({ length: 50 }, () => session.getItems()));
+    expect(reads.every((items) => items.length === 1)).toBe(true);
+    expect((server.calls.Decrypt ?? 0) - decryptsBefore).toBe(1);
+  });
 });

@@ -3,6 +3,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   AwsKmsKeyProvider,
   EncryptedSessionService,
+  KekRotationService,
   KeyProviderUnavailableError,
   KeyRing,
   MemorySessionStorage,
@@ -20,6 +21,7 @@ const COOLDOWN_MS = 300;
 describe('key provider outage (aws-kms over the wire)', () => {
   let server: KmsTestServer;
   let provider: AwsKmsKeyProvider;
+  let storage: MemorySessionStorage;
   let keyRing: KeyRing;
   let service: EncryptedSessionService;
 
@@ -39,7 +41,7 @@ describe('key provider outage (aws-kms over the wire)', () => {
       requestTimeoutMs: 1000,
     });
     await provider.init();
-    const storage = new MemorySessionStorage();
+    storage = new MemorySessionStorage();
     keyRing = new KeyRing(storage, provider, {
       providerMaxAttempts: 3,
       providerRetryBudgetMs: 500,
@@ -107,5 +109,24 @@ describe('key provider outage (aws-kms over the wire)', () => {
     const reads = await Promise.all(Array.from({ length: 50 }, () => session.getItems()));
     expect(reads.every((items) => items.length === 1)).toBe(true);
     expect((server.calls.Decrypt ?? 0) - decryptsBefore).toBe(1);
+  });
+
+  it('rotates to another KMS key with ReEncrypt only, and reads with the new wrapping', async () => {
+    const ids = Array.from({ length: 5 }, () => `rotating-${randomUUID()}`);
+    for (const id of ids) await (await service.open(id)).addItems([userMessage(id)]);
+    const rotation = new KekRotationService(storage, keyRing);
+    await provider.setActiveKey(server.createKey().arn);
+    expect((await rotation.status()).remaining).toBe(ids.length);
+    const decryptsBefore = server.calls.Decrypt ?? 0;
+
+    const report = await rotation.rewrapAll({ batchSize: 2 });
+
+    expect(report).toMatchObject({ rewrapped: ids.length, failed: 0, remaining: 0 });
+    expect(server.calls.ReEncrypt).toBe(ids.length);
+    // The data keys never came back to the process while being moved.
+    expect(server.calls.Decrypt ?? 0).toBe(decryptsBefore);
+    keyRing.clear();
+    for (const id of ids)
+      expect(await (await service.open(id)).getItems()).toEqual([userMessage(id)]);
   });
 });

@@ -292,7 +292,9 @@ export class KeyRing {
   }
 
   private async load(record: DataKeyRecord): Promise<UsableDataKey> {
-    const cached = this.fromCache(record.dekId);
+    // The caller already counted this lookup: check again (another flight may have loaded it)
+    // without counting it twice.
+    const cached = this.fromCache(record.dekId, false);
     if (cached) return cached;
     if (record.state === 'destroyed') {
       throw new KeyDestroyedError(
@@ -329,21 +331,17 @@ export class KeyRing {
     return dataKey;
   }
 
-  private fromCache(dekId: string): UsableDataKey | undefined {
+  private fromCache(dekId: string, count = true): UsableDataKey | undefined {
     const entry = this.cache.get(dekId);
-    if (!entry) {
-      this.counters.cacheMisses++;
-      return undefined;
-    }
-    if (Date.now() - entry.loadedAt > this.options.cacheMaxAgeMs) {
-      this.evict(dekId);
-      this.counters.cacheMisses++;
+    if (!entry || Date.now() - entry.loadedAt > this.options.cacheMaxAgeMs) {
+      if (entry) this.evict(dekId);
+      if (count) this.counters.cacheMisses++;
       return undefined;
     }
     // Re-insert to mark as most recently used.
     this.cache.delete(dekId);
     this.cache.set(dekId, entry);
-    this.counters.cacheHits++;
+    if (count) this.counters.cacheHits++;
     return entry.dataKey;
   }
 

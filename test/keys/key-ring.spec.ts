@@ -87,7 +87,7 @@ describe('KeyRing', () => {
     await ring.keyForRead(ref, dekIds[0]);
     await ring.keyForRead(ref, dekIds[0]);
     expect(provider.unwrapCalls).toBe(1);
-    expect(ring.stats()).toMatchObject({ cacheHits: 1, providerCalls: 1 });
+    expect(ring.stats()).toMatchObject({ cacheHits: 1, cacheMisses: 1, providerCalls: 1 });
   });
 
   it('holds at most cacheMaxEntries keys and zeroes the ones it evicts', async () => {

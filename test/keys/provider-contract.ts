@@ -7,6 +7,7 @@ import {
   type DataKeyContext,
   type KeyProvider,
 } from '../../src/index.js';
+import { errorText } from '../support/error-text.js';
 
 /** A provider under test, with the levers the shared suite pulls. */
 export interface ProviderFixture {
@@ -47,23 +48,6 @@ function expectNoSecrets(
     ...secrets,
   ];
   expect(forbidden.filter((secret) => text.includes(secret)).map((s) => s.slice(0, 6))).toEqual([]);
-}
-
-/** Every string an error exposes, causes included. */
-function errorText(error: unknown): string {
-  const parts: string[] = [];
-  let current: unknown = error;
-  for (let depth = 0; current && depth < 5; depth++) {
-    const e = current as Error & { cause?: unknown };
-    parts.push(
-      String(e),
-      e.message ?? '',
-      e.stack ?? '',
-      JSON.stringify(e, Object.getOwnPropertyNames(e)),
-    );
-    current = e.cause;
-  }
-  return parts.join('\n');
 }
 
 /**

@@ -15,6 +15,7 @@ import {
 } from '../../src/index.js';
 import { findSecret, readDatabaseFiles } from '../support/file-scan.js';
 import { newRootKeyEntry } from '../support/test-keys.js';
+import { errorText } from '../support/error-text.js';
 
 const CANARY = `CANARY-${randomUUID()}-zebra`;
 
@@ -37,23 +38,6 @@ class OutputCapture {
   uninstall(): void {
     for (const undo of this.restore.splice(0)) undo();
   }
-}
-
-/** Every string an error exposes: message, stack, name, and the same for its causes. */
-function errorText(error: unknown): string {
-  const parts: string[] = [];
-  let current: unknown = error;
-  for (let depth = 0; current && depth < 5; depth++) {
-    const e = current as Error & { cause?: unknown };
-    parts.push(
-      String(e),
-      e.message ?? '',
-      e.stack ?? '',
-      JSON.stringify(e, Object.getOwnPropertyNames(e)),
-    );
-    current = e.cause;
-  }
-  return parts.join('\n');
 }
 
 describe('canary: item content never leaves the envelope', () => {

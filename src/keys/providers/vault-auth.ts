@@ -163,6 +163,20 @@ export class VaultConnection {
   }
 
   /**
+   * Opens the connection, then runs the provider's first load (reading its key); if that
+   * fails, closes again so no renewal timer outlives a failed start and `init()` may be retried.
+   */
+  async openAndLoad(load: () => Promise<unknown>): Promise<void> {
+    await this.open();
+    try {
+      await load();
+    } catch (error) {
+      this.close();
+      throw error;
+    }
+  }
+
+  /**
    * Stops renewal and background logins. Idempotent; the token is left to expire. A later
    * {@link open} starts over with a fresh login.
    */

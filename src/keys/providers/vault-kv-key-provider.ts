@@ -102,14 +102,7 @@ export class VaultKvKeyProvider implements KeyProvider {
    * @throws KeyProviderUnavailableError when Vault cannot be reached.
    */
   async init(): Promise<void> {
-    await this.vault.open();
-    try {
-      await this.refreshActiveKey();
-    } catch (error) {
-      // No renewal timer outlives a failed start; init() may be called again.
-      this.vault.close();
-      throw error;
-    }
+    await this.vault.openAndLoad(() => this.refreshActiveKey());
   }
 
   /** Stops token renewal. */

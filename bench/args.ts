@@ -27,8 +27,14 @@ export interface BenchArgs {
   readonly writers: number;
   /** Print the per-layer cost breakdown instead of running the benchmark. */
   readonly layers: boolean;
+  /** Run the key-provider benchmark (`keys.ts`) instead of the storage benchmark. */
+  readonly keys: boolean;
 }
 
+/** Default `--items`. */
+export const DEFAULT_ITEMS = 20_000;
+/** Default `--backend`. */
+export const DEFAULT_BACKEND: BenchBackend = 'sqlite';
 /** Smallest `--items` that leaves expired history behind the newest 20 items. */
 export const MIN_ITEMS = 100;
 /** Default processes of the many-writer phase. */
@@ -41,6 +47,7 @@ export class UsageError extends Error {}
 
 export const USAGE = `Usage: npm run bench -- [--backend sqlite|postgres|mysql|redis] [--json] [--items N]
                         [--writers N] [--layers]
+       npm run bench -- --keys [--json]
 
   --backend NAME  storage backend (default sqlite):
                     sqlite    the embedded store, a temp file per variant
@@ -57,6 +64,11 @@ export const USAGE = `Usage: npm run bench -- [--backend sqlite|postgres|mysql|r
                   (batches of 5) to one shared session at once (default ${DEFAULT_WRITERS}; 0 skips it)
   --layers        sqlite only: instead of the benchmark, time each layer of a read and an add on
                   its own (SQLite, TypeORM, storage adapter, key ring, cipher, JSON decode)
+  --keys          instead of the benchmark, the key providers: for each of env, aws-kms,
+                  vault-transit and vault-kv (the last three against the loopback KMS and Vault
+                  test servers), 1,000 sessions x 20 items written to in-memory storage, then
+                  read cold (key cache cleared) and warm: provider calls and items/s. A fixed
+                  workload: combines with --json only.
 `;
 
 const isBackend = (name: string): name is BenchBackend =>
@@ -76,8 +88,9 @@ function normalizeBackend(raw: string): BenchBackend {
 /**
  * Parses `process.argv`-style arguments.
  *
- * @throws UsageError for unknown options, a bad item or writer count, an unknown backend, or
- *   `--layers` with a backend other than sqlite.
+ * @throws UsageError for unknown options, a bad item or writer count, an unknown backend,
+ *   `--layers` with a backend other than sqlite, or `--keys` with `--layers`, a backend other
+ *   than the default, `--items` or `--writers`.
  */
 export function parseBenchArgs(argv: readonly string[]): BenchArgs | 'help' {
   let values;
@@ -86,10 +99,12 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs | 'help' {
       args: [...argv],
       options: {
         json: { type: 'boolean', default: false },
-        items: { type: 'string', default: '20000' },
-        backend: { type: 'string', default: 'sqlite' },
-        writers: { type: 'string', default: String(DEFAULT_WRITERS) },
+        // No defaults here for the options --keys refuses, so a given one can be told apart.
+        items: { type: 'string' },
+        backend: { type: 'string' },
+        writers: { type: 'string' },
         layers: { type: 'boolean', default: false },
+        keys: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
       strict: true,
@@ -99,17 +114,35 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs | 'help' {
     throw new UsageError(`${(error as Error).message}\n\n${USAGE}`);
   }
   if (values.help) return 'help';
-  const items = Number(values.items);
+  const rawItems = values.items ?? String(DEFAULT_ITEMS);
+  const items = Number(rawItems);
   if (!Number.isSafeInteger(items) || items < MIN_ITEMS) {
-    throw new UsageError(`--items must be a whole number >= ${MIN_ITEMS}; got '${values.items}'`);
+    throw new UsageError(`--items must be a whole number >= ${MIN_ITEMS}; got '${rawItems}'`);
   }
-  const writers = Number(values.writers);
+  const rawWriters = values.writers ?? String(DEFAULT_WRITERS);
+  const writers = Number(rawWriters);
   if (!Number.isSafeInteger(writers) || writers < 0 || writers > MAX_WRITERS) {
     throw new UsageError(
-      `--writers must be a whole number from 0 (skip the many-writer phase) to ${MAX_WRITERS}; got '${values.writers}'`,
+      `--writers must be a whole number from 0 (skip the many-writer phase) to ${MAX_WRITERS}; got '${rawWriters}'`,
     );
   }
-  const backend = normalizeBackend(values.backend);
+  const backend = normalizeBackend(values.backend ?? DEFAULT_BACKEND);
+  if (values.keys) {
+    if (values.layers) {
+      throw new UsageError('--keys and --layers are separate modes; give one of them');
+    }
+    if (backend !== DEFAULT_BACKEND) {
+      throw new UsageError(
+        `--keys measures the key providers on in-memory storage; it does not take --backend ${values.backend}`,
+      );
+    }
+    const ignored = (['items', 'writers'] as const).filter((name) => values[name] !== undefined);
+    if (ignored.length > 0) {
+      throw new UsageError(
+        `--keys runs a fixed workload (1,000 sessions x 20 items); drop ${ignored.map((name) => `--${name}`).join(' and ')}`,
+      );
+    }
+  }
   if (values.layers && values.json) {
     throw new UsageError('--layers prints a table; it does not combine with --json');
   }
@@ -118,5 +151,5 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs | 'help' {
       `--layers breaks down the embedded SQLite store only (its timings call better-sqlite3 directly); drop --backend ${values.backend} or use --backend sqlite`,
     );
   }
-  return { json: values.json, items, backend, writers, layers: values.layers };
+  return { json: values.json, items, backend, writers, layers: values.layers, keys: values.keys };
 }

@@ -160,7 +160,8 @@ export function checkTargets(result: BenchResult): TargetCheck[] {
   ];
 }
 
-function table(
+/** A plain-text table: columns padded, those from `rightFrom` on right-aligned. */
+export function table(
   header: readonly string[],
   rows: readonly (readonly string[])[],
   rightFrom = 1,

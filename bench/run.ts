@@ -34,10 +34,21 @@
  *
  * Options: `--backend sqlite|postgres|mysql|redis` (`postgresql`, `mariadb` accepted), `--json`
  * (exactly one JSON object on stdout, progress on stderr), `--items N`, `--writers N`,
- * `--layers` (sqlite only: per-layer cost breakdown instead of the benchmark).
+ * `--layers` (sqlite only: per-layer cost breakdown instead of the benchmark), `--keys`.
+ *
+ * `--keys` (with `--json` or alone; see `keys.ts`) measures the key providers instead: for each
+ * of env, aws-kms, vault-transit and vault-kv (the last three against the loopback KMS and Vault
+ * wire-protocol test servers of `test/support`), 1,000 sessions x 20 items written to in-memory
+ * storage, then read cold (key cache cleared) and warm; it reports the provider calls of each
+ * pass and items/s. `--json` prints `{"providers":{"env":{"dataKeys","coldProviderCalls",
+ * "warmProviderCalls","warmItemsPerSec",...},"aws-kms":{...},"vault-transit":{...},
+ * "vault-kv":{...}}}`. Targets: cold reads make one provider call per data key, warm reads none,
+ * warm items/s >= 0.9x env's.
  */
 import { performance } from 'node:perf_hooks';
 import { installBenchLogger } from './bench-logger.js';
+import { formatKeysReport } from './keys-report.js';
+import { keyProviderBenchmark } from './keys.js';
 import { layerBreakdown } from './layers.js';
 import {
   MIN_ITEMS,
@@ -61,6 +72,7 @@ import {
 import { openServerFixture, type BenchFixture, type ServerFixture } from './server-fixture.js';
 import { openSqliteFixture, type SqliteFixture } from './sqlite-fixture.js';
 import { ServerUnavailableError, checkServerReachable, removeStoresOnSignal } from './stores.js';
+import { VerificationError, verify } from './verification.js';
 import {
   LIMIT_READ_CALLS,
   LIVE_TAIL,
@@ -71,11 +83,6 @@ import {
 } from './workload.js';
 import type { ItemCipher } from '../src/sessions/index.js';
 import type { AgentInputItem } from '@openai/agents-core';
-
-/** A benchmark result that is wrong (not slow): the run fails. */
-class VerificationError extends Error {
-  override readonly name = 'VerificationError';
-}
 
 /** The two ways every phase runs. */
 const VARIANTS: readonly { name: keyof Pair; cipher: ItemCipher | undefined }[] = [
@@ -92,10 +99,6 @@ const log = (message: string): void => {
   const rssMb = process.memoryUsage.rss() / (1024 * 1024);
   process.stderr.write(`[bench] ${message} (rss ${rssMb.toFixed(0)} MB)\n`);
 };
-
-function verify(condition: boolean, message: string): asserts condition {
-  if (!condition) throw new VerificationError(message);
-}
 
 // ---------------------------------------------------------------------------------------------
 // Peak RSS: the kernel's high-water mark (maxRSS, KiB) plus our own samples, over the whole run.
@@ -459,6 +462,13 @@ async function main(): Promise<number> {
     log('warning: run with node --expose-gc (npm run bench does) for GC between phases');
   }
 
+  if (args.keys) {
+    const { result, details } = await keyProviderBenchmark(log);
+    process.stdout.write(
+      args.json ? `${JSON.stringify(result)}\n` : formatKeysReport(result, details),
+    );
+    return 0;
+  }
   const { backend, items: total } = args;
   if (args.layers) {
     process.stdout.write(await layerBreakdown(total, log));

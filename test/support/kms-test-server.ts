@@ -443,7 +443,9 @@ export class KmsTestServer {
     if (!key) throw new KmsFault('InvalidCiphertextException', '');
     checkUsable(key);
     try {
-      const decipher = createDecipheriv('aes-256-gcm', key.material, parsed.iv);
+      const decipher = createDecipheriv('aes-256-gcm', key.material, parsed.iv, {
+        authTagLength: 16,
+      });
       decipher.setAAD(Buffer.concat([parsed.header, context(encryptionContext)]));
       decipher.setAuthTag(parsed.tag);
       return {
@@ -476,7 +478,7 @@ function seal(key: KmsTestKey, plaintext: Buffer, aadContext: Buffer): Buffer {
   const keyId = Buffer.from(key.keyId);
   const header = Buffer.concat([BLOB_MAGIC, Buffer.from([keyId.length]), keyId]);
   const iv = randomBytes(IV_LENGTH);
-  const cipher = createCipheriv('aes-256-gcm', key.material, iv);
+  const cipher = createCipheriv('aes-256-gcm', key.material, iv, { authTagLength: 16 });
   cipher.setAAD(Buffer.concat([header, aadContext]));
   const ciphertext = Buffer.concat([cipher.update(plaintext), cipher.final()]);
   return Buffer.concat([header, iv, ciphertext, cipher.getAuthTag()]);

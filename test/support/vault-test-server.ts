@@ -840,7 +840,9 @@ function versionKey(key: TransitKey, version: number, context: Buffer | undefine
 function encryptWith(key: TransitKey, context: Buffer | undefined, plaintext: Buffer): Json {
   const version = key.latest;
   const nonce = randomBytes(12);
-  const cipher = createCipheriv('aes-256-gcm', versionKey(key, version, context), nonce);
+  const cipher = createCipheriv('aes-256-gcm', versionKey(key, version, context), nonce, {
+    authTagLength: 16,
+  });
   const sealed = Buffer.concat([
     nonce,
     cipher.update(plaintext),
@@ -874,7 +876,9 @@ function decryptWith(key: TransitKey, context: Buffer | undefined, value: unknow
   const derived = versionKey(key, effective, context);
   if (sealed.length < 12 + 16) throw new HttpError(400, ['invalid ciphertext: unable to decrypt']);
   try {
-    const decipher = createDecipheriv('aes-256-gcm', derived, sealed.subarray(0, 12));
+    const decipher = createDecipheriv('aes-256-gcm', derived, sealed.subarray(0, 12), {
+      authTagLength: 16,
+    });
     decipher.setAuthTag(sealed.subarray(sealed.length - 16));
     return Buffer.concat([
       decipher.update(sealed.subarray(12, sealed.length - 16)),

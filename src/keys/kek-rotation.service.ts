@@ -17,7 +17,10 @@ export interface KekRotationStatus {
 export interface RewrapOptions {
   /** Data keys read per page. @default 100 */
   readonly batchSize?: number;
-  /** Stop after this many pages (a run resumes where the last one stopped). @default no limit */
+  /**
+   * Stop after this many pages that held data keys (a later run resumes where this one
+   * stopped). @default no limit
+   */
   readonly maxBatches?: number;
 }
 
@@ -74,10 +77,12 @@ export class KekRotationService {
     let alreadyMoved = 0;
     let failed = 0;
     let cursor: string | undefined;
-    for (let batch = 0; batch < maxBatches; batch++) {
+    for (let batch = 0; batch < maxBatches;) {
       const page = await this.storage.read((scope) =>
         scope.dataKeys.listWrappedByOtherKek(target, cursor, batchSize),
       );
+      // Only pages with keys count as batches: a Redis SCAN step may find none and go on.
+      if (page.records.length > 0) batch++;
       for (const record of page.records) {
         let next;
         try {

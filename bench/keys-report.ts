@@ -1,4 +1,4 @@
-import { table, type TargetCheck } from './report.js';
+import { table, targetsTable, type TargetCheck } from './report.js';
 
 /** The key providers of `--keys`, in the order they run and are reported. */
 export const KEY_PROVIDER_NAMES = ['env', 'aws-kms', 'vault-transit', 'vault-kv'] as const;
@@ -151,18 +151,7 @@ export function formatKeysReport(result: KeysResult, details: KeysDetails): stri
       },
     ];
   });
-  const targets = table(
-    ['target', '', 'actual', 'result'],
-    checks.map((check) => [
-      check.what,
-      check.target,
-      check.actual,
-      check.pass === null ? 'n/a' : check.pass ? 'PASS' : 'MISS',
-    ]),
-    2,
-  );
-  const applicable = checks.filter((check) => check.pass !== null);
-  const passed = applicable.filter((check) => check.pass).length;
+  const { targets, applicable, passed } = targetsTable(checks);
 
   return [
     `nest-encrypted-sessions key provider benchmark: ${int(details.sessions)} sessions x ${details.itemsPerSession} items ` +

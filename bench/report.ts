@@ -160,6 +160,26 @@ export function checkTargets(result: BenchResult): TargetCheck[] {
   ];
 }
 
+/** The targets as a table, with how many apply and how many of those were met. */
+export function targetsTable(checks: readonly TargetCheck[]): {
+  targets: string;
+  applicable: TargetCheck[];
+  passed: number;
+} {
+  const targets = table(
+    ['target', '', 'actual', 'result'],
+    checks.map((check) => [
+      check.what,
+      check.target,
+      check.actual,
+      check.pass === null ? 'n/a' : check.pass ? 'PASS' : 'MISS',
+    ]),
+    2,
+  );
+  const applicable = checks.filter((check) => check.pass !== null);
+  return { targets, applicable, passed: applicable.filter((check) => check.pass).length };
+}
+
 /** A plain-text table: columns padded, those from `rightFrom` on right-aligned. */
 export function table(
   header: readonly string[],
@@ -292,18 +312,7 @@ export function formatReport(result: BenchResult, details: BenchDetails): string
     2,
   );
   const checks = checkTargets(result);
-  const targets = table(
-    ['target', '', 'actual', 'result'],
-    checks.map((check) => [
-      check.what,
-      check.target,
-      check.actual,
-      check.pass === null ? 'n/a' : check.pass ? 'PASS' : 'MISS',
-    ]),
-    2,
-  );
-  const applicable = checks.filter((check) => check.pass !== null);
-  const passed = applicable.filter((check) => check.pass).length;
+  const { targets, applicable, passed } = targetsTable(checks);
   const notApplicable = checks.length - applicable.length;
   const notes = serverNotes(result);
   return [

@@ -36,6 +36,26 @@ const contextFor = (dekId = randomUUID()): DataKeyContext => ({
   dekId,
 });
 
+/**
+ * Creates and inits a fresh fixture before each test (handing it to `use`) and closes it
+ * after.
+ */
+function openFixtureEachTest(
+  createFixture: ProviderFixtureFactory,
+  use: (fixture: ProviderFixture) => void,
+): void {
+  let opened: ProviderFixture;
+  beforeEach(async () => {
+    opened = await createFixture();
+    await opened.provider.init?.();
+    use(opened);
+  });
+  afterEach(async () => {
+    await opened.provider.close?.();
+    await opened.close();
+  });
+}
+
 /** Fails when an error shows a key (as base64 or hex) or a fixture secret anywhere. */
 function expectNoSecrets(
   error: unknown,
@@ -62,14 +82,9 @@ export function describeKeyProviderContract(
     let fixture: ProviderFixture;
     let provider: KeyProvider;
 
-    beforeEach(async () => {
-      fixture = await createFixture();
-      provider = fixture.provider;
-      await provider.init?.();
-    });
-    afterEach(async () => {
-      await provider.close?.();
-      await fixture.close();
+    openFixtureEachTest(createFixture, (opened) => {
+      fixture = opened;
+      provider = opened.provider;
     });
 
     it('generates a random 32-byte data key wrapped under the active root key', async () => {
@@ -166,14 +181,9 @@ export function describeRemoteProviderContract(
     let fixture: ProviderFixture;
     let provider: KeyProvider;
 
-    beforeEach(async () => {
-      fixture = await createFixture();
-      provider = fixture.provider;
-      await provider.init?.();
-    });
-    afterEach(async () => {
-      await provider.close?.();
-      await fixture.close();
+    openFixtureEachTest(createFixture, (opened) => {
+      fixture = opened;
+      provider = opened.provider;
     });
 
     it('reports an unreachable service as a retryable KeyProviderUnavailableError', async () => {

@@ -15,5 +15,11 @@ export {
   type ItemKey,
   type ParsedEnvelope,
 } from './item-envelope.js';
-export { decodeItemPayload, encodeItemPayload } from './item-payload.js';
+export {
+  MAX_ITEM_DEPTH,
+  decodeItemPayload,
+  encodeItemPayload,
+  readItemArray,
+  readPlainObject,
+} from './item-payload.js';
 export { deriveSubkey, encodeEncryptionContext, unwrapDataKey, wrapDataKey } from './key-wrap.js';

@@ -1,3 +1,4 @@
+import { inspect, types } from 'node:util';
 import { IntegrityError, InvalidArgumentError } from '../errors/index.js';
 
 const BYTES_TAG = '$u8';
@@ -5,39 +6,289 @@ const ESCAPE_TAG = '$obj';
 /** One scan for `"$u8"` or `"$obj"`; about twice as fast as two `includes` calls. */
 const MAY_HOLD_TAGS = /"\$(?:u8|obj)"/;
 
-/** Marks an object whose only key looks like a tag, so it serializes as `{"$obj": <object>}`. */
-class EscapedObject {
-  constructor(readonly $obj: object) {}
+/** Deepest nesting of objects and arrays an item may have; deeper ones are refused. */
+export const MAX_ITEM_DEPTH = 1000;
+
+/**
+ * Encodes an agent history item as UTF-8 JSON that `decodeItemPayload` turns back into an equal
+ * item, and refuses every item it could not return exactly as given:
+ *
+ * - accepted: plain objects (prototype `Object.prototype` or `null`), arrays, strings (lone
+ *   surrogates included), finite numbers (`-0` included), booleans, `null`, and `Uint8Array`s
+ *   (a `Buffer` too), written as `{"$u8":"<base64>"}` and read back as plain `Uint8Array`s;
+ * - an object whose only key is `$u8` or `$obj` becomes `{"$obj": <object>}`, so user data that
+ *   looks like a tag comes back unchanged;
+ * - an object property whose value is `undefined` is left out, as JSON does (reading it gives
+ *   `undefined` either way; the agents SDK itself builds items with such properties);
+ * - refused with `InvalidArgumentError`: `undefined` (as the item or in an array), functions,
+ *   symbols, BigInts, `NaN` and infinities, `Date`s, `Map`s, `Set`s, class instances, other
+ *   binary types, `Proxy` objects, sparse arrays or arrays with extra properties, properties
+ *   that are non-enumerable, symbol-keyed or accessors, circular references, and nesting deeper
+ *   than {@link MAX_ITEM_DEPTH}.
+ *
+ * No getter, `toJSON` or proxy trap of the caller runs, so nothing can change between the check
+ * and the write, and no caller error text (which may hold content) reaches the message; the
+ * message names the kind of problem, never the content.
+ *
+ * @param label how the message names the item, e.g. `addItems item 3`.
+ */
+export function encodeItemPayload(item: unknown, label = 'The session item'): Buffer {
+  let needsWriter: boolean;
+  try {
+    needsWriter = new ItemChecker().check(item, 0);
+  } catch (error) {
+    if (error instanceof NotExact) {
+      throw new InvalidArgumentError(
+        `${label} cannot be stored exactly: ${error.message}. Nothing was stored.`,
+      );
+    }
+    throw error;
+  }
+  // The item is now known to hold only plain data: native JSON.stringify writes it exactly as
+  // writeJson would, several times faster, unless it needs a tag or a -0.
+  const json = needsWriter ? writeJson(item) : JSON.stringify(item);
+  return Buffer.from(json, 'utf8');
 }
 
 /**
- * Encodes an agent history item as UTF-8 JSON that keeps binary data:
+ * Reads an array of items that the caller handed over (the `items` of `addItems`, a transaction
+ * field) after checking that it is a plain, dense array with nothing but its elements.
  *
- * - a `Uint8Array` (including a `Buffer`) becomes `{"$u8":"<base64>"}`;
- * - an object whose only serialized key is `$u8` or `$obj` becomes `{"$obj": <object>}`, so
- *   user data that looks like a tag comes back unchanged;
- * - everything else is plain `JSON.stringify`.
- *
- * As with JSON, `undefined` properties and functions are dropped, `-0` becomes `0`, `toJSON`
- * is honoured (a `Date` becomes its ISO string) and a decoded `Uint8Array` is a plain
- * `Uint8Array`, never a `Buffer`.
- *
- * @throws InvalidArgumentError when the item is `undefined` (or a function or symbol), or
- *   contains a BigInt, a circular reference, a binary type other than `Uint8Array`, a `Map` or
- *   a `Set`. The message names the problem, never the content.
+ * @throws InvalidArgumentError naming `what` when it is not such an array.
  */
-export function encodeItemPayload(item: unknown): Buffer {
-  let json: string | undefined;
+export function readItemArray(value: unknown, what: string): unknown[] {
   try {
-    json = JSON.stringify(item, tagReplacer);
+    if (typeof value !== 'object' || value === null) throw new NotExact('it is not an array');
+    if (types.isProxy(value)) throw new NotExact('it is a Proxy');
+    if (!Array.isArray(value)) throw new NotExact('it is not an array');
+    checkPlainArray(value);
+    return value.slice();
   } catch (error) {
-    if (error instanceof InvalidArgumentError) throw error;
-    throw notSerializable(describeStringifyFailure(error));
+    if (error instanceof NotExact) {
+      throw new InvalidArgumentError(`${what} must be a plain array of items: ${error.message}`);
+    }
+    throw error;
   }
-  if (json === undefined) {
-    throw notSerializable('it is undefined, a function or a symbol');
+}
+
+/**
+ * Reads the own properties of a plain object without running any getter or proxy trap.
+ *
+ * @throws InvalidArgumentError naming `what` when it is not a plain object of data properties.
+ */
+export function readPlainObject(value: unknown, what: string): Map<string, unknown> {
+  try {
+    if (typeof value !== 'object' || value === null) throw new NotExact('it is not an object');
+    if (types.isProxy(value)) throw new NotExact('it is a Proxy');
+    if (Array.isArray(value)) throw new NotExact('it is an array');
+    const record = value as Record<string, unknown>;
+    const fields = new Map<string, unknown>();
+    for (const key of checkPlainObject(record)) fields.set(key, record[key]);
+    return fields;
+  } catch (error) {
+    if (error instanceof NotExact) {
+      throw new InvalidArgumentError(`${what} must be a plain object: ${error.message}`);
+    }
+    throw error;
   }
-  return Buffer.from(json, 'utf8');
+}
+
+/** Why a value cannot be stored exactly; its message names the kind of value, never content. */
+class NotExact extends Error {}
+
+/** Checks one item; tells whether it needs {@link writeJson} (a tag or a -0) over JSON.stringify. */
+class ItemChecker {
+  private readonly ancestors: object[] = [];
+  private needsWriter = false;
+
+  check(value: unknown, depth: number): boolean {
+    this.value(value, depth);
+    return this.needsWriter;
+  }
+
+  private value(value: unknown, depth: number): void {
+    switch (typeof value) {
+      case 'string':
+      case 'boolean':
+        return;
+      case 'number':
+        if (!Number.isFinite(value)) throw new NotExact('it contains NaN or an infinite number');
+        if (value === 0 && 1 / value < 0) this.needsWriter = true;
+        return;
+      case 'object':
+        if (value !== null) this.container(value, depth + 1);
+        return;
+      case 'undefined':
+        throw new NotExact('it is or contains undefined where JSON has no place for it');
+      case 'bigint':
+        throw new NotExact('it contains a BigInt');
+      case 'symbol':
+        throw new NotExact('it contains a Symbol');
+      default:
+        throw new NotExact('it contains a function');
+    }
+  }
+
+  private container(value: object, depth: number): void {
+    // First, before anything that could run a trap.
+    if (types.isProxy(value)) throw new NotExact('it contains a Proxy');
+    if (types.isUint8Array(value)) {
+      checkBytes(value);
+      this.needsWriter = true;
+      return;
+    }
+    if (this.ancestors.includes(value)) throw new NotExact('it contains a circular reference');
+    if (depth > MAX_ITEM_DEPTH) {
+      throw new NotExact(`it is nested more than ${MAX_ITEM_DEPTH} levels deep`);
+    }
+    this.ancestors.push(value);
+    if (Array.isArray(value)) {
+      checkPlainArray(value);
+      for (let index = 0; index < value.length; index++) this.value(value[index], depth);
+    } else {
+      const record = value as Record<string, unknown>;
+      let defined = 0;
+      let tagKey = false;
+      for (const key of checkPlainObject(record)) {
+        const property = record[key];
+        // JSON leaves these out; the property reads as undefined after a round trip too.
+        if (property === undefined) continue;
+        defined++;
+        if (key === BYTES_TAG || key === ESCAPE_TAG) tagKey = true;
+        this.value(property, depth);
+      }
+      if (tagKey && defined === 1) this.needsWriter = true;
+    }
+    this.ancestors.pop();
+  }
+}
+
+/** Annex B lookups: an own data property answers undefined, without running any code. */
+const { __lookupGetter__: lookupGetter, __lookupSetter__: lookupSetter } =
+  Object.prototype as unknown as Record<
+    '__lookupGetter__' | '__lookupSetter__',
+    (this: object, key: PropertyKey) => unknown
+  >;
+
+/** True when the own property `key` is an accessor (a data property gives undefined for both). */
+function isAccessor(value: object, key: string | number): boolean {
+  return lookupGetter.call(value, key) !== undefined || lookupSetter.call(value, key) !== undefined;
+}
+
+/**
+ * The keys of a plain object, after checking that every own property is an enumerable,
+ * string-keyed data property. Cheaper than a descriptor per property, which doubles encoding.
+ */
+function checkPlainObject(value: object): string[] {
+  const prototype: unknown = Object.getPrototypeOf(value);
+  if (prototype !== Object.prototype && prototype !== null) {
+    throw new NotExact(describeNonPlainObject(value));
+  }
+  const keys = Object.keys(value);
+  if (Reflect.ownKeys(value).length !== keys.length) {
+    throw new NotExact(
+      Object.getOwnPropertySymbols(value).length > 0
+        ? 'it contains a Symbol-keyed property'
+        : 'it contains a non-enumerable property',
+    );
+  }
+  for (const key of keys) {
+    if (isAccessor(value, key)) {
+      throw new NotExact('it contains a property defined by a getter or setter');
+    }
+  }
+  return keys;
+}
+
+/** Checks that an array (not a Proxy) is dense, plain, and has no property but its elements. */
+function checkPlainArray(value: unknown[]): void {
+  if (Object.getPrototypeOf(value) !== Array.prototype) {
+    throw new NotExact('it contains an array subclass or an array with another prototype');
+  }
+  const { length } = value;
+  for (let index = 0; index < length; index++) {
+    if (!Object.hasOwn(value, index)) {
+      throw new NotExact('it contains a sparse array (an empty slot would come back as null)');
+    }
+    if (isAccessor(value, index)) {
+      throw new NotExact('it contains an array element defined by a getter or setter');
+    }
+  }
+  // Every index is present, so a longer key list means other properties.
+  if (
+    Object.keys(value).length !== length ||
+    Object.getOwnPropertyNames(value).length !== length + 1 ||
+    Object.getOwnPropertySymbols(value).length !== 0
+  ) {
+    throw new NotExact('it contains an array with properties besides its elements');
+  }
+}
+
+/**
+ * Writes a checked item as JSON with `$u8` and `$obj` tags and `-0` kept; everything else comes
+ * out exactly as JSON.stringify writes it (same key order, same escapes).
+ */
+function writeJson(value: unknown): string {
+  if (typeof value === 'number') return value === 0 && 1 / value < 0 ? '-0' : String(value);
+  if (typeof value !== 'object' || value === null) return JSON.stringify(value);
+  if (types.isUint8Array(value)) {
+    const view = Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+    return `{"${BYTES_TAG}":"${view.toString('base64')}"}`;
+  }
+  if (Array.isArray(value)) return `[${value.map(writeJson).join(',')}]`;
+  const record = value as Record<string, unknown>;
+  let json = '';
+  let written = 0;
+  let onlyKey = '';
+  for (const key of Object.keys(record)) {
+    const property = record[key];
+    if (property === undefined) continue;
+    if (written++ > 0) json += ',';
+    onlyKey = key;
+    json += `${JSON.stringify(key)}:${writeJson(property)}`;
+  }
+  // User data shaped like a tag is wrapped so that decoding leaves it as it is.
+  return written === 1 && (onlyKey === BYTES_TAG || onlyKey === ESCAPE_TAG)
+    ? `{"${ESCAPE_TAG}":{${json}}}`
+    : `{${json}}`;
+}
+
+/** Options that make `inspect` list a typed array's own non-index properties and nothing else. */
+const EXTRA_PROPERTIES_ONLY = {
+  maxArrayLength: 0,
+  depth: 0,
+  customInspect: false,
+  getters: false,
+  breakLength: Infinity,
+} as const;
+
+function checkBytes(bytes: Uint8Array): void {
+  // Reflect.ownKeys would list every index (a million strings for 1 MiB); inspect asks V8 for
+  // the non-index properties only. A clean one prints as `Name(n) [ ... n more items ]`.
+  const clean =
+    bytes.length === 0
+      ? ' []'
+      : ` [ ... ${bytes.length} more item${bytes.length === 1 ? '' : 's'} ]`;
+  if (
+    Object.getOwnPropertySymbols(bytes).length !== 0 ||
+    !inspect(bytes, EXTRA_PROPERTIES_ONLY).endsWith(clean)
+  ) {
+    throw new NotExact('it contains a Uint8Array with properties besides its bytes');
+  }
+}
+
+/** Names the kind of a non-plain object without running any of its code. */
+function describeNonPlainObject(value: object): string {
+  if (types.isDate(value)) return 'it contains a Date (it would come back as a string)';
+  if (types.isMap(value) || types.isSet(value)) return 'it contains a Map or a Set';
+  if (types.isArrayBufferView(value) || types.isAnyArrayBuffer(value)) {
+    return 'it contains binary data other than a Uint8Array';
+  }
+  if (types.isRegExp(value)) return 'it contains a RegExp';
+  if (types.isNativeError(value)) return 'it contains an Error object';
+  if (types.isBoxedPrimitive(value))
+    return 'it contains a boxed primitive (new String, new Number)';
+  return 'it contains an object that is not a plain object (a class instance?)';
 }
 
 /**
@@ -60,45 +311,6 @@ export function decodeItemPayload(bytes: Uint8Array): unknown {
   // Most items hold no binary data; skip the tag walk for them.
   if (!MAY_HOLD_TAGS.test(text)) return value;
   return restoreTags(value);
-}
-
-function tagReplacer(this: unknown, key: string, value: unknown): unknown {
-  if (typeof value !== 'object' || value === null) {
-    if (typeof value === 'bigint') throw notSerializable('it contains a BigInt');
-    return value;
-  }
-  // The object inside an escape wrapper is written as is; its children still pass through here.
-  if (this instanceof EscapedObject) return value;
-  // `value` went through toJSON already (a Buffer arrives as {type, data}); the holder has the original.
-  const original = (this as Record<string, unknown>)[key];
-  const bytes =
-    original instanceof Uint8Array ? original : value instanceof Uint8Array ? value : undefined;
-  if (bytes !== undefined) {
-    const view = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    return { [BYTES_TAG]: view.toString('base64') };
-  }
-  if (Array.isArray(value)) return value;
-  if (ArrayBuffer.isView(value) || value instanceof ArrayBuffer) {
-    throw notSerializable('it contains binary data other than a Uint8Array');
-  }
-  if (value instanceof Map || value instanceof Set) {
-    throw notSerializable('it contains a Map or a Set');
-  }
-  return looksLikeTag(value) ? new EscapedObject(value) : value;
-}
-
-/** True when the object would serialize with exactly one key, and that key is a tag name. */
-function looksLikeTag(value: object): boolean {
-  if (!Object.hasOwn(value, BYTES_TAG) && !Object.hasOwn(value, ESCAPE_TAG)) return false;
-  let serializedKeys = 0;
-  for (const key of Object.keys(value)) {
-    const property: unknown = (value as Record<string, unknown>)[key];
-    // JSON drops these, so {$u8: 'x', extra: undefined} serializes exactly like a tag.
-    const dropped =
-      property === undefined || typeof property === 'function' || typeof property === 'symbol';
-    if (!dropped) serializedKeys++;
-  }
-  return serializedKeys === 1;
 }
 
 /** Replaces tags in place, top-down; iterative so deep items cannot overflow the stack. */
@@ -162,18 +374,6 @@ function setOwn(container: Record<string | number, unknown>, key: string | numbe
   } else {
     container[key] = value;
   }
-}
-
-function describeStringifyFailure(error: unknown): string {
-  if (error instanceof RangeError) return 'it is nested too deeply';
-  if (error instanceof TypeError && /circular/i.test(error.message)) {
-    return 'it contains a circular reference';
-  }
-  return 'a toJSON method or getter threw while serializing it';
-}
-
-function notSerializable(reason: string): InvalidArgumentError {
-  return new InvalidArgumentError(`The session item cannot be stored as JSON: ${reason}.`);
 }
 
 function malformedTag(): IntegrityError {

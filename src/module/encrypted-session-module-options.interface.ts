@@ -81,6 +81,12 @@ export interface EncryptedSessionModuleOptions {
   defaultTenantId?: string;
   /** Item time-to-live in seconds for sessions opened without one; null keeps items. @default null */
   itemTtlSeconds?: number | null;
+  /**
+   * Largest encoded (JSON) size of one item in bytes, checked before anything is written:
+   * `addItems` and `applyHistoryTransaction` refuse a larger item with `InvalidArgumentError`.
+   * Keep it below the storage backend's own ceiling (README). @default 4194304 (4 MiB)
+   */
+  maxItemBytes?: number;
   /** Data key cache tuning. */
   keyCache?: KeyRingOptions;
 }

@@ -8,6 +8,7 @@ import {
   type KeyRingOptions,
 } from '../keys/index.js';
 import {
+  DEFAULT_MAX_ITEM_BYTES,
   EncryptedSessionService,
   SESSION_DEFAULTS,
   type SessionDefaults,
@@ -73,6 +74,7 @@ import { validateModuleOptions } from './validate-module-options.js';
       useFactory: (options: EncryptedSessionModuleOptions): SessionDefaults => ({
         tenantId: options.defaultTenantId ?? 'default',
         itemTtlSeconds: options.itemTtlSeconds ?? null,
+        maxItemBytes: options.maxItemBytes ?? DEFAULT_MAX_ITEM_BYTES,
       }),
       inject: [ENCRYPTED_SESSION_MODULE_OPTIONS],
     },

@@ -43,6 +43,16 @@ export function validateModuleOptions(options: EncryptedSessionModuleOptions): K
   ) {
     throw new ConfigurationError('options.defaultTenantId must be a non-empty string');
   }
+  if (
+    options.maxItemBytes !== undefined &&
+    (typeof options.maxItemBytes !== 'number' ||
+      !Number.isSafeInteger(options.maxItemBytes) ||
+      options.maxItemBytes <= 0)
+  ) {
+    throw new ConfigurationError(
+      'options.maxItemBytes must be a positive whole number of bytes (the largest encoded item), e.g. 4194304 for 4 MiB (the default)',
+    );
+  }
   if (runMigrations !== undefined && typeof runMigrations !== 'boolean') {
     throw new ConfigurationError('options.runMigrations must be true or false');
   }

@@ -101,6 +101,7 @@ export class EncryptedSessionService {
       itemTtlSeconds: requestedTtl === undefined ? record.itemTtlSeconds : requestedTtl,
       storage: this.storage,
       keyRing: this.keyRing,
+      maxItemBytes: this.defaults.maxItemBytes,
     });
   }
 }

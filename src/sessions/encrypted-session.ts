@@ -4,7 +4,7 @@ import type {
   SessionHistoryTransactionAwareSession,
 } from '@openai/agents-core';
 import { Logger } from '@nestjs/common';
-import { decodeItemPayload, encodeItemPayload, type ItemBinding } from '../crypto/index.js';
+import { decodeItemPayload, type ItemBinding } from '../crypto/index.js';
 import {
   EncryptedSessionError,
   HistoryConflictError,
@@ -19,6 +19,7 @@ import {
   canonicalPayload,
   digestHistoryTransaction,
   digestsEqual,
+  encodeSessionItems,
   snapshotHistoryTransaction,
   type HistoryTransactionSnapshot,
 } from './history-transaction.js';
@@ -35,6 +36,8 @@ export interface EncryptedSessionContext {
   readonly keyRing: KeyRing;
   /** @default the AES-256-GCM envelope. Only the benchmark passes another. */
   readonly cipher?: ItemCipher;
+  /** Largest encoded size of one item in bytes; larger ones are refused. @default 4 MiB */
+  readonly maxItemBytes?: number;
   /** Epoch ms now. @default Date.now */
   readonly clock?: () => number;
 }
@@ -147,14 +150,11 @@ export class EncryptedSession implements SessionHistoryTransactionAwareSession {
 
   /**
    * Appends items in one transaction with one batched insert. Nothing is stored if any item
-   * cannot be encoded.
+   * could not be returned exactly as given or is over `maxItemBytes` (`InvalidArgumentError`).
    */
   async addItems(items: AgentInputItem[]): Promise<void> {
-    if (!Array.isArray(items)) {
-      throw new InvalidArgumentError('addItems takes an array of items');
-    }
-    if (items.length === 0) return;
-    const payloads = items.map((item) => encodeItemPayload(item));
+    const payloads = encodeSessionItems(items, 'addItems', this.context.maxItemBytes);
+    if (payloads.length === 0) return;
     await this.withWriteKey((dataKey) =>
       this.context.storage.transaction(async (scope) => {
         await this.appendSealed(scope, dataKey, payloads);
@@ -213,7 +213,10 @@ export class EncryptedSession implements SessionHistoryTransactionAwareSession {
    * `HistoryConflictError` and changes nothing.
    */
   async applyHistoryTransaction(args: SessionHistoryTransactionArgs): Promise<void> {
-    const { operationId, transaction } = snapshotHistoryTransaction(args);
+    const { operationId, transaction } = snapshotHistoryTransaction(
+      args,
+      this.context.maxItemBytes,
+    );
     for (let attempt = 0; attempt < MAX_WRITE_ATTEMPTS; attempt++) {
       const existing = await this.context.storage.read((scope) =>
         scope.historyOperations.find(this.ref, operationId),

@@ -1,7 +1,14 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { AgentInputItem, SessionHistoryTransactionArgs } from '@openai/agents-core';
-import { decodeItemPayload, deriveSubkey, encodeItemPayload } from '../crypto/index.js';
+import {
+  decodeItemPayload,
+  deriveSubkey,
+  encodeItemPayload,
+  readItemArray,
+  readPlainObject,
+} from '../crypto/index.js';
 import { InvalidArgumentError } from '../errors/index.js';
+import { DEFAULT_MAX_ITEM_BYTES } from './session-defaults.js';
 
 /** A validated history transaction with its items encoded once. */
 export type HistoryTransactionSnapshot =
@@ -11,40 +18,81 @@ export type HistoryTransactionSnapshot =
 /** Longest operation id the operations table stores. */
 export const MAX_OPERATION_ID_LENGTH = 191;
 
-function hasExactKeys(record: object, keys: string[]): boolean {
-  const own = Object.keys(record);
-  return own.length === keys.length && keys.every((key) => Object.hasOwn(record, key));
+function hasExactKeys(fields: Map<string, unknown>, keys: string[]): boolean {
+  return fields.size === keys.length && keys.every((key) => fields.has(key));
 }
 
-function encodeItems(value: unknown, field: string): Buffer[] {
-  if (!Array.isArray(value)) {
-    throw new InvalidArgumentError(
-      `History transaction field '${field}' must be an array of items`,
-    );
-  }
-  return value.map((item) => {
-    if (item === null || typeof item !== 'object' || Array.isArray(item)) {
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
+/** `5.2 MiB (5452595 bytes)`: readable, and exact where rounding would hide the difference. */
+export function describeByteSize(bytes: number): string {
+  const unit =
+    bytes >= MiB ? ([MiB, 'MiB'] as const) : bytes >= KiB ? ([KiB, 'KiB'] as const) : undefined;
+  if (unit === undefined) return `${bytes} bytes`;
+  const rounded = `${Number((bytes / unit[0]).toFixed(1))} ${unit[1]}`;
+  return bytes % unit[0] === 0 ? rounded : `${rounded} (${bytes} bytes)`;
+}
+
+/**
+ * Checks and encodes the items a caller hands to `addItems` or a history transaction: the
+ * array itself must be plain and dense, each item must come back exactly as given (see
+ * `encodeItemPayload`) and encode to at most `maxItemBytes`. Nothing is written before this
+ * returns, so a refused item leaves the session and its operation ids untouched.
+ *
+ * @param what how messages name the array, e.g. `addItems` or `History transaction field 'items'`.
+ * @param objectsOnly refuse items that are not objects (history transactions compare objects).
+ */
+export function encodeSessionItems(
+  value: unknown,
+  what: string,
+  maxItemBytes: number = DEFAULT_MAX_ITEM_BYTES,
+  objectsOnly = false,
+): Buffer[] {
+  const items = readItemArray(value, what);
+  return items.map((item, index) => {
+    const label = `${what} item ${index}`;
+    if (objectsOnly && (item === null || typeof item !== 'object' || Array.isArray(item))) {
+      throw new InvalidArgumentError(`${label} is not an item object`);
+    }
+    const payload = encodeItemPayload(item, label);
+    if (payload.length > maxItemBytes) {
       throw new InvalidArgumentError(
-        `History transaction field '${field}' holds a value that is not an item object`,
+        `${label} is ${describeByteSize(payload.length)} encoded; the limit is ${describeByteSize(maxItemBytes)} (maxItemBytes). Nothing was stored: split the content over several items, or raise the module option maxItemBytes within what the storage backend accepts.`,
       );
     }
-    return encodeItemPayload(item);
+    return payload;
   });
 }
 
 /**
  * Validates `applyHistoryTransaction` arguments the way agents-core's MemorySession does, before
  * anything changes: non-empty operation id, a known transaction type with exactly its fields,
- * items that can be stored and compared.
+ * items that can be stored exactly and compared. The arguments are read once; the transaction
+ * is read without running any getter or proxy trap, and a throwing getter on the arguments is
+ * reported without its text.
  */
-export function snapshotHistoryTransaction(args: SessionHistoryTransactionArgs): {
+export function snapshotHistoryTransaction(
+  args: SessionHistoryTransactionArgs,
+  maxItemBytes: number = DEFAULT_MAX_ITEM_BYTES,
+): {
   operationId: string;
   transaction: HistoryTransactionSnapshot;
 } {
   if (!args || typeof args !== 'object') {
     throw new InvalidArgumentError('applyHistoryTransaction needs { operationId, transaction }');
   }
-  const { operationId, transaction } = args;
+  let operationId: unknown;
+  let transaction: unknown;
+  try {
+    operationId = Reflect.get(args, 'operationId');
+    transaction = Reflect.get(args, 'transaction');
+  } catch {
+    // The caller's error may quote content: it is not repeated.
+    throw new InvalidArgumentError(
+      'Reading applyHistoryTransaction arguments threw; pass a plain { operationId, transaction } object',
+    );
+  }
   if (typeof operationId !== 'string' || operationId.trim() === '') {
     throw new InvalidArgumentError('History transaction operationId must be a non-empty string');
   }
@@ -56,19 +104,20 @@ export function snapshotHistoryTransaction(args: SessionHistoryTransactionArgs):
   if (!transaction || typeof transaction !== 'object') {
     throw new InvalidArgumentError('History transaction must be an object');
   }
-  if (transaction.type === 'append_items') {
-    if (!hasExactKeys(transaction, ['type', 'items'])) {
+  const fields = readPlainObject(transaction, 'History transaction');
+  const field = (name: string) =>
+    encodeSessionItems(fields.get(name), `History transaction field '${name}'`, maxItemBytes, true);
+  const type = fields.get('type');
+  if (type === 'append_items') {
+    if (!hasExactKeys(fields, ['type', 'items'])) {
       throw new InvalidArgumentError(
         "An 'append_items' transaction has exactly the fields type and items",
       );
     }
-    return {
-      operationId,
-      transaction: { type: 'append_items', items: encodeItems(transaction.items, 'items') },
-    };
+    return { operationId, transaction: { type: 'append_items', items: field('items') } };
   }
-  if (transaction.type === 'replace_suffix') {
-    if (!hasExactKeys(transaction, ['type', 'expectedSuffix', 'replacement'])) {
+  if (type === 'replace_suffix') {
+    if (!hasExactKeys(fields, ['type', 'expectedSuffix', 'replacement'])) {
       throw new InvalidArgumentError(
         "A 'replace_suffix' transaction has exactly the fields type, expectedSuffix and replacement",
       );
@@ -77,8 +126,8 @@ export function snapshotHistoryTransaction(args: SessionHistoryTransactionArgs):
       operationId,
       transaction: {
         type: 'replace_suffix',
-        expectedSuffix: encodeItems(transaction.expectedSuffix, 'expectedSuffix'),
-        replacement: encodeItems(transaction.replacement, 'replacement'),
+        expectedSuffix: field('expectedSuffix'),
+        replacement: field('replacement'),
       },
     };
   }

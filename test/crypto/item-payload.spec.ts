@@ -2,9 +2,11 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { thrownBy } from '../support/thrown-by.js';
 import { IntegrityError, InvalidArgumentError } from '../../src/errors/index.js';
-import { decodeItemPayload, encodeItemPayload } from '../../src/crypto/index.js';
+import { MAX_ITEM_DEPTH, decodeItemPayload, encodeItemPayload } from '../../src/crypto/index.js';
 
 const roundTrip = (item: unknown) => decodeItemPayload(encodeItemPayload(item));
+/** JSON.stringify writes -0 as 0, so a JSON round trip leaves none. */
+const withoutNegativeZero = (value: unknown): unknown => JSON.parse(JSON.stringify(value));
 
 describe('encodeItemPayload / decodeItemPayload round trip', () => {
   it('keeps a plain history item', () => {
@@ -94,20 +96,43 @@ describe('encodeItemPayload / decodeItemPayload round trip', () => {
     expect(encodeItemPayload('ü').toString('hex')).toBe('22c3bc22');
   });
 
-  it('turns -0 into 0 and drops undefined properties, as JSON does', () => {
-    expect(roundTrip({ zero: -0, gone: undefined })).toStrictEqual({ zero: 0 });
+  it('keeps -0, at the top level and nested, where JSON.stringify writes 0', () => {
+    expect(Object.is(roundTrip(-0), -0)).toBe(true);
+    const decoded = roundTrip({ zero: -0, list: [-0, 0] }) as { zero: number; list: number[] };
+    expect(Object.is(decoded.zero, -0)).toBe(true);
+    expect(Object.is(decoded.list[0], -0)).toBe(true);
+    expect(Object.is(decoded.list[1], 0)).toBe(true);
+  });
+
+  it('leaves out object properties that are undefined, as JSON does', () => {
+    expect(roundTrip({ kept: 1, gone: undefined })).toStrictEqual({ kept: 1 });
   });
 
   it('keeps items that are deeply nested', () => {
     let item: unknown = { leaf: new Uint8Array([1]) };
-    for (let depth = 0; depth < 500; depth++) item = { $obj: [item] };
+    for (let depth = 0; depth < 450; depth++) item = { $obj: [item] };
     expect(roundTrip(item)).toEqual(item);
   });
 
-  it('round-trips any JSON value exactly as JSON would (-0 becomes 0)', () => {
+  it(`keeps an item nested exactly ${MAX_ITEM_DEPTH} levels deep`, () => {
+    let item: unknown = [];
+    for (let depth = 1; depth < MAX_ITEM_DEPTH; depth++) item = [item];
+    expect(roundTrip(item)).toEqual(item);
+  });
+
+  it('writes an item with neither tags nor -0 byte for byte as JSON.stringify does', () => {
+    fc.assert(
+      fc.property(fc.jsonValue().map(withoutNegativeZero), (value) => {
+        expect(encodeItemPayload(value).toString('utf8')).toBe(JSON.stringify(value));
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('round-trips any JSON value exactly, -0 included', () => {
     fc.assert(
       fc.property(fc.jsonValue(), (value) => {
-        expect(roundTrip(value)).toEqual(JSON.parse(JSON.stringify(value)));
+        expect(roundTrip(value)).toStrictEqual(value);
       }),
       { numRuns: 300 },
     );
@@ -150,6 +175,9 @@ describe('encodeItemPayload rejects what JSON cannot keep', () => {
     ['a Uint16Array', { samples: new Uint16Array([1]) }, /binary data other than a Uint8Array/],
     ['an ArrayBuffer', { raw: new ArrayBuffer(4) }, /binary data other than a Uint8Array/],
     ['a Map', { lookup: new Map([['a', 1]]) }, /Map or a Set/],
+    ['NaN', { score: Number.NaN }, /NaN or an infinite number/],
+    ['undefined in an array', { list: [1, undefined] }, /undefined/],
+    ['a Date', { at: new Date(0) }, /Date/],
   ])('%s, with InvalidArgumentError naming the problem', (_name, item, reason) => {
     const error = thrownBy(() => encodeItemPayload(item));
     expect(error).toBeInstanceOf(InvalidArgumentError);
@@ -161,7 +189,19 @@ describe('encodeItemPayload rejects what JSON cannot keep', () => {
     for (let depth = 0; depth < 100_000; depth++) item = [item];
     const error = thrownBy(() => encodeItemPayload(item));
     expect(error).toBeInstanceOf(InvalidArgumentError);
-    expect((error as Error).message).toMatch(/nested too deeply/);
+    expect((error as Error).message).toMatch(/nested more than 1000 levels deep/);
+  });
+
+  it(`an item nested ${MAX_ITEM_DEPTH + 1} levels deep, one past the limit`, () => {
+    let item: unknown = [];
+    for (let depth = 1; depth <= MAX_ITEM_DEPTH; depth++) item = [item];
+    expect(thrownBy(() => encodeItemPayload(item))).toBeInstanceOf(InvalidArgumentError);
+  });
+
+  it('names the item with the label it is given', () => {
+    const message = (thrownBy(() => encodeItemPayload({ n: 1n }, 'addItems item 3')) as Error)
+      .message;
+    expect(message).toMatch(/^addItems item 3 cannot be stored exactly: it contains a BigInt/);
   });
 
   it('does not echo the content in the message', () => {

@@ -1,0 +1,525 @@
+import { randomUUID } from 'node:crypto';
+import { MemorySession, type AgentInputItem } from '@openai/agents-core';
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { InvalidArgumentError } from '../../src/errors/index.js';
+import {
+  DEFAULT_MAX_ITEM_BYTES,
+  DEFAULT_SESSION_DEFAULTS,
+  EncryptedSessionService,
+  type EncryptedSession,
+} from '../../src/sessions/index.js';
+import {
+  memoryHarness,
+  sqliteHarness,
+  userMessage,
+  type HarnessFactory,
+  type SessionHarness,
+} from '../support/session-harness.js';
+
+/** Text that must never reach an error message: a getter's error or a symbol may hold content. */
+const CANARY = `CANARY-${randomUUID()}`;
+
+/** A valid message whose providerData holds `value`. */
+const messageWith = (value: unknown) =>
+  ({ role: 'user', content: 'x', providerData: { value } }) as unknown as AgentInputItem;
+
+const withProperty = (descriptor: PropertyDescriptor) => {
+  const providerData = {};
+  Object.defineProperty(providerData, 'field', descriptor);
+  return { role: 'user', content: 'x', providerData } as unknown as AgentInputItem;
+};
+
+const deep = (levels: number) => {
+  let value: unknown = 'leaf';
+  for (let level = 0; level < levels; level++) value = [value];
+  return messageWith(value);
+};
+
+/** Items `getItems` could not return exactly as given; each builder makes a fresh one. */
+const refusedItems: Array<[string, () => unknown]> = [
+  ['a Date', () => messageWith(new Date(0))],
+  ['a Date as the item', () => new Date(0)],
+  ['a Map', () => messageWith(new Map([['k', 1]]))],
+  ['a Set', () => messageWith(new Set([1]))],
+  [
+    'a class instance',
+    () =>
+      messageWith(
+        new (class Note {
+          text = 'x';
+        })(),
+      ),
+  ],
+  [
+    'an object with another prototype (__proto__ in a literal)',
+    () => messageWith({ __proto__: { inherited: 1 } }),
+  ],
+  ['a RegExp', () => messageWith(/x/)],
+  ['an Error', () => messageWith(new Error(CANARY))],
+  ['a boxed String', () => messageWith(Object(CANARY))],
+  ['a non-enumerable property', () => withProperty({ value: CANARY, enumerable: false })],
+  ['a Symbol-keyed property', () => messageWith({ [Symbol(CANARY)]: 1 })],
+  ['a Symbol value', () => messageWith(Symbol(CANARY))],
+  ['a BigInt', () => messageWith(10n)],
+  ['undefined as the item', () => undefined],
+  ['undefined in an array', () => messageWith([1, undefined])],
+  ['NaN', () => messageWith(Number.NaN)],
+  ['Infinity', () => messageWith(Number.POSITIVE_INFINITY)],
+  ['-Infinity', () => messageWith(Number.NEGATIVE_INFINITY)],
+  ['a function', () => messageWith(() => CANARY)],
+  [
+    'a cyclic object',
+    () => {
+      const cycle: Record<string, unknown> = { text: CANARY };
+      cycle.self = cycle;
+      return messageWith(cycle);
+    },
+  ],
+  [
+    'a getter that throws with content in its message',
+    () =>
+      withProperty({
+        enumerable: true,
+        get: () => {
+          throw new Error(CANARY);
+        },
+      }),
+  ],
+  ['an accessor property', () => withProperty({ enumerable: true, get: () => CANARY })],
+  ['a setter-only property', () => withProperty({ enumerable: true, set: () => {} })],
+  ['a Proxy item', () => new Proxy(userMessage(CANARY), {})],
+  ['a Proxy inside an item', () => messageWith(new Proxy({ text: CANARY }, {}))],
+  ['a Proxy array inside an item', () => messageWith(new Proxy([CANARY], {}))],
+  [
+    'a revoked Proxy inside an item',
+    () => {
+      const { proxy, revoke } = Proxy.revocable({}, {});
+      revoke();
+      return messageWith(proxy);
+    },
+  ],
+  // eslint-disable-next-line no-sparse-arrays
+  ['a sparse array', () => messageWith([1, , 3])],
+  ['an array with an extra property', () => messageWith(Object.assign([1], { note: CANARY }))],
+  [
+    'an array with a getter element',
+    () => {
+      const list: unknown[] = [];
+      Object.defineProperty(list, 0, { enumerable: true, configurable: true, get: () => CANARY });
+      return messageWith(list);
+    },
+  ],
+  ['an array subclass', () => messageWith(new (class List extends Array {})())],
+  ['a Uint16Array', () => messageWith(new Uint16Array([1]))],
+  ['a Float64Array', () => messageWith(new Float64Array([1.5]))],
+  ['a Uint8ClampedArray', () => messageWith(new Uint8ClampedArray([1]))],
+  ['an ArrayBuffer', () => messageWith(new ArrayBuffer(2))],
+  ['a DataView', () => messageWith(new DataView(new ArrayBuffer(2)))],
+  [
+    'a Uint8Array with an extra property',
+    () => messageWith(Object.assign(new Uint8Array(2), { mime: CANARY })),
+  ],
+  [
+    'a Uint8Array with a symbol property',
+    () => messageWith(Object.assign(new Uint8Array(2), { [Symbol(CANARY)]: 1 })),
+  ],
+  ['nesting deeper than 1000 levels', () => deep(1000)],
+];
+
+/** Items arrays (the argument itself) that are not plain, dense arrays. */
+const refusedArrays: Array<[string, () => unknown]> = [
+  ['a Proxy array', () => new Proxy([userMessage('proxied')], {})],
+  [
+    'a sparse array',
+    () => {
+      const list: unknown[] = [];
+      list.length = 1;
+      return list;
+    },
+  ],
+  [
+    'an array with a throwing getter element',
+    () => {
+      const list: unknown[] = [];
+      Object.defineProperty(list, 0, {
+        enumerable: true,
+        get: () => {
+          throw new Error(CANARY);
+        },
+      });
+      return list;
+    },
+  ],
+  ['an array with an extra property', () => Object.assign([userMessage('x')], { note: CANARY })],
+  ['not an array', () => ({ 0: userMessage('x'), length: 1 })],
+];
+
+/** Items that look unusual but come back exactly as given. */
+const exactItems: Array<[string, () => unknown, (item: unknown) => void]> = [
+  [
+    '-0',
+    () => messageWith(-0),
+    (item) =>
+      expect(Object.is((item as { providerData: { value: number } }).providerData.value, -0)).toBe(
+        true,
+      ),
+  ],
+  [
+    'lone surrogates in text and keys',
+    () => ({ role: 'user', content: 'a\ud800b\udfffc', providerData: { 'k\udc00': '\ud83d' } }),
+    () => {},
+  ],
+  [
+    'an own "__proto__" key (data, not a prototype)',
+    () =>
+      JSON.parse('{"role":"user","content":"x","providerData":{"__proto__":{"polluted":true}}}'),
+    (item) => {
+      const providerData = (item as { providerData: object }).providerData;
+      expect(Object.getPrototypeOf(providerData)).toBe(Object.prototype);
+      expect(Object.hasOwn(providerData, '__proto__')).toBe(true);
+      expect(({} as { polluted?: boolean }).polluted).toBeUndefined();
+    },
+  ],
+];
+
+const firstItem = userMessage('first');
+
+/** The refused call changed nothing: the same operation id then applies a valid append. */
+async function expectUnrecorded(session: EncryptedSession, operationId: string) {
+  expect(await session.getItems()).toEqual([firstItem]);
+  await session.applyHistoryTransaction({
+    operationId,
+    transaction: { type: 'append_items', items: [userMessage('retry')] },
+  });
+  expect(await session.getItems()).toEqual([firstItem, userMessage('retry')]);
+}
+
+/** A message whose encoded payload is exactly `bytes` long. */
+function itemOfSize(bytes: number) {
+  const overhead = JSON.stringify(userMessage('')).length;
+  return userMessage('a'.repeat(bytes - overhead));
+}
+
+function expectRefusal(error: unknown): void {
+  expect(error).toBeInstanceOf(InvalidArgumentError);
+  expect((error as Error).message).not.toContain(CANARY);
+}
+
+async function refusal(action: () => Promise<unknown>): Promise<unknown> {
+  try {
+    await action();
+  } catch (error) {
+    return error;
+  }
+  throw new Error('expected the call to be refused, but it succeeded');
+}
+
+function describeRoundTrip(backend: string, factory: HarnessFactory) {
+  describe(`items that do not round-trip (${backend})`, () => {
+    let harness: SessionHarness;
+    beforeAll(async () => {
+      harness = await factory();
+    });
+    afterAll(async () => {
+      await harness.close();
+    });
+
+    /** A session holding `firstItem`. */
+    async function seeded(): Promise<EncryptedSession> {
+      const session = await harness.service.open(`round-trip-${randomUUID()}`);
+      await session.addItems([firstItem]);
+      return session;
+    }
+
+    describe('addItems refuses, storing nothing', () => {
+      it.each(refusedItems)('%s', async (_name, build) => {
+        const session = await seeded();
+        expectRefusal(
+          await refusal(() => session.addItems([userMessage('ok'), build() as AgentInputItem])),
+        );
+        expect(await session.getItems()).toEqual([firstItem]);
+      });
+
+      it.each(refusedArrays)('an items argument that is %s', async (_name, build) => {
+        const session = await seeded();
+        expectRefusal(await refusal(() => session.addItems(build() as AgentInputItem[])));
+        expect(await session.getItems()).toEqual([firstItem]);
+      });
+    });
+
+    const shapes = [
+      {
+        shape: 'append_items items',
+        transaction: (bad: unknown[]) => ({ type: 'append_items', items: bad }),
+      },
+      {
+        shape: 'replace_suffix expectedSuffix',
+        transaction: (bad: unknown[]) => ({
+          type: 'replace_suffix',
+          expectedSuffix: bad,
+          replacement: [userMessage('replacement')],
+        }),
+      },
+      {
+        shape: 'replace_suffix replacement',
+        transaction: (bad: unknown[]) => ({
+          type: 'replace_suffix',
+          expectedSuffix: [firstItem],
+          replacement: bad,
+        }),
+      },
+    ];
+
+    describe.each(shapes)(
+      'applyHistoryTransaction ($shape) refuses, recording nothing',
+      ({ transaction }) => {
+        it.each(refusedItems)('%s', async (_name, build) => {
+          const session = await seeded();
+          const operationId = `op-${randomUUID()}`;
+          const args = { operationId, transaction: transaction([build()]) };
+          expectRefusal(await refusal(() => session.applyHistoryTransaction(args as never)));
+          await expectUnrecorded(session, operationId);
+        });
+
+        it.each(refusedArrays)('a field that is %s', async (_name, build) => {
+          const session = await seeded();
+          const operationId = `op-${randomUUID()}`;
+          const args = { operationId, transaction: transaction(build() as unknown[]) };
+          expectRefusal(await refusal(() => session.applyHistoryTransaction(args as never)));
+          await expectUnrecorded(session, operationId);
+        });
+      },
+    );
+
+    describe('applyHistoryTransaction arguments', () => {
+      it('reports a throwing operationId getter without its text', async () => {
+        const session = await seeded();
+        const args = {};
+        Object.defineProperty(args, 'operationId', {
+          get: () => {
+            throw new Error(CANARY);
+          },
+        });
+        expectRefusal(await refusal(() => session.applyHistoryTransaction(args as never)));
+        expect(await session.getItems()).toEqual([firstItem]);
+      });
+
+      it.each<[string, (items: unknown[]) => unknown]>([
+        ['a Proxy transaction', (items) => new Proxy({ type: 'append_items', items }, {})],
+        [
+          'a transaction whose items field is a getter',
+          (items) =>
+            Object.defineProperty({ type: 'append_items' }, 'items', {
+              enumerable: true,
+              get: () => items,
+            }),
+        ],
+        [
+          'a transaction with a non-enumerable field',
+          (items) =>
+            Object.defineProperty({ type: 'append_items', items }, 'extra', { value: CANARY }),
+        ],
+      ])('refuses %s and records nothing', async (_name, build) => {
+        const session = await seeded();
+        const operationId = `op-${randomUUID()}`;
+        const args = { operationId, transaction: build([userMessage('x')]) };
+        expectRefusal(await refusal(() => session.applyHistoryTransaction(args as never)));
+        await expectUnrecorded(session, operationId);
+      });
+
+      it('reads each argument once', async () => {
+        const session = await seeded();
+        let reads = 0;
+        const args = { transaction: { type: 'append_items', items: [userMessage('once')] } };
+        Object.defineProperty(args, 'operationId', {
+          enumerable: true,
+          get: () => (reads++ === 0 ? 'op-read-once' : 'changed'),
+        });
+        await session.applyHistoryTransaction(args as never);
+        expect(reads).toBe(1);
+        expect(await session.getItems()).toEqual([firstItem, userMessage('once')]);
+      });
+    });
+
+    describe('items that come back exactly are kept', () => {
+      it.each(exactItems)('%s', async (_name, build, check) => {
+        const session = await seeded();
+        await session.addItems([build() as AgentInputItem]);
+        const [, item] = await session.getItems();
+        expect(item).toStrictEqual(build());
+        check(item);
+      });
+
+      it('a null-prototype object, returned as a plain object as MemorySession does', async () => {
+        const session = await seeded();
+        const providerData = Object.assign(Object.create(null) as object, { source: 'p' });
+        await session.addItems([{ ...userMessage('x'), providerData }]);
+        const [, item] = await session.getItems();
+        expect(item).toEqual({ ...userMessage('x'), providerData: { source: 'p' } });
+      });
+
+      it('an object property that is undefined, left out as JSON does', async () => {
+        const session = await seeded();
+        // The agents SDK builds such items itself (hosted MCP tool calls carry output: undefined).
+        await session.addItems([{ ...userMessage('x'), providerData: { output: undefined } }]);
+        const [, item] = await session.getItems();
+        expect(item).toStrictEqual({ ...userMessage('x'), providerData: {} });
+      });
+    });
+
+    describe('maxItemBytes', () => {
+      const limit = 1024;
+      let service: EncryptedSessionService;
+      beforeAll(() => {
+        service = new EncryptedSessionService(harness.storage, harness.keyRing, {
+          ...DEFAULT_SESSION_DEFAULTS,
+          maxItemBytes: limit,
+        });
+      });
+      async function seededWithLimit(): Promise<EncryptedSession> {
+        const session = await service.open(`limit-${randomUUID()}`);
+        await session.addItems([firstItem]);
+        return session;
+      }
+
+      it('accepts an item of exactly the limit', async () => {
+        const session = await seededWithLimit();
+        await session.addItems([itemOfSize(limit)]);
+        expect(await session.getItems()).toEqual([firstItem, itemOfSize(limit)]);
+      });
+
+      it('addItems refuses an item one byte over, naming the item, the limit and the option', async () => {
+        const session = await seededWithLimit();
+        const error = await refusal(() =>
+          session.addItems([userMessage('ok'), itemOfSize(limit + 1)]),
+        );
+        expect(error).toBeInstanceOf(InvalidArgumentError);
+        expect((error as Error).message).toMatch(
+          /^addItems item 1 is 1 KiB \(1025 bytes\) encoded; the limit is 1 KiB \(maxItemBytes\)/,
+        );
+        expect(await session.getItems()).toEqual([firstItem]);
+      });
+
+      it.each(shapes)(
+        'applyHistoryTransaction ($shape) refuses an item over the limit and records nothing',
+        async ({ transaction }) => {
+          const session = await seededWithLimit();
+          const operationId = `op-${randomUUID()}`;
+          const args = { operationId, transaction: transaction([itemOfSize(limit + 1)]) };
+          const error = await refusal(() => session.applyHistoryTransaction(args as never));
+          expect(error).toBeInstanceOf(InvalidArgumentError);
+          expect((error as Error).message).toMatch(/the limit is 1 KiB \(maxItemBytes\)/);
+          await expectUnrecorded(session, operationId);
+        },
+      );
+
+      it(`defaults to 4 MiB (${DEFAULT_MAX_ITEM_BYTES} bytes)`, async () => {
+        const session = await seeded();
+        await session.addItems([itemOfSize(DEFAULT_MAX_ITEM_BYTES)]);
+        const error = await refusal(() =>
+          session.addItems([itemOfSize(Math.round(5.2 * 1024 * 1024))]),
+        );
+        expect((error as Error).message).toMatch(
+          /^addItems item 0 is 5\.2 MiB \(\d+ bytes\) encoded; the limit is 4 MiB \(maxItemBytes\)/,
+        );
+        expect(await session.getItems(1)).toEqual([itemOfSize(DEFAULT_MAX_ITEM_BYTES)]);
+      });
+    });
+  });
+}
+
+describeRoundTrip('memory', memoryHarness);
+describeRoundTrip('sqlite', sqliteHarness);
+
+/** JSON-like items of the kinds agents items hold, with the edges the encoder must keep. */
+const jsonLike = fc.letrec((tie) => ({
+  value: fc.oneof(
+    { depthSize: 'small', withCrossShrink: true },
+    fc.string({ unit: 'binary' }),
+    fc.double({ noNaN: true, noDefaultInfinity: true }),
+    fc.integer(),
+    fc.boolean(),
+    fc.constant(null),
+    fc.uint8Array({ maxLength: 8 }),
+    fc.array(tie('value'), { maxLength: 3 }),
+    fc.dictionary(
+      fc.oneof(fc.string({ unit: 'binary' }), fc.constantFrom('$u8', '$obj', '__proto__', 'type')),
+      tie('value'),
+      // A null-prototype object comes back as a plain one (tested above), in both sessions.
+      { maxKeys: 3, noNullPrototype: true },
+    ),
+  ),
+})).value;
+
+/** Everything above plus values that must be refused. */
+const anything = fc.letrec((tie) => ({
+  value: fc.oneof(
+    { depthSize: 'small', withCrossShrink: true },
+    jsonLike,
+    fc.constantFrom(undefined, Number.NaN, Number.POSITIVE_INFINITY, 10n, Symbol('s'), () => 1),
+    fc.date({ noInvalidDate: true }),
+    fc.array(tie('value'), { maxLength: 3 }).map((list) => new Set(list)),
+    fc.array(tie('value'), { maxLength: 3 }).map((list) => {
+      // eslint-disable-next-line no-sparse-arrays
+      const sparse = [...list, , 1];
+      return sparse;
+    }),
+    fc.uint8Array({ maxLength: 4 }).map((bytes) => new Uint16Array(bytes)),
+    fc.array(tie('value'), { maxLength: 3 }),
+    fc.dictionary(fc.string(), tie('value'), { maxKeys: 3 }),
+  ),
+})).value;
+
+describe('agreement with agents-core MemorySession', () => {
+  let harness: SessionHarness;
+  beforeAll(async () => {
+    harness = await memoryHarness();
+  });
+  afterAll(async () => {
+    await harness.close();
+  });
+
+  /** What each session returns for `item`, or undefined when EncryptedSession refused it. */
+  async function both(item: unknown) {
+    const encrypted = await harness.service.open(`agree-${randomUUID()}`);
+    try {
+      await encrypted.addItems([item as AgentInputItem]);
+    } catch (error) {
+      // Refusing is allowed; refusing with any other error is not.
+      if (!(error instanceof InvalidArgumentError)) throw error;
+      return undefined;
+    }
+    const memory = new MemorySession();
+    await memory.addItems([item as AgentInputItem]);
+    return { encrypted: await encrypted.getItems(), memory: await memory.getItems() };
+  }
+
+  it('both accept every JSON-like item and return equal items', async () => {
+    await fc.assert(
+      fc.asyncProperty(jsonLike, async (value) => {
+        const item = { role: 'user', content: 'x', providerData: { value } };
+        const results = await both(item);
+        expect(results).toBeDefined();
+        expect(results!.encrypted).toStrictEqual(results!.memory);
+        expect(results!.encrypted).toStrictEqual([item]);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('whatever EncryptedSession accepts, MemorySession returns the same way', async () => {
+    let accepted = 0;
+    await fc.assert(
+      fc.asyncProperty(anything, async (value) => {
+        const results = await both({ role: 'user', content: 'x', providerData: { value } });
+        if (results === undefined) return;
+        accepted++;
+        // toEqual: MemorySession keeps properties that are undefined; EncryptedSession leaves them out.
+        expect(results.encrypted).toEqual(results.memory);
+      }),
+      { numRuns: 300 },
+    );
+    expect(accepted).toBeGreaterThan(0);
+  });
+});

@@ -7,9 +7,11 @@ import type {
   DataKeyState,
   HistoryOperationRecord,
   SessionRecord,
+  SessionRef,
   StoredItem,
 } from '../storage.records.js';
 import { poolReaderFor, type Row, type RowReader } from './pool-reader.js';
+import { RowValues } from './row-values.js';
 import { dialectFor, type SqlDialect } from './sql-dialect.js';
 import { tableNamesFor, type TableNames } from './table-names.js';
 
@@ -28,23 +30,9 @@ export interface TypeOrmSessionStorageOptions {
   namedStatements?: boolean;
 }
 
-/** Numbers come back as number (SQLite) or string (bigint in Postgres/MySQL). */
-const toNumber = (value: unknown): number => (typeof value === 'number' ? value : Number(value));
-const toNullableNumber = (value: unknown): number | null =>
-  value === null || value === undefined ? null : toNumber(value);
-const toNullableString = (value: unknown): string | null =>
-  value === null || value === undefined
-    ? null
-    : typeof value === 'string'
-      ? value
-      : JSON.stringify(value);
-const toBuffer = (value: unknown): Buffer =>
-  Buffer.isBuffer(value)
-    ? value
-    : typeof value === 'string'
-      ? // base64 from Postgres' encode(); its line breaks are skipped by the decoder.
-        Buffer.from(value, 'base64')
-      : Buffer.from(value as Uint8Array);
+/** Names a session in an error message. */
+const sessionLabel = (ref: SessionRef) => () =>
+  `session '${ref.sessionId}' of tenant '${ref.tenantId}'`;
 
 /**
  * Storage on a TypeORM DataSource with hand-written, parameterized SQL: one statement per
@@ -156,12 +144,13 @@ export class TypeOrmSessionStorage implements SessionStorage {
     const write = async (statement: string, params: unknown[]): Promise<number> =>
       (await run(statement, params)).affected ?? 0;
     const maxRowsPerInsert = Math.floor(this.dialect.maxParameters / 7);
+    const base64Items = this.dialect.backend === 'postgres';
 
     return {
       sessions: {
         find: async (ref) => {
           const rows = await q(sql.findSession, [ref.tenantId, ref.sessionId]);
-          return rows[0] ? toSessionRecord(rows[0]) : undefined;
+          return rows[0] ? toSessionRecord(rows[0], ref) : undefined;
         },
         insertIfAbsent: async (record) =>
           (await write(sql.insertSession, [
@@ -179,17 +168,20 @@ export class TypeOrmSessionStorage implements SessionStorage {
         reserveSequence: async (ref, count, now) => {
           const result = await run(sql.advanceSequence, [count, now, ref.tenantId, ref.sessionId]);
           if ((result.affected ?? 0) === 0) return undefined;
+          let row: Row;
           switch (this.dialect.sequenceReadBack) {
             case 'returning':
-              return toNumber(result.records![0]!.next_seq) - count;
+              row = result.records![0]!;
+              break;
             case 'last-insert-id':
-              return toNumber((result.raw as { insertId: unknown }).insertId) - count;
-            case 'read-back': {
+              row = { next_seq: (result.raw as { insertId: unknown }).insertId };
+              break;
+            case 'read-back':
               // Under the lock the update took: no other writer can move it in between.
-              const rows = await q(sql.readSequence, [ref.tenantId, ref.sessionId]);
-              return toNumber(rows[0]!.next_seq) - count;
-            }
+              row = (await q(sql.readSequence, [ref.tenantId, ref.sessionId]))[0]!;
+              break;
           }
+          return new RowValues(row, sessionLabel(ref)).integer('next_seq') - count;
         },
       },
       items: {
@@ -218,10 +210,10 @@ export class TypeOrmSessionStorage implements SessionStorage {
             now,
             limit,
           ]);
-          return newestFirst.reverse().map(toStoredItem);
+          return toStoredItems(newestFirst.reverse(), ref, base64Items);
         },
         listVisiblePage: async (ref, now, afterSeq, throughSeq, limit) =>
-          (
+          toStoredItems(
             await q(sql.listVisiblePage, [
               ref.tenantId,
               ref.sessionId,
@@ -229,8 +221,10 @@ export class TypeOrmSessionStorage implements SessionStorage {
               throughSeq,
               now,
               limit,
-            ])
-          ).map(toStoredItem),
+            ]),
+            ref,
+            base64Items,
+          ),
         deleteBySeq: async (ref, seqs) => {
           if (seqs.length === 0) return 0;
           return write(sql.deleteItemsBySeq(seqs.length), [ref.tenantId, ref.sessionId, ...seqs]);
@@ -240,15 +234,20 @@ export class TypeOrmSessionStorage implements SessionStorage {
       dataKeys: {
         findById: async (dekId) => {
           const rows = await q(sql.findDataKey, [dekId]);
-          return rows[0] ? toDataKeyRecord(rows[0]) : undefined;
+          return rows[0] ? toDataKeyRecord(rows[0], () => `data key '${dekId}'`) : undefined;
         },
         findActive: async (ref) => {
           const rows = await q(sql.findActiveDataKey, [ref.tenantId, ref.sessionId]);
-          return rows[0] ? toDataKeyRecord(rows[0]) : undefined;
+          const label = sessionLabel(ref);
+          return rows[0] ? toDataKeyRecord(rows[0], () => `the data key of ${label()}`) : undefined;
         },
         maxGeneration: async (ref) => {
           const rows = await q(sql.maxGeneration, [ref.tenantId, ref.sessionId]);
-          return toNumber(rows[0]?.max_generation ?? 0);
+          const label = sessionLabel(ref);
+          return new RowValues(
+            rows[0] ?? { max_generation: 0 },
+            () => `the data keys of ${label()}`,
+          ).integer('max_generation');
         },
         insertIfAbsent: async (record) =>
           (await write(sql.insertDataKey, [
@@ -268,7 +267,7 @@ export class TypeOrmSessionStorage implements SessionStorage {
           write(sql.retireActiveDataKeys, [ref.tenantId, ref.sessionId, generation]),
         listWrappedByOtherKek: async (kekId, cursor, limit) => {
           const records = (await q(sql.listWrappedByOtherKek, [kekId, cursor ?? '', limit])).map(
-            toDataKeyRecord,
+            (row) => toDataKeyRecord(row, () => 'a data key row'),
           );
           return {
             records,
@@ -287,7 +286,8 @@ export class TypeOrmSessionStorage implements SessionStorage {
         countByKek: async () => {
           const counts: Record<string, number> = {};
           for (const row of await q(sql.countByKek, [])) {
-            counts[String(row.kek_id)] = toNumber(row.data_keys);
+            const values = new RowValues(row, () => 'the data keys table');
+            counts[values.text('kek_id')] = values.integer('data_keys');
           }
           return counts;
         },
@@ -297,7 +297,7 @@ export class TypeOrmSessionStorage implements SessionStorage {
       historyOperations: {
         find: async (ref, operationId) => {
           const rows = await q(sql.findOperation, [ref.tenantId, ref.sessionId, operationId]);
-          return rows[0] ? toOperationRecord(rows[0]) : undefined;
+          return rows[0] ? toOperationRecord(rows[0], ref) : undefined;
         },
         insertIfAbsent: async (ref, record) =>
           (await write(sql.insertOperation, [
@@ -412,50 +412,58 @@ function buildPortableStatements(t: TableNames, d: SqlDialect) {
   };
 }
 
-function toSessionRecord(row: Row): SessionRecord {
+function toSessionRecord(row: Row, ref: SessionRef): SessionRecord {
+  const values = new RowValues(row, sessionLabel(ref));
   return {
-    tenantId: String(row.tenant_id),
-    sessionId: String(row.session_id),
-    subjectId: toNullableString(row.subject_id),
-    createdAt: toNumber(row.created_at),
-    lastActivityAt: toNumber(row.last_activity_at),
-    nextSeq: toNumber(row.next_seq),
-    itemTtlSeconds: toNullableNumber(row.item_ttl_seconds),
-    legalHold: Boolean(toNumber(row.legal_hold)),
+    tenantId: values.text('tenant_id'),
+    sessionId: values.text('session_id'),
+    subjectId: values.nullableText('subject_id'),
+    createdAt: values.integer('created_at'),
+    lastActivityAt: values.integer('last_activity_at'),
+    nextSeq: values.integer('next_seq'),
+    itemTtlSeconds: values.nullableInteger('item_ttl_seconds'),
+    legalHold: values.boolean('legal_hold'),
   };
 }
 
-function toStoredItem(row: Row): StoredItem {
+/** Maps item rows; `base64` when the ciphertext was selected through Postgres' encode(). */
+function toStoredItems(rows: Row[], ref: SessionRef, base64: boolean): StoredItem[] {
+  const label = sessionLabel(ref);
+  return rows.map((row) => {
+    const values = new RowValues(row, () => `an item of ${label()}`);
+    return {
+      seq: values.integer('seq'),
+      dekId: values.text('dek_id'),
+      expiresAt: values.nullableInteger('expires_at'),
+      createdAt: values.integer('created_at'),
+      ciphertext: base64 ? values.base64Bytes('ciphertext') : values.bytes('ciphertext'),
+    };
+  });
+}
+
+function toDataKeyRecord(row: Row, label: () => string): DataKeyRecord {
+  const values = new RowValues(row, label);
   return {
-    seq: toNumber(row.seq),
-    dekId: String(row.dek_id),
-    expiresAt: toNullableNumber(row.expires_at),
-    createdAt: toNumber(row.created_at),
-    ciphertext: toBuffer(row.ciphertext),
+    dekId: values.text('dek_id'),
+    tenantId: values.text('tenant_id'),
+    sessionId: values.text('session_id'),
+    subjectId: values.nullableText('subject_id'),
+    generation: values.integer('generation'),
+    firstSeq: values.integer('first_seq'),
+    kekId: values.text('kek_id'),
+    wrappedKey: values.bytes('wrapped_key'),
+    state: values.dataKeyState('state'),
+    createdAt: values.integer('created_at'),
+    destroyedAt: values.nullableInteger('destroyed_at'),
   };
 }
 
-function toDataKeyRecord(row: Row): DataKeyRecord {
+function toOperationRecord(row: Row, ref: SessionRef): HistoryOperationRecord {
+  const values = new RowValues(row, () => `a history operation of ${sessionLabel(ref)()}`);
   return {
-    dekId: String(row.dek_id),
-    tenantId: String(row.tenant_id),
-    sessionId: String(row.session_id),
-    subjectId: toNullableString(row.subject_id),
-    generation: toNumber(row.generation),
-    firstSeq: toNumber(row.first_seq),
-    kekId: String(row.kek_id),
-    wrappedKey: toBuffer(row.wrapped_key),
-    state: String(row.state) as DataKeyState,
-    createdAt: toNumber(row.created_at),
-    destroyedAt: toNullableNumber(row.destroyed_at),
-  };
-}
-
-function toOperationRecord(row: Row): HistoryOperationRecord {
-  return {
-    operationId: String(row.operation_id),
-    dekId: String(row.dek_id),
-    digest: toBuffer(row.digest),
-    createdAt: toNumber(row.created_at),
+    operationId: values.text('operation_id'),
+    dekId: values.text('dek_id'),
+    digest: values.bytes('digest'),
+    createdAt: values.integer('created_at'),
   };
 }

@@ -123,7 +123,11 @@ export function describeSessionContract(backendName: string, createHarness: Harn
         ['case', 'acme', 'Acme'],
         ['Unicode normalisation (NFC vs NFD)', 'caf\u00e9', 'cafe\u0301'],
       ];
-      const openPair = async (kind: 'tenant' | 'session', first: string, second: string) =>
+      const openPair = async (
+        kind: 'tenant' | 'session',
+        first: string,
+        second: string,
+      ): Promise<[EncryptedSession, EncryptedSession]> =>
         kind === 'tenant'
           ? [
               await harness.service.open(sessionId, { tenantId: first }),
@@ -139,24 +143,24 @@ export function describeSessionContract(backendName: string, createHarness: Harn
           'keeps ids differing only by %s apart through writes, reads, pops and clears',
           async (_, first, second) => {
             const [a, b] = await openPair(kind, first, second);
-            await a!.addItems(items('a1', 'a2'));
-            await b!.addItems(items('b1', 'b2'));
-            expect(texts(await a!.getItems())).toEqual(['a1', 'a2']);
-            expect(texts(await b!.getItems(5))).toEqual(['b1', 'b2']);
+            await a.addItems(items('a1', 'a2'));
+            await b.addItems(items('b1', 'b2'));
+            expect(texts(await a.getItems())).toEqual(['a1', 'a2']);
+            expect(texts(await b.getItems(5))).toEqual(['b1', 'b2']);
 
-            expect(await b!.popItem()).toEqual(userMessage('b2'));
-            expect(texts(await a!.getItems())).toEqual(['a1', 'a2']);
+            expect(await b.popItem()).toEqual(userMessage('b2'));
+            expect(texts(await a.getItems())).toEqual(['a1', 'a2']);
 
-            await b!.clearSession();
-            expect(texts(await a!.getItems())).toEqual(['a1', 'a2']);
-            await a!.addItems(items('a3'));
-            expect(texts(await a!.getItems(5))).toEqual(['a1', 'a2', 'a3']);
-            expect(await b!.getItems()).toEqual([]);
+            await b.clearSession();
+            expect(texts(await a.getItems())).toEqual(['a1', 'a2']);
+            await a.addItems(items('a3'));
+            expect(texts(await a.getItems(5))).toEqual(['a1', 'a2', 'a3']);
+            expect(await b.getItems()).toEqual([]);
 
-            await b!.addItems(items('b3'));
-            await a!.clearSession();
-            expect(texts(await b!.getItems())).toEqual(['b3']);
-            expect(await a!.getItems()).toEqual([]);
+            await b.addItems(items('b3'));
+            await a.clearSession();
+            expect(texts(await b.getItems())).toEqual(['b3']);
+            expect(await a.getItems()).toEqual([]);
           },
         );
       });

@@ -4,7 +4,6 @@ import { SerialQueue } from '../serial-queue.js';
 import type { SessionStorage, StorageScope } from '../storage.ports.js';
 import type {
   DataKeyRecord,
-  DataKeyState,
   HistoryOperationRecord,
   SessionRecord,
   SessionRef,

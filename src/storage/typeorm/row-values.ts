@@ -15,16 +15,16 @@ export class RowValues {
     private readonly describe: () => string,
   ) {}
 
-  /** A whole number in 0..2^53-1: a JS number (SQLite, int columns) or digits (bigint). */
-  integer(column: string): number {
+  /** A whole number in min..2^53-1: a JS number (SQLite, int columns) or digits (bigint). */
+  integer(column: string, min = 0): number {
     const value = this.row[column];
     if (typeof value === 'number') {
-      if (Number.isSafeInteger(value) && value >= 0) return value;
+      if (Number.isSafeInteger(value) && value >= min) return value;
     } else if (typeof value === 'string' && DIGITS.test(value)) {
       const parsed = Number(value);
-      if (Number.isSafeInteger(parsed)) return parsed;
+      if (Number.isSafeInteger(parsed) && parsed >= min) return parsed;
     }
-    throw this.damaged(column, 'a whole number from 0 to 2^53-1');
+    throw this.damaged(column, `a whole number from ${min} to 2^53-1`);
   }
 
   nullableInteger(column: string): number | null {

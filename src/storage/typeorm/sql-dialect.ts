@@ -41,6 +41,8 @@ export interface SqlDialect {
    * undefined for errors a retry would not fix.
    */
   transientReason(error: unknown): string | undefined;
+  /** Whether the error is a duplicate key on the primary key of `table` (and nothing else). */
+  isPrimaryKeyViolation(error: unknown, table: string): boolean;
 }
 
 const SQLITE_BUSY_CODES = new Set(['SQLITE_BUSY', 'SQLITE_BUSY_SNAPSHOT', 'SQLITE_LOCKED']);
@@ -142,6 +144,8 @@ const sqliteDialect: SqlDialect = {
     const { code } = codeAndMessage(error);
     return SQLITE_BUSY_CODES.has(code) ? code : undefined;
   },
+  // better-sqlite3 reports the extended result code; statements insert into one table each.
+  isPrimaryKeyViolation: (error) => codeAndMessage(error).code === 'SQLITE_CONSTRAINT_PRIMARYKEY',
 };
 
 const postgresDialect: SqlDialect = {
@@ -162,6 +166,11 @@ const postgresDialect: SqlDialect = {
       ? 'connection lost'
       : undefined;
   },
+  isPrimaryKeyViolation(error, table) {
+    // unique_violation on the primary key constraint, which Postgres names `<table>_pkey`.
+    const driverError = driverErrorOf(error) as DriverErrorShape & { constraint?: unknown };
+    return driverError.code === '23505' && driverError.constraint === `${table}_pkey`;
+  },
 };
 
 const mysqlDialect: SqlDialect = {
@@ -181,6 +190,11 @@ const mysqlDialect: SqlDialect = {
     return MYSQL_CONNECTION_MESSAGES.find((fragment) => message.includes(fragment))
       ? 'connection lost'
       : undefined;
+  },
+  isPrimaryKeyViolation(error) {
+    // MariaDB names the key 'PRIMARY', MySQL 8 '<table>.PRIMARY'.
+    const { code, message } = codeAndMessage(error);
+    return code === 'ER_DUP_ENTRY' && /for key '(?:[^']*\.)?PRIMARY'/.test(message);
   },
 };
 

@@ -1,5 +1,6 @@
 import type { DataSource, QueryRunner } from 'typeorm';
 import { EncryptedSessionError, StorageUnavailableError } from '../../errors/index.js';
+import { sequenceBehindItemsError } from '../sequence-behind-items.js';
 import { SerialQueue } from '../serial-queue.js';
 import type { SessionStorage, StorageScope } from '../storage.ports.js';
 import type {
@@ -32,6 +33,13 @@ export interface TypeOrmSessionStorageOptions {
 /** Names a session in an error message. */
 const sessionLabel = (ref: SessionRef) => () =>
   `session '${ref.sessionId}' of tenant '${ref.tenantId}'`;
+
+/** Names a data key row by its id and session, as far as those columns are readable. */
+function dataKeyLabel(row: Row): string {
+  const text = (value: unknown) =>
+    typeof value === 'string' ? value : Buffer.isBuffer(value) ? value.toString('utf8') : '?';
+  return `data key '${text(row.dek_id)}' of session '${text(row.session_id)}' of tenant '${text(row.tenant_id)}'`;
+}
 
 /**
  * Storage on a TypeORM DataSource with hand-written, parameterized SQL: one statement per
@@ -199,7 +207,14 @@ export class TypeOrmSessionStorage implements SessionStorage {
                 item.ciphertext,
               );
             }
-            await write(sql.insertItems(chunk.length), params);
+            try {
+              await write(sql.insertItems(chunk.length), params);
+            } catch (error) {
+              if (this.dialect.isPrimaryKeyViolation(error, this.tables.items)) {
+                throw sequenceBehindItemsError(ref, error);
+              }
+              throw error;
+            }
           }
         },
         listVisible: async (ref, now, limit) => {
@@ -216,7 +231,8 @@ export class TypeOrmSessionStorage implements SessionStorage {
             await q(sql.listVisiblePage, [
               ref.tenantId,
               ref.sessionId,
-              afterSeq,
+              // From the start: zero and negative positions, which no append makes, too.
+              afterSeq < 1 ? Number.MIN_SAFE_INTEGER : afterSeq,
               throughSeq,
               now,
               limit,
@@ -233,7 +249,7 @@ export class TypeOrmSessionStorage implements SessionStorage {
       dataKeys: {
         findById: async (dekId) => {
           const rows = await q(sql.findDataKey, [dekId]);
-          return rows[0] ? toDataKeyRecord(rows[0], () => `data key '${dekId}'`) : undefined;
+          return rows[0] ? toDataKeyRecord(rows[0], () => dataKeyLabel(rows[0]!)) : undefined;
         },
         findActive: async (ref) => {
           const rows = await q(sql.findActiveDataKey, [ref.tenantId, ref.sessionId]);
@@ -266,7 +282,7 @@ export class TypeOrmSessionStorage implements SessionStorage {
           write(sql.retireActiveDataKeys, [ref.tenantId, ref.sessionId, generation]),
         listWrappedByOtherKek: async (kekId, cursor, limit) => {
           const records = (await q(sql.listWrappedByOtherKek, [kekId, cursor ?? '', limit])).map(
-            (row) => toDataKeyRecord(row, () => 'a data key row'),
+            (row) => toDataKeyRecord(row, () => dataKeyLabel(row)),
           );
           return {
             records,
@@ -366,7 +382,10 @@ function buildPortableStatements(t: TableNames, d: SqlDialect) {
     advanceSequence: `UPDATE ${sessions} SET "next_seq" = ${
       d.sequenceReadBack === 'last-insert-id'
         ? `LAST_INSERT_ID("next_seq" + ${p(1)})`
-        : `"next_seq" + ${p(1)}`
+        : d.backend === 'sqlite'
+          ? // SQLite would add to TEXT as if it were 0; leave a damaged value for the read-back.
+            `CASE WHEN typeof("next_seq") = 'integer' THEN "next_seq" + ${p(1)} ELSE "next_seq" END`
+          : `"next_seq" + ${p(1)}`
     }, "last_activity_at" = ${p(2)} WHERE "tenant_id" = ${p(3)} AND "session_id" = ${p(4)}${
       d.sequenceReadBack === 'returning' ? ' RETURNING "next_seq"' : ''
     }`,
@@ -381,7 +400,10 @@ function buildPortableStatements(t: TableNames, d: SqlDialect) {
       }
       return statement;
     },
-    listVisiblePage: `SELECT ${selectedItemColumns} FROM ${items} WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)} AND "seq" > ${p(3)} AND "seq" <= ${p(4)} AND ${visible(p(5))} ORDER BY "seq" ASC LIMIT ${p(6)}`,
+    // Rows whose seq no reader could use (beyond 2^53; on SQLite also TEXT or BLOB, which sort
+    // above every number) are selected too, last, so the row mapper reports them instead of
+    // the bounds skipping them. The primary key still serves the range and the order.
+    listVisiblePage: `SELECT ${selectedItemColumns} FROM ${items} WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)} AND "seq" > ${p(3)} AND ("seq" <= ${p(4)} OR "seq" > ${Number.MAX_SAFE_INTEGER}) AND ${visible(p(5))} ORDER BY "seq" ASC LIMIT ${p(6)}`,
     listNewestVisible: `SELECT ${selectedItemColumns} FROM ${items} WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)} AND ${visible(p(3))} ORDER BY "seq" DESC LIMIT ${p(4)}`,
     deleteItemsBySeq(count: number): string {
       let statement = deleteBySeqCache.get(count);
@@ -431,7 +453,7 @@ function toStoredItems(rows: Row[], ref: SessionRef, base64: boolean): StoredIte
   return rows.map((row) => {
     const values = new RowValues(row, () => `an item of ${label()}`);
     return {
-      seq: values.integer('seq'),
+      seq: values.integer('seq', 1),
       dekId: values.text('dek_id'),
       expiresAt: values.nullableInteger('expires_at'),
       createdAt: values.integer('created_at'),

@@ -13,7 +13,7 @@ import type {
 import { poolReaderFor, type Row, type RowReader } from './pool-reader.js';
 import { RowValues } from './row-values.js';
 import { dialectFor, type SqlDialect } from './sql-dialect.js';
-import { tableNamesFor, type TableNames } from './table-names.js';
+import { quotedTable, schemaOf, tableNamesFor, type TableNames } from './table-names.js';
 
 /** Options of {@link TypeOrmSessionStorage}. */
 export interface TypeOrmSessionStorageOptions {
@@ -58,7 +58,8 @@ export class TypeOrmSessionStorage implements SessionStorage {
   constructor(private readonly options: TypeOrmSessionStorageOptions) {
     this.dialect = dialectFor(options.dataSource);
     this.backend = this.dialect.backend;
-    this.tables = tableNamesFor(options.tablePrefix);
+    // Postgres: the DataSource's schema (the module's own `storage.schema`, or a host's).
+    this.tables = tableNamesFor(options.tablePrefix, schemaOf(options.dataSource));
     this.sql = buildStatements(this.tables, this.dialect);
     const poolReader = poolReaderFor(
       options.dataSource,
@@ -358,7 +359,7 @@ function buildPortableStatements(t: TableNames, d: SqlDialect) {
     t.items,
     t.dataKeys,
     t.historyOperations,
-  ].map((name) => `"${name}"`);
+  ].map((name) => quotedTable(t, name));
   const p = (n: number) => d.param(n);
   const itemColumns = '"seq", "dek_id", "expires_at", "created_at", "ciphertext"';
   // pg returns bytea as hex text, twice the bytes; base64 is a third smaller to send and parse.

@@ -41,6 +41,8 @@ export interface SqlDialect {
    * undefined for errors a retry would not fix.
    */
   transientReason(error: unknown): string | undefined;
+  /** Whether the server refused a statement as larger than it accepts (MySQL max_allowed_packet). */
+  isPacketTooLarge(error: unknown): boolean;
   /** Whether the error is a duplicate key on the primary key of `table` (and nothing else). */
   isPrimaryKeyViolation(error: unknown, table: string): boolean;
 }
@@ -146,6 +148,7 @@ const sqliteDialect: SqlDialect = {
   },
   // better-sqlite3 reports the extended result code; statements insert into one table each.
   isPrimaryKeyViolation: (error) => codeAndMessage(error).code === 'SQLITE_CONSTRAINT_PRIMARYKEY',
+  isPacketTooLarge: () => false,
 };
 
 const postgresDialect: SqlDialect = {
@@ -166,6 +169,7 @@ const postgresDialect: SqlDialect = {
       ? 'connection lost'
       : undefined;
   },
+  isPacketTooLarge: () => false,
   isPrimaryKeyViolation(error, table) {
     // unique_violation on the primary key constraint, which Postgres names `<table>_pkey`.
     const driverError = driverErrorOf(error) as DriverErrorShape & { constraint?: unknown };
@@ -191,6 +195,7 @@ const mysqlDialect: SqlDialect = {
       ? 'connection lost'
       : undefined;
   },
+  isPacketTooLarge: (error) => codeAndMessage(error).code === 'ER_NET_PACKET_TOO_LARGE',
   isPrimaryKeyViolation(error) {
     // MariaDB names the key 'PRIMARY', MySQL 8 '<table>.PRIMARY'.
     const { code, message } = codeAndMessage(error);

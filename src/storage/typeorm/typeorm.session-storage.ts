@@ -1,5 +1,9 @@
 import type { DataSource, QueryRunner } from 'typeorm';
-import { EncryptedSessionError, StorageUnavailableError } from '../../errors/index.js';
+import {
+  EncryptedSessionError,
+  InvalidArgumentError,
+  StorageUnavailableError,
+} from '../../errors/index.js';
 import { sequenceBehindItemsError } from '../sequence-behind-items.js';
 import { SerialQueue } from '../serial-queue.js';
 import type { SessionStorage, StorageScope } from '../storage.ports.js';
@@ -33,6 +37,14 @@ export interface TypeOrmSessionStorageOptions {
 /** Names a session in an error message. */
 const sessionLabel = (ref: SessionRef) => () =>
   `session '${ref.sessionId}' of tenant '${ref.tenantId}'`;
+
+/** An append the MySQL server refused as larger than its max_allowed_packet. */
+function packetTooLargeError(cause: unknown): InvalidArgumentError {
+  return new InvalidArgumentError(
+    "An item of this append is larger than the MySQL/MariaDB server accepts in one statement (its max_allowed_packet; an item's ciphertext travels hex-encoded, so at twice its size); nothing was written. Lower the module's maxItemBytes option below half of max_allowed_packet, or raise max_allowed_packet on the server",
+    { cause },
+  );
+}
 
 /** Names a data key row by its id and session, as far as those columns are readable. */
 function dataKeyLabel(row: Row): string {
@@ -138,6 +150,32 @@ export class TypeOrmSessionStorage implements SessionStorage {
     }
   }
 
+  /**
+   * Whether an insert failed because the statement was larger than MySQL's
+   * max_allowed_packet: the server's own error, or, for a statement of more than
+   * max_allowed_packet bytes, the connection reset the server answers it with instead.
+   */
+  private async exceedsMaxPacket(error: unknown, chunk: readonly StoredItem[]): Promise<boolean> {
+    if (this.dialect.backend !== 'mysql') return false;
+    if (this.dialect.isPacketTooLarge(error)) return true;
+    if (this.dialect.transientReason(error) === undefined) return false;
+    // mysql2 sends a Buffer parameter as X'<hex>': two bytes per byte.
+    const statementBytes = chunk.reduce((sum, item) => sum + 2 * item.ciphertext.length + 200, 0);
+    const maxPacket = await this.maxAllowedPacket().catch(() => undefined);
+    return maxPacket !== undefined && statementBytes > maxPacket;
+  }
+
+  private maxPacketBytes: Promise<number> | undefined;
+
+  /** The server's max_allowed_packet, read once (on a fresh pooled connection). */
+  private maxAllowedPacket(): Promise<number> {
+    this.maxPacketBytes ??= this.options.dataSource
+      .query('SELECT @@max_allowed_packet AS "max_packet"'.replaceAll('"', '`'))
+      .then((rows: Row[]) => new RowValues(rows[0]!, () => 'the server').integer('max_packet'));
+    this.maxPacketBytes.catch(() => (this.maxPacketBytes = undefined));
+    return this.maxPacketBytes;
+  }
+
   /** A scope that reads with `q` and, inside a transaction, writes on `writer`. */
   private createScope(q: RowReader, writer: QueryRunner | undefined): StorageScope {
     const sql = this.sql;
@@ -214,6 +252,7 @@ export class TypeOrmSessionStorage implements SessionStorage {
               if (this.dialect.isPrimaryKeyViolation(error, this.tables.items)) {
                 throw sequenceBehindItemsError(ref, error);
               }
+              if (await this.exceedsMaxPacket(error, chunk)) throw packetTooLargeError(error);
               throw error;
             }
           }

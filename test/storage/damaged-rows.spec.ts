@@ -117,14 +117,14 @@ describe.each(sqlEngines)('damaged stored values on $name', ({ name, factory, up
     );
   }
 
-  async function expectIntegrityError(call: Promise<unknown>, column: string, literal: string) {
+  async function expectIntegrityError(call: Promise<unknown>, column: string) {
     const error = await thrownBy(call);
     expect(error).toBeInstanceOf(IntegrityError);
     const message = (error as Error).message;
     expect(message).toContain(`'${column}'`);
     expect(message).toContain(ref.sessionId);
     // Canary text must not reach the message (numbers could match an id by chance).
-    if (literal.includes('canary')) expect(message).not.toContain('canary');
+    expect(message).not.toContain('canary');
   }
 
   describe.each(itemDamage[name])('an item whose %s holds %s', (column, literal) => {
@@ -132,7 +132,7 @@ describe.each(sqlEngines)('damaged stored values on $name', ({ name, factory, up
       'fails %s with IntegrityError and deletes nothing',
       async (_, read) => {
         await setColumn('items', column, literal, 3);
-        await expectIntegrityError(read(session), column, literal);
+        await expectIntegrityError(read(session), column);
         expect(await harness.tamper.countItems(ref)).toBe(3);
       },
     );
@@ -149,8 +149,8 @@ describe.each(sqlEngines)('damaged stored values on $name', ({ name, factory, up
   describe.each(sessionDamage)('a session row whose %s holds %s', (column, literal) => {
     it.skipIf(!up)('fails getItems() and addItems with IntegrityError', async () => {
       await setColumn('sessions', column, literal);
-      await expectIntegrityError(session.getItems(), column, literal);
-      await expectIntegrityError(session.addItems(items('4')), column, literal);
+      await expectIntegrityError(session.getItems(), column);
+      await expectIntegrityError(session.addItems(items('4')), column);
       expect(await harness.tamper.countItems(ref)).toBe(3);
     });
   });
@@ -175,7 +175,7 @@ describe.each(sqlEngines)('damaged stored values on $name', ({ name, factory, up
     it.skipIf(!up)('fails a read with a cold key cache with IntegrityError', async () => {
       await setColumn('data_keys', column, literal);
       harness.keyRing.clear();
-      await expectIntegrityError(session.getItems(5), column, literal);
+      await expectIntegrityError(session.getItems(5), column);
       expect(await harness.tamper.countItems(ref)).toBe(3);
     });
   });

@@ -116,6 +116,56 @@ export function describeSessionContract(backendName: string, createHarness: Harn
       });
     });
 
+    describe('ids compare byte for byte', () => {
+      // Pairs that a PAD SPACE, case-insensitive or normalising comparison would merge.
+      const pairs: Array<[string, string, string]> = [
+        ['a trailing space', 'acme', 'acme '],
+        ['case', 'acme', 'Acme'],
+        ['Unicode normalisation (NFC vs NFD)', 'caf\u00e9', 'cafe\u0301'],
+      ];
+      const openPair = async (
+        kind: 'tenant' | 'session',
+        first: string,
+        second: string,
+      ): Promise<[EncryptedSession, EncryptedSession]> =>
+        kind === 'tenant'
+          ? [
+              await harness.service.open(sessionId, { tenantId: first }),
+              await harness.service.open(sessionId, { tenantId: second }),
+            ]
+          : [
+              await harness.service.open(`${sessionId}-${first}`),
+              await harness.service.open(`${sessionId}-${second}`),
+            ];
+
+      describe.each(['tenant', 'session'] as const)('%s ids', (kind) => {
+        it.each(pairs)(
+          'keeps ids differing only by %s apart through writes, reads, pops and clears',
+          async (_, first, second) => {
+            const [a, b] = await openPair(kind, first, second);
+            await a.addItems(items('a1', 'a2'));
+            await b.addItems(items('b1', 'b2'));
+            expect(texts(await a.getItems())).toEqual(['a1', 'a2']);
+            expect(texts(await b.getItems(5))).toEqual(['b1', 'b2']);
+
+            expect(await b.popItem()).toEqual(userMessage('b2'));
+            expect(texts(await a.getItems())).toEqual(['a1', 'a2']);
+
+            await b.clearSession();
+            expect(texts(await a.getItems())).toEqual(['a1', 'a2']);
+            await a.addItems(items('a3'));
+            expect(texts(await a.getItems(5))).toEqual(['a1', 'a2', 'a3']);
+            expect(await b.getItems()).toEqual([]);
+
+            await b.addItems(items('b3'));
+            await a.clearSession();
+            expect(texts(await b.getItems())).toEqual(['b3']);
+            expect(await a.getItems()).toEqual([]);
+          },
+        );
+      });
+    });
+
     describe('getItems(limit)', () => {
       let session: EncryptedSession;
       beforeEach(async () => {

@@ -1,3 +1,4 @@
+import { sequenceBehindItemsError } from '../sequence-behind-items.js';
 import { SerialQueue } from '../serial-queue.js';
 import type {
   DataKeyRepository,
@@ -110,7 +111,8 @@ export class MemorySessionStorage implements SessionStorage {
         if (!found) throw new Error('Items inserted into a session that does not exist');
         const log = writable();
         for (const row of rows) {
-          if (found.items.has(row.seq)) throw new Error(`Duplicate item sequence ${row.seq}`);
+          // Never overwrite: a taken position means the counter was set back below the items.
+          if (found.items.has(row.seq)) throw sequenceBehindItemsError(ref);
         }
         for (const row of rows) {
           found.items.set(row.seq, copyStoredItem(row));

@@ -1,7 +1,8 @@
 import type { DataSource, QueryRunner } from 'typeorm';
 import type { SqlDialect } from './sql-dialect.js';
 import { sessionMigrations } from './migrations/index.js';
-import { tableNamesFor } from './table-names.js';
+import { ConfigurationError } from '../../errors/index.js';
+import { quotedTable, schemaOf, tableNamesFor } from './table-names.js';
 
 /** How long a starting process waits for another one that is applying migrations. */
 const MIGRATION_LOCK_WAIT_SECONDS = 60;
@@ -20,13 +21,15 @@ export async function runSessionMigrations(
   dialect: SqlDialect,
   prefix?: string,
 ): Promise<string[]> {
-  const tables = tableNamesFor(prefix);
-  const ledger = `"${tables.schemaMigrations}"`;
+  const tables = tableNamesFor(prefix, schemaOf(dataSource));
+  const ledger = quotedTable(tables, tables.schemaMigrations);
   const sql = (statement: string) => dialect.sql(statement);
   const runner = dataSource.createQueryRunner();
   const applied: string[] = [];
-  const lockName = `nes_migrations_${tables.schemaMigrations}`;
+  // Per schema: two schemas of one database migrate independently.
+  const lockName = `nes_migrations_${tables.schema ?? ''}.${tables.schemaMigrations}`;
   try {
+    if (tables.schema !== undefined) await checkSchemaUsable(runner, tables.schema);
     await acquireMigrationLock(runner, dialect, lockName);
     try {
       await runner.query(
@@ -68,6 +71,31 @@ export async function runSessionMigrations(
     await runner.release();
   }
   return applied;
+}
+
+/**
+ * Fails with a ConfigurationError that says what to do when the Postgres schema is missing or
+ * the connecting role may not use it or create tables in it.
+ */
+async function checkSchemaUsable(runner: QueryRunner, schema: string): Promise<void> {
+  const [row] = (await runner.query(
+    `SELECT current_user AS "role",
+       has_schema_privilege(n.oid, 'USAGE') AS "usage",
+       has_schema_privilege(n.oid, 'CREATE') AS "create"
+     FROM (SELECT 1) AS one LEFT JOIN pg_namespace n ON n.nspname = $1`,
+    [schema],
+  )) as Array<{ role: string; usage: boolean | null; create: boolean | null }>;
+  if (row?.usage === null || row?.usage === undefined) {
+    throw new ConfigurationError(
+      `Postgres schema '${schema}' (options.storage.schema, or the host DataSource's schema) does not exist; create it (CREATE SCHEMA "${schema}") and grant USAGE and CREATE on it to the connecting role, or remove the option`,
+    );
+  }
+  if (!row.usage || !row.create) {
+    const missing = [row.usage ? '' : 'USAGE', row.create ? '' : 'CREATE'].filter(Boolean);
+    throw new ConfigurationError(
+      `Postgres role '${row.role}' lacks ${missing.join(' and ')} on schema '${schema}' (options.storage.schema, or the host DataSource's schema); GRANT USAGE, CREATE ON SCHEMA "${schema}" TO "${row.role}", or configure a schema it may use`,
+    );
+  }
 }
 
 async function acquireMigrationLock(

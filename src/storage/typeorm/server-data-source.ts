@@ -1,5 +1,6 @@
 import { DataSource, type DataSourceOptions } from 'typeorm';
 import { ConfigurationError } from '../../errors/index.js';
+import { checkSchemaName } from './table-names.js';
 
 /** The database servers the module can open a DataSource for by itself. */
 export type SqlServerType = 'postgres' | 'mysql';
@@ -17,7 +18,11 @@ export interface SqlServerDatabaseOptions {
   poolSize?: number;
   /** How long to wait for a connection, in ms. @default 10000 */
   connectTimeoutMs?: number;
-  /** Postgres schema holding the tables. @default the server's search_path (usually `public`) */
+  /**
+   * Postgres schema holding the tables (it must exist; the role needs USAGE and CREATE on it).
+   * Every table, index and the migration record go there. @default the connection's
+   * search_path (usually `public`)
+   */
   schema?: string;
   /** TLS settings passed to the driver (`true` for the system CAs). @default none */
   ssl?: boolean | Record<string, unknown>;
@@ -30,7 +35,15 @@ const URL_SCHEMES: Record<SqlServerType, readonly string[]> = {
 
 /** Throws a ConfigurationError that says what is wrong with the options, without the URL. */
 export function checkSqlServerOptions(options: SqlServerDatabaseOptions): void {
-  const { type, url, poolSize, connectTimeoutMs } = options;
+  const { type, url, poolSize, connectTimeoutMs, schema } = options;
+  if (schema !== undefined) {
+    if (type !== 'postgres') {
+      throw new ConfigurationError(
+        `options.storage.schema applies to Postgres only; for ${type}, name the database in the URL instead`,
+      );
+    }
+    checkSchemaName(schema);
+  }
   let scheme: string;
   try {
     scheme = new URL(url).protocol;

@@ -1,5 +1,6 @@
 import { EntitySchema, type EntitySchemaColumnOptions } from 'typeorm';
 import { ConfigurationError } from '../../errors/index.js';
+import { MYSQL_ID_BYTES } from './migrations/binary-ids.migration.js';
 import { tableNamesFor } from './table-names.js';
 
 /** DataSource types the module's tables exist for. */
@@ -63,12 +64,12 @@ export interface HistoryOperationRow {
 
 type Columns = Record<string, EntitySchemaColumnOptions>;
 
-const id = (name: string, primary = false): EntitySchemaColumnOptions => ({
-  name,
-  type: 'varchar',
-  length: 191,
-  primary,
-});
+/** mysql2 returns VARBINARY as a Buffer; the row types promise strings. */
+const utf8Text = {
+  to: (value: unknown) => value,
+  from: (value: unknown) => (Buffer.isBuffer(value) ? value.toString('utf8') : value),
+};
+
 const bigint = (name: string): EntitySchemaColumnOptions => ({ name, type: 'bigint' });
 
 const nullable = (column: EntitySchemaColumnOptions): EntitySchemaColumnOptions => ({
@@ -100,6 +101,11 @@ export function sessionEntitySchemas(options: SessionEntityOptions): EntitySchem
   const t = tableNamesFor(options.tablePrefix);
   const isPostgres = databaseType === 'postgres';
   const isMysql = databaseType === 'mysql' || databaseType === 'mariadb';
+  // MySQL/MariaDB: binary ids, so they compare byte for byte (see binaryIdsMigration).
+  const id = (name: string, primary = false): EntitySchemaColumnOptions =>
+    isMysql
+      ? { name, type: 'varbinary', length: MYSQL_ID_BYTES, primary, transformer: utf8Text }
+      : { name, type: 'varchar', length: 191, primary };
   const binary = (name: string, large: boolean): EntitySchemaColumnOptions => ({
     name,
     type: isPostgres ? 'bytea' : isMysql && large ? 'longblob' : 'blob',

@@ -41,6 +41,10 @@ export interface SqlDialect {
    * undefined for errors a retry would not fix.
    */
   transientReason(error: unknown): string | undefined;
+  /** Whether the server refused a statement as larger than it accepts (MySQL max_allowed_packet). */
+  isPacketTooLarge(error: unknown): boolean;
+  /** Whether the error is a duplicate key on the primary key of `table` (and nothing else). */
+  isPrimaryKeyViolation(error: unknown, table: string): boolean;
 }
 
 const SQLITE_BUSY_CODES = new Set(['SQLITE_BUSY', 'SQLITE_BUSY_SNAPSHOT', 'SQLITE_LOCKED']);
@@ -142,6 +146,9 @@ const sqliteDialect: SqlDialect = {
     const { code } = codeAndMessage(error);
     return SQLITE_BUSY_CODES.has(code) ? code : undefined;
   },
+  // better-sqlite3 reports the extended result code; statements insert into one table each.
+  isPrimaryKeyViolation: (error) => codeAndMessage(error).code === 'SQLITE_CONSTRAINT_PRIMARYKEY',
+  isPacketTooLarge: () => false,
 };
 
 const postgresDialect: SqlDialect = {
@@ -162,6 +169,12 @@ const postgresDialect: SqlDialect = {
       ? 'connection lost'
       : undefined;
   },
+  isPacketTooLarge: () => false,
+  isPrimaryKeyViolation(error, table) {
+    // unique_violation on the primary key constraint, which Postgres names `<table>_pkey`.
+    const driverError = driverErrorOf(error) as DriverErrorShape & { constraint?: unknown };
+    return driverError.code === '23505' && driverError.constraint === `${table}_pkey`;
+  },
 };
 
 const mysqlDialect: SqlDialect = {
@@ -181,6 +194,12 @@ const mysqlDialect: SqlDialect = {
     return MYSQL_CONNECTION_MESSAGES.find((fragment) => message.includes(fragment))
       ? 'connection lost'
       : undefined;
+  },
+  isPacketTooLarge: (error) => codeAndMessage(error).code === 'ER_NET_PACKET_TOO_LARGE',
+  isPrimaryKeyViolation(error) {
+    // MariaDB names the key 'PRIMARY', MySQL 8 '<table>.PRIMARY'.
+    const { code, message } = codeAndMessage(error);
+    return code === 'ER_DUP_ENTRY' && /for key '(?:[^']*\.)?PRIMARY'/.test(message);
   },
 };
 

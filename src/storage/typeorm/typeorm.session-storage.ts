@@ -1,17 +1,23 @@
 import type { DataSource, QueryRunner } from 'typeorm';
-import { EncryptedSessionError, StorageUnavailableError } from '../../errors/index.js';
+import {
+  EncryptedSessionError,
+  InvalidArgumentError,
+  StorageUnavailableError,
+} from '../../errors/index.js';
+import { sequenceBehindItemsError } from '../sequence-behind-items.js';
 import { SerialQueue } from '../serial-queue.js';
 import type { SessionStorage, StorageScope } from '../storage.ports.js';
 import type {
   DataKeyRecord,
-  DataKeyState,
   HistoryOperationRecord,
   SessionRecord,
+  SessionRef,
   StoredItem,
 } from '../storage.records.js';
 import { poolReaderFor, type Row, type RowReader } from './pool-reader.js';
+import { RowValues } from './row-values.js';
 import { dialectFor, type SqlDialect } from './sql-dialect.js';
-import { tableNamesFor, type TableNames } from './table-names.js';
+import { quotedTable, schemaOf, tableNamesFor, type TableNames } from './table-names.js';
 
 /** Options of {@link TypeOrmSessionStorage}. */
 export interface TypeOrmSessionStorageOptions {
@@ -28,23 +34,24 @@ export interface TypeOrmSessionStorageOptions {
   namedStatements?: boolean;
 }
 
-/** Numbers come back as number (SQLite) or string (bigint in Postgres/MySQL). */
-const toNumber = (value: unknown): number => (typeof value === 'number' ? value : Number(value));
-const toNullableNumber = (value: unknown): number | null =>
-  value === null || value === undefined ? null : toNumber(value);
-const toNullableString = (value: unknown): string | null =>
-  value === null || value === undefined
-    ? null
-    : typeof value === 'string'
-      ? value
-      : JSON.stringify(value);
-const toBuffer = (value: unknown): Buffer =>
-  Buffer.isBuffer(value)
-    ? value
-    : typeof value === 'string'
-      ? // base64 from Postgres' encode(); its line breaks are skipped by the decoder.
-        Buffer.from(value, 'base64')
-      : Buffer.from(value as Uint8Array);
+/** Names a session in an error message. */
+const sessionLabel = (ref: SessionRef) => () =>
+  `session '${ref.sessionId}' of tenant '${ref.tenantId}'`;
+
+/** An append the MySQL server refused as larger than its max_allowed_packet. */
+function packetTooLargeError(cause: unknown): InvalidArgumentError {
+  return new InvalidArgumentError(
+    "An item of this append is larger than the MySQL/MariaDB server accepts in one statement (its max_allowed_packet; an item's ciphertext travels hex-encoded, so at twice its size); nothing was written. Lower the module's maxItemBytes option below half of max_allowed_packet, or raise max_allowed_packet on the server",
+    { cause },
+  );
+}
+
+/** Names a data key row by its id and session, as far as those columns are readable. */
+function dataKeyLabel(row: Row): string {
+  const text = (value: unknown) =>
+    typeof value === 'string' ? value : Buffer.isBuffer(value) ? value.toString('utf8') : '?';
+  return `data key '${text(row.dek_id)}' of session '${text(row.session_id)}' of tenant '${text(row.tenant_id)}'`;
+}
 
 /**
  * Storage on a TypeORM DataSource with hand-written, parameterized SQL: one statement per
@@ -63,7 +70,8 @@ export class TypeOrmSessionStorage implements SessionStorage {
   constructor(private readonly options: TypeOrmSessionStorageOptions) {
     this.dialect = dialectFor(options.dataSource);
     this.backend = this.dialect.backend;
-    this.tables = tableNamesFor(options.tablePrefix);
+    // Postgres: the DataSource's schema (the module's own `storage.schema`, or a host's).
+    this.tables = tableNamesFor(options.tablePrefix, schemaOf(options.dataSource));
     this.sql = buildStatements(this.tables, this.dialect);
     const poolReader = poolReaderFor(
       options.dataSource,
@@ -142,6 +150,32 @@ export class TypeOrmSessionStorage implements SessionStorage {
     }
   }
 
+  /**
+   * Whether an insert failed because the statement was larger than MySQL's
+   * max_allowed_packet: the server's own error, or, for a statement of more than
+   * max_allowed_packet bytes, the connection reset the server answers it with instead.
+   */
+  private async exceedsMaxPacket(error: unknown, chunk: readonly StoredItem[]): Promise<boolean> {
+    if (this.dialect.backend !== 'mysql') return false;
+    if (this.dialect.isPacketTooLarge(error)) return true;
+    if (this.dialect.transientReason(error) === undefined) return false;
+    // mysql2 sends a Buffer parameter as X'<hex>': two bytes per byte.
+    const statementBytes = chunk.reduce((sum, item) => sum + 2 * item.ciphertext.length + 200, 0);
+    const maxPacket = await this.maxAllowedPacket().catch(() => undefined);
+    return maxPacket !== undefined && statementBytes > maxPacket;
+  }
+
+  private maxPacketBytes: Promise<number> | undefined;
+
+  /** The server's max_allowed_packet, read once (on a fresh pooled connection). */
+  private maxAllowedPacket(): Promise<number> {
+    this.maxPacketBytes ??= this.options.dataSource
+      .query('SELECT @@max_allowed_packet AS "max_packet"'.replaceAll('"', '`'))
+      .then((rows: Row[]) => new RowValues(rows[0]!, () => 'the server').integer('max_packet'));
+    this.maxPacketBytes.catch(() => (this.maxPacketBytes = undefined));
+    return this.maxPacketBytes;
+  }
+
   /** A scope that reads with `q` and, inside a transaction, writes on `writer`. */
   private createScope(q: RowReader, writer: QueryRunner | undefined): StorageScope {
     const sql = this.sql;
@@ -156,12 +190,13 @@ export class TypeOrmSessionStorage implements SessionStorage {
     const write = async (statement: string, params: unknown[]): Promise<number> =>
       (await run(statement, params)).affected ?? 0;
     const maxRowsPerInsert = Math.floor(this.dialect.maxParameters / 7);
+    const base64Items = this.dialect.backend === 'postgres';
 
     return {
       sessions: {
         find: async (ref) => {
           const rows = await q(sql.findSession, [ref.tenantId, ref.sessionId]);
-          return rows[0] ? toSessionRecord(rows[0]) : undefined;
+          return rows[0] ? toSessionRecord(rows[0], ref) : undefined;
         },
         insertIfAbsent: async (record) =>
           (await write(sql.insertSession, [
@@ -179,17 +214,20 @@ export class TypeOrmSessionStorage implements SessionStorage {
         reserveSequence: async (ref, count, now) => {
           const result = await run(sql.advanceSequence, [count, now, ref.tenantId, ref.sessionId]);
           if ((result.affected ?? 0) === 0) return undefined;
+          let row: Row;
           switch (this.dialect.sequenceReadBack) {
             case 'returning':
-              return toNumber(result.records![0]!.next_seq) - count;
+              row = result.records![0]!;
+              break;
             case 'last-insert-id':
-              return toNumber((result.raw as { insertId: unknown }).insertId) - count;
-            case 'read-back': {
+              row = { next_seq: (result.raw as { insertId: unknown }).insertId };
+              break;
+            case 'read-back':
               // Under the lock the update took: no other writer can move it in between.
-              const rows = await q(sql.readSequence, [ref.tenantId, ref.sessionId]);
-              return toNumber(rows[0]!.next_seq) - count;
-            }
+              row = (await q(sql.readSequence, [ref.tenantId, ref.sessionId]))[0]!;
+              break;
           }
+          return new RowValues(row, sessionLabel(ref)).integer('next_seq') - count;
         },
       },
       items: {
@@ -208,7 +246,15 @@ export class TypeOrmSessionStorage implements SessionStorage {
                 item.ciphertext,
               );
             }
-            await write(sql.insertItems(chunk.length), params);
+            try {
+              await write(sql.insertItems(chunk.length), params);
+            } catch (error) {
+              if (this.dialect.isPrimaryKeyViolation(error, this.tables.items)) {
+                throw sequenceBehindItemsError(ref, error);
+              }
+              if (await this.exceedsMaxPacket(error, chunk)) throw packetTooLargeError(error);
+              throw error;
+            }
           }
         },
         listVisible: async (ref, now, limit) => {
@@ -218,19 +264,22 @@ export class TypeOrmSessionStorage implements SessionStorage {
             now,
             limit,
           ]);
-          return newestFirst.reverse().map(toStoredItem);
+          return toStoredItems(newestFirst.reverse(), ref, base64Items);
         },
         listVisiblePage: async (ref, now, afterSeq, throughSeq, limit) =>
-          (
+          toStoredItems(
             await q(sql.listVisiblePage, [
               ref.tenantId,
               ref.sessionId,
-              afterSeq,
+              // From the start: zero and negative positions, which no append makes, too.
+              afterSeq < 1 ? Number.MIN_SAFE_INTEGER : afterSeq,
               throughSeq,
               now,
               limit,
-            ])
-          ).map(toStoredItem),
+            ]),
+            ref,
+            base64Items,
+          ),
         deleteBySeq: async (ref, seqs) => {
           if (seqs.length === 0) return 0;
           return write(sql.deleteItemsBySeq(seqs.length), [ref.tenantId, ref.sessionId, ...seqs]);
@@ -240,15 +289,20 @@ export class TypeOrmSessionStorage implements SessionStorage {
       dataKeys: {
         findById: async (dekId) => {
           const rows = await q(sql.findDataKey, [dekId]);
-          return rows[0] ? toDataKeyRecord(rows[0]) : undefined;
+          return rows[0] ? toDataKeyRecord(rows[0], () => dataKeyLabel(rows[0]!)) : undefined;
         },
         findActive: async (ref) => {
           const rows = await q(sql.findActiveDataKey, [ref.tenantId, ref.sessionId]);
-          return rows[0] ? toDataKeyRecord(rows[0]) : undefined;
+          const label = sessionLabel(ref);
+          return rows[0] ? toDataKeyRecord(rows[0], () => `the data key of ${label()}`) : undefined;
         },
         maxGeneration: async (ref) => {
           const rows = await q(sql.maxGeneration, [ref.tenantId, ref.sessionId]);
-          return toNumber(rows[0]?.max_generation ?? 0);
+          const label = sessionLabel(ref);
+          return new RowValues(
+            rows[0] ?? { max_generation: 0 },
+            () => `the data keys of ${label()}`,
+          ).integer('max_generation');
         },
         insertIfAbsent: async (record) =>
           (await write(sql.insertDataKey, [
@@ -268,7 +322,7 @@ export class TypeOrmSessionStorage implements SessionStorage {
           write(sql.retireActiveDataKeys, [ref.tenantId, ref.sessionId, generation]),
         listWrappedByOtherKek: async (kekId, cursor, limit) => {
           const records = (await q(sql.listWrappedByOtherKek, [kekId, cursor ?? '', limit])).map(
-            toDataKeyRecord,
+            (row) => toDataKeyRecord(row, () => dataKeyLabel(row)),
           );
           return {
             records,
@@ -287,7 +341,8 @@ export class TypeOrmSessionStorage implements SessionStorage {
         countByKek: async () => {
           const counts: Record<string, number> = {};
           for (const row of await q(sql.countByKek, [])) {
-            counts[String(row.kek_id)] = toNumber(row.data_keys);
+            const values = new RowValues(row, () => 'the data keys table');
+            counts[values.text('kek_id')] = values.integer('data_keys');
           }
           return counts;
         },
@@ -297,7 +352,7 @@ export class TypeOrmSessionStorage implements SessionStorage {
       historyOperations: {
         find: async (ref, operationId) => {
           const rows = await q(sql.findOperation, [ref.tenantId, ref.sessionId, operationId]);
-          return rows[0] ? toOperationRecord(rows[0]) : undefined;
+          return rows[0] ? toOperationRecord(rows[0], ref) : undefined;
         },
         insertIfAbsent: async (ref, record) =>
           (await write(sql.insertOperation, [
@@ -343,7 +398,7 @@ function buildPortableStatements(t: TableNames, d: SqlDialect) {
     t.items,
     t.dataKeys,
     t.historyOperations,
-  ].map((name) => `"${name}"`);
+  ].map((name) => quotedTable(t, name));
   const p = (n: number) => d.param(n);
   const itemColumns = '"seq", "dek_id", "expires_at", "created_at", "ciphertext"';
   // pg returns bytea as hex text, twice the bytes; base64 is a third smaller to send and parse.
@@ -367,7 +422,10 @@ function buildPortableStatements(t: TableNames, d: SqlDialect) {
     advanceSequence: `UPDATE ${sessions} SET "next_seq" = ${
       d.sequenceReadBack === 'last-insert-id'
         ? `LAST_INSERT_ID("next_seq" + ${p(1)})`
-        : `"next_seq" + ${p(1)}`
+        : d.backend === 'sqlite'
+          ? // SQLite would add to TEXT as if it were 0; leave a damaged value for the read-back.
+            `CASE WHEN typeof("next_seq") = 'integer' THEN "next_seq" + ${p(1)} ELSE "next_seq" END`
+          : `"next_seq" + ${p(1)}`
     }, "last_activity_at" = ${p(2)} WHERE "tenant_id" = ${p(3)} AND "session_id" = ${p(4)}${
       d.sequenceReadBack === 'returning' ? ' RETURNING "next_seq"' : ''
     }`,
@@ -382,7 +440,10 @@ function buildPortableStatements(t: TableNames, d: SqlDialect) {
       }
       return statement;
     },
-    listVisiblePage: `SELECT ${selectedItemColumns} FROM ${items} WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)} AND "seq" > ${p(3)} AND "seq" <= ${p(4)} AND ${visible(p(5))} ORDER BY "seq" ASC LIMIT ${p(6)}`,
+    // Rows whose seq no reader could use (beyond 2^53; on SQLite also TEXT or BLOB, which sort
+    // above every number) are selected too, last, so the row mapper reports them instead of
+    // the bounds skipping them. The primary key still serves the range and the order.
+    listVisiblePage: `SELECT ${selectedItemColumns} FROM ${items} WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)} AND "seq" > ${p(3)} AND ("seq" <= ${p(4)} OR "seq" > ${Number.MAX_SAFE_INTEGER}) AND ${visible(p(5))} ORDER BY "seq" ASC LIMIT ${p(6)}`,
     listNewestVisible: `SELECT ${selectedItemColumns} FROM ${items} WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)} AND ${visible(p(3))} ORDER BY "seq" DESC LIMIT ${p(4)}`,
     deleteItemsBySeq(count: number): string {
       let statement = deleteBySeqCache.get(count);
@@ -412,50 +473,58 @@ function buildPortableStatements(t: TableNames, d: SqlDialect) {
   };
 }
 
-function toSessionRecord(row: Row): SessionRecord {
+function toSessionRecord(row: Row, ref: SessionRef): SessionRecord {
+  const values = new RowValues(row, sessionLabel(ref));
   return {
-    tenantId: String(row.tenant_id),
-    sessionId: String(row.session_id),
-    subjectId: toNullableString(row.subject_id),
-    createdAt: toNumber(row.created_at),
-    lastActivityAt: toNumber(row.last_activity_at),
-    nextSeq: toNumber(row.next_seq),
-    itemTtlSeconds: toNullableNumber(row.item_ttl_seconds),
-    legalHold: Boolean(toNumber(row.legal_hold)),
+    tenantId: values.text('tenant_id'),
+    sessionId: values.text('session_id'),
+    subjectId: values.nullableText('subject_id'),
+    createdAt: values.integer('created_at'),
+    lastActivityAt: values.integer('last_activity_at'),
+    nextSeq: values.integer('next_seq'),
+    itemTtlSeconds: values.nullableInteger('item_ttl_seconds'),
+    legalHold: values.boolean('legal_hold'),
   };
 }
 
-function toStoredItem(row: Row): StoredItem {
+/** Maps item rows; `base64` when the ciphertext was selected through Postgres' encode(). */
+function toStoredItems(rows: Row[], ref: SessionRef, base64: boolean): StoredItem[] {
+  const label = sessionLabel(ref);
+  return rows.map((row) => {
+    const values = new RowValues(row, () => `an item of ${label()}`);
+    return {
+      seq: values.integer('seq', 1),
+      dekId: values.text('dek_id'),
+      expiresAt: values.nullableInteger('expires_at'),
+      createdAt: values.integer('created_at'),
+      ciphertext: base64 ? values.base64Bytes('ciphertext') : values.bytes('ciphertext'),
+    };
+  });
+}
+
+function toDataKeyRecord(row: Row, label: () => string): DataKeyRecord {
+  const values = new RowValues(row, label);
   return {
-    seq: toNumber(row.seq),
-    dekId: String(row.dek_id),
-    expiresAt: toNullableNumber(row.expires_at),
-    createdAt: toNumber(row.created_at),
-    ciphertext: toBuffer(row.ciphertext),
+    dekId: values.text('dek_id'),
+    tenantId: values.text('tenant_id'),
+    sessionId: values.text('session_id'),
+    subjectId: values.nullableText('subject_id'),
+    generation: values.integer('generation'),
+    firstSeq: values.integer('first_seq'),
+    kekId: values.text('kek_id'),
+    wrappedKey: values.bytes('wrapped_key'),
+    state: values.dataKeyState('state'),
+    createdAt: values.integer('created_at'),
+    destroyedAt: values.nullableInteger('destroyed_at'),
   };
 }
 
-function toDataKeyRecord(row: Row): DataKeyRecord {
+function toOperationRecord(row: Row, ref: SessionRef): HistoryOperationRecord {
+  const values = new RowValues(row, () => `a history operation of ${sessionLabel(ref)()}`);
   return {
-    dekId: String(row.dek_id),
-    tenantId: String(row.tenant_id),
-    sessionId: String(row.session_id),
-    subjectId: toNullableString(row.subject_id),
-    generation: toNumber(row.generation),
-    firstSeq: toNumber(row.first_seq),
-    kekId: String(row.kek_id),
-    wrappedKey: toBuffer(row.wrapped_key),
-    state: String(row.state) as DataKeyState,
-    createdAt: toNumber(row.created_at),
-    destroyedAt: toNullableNumber(row.destroyed_at),
-  };
-}
-
-function toOperationRecord(row: Row): HistoryOperationRecord {
-  return {
-    operationId: String(row.operation_id),
-    dekId: String(row.dek_id),
-    digest: toBuffer(row.digest),
-    createdAt: toNumber(row.created_at),
+    operationId: values.text('operation_id'),
+    dekId: values.text('dek_id'),
+    digest: values.bytes('digest'),
+    createdAt: values.integer('created_at'),
   };
 }

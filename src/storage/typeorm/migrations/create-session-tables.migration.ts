@@ -1,6 +1,6 @@
 import type { MigrationInterface, QueryRunner } from 'typeorm';
 import { dialectFor, type SqlBackend } from '../sql-dialect.js';
-import { tableNamesFor, type TableNames } from '../table-names.js';
+import { quotedTable, schemaOf, tableNamesFor, type TableNames } from '../table-names.js';
 
 /** Column types that differ between the engines. */
 interface ColumnTypes {
@@ -127,19 +127,21 @@ export function createSessionTablesSql(t: TableNames, backend: SqlBackend): stri
   const statements: string[] = [];
   const tableOptions = COLUMN_TYPES[backend].tableOptions;
   for (const table of sessionTableDefinitions(t, backend)) {
+    const name = quotedTable(t, table.name);
     if (backend === 'mysql') {
       const indexes = table.indexes.map(
         (index) => `,\n      KEY "${index.name}" (${index.columns})`,
       );
       statements.push(
-        `CREATE TABLE IF NOT EXISTS "${table.name}" (\n      ${table.body}${indexes.join('')}\n    )${tableOptions}`,
+        `CREATE TABLE IF NOT EXISTS ${name} (\n      ${table.body}${indexes.join('')}\n    )${tableOptions}`,
       );
       continue;
     }
-    statements.push(`CREATE TABLE IF NOT EXISTS "${table.name}" (\n      ${table.body}\n    )`);
+    statements.push(`CREATE TABLE IF NOT EXISTS ${name} (\n      ${table.body}\n    )`);
     for (const index of table.indexes) {
       statements.push(
-        `CREATE INDEX IF NOT EXISTS "${index.name}" ON "${table.name}" (${index.columns})`,
+        // Postgres creates an index in its table's schema: the name needs no qualifier.
+        `CREATE INDEX IF NOT EXISTS "${index.name}" ON ${name} (${index.columns})`,
       );
     }
   }
@@ -152,12 +154,13 @@ export function createSessionTablesSql(t: TableNames, backend: SqlBackend): stri
  * add it to their DataSource's `migrations` list (see `sessionMigrations`).
  */
 export function createSessionTablesMigration(prefix?: string): new () => MigrationInterface {
-  const tables = tableNamesFor(prefix);
+  tableNamesFor(prefix); // refuses a bad prefix now, not at the first run
   return class CreateSessionTables1763700000000 implements MigrationInterface {
     readonly name = 'CreateSessionTables1763700000000';
 
     async up(queryRunner: QueryRunner): Promise<void> {
       const dialect = dialectFor(queryRunner.connection);
+      const tables = tableNamesFor(prefix, schemaOf(queryRunner.connection));
       for (const statement of createSessionTablesSql(tables, dialect.backend)) {
         await queryRunner.query(dialect.sql(statement));
       }
@@ -165,13 +168,14 @@ export function createSessionTablesMigration(prefix?: string): new () => Migrati
 
     async down(queryRunner: QueryRunner): Promise<void> {
       const dialect = dialectFor(queryRunner.connection);
+      const tables = tableNamesFor(prefix, schemaOf(queryRunner.connection));
       for (const table of [
         tables.historyOperations,
         tables.dataKeys,
         tables.items,
         tables.sessions,
       ]) {
-        await queryRunner.query(dialect.sql(`DROP TABLE IF EXISTS "${table}"`));
+        await queryRunner.query(dialect.sql(`DROP TABLE IF EXISTS ${quotedTable(tables, table)}`));
       }
     }
   };

@@ -1,9 +1,11 @@
 import type { MigrationInterface } from 'typeorm';
+import { binaryIdsMigration } from './binary-ids.migration.js';
 import { createSessionTablesMigration } from './create-session-tables.migration.js';
 
+export { binaryIdsMigration } from './binary-ids.migration.js';
 export { createSessionTablesMigration } from './create-session-tables.migration.js';
 
 /** Every migration of the module, oldest first, for tables under `prefix`. */
 export function sessionMigrations(prefix?: string): Array<new () => MigrationInterface> {
-  return [createSessionTablesMigration(prefix)];
+  return [createSessionTablesMigration(prefix), binaryIdsMigration(prefix)];
 }

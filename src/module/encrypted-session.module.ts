@@ -1,4 +1,4 @@
-import { Logger, Module } from '@nestjs/common';
+import { Logger, Module, type DynamicModule } from '@nestjs/common';
 import type { DataSource } from 'typeorm';
 import {
   KEY_PROVIDER,
@@ -17,10 +17,12 @@ import { SESSION_STORAGE } from '../storage/index.js';
 import { EncryptedSessionLifecycle } from './encrypted-session-lifecycle.service.js';
 import type { EncryptedSessionModuleOptions } from './encrypted-session-module-options.interface.js';
 import {
+  ASYNC_OPTIONS_TYPE,
   ConfigurableEncryptedSessionModule,
   ENCRYPTED_SESSION_MODULE_OPTIONS,
   HOST_DATA_SOURCE,
 } from './encrypted-session.module-definition.js';
+import { refuseUnreadAsyncOptions } from './module-option-keys.js';
 import { createSessionStorage } from './session-storage.factory.js';
 import { validateModuleOptions } from './validate-module-options.js';
 
@@ -55,13 +57,13 @@ import { validateModuleOptions } from './validate-module-options.js';
     },
     {
       provide: SESSION_STORAGE,
-      useFactory: (options: EncryptedSessionModuleOptions, _provider: unknown, host?: DataSource) =>
-        createSessionStorage(options, host),
-      inject: [
-        ENCRYPTED_SESSION_MODULE_OPTIONS,
-        KEY_PROVIDER,
-        { token: HOST_DATA_SOURCE, optional: true },
-      ],
+      useFactory: (
+        options: EncryptedSessionModuleOptions,
+        _provider: unknown,
+        host: DataSource | null,
+      ) => createSessionStorage(options, host),
+      // HOST_DATA_SOURCE is required (null when none is named): see its definition.
+      inject: [ENCRYPTED_SESSION_MODULE_OPTIONS, KEY_PROVIDER, HOST_DATA_SOURCE],
     },
     {
       provide: KEY_RING_OPTIONS,
@@ -85,4 +87,15 @@ import { validateModuleOptions } from './validate-module-options.js';
   ],
   exports: [EncryptedSessionService, KeyRing, KekRotationService, SESSION_STORAGE, KEY_PROVIDER],
 })
-export class EncryptedSessionModule extends ConfigurableEncryptedSessionModule {}
+export class EncryptedSessionModule extends ConfigurableEncryptedSessionModule {
+  /**
+   * As the generated `forRootAsync`, but refuses options beside `useFactory` that would be
+   * ignored there (Nest takes every unknown key as an extra): `tablePrefix`, `storage`, typos.
+   *
+   * @throws ConfigurationError naming the key and where it belongs.
+   */
+  static override forRootAsync(options: typeof ASYNC_OPTIONS_TYPE): DynamicModule {
+    refuseUnreadAsyncOptions(options);
+    return super.forRootAsync(options);
+  }
+}

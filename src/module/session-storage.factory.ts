@@ -1,5 +1,7 @@
 import { Logger } from '@nestjs/common';
 import type { DataSource } from 'typeorm';
+import { ConfigurationError } from '../errors/index.js';
+import { sqlServerStartupError, sqliteStartupError } from './storage-startup-errors.js';
 import {
   MemorySessionStorage,
   RedisSessionStorage,
@@ -24,10 +26,15 @@ const logger = new Logger('EncryptedSessionModule');
  */
 export async function createSessionStorage(
   options: EncryptedSessionModuleOptions,
-  hostDataSource: DataSource | undefined,
+  hostDataSource: DataSource | null,
 ): Promise<SessionStorage> {
   const runMigrations = options.runMigrations ?? true;
   if (hostDataSource) {
+    if (options.storage !== undefined) {
+      throw new ConfigurationError(
+        "options.storage and dataSourceName both say where sessions go; give only one: dataSourceName for a host TypeORM DataSource, or options.storage for a store of the module's own",
+      );
+    }
     guardPostgresPoolErrors(hostDataSource);
     if (runMigrations) {
       const applied = await runSessionMigrations(
@@ -62,7 +69,11 @@ export async function createSessionStorage(
       const type = storage.type === 'postgres' ? 'postgres' : 'mysql';
       // The URL may carry a password: log the engine and host only.
       logger.log(`Storing sessions in ${type} at ${hostOf(storage.url)}`);
-      const dataSource = await openSqlServerDataSource({ ...storage, type });
+      const dataSource = await openSqlServerDataSource({ ...storage, type }).catch(
+        (error: unknown) => {
+          throw sqlServerStartupError(error, storage);
+        },
+      );
       return ownedTypeOrmStorage(dataSource, options, runMigrations);
     }
     case 'sqlite': {
@@ -75,6 +86,8 @@ export async function createSessionStorage(
         synchronous: storage.synchronous,
         busyTimeoutMs: storage.busyTimeoutMs,
         cacheSizeKiB: storage.cacheSizeKiB,
+      }).catch((error: unknown) => {
+        throw sqliteStartupError(error, path);
       });
       return ownedTypeOrmStorage(dataSource, options, runMigrations);
     }

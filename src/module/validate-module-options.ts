@@ -7,6 +7,7 @@ import {
   type KeyProvider,
 } from '../keys/index.js';
 import { checkSqlServerOptions, tableNamesFor, validateRedisKeyPrefix } from '../storage/index.js';
+import { refuseUnreadOptions } from './module-option-keys.js';
 import type {
   EncryptedSessionModuleOptions,
   StorageOptions,
@@ -25,6 +26,7 @@ export function validateModuleOptions(options: EncryptedSessionModuleOptions): K
       'EncryptedSessionModule needs an options object with at least { keys }',
     );
   }
+  refuseUnreadOptions(options);
   const { keys, storage, itemTtlSeconds, defaultTenantId, runMigrations, tablePrefix } = options;
   if (tablePrefix !== undefined) tableNamesFor(tablePrefix);
   if (storage !== undefined) validateStorageOptions(storage);
@@ -77,7 +79,12 @@ export function validateModuleOptions(options: EncryptedSessionModuleOptions): K
     return keys.provider;
   }
   if ('env' in keys && isPlainObject(keys.env)) {
-    return new EnvKeyProvider(keys.env);
+    if (keys.env.sourceNames === undefined) refuseMissingEnvKeys(keys.env);
+    // Messages name the options the host sets, not the provider's own parameter names.
+    return new EnvKeyProvider({
+      sourceNames: { keys: 'options.keys.env.keys', activeKeyId: 'options.keys.env.activeKeyId' },
+      ...keys.env,
+    });
   }
   // Each constructor checks its own options and says what to set.
   if ('awsKms' in keys && isPlainObject(keys.awsKms)) return new AwsKmsKeyProvider(keys.awsKms);
@@ -88,6 +95,34 @@ export function validateModuleOptions(options: EncryptedSessionModuleOptions): K
   throw new ConfigurationError(
     'options.keys must be one of { env }, { awsKms }, { vaultTransit }, { vaultKv } or { provider }',
   );
+}
+
+/** What each env key option takes, and where the README's snippet reads it from. */
+const ENV_KEY_FIELDS = {
+  keys: {
+    takes:
+      "'id:base64key,...' (comma-separated; each key 32 random bytes, e.g. k1:$(openssl rand -base64 32))",
+    readmeVariable: 'SESSION_KEYS',
+  },
+  activeKeyId: {
+    takes: 'the id of the key in options.keys.env.keys that wraps new data keys',
+    readmeVariable: 'SESSION_ACTIVE_KEY',
+  },
+} as const;
+
+/**
+ * `keys: { env: { keys: process.env.SESSION_KEYS! } }` with the variable unset passes
+ * `undefined`: say which option is missing and where the README takes it from.
+ */
+function refuseMissingEnvKeys(env: Record<string, unknown>): void {
+  for (const [field, { takes, readmeVariable }] of Object.entries(ENV_KEY_FIELDS)) {
+    const value = env[field];
+    if (value === undefined || value === null || value === '') {
+      throw new ConfigurationError(
+        `options.keys.env.${field} is ${value === '' ? 'empty' : `missing (${String(value)})`}: set it to ${takes} (the README reads it from ${readmeVariable})`,
+      );
+    }
+  }
 }
 
 const STORAGE_TYPES = ['sqlite', 'postgres', 'mysql', 'mariadb', 'redis', 'memory'];

@@ -1,7 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { ConfigurationError, EnvKeyProvider, IntegrityError } from '../../src/index.js';
+import {
+  ConfigurationError,
+  EnvKeyProvider,
+  IntegrityError,
+  type EnvKeyProviderOptions,
+} from '../../src/index.js';
 import { newRootKeyEntry } from '../support/test-keys.js';
+import { thrownBy } from '../support/thrown-by.js';
 
 const context = { tenantId: 't', sessionId: 's', dekId: '3f1c2a4e-8b7d-4c6e-9f0a-1b2c3d4e5f60' };
 const named = { keys: 'SESSION_KEYS', activeKeyId: 'SESSION_ACTIVE_KEY' };
@@ -76,6 +82,40 @@ describe('EnvKeyProvider configuration', () => {
   it('never puts key material in its messages', () => {
     const secret = randomBytes(16).toString('base64');
     expect(refusal(`k1:${secret}`).message).not.toContain(secret);
+  });
+});
+
+/** What the provider throws for keys or an active id of the wrong type. */
+const refusalOf = (options: { keys?: unknown; activeKeyId?: unknown }) =>
+  thrownBy(() => new EnvKeyProvider({ sourceNames: named, ...options } as EnvKeyProviderOptions));
+
+describe('EnvKeyProvider options of the wrong type (an unset variable read with `!`)', () => {
+  it('names the keys source when keys are undefined, instead of a TypeError', () => {
+    const error = refusalOf({ keys: undefined, activeKeyId: 'k1' });
+    expect(error).toBeInstanceOf(ConfigurationError);
+    expect((error as Error).message).toBe(
+      "SESSION_KEYS is missing (undefined): set it to 'id:base64key,...' (comma-separated; each key 32 random bytes, e.g. k1:$(openssl rand -base64 32))",
+    );
+  });
+
+  it('names the active key source when the active id is undefined', () => {
+    const error = refusalOf({ keys: newRootKeyEntry('k1'), activeKeyId: undefined });
+    expect(error).toBeInstanceOf(ConfigurationError);
+    expect((error as Error).message).toBe(
+      'SESSION_ACTIVE_KEY is missing (undefined): set it to the id of the key in SESSION_KEYS that wraps new data keys',
+    );
+  });
+
+  it('describes other wrong types by their type only', () => {
+    expect((refusalOf({ keys: 42, activeKeyId: 'k1' }) as Error).message).toMatch(
+      /^SESSION_KEYS is a number: /,
+    );
+    expect(
+      (refusalOf({ keys: [newRootKeyEntry('k1'), 7], activeKeyId: 'k1' }) as Error).message,
+    ).toMatch(/^SESSION_KEYS is an array with a non-string entry: /);
+    expect((refusalOf({ keys: newRootKeyEntry('k1'), activeKeyId: '' }) as Error).message).toMatch(
+      /^SESSION_ACTIVE_KEY is empty: /,
+    );
   });
 });
 

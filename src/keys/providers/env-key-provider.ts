@@ -60,6 +60,38 @@ export function parseEnvRootKeys(
   return parsed;
 }
 
+/** How a value of the wrong type is described: its type only, never the value (a key). */
+function describeType(value: unknown): string {
+  if (value === undefined || value === null) return `missing (${String(value)})`;
+  return typeof value === 'object' ? 'an object' : `a ${typeof value}`;
+}
+
+/**
+ * Refuses keys or an active id that are not strings (an unset environment variable read with
+ * `process.env.X!`) with a message naming what to set, instead of a TypeError.
+ */
+function checkEnvKeyOptionTypes(
+  options: EnvKeyProviderOptions,
+  names: { keys: string; activeKeyId: string },
+): void {
+  const keys: unknown = options.keys;
+  const validKeys =
+    typeof keys === 'string' ||
+    (Array.isArray(keys) && keys.every((entry) => typeof entry === 'string'));
+  if (!validKeys) {
+    const found = Array.isArray(keys) ? 'an array with a non-string entry' : describeType(keys);
+    throw new ConfigurationError(
+      `${names.keys} is ${found}: set it to 'id:base64key,...' (comma-separated; each key 32 random bytes, e.g. k1:$(openssl rand -base64 32))`,
+    );
+  }
+  const activeKeyId: unknown = options.activeKeyId;
+  if (typeof activeKeyId !== 'string' || activeKeyId === '') {
+    throw new ConfigurationError(
+      `${names.activeKeyId} is ${activeKeyId === '' ? 'empty' : describeType(activeKeyId)}: set it to the id of the key in ${names.keys} that wraps new data keys`,
+    );
+  }
+}
+
 /**
  * Root keys held in process memory, read from configuration (`SESSION_KEYS`,
  * `SESSION_ACTIVE_KEY` in the demo). Data keys are wrapped with AES-256-GCM under an HKDF
@@ -73,6 +105,7 @@ export class EnvKeyProvider implements KeyProvider {
 
   constructor(options: EnvKeyProviderOptions) {
     const names = options.sourceNames ?? { keys: 'keys', activeKeyId: 'activeKeyId' };
+    checkEnvKeyOptionTypes(options, names);
     const rootKeys = parseEnvRootKeys(options.keys, names.keys);
     if (!rootKeys.has(options.activeKeyId)) {
       throw new ConfigurationError(

@@ -3,6 +3,7 @@ import { Redis } from 'ioredis';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   ConfigurationError,
+  IntegrityError,
   RedisSessionStorage,
   StorageUnavailableError,
   type DataKeyRecord,
@@ -516,7 +517,7 @@ describe.skipIf(!redisUp)('Redis storage adapter', () => {
       ).rejects.toThrow('Write attempted inside a read-only storage scope');
     });
 
-    it('refuses to store a second item at a stored position, writing nothing', async () => {
+    it('refuses an item at a stored position (a counter behind its items) with IntegrityError, writing nothing', async () => {
       await createSession();
       await append([null]);
 
@@ -525,7 +526,8 @@ describe.skipIf(!redisUp)('Redis storage adapter', () => {
         await scope.items.insertMany(ref, [storedItem(1)]);
       });
 
-      await expect(outcome).rejects.toThrow(/already stored/);
+      await expect(outcome).rejects.toBeInstanceOf(IntegrityError);
+      await expect(outcome).rejects.toThrow(/sequence counter .* is behind its stored items/);
       const session = await redis.storage.read((scope) => scope.sessions.find(ref));
       expect(session?.nextSeq).toBe(2);
       expect(await redisItemTamperer(redis.client, redis.keyPrefix).countItems(ref)).toBe(1);

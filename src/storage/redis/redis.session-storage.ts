@@ -3,7 +3,7 @@ import { createRequire } from 'node:module';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Logger } from '@nestjs/common';
 import type { Cluster, Redis } from 'ioredis';
-import { ConfigurationError, StorageUnavailableError } from '../../errors/index.js';
+import { ConfigurationError, IntegrityError, StorageUnavailableError } from '../../errors/index.js';
 import type { SessionStorage, StorageScope } from '../storage.ports.js';
 import { COMMIT_REPLY, COMMIT_SCRIPT } from './redis-commit-script.js';
 import { redisUnavailableReason, translateRedisErrors } from './redis-errors.js';
@@ -180,9 +180,13 @@ export class RedisSessionStorage implements SessionStorage {
         return true;
       case COMMIT_REPLY.conflict:
         return false;
-      case COMMIT_REPLY.duplicateSeq:
-        throw new Error(
-          'An item sequence number written by this unit of work is already stored in the session; nothing was written',
+      case COMMIT_REPLY.counterBehind:
+        throw new IntegrityError(
+          `The sequence counter (next_seq) of ${commit.owner} in Redis is behind its stored items: the session hash was rolled back, lost or altered outside this module. Nothing was written; restore the session from a backup or clear it`,
+        );
+      case COMMIT_REPLY.itemMoved:
+        throw new IntegrityError(
+          `An item to delete from ${commit.owner} in Redis changed or moved after it was read, outside this module. Nothing was written; restore the session from a backup or clear it`,
         );
       default:
         throw new Error('Unexpected reply from the Redis commit script');

@@ -1,5 +1,5 @@
 import { NETWORK_ERROR_CODES } from '../network-errors.js';
-import { StorageUnavailableError } from '../../errors/index.js';
+import { IntegrityError, StorageUnavailableError } from '../../errors/index.js';
 
 /** Socket errors meaning the server could not be reached or the connection broke. */
 
@@ -59,6 +59,11 @@ export async function translateRedisErrors<T>(call: () => Promise<T>): Promise<T
     return await call();
   } catch (error) {
     dropCommandArguments(error);
+    if (error instanceof Error && error.message.includes('WRONGTYPE')) {
+      throw new IntegrityError(
+        'A key of the session store in Redis holds the wrong type of value (WRONGTYPE): it was overwritten outside this module. Nothing was deleted; restore it from a backup or clear the session',
+      );
+    }
     const reason = redisUnavailableReason(error);
     if (reason === undefined) throw error;
     throw new StorageUnavailableError(`Redis is unreachable (${reason}); retry the call`, {

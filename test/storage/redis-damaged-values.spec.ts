@@ -54,7 +54,7 @@ async function changeDataKey(
   change: (packed: Buffer) => Buffer | [string, Buffer],
 ) {
   const { client } = target.redis;
-  const [dekId, packed] = Object.entries(await client.hgetallBuffer(target.keys.dataKeys))[0]!;
+  const [dekId, packed] = Object.entries(await client.hgetallBuffer(target.keys.dataKeys))[0];
   const changed = change(Buffer.from(packed));
   const [field, value] = Array.isArray(changed) ? changed : [dekId, changed];
   await client
@@ -231,6 +231,8 @@ describe.skipIf(!up)('Redis: damaged stored values are IntegrityErrors on every 
             replacement: [userMessage('4')],
           },
         });
+      default:
+        throw new Error(`unknown read path ${String(path)}`);
     }
   }
 

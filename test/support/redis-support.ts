@@ -81,12 +81,16 @@ export async function keysUnderPrefix(client: Redis, prefix: string): Promise<st
   return found;
 }
 
-/** A fresh storage (it creates its own client from {@link REDIS_URL}) under a unique prefix. */
+/**
+ * A fresh storage under a unique prefix. It creates its own client from {@link REDIS_URL}
+ * unless `connection` names another url or a host client (which cleanup leaves open).
+ */
 export async function createRedisTestStorage(
   options: Omit<RedisSessionStorageOptions, 'client' | 'url' | 'keyPrefix'> = {},
+  connection: Pick<RedisSessionStorageOptions, 'client' | 'url'> = { url: REDIS_URL },
 ): Promise<RedisTestStorage> {
   const keyPrefix = `nes-test-${randomUUID().slice(0, 8)}:`;
-  const storage = new RedisSessionStorage({ ...options, url: REDIS_URL, keyPrefix });
+  const storage = new RedisSessionStorage({ ...options, ...connection, keyPrefix });
   const client = new Redis(REDIS_URL);
   return {
     storage,

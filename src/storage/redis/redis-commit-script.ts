@@ -135,3 +135,27 @@ for _, key in ipairs(KEYS) do
 end
 return 1
 `;
+
+/** Replies of the fence script. */
+export const FENCE_REPLY = { notApplied: 0, applied: 1 } as const;
+
+/**
+ * Settles a commit whose reply was lost. KEYS: the session hash. ARGV: the commit id.
+ *
+ * Answers 1 when the commit was applied (its id is among the recent commits). Otherwise it moves
+ * the session's version on and answers 0: the commit, should it still arrive (a host client
+ * that resends unanswered commands after a reconnect), then fails its compare-and-set and writes
+ * nothing, so "not applied" stays true. A session hash that does not exist yet gets only the
+ * version, expiring after a day unless a later commit gives it a session.
+ */
+export const FENCE_SCRIPT = `
+local recent = redis.call('HGET', KEYS[1], 'recent_commits') or ''
+if string.find(' ' .. recent .. ' ', ' ' .. ARGV[1] .. ' ', 1, true) then return 1 end
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('HSET', KEYS[1], 'version', '0')
+  redis.call('PEXPIRE', KEYS[1], 86400000)
+else
+  redis.call('HINCRBY', KEYS[1], 'version', 1)
+end
+return 0
+`;

@@ -155,11 +155,21 @@ export class RedisSessionReads {
   constructor(
     readonly client: RedisClient,
     readonly layout: RedisKeyLayout,
+    /** Bound of every round trip: past it, the call fails with StorageUnavailableError. */
+    readonly commandTimeoutMs: number,
   ) {}
+
+  /**
+   * Runs one round trip, bounded by `commandTimeoutMs` whatever the client's own options, with
+   * unavailability translated to StorageUnavailableError.
+   */
+  call<T>(request: () => Promise<T>): Promise<T> {
+    return translateRedisErrors(request, this.commandTimeoutMs);
+  }
 
   /** Runs commands in one round trip; throws the first failed command's error. */
   exec(build: (pipeline: ChainableCommander) => void): Promise<unknown[]> {
-    return translateRedisErrors(async () => {
+    return this.call(async () => {
       const pipeline = this.client.pipeline();
       build(pipeline);
       const replies = await pipeline.exec();
@@ -173,7 +183,7 @@ export class RedisSessionReads {
 
   async findSession(ref: SessionRef): Promise<SessionRecord | undefined> {
     const keys = this.layout.forSession(ref);
-    const hash = await translateRedisErrors(() => this.client.hgetall(keys.session));
+    const hash = await this.call(() => this.client.hgetall(keys.session));
     return sessionRecordFromHash(ref, hash);
   }
 
@@ -190,14 +200,14 @@ export class RedisSessionReads {
   async dataKeysOf(ref: SessionRef): Promise<Map<string, DataKeyRecord>> {
     const keys = this.layout.forSession(ref);
     return dataKeysFromHash(
-      await translateRedisErrors(() => this.client.hgetallBuffer(keys.dataKeys)),
+      await this.call(() => this.client.hgetallBuffer(keys.dataKeys)),
       redisSessionLabel(ref),
     );
   }
 
   /** The tag of the session that owns `dekId`, from its pointer (which may dangle). */
   ownerTagOf(dekId: string): Promise<string | null> {
-    return translateRedisErrors(() => this.client.get(this.layout.dataKeyPointer(dekId)));
+    return this.call(() => this.client.get(this.layout.dataKeyPointer(dekId)));
   }
 
   /** Follows the pointer to the owning session's keys hash; undefined when either is missing. */
@@ -210,7 +220,7 @@ export class RedisSessionReads {
   async findDataKeyIn(tag: string, dekId: string): Promise<DataKeyRecord | undefined> {
     // A pointer holds a hash tag of base64url ids; anything else was written by someone else.
     if (!SESSION_TAG.test(tag)) throw malformed(dataKeyLabel(dekId), 'data key pointer', 'tag');
-    const packed = await translateRedisErrors(() =>
+    const packed = await this.call(() =>
       this.client.hgetBuffer(this.layout.forTag(tag).dataKeys, dekId),
     );
     return packed ? unpackDataKey(dekId, packed, dataKeyLabel(dekId)) : undefined;
@@ -254,7 +264,7 @@ export class RedisSessionReads {
         'Listing data keys across sessions (KEK rotation, key status) is not supported on a Redis Cluster yet; run it against a standalone Redis or a replica of each shard',
       );
     }
-    const [next, keys] = await translateRedisErrors(() =>
+    const [next, keys] = await this.call(() =>
       (this.client as Redis).scan(cursor, 'MATCH', `${this.layout.prefix}{*}:keys`, 'COUNT', count),
     );
     return { keys, next };
@@ -275,16 +285,14 @@ export class RedisSessionReads {
     operationId: string,
   ): Promise<HistoryOperationRecord | undefined> {
     const keys = this.layout.forSession(ref);
-    const packed = await translateRedisErrors(() =>
-      this.client.hgetBuffer(keys.operations, operationId),
-    );
+    const packed = await this.call(() => this.client.hgetBuffer(keys.operations, operationId));
     return packed ? unpackOperation(operationId, packed, redisSessionLabel(ref)) : undefined;
   }
 
   /** Item windows read straight from the items zset. */
   itemWindows(keys: RedisSessionKeys): ItemWindowFetch {
     return (start, stop, newestFirst, count) =>
-      translateRedisErrors(() =>
+      this.call(() =>
         newestFirst
           ? this.client.zrangeBuffer(
               keys.items,

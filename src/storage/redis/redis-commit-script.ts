@@ -137,20 +137,28 @@ return 1
 `;
 
 /** Replies of the fence script. */
-export const FENCE_REPLY = { notApplied: 0, applied: 1 } as const;
+export const FENCE_REPLY = { notApplied: 0, applied: 1, unknown: 2 } as const;
 
 /**
- * Settles a commit whose reply was lost. KEYS: the session hash. ARGV: the commit id.
+ * Settles a commit whose reply was lost. KEYS: the session hash. ARGV: the commit id, the
+ * version the commit expected ('' for none).
  *
- * Answers 1 when the commit was applied (its id is among the recent commits). Otherwise it moves
- * the session's version on and answers 0: the commit, should it still arrive (a host client
- * that resends unanswered commands after a reconnect), then fails its compare-and-set and writes
- * nothing, so "not applied" stays true. A session hash that does not exist yet gets only the
- * version, expiring after a day unless a later commit gives it a session.
+ * 1: the commit was applied (its id is among the recent commits).
+ * 0: it was not, and now never will be: the version moves on, so the commit, should it still
+ * arrive (a host client that resends unanswered commands after a reconnect), fails its
+ * compare-and-set. A session hash that does not exist yet gets only the version, expiring
+ * after a day unless a later commit gives it a session.
+ * 2: unknown, when more commits happened since the expected version than the recent ids list
+ * (the id may have been pushed out); nothing is changed.
  */
 export const FENCE_SCRIPT = `
 local recent = redis.call('HGET', KEYS[1], 'recent_commits') or ''
 if string.find(' ' .. recent .. ' ', ' ' .. ARGV[1] .. ' ', 1, true) then return 1 end
+local listed = 0
+for _ in string.gmatch(recent, '%S+') do listed = listed + 1 end
+local current = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
+local expected = tonumber(ARGV[2] == '' and '0' or ARGV[2])
+if current == nil or expected == nil or current - expected > listed then return 2 end
 if redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('HSET', KEYS[1], 'version', '0')
   redis.call('PEXPIRE', KEYS[1], 86400000)

@@ -65,7 +65,11 @@ const CREDENTIAL_REPLIES = ['WRONGPASS', 'NOAUTH', 'ERR invalid password', 'ERR 
 /** Reply errors meaning the url's database number does not exist on the server. */
 const DATABASE_REPLIES = ['ERR DB index is out of range', 'ERR invalid DB index'];
 
-type FenceCommand = (sessionKey: string, commitId: string) => Promise<unknown>;
+type FenceCommand = (
+  sessionKey: string,
+  commitId: string,
+  expectedVersion: string,
+) => Promise<unknown>;
 
 type CommitCommand = (
   sessionKey: string,
@@ -129,6 +133,11 @@ export class RedisSessionStorage implements SessionStorage {
     }
     const commandTimeoutMs = positiveMs(options, 'commandTimeoutMs');
     const connectTimeoutMs = positiveMs(options, 'connectTimeoutMs');
+    if (client !== undefined && options.connectTimeoutMs !== undefined) {
+      throw new ConfigurationError(
+        "Redis connectTimeoutMs applies to `url` only: a host's client connects with its own `connectTimeout`; drop connectTimeoutMs or pass `url`",
+      );
+    }
     if (url !== undefined) assertRedisUrl(url);
 
     this.keyPrefix = layout.prefix;
@@ -283,14 +292,18 @@ export class RedisSessionStorage implements SessionStorage {
    */
   private async settleLostCommit(commit: UnitCommit, commitId: string): Promise<boolean> {
     const fence = (this.client as unknown as Record<string, FenceCommand>)[FENCE_COMMAND];
+    const undecided = new StorageUnavailableError(
+      `Redis did not answer a write to ${commit.owner} (reply lost or connection broken) and could not tell whether it was applied: it may or may not be stored; check before you repeat it, or retry if it is idempotent (applyHistoryTransaction with the same operationId)`,
+    );
     let settled: unknown;
     try {
-      settled = await this.reads.call(() => fence.call(this.client, commit.keys.session, commitId));
-    } catch {
-      throw new StorageUnavailableError(
-        `Redis did not answer a write to ${commit.owner} (reply lost or connection broken) and could not be asked whether it was applied: it may or may not be stored; check before you repeat it, or retry if it is idempotent (applyHistoryTransaction with the same operationId)`,
+      settled = await this.reads.call(() =>
+        fence.call(this.client, commit.keys.session, commitId, commit.expectedVersion),
       );
+    } catch {
+      throw undecided;
     }
+    if (Number(settled) === FENCE_REPLY.unknown) throw undecided;
     if (Number(settled) === FENCE_REPLY.applied) return true;
     throw new StorageUnavailableError(
       `Redis did not answer a write to ${commit.owner} in time (reply lost or connection broken); nothing was written; retry the call`,

@@ -60,6 +60,13 @@ export async function createSessionStorage(
     case 'redis': {
       const { type: _type, ...redisOptions } = storage;
       const redis = new RedisSessionStorage(redisOptions);
+      try {
+        // A url of the module's own: fail the start when it is wrong (a host's client: no-op).
+        await redis.verifyConnection();
+      } catch (error) {
+        await redis.close();
+        throw error;
+      }
       logger.log(`Storing sessions in Redis under key prefix '${redis.keyPrefix}'`);
       return redis;
     }

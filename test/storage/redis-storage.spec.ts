@@ -3,6 +3,7 @@ import { Redis } from 'ioredis';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   ConfigurationError,
+  IntegrityError,
   RedisSessionStorage,
   StorageUnavailableError,
   type DataKeyRecord,
@@ -11,7 +12,13 @@ import {
   type SessionRef,
   type StoredItem,
 } from '../../src/index.js';
-import { COMMIT_OP, COMMIT_SCRIPT } from '../../src/storage/redis/redis-commit-script.js';
+import {
+  COMMIT_OP,
+  COMMIT_SCRIPT,
+  FENCE_REPLY,
+  FENCE_SCRIPT,
+  RECENT_COMMITS_KEPT,
+} from '../../src/storage/redis/redis-commit-script.js';
 import { redisSessionTag } from '../../src/storage/redis/redis-keys.js';
 import { packItem } from '../../src/storage/redis/redis-record-codec.js';
 import {
@@ -516,7 +523,7 @@ describe.skipIf(!redisUp)('Redis storage adapter', () => {
       ).rejects.toThrow('Write attempted inside a read-only storage scope');
     });
 
-    it('refuses to store a second item at a stored position, writing nothing', async () => {
+    it('refuses an item at a stored position (a counter behind its items) with IntegrityError, writing nothing', async () => {
       await createSession();
       await append([null]);
 
@@ -525,7 +532,8 @@ describe.skipIf(!redisUp)('Redis storage adapter', () => {
         await scope.items.insertMany(ref, [storedItem(1)]);
       });
 
-      await expect(outcome).rejects.toThrow(/already stored/);
+      await expect(outcome).rejects.toBeInstanceOf(IntegrityError);
+      await expect(outcome).rejects.toThrow(/sequence counter .* is behind its stored items/);
       const session = await redis.storage.read((scope) => scope.sessions.find(ref));
       expect(session?.nextSeq).toBe(2);
       expect(await redisItemTamperer(redis.client, redis.keyPrefix).countItems(ref)).toBe(1);
@@ -615,6 +623,48 @@ describe.skipIf(!redisUp)('Redis storage adapter', () => {
       expect(stranger).toBe(0);
       expect(await redis.client.hget(sessionKey, 'version')).toBe(versionBefore);
       expect(await redis.client.zcard(keys[1])).toBe(1);
+    });
+
+    it('settles a commit whose reply was lost: applied, fenced off for good, or unknown', async () => {
+      await createSession();
+      const [sessionKey, ...otherKeys] = sessionKeyNames();
+      const version = () => redis.client.hget(sessionKey, 'version');
+      const commit = (commitId: string, expected: string) =>
+        redis.client.eval(
+          COMMIT_SCRIPT,
+          4,
+          sessionKey,
+          ...otherKeys,
+          expected,
+          commitId,
+          '0',
+          COMMIT_OP.setSessionField,
+          'next_seq',
+          '2',
+          COMMIT_OP.addItem,
+          '1',
+          packItem(storedItem(1)),
+        );
+      const fence = (commitId: string, expected: string) =>
+        redis.client.eval(FENCE_SCRIPT, 1, sessionKey, commitId, expected);
+      const lockForWrite = () =>
+        redis.storage.transaction((scope) => scope.sessions.lockForWrite(ref, NOW));
+
+      const applied = (await version())!;
+      expect(await commit('applied', applied)).toBe(1);
+      expect(await fence('applied', applied)).toBe(FENCE_REPLY.applied);
+
+      const lost = (await version())!;
+      expect(await fence('lost', lost)).toBe(FENCE_REPLY.notApplied);
+      // The lost commit, resent late, now conflicts and writes nothing.
+      expect(await commit('lost', lost)).toBe(0);
+      expect(await redis.client.zcard(otherKeys[0])).toBe(1);
+
+      const old = (await version())!;
+      for (let i = 0; i < RECENT_COMMITS_KEPT + 1; i++) await lockForWrite();
+      const before = await version();
+      expect(await fence('pushed-out', old)).toBe(FENCE_REPLY.unknown);
+      expect(await version()).toBe(before);
     });
 
     it('gives up with a retryable StorageUnavailableError after maxConflictRetries attempts', async () => {
@@ -737,6 +787,13 @@ describe('Redis storage options', () => {
     ['an unparsable url', { url: 'not a url' }, /not a valid URL/],
     ['a negative backstop', { url: REDIS_URL, expiryBackstopSeconds: -1 }, /expiryBackstop/],
     ['zero conflict retries', { url: REDIS_URL, maxConflictRetries: 0 }, /maxConflictRetries/],
+    ['a zero command timeout', { url: REDIS_URL, commandTimeoutMs: 0 }, /commandTimeoutMs/],
+    ['a fractional connect timeout', { url: REDIS_URL, connectTimeoutMs: 1.5 }, /connectTimeoutMs/],
+    [
+      "a connect timeout for a host's client",
+      { client: fakeClient, connectTimeoutMs: 1000 },
+      /connectTimeoutMs applies to `url` only/,
+    ],
   ])('rejects %s with a ConfigurationError', (_case, options, message) => {
     const error = thrownBy(() => new RedisSessionStorage(options));
     expect(error).toBeInstanceOf(ConfigurationError);

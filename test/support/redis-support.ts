@@ -1,4 +1,6 @@
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { connect, createServer, type AddressInfo } from 'node:net';
 import { Redis } from 'ioredis';
 import {
   RedisSessionStorage,
@@ -81,12 +83,16 @@ export async function keysUnderPrefix(client: Redis, prefix: string): Promise<st
   return found;
 }
 
-/** A fresh storage (it creates its own client from {@link REDIS_URL}) under a unique prefix. */
+/**
+ * A fresh storage under a unique prefix. It creates its own client from {@link REDIS_URL}
+ * unless `connection` names another url or a host client (which cleanup leaves open).
+ */
 export async function createRedisTestStorage(
   options: Omit<RedisSessionStorageOptions, 'client' | 'url' | 'keyPrefix'> = {},
+  connection: Pick<RedisSessionStorageOptions, 'client' | 'url'> = { url: REDIS_URL },
 ): Promise<RedisTestStorage> {
   const keyPrefix = `nes-test-${randomUUID().slice(0, 8)}:`;
-  const storage = new RedisSessionStorage({ ...options, url: REDIS_URL, keyPrefix });
+  const storage = new RedisSessionStorage({ ...options, ...connection, keyPrefix });
   const client = new Redis(REDIS_URL);
   return {
     storage,
@@ -159,4 +165,62 @@ export function redisItemTamperer(client: Redis, keyPrefix: string): ItemTampere
       }
     },
   };
+}
+
+/** A port nothing listens on right now (bound, read and released). */
+export async function unusedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+/** A throwaway redis-server of its own (no persistence), e.g. with `--requirepass`. */
+export interface PrivateRedis {
+  readonly port: number;
+  stop(): Promise<void>;
+}
+
+/** Starts `redis-server` on a free loopback port with extra arguments; resolves once it answers. */
+export async function startPrivateRedis(extraArgs: string[] = []): Promise<PrivateRedis> {
+  const port = await unusedPort();
+  const child: ChildProcess = spawn(
+    'redis-server',
+    [
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+      ...extraArgs,
+    ],
+    { stdio: 'ignore' },
+  );
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const stop = async () => {
+    if (child.exitCode === null) child.kill('SIGTERM');
+    await exited;
+  };
+  for (let attempt = 0; attempt < 100; attempt++) {
+    // A bare TCP connect: the server may want a password before it answers anything.
+    const listening = await new Promise<boolean>((resolve) => {
+      const socket = connect(port, '127.0.0.1');
+      socket
+        .once('connect', () => {
+          socket.destroy();
+          resolve(true);
+        })
+        .once('error', () => resolve(false));
+      socket.once('close', () => undefined);
+      setTimeout(() => socket.destroy(), 200).unref();
+    });
+    if (listening) return { port, stop };
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  await stop();
+  throw new Error(`redis-server did not start on port ${port}`);
 }

@@ -9,7 +9,10 @@
  * Replies: 1 applied (or applied before: the same commit sent again after its reply was lost,
  * e.g. by a host client that resends unanswered commands after a reconnect),
  * 0 conflict (another writer committed since the snapshot; nothing written),
- * 2 an inserted item's seq is already stored (nothing written).
+ * 2 an inserted item's seq is not above every stored score: the session's sequence counter is
+ * behind its items (rolled back, or the session hash lost while items remain; nothing written),
+ * 3 an item to delete is no longer the member the unit read at that score, or is not alone
+ * there: the set was altered outside the module (nothing written).
  */
 export const COMMIT_OP = {
   /** HSET session field value */
@@ -18,7 +21,7 @@ export const COMMIT_OP = {
   deleteSessionField: 'HD',
   /** ZADD items seq member */
   addItem: 'ZA',
-  /** ZREMRANGEBYSCORE items seq seq */
+  /** ZREM items member, checked first to be the one member at score seq */
   removeItem: 'ZR',
   /** DEL items */
   clearItems: 'ZD',
@@ -31,13 +34,18 @@ export const COMMIT_OP = {
 } as const;
 
 /** Replies of the commit script. */
-export const COMMIT_REPLY = { conflict: 0, applied: 1, duplicateSeq: 2 } as const;
+export const COMMIT_REPLY = {
+  conflict: 0,
+  applied: 1,
+  counterBehind: 2,
+  itemMoved: 3,
+} as const;
 
 /** How many commit ids the session hash remembers (`recent_commits`, newest first). */
 export const RECENT_COMMITS_KEPT = 16;
 
 /** How many arguments follow each op code. */
-const ARITY = `{ HS = 2, HD = 1, ZA = 2, ZR = 1, ZD = 0, KS = 2, OS = 2, OD = 0 }`;
+const ARITY = `{ HS = 2, HD = 1, ZA = 2, ZR = 2, ZD = 0, KS = 2, OS = 2, OD = 0 }`;
 
 export const COMMIT_SCRIPT = `
 local sessionKey, itemsKey, keysKey, opsKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -50,17 +58,36 @@ end
 local arity = ${ARITY}
 
 -- Check first, write after: a script that fails half-way keeps what it already wrote.
-local cleared, removed, i = false, {}, 4
+-- pending: members this commit inserts, by seq. top: the highest stored score (read once).
+local cleared, pending, removed, top, i = false, {}, {}, nil, 4
 while i <= #ARGV do
   local op = ARGV[i]
   if op == 'ZD' then
-    cleared, removed = true, {}
+    cleared, pending, removed = true, {}, {}
   elseif op == 'ZR' then
-    removed[ARGV[i + 1]] = true
+    local seq, member = ARGV[i + 1], ARGV[i + 2]
+    if pending[seq] == member then
+      pending[seq] = nil
+    elseif cleared or removed[seq] then
+      return 3
+    else
+      -- Exactly this member, alone at its score: never "whatever has this score".
+      local score = redis.call('ZSCORE', itemsKey, member)
+      if not score or tonumber(score) ~= tonumber(seq) then return 3 end
+      if redis.call('ZCOUNT', itemsKey, seq, seq) ~= 1 then return 3 end
+      removed[seq] = true
+    end
   elseif op == 'ZA' then
     local seq = ARGV[i + 1]
-    if not cleared and not removed[seq] and redis.call('ZCOUNT', itemsKey, seq, seq) > 0 then
-      return 2
+    pending[seq] = ARGV[i + 2]
+    if not cleared then
+      -- Positions come from next_seq, above every stored item: one at or above an inserted
+      -- seq means the counter is behind its items (or a score was altered).
+      if top == nil then
+        local highest = redis.call('ZRANGE', itemsKey, 0, 0, 'REV', 'WITHSCORES')
+        top = highest[2] and (tonumber(highest[2]) or math.huge) or false
+      end
+      if top and top >= tonumber(seq) then return 2 end
     end
   elseif arity[op] == nil then
     return redis.error_reply('ERR unknown commit op')
@@ -78,7 +105,7 @@ while i <= #ARGV do
   elseif op == 'ZA' then
     redis.call('ZADD', itemsKey, ARGV[i + 1], ARGV[i + 2])
   elseif op == 'ZR' then
-    redis.call('ZREMRANGEBYSCORE', itemsKey, ARGV[i + 1], ARGV[i + 1])
+    redis.call('ZREM', itemsKey, ARGV[i + 2])
   elseif op == 'ZD' then
     redis.call('DEL', itemsKey)
   elseif op == 'KS' then
@@ -107,4 +134,36 @@ for _, key in ipairs(KEYS) do
   end
 end
 return 1
+`;
+
+/** Replies of the fence script. */
+export const FENCE_REPLY = { notApplied: 0, applied: 1, unknown: 2 } as const;
+
+/**
+ * Settles a commit whose reply was lost. KEYS: the session hash. ARGV: the commit id, the
+ * version the commit expected ('' for none).
+ *
+ * 1: the commit was applied (its id is among the recent commits).
+ * 0: it was not, and now never will be: the version moves on, so the commit, should it still
+ * arrive (a host client that resends unanswered commands after a reconnect), fails its
+ * compare-and-set. A session hash that does not exist yet gets only the version, expiring
+ * after a day unless a later commit gives it a session.
+ * 2: unknown, when more commits happened since the expected version than the recent ids list
+ * (the id may have been pushed out); nothing is changed.
+ */
+export const FENCE_SCRIPT = `
+local recent = redis.call('HGET', KEYS[1], 'recent_commits') or ''
+if string.find(' ' .. recent .. ' ', ' ' .. ARGV[1] .. ' ', 1, true) then return 1 end
+local listed = 0
+for _ in string.gmatch(recent, '%S+') do listed = listed + 1 end
+local current = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
+local expected = tonumber(ARGV[2] == '' and '0' or ARGV[2])
+if current == nil or expected == nil or current - expected > listed then return 2 end
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('HSET', KEYS[1], 'version', '0')
+  redis.call('PEXPIRE', KEYS[1], 86400000)
+else
+  redis.call('HINCRBY', KEYS[1], 'version', 1)
+end
+return 0
 `;

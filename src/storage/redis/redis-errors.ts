@@ -1,5 +1,5 @@
 import { NETWORK_ERROR_CODES } from '../network-errors.js';
-import { StorageUnavailableError } from '../../errors/index.js';
+import { IntegrityError, StorageUnavailableError } from '../../errors/index.js';
 
 /** Socket errors meaning the server could not be reached or the connection broke. */
 
@@ -22,11 +22,37 @@ const CLIENT_MESSAGES = new Map([
 ]);
 
 /**
+ * A call that got no reply within its bound. The reply may be lost for good: an ioredis client
+ * built with `autoResendUnfulfilledCommands: false` drops the commands a broken connection
+ * carried without ever settling them, and any client waits forever on a connection that went
+ * silent without closing.
+ */
+export class RedisReplyTimeoutError extends Error {
+  override readonly name = 'RedisReplyTimeoutError';
+
+  constructor(readonly timeoutMs: number) {
+    super(`No reply from Redis within ${timeoutMs} ms`);
+  }
+}
+
+/** `pending`, or a RedisReplyTimeoutError once `timeoutMs` passed without it settling. */
+export function withinDeadline<T>(pending: Promise<T>, timeoutMs: number): Promise<T> {
+  // A reply (or failure) arriving after the deadline has no one left to tell.
+  pending.catch(() => undefined);
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new RedisReplyTimeoutError(timeoutMs)), timeoutMs);
+  });
+  return Promise.race([pending, deadline]).finally(() => clearTimeout(timer));
+}
+
+/**
  * Why `error` means Redis is unavailable for now (a short code, safe to log), or undefined when
  * it is some other failure.
  */
 export function redisUnavailableReason(error: unknown): string | undefined {
   if (!(error instanceof Error)) return undefined;
+  if (error instanceof RedisReplyTimeoutError) return `no reply within ${error.timeoutMs} ms`;
   const code = (error as { code?: unknown }).code;
   if (typeof code === 'string' && NETWORK_ERROR_CODES.has(code)) return code;
   if (error.name === 'MaxRetriesPerRequestError') return error.name;
@@ -51,14 +77,23 @@ function dropCommandArguments(error: unknown): void {
 }
 
 /**
- * Runs a Redis call, turning "Redis is unavailable" failures into a retryable
- * StorageUnavailableError; other errors pass through (with command arguments dropped).
+ * Runs a Redis call, turning "Redis is unavailable" failures (and no reply within `timeoutMs`,
+ * when given) into a retryable StorageUnavailableError; a key of the wrong type is an
+ * IntegrityError; other errors pass through (with command arguments dropped).
  */
-export async function translateRedisErrors<T>(call: () => Promise<T>): Promise<T> {
+export async function translateRedisErrors<T>(
+  call: () => Promise<T>,
+  timeoutMs?: number,
+): Promise<T> {
   try {
-    return await call();
+    return await (timeoutMs === undefined ? call() : withinDeadline(call(), timeoutMs));
   } catch (error) {
     dropCommandArguments(error);
+    if (error instanceof Error && error.message.includes('WRONGTYPE')) {
+      throw new IntegrityError(
+        'A key of the session store in Redis holds the wrong type of value (WRONGTYPE): it was overwritten outside this module. Nothing was deleted; restore it from a backup or clear the session',
+      );
+    }
     const reason = redisUnavailableReason(error);
     if (reason === undefined) throw error;
     throw new StorageUnavailableError(`Redis is unreachable (${reason}); retry the call`, {

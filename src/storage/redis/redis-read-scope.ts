@@ -1,4 +1,5 @@
 import type { StorageScope } from '../storage.ports.js';
+import { redisSessionLabel } from './redis-record-codec.js';
 import {
   highestGeneration,
   newestActiveKey,
@@ -24,7 +25,13 @@ export function createRedisReadScope(reads: RedisSessionReads): StorageScope {
       insertMany: async () => readOnly(),
       listVisible: async (ref, now, limit) => {
         const windows = reads.itemWindows(layout.forSession(ref));
-        const newestFirst = await scanVisibleItems(windows, { newestFirst: true }, now, limit);
+        const newestFirst = await scanVisibleItems(
+          windows,
+          { newestFirst: true },
+          now,
+          limit,
+          redisSessionLabel(ref),
+        );
         return newestFirst.toReversed();
       },
       listVisiblePage: (ref, now, afterSeq, throughSeq, limit) =>
@@ -33,6 +40,7 @@ export function createRedisReadScope(reads: RedisSessionReads): StorageScope {
           { newestFirst: false, afterSeq, throughSeq },
           now,
           limit,
+          redisSessionLabel(ref),
         ),
       deleteBySeq: async () => readOnly(),
       deleteAll: async () => readOnly(),

@@ -27,11 +27,26 @@ const HAS_SUBJECT = 1;
 const HAS_DESTROYED_AT = 2;
 const TWO_TO_32 = 2 ** 32;
 
-function malformed(what: string, reason: string): IntegrityError {
+/**
+ * How messages name the owner of a stored value: the session id (or a data key id), never a
+ * stored value, which may be anything a writer put there.
+ */
+export function redisSessionLabel(ref: SessionRef): string {
+  return `session '${ref.sessionId}'`;
+}
+
+/** Owner named when a caller (a test or benchmark tool) has no session at hand. */
+const UNNAMED_OWNER = 'a session';
+
+/** The IntegrityError for a damaged stored value: names its owner and field, never the value. */
+export function malformed(owner: string, what: string, reason: string): IntegrityError {
   return new IntegrityError(
-    `A stored ${what} in Redis is malformed (${reason}): it was not written by this module or was altered. Nothing was deleted`,
+    `A stored ${what} of ${owner} in Redis is damaged (${reason}): it was not written by this module or was altered outside it. Nothing was deleted; restore it from a backup or clear the session`,
   );
 }
+
+/** Largest value of the high 32-bit word that keeps a uint64 within Number.MAX_SAFE_INTEGER. */
+const MAX_SAFE_HIGH_WORD = Math.floor(Number.MAX_SAFE_INTEGER / TWO_TO_32);
 
 function writeUint64(target: Buffer, offset: number, value: number, field: string): void {
   if (!Number.isSafeInteger(value) || value < 0) {
@@ -41,13 +56,19 @@ function writeUint64(target: Buffer, offset: number, value: number, field: strin
   target.writeUInt32BE(value % TWO_TO_32, offset + 4);
 }
 
-function readUint64(source: Buffer, offset: number): number {
-  return source.readUInt32BE(offset) * TWO_TO_32 + source.readUInt32BE(offset + 4);
+/** A stored uint64, or undefined when it is beyond 2^53 - 1 (no number holds it exactly). */
+function readUint64(source: Buffer, offset: number): number | undefined {
+  const high = source.readUInt32BE(offset);
+  if (high > MAX_SAFE_HIGH_WORD) return undefined;
+  const value = high * TWO_TO_32 + source.readUInt32BE(offset + 4);
+  return Number.isSafeInteger(value) ? value : undefined;
 }
+
+const PRINTABLE_DEK_ID = /^[\x20-\x7e]{36}$/;
 
 /** Throws unless `dekId` fits the fixed-width field of a packed item: 36 ASCII characters. */
 export function assertDataKeyId(dekId: string): void {
-  if (typeof dekId !== 'string' || !/^[\x20-\x7e]{36}$/.test(dekId)) {
+  if (typeof dekId !== 'string' || !PRINTABLE_DEK_ID.test(dekId)) {
     throw new Error(`A data key id must be ${DEK_ID_BYTES} ASCII characters (a UUID)`);
   }
 }
@@ -69,23 +90,29 @@ export function packItem(item: StoredItem): Buffer {
   return member;
 }
 
-/** Unpacks a ZSET member written by {@link packItem}; the ciphertext is a copy. */
-export function unpackItem(member: Buffer): StoredItem {
-  if (member.length < ITEM_HEADER_BYTES) throw malformed('item', 'too short');
-  const expiresAt = readUint64(member, 44);
+/**
+ * Unpacks a ZSET member written by {@link packItem}; the ciphertext is a copy. `owner` names the
+ * session in the IntegrityError raised for a damaged member.
+ */
+export function unpackItem(member: Buffer, owner = UNNAMED_OWNER): StoredItem {
+  if (member.length < ITEM_HEADER_BYTES) throw malformed(owner, 'item', 'shorter than its header');
+  const field = (offset: number, name: string): number => {
+    const value = readUint64(member, offset);
+    if (value === undefined) throw malformed(owner, 'item', `${name} beyond 2^53`);
+    return value;
+  };
+  const seq = field(0, 'seq');
+  if (seq < 1) throw malformed(owner, 'item', 'seq below 1');
+  const dekId = member.toString('latin1', 8, 44);
+  if (!PRINTABLE_DEK_ID.test(dekId)) throw malformed(owner, 'item', 'dek_id not a key id');
+  const expiresAt = field(44, 'expires_at');
   return {
-    seq: readUint64(member, 0),
-    dekId: member.toString('latin1', 8, 44),
+    seq,
+    dekId,
     expiresAt: expiresAt === 0 ? null : expiresAt,
-    createdAt: readUint64(member, 52),
+    createdAt: field(52, 'created_at'),
     ciphertext: Buffer.from(member.subarray(ITEM_HEADER_BYTES)),
   };
-}
-
-/** Reads only the sequence number of a packed item. */
-export function seqOfPackedItem(member: Buffer): number {
-  if (member.length < ITEM_HEADER_BYTES) throw malformed('item', 'too short');
-  return readUint64(member, 0);
 }
 
 /** Appends length-prefixed (u32) UTF-8 strings and raw bytes. */
@@ -123,17 +150,24 @@ class ByteWriter {
   }
 }
 
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
+
 /** Reads what {@link ByteWriter} wrote, failing with IntegrityError past the end. */
 class ByteReader {
   private offset = 0;
 
   constructor(
     private readonly source: Buffer,
+    private readonly owner: string,
     private readonly what: string,
   ) {}
 
+  damaged(reason: string): IntegrityError {
+    return malformed(this.owner, this.what, reason);
+  }
+
   private take(length: number): Buffer {
-    if (this.offset + length > this.source.length) throw malformed(this.what, 'truncated');
+    if (this.offset + length > this.source.length) throw this.damaged('truncated');
     const part = this.source.subarray(this.offset, this.offset + length);
     this.offset += length;
     return part;
@@ -147,16 +181,25 @@ class ByteReader {
     return this.take(4).readUInt32BE();
   }
 
-  uint64(): number {
-    return readUint64(this.take(8), 0);
+  uint64(field: string): number {
+    const value = readUint64(this.take(8), 0);
+    if (value === undefined) throw this.damaged(`${field} beyond 2^53`);
+    return value;
   }
 
-  text(): string {
-    return this.take(this.uint32()).toString('utf8');
+  text(field: string): string {
+    try {
+      return UTF8.decode(this.take(this.uint32()));
+    } catch (error) {
+      if (error instanceof IntegrityError) throw error;
+      throw this.damaged(`${field} not UTF-8`);
+    }
   }
 
-  latin1(length: number): string {
-    return this.take(length).toString('latin1');
+  dataKeyId(field: string): string {
+    const id = this.take(DEK_ID_BYTES).toString('latin1');
+    if (!PRINTABLE_DEK_ID.test(id)) throw this.damaged(`${field} not a key id`);
+    return id;
   }
 
   rest(): Buffer {
@@ -190,21 +233,24 @@ export function packDataKey(record: DataKeyRecord): Buffer {
   return writer.text(record.kekId).bytes(record.wrappedKey).toBuffer();
 }
 
-/** Unpacks a hash value written by {@link packDataKey}. */
-export function unpackDataKey(dekId: string, packed: Buffer): DataKeyRecord {
-  const reader = new ByteReader(packed, 'data key');
-  if (reader.uint8() !== DATA_KEY_FORMAT) throw malformed('data key', 'unknown format');
+/** Unpacks a hash value written by {@link packDataKey}; `owner` names it in errors. */
+export function unpackDataKey(dekId: string, packed: Buffer, owner = UNNAMED_OWNER): DataKeyRecord {
+  const reader = new ByteReader(packed, owner, 'data key');
+  if (!PRINTABLE_DEK_ID.test(dekId)) throw reader.damaged('hash field not a key id');
+  if (reader.uint8() !== DATA_KEY_FORMAT) throw reader.damaged('unknown format');
   const state = STATE_CODES[reader.uint8()];
-  if (!state) throw malformed('data key', 'unknown state');
+  if (!state) throw reader.damaged('unknown state');
   const flags = reader.uint8();
-  const generation = reader.uint64();
-  const firstSeq = reader.uint64();
-  const createdAt = reader.uint64();
-  const destroyedAt = reader.uint64();
-  const tenantId = reader.text();
-  const sessionId = reader.text();
-  const subjectId = flags & HAS_SUBJECT ? reader.text() : null;
-  const kekId = reader.text();
+  if ((flags & ~(HAS_SUBJECT | HAS_DESTROYED_AT)) !== 0) throw reader.damaged('unknown flags');
+  const generation = reader.uint64('generation');
+  if (generation < 1) throw reader.damaged('generation below 1');
+  const firstSeq = reader.uint64('first_seq');
+  const createdAt = reader.uint64('created_at');
+  const destroyedAt = reader.uint64('destroyed_at');
+  const tenantId = reader.text('tenant_id');
+  const sessionId = reader.text('session_id');
+  const subjectId = flags & HAS_SUBJECT ? reader.text('subject_id') : null;
+  const kekId = reader.text('kek_id');
   return {
     dekId,
     tenantId,
@@ -230,13 +276,22 @@ export function packOperation(record: HistoryOperationRecord): Buffer {
     .toBuffer();
 }
 
-/** Unpacks a hash value written by {@link packOperation}. */
-export function unpackOperation(operationId: string, packed: Buffer): HistoryOperationRecord {
-  const reader = new ByteReader(packed, 'history operation');
-  if (reader.uint8() !== OPERATION_FORMAT) throw malformed('history operation', 'unknown format');
-  const createdAt = reader.uint64();
-  const dekId = reader.latin1(DEK_ID_BYTES);
-  return { operationId, dekId, digest: reader.rest(), createdAt };
+/** Length of an operation's digest (HMAC-SHA256). */
+const OPERATION_DIGEST_BYTES = 32;
+
+/** Unpacks a hash value written by {@link packOperation}; `owner` names it in errors. */
+export function unpackOperation(
+  operationId: string,
+  packed: Buffer,
+  owner: string,
+): HistoryOperationRecord {
+  const reader = new ByteReader(packed, owner, 'history operation');
+  if (reader.uint8() !== OPERATION_FORMAT) throw reader.damaged('unknown format');
+  const createdAt = reader.uint64('created_at');
+  const dekId = reader.dataKeyId('dek_id');
+  const digest = reader.rest();
+  if (digest.length !== OPERATION_DIGEST_BYTES) throw reader.damaged('digest length');
+  return { operationId, dekId, digest, createdAt };
 }
 
 /** Field names of the session hash. */
@@ -277,20 +332,59 @@ export function sessionRecordFields(record: SessionRecord): Record<string, strin
   };
 }
 
+const DECIMAL = /^(0|[1-9][0-9]{0,15})$/;
+
+/**
+ * A whole number >= `min` stored as decimal text in a session hash field, or `fallback` when the
+ * field is absent and one is given. Anything else (text, '', '1e3', ' 1', beyond 2^53) is damage.
+ */
+export function sessionHashNumber(
+  ref: SessionRef,
+  hash: Record<string, string>,
+  field: string,
+  options: { min?: number; fallback?: number } = {},
+): number {
+  const text = hash[field];
+  if (text === undefined && options.fallback !== undefined) return options.fallback;
+  const value = text !== undefined && DECIMAL.test(text) ? Number(text) : Number.NaN;
+  if (!Number.isSafeInteger(value) || value < (options.min ?? 0)) {
+    throw malformed(redisSessionLabel(ref), 'session hash', `field ${field}`);
+  }
+  return value;
+}
+
+/** A '0'/'1' flag of the session hash (absent: false). */
+export function sessionHashFlag(
+  ref: SessionRef,
+  hash: Record<string, string>,
+  field: string,
+): boolean {
+  const text = hash[field];
+  if (text === undefined || text === '0') return false;
+  if (text === '1') return true;
+  throw malformed(redisSessionLabel(ref), 'session hash', `field ${field}`);
+}
+
 /**
  * The session record in a session hash, or undefined when the hash holds none (missing, or
  * only the commit bookkeeping left by a unit of work that wrote keys before the session).
+ * Every field is checked: a damaged one is an IntegrityError naming the session and field.
  */
 export function sessionRecordFromHash(
   ref: SessionRef,
   hash: Record<string, string>,
 ): SessionRecord | undefined {
   if (hash[SESSION_FIELDS.tenantId] === undefined) return undefined;
-  const number = (field: string): number => {
-    const value = Number(hash[field]);
-    if (!Number.isSafeInteger(value)) throw malformed('session', `bad ${field}`);
-    return value;
-  };
+  // The key is derived from the ids: a hash holding others was copied from another session.
+  for (const [field, expected] of [
+    [SESSION_FIELDS.tenantId, ref.tenantId],
+    [SESSION_FIELDS.sessionId, ref.sessionId],
+  ] as const) {
+    if (hash[field] !== expected) {
+      throw malformed(redisSessionLabel(ref), 'session hash', `field ${field}`);
+    }
+  }
+  const number = (field: string, min = 0) => sessionHashNumber(ref, hash, field, { min });
   const ttl = hash[SESSION_FIELDS.itemTtlSeconds];
   return {
     tenantId: ref.tenantId,
@@ -298,8 +392,8 @@ export function sessionRecordFromHash(
     subjectId: hash[SESSION_FIELDS.subjectId] ?? null,
     createdAt: number(SESSION_FIELDS.createdAt),
     lastActivityAt: number(SESSION_FIELDS.lastActivityAt),
-    nextSeq: number(SESSION_FIELDS.nextSeq),
+    nextSeq: number(SESSION_FIELDS.nextSeq, 1),
     itemTtlSeconds: ttl === undefined ? null : number(SESSION_FIELDS.itemTtlSeconds),
-    legalHold: hash[SESSION_FIELDS.legalHold] === '1',
+    legalHold: sessionHashFlag(ref, hash, SESSION_FIELDS.legalHold),
   };
 }

@@ -6,12 +6,13 @@ import type {
   SessionRef,
   StoredItem,
 } from '../storage.records.js';
-import { ConfigurationError } from '../../errors/index.js';
+import { ConfigurationError, IntegrityError } from '../../errors/index.js';
 import { translateRedisErrors } from './redis-errors.js';
 import type { RedisKeyLayout, RedisSessionKeys } from './redis-keys.js';
 import {
+  malformed,
+  redisSessionLabel,
   SESSION_FIELDS,
-  seqOfPackedItem,
   sessionRecordFromHash,
   unpackDataKey,
   unpackItem,
@@ -26,7 +27,10 @@ const MIN_ITEM_WINDOW = 16;
 /** Windows double while expired rows keep them from filling `limit`, up to this size. */
 const MAX_GROWN_ITEM_WINDOW = 1024;
 
-/** Fetches up to `count` packed items between two ZRANGE BYSCORE bounds. */
+/**
+ * Fetches up to `count` packed items between two ZRANGE BYSCORE bounds, WITHSCORES: the reply
+ * alternates member and score.
+ */
 export type ItemWindowFetch = (
   start: string,
   stop: string,
@@ -40,42 +44,78 @@ export type ItemScanRange =
   | { readonly newestFirst: false; readonly afterSeq: number; readonly throughSeq: number };
 
 /**
+ * The IntegrityError for members whose positions cannot be trusted: a score that is not the
+ * member's own (authenticated) sequence number, or two members at one position.
+ */
+function positionTampered(owner: string, reason: string): IntegrityError {
+  return new IntegrityError(
+    `The stored items of ${owner} in Redis are out of place (${reason}): the sorted set was altered outside this module. Nothing was deleted; restore it from a backup or clear the session`,
+  );
+}
+
+/**
  * Up to `limit` items not expired at `now` (and not `hidden`), in scan order. Reads window by
- * window from where the last one stopped, so its cost follows `limit`, not the history length.
- * Windows continue from the last seq seen rather than an offset: a concurrent append or
- * delete can neither repeat nor skip a row.
+ * window, so its cost follows `limit`, not the history length.
+ *
+ * Nothing about a member's place is taken on trust. Every member of every window read must sit
+ * at its own position: the score must equal the sequence number packed in the member (the one
+ * the envelope's AAD binds), and sequence numbers must strictly progress. A re-scored, swapped
+ * or duplicated member is therefore an IntegrityError, never an item out of order, twice, or
+ * silently left out. Each window resumes at the score Redis returned for the last member
+ * (inclusive, skipping that member itself), so a second member at that score is seen too.
+ *
+ * An ascending page starts below every score on the first page and reads on past `throughSeq`
+ * once its range is exhausted (checking, not returning, what lies beyond), so a member re-scored
+ * out of the range is seen. What lies beyond is only what was appended since the caller read
+ * `throughSeq`, so this costs nothing in the usual case.
  */
 export async function scanVisibleItems(
   fetch: ItemWindowFetch,
   range: ItemScanRange,
   now: number,
   limit: number,
+  owner: string,
   hidden: (seq: number) => boolean = () => false,
 ): Promise<StoredItem[]> {
   const found: StoredItem[] = [];
   if (limit <= 0) return found;
-  let start = range.newestFirst ? '+inf' : `(${range.afterSeq}`;
-  const stop = range.newestFirst ? '-inf' : String(range.throughSeq);
+  let start = range.newestFirst ? '+inf' : range.afterSeq < 1 ? '-inf' : `(${range.afterSeq}`;
+  const stop = range.newestFirst ? '-inf' : '+inf';
+  const throughSeq = range.newestFirst ? Infinity : range.throughSeq;
   let window = Math.max(limit, MIN_ITEM_WINDOW);
+  let last: { member: Buffer; score: string; seq: number } | undefined;
   for (;;) {
-    const members = await fetch(start, stop, range.newestFirst, window);
-    for (const member of members) {
-      const item = unpackItem(member);
+    const reply = await fetch(start, stop, range.newestFirst, window);
+    for (let index = 0; index < reply.length; index += 2) {
+      const member = reply[index];
+      const score = reply[index + 1].toString('latin1');
+      if (index === 0 && last && score === last.score && member.equals(last.member)) continue;
+      const item = unpackItem(member, owner);
+      if (Number(score) !== item.seq) {
+        throw positionTampered(owner, 'a score differs from its sequence number');
+      }
+      if (last && (range.newestFirst ? item.seq >= last.seq : item.seq <= last.seq)) {
+        throw positionTampered(owner, 'two members at one position');
+      }
+      last = { member, score, seq: item.seq };
+      if (found.length === limit || item.seq > throughSeq) continue;
       if (hidden(item.seq) || (item.expiresAt !== null && item.expiresAt <= now)) continue;
       found.push(item);
-      if (found.length === limit) return found;
     }
-    if (members.length < window) return found;
-    start = `(${seqOfPackedItem(members.at(-1)!)}`;
+    if (found.length === limit || reply.length < window * 2 || !last) return found;
+    start = last.score;
     window = Math.max(window, Math.min(window * 2, MAX_GROWN_ITEM_WINDOW));
   }
 }
 
 /** The session's data keys, from its keys hash. */
-export function dataKeysFromHash(packed: Record<string, Buffer>): Map<string, DataKeyRecord> {
+export function dataKeysFromHash(
+  packed: Record<string, Buffer>,
+  owner: string,
+): Map<string, DataKeyRecord> {
   const records = new Map<string, DataKeyRecord>();
   for (const [dekId, value] of Object.entries(packed))
-    records.set(dekId, unpackDataKey(dekId, value));
+    records.set(dekId, unpackDataKey(dekId, value, owner));
   return records;
 }
 
@@ -95,6 +135,12 @@ export function highestGeneration(keys: Iterable<DataKeyRecord>): number {
   return highest;
 }
 
+/** A session hash tag as {@link redisSessionTag} builds it. */
+const SESSION_TAG = /^[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*$/;
+
+/** How messages name a data key found by id alone (ids are generated UUIDs, not content). */
+const dataKeyLabel = (dekId: string): string => `data key '${dekId}'`;
+
 /** What a unit of work starts from: the session hash and the data keys, read together. */
 export interface SessionSnapshot {
   readonly hash: Record<string, string>;
@@ -109,11 +155,21 @@ export class RedisSessionReads {
   constructor(
     readonly client: RedisClient,
     readonly layout: RedisKeyLayout,
+    /** Bound of every round trip: past it, the call fails with StorageUnavailableError. */
+    readonly commandTimeoutMs: number,
   ) {}
+
+  /**
+   * Runs one round trip, bounded by `commandTimeoutMs` whatever the client's own options, with
+   * unavailability translated to StorageUnavailableError.
+   */
+  call<T>(request: () => Promise<T>): Promise<T> {
+    return translateRedisErrors(request, this.commandTimeoutMs);
+  }
 
   /** Runs commands in one round trip; throws the first failed command's error. */
   exec(build: (pipeline: ChainableCommander) => void): Promise<unknown[]> {
-    return translateRedisErrors(async () => {
+    return this.call(async () => {
       const pipeline = this.client.pipeline();
       build(pipeline);
       const replies = await pipeline.exec();
@@ -127,30 +183,31 @@ export class RedisSessionReads {
 
   async findSession(ref: SessionRef): Promise<SessionRecord | undefined> {
     const keys = this.layout.forSession(ref);
-    const hash = await translateRedisErrors(() => this.client.hgetall(keys.session));
+    const hash = await this.call(() => this.client.hgetall(keys.session));
     return sessionRecordFromHash(ref, hash);
   }
 
-  async snapshot(keys: RedisSessionKeys): Promise<SessionSnapshot> {
+  async snapshot(ref: SessionRef, keys: RedisSessionKeys): Promise<SessionSnapshot> {
     const [hash, dataKeys] = await this.exec((pipeline) =>
       pipeline.hgetall(keys.session).hgetallBuffer(keys.dataKeys),
     );
     return {
       hash: hash as Record<string, string>,
-      dataKeys: dataKeysFromHash(dataKeys as Record<string, Buffer>),
+      dataKeys: dataKeysFromHash(dataKeys as Record<string, Buffer>, redisSessionLabel(ref)),
     };
   }
 
   async dataKeysOf(ref: SessionRef): Promise<Map<string, DataKeyRecord>> {
     const keys = this.layout.forSession(ref);
     return dataKeysFromHash(
-      await translateRedisErrors(() => this.client.hgetallBuffer(keys.dataKeys)),
+      await this.call(() => this.client.hgetallBuffer(keys.dataKeys)),
+      redisSessionLabel(ref),
     );
   }
 
   /** The tag of the session that owns `dekId`, from its pointer (which may dangle). */
   ownerTagOf(dekId: string): Promise<string | null> {
-    return translateRedisErrors(() => this.client.get(this.layout.dataKeyPointer(dekId)));
+    return this.call(() => this.client.get(this.layout.dataKeyPointer(dekId)));
   }
 
   /** Follows the pointer to the owning session's keys hash; undefined when either is missing. */
@@ -161,10 +218,12 @@ export class RedisSessionReads {
 
   /** The key `dekId` in the keys hash of the session with hash tag `tag`. */
   async findDataKeyIn(tag: string, dekId: string): Promise<DataKeyRecord | undefined> {
-    const packed = await translateRedisErrors(() =>
+    // A pointer holds a hash tag of base64url ids; anything else was written by someone else.
+    if (!SESSION_TAG.test(tag)) throw malformed(dataKeyLabel(dekId), 'data key pointer', 'tag');
+    const packed = await this.call(() =>
       this.client.hgetBuffer(this.layout.forTag(tag).dataKeys, dekId),
     );
-    return packed ? unpackDataKey(dekId, packed) : undefined;
+    return packed ? unpackDataKey(dekId, packed, dataKeyLabel(dekId)) : undefined;
   }
 
   /**
@@ -205,7 +264,7 @@ export class RedisSessionReads {
         'Listing data keys across sessions (KEK rotation, key status) is not supported on a Redis Cluster yet; run it against a standalone Redis or a replica of each shard',
       );
     }
-    const [next, keys] = await translateRedisErrors(() =>
+    const [next, keys] = await this.call(() =>
       (this.client as Redis).scan(cursor, 'MATCH', `${this.layout.prefix}{*}:keys`, 'COUNT', count),
     );
     return { keys, next };
@@ -216,7 +275,9 @@ export class RedisSessionReads {
     const hashes = await this.exec((pipeline) => {
       for (const key of keys) pipeline.hgetallBuffer(key);
     });
-    return hashes.flatMap((hash) => [...dataKeysFromHash(hash as Record<string, Buffer>).values()]);
+    return hashes.flatMap((hash, index) => [
+      ...dataKeysFromHash(hash as Record<string, Buffer>, `keys hash '${keys[index]}'`).values(),
+    ]);
   }
 
   async findOperation(
@@ -224,19 +285,36 @@ export class RedisSessionReads {
     operationId: string,
   ): Promise<HistoryOperationRecord | undefined> {
     const keys = this.layout.forSession(ref);
-    const packed = await translateRedisErrors(() =>
-      this.client.hgetBuffer(keys.operations, operationId),
-    );
-    return packed ? unpackOperation(operationId, packed) : undefined;
+    const packed = await this.call(() => this.client.hgetBuffer(keys.operations, operationId));
+    return packed ? unpackOperation(operationId, packed, redisSessionLabel(ref)) : undefined;
   }
 
   /** Item windows read straight from the items zset. */
   itemWindows(keys: RedisSessionKeys): ItemWindowFetch {
     return (start, stop, newestFirst, count) =>
-      translateRedisErrors(() =>
+      this.call(() =>
         newestFirst
-          ? this.client.zrangeBuffer(keys.items, start, stop, 'BYSCORE', 'REV', 'LIMIT', 0, count)
-          : this.client.zrangeBuffer(keys.items, start, stop, 'BYSCORE', 'LIMIT', 0, count),
+          ? this.client.zrangeBuffer(
+              keys.items,
+              start,
+              stop,
+              'BYSCORE',
+              'REV',
+              'LIMIT',
+              0,
+              count,
+              'WITHSCORES',
+            )
+          : this.client.zrangeBuffer(
+              keys.items,
+              start,
+              stop,
+              'BYSCORE',
+              'LIMIT',
+              0,
+              count,
+              'WITHSCORES',
+            ),
       );
   }
 

@@ -1,4 +1,5 @@
 import type { ChainableCommander } from 'ioredis';
+import { IntegrityError } from '../../errors/index.js';
 import type { StorageScope } from '../storage.ports.js';
 import type {
   DataKeyRecord,
@@ -15,9 +16,13 @@ import {
   packDataKey,
   packItem,
   packOperation,
+  redisSessionLabel,
   SESSION_FIELDS,
+  sessionHashFlag,
+  sessionHashNumber,
   sessionRecordFields,
   sessionRecordFromHash,
+  unpackItem,
   unpackOperation,
 } from './redis-record-codec.js';
 import {
@@ -43,6 +48,8 @@ export class SnapshotChangedSignal extends Error {
 export interface UnitCommit {
   readonly keys: RedisSessionKeys;
   readonly tag: string;
+  /** How error messages name the session. */
+  readonly owner: string;
   /** The snapshot's version, '' when the session hash had none. */
   readonly expectedVersion: string;
   /** Data keys inserted by the unit: their id pointers are written before the commit. */
@@ -88,6 +95,9 @@ class SessionWorkspace {
   /** Item and operation writes in order (their order matters: a clear, then an insert). */
   readonly ops: Array<string | Buffer> = [];
 
+  /** How error messages name the session. */
+  readonly owner: string;
+
   constructor(
     ref: SessionRef,
     readonly tag: string,
@@ -95,10 +105,17 @@ class SessionWorkspace {
     hash: Record<string, string>,
     dataKeys: Map<string, DataKeyRecord>,
   ) {
+    this.owner = redisSessionLabel(ref);
+    // The commit script increments the version: a damaged one would fail it half-way.
+    if (hash[SESSION_FIELDS.version] !== undefined) {
+      sessionHashNumber(ref, hash, SESSION_FIELDS.version);
+    }
     this.expectedVersion = RedisSessionReads.versionOf(hash);
     this.record = sessionRecordFromHash(ref, hash);
-    this.maxExpiresAt = Number(hash[SESSION_FIELDS.maxExpiresAt] ?? 0) || 0;
-    this.neverExpires = hash[SESSION_FIELDS.neverExpires] === '1';
+    this.maxExpiresAt = sessionHashNumber(ref, hash, SESSION_FIELDS.maxExpiresAt, {
+      fallback: 0,
+    });
+    this.neverExpires = sessionHashFlag(ref, hash, SESSION_FIELDS.neverExpires);
     this.dataKeys = dataKeys;
   }
 
@@ -114,6 +131,12 @@ class SessionWorkspace {
   isStoredItemHidden(seq: number): boolean {
     return this.itemsCleared || this.deletedStoredSeqs.has(seq);
   }
+}
+
+function positionTampered(owner: string): IntegrityError {
+  return new IntegrityError(
+    `An item to delete from ${owner} in Redis is not at its own position (a score differs from its sequence number, or two members share it): the sorted set was altered outside this module. Nothing was deleted; restore it from a backup or clear the session`,
+  );
 }
 
 function assertSessionExists(space: SessionWorkspace, what: string): void {
@@ -166,6 +189,7 @@ export class RedisUnitOfWork {
     return {
       keys: space.keys,
       tag: space.tag,
+      owner: space.owner,
       expectedVersion: space.expectedVersion,
       newDataKeyIds: [...space.newDataKeyIds],
       ops,
@@ -198,7 +222,7 @@ export class RedisUnitOfWork {
     }
     const keys = this.reads.layout.forTag(tag);
     this.workspaceTag = tag;
-    this.workspace = this.reads.snapshot(keys).then((snapshot) => {
+    this.workspace = this.reads.snapshot(ref, keys).then((snapshot) => {
       this.loaded = new SessionWorkspace(ref, tag, keys, snapshot.hash, snapshot.dataKeys);
       return this.loaded;
     });
@@ -234,8 +258,18 @@ export class RedisUnitOfWork {
               'LIMIT',
               0,
               count,
+              'WITHSCORES',
             )
-          : pipeline.zrangeBuffer(space.keys.items, start, stop, 'BYSCORE', 'LIMIT', 0, count),
+          : pipeline.zrangeBuffer(
+              space.keys.items,
+              start,
+              stop,
+              'BYSCORE',
+              'LIMIT',
+              0,
+              count,
+              'WITHSCORES',
+            ),
       );
       return members as Buffer[];
     };
@@ -250,8 +284,13 @@ export class RedisUnitOfWork {
   ): Promise<StoredItem[]> {
     const stored = space.itemsCleared
       ? []
-      : await scanVisibleItems(this.checkedItemWindows(space), range, now, limit, (seq) =>
-          space.deletedStoredSeqs.has(seq),
+      : await scanVisibleItems(
+          this.checkedItemWindows(space),
+          range,
+          now,
+          limit,
+          space.owner,
+          (seq) => space.deletedStoredSeqs.has(seq),
         );
     const buffered = [...space.insertedItems.values()].filter(
       (item) =>
@@ -274,7 +313,7 @@ export class RedisUnitOfWork {
     const [packed] = await this.readChecked(space, (pipeline) =>
       pipeline.hgetBuffer(space.keys.operations, operationId),
     );
-    const found = packed ? unpackOperation(operationId, packed as Buffer) : null;
+    const found = packed ? unpackOperation(operationId, packed as Buffer, space.owner) : null;
     space.knownOperations.set(operationId, found);
     return found;
   }
@@ -367,21 +406,38 @@ export class RedisUnitOfWork {
           let deleted = 0;
           const storedCandidates: number[] = [];
           for (const seq of new Set(seqs)) {
-            if (space.insertedItems.delete(seq)) {
-              space.ops.push(COMMIT_OP.removeItem, String(seq));
+            const inserted = space.insertedItems.get(seq);
+            if (inserted) {
+              space.insertedItems.delete(seq);
+              space.ops.push(COMMIT_OP.removeItem, String(seq), packItem(inserted));
               deleted++;
             } else if (!space.isStoredItemHidden(seq)) {
               storedCandidates.push(seq);
             }
           }
           if (storedCandidates.length === 0) return deleted;
-          const counts = await this.readChecked(space, (pipeline) => {
-            for (const seq of storedCandidates) pipeline.zcount(space.keys.items, seq, seq);
+          const found = await this.readChecked(space, (pipeline) => {
+            for (const seq of storedCandidates) {
+              pipeline.zrangeBuffer(space.keys.items, seq, seq, 'BYSCORE', 'LIMIT', 0, 2);
+            }
+          });
+          // Exactly the member whose authenticated seq is `seq` goes, never "whatever has this
+          // score": checked here, and again by the commit script against the member itself.
+          const members = storedCandidates.map((seq, index) => {
+            const atScore = found[index] as Buffer[];
+            if (
+              atScore.length > 1 ||
+              (atScore[0] && unpackItem(atScore[0], space.owner).seq !== seq)
+            ) {
+              throw positionTampered(space.owner);
+            }
+            return atScore[0];
           });
           storedCandidates.forEach((seq, index) => {
-            if (Number(counts[index]) === 0) return;
+            const member = members[index];
+            if (!member) return;
             space.deletedStoredSeqs.add(seq);
-            space.ops.push(COMMIT_OP.removeItem, String(seq));
+            space.ops.push(COMMIT_OP.removeItem, String(seq), member);
             deleted++;
           });
           return deleted;

@@ -3,10 +3,10 @@ import { createRequire } from 'node:module';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Logger } from '@nestjs/common';
 import type { Cluster, Redis } from 'ioredis';
-import { ConfigurationError, StorageUnavailableError } from '../../errors/index.js';
+import { ConfigurationError, IntegrityError, StorageUnavailableError } from '../../errors/index.js';
 import type { SessionStorage, StorageScope } from '../storage.ports.js';
-import { COMMIT_REPLY, COMMIT_SCRIPT } from './redis-commit-script.js';
-import { redisUnavailableReason, translateRedisErrors } from './redis-errors.js';
+import { COMMIT_REPLY, COMMIT_SCRIPT, FENCE_REPLY, FENCE_SCRIPT } from './redis-commit-script.js';
+import { redisUnavailableReason, withinDeadline } from './redis-errors.js';
 import { DEFAULT_REDIS_KEY_PREFIX, RedisKeyLayout } from './redis-keys.js';
 import { createRedisReadScope } from './redis-read-scope.js';
 import { RedisSessionReads, type RedisClient } from './redis-session-reads.js';
@@ -30,6 +30,20 @@ export interface RedisSessionStorageOptions {
   expiryBackstopSeconds?: number;
   /** Attempts of one unit of work under write conflicts before StorageUnavailableError. @default 100 */
   maxConflictRetries?: number;
+  /**
+   * Bound of every Redis round trip, in ms, on the module's own client and a host's client
+   * alike: a reply that does not come (a connection cut mid-call, a reply lost on the wire, a
+   * server gone silent) fails the call with a retryable StorageUnavailableError instead of
+   * leaving it pending. A write whose reply was lost is then settled with one more bounded
+   * round trip (was it applied? if not, it never will be), so a write settles within twice this.
+   * Keep it above the slowest command you expect (a large batch). @default 5000
+   */
+  commandTimeoutMs?: number;
+  /**
+   * With `url`: how long {@link RedisSessionStorage.verifyConnection} (run at module startup)
+   * waits for Redis to answer, and the client's TCP connect timeout. @default 5000
+   */
+  connectTimeoutMs?: number;
 }
 
 /** Defaults of {@link RedisSessionStorageOptions}. */
@@ -37,10 +51,25 @@ export const REDIS_STORAGE_DEFAULTS = {
   keyPrefix: DEFAULT_REDIS_KEY_PREFIX,
   expiryBackstopSeconds: 86_400,
   maxConflictRetries: 100,
+  commandTimeoutMs: 5000,
+  connectTimeoutMs: 5000,
 } as const;
 
 /** Name of the commit script on the client; namespaced, as a host client may define its own. */
 const COMMIT_COMMAND = 'nesCommitSessionUnit';
+/** Name of the script that settles a commit whose reply was lost. */
+const FENCE_COMMAND = 'nesFenceLostCommit';
+
+/** Reply errors meaning the url's credentials were refused. */
+const CREDENTIAL_REPLIES = ['WRONGPASS', 'NOAUTH', 'ERR invalid password', 'ERR invalid username'];
+/** Reply errors meaning the url's database number does not exist on the server. */
+const DATABASE_REPLIES = ['ERR DB index is out of range', 'ERR invalid DB index'];
+
+type FenceCommand = (
+  sessionKey: string,
+  commitId: string,
+  expectedVersion: string,
+) => Promise<unknown>;
 
 type CommitCommand = (
   sessionKey: string,
@@ -70,6 +99,12 @@ export class RedisSessionStorage implements SessionStorage {
   private readonly readScope: StorageScope;
   private readonly expiryBackstopMs: number;
   private readonly maxConflictRetries: number;
+  private readonly commandTimeoutMs: number;
+  private readonly connectTimeoutMs: number;
+  /** host:port of `url`, for messages (never the credentials). */
+  private readonly urlHost: string | undefined;
+  /** What the module's own client last reported while connecting (no secrets). */
+  private readonly connection: ConnectionReport = { replies: [] };
   private closing: Promise<void> | undefined;
 
   constructor(options: RedisSessionStorageOptions) {
@@ -96,17 +131,68 @@ export class RedisSessionStorage implements SessionStorage {
         `Redis maxConflictRetries must be a whole number >= 1; got ${String(maxConflictRetries)}`,
       );
     }
+    const commandTimeoutMs = positiveMs(options, 'commandTimeoutMs');
+    const connectTimeoutMs = positiveMs(options, 'connectTimeoutMs');
+    if (client !== undefined && options.connectTimeoutMs !== undefined) {
+      throw new ConfigurationError(
+        "Redis connectTimeoutMs applies to `url` only: a host's client connects with its own `connectTimeout`; drop connectTimeoutMs or pass `url`",
+      );
+    }
     if (url !== undefined) assertRedisUrl(url);
 
     this.keyPrefix = layout.prefix;
     this.expiryBackstopMs = backstopSeconds * 1000;
     this.maxConflictRetries = maxConflictRetries;
+    this.commandTimeoutMs = commandTimeoutMs;
+    this.connectTimeoutMs = connectTimeoutMs;
     this.ownsClient = client === undefined;
-    this.client = client ?? createRedisClient(url!);
+    this.urlHost = url === undefined ? undefined : new URL(url).host;
+    this.client = client ?? createRedisClient(url!, connectTimeoutMs, this.connection);
     // EVALSHA with an EVAL fallback when the server lost its script cache (restart, failover).
     this.client.defineCommand(COMMIT_COMMAND, { numberOfKeys: 4, lua: COMMIT_SCRIPT });
-    this.reads = new RedisSessionReads(this.client, layout);
+    this.client.defineCommand(FENCE_COMMAND, { numberOfKeys: 1, lua: FENCE_SCRIPT });
+    this.reads = new RedisSessionReads(this.client, layout, commandTimeoutMs);
     this.readScope = createRedisReadScope(this.reads);
+  }
+
+  /**
+   * Checks that Redis answers, for a storage built from `url`: a PING within `connectTimeoutMs`.
+   * Run once at module startup, so a wrong url fails the start instead of every later call.
+   * A host's `client` is not checked (its connection is the host's to manage): calls on it fail
+   * with StorageUnavailableError until it connects.
+   *
+   * @throws ConfigurationError when Redis refuses the url's credentials or database number.
+   * @throws StorageUnavailableError when Redis does not answer in time (down, wrong host/port).
+   */
+  async verifyConnection(): Promise<void> {
+    if (!this.ownsClient) return;
+    const where = `Redis at ${this.urlHost} (options.storage.url)`;
+    let failure: unknown;
+    try {
+      await withinDeadline(this.client.ping(), this.connectTimeoutMs);
+    } catch (error) {
+      failure = error;
+    }
+    // Reply errors are matched by their text only: an AUTH error carries the password in its
+    // command arguments, so none of these errors is kept as a cause.
+    const replies = [failure instanceof Error ? failure.message : '', ...this.connection.replies];
+    if (replies.some((reply) => CREDENTIAL_REPLIES.some((code) => reply.startsWith(code)))) {
+      throw new ConfigurationError(
+        `${where} refused the credentials (WRONGPASS/NOAUTH): put a user and password the server accepts in the url (redis://user:password@host:port/db)`,
+      );
+    }
+    if (replies.some((reply) => DATABASE_REPLIES.some((code) => reply.startsWith(code)))) {
+      throw new ConfigurationError(
+        `${where} has no database with the url's number (ERR DB index is out of range): use one the server has (0-15 unless its 'databases' setting says otherwise)`,
+      );
+    }
+    if (failure !== undefined) {
+      const reason =
+        this.connection.networkReason ?? redisUnavailableReason(failure) ?? 'no answer';
+      throw new StorageUnavailableError(
+        `${where} did not answer within ${this.connectTimeoutMs} ms (${reason}): check that it runs and that the url's host and port are right`,
+      );
+    }
   }
 
   /** Runs read-only work; each call reads the current state (no snapshot across calls). */
@@ -153,40 +239,75 @@ export class RedisSessionStorage implements SessionStorage {
     // bytes and answers "no key", like a key that was never stored.
     await Promise.all(
       commit.newDataKeyIds.map((dekId) =>
-        translateRedisErrors(() =>
-          this.client.set(this.reads.layout.dataKeyPointer(dekId), commit.tag),
-        ),
+        this.reads.call(() => this.client.set(this.reads.layout.dataKeyPointer(dekId), commit.tag)),
       ),
     );
     // Sent once by a client this storage created; a host client may resend it after a
     // reconnect, which the script recognises by the commit id and does not apply twice.
     const run = (this.client as unknown as Record<string, CommitCommand>)[COMMIT_COMMAND];
     const { keys } = commit;
-    const reply = await translateRedisErrors(() =>
-      run.call(
-        this.client,
-        keys.session,
-        keys.items,
-        keys.dataKeys,
-        keys.operations,
-        commit.expectedVersion,
-        randomBytes(12).toString('base64url'),
-        String(commit.expireAt),
-        ...commit.ops,
-      ),
-    );
+    const commitId = randomBytes(12).toString('base64url');
+    let reply: unknown;
+    try {
+      reply = await this.reads.call(() =>
+        run.call(
+          this.client,
+          keys.session,
+          keys.items,
+          keys.dataKeys,
+          keys.operations,
+          commit.expectedVersion,
+          commitId,
+          String(commit.expireAt),
+          ...commit.ops,
+        ),
+      );
+    } catch (error) {
+      if (!(error instanceof StorageUnavailableError)) throw error;
+      return this.settleLostCommit(commit, commitId);
+    }
     switch (Number(reply)) {
       case COMMIT_REPLY.applied:
         return true;
       case COMMIT_REPLY.conflict:
         return false;
-      case COMMIT_REPLY.duplicateSeq:
-        throw new Error(
-          'An item sequence number written by this unit of work is already stored in the session; nothing was written',
+      case COMMIT_REPLY.counterBehind:
+        throw new IntegrityError(
+          `The sequence counter (next_seq) of ${commit.owner} in Redis is behind its stored items: the session hash was rolled back, lost or altered outside this module. Nothing was written; restore the session from a backup or clear it`,
+        );
+      case COMMIT_REPLY.itemMoved:
+        throw new IntegrityError(
+          `An item to delete from ${commit.owner} in Redis changed or moved after it was read, outside this module. Nothing was written; restore the session from a backup or clear it`,
         );
       default:
         throw new Error('Unexpected reply from the Redis commit script');
     }
+  }
+
+  /**
+   * A commit got no reply (the connection broke, or the reply never came): it may or may not
+   * have been applied. One more bounded round trip settles it: applied (true, as if the reply
+   * had come), or fenced off so that it never applies, then a retryable error saying nothing
+   * was written. Only when that round trip fails too does the caller hear "unknown".
+   */
+  private async settleLostCommit(commit: UnitCommit, commitId: string): Promise<boolean> {
+    const fence = (this.client as unknown as Record<string, FenceCommand>)[FENCE_COMMAND];
+    const undecided = new StorageUnavailableError(
+      `Redis did not answer a write to ${commit.owner} (reply lost or connection broken) and could not tell whether it was applied: it may or may not be stored; check before you repeat it, or retry if it is idempotent (applyHistoryTransaction with the same operationId)`,
+    );
+    let settled: unknown;
+    try {
+      settled = await this.reads.call(() =>
+        fence.call(this.client, commit.keys.session, commitId, commit.expectedVersion),
+      );
+    } catch {
+      throw undecided;
+    }
+    if (Number(settled) === FENCE_REPLY.unknown) throw undecided;
+    if (Number(settled) === FENCE_REPLY.applied) return true;
+    throw new StorageUnavailableError(
+      `Redis did not answer a write to ${commit.owner} in time (reply lost or connection broken); nothing was written; retry the call`,
+    );
   }
 
   private async pauseBeforeRetry(attempt: number): Promise<void> {
@@ -229,14 +350,24 @@ function loadIoredis(): typeof import('ioredis') {
   }
 }
 
-function createRedisClient(url: string): Redis {
+/** What the module's own client reported while (re)connecting: text of reply errors, no secrets. */
+interface ConnectionReport {
+  /** Messages of reply errors raised while connecting (AUTH, SELECT), latest last. */
+  replies: string[];
+  /** Code of the latest network failure (ECONNREFUSED, ENOTFOUND, ...). */
+  networkReason?: string;
+}
+
+function createRedisClient(url: string, connectTimeoutMs: number, report: ConnectionReport): Redis {
   const { Redis } = loadIoredis();
   const client = new Redis(url, {
     // Fail a call fast while Redis is down (StorageUnavailableError) instead of queueing it.
     maxRetriesPerRequest: 1,
-    // A commit whose reply was lost must never be sent again: it could apply twice.
+    // A commit whose reply was lost must never be sent again: it could apply twice. (ioredis
+    // then drops such commands without settling them: every call carries its own deadline.)
     autoResendUnfulfilledCommands: false,
     enableOfflineQueue: true,
+    connectTimeout: connectTimeoutMs,
     // Never give up reconnecting: the module recovers by itself once Redis is back.
     retryStrategy: (attempt) => Math.min(50 * 2 ** Math.min(attempt, 16), 2000),
     lazyConnect: false,
@@ -244,19 +375,39 @@ function createRedisClient(url: string): Redis {
   // Without a listener ioredis prints every failed reconnect; log once per outage instead.
   let down = false;
   client.on('error', (error: unknown) => {
+    const message = error instanceof Error ? error.message : '';
+    if ((error as Error | undefined)?.name === 'ReplyError') {
+      report.replies = [...report.replies.slice(-4), message];
+    }
+    const reason = redisUnavailableReason(error);
+    if (reason !== undefined) report.networkReason = reason;
     if (down) return;
     down = true;
-    const reason = redisUnavailableReason(error) ?? (error as Error)?.name ?? 'error';
     logger.warn(
-      `Redis connection failed (${reason}); reconnecting, calls fail with StorageUnavailableError meanwhile`,
+      `Redis connection failed (${reason ?? (error as Error)?.name ?? 'error'}); reconnecting, calls fail with StorageUnavailableError meanwhile`,
     );
   });
   client.on('ready', () => {
+    report.networkReason = undefined;
     if (!down) return;
     down = false;
     logger.log('Redis connection restored');
   });
   return client;
+}
+
+/** A whole number of ms >= 1 from the options, or its default. */
+function positiveMs(
+  options: RedisSessionStorageOptions,
+  name: 'commandTimeoutMs' | 'connectTimeoutMs',
+): number {
+  const value = options[name] ?? REDIS_STORAGE_DEFAULTS[name];
+  if (!Number.isSafeInteger(value) || value < 1) {
+    throw new ConfigurationError(
+      `Redis ${name} must be a whole number of milliseconds >= 1; got ${String(value)}`,
+    );
+  }
+  return value;
 }
 
 async function quitClient(client: Redis): Promise<void> {

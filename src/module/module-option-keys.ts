@@ -146,6 +146,8 @@ const STORAGE: Record<string, Record<string, true>> = {
     keyPrefix: true,
     expiryBackstopSeconds: true,
     maxConflictRetries: true,
+    commandTimeoutMs: true,
+    connectTimeoutMs: true,
   } satisfies KeysOf<RedisStorageOptions>,
   memory: { type: true },
 };

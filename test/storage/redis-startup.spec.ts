@@ -128,7 +128,7 @@ describe.skipIf(!up)('Redis: the module checks its own connection at startup', (
         {
           storage: { type: 'redis', url: `redis://127.0.0.1:${port}/0`, connectTimeoutMs: 500 },
         } as Parameters<typeof createSessionStorage>[0],
-        undefined,
+        null,
       ),
     );
 
@@ -138,7 +138,7 @@ describe.skipIf(!up)('Redis: the module checks its own connection at startup', (
   it('lets the factory start on a reachable url', async () => {
     const storage = await createSessionStorage(
       { storage: { type: 'redis', url: REDIS_URL } } as Parameters<typeof createSessionStorage>[0],
-      undefined,
+      null,
     );
     await storage.close();
     expect(storage.backend).toBe('redis');

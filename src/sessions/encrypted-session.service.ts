@@ -66,8 +66,15 @@ export class EncryptedSessionService {
    * @throws InvalidArgumentError for an empty or over-long id, a bad TTL, or a subject mismatch.
    */
   async open(sessionId: string, options: OpenSessionOptions = {}): Promise<EncryptedSession> {
+    if (options === null || typeof options !== 'object') {
+      throw new InvalidArgumentError('open(sessionId, options) takes an options object or nothing');
+    }
     const ref = {
-      tenantId: checkId(options.tenantId ?? this.defaults.tenantId, 'tenantId'),
+      // Only an absent tenantId means the default: null is a caller bug like any non-string.
+      tenantId: checkId(
+        options.tenantId === undefined ? this.defaults.tenantId : options.tenantId,
+        'tenantId',
+      ),
       sessionId: checkId(sessionId, 'sessionId'),
     };
     const subjectId =

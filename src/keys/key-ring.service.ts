@@ -69,6 +69,9 @@ interface CacheEntry {
 
 const logger = new Logger('KeyRing');
 
+/** What a data key id looks like; anything else read from storage stays out of messages. */
+const UUID_SHAPE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
 const refKey = (ref: SessionRef) => `${ref.tenantId.length}:${ref.tenantId}:${ref.sessionId}`;
 
 /**
@@ -147,8 +150,8 @@ export class KeyRing {
 
   /**
    * The key that opens items sealed under `dekId` for the session `ref`.
-   * @throws KeyDestroyedError when the key was destroyed or no longer exists.
-   * @throws IntegrityError when the key belongs to another session.
+   * @throws KeyDestroyedError when the key was destroyed (its record is in state `destroyed`).
+   * @throws IntegrityError when the key belongs to another session or does not exist at all.
    */
   async keyForRead(ref: SessionRef, dekId: string): Promise<UsableDataKey> {
     const cached = this.fromCache(dekId);
@@ -156,9 +159,11 @@ export class KeyRing {
       cached ??
       (await this.singleFlight(`read:${dekId}`, async () => {
         const record = await this.storage.read((scope) => scope.dataKeys.findById(dekId));
+        // Destroying a key keeps its record (state `destroyed`): an item naming a key that
+        // was never stored, or whose record was deleted, was altered in the database.
         if (!record) {
-          throw new KeyDestroyedError(
-            `Data key ${dekId} no longer exists (the session was erased or expired); its items cannot be read`,
+          throw new IntegrityError(
+            `An item of session '${ref.sessionId}' names data key ${UUID_SHAPE.test(dekId) ? dekId : '(not a key id)'}, which does not exist; the row or the key record was altered. Nothing was deleted`,
           );
         }
         return this.load(record);

@@ -3,6 +3,7 @@ import { InvalidArgumentError } from '../errors/index.js';
 import { KeyRing } from '../keys/index.js';
 import { SESSION_STORAGE, type SessionStorage } from '../storage/index.js';
 import { EncryptedSession } from './encrypted-session.js';
+import { sessionRowMissing, STORED_AT_ALL } from './stored-row-checks.js';
 import {
   DEFAULT_SESSION_DEFAULTS,
   SESSION_DEFAULTS,
@@ -86,6 +87,14 @@ export class EncryptedSessionService {
     const record =
       (await this.storage.read((scope) => scope.sessions.find(ref))) ??
       (await this.storage.transaction(async (scope) => {
+        // Items without a session row: the row was deleted behind the module's back. A fresh
+        // row would restart the counter under them and every later write would collide.
+        if (
+          !(await scope.sessions.find(ref)) &&
+          (await scope.items.listVisible(ref, STORED_AT_ALL, 1)).length > 0
+        ) {
+          throw sessionRowMissing(ref);
+        }
         await scope.sessions.insertIfAbsent({
           ...ref,
           subjectId,

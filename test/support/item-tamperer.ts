@@ -52,4 +52,6 @@ export interface ItemTamperer {
   setNextSeq(ref: SessionRef, nextSeq: number): Promise<void>;
   /** Deletes the session's row (record), leaving its items, keys and operations. */
   deleteSessionRow(ref: SessionRef): Promise<void>;
+  /** How many data keys of the session are in state `active` (an invariant says at most one). */
+  countActiveKeys(ref: SessionRef): Promise<number>;
 }

@@ -77,6 +77,13 @@ export function memoryItemTamperer(storage: MemorySessionStorage): ItemTamperer 
       const state = stateOf(ref);
       state.record = { ...state.record, nextSeq };
     },
+    countActiveKeys: async (ref) =>
+      [...internals.dataKeys.values()].filter(
+        (key) =>
+          key.tenantId === ref.tenantId &&
+          key.sessionId === ref.sessionId &&
+          key.state === 'active',
+      ).length,
     deleteSessionRow: async () => {
       // The memory store keeps a session's items inside its entry: no row to delete alone.
       throw new TamperRefusedError(

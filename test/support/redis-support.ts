@@ -188,6 +188,12 @@ export function redisItemTamperer(client: Redis, keyPrefix: string): ItemTampere
     async setNextSeq(ref, nextSeq) {
       await client.hset(layout.forSession(ref).session, SESSION_FIELDS.nextSeq, String(nextSeq));
     },
+    async countActiveKeys(ref) {
+      const packed = await client.hgetallBuffer(layout.forSession(ref).dataKeys);
+      return Object.entries(packed).filter(
+        ([dekId, value]) => unpackDataKey(dekId, value).state === 'active',
+      ).length;
+    },
     async deleteSessionRow(ref) {
       await client.del(layout.forSession(ref).session);
     },

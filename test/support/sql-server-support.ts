@@ -182,6 +182,13 @@ export function sqlItemTamperer(dataSource: DataSource, prefix = 'nes_'): ItemTa
         [nextSeq, ref.tenantId, ref.sessionId],
       );
     },
+    async countActiveKeys(ref) {
+      const rows = await query(
+        `SELECT COUNT(*) AS "n" FROM "${prefix}data_keys" WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)} AND "state" = 'active'`,
+        [ref.tenantId, ref.sessionId],
+      );
+      return Number(rows[0]!.n);
+    },
     async deleteSessionRow(ref) {
       await query(
         `DELETE FROM "${prefix}sessions" WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)}`,

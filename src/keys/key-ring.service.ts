@@ -5,6 +5,7 @@ import {
   IntegrityError,
   KeyDestroyedError,
   KeyProviderUnavailableError,
+  StorageUnavailableError,
 } from '../errors/index.js';
 import {
   SESSION_STORAGE,
@@ -69,6 +70,16 @@ interface CacheEntry {
 
 const logger = new Logger('KeyRing');
 
+/** How often key creation starts over after the session's keys changed under it. */
+const MAX_KEY_CREATION_ATTEMPTS = 5;
+
+/** Whether an active key serves a first write (any) or a rotation from `rotateFrom`. */
+const serves = (active: DataKeyRecord, rotateFrom: number | undefined): boolean =>
+  rotateFrom === undefined || active.firstSeq >= rotateFrom;
+
+/** What a data key id looks like; anything else read from storage stays out of messages. */
+const UUID_SHAPE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
 const refKey = (ref: SessionRef) => `${ref.tenantId.length}:${ref.tenantId}:${ref.sessionId}`;
 
 /**
@@ -125,20 +136,7 @@ export class KeyRing {
       if (cached) return cached;
     }
     return this.singleFlight(`write:${sessionKey}`, async () => {
-      const found = await this.storage.read(async (scope) => ({
-        active: await scope.dataKeys.findActive(ref),
-        generation: await scope.dataKeys.maxGeneration(ref),
-        session: await scope.sessions.find(ref),
-      }));
-      // After a clear every key is destroyed: the next one continues the generation count.
-      const record =
-        found.active ??
-        (await this.createDataKey(
-          ref,
-          subjectId,
-          found.generation + 1,
-          found.session?.nextSeq ?? 1,
-        ));
+      const record = await this.activeOrNewKey(ref, subjectId, undefined);
       const dataKey = await this.load(record);
       this.activeBySession.set(sessionKey, dataKey.dekId);
       return dataKey;
@@ -147,8 +145,8 @@ export class KeyRing {
 
   /**
    * The key that opens items sealed under `dekId` for the session `ref`.
-   * @throws KeyDestroyedError when the key was destroyed or no longer exists.
-   * @throws IntegrityError when the key belongs to another session.
+   * @throws KeyDestroyedError when the key was destroyed (its record is in state `destroyed`).
+   * @throws IntegrityError when the key belongs to another session or does not exist at all.
    */
   async keyForRead(ref: SessionRef, dekId: string): Promise<UsableDataKey> {
     const cached = this.fromCache(dekId);
@@ -156,9 +154,11 @@ export class KeyRing {
       cached ??
       (await this.singleFlight(`read:${dekId}`, async () => {
         const record = await this.storage.read((scope) => scope.dataKeys.findById(dekId));
+        // Destroying a key keeps its record (state `destroyed`): an item naming a key that
+        // was never stored, or whose record was deleted, was altered in the database.
         if (!record) {
-          throw new KeyDestroyedError(
-            `Data key ${dekId} no longer exists (the session was erased or expired); its items cannot be read`,
+          throw new IntegrityError(
+            `An item of session '${ref.sessionId}' names data key ${UUID_SHAPE.test(dekId) ? dekId : '(not a key id)'}, which does not exist; the row or the key record was altered. Nothing was deleted`,
           );
         }
         return this.load(record);
@@ -183,15 +183,7 @@ export class KeyRing {
     // Its own flight: sharing the first-write flight would hand back the old key unrotated.
     // Two processes rotating at once are settled by the unique (session, generation) key.
     return this.singleFlight(`rotate:${refKey(ref)}`, async () => {
-      const found = await this.storage.read(async (scope) => ({
-        active: await scope.dataKeys.findActive(ref),
-        generation: await scope.dataKeys.maxGeneration(ref),
-      }));
-      // Another writer already rotated past this point: use its key, skip no generation.
-      const record =
-        found.active && found.active.firstSeq >= firstSeq
-          ? found.active
-          : await this.createDataKey(ref, subjectId, found.generation + 1, firstSeq, true);
+      const record = await this.activeOrNewKey(ref, subjectId, firstSeq);
       const dataKey = await this.load(record);
       this.activeBySession.set(refKey(ref), dataKey.dekId);
       return dataKey;
@@ -241,54 +233,93 @@ export class KeyRing {
     this.activeBySession.clear();
   }
 
-  private async createDataKey(
+  /**
+   * The session's active key if it serves (any, for a first write; one that starts at or after
+   * `rotateFrom`, for a rotation), else a new generation. Another process may create or
+   * destroy keys between the look and the insert (a concurrent first write, rotation or
+   * clear): the attempt then starts over, a bounded number of times, and running out is a
+   * retryable StorageUnavailableError. A lost race is never reported as tampering.
+   */
+  private async activeOrNewKey(
+    ref: SessionRef,
+    subjectId: string | null,
+    rotateFrom: number | undefined,
+  ): Promise<DataKeyRecord> {
+    for (let attempt = 0; attempt < MAX_KEY_CREATION_ATTEMPTS; attempt++) {
+      const found = await this.storage.read(async (scope) => ({
+        active: await scope.dataKeys.findActive(ref),
+        generation: await scope.dataKeys.maxGeneration(ref),
+      }));
+      // Another writer already rotated past this point: use its key, skip no generation.
+      if (found.active && serves(found.active, rotateFrom)) return found.active;
+      // After a clear every key is destroyed: the next one continues the generation count.
+      const created = await this.tryCreateDataKey(ref, subjectId, found.generation + 1, rotateFrom);
+      if (created) return created;
+    }
+    throw new StorageUnavailableError(
+      `Creating a data key for session '${ref.sessionId}' kept losing races with other writers or clears; retry the call`,
+    );
+  }
+
+  /**
+   * Generates a key for `generation` and stores it as the session's only active key, unless the
+   * session's keys changed since the caller looked (then undefined, and nothing is stored).
+   */
+  private async tryCreateDataKey(
     ref: SessionRef,
     subjectId: string | null,
     generation: number,
-    firstSeq: number,
-    retirePrevious = false,
-  ): Promise<DataKeyRecord> {
+    rotateFrom: number | undefined,
+  ): Promise<DataKeyRecord | undefined> {
     const dekId = randomUUID();
+    // Generated before the transaction: no provider call while holding the session's lock.
     const generated = await this.callProvider(() =>
       this.provider.generateDataKey({ tenantId: ref.tenantId, sessionId: ref.sessionId, dekId }),
     );
-    const record: DataKeyRecord = {
-      dekId,
-      tenantId: ref.tenantId,
-      sessionId: ref.sessionId,
-      subjectId,
-      generation,
-      firstSeq,
-      kekId: generated.wrapped.kekId,
-      wrappedKey: generated.wrapped.wrappedKey,
-      state: 'active',
-      createdAt: Date.now(),
-      destroyedAt: null,
-    };
-    // Insert first and retire only on success: a process that lost the race for this
-    // generation must not retire the winner's key.
-    const inserted = await this.storage.transaction(async (scope) => {
-      const won = await scope.dataKeys.insertIfAbsent(record);
-      if (won && retirePrevious) await scope.dataKeys.retireActiveBelow(ref, generation);
-      return won;
-    });
-    if (inserted) {
-      logger.debug(
-        `Created data key ${dekId} (generation ${generation}) for session '${ref.sessionId}' under ${record.kekId}`,
-      );
-      // The plaintext from generation is already what we need: cache it, no unwrap call.
-      this.remember(record, generated.plaintext);
-      return record;
+    let record: DataKeyRecord | undefined;
+    try {
+      record = await this.storage.transaction(async (scope) => {
+        // The session's write lock orders this against appends, clears and key creations of
+        // other processes, so what is read below stays true until commit. (A session without
+        // a row has no writer to race: its appends fail before they seal anything.)
+        await scope.sessions.lockForWrite(ref, Date.now());
+        const active = await scope.dataKeys.findActive(ref);
+        const highest = await scope.dataKeys.maxGeneration(ref);
+        if (highest !== generation - 1 || (active && serves(active, rotateFrom))) return undefined;
+        const session = await scope.sessions.find(ref);
+        const candidate: DataKeyRecord = {
+          dekId,
+          tenantId: ref.tenantId,
+          sessionId: ref.sessionId,
+          subjectId,
+          generation,
+          firstSeq: rotateFrom ?? session?.nextSeq ?? 1,
+          kekId: generated.wrapped.kekId,
+          wrappedKey: generated.wrapped.wrappedKey,
+          state: 'active',
+          createdAt: Date.now(),
+          destroyedAt: null,
+        };
+        if (!(await scope.dataKeys.insertIfAbsent(candidate))) return undefined;
+        // One active key per session, enforced where the key is inserted: any older key
+        // still active (a first write racing a rotation) only opens old items from now on.
+        await scope.dataKeys.retireActiveBelow(ref, generation);
+        return candidate;
+      });
+    } catch (error) {
+      generated.plaintext.fill(0);
+      throw error;
     }
-    generated.plaintext.fill(0);
-    // Another process created this generation first: use theirs.
-    const winner = await this.storage.read((scope) => scope.dataKeys.findActive(ref));
-    if (!winner) {
-      throw new IntegrityError(
-        `Session '${ref.sessionId}' lost its data key while one was being created; retry the call`,
-      );
+    if (!record) {
+      generated.plaintext.fill(0);
+      return undefined;
     }
-    return winner;
+    logger.debug(
+      `Created data key ${dekId} (generation ${generation}) for session '${ref.sessionId}' under ${record.kekId}`,
+    );
+    // The plaintext from generation is already what we need: cache it, no unwrap call.
+    this.remember(record, generated.plaintext);
+    return record;
   }
 
   private async load(record: DataKeyRecord): Promise<UsableDataKey> {

@@ -3,6 +3,7 @@ import { InvalidArgumentError } from '../errors/index.js';
 import { KeyRing } from '../keys/index.js';
 import { SESSION_STORAGE, type SessionStorage } from '../storage/index.js';
 import { EncryptedSession } from './encrypted-session.js';
+import { sessionRowMissing, STORED_AT_ALL } from './stored-row-checks.js';
 import {
   DEFAULT_SESSION_DEFAULTS,
   SESSION_DEFAULTS,
@@ -66,8 +67,15 @@ export class EncryptedSessionService {
    * @throws InvalidArgumentError for an empty or over-long id, a bad TTL, or a subject mismatch.
    */
   async open(sessionId: string, options: OpenSessionOptions = {}): Promise<EncryptedSession> {
+    if (options === null || typeof options !== 'object') {
+      throw new InvalidArgumentError('open(sessionId, options) takes an options object or nothing');
+    }
     const ref = {
-      tenantId: checkId(options.tenantId ?? this.defaults.tenantId, 'tenantId'),
+      // Only an absent tenantId means the default: null is a caller bug like any non-string.
+      tenantId: checkId(
+        options.tenantId === undefined ? this.defaults.tenantId : options.tenantId,
+        'tenantId',
+      ),
       sessionId: checkId(sessionId, 'sessionId'),
     };
     const subjectId =
@@ -79,6 +87,14 @@ export class EncryptedSessionService {
     const record =
       (await this.storage.read((scope) => scope.sessions.find(ref))) ??
       (await this.storage.transaction(async (scope) => {
+        // Items without a session row: the row was deleted behind the module's back. A fresh
+        // row would restart the counter under them and every later write would collide.
+        if (
+          !(await scope.sessions.find(ref)) &&
+          (await scope.items.listVisible(ref, STORED_AT_ALL, 1)).length > 0
+        ) {
+          throw sessionRowMissing(ref);
+        }
         await scope.sessions.insertIfAbsent({
           ...ref,
           subjectId,

@@ -8,6 +8,7 @@ import { decodeItemPayload, type ItemBinding } from '../crypto/index.js';
 import {
   EncryptedSessionError,
   HistoryConflictError,
+  IntegrityError,
   InvalidArgumentError,
   SessionNotFoundError,
   StorageUnavailableError,
@@ -24,6 +25,13 @@ import {
   type HistoryTransactionSnapshot,
 } from './history-transaction.js';
 import { envelopeItemCipher, type ItemCipher } from './item-cipher.js';
+import {
+  checkOperationRecord,
+  checkStoredItems,
+  counterBehindItems,
+  sessionRowMissing,
+  STORED_AT_ALL,
+} from './stored-row-checks.js';
 
 /** What an {@link EncryptedSession} is built from; `EncryptedSessionService.open` fills it in. */
 export interface EncryptedSessionContext {
@@ -117,9 +125,7 @@ export class EncryptedSession implements SessionHistoryTransactionAwareSession {
       limit === undefined
         ? await this.readAllPaged(now)
         : await this.openRows(
-            await this.context.storage.read((scope) =>
-              scope.items.listVisible(this.ref, now, limit),
-            ),
+            await this.context.storage.read((scope) => this.newestRows(scope, now, limit)),
             now,
           );
     logger.verbose(`Read ${items.length} item(s) of session '${this.ref.sessionId}'`);
@@ -127,19 +133,25 @@ export class EncryptedSession implements SessionHistoryTransactionAwareSession {
   }
 
   /**
-   * Every visible item, read in pages up to the last position the session had when the call
-   * started: items appended meanwhile are not included (positions are never reused), and no
-   * more than one page of ciphertext is held at a time.
+   * Every visible item, read in pages up to the newest visible item when the call started:
+   * items appended meanwhile are not included (positions are never reused), and no more than
+   * one page of ciphertext is held at a time. Bounded by the items themselves, not the
+   * session's counter, so a full read returns what `getItems(n)` returns even when the counter
+   * or the session row was altered.
    */
   private async readAllPaged(now: number): Promise<AgentInputItem[]> {
-    const session = await this.context.storage.read((scope) => scope.sessions.find(this.ref));
-    if (!session) return [];
-    const throughSeq = session.nextSeq - 1;
+    const [newest] = await this.context.storage.read((scope) => this.newestRows(scope, now, 1));
+    if (!newest) return [];
+    const throughSeq = newest.seq;
     const items: AgentInputItem[] = [];
     let afterSeq = 0;
     for (;;) {
-      const page = await this.context.storage.read((scope) =>
-        scope.items.listVisiblePage(this.ref, now, afterSeq, throughSeq, FULL_READ_PAGE_SIZE),
+      const page = checkStoredItems(
+        this.ref,
+        await this.context.storage.read((scope) =>
+          scope.items.listVisiblePage(this.ref, now, afterSeq, throughSeq, FULL_READ_PAGE_SIZE),
+        ),
+        { limit: FULL_READ_PAGE_SIZE, afterSeq, throughSeq },
       );
       if (page.length === 0) return items;
       afterSeq = page.at(-1)!.seq;
@@ -170,9 +182,7 @@ export class EncryptedSession implements SessionHistoryTransactionAwareSession {
   async popItem(): Promise<AgentInputItem | undefined> {
     for (let attempt = 0; attempt < MAX_WRITE_ATTEMPTS; attempt++) {
       const now = this.now();
-      const [newest] = await this.context.storage.read((scope) =>
-        scope.items.listVisible(this.ref, now, 1),
-      );
+      const [newest] = await this.context.storage.read((scope) => this.newestRows(scope, now, 1));
       if (!newest) return undefined;
       // Open first: a failure throws here, before anything is deleted.
       const [item] = await this.openRows([newest], now);
@@ -218,8 +228,11 @@ export class EncryptedSession implements SessionHistoryTransactionAwareSession {
       this.context.maxItemBytes,
     );
     for (let attempt = 0; attempt < MAX_WRITE_ATTEMPTS; attempt++) {
-      const existing = await this.context.storage.read((scope) =>
-        scope.historyOperations.find(this.ref, operationId),
+      const existing = checkOperationRecord(
+        this.ref,
+        await this.context.storage.read((scope) =>
+          scope.historyOperations.find(this.ref, operationId),
+        ),
       );
       if (existing) {
         const recordedWith = await this.context.keyRing.keyForRead(this.ref, existing.dekId);
@@ -237,7 +250,12 @@ export class EncryptedSession implements SessionHistoryTransactionAwareSession {
       try {
         await this.withWriteKey((dataKey) =>
           this.context.storage.transaction(async (scope) => {
-            if (await scope.historyOperations.find(this.ref, operationId)) {
+            if (
+              checkOperationRecord(
+                this.ref,
+                await scope.historyOperations.find(this.ref, operationId),
+              )
+            ) {
               throw new RetryOutsideTransaction('operation-exists');
             }
             if (transaction.type === 'replace_suffix') {
@@ -279,7 +297,8 @@ export class EncryptedSession implements SessionHistoryTransactionAwareSession {
       try {
         return await write(dataKey);
       } catch (error) {
-        if (!(error instanceof RetryOutsideTransaction)) throw error;
+        if (!(error instanceof RetryOutsideTransaction))
+          throw await this.explainWriteFailure(error);
         if (error.reason === 'stale-key') {
           if (++staleKeyRetries >= MAX_WRITE_ATTEMPTS) throw this.lostKeyRaces();
           keyRing.forgetActiveKey(this.ref);
@@ -297,6 +316,34 @@ export class EncryptedSession implements SessionHistoryTransactionAwareSession {
         }
       }
     }
+  }
+
+  /**
+   * A write that failed with an untyped error (a driver's duplicate key) may have hit items at
+   * positions the session's counter had not reached yet: a counter rolled back in the database.
+   * That is damage, not a passing failure: IntegrityError, so no caller retries it forever.
+   */
+  private async explainWriteFailure(error: unknown): Promise<unknown> {
+    if (error instanceof EncryptedSessionError) return error;
+    try {
+      const behind = await this.context.storage.read(async (scope) => {
+        const session = await scope.sessions.find(this.ref);
+        const [newest] = await this.newestRows(scope, STORED_AT_ALL, 1);
+        return session !== undefined && newest !== undefined && newest.seq >= session.nextSeq;
+      });
+      if (behind) return counterBehindItems(this.ref);
+    } catch (diagnosis) {
+      // Damage found while looking is the better answer; anything else, the original error.
+      if (diagnosis instanceof IntegrityError) return diagnosis;
+    }
+    return error;
+  }
+
+  /** The newest `limit` rows visible at `now`, checked: damaged rows never reach a caller. */
+  private async newestRows(scope: StorageScope, now: number, limit: number): Promise<StoredItem[]> {
+    return checkStoredItems(this.ref, await scope.items.listVisible(this.ref, now, limit), {
+      limit,
+    });
   }
 
   private lostKeyRaces(): StorageUnavailableError {
@@ -317,6 +364,10 @@ export class EncryptedSession implements SessionHistoryTransactionAwareSession {
         ? await scope.sessions.reserveSequence(this.ref, payloads.length, now)
         : 0;
     if (first === undefined) {
+      // Items without their session row: the row was deleted behind the module's back.
+      if ((await this.newestRows(scope, STORED_AT_ALL, 1)).length > 0) {
+        throw sessionRowMissing(this.ref);
+      }
       throw new SessionNotFoundError(
         `Session '${this.ref.sessionId}' no longer exists (erased?); open it again to start a new one`,
       );
@@ -365,7 +416,7 @@ export class EncryptedSession implements SessionHistoryTransactionAwareSession {
     const expected = transaction.expectedSuffix;
     if (expected.length === 0) return;
     const now = this.now();
-    const rows = await scope.items.listVisible(this.ref, now, expected.length);
+    const rows = await this.newestRows(scope, now, expected.length);
     if (rows.length < expected.length) {
       throw new HistoryConflictError(
         'Session history suffix no longer matches the transaction precondition',
@@ -392,9 +443,7 @@ export class EncryptedSession implements SessionHistoryTransactionAwareSession {
   private async keysForNewest(count: number): Promise<Map<string, UsableDataKey>> {
     if (count === 0) return new Map();
     const now = this.now();
-    const rows = await this.context.storage.read((scope) =>
-      scope.items.listVisible(this.ref, now, count),
-    );
+    const rows = await this.context.storage.read((scope) => this.newestRows(scope, now, count));
     return this.loadKeys(rows);
   }
 

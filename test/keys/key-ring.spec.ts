@@ -7,6 +7,8 @@ import {
   MemorySessionStorage,
   type DataKeyContext,
   type KeyProvider,
+  type SessionStorage,
+  type StorageScope,
   type WrappedDataKey,
 } from '../../src/index.js';
 import { newRootKeyEntry } from '../support/test-keys.js';
@@ -198,5 +200,146 @@ describe('KeyRing', () => {
     await expect(
       ring.keyForRead({ tenantId: 't', sessionId: 's2' }, dekIds[2]),
     ).resolves.toBeDefined();
+  });
+});
+
+/** A gate a test opens by hand, and that tells when something has reached it. */
+function gate() {
+  let open!: () => void;
+  let arrive!: () => void;
+  const opened = new Promise<void>((resolve) => (open = resolve));
+  const reached = new Promise<void>((resolve) => (arrive = resolve));
+  return {
+    open,
+    reached,
+    /** Called by the code under test: marks arrival, then waits for the test. */
+    pass: async () => {
+      arrive();
+      await opened;
+    },
+  };
+}
+
+/**
+ * Storage whose read scope runs each call as a read of its own, as the SQL adapters do on a
+ * server's pool (no snapshot across statements), with a hook before each call.
+ */
+function poolLikeStorage(
+  inner: MemorySessionStorage,
+  beforeCall: (call: string) => Promise<void>,
+): SessionStorage {
+  const scope = new Proxy(
+    {},
+    {
+      get: (_, repository: string) =>
+        new Proxy(
+          {},
+          {
+            get:
+              (__, method: string) =>
+              async (...args: unknown[]) => {
+                await beforeCall(`${repository}.${method}`);
+                return inner.read((real) => {
+                  const target = (real as unknown as Record<string, Record<string, Function>>)[
+                    repository
+                  ];
+                  return target[method].apply(target, args) as Promise<unknown>;
+                });
+              },
+          },
+        ),
+    },
+  ) as unknown as StorageScope;
+  return {
+    backend: inner.backend,
+    read: (work) => work(scope),
+    transaction: (work) => inner.transaction(work),
+    close: () => inner.close(),
+  };
+}
+
+describe('KeyRing data key creation racing other processes', () => {
+  const ref = { tenantId: 't', sessionId: 'raced' };
+
+  async function storageWithSession() {
+    const storage = new MemorySessionStorage();
+    await storage.transaction((scope) =>
+      scope.sessions.insertIfAbsent({
+        ...ref,
+        subjectId: null,
+        createdAt: 0,
+        lastActivityAt: 0,
+        nextSeq: 1,
+        itemTtlSeconds: null,
+        legalHold: false,
+      }),
+    );
+    return storage;
+  }
+
+  it('creates the next generation, not an IntegrityError, when a clear destroyed the key another process created meanwhile', async () => {
+    const storage = await storageWithSession();
+    const inner = new EnvKeyProvider({ keys: newRootKeyEntry(), activeKeyId: 'k1' });
+    const paused = gate();
+    let generateCalls = 0;
+    const slowProvider: KeyProvider = {
+      name: 'paused',
+      activeKekId: () => inner.activeKekId(),
+      generateDataKey: async (context) => {
+        if (generateCalls++ === 0) await paused.pass();
+        return inner.generateDataKey(context);
+      },
+      unwrapDataKey: (wrapped, context) => inner.unwrapDataKey(wrapped, context),
+      rewrapDataKey: (wrapped, context) => inner.rewrapDataKey(wrapped, context),
+    };
+    const ringA = new KeyRing(storage, slowProvider);
+    const ringB = new KeyRing(storage, inner);
+
+    // A looks (no key, generation 0) and waits in the provider; B creates generation 1 and a
+    // clear destroys it before A stores its own generation-1 key.
+    const writeA = ringA.keyForWrite(ref, null);
+    await paused.reached;
+    await ringB.keyForWrite(ref, null);
+    await storage.transaction((scope) => scope.dataKeys.destroyAllForSession(ref, Date.now()));
+    paused.open();
+
+    const keyA = await writeA;
+    const active = await storage.read((scope) => scope.dataKeys.findActive(ref));
+    expect(active?.dekId).toBe(keyA.dekId);
+    expect(keyA.generation).toBe(2);
+  });
+
+  it('never leaves two active keys when a first write races another process creating one', async () => {
+    const storage = await storageWithSession();
+    const provider = new EnvKeyProvider({ keys: newRootKeyEntry(), activeKeyId: 'k1' });
+    const paused = gate();
+    let held = false;
+    // A reads on a pool: it finds no active key, then (after B created one) the generation.
+    const ringA = new KeyRing(
+      poolLikeStorage(storage, async (call) => {
+        if (call === 'dataKeys.maxGeneration' && !held) {
+          held = true;
+          await paused.pass();
+        }
+      }),
+      provider,
+    );
+    const ringB = new KeyRing(storage, provider);
+
+    const writeA = ringA.keyForWrite(ref, null);
+    await paused.reached;
+    const keyB = await ringB.keyForWrite(ref, null);
+    paused.open();
+    const keyA = await writeA;
+
+    const states = await storage.read(async (scope) => {
+      const found = [];
+      for (const dekId of new Set([keyA.dekId, keyB.dekId])) {
+        found.push((await scope.dataKeys.findById(dekId))!.state);
+      }
+      return found;
+    });
+    expect(states.filter((state) => state === 'active')).toHaveLength(1);
+    expect(keyA.dekId).toBe(keyB.dekId);
   });
 });

@@ -11,10 +11,13 @@ import { RedisKeyLayout } from '../../src/storage/redis/redis-keys.js';
 import {
   packDataKey,
   packItem,
+  packOperation,
+  SESSION_FIELDS,
   unpackDataKey,
   unpackItem,
+  unpackOperation,
 } from '../../src/storage/redis/redis-record-codec.js';
-import type { ItemTamperer } from './item-tamperer.js';
+import { TamperRefusedError, type ItemTamperer } from './item-tamperer.js';
 
 export type { ItemTamperer } from './item-tamperer.js';
 
@@ -163,6 +166,42 @@ export function redisItemTamperer(client: Redis, keyPrefix: string): ItemTampere
         };
         await client.hset(keysKey, dekId, packDataKey(destroyed));
       }
+    },
+    async damageItem(ref, seq, damage) {
+      // Members are packed bytes with fixed-width unsigned fields: only an out-of-range number
+      // can be written; a value of another type has no encoding to be damaged into.
+      if (damage.as !== 'beyond-2^53') {
+        throw new TamperRefusedError('not-expressible', `Redis items hold no ${damage.as}`);
+      }
+      const member = await memberAt(ref, seq);
+      const damaged = Buffer.from(member);
+      const huge = 2n ** 60n;
+      damaged.writeBigUInt64BE(huge, damage.field === 'seq' ? 0 : 44);
+      await client
+        .multi()
+        .zrem(itemsKey(ref), member)
+        // The score follows the member's seq, as the adapter itself would write it.
+        .zadd(itemsKey(ref), damage.field === 'seq' ? huge.toString() : seq, damaged)
+        .exec();
+    },
+    async setOperationDekId(ref, operationId, dekId) {
+      const operationsKey = layout.forSession(ref).operations;
+      const packed = await client.hgetBuffer(operationsKey, operationId);
+      if (!packed) throw new Error(`No operation ${operationId} in session ${ref.sessionId}`);
+      const record = unpackOperation(operationId, packed);
+      await client.hset(operationsKey, operationId, packOperation({ ...record, dekId }));
+    },
+    async setNextSeq(ref, nextSeq) {
+      await client.hset(layout.forSession(ref).session, SESSION_FIELDS.nextSeq, String(nextSeq));
+    },
+    async countActiveKeys(ref) {
+      const packed = await client.hgetallBuffer(layout.forSession(ref).dataKeys);
+      return Object.entries(packed).filter(
+        ([dekId, value]) => unpackDataKey(dekId, value).state === 'active',
+      ).length;
+    },
+    async deleteSessionRow(ref) {
+      await client.del(layout.forSession(ref).session);
     },
   };
 }

@@ -8,7 +8,7 @@ import {
   type SessionRef,
   type SqlServerType,
 } from '../../src/index.js';
-import type { ItemTamperer } from './item-tamperer.js';
+import { TamperRefusedError, type ItemDamage, type ItemTamperer } from './item-tamperer.js';
 import { portOpen, requireService } from './service-availability.js';
 
 /** Admin connections of the servers on this machine (overridable for other setups). */
@@ -162,5 +162,58 @@ export function sqlItemTamperer(dataSource: DataSource, prefix = 'nes_'): ItemTa
         [ref.tenantId, ref.sessionId],
       );
     },
+    async damageItem(ref, seq, damage) {
+      const value = SQL_RAW_VALUES[damage.field][damage.as as never];
+      try {
+        await set(ref, seq, SQL_COLUMNS[damage.field], value);
+      } catch (error) {
+        throw new TamperRefusedError('refused-by-backend', String((error as Error).message));
+      }
+    },
+    async setOperationDekId(ref, operationId, dekId) {
+      await query(
+        `UPDATE "${prefix}history_operations" SET "dek_id" = ${p(1)} WHERE "tenant_id" = ${p(2)} AND "session_id" = ${p(3)} AND "operation_id" = ${p(4)}`,
+        [dekId, ref.tenantId, ref.sessionId, operationId],
+      );
+    },
+    async setNextSeq(ref, nextSeq) {
+      await query(
+        `UPDATE "${prefix}sessions" SET "next_seq" = ${p(1)} WHERE "tenant_id" = ${p(2)} AND "session_id" = ${p(3)}`,
+        [nextSeq, ref.tenantId, ref.sessionId],
+      );
+    },
+    async countActiveKeys(ref) {
+      const rows = await query(
+        `SELECT COUNT(*) AS "n" FROM "${prefix}data_keys" WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)} AND "state" = 'active'`,
+        [ref.tenantId, ref.sessionId],
+      );
+      return Number(rows[0]!.n);
+    },
+    async deleteSessionRow(ref) {
+      await query(
+        `DELETE FROM "${prefix}sessions" WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)}`,
+        [ref.tenantId, ref.sessionId],
+      );
+    },
   };
 }
+
+const SQL_COLUMNS: Record<ItemDamage['field'], string> = {
+  seq: 'seq',
+  expiresAt: 'expires_at',
+  createdAt: 'created_at',
+  dekId: 'dek_id',
+  ciphertext: 'ciphertext',
+};
+
+/** Raw values as an operator's UPDATE would send them; typed columns may refuse some. */
+const SQL_RAW_VALUES: {
+  [F in ItemDamage['field']]: Record<Extract<ItemDamage, { field: F }>['as'], unknown>;
+} = {
+  // 2^60: a whole number a bigint column holds but a JS number cannot represent exactly.
+  seq: { text: 'x1', 'beyond-2^53': '1152921504606846976' },
+  expiresAt: { text: 'soon', 'beyond-2^53': '1152921504606846976' },
+  createdAt: { text: 'yesterday' },
+  dekId: { integer: 42 },
+  ciphertext: { integer: 42, real: 4.5, text: 'soon' },
+};

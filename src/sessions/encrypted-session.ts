@@ -140,7 +140,13 @@ export class EncryptedSession implements SessionHistoryTransactionAwareSession {
    * or the session row was altered.
    */
   private async readAllPaged(now: number): Promise<AgentInputItem[]> {
-    const [newest] = await this.context.storage.read((scope) => this.newestRows(scope, now, 1));
+    // The session row is read as well, though the bound comes from the items (a counter set
+    // back below them must not hide them): its damaged values fail this read as they fail a
+    // write, instead of going unnoticed.
+    const newest = await this.context.storage.read(async (scope) => {
+      await scope.sessions.find(this.ref);
+      return (await this.newestRows(scope, now, 1))[0];
+    });
     if (!newest) return [];
     const throughSeq = newest.seq;
     const items: AgentInputItem[] = [];

@@ -188,7 +188,7 @@ export function redisItemTamperer(client: Redis, keyPrefix: string): ItemTampere
       const operationsKey = layout.forSession(ref).operations;
       const packed = await client.hgetBuffer(operationsKey, operationId);
       if (!packed) throw new Error(`No operation ${operationId} in session ${ref.sessionId}`);
-      const record = unpackOperation(operationId, packed);
+      const record = unpackOperation(operationId, packed, ref.sessionId);
       await client.hset(operationsKey, operationId, packOperation({ ...record, dekId }));
     },
     async setNextSeq(ref, nextSeq) {

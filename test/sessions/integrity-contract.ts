@@ -272,35 +272,29 @@ export function describeIntegrityContract(
       });
 
       // The memory store keeps items inside their session's entry: the row cannot go alone,
-      // so there the tamper must be refused (and the row tests below do not apply).
-      const rowCanGoAlone = backendName !== 'memory';
-
-      it.runIf(!rowCanGoAlone)('cannot lose a session row while keeping its items', async () => {
-        await expect(harness.tamper.deleteSessionRow(ref)).rejects.toBeInstanceOf(
-          TamperRefusedError,
-        );
-      });
-
-      it.runIf(rowCanGoAlone)(
-        'reads the same items in full and limited reads after the session row was deleted',
-        async () => {
+      // so there the tamper must be refused, and the row tests below are not registered.
+      if (backendName === 'memory') {
+        it('cannot lose a session row while keeping its items', async () => {
+          await expect(harness.tamper.deleteSessionRow(ref)).rejects.toBeInstanceOf(
+            TamperRefusedError,
+          );
+        });
+      } else {
+        it('reads the same items in full and limited reads after the session row was deleted', async () => {
           await harness.tamper.deleteSessionRow(ref);
           expect(await session.getItems()).toEqual(THREE);
           expect(await session.getItems(20)).toEqual(THREE);
-        },
-      );
+        });
 
-      it.runIf(rowCanGoAlone)(
-        'refuses writes and a new open with IntegrityError when the session row was deleted but items remain',
-        async () => {
+        it('refuses writes and a new open with IntegrityError when the session row was deleted but items remain', async () => {
           await harness.tamper.deleteSessionRow(ref);
           await expect(session.addItems([userMessage('four')])).rejects.toBeInstanceOf(
             IntegrityError,
           );
           await expect(harness.service.open(ref.sessionId)).rejects.toBeInstanceOf(IntegrityError);
           expect(await session.getItems()).toEqual(THREE);
-        },
-      );
+        });
+      }
     });
   });
 }

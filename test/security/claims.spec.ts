@@ -1,13 +1,16 @@
-import { randomUUID } from 'node:crypto';
+import { createSecretKey, randomBytes, randomUUID } from 'node:crypto';
 import type { LoggerService } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   EncryptedSessionModule,
   EncryptedSessionService,
+  EnvKeyProvider,
+  IntegrityError,
   InvalidArgumentError,
   KeyRing,
 } from '../../src/index.js';
+import { deriveSubkey, unwrapDataKey } from '../../src/crypto/index.js';
 import { memoryHarness, userMessage, type SessionHarness } from '../support/session-harness.js';
 import { createTestDatabase, sqlServerUp } from '../support/sql-server-support.js';
 import { newRootKeyEntry } from '../support/test-keys.js';
@@ -123,5 +126,24 @@ describe.skipIf(!postgresUp)('README: storage.url is never logged', () => {
     const text = capture.lines.join('\n');
     expect(text).toContain('Storing sessions in postgres at 127.0.0.1');
     expect(text).not.toContain(password);
+  });
+});
+
+describe('README: data keys are wrapped under an HKDF subkey of the root key', () => {
+  it('an env-wrapped data key opens with the dek-wrap subkey and not with the root key itself', async () => {
+    const rootKey = randomBytes(32);
+    const provider = new EnvKeyProvider({
+      keys: `k1:${rootKey.toString('base64')}`,
+      activeKeyId: 'k1',
+    });
+    const context = { tenantId: 't', sessionId: 's', dekId: randomUUID() };
+    const { plaintext, wrapped } = await provider.generateDataKey(context);
+    // The context entries as docs/envelope-format.md section 3 names them.
+    const wrapContext = { tenant: 't', session: 's', dek: context.dekId };
+    const subkey = deriveSubkey(rootKey, 'dek-wrap');
+    expect(unwrapDataKey(subkey, wrapped.wrappedKey, wrapContext).equals(plaintext)).toBe(true);
+    expect(() => unwrapDataKey(createSecretKey(rootKey), wrapped.wrappedKey, wrapContext)).toThrow(
+      IntegrityError,
+    );
   });
 });

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { AgentInputItem } from '@openai/agents-core';
 import {
   IntegrityError,
   KeyDestroyedError,
@@ -83,6 +84,10 @@ export function describeIntegrityContract(
   backendName: string,
   createHarness: HarnessFactory,
 ): void {
+  // The memory store keeps items inside their session's entry: the row cannot go alone, so
+  // there the tamper must be refused, and the tests of a lost row do not apply.
+  const describeSessionRowLoss =
+    backendName === 'memory' ? describeSessionRowCannotGoAlone : describeSessionRowDeleted;
   describe(`tampered items on ${backendName}`, () => {
     let harness: SessionHarness;
     let session: EncryptedSession;
@@ -271,30 +276,38 @@ export function describeIntegrityContract(
         expect(await session.getItems()).toEqual(THREE);
       });
 
-      // The memory store keeps items inside their session's entry: the row cannot go alone,
-      // so there the tamper must be refused, and the row tests below are not registered.
-      if (backendName === 'memory') {
-        it('cannot lose a session row while keeping its items', async () => {
-          await expect(harness.tamper.deleteSessionRow(ref)).rejects.toBeInstanceOf(
-            TamperRefusedError,
-          );
-        });
-      } else {
-        it('reads the same items in full and limited reads after the session row was deleted', async () => {
-          await harness.tamper.deleteSessionRow(ref);
-          expect(await session.getItems()).toEqual(THREE);
-          expect(await session.getItems(20)).toEqual(THREE);
-        });
-
-        it('refuses writes and a new open with IntegrityError when the session row was deleted but items remain', async () => {
-          await harness.tamper.deleteSessionRow(ref);
-          await expect(session.addItems([userMessage('four')])).rejects.toBeInstanceOf(
-            IntegrityError,
-          );
-          await expect(harness.service.open(ref.sessionId)).rejects.toBeInstanceOf(IntegrityError);
-          expect(await session.getItems()).toEqual(THREE);
-        });
-      }
+      describeSessionRowLoss(() => ({ harness, session, ref }), THREE);
     });
+  });
+}
+
+/** What the session-row tests work on, read when each test runs. */
+type SessionRowContext = () => {
+  harness: SessionHarness;
+  session: EncryptedSession;
+  ref: SessionRef;
+};
+
+function describeSessionRowCannotGoAlone(context: SessionRowContext): void {
+  it('cannot lose a session row while keeping its items', async () => {
+    const { harness, ref } = context();
+    await expect(harness.tamper.deleteSessionRow(ref)).rejects.toBeInstanceOf(TamperRefusedError);
+  });
+}
+
+function describeSessionRowDeleted(context: SessionRowContext, stored: AgentInputItem[]): void {
+  it('reads the same items in full and limited reads after the session row was deleted', async () => {
+    const { harness, session, ref } = context();
+    await harness.tamper.deleteSessionRow(ref);
+    expect(await session.getItems()).toEqual(stored);
+    expect(await session.getItems(20)).toEqual(stored);
+  });
+
+  it('refuses writes and a new open with IntegrityError when the session row was deleted but items remain', async () => {
+    const { harness, session, ref } = context();
+    await harness.tamper.deleteSessionRow(ref);
+    await expect(session.addItems([userMessage('four')])).rejects.toBeInstanceOf(IntegrityError);
+    await expect(harness.service.open(ref.sessionId)).rejects.toBeInstanceOf(IntegrityError);
+    expect(await session.getItems()).toEqual(stored);
   });
 }

@@ -24,14 +24,21 @@ const nodeBin = join(nodeHome, 'package', 'bin', 'node');
 const reportFile = join(root, 'reports', 'mutation', 'mutation.json');
 const FOLDERS = ['crypto', 'sessions', 'keys'];
 
+// Arguments: folders under src/ (`keys`, `keys/providers`) or globs under it (`'keys/*.ts'`).
 const requested = process.argv.slice(2).map((arg) => arg.replace(/^src\//, '').replace(/\/$/, ''));
-for (const folder of requested) {
-  if (!existsSync(join(root, 'src', folder))) {
-    console.error(`No folder src/${folder}; name some of: ${FOLDERS.join(', ')}`);
+for (const target of requested) {
+  if (!target.includes('*') && !existsSync(join(root, 'src', target))) {
+    console.error(`No folder src/${target}; name some of: ${FOLDERS.join(', ')}`);
     process.exit(2);
   }
 }
-const folders = requested.length > 0 ? requested : FOLDERS;
+const targets = requested.length > 0 ? requested : FOLDERS;
+const mutate = targets.map((target) =>
+  target.includes('*') || target.endsWith('.ts') ? `src/${target}` : `src/${target}/**/*.ts`,
+);
+// One incremental file per selection, so runs of different folders do not undo each other.
+const selection = targets.join('+').replace(/[^A-Za-z0-9+.-]+/g, '_');
+const folders = [...new Set(targets.map((target) => target.split('/')[0]))];
 
 ensureNode();
 const started = Date.now();
@@ -46,7 +53,8 @@ const stryker = spawnSync(
       PATH: `${dirname(nodeBin)}:${process.env.PATH ?? ''}`,
       // Headers for node-gyp, should anything native ever be rebuilt for this node.
       npm_config_nodedir: join(nodeHome, 'package'),
-      STRYKER_MUTATE: folders.map((folder) => `src/${folder}`).join(','),
+      STRYKER_MUTATE: mutate.join(','),
+      STRYKER_INCREMENTAL_FILE: `reports/stryker-incremental-${selection}.json`,
       // Server-backed suites are left out; make sure none of them turns a skip into a failure.
       CI: '',
     },

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   EnvKeyProvider,
+  IntegrityError,
   KeyDestroyedError,
   KeyProviderUnavailableError,
   KeyRing,
@@ -272,3 +273,93 @@ async function waitUntil(condition: () => boolean): Promise<void> {
   }
   expect(condition()).toBe(true);
 }
+
+describe('KeyRing: keys are bound to their session', () => {
+  it.each([
+    ['another tenant', { tenantId: 'u', sessionId: 's' }],
+    ['another session', { tenantId: 't', sessionId: 'other' }],
+  ])('refuses a key of %s, cached or not', async (_what, wrongRef) => {
+    const { storage, ref } = await storageWithSession();
+    const provider = new RecordingProvider();
+    const warm = new KeyRing(storage, provider);
+    const { dekId } = await warm.keyForWrite(ref, null);
+    await expect(warm.keyForRead(wrongRef, dekId)).rejects.toBeInstanceOf(IntegrityError);
+    const cold = new KeyRing(storage, provider);
+    await expect(cold.keyForRead(wrongRef, dekId)).rejects.toBeInstanceOf(IntegrityError);
+    expect((await cold.keyForRead(ref, dekId)).dekId).toBe(dekId);
+  });
+});
+
+describe('KeyRing: warm sessions', () => {
+  it('serves the write key of a warm session without reading storage', async () => {
+    const { storage, ref } = await storageWithSession();
+    let reads = 0;
+    const counting: SessionStorage = {
+      backend: storage.backend,
+      read: (work) => {
+        reads++;
+        return storage.read(work);
+      },
+      transaction: (work) => storage.transaction(work),
+      close: () => storage.close(),
+    };
+    const ring = new KeyRing(counting, new RecordingProvider());
+    const first = await ring.keyForWrite(ref, null);
+    const readsAfterFirst = reads;
+    const second = await ring.keyForWrite(ref, null);
+    expect(second).toBe(first);
+    expect(reads).toBe(readsAfterFirst);
+    expect(ring.stats()).toMatchObject({ cacheHits: 1 });
+  });
+
+  it('starts the first key of a cleared session at the next sequence number', async () => {
+    const { storage, ref } = await storageWithSession();
+    await storage.transaction((scope) => scope.sessions.reserveSequence(ref, 4, 1));
+    const ring = new KeyRing(storage, new RecordingProvider());
+    expect((await ring.keyForWrite(ref, null)).firstSeq).toBe(5);
+  });
+
+  it('zeroes a cached key once it is older than cacheMaxAgeMs', async () => {
+    const { storage, ref } = await storageWithSession();
+    const ring = new KeyRing(storage, new RecordingProvider(), { cacheMaxAgeMs: 0 });
+    const first = await ring.keyForWrite(ref, null);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    const again = await ring.keyForRead(ref, first.dekId);
+    expect(first.revoked).toBe(true);
+    expect(first.key.equals(zeroKey)).toBe(true);
+    expect(again.key.equals(zeroKey)).toBe(false);
+    expect(ring.stats().cachedKeys).toBe(1);
+  });
+});
+
+describe('KeyRing: provider failure labels', () => {
+  it.each([
+    ['a numeric code', Object.assign(new Error('x'), { code: 503 }), 'Error (503)'],
+    ['no code', Object.assign(new TypeError('x')), 'TypeError'],
+    ['a thrown non-error', 'secret-canary', 'Error'],
+    ['an object code', Object.assign(new Error('x'), { code: { deep: 1 } }), 'Error'],
+  ])('labels a failure with %s by name and code only', async (_what, thrown, label) => {
+    const { storage, ref } = await storageWithSession();
+    const provider = new RecordingProvider();
+    provider.generateDataKey = () => Promise.reject(thrown);
+    const ring = new KeyRing(storage, provider, { providerMaxAttempts: 1 });
+    const error = await ring.keyForWrite(ref, null).catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(KeyProviderUnavailableError);
+    expect(((error as Error).cause as Error).message).toBe(label);
+  });
+});
+
+describe('KeyRing: expired keys', () => {
+  it('zeroes an expired key even when reloading it fails', async () => {
+    const { storage, ref } = await storageWithSession();
+    const provider = new RecordingProvider();
+    const ring = new KeyRing(storage, provider, { cacheMaxAgeMs: 0 });
+    const first = await ring.keyForWrite(ref, null);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    provider.unwrapDataKey = () => Promise.reject(new IntegrityError('damaged wrapping'));
+    await expect(ring.keyForRead(ref, first.dekId)).rejects.toBeInstanceOf(IntegrityError);
+    expect(first.revoked).toBe(true);
+    expect(first.key.equals(zeroKey)).toBe(true);
+    expect(ring.stats().cachedKeys).toBe(0);
+  });
+});

@@ -2,6 +2,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   IntegrityError,
   KekRotationService,
+  KeyProviderUnavailableError,
   KeyRing,
   type DataKeyContext,
   type DataKeyPage,
@@ -137,5 +138,17 @@ describe('KekRotationService.rewrapAll', () => {
   it('uses pages of 100 keys by default', async () => {
     const rotation = new KekRotationService(harness.storage, harness.keyRing);
     expect(await rotation.rewrapAll({ maxBatches: 1 })).toMatchObject({ rewrapped: 5 });
+  });
+});
+
+describe('KekRotationService.rewrapAll when the provider is down', () => {
+  it('stops with the retryable error instead of counting keys as failed', async () => {
+    provider.rewrapDataKey = () => Promise.reject(new KeyProviderUnavailableError('down'));
+    const ring = new KeyRing(harness.storage, provider, { providerMaxAttempts: 1 });
+    const rotation = new KekRotationService(harness.storage, ring);
+    await expect(rotation.rewrapAll({ batchSize: 2 })).rejects.toBeInstanceOf(
+      KeyProviderUnavailableError,
+    );
+    expect((await rotation.status()).remaining).toBe(5);
   });
 });

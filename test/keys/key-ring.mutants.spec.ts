@@ -363,3 +363,80 @@ describe('KeyRing: expired keys', () => {
     expect(ring.stats().cachedKeys).toBe(0);
   });
 });
+
+describe('KeyRing: concurrent loads of different keys', () => {
+  it('gives each of two cold sessions its own key, for reads and for writes', async () => {
+    const storage = new MemorySessionStorage();
+    const provider = new RecordingProvider();
+    const a = { tenantId: 't', sessionId: 'a' };
+    const b = { tenantId: 't', sessionId: 'b' };
+    await storageWithSessionIn(storage, a);
+    await storageWithSessionIn(storage, b);
+    const writers = new KeyRing(storage, provider);
+    const [writeA, writeB] = await Promise.all([
+      writers.keyForWrite(a, null),
+      writers.keyForWrite(b, null),
+    ]);
+    expect([writeA.sessionId, writeB.sessionId]).toEqual(['a', 'b']);
+    const readers = new KeyRing(storage, provider);
+    const [readA, readB] = await Promise.all([
+      readers.keyForRead(a, writeA.dekId),
+      readers.keyForRead(b, writeB.dekId),
+    ]);
+    expect([readA.dekId, readB.dekId]).toEqual([writeA.dekId, writeB.dekId]);
+    const [rotatedA, rotatedB] = await Promise.all([
+      writers.rotate(a, null, 5),
+      writers.rotate(b, null, 5),
+    ]);
+    expect([rotatedA.sessionId, rotatedB.sessionId]).toEqual(['a', 'b']);
+  });
+
+  it('zeroes the copy it replaces when two flights load the same key at once', async () => {
+    const { storage, ref } = await storageWithSession();
+    const provider = new RecordingProvider();
+    const { dekId } = await new KeyRing(storage, provider).keyForWrite(ref, null);
+    // Each unwrap waits until both flights have asked for one.
+    const unwrap = provider.unwrapDataKey.bind(provider);
+    let release!: () => void;
+    const bothAsked = new Promise<void>((resolve) => (release = resolve));
+    let asked = 0;
+    provider.unwrapDataKey = async (wrapped, context) => {
+      if (++asked === 2) release();
+      await bothAsked;
+      return unwrap(wrapped, context);
+    };
+    const ring = new KeyRing(storage, provider);
+    const [write, read] = await Promise.all([
+      ring.keyForWrite(ref, null),
+      ring.keyForRead(ref, dekId),
+    ]);
+    expect(ring.stats().cachedKeys).toBe(1);
+    // Both flights unwrapped it: the copy replaced in the cache must be zeroed, not leaked.
+    expect(write).not.toBe(read);
+    expect([write, read].filter((key) => key.revoked)).toHaveLength(1);
+  });
+
+  it('evicts the least recently used key, not the oldest loaded', async () => {
+    const storage = new MemorySessionStorage();
+    const provider = new RecordingProvider();
+    const refs = ['a', 'b', 'c'].map((sessionId) => ({ tenantId: 't', sessionId }));
+    for (const ref of refs) await storageWithSessionIn(storage, ref);
+    const ids: string[] = [];
+    for (const ref of refs)
+      ids.push((await new KeyRing(storage, provider).keyForWrite(ref, null)).dekId);
+    const ring = new KeyRing(storage, provider, { cacheMaxEntries: 2 });
+    const keyA = await ring.keyForRead(refs[0], ids[0]);
+    const keyB = await ring.keyForRead(refs[1], ids[1]);
+    await ring.keyForRead(refs[0], ids[0]);
+    await ring.keyForRead(refs[2], ids[2]);
+    expect(keyA.revoked).toBe(false);
+    expect(keyB.revoked).toBe(true);
+  });
+
+  it('counts no cache miss for the first write of a session', async () => {
+    const { storage, ref } = await storageWithSession();
+    const ring = new KeyRing(storage, new RecordingProvider());
+    await ring.keyForWrite(ref, null);
+    expect(ring.stats()).toMatchObject({ cacheHits: 0, cacheMisses: 0 });
+  });
+});

@@ -264,3 +264,49 @@ describe('EncryptedSession: keys evicted while a call is under way', () => {
     expect(texts(await (await roomy.open(sessionId)).getItems())).toEqual(['gen 1', 'gen 2']);
   });
 });
+
+describe('EncryptedSession: expiry boundary', () => {
+  it('hides an item at the very millisecond it expires, whatever storage returns', async () => {
+    const session = await harness.service.open(sessionId, { ttlSeconds: 1 });
+    await session.addItems(items('expires'));
+    const [row] = await harness.storage.read((scope) =>
+      scope.items.listVisible({ tenantId: 'default', sessionId }, 0, 1),
+    );
+    const leaky = editedStorage(harness.storage, (scope) => ({
+      items: { listVisible: (ref, _now, limit) => scope.items.listVisible(ref, 0, limit) },
+    }));
+    expect(await sessionOver(leaky, harness.keyRing, () => row.expiresAt!).getItems(1)).toEqual([]);
+  });
+});
+
+describe('EncryptedSessionService.open: more checks', () => {
+  it('refuses ids that are not strings', async () => {
+    await expect(harness.service.open(5 as never)).rejects.toBeInstanceOf(InvalidArgumentError);
+    await expect(harness.service.open(sessionId, { tenantId: 5 as never })).rejects.toBeInstanceOf(
+      InvalidArgumentError,
+    );
+  });
+
+  it('lets a session created without a subject be opened with one', async () => {
+    await harness.service.open(sessionId);
+    const session = await harness.service.open(sessionId, { subjectId: 'dave' });
+    await session.addItems(items('x'));
+    const ref = { tenantId: 'default', sessionId };
+    expect((await harness.storage.read((scope) => scope.dataKeys.findActive(ref)))!.subjectId).toBe(
+      'dave',
+    );
+  });
+
+  it('creates a session with no legal hold, starting at position 1', async () => {
+    await harness.service.open(sessionId);
+    const record = await harness.storage.read((scope) =>
+      scope.sessions.find({ tenantId: 'default', sessionId }),
+    );
+    expect(record).toMatchObject({
+      legalHold: false,
+      nextSeq: 1,
+      subjectId: null,
+      itemTtlSeconds: null,
+    });
+  });
+});

@@ -148,3 +148,20 @@ describe('applyHistoryTransaction: the expected suffix is compared by structure 
     expect(texts(await session.getItems())).toEqual(['kept', 'summary']);
   });
 });
+
+describe('applyHistoryTransaction: numbers in arrays and objects stay apart', () => {
+  it.each([
+    ['array elements', { list: [1, 11] }, { list: [11, 1] }],
+    ['object values', { pair: { a: 1, b: 11 } }, { pair: { a: 11, b: 1 } }],
+  ])(
+    'refuses a suffix whose %s differ only by where a separator falls',
+    async (_what, stored, expected) => {
+      await session.addItems([
+        { role: 'user', content: 'x', ...stored } as unknown as AgentInputItem,
+      ]);
+      await expect(replace([{ role: 'user', content: 'x', ...expected }])).rejects.toBeInstanceOf(
+        HistoryConflictError,
+      );
+    },
+  );
+});

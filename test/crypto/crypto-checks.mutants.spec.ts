@@ -281,3 +281,29 @@ describe('deriveSubkey', () => {
     expect(entry?.after.every((byte) => byte === 0)).toBe(true);
   });
 });
+
+describe('UUID digits at the edges of the hex ranges', () => {
+  it.each([
+    ['a slash (just below 0)', '/0000000-0000-4000-8000-000000000000'],
+    ['a dash in a digit position', '-0000000-0000-4000-8000-000000000000'],
+    ['a capital Z (below a)', 'Z0000000-0000-4000-8000-000000000000'],
+    ['a backtick (just below a)', '`0000000-0000-4000-8000-000000000000'],
+  ])('refuses %s', (_what, id) => {
+    expect(thrownBy(() => uuidToBytes(id))).toBeInstanceOf(InvalidArgumentError);
+  });
+});
+
+describe('payload keys named __proto__', () => {
+  it('come back as ordinary enumerable, configurable own properties', () => {
+    const item = {};
+    Object.defineProperty(item, '__proto__', {
+      value: new Uint8Array([3]),
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
+    const decoded = decodeItemPayload(encodeItemPayload(item)) as Record<string, unknown>;
+    expect(Object.keys(decoded)).toEqual(['__proto__']);
+    expect(Object.getOwnPropertyDescriptor(decoded, '__proto__')?.configurable).toBe(true);
+  });
+});

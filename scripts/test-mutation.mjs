@@ -1,0 +1,140 @@
+#!/usr/bin/env node
+/**
+ * `npm run test:mutation [-- crypto sessions keys]`: StrykerJS on src/crypto, src/sessions and
+ * src/keys (or the folders named), then the mutation score per folder.
+ *
+ * Stryker 10 needs Node 22+ (its Babel parser 24.11+), while the project runs on Node 20. So this
+ * script fetches the official Node 24 build once from the npm registry (`npm pack
+ * node-linux-<arch>@24`) into the git-ignored `.mutation-node/`, reuses it afterwards, and runs
+ * Stryker with that node first on the PATH. node_modules stays as `npm install` built it: the
+ * mutation suites load no native addon (vitest.mutation.config.ts leaves SQLite out), so
+ * nothing is rebuilt for Node 24's ABI.
+ *
+ * Not part of `npm test` or CI: a full run takes many minutes.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const NODE_MAJOR = 24;
+const nodeHome = join(root, '.mutation-node');
+const nodeBin = join(nodeHome, 'package', 'bin', 'node');
+const reportFile = join(root, 'reports', 'mutation', 'mutation.json');
+const FOLDERS = ['crypto', 'sessions', 'keys'];
+
+// Arguments: folders under src/ (`keys`, `keys/providers`) or globs under it (`'keys/*.ts'`).
+const requested = process.argv.slice(2).map((arg) => arg.replace(/^src\//, '').replace(/\/$/, ''));
+for (const target of requested) {
+  if (!target.includes('*') && !existsSync(join(root, 'src', target))) {
+    console.error(`No folder src/${target}; name some of: ${FOLDERS.join(', ')}`);
+    process.exit(2);
+  }
+}
+const targets = requested.length > 0 ? requested : FOLDERS;
+const mutate = targets.map((target) =>
+  target.includes('*') || target.endsWith('.ts') ? `src/${target}` : `src/${target}/**/*.ts`,
+);
+// One incremental file per selection, so runs of different folders do not undo each other.
+const selection = targets.join('+').replace(/[^A-Za-z0-9+.-]+/g, '_');
+const folders = [...new Set(targets.map((target) => target.split('/')[0]))];
+
+ensureNode();
+const started = Date.now();
+const stryker = spawnSync(
+  nodeBin,
+  [join(root, 'node_modules', '@stryker-mutator', 'core', 'bin', 'stryker.js'), 'run'],
+  {
+    cwd: root,
+    stdio: 'inherit',
+    env: {
+      ...process.env,
+      PATH: `${dirname(nodeBin)}:${process.env.PATH ?? ''}`,
+      // Headers for node-gyp, should anything native ever be rebuilt for this node.
+      npm_config_nodedir: join(nodeHome, 'package'),
+      STRYKER_MUTATE: mutate.join(','),
+      STRYKER_INCREMENTAL_FILE: `reports/stryker-incremental-${selection}.json`,
+      // Server-backed suites are left out; make sure none of them turns a skip into a failure.
+      CI: '',
+    },
+  },
+);
+const wallSeconds = Math.round((Date.now() - started) / 1000);
+if (stryker.status !== 0) {
+  console.error(`Stryker failed (exit ${stryker.status ?? stryker.signal}) after ${wallSeconds}s`);
+  process.exit(stryker.status ?? 1);
+}
+printScores(folders, wallSeconds);
+
+/** Downloads and unpacks Node 24 once; later runs reuse it. */
+function ensureNode() {
+  if (existsSync(nodeBin)) {
+    const version = execFileSync(nodeBin, ['--version'], { encoding: 'utf8' }).trim();
+    if (version.startsWith(`v${NODE_MAJOR}.`)) return;
+  }
+  const arch = { x64: 'x64', arm64: 'arm64' }[process.arch];
+  if (process.platform !== 'linux' || !arch) {
+    console.error(
+      `No Node ${NODE_MAJOR} package for ${process.platform}/${process.arch}; run Stryker by hand on Node 22+`,
+    );
+    process.exit(2);
+  }
+  console.log(`Fetching Node ${NODE_MAJOR} (node-linux-${arch}) into .mutation-node/ (once)`);
+  rmSync(nodeHome, { recursive: true, force: true });
+  mkdirSync(nodeHome, { recursive: true });
+  execFileSync(
+    'npm',
+    ['pack', `node-linux-${arch}@${NODE_MAJOR}`, '--pack-destination', nodeHome, '--silent'],
+    { cwd: nodeHome, stdio: ['ignore', 'inherit', 'inherit'] },
+  );
+  const tarball = readdirSync(nodeHome).find((name) => name.endsWith('.tgz'));
+  if (!tarball) throw new Error('npm pack left no tarball in .mutation-node/');
+  execFileSync('tar', ['-xzf', tarball], { cwd: nodeHome, stdio: 'inherit' });
+  rmSync(join(nodeHome, tarball));
+}
+
+/** Mutation score per folder from Stryker's JSON report (mutation-testing-report-schema). */
+function printScores(folders, wallSeconds) {
+  const report = JSON.parse(readFileSync(reportFile, 'utf8'));
+  const rows = new Map();
+  for (const [file, { mutants }] of Object.entries(report.files)) {
+    const path = relative(root, resolve(root, file));
+    const folder = folders.find((name) => path.startsWith(`src/${name}/`));
+    if (!folder) continue;
+    // keys/providers is reported on its own line too: it is most of src/keys.
+    const groups = [folder];
+    if (path.startsWith('src/keys/providers/')) groups.push('keys/providers');
+    else if (folder === 'keys') groups.push('keys (ring, rotation)');
+    for (const group of groups) {
+      const row = rows.get(group) ?? {
+        mutants: 0,
+        Killed: 0,
+        Survived: 0,
+        Timeout: 0,
+        NoCoverage: 0,
+        other: 0,
+      };
+      for (const { status } of mutants) {
+        row.mutants++;
+        if (status in row) row[status]++;
+        else row.other++;
+      }
+      rows.set(group, row);
+    }
+  }
+  console.log(`\nMutation score per folder (wall time ${wallSeconds}s):`);
+  console.log('folder                  mutants  killed survived timeout no-cov  other  score');
+  for (const [group, row] of rows) {
+    const detected = row.Killed + row.Timeout;
+    const valid = detected + row.Survived + row.NoCoverage;
+    const score = valid === 0 ? 'n/a' : `${((100 * detected) / valid).toFixed(2)}%`;
+    console.log(
+      `src/${group}`.padEnd(24) +
+        [row.mutants, row.Killed, row.Survived, row.Timeout, row.NoCoverage, row.other]
+          .map((n) => String(n).padStart(7))
+          .join(' ') +
+        score.padStart(8),
+    );
+  }
+}

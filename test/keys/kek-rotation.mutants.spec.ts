@@ -1,0 +1,154 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import {
+  IntegrityError,
+  KekRotationService,
+  KeyProviderUnavailableError,
+  KeyRing,
+  type DataKeyContext,
+  type DataKeyPage,
+  type SessionStorage,
+  type WrappedDataKey,
+} from '../../src/index.js';
+import { RotatingEnvProvider } from '../support/rotating-env-provider.js';
+import { memoryHarness, userMessage, type SessionHarness } from '../support/session-harness.js';
+
+// Tests that kill mutants StrykerJS found alive in KEK rotation (issue 8, point 14): batch
+// accounting, the report's counts, and one damaged wrapping not stopping the run.
+
+/** A provider whose rewrap fails its integrity check for the data keys listed in `damaged`. */
+class DamagingProvider extends RotatingEnvProvider {
+  readonly damaged = new Set<string>();
+  override rewrapDataKey(wrapped: WrappedDataKey, context: DataKeyContext) {
+    if (this.damaged.has(context.dekId)) {
+      return Promise.reject(new IntegrityError('The data key could not be unwrapped'));
+    }
+    return super.rewrapDataKey(wrapped, context);
+  }
+}
+
+let harness: SessionHarness;
+let provider: DamagingProvider;
+let dekIds: string[];
+
+beforeEach(async () => {
+  provider = new DamagingProvider();
+  harness = await memoryHarness({ provider });
+  dekIds = [];
+  for (let i = 0; i < 5; i++) {
+    const session = await harness.service.open(`s${i}`);
+    await session.addItems([userMessage(`item ${i}`)]);
+    const key = await harness.storage.read((scope) =>
+      scope.dataKeys.findActive({ tenantId: 'default', sessionId: `s${i}` }),
+    );
+    dekIds.push(key!.dekId);
+  }
+  provider.rotate();
+});
+afterEach(async () => {
+  await harness.close();
+});
+
+/** The same storage, with listWrappedByOtherKek answering an empty page (with a cursor) first. */
+function withEmptyFirstPage(storage: SessionStorage): SessionStorage {
+  let first = true;
+  return {
+    backend: storage.backend,
+    transaction: (work) => storage.transaction(work),
+    close: () => storage.close(),
+    read: (work) =>
+      storage.read((scope) =>
+        work({
+          ...scope,
+          dataKeys: {
+            ...scope.dataKeys,
+            findById: (id) => scope.dataKeys.findById(id),
+            countByKek: () => scope.dataKeys.countByKek(),
+            listWrappedByOtherKek: async (kekId, cursor, limit): Promise<DataKeyPage> => {
+              if (first) {
+                first = false;
+                return { records: [], cursor: '' };
+              }
+              return scope.dataKeys.listWrappedByOtherKek(kekId, cursor, limit);
+            },
+          },
+        }),
+      ),
+  };
+}
+
+describe('KekRotationService.rewrapAll', () => {
+  it('stops after maxBatches pages of batchSize keys and reports what remains', async () => {
+    const rotation = new KekRotationService(harness.storage, harness.keyRing);
+    const report = await rotation.rewrapAll({ batchSize: 2, maxBatches: 1 });
+    expect(report).toEqual({ rewrapped: 2, alreadyMoved: 0, failed: 0, remaining: 3 });
+    const rest = await rotation.rewrapAll({ batchSize: 2, maxBatches: 2 });
+    expect(rest).toEqual({ rewrapped: 3, alreadyMoved: 0, failed: 0, remaining: 0 });
+  });
+
+  it('does not count a page that held no keys as a batch', async () => {
+    const storage = withEmptyFirstPage(harness.storage);
+    const rotation = new KekRotationService(storage, new KeyRing(storage, provider));
+    const report = await rotation.rewrapAll({ batchSize: 5, maxBatches: 1 });
+    expect(report.rewrapped).toBe(5);
+    expect(report.remaining).toBe(0);
+  });
+
+  it('skips a key whose wrapping fails its integrity check and moves every other one', async () => {
+    provider.damaged.add(dekIds[1]);
+    const rotation = new KekRotationService(harness.storage, harness.keyRing);
+    const report = await rotation.rewrapAll({ batchSize: 2 });
+    expect(report).toEqual({ rewrapped: 4, alreadyMoved: 0, failed: 1, remaining: 1 });
+    const left = await harness.storage.read((scope) => scope.dataKeys.findById(dekIds[1]));
+    expect(left!.kekId).toBe('env:k1');
+  });
+
+  it('counts keys another run moved first as already moved', async () => {
+    const storage = harness.storage;
+    // A run whose page was read before another run moved every key.
+    let stale: DataKeyPage | undefined;
+    const slow: SessionStorage = {
+      ...storage,
+      backend: storage.backend,
+      transaction: (work) => storage.transaction(work),
+      close: () => storage.close(),
+      read: (work) =>
+        storage.read((scope) =>
+          work({
+            ...scope,
+            dataKeys: {
+              ...scope.dataKeys,
+              countByKek: () => scope.dataKeys.countByKek(),
+              listWrappedByOtherKek: async (kekId, cursor, limit) => {
+                stale ??= await scope.dataKeys.listWrappedByOtherKek(kekId, cursor, limit);
+                return stale;
+              },
+            },
+          }),
+        ),
+    };
+    await new KekRotationService(slow, harness.keyRing).rewrapAll({ batchSize: 10, maxBatches: 1 });
+    // Now replay the same (stale) page: every key on it has moved already.
+    const report = await new KekRotationService(slow, harness.keyRing).rewrapAll({
+      batchSize: 10,
+      maxBatches: 1,
+    });
+    expect(report).toEqual({ rewrapped: 0, alreadyMoved: 5, failed: 0, remaining: 0 });
+  });
+
+  it('uses pages of 100 keys by default', async () => {
+    const rotation = new KekRotationService(harness.storage, harness.keyRing);
+    expect(await rotation.rewrapAll({ maxBatches: 1 })).toMatchObject({ rewrapped: 5 });
+  });
+});
+
+describe('KekRotationService.rewrapAll when the provider is down', () => {
+  it('stops with the retryable error instead of counting keys as failed', async () => {
+    provider.rewrapDataKey = () => Promise.reject(new KeyProviderUnavailableError('down'));
+    const ring = new KeyRing(harness.storage, provider, { providerMaxAttempts: 1 });
+    const rotation = new KekRotationService(harness.storage, ring);
+    await expect(rotation.rewrapAll({ batchSize: 2 })).rejects.toBeInstanceOf(
+      KeyProviderUnavailableError,
+    );
+    expect((await rotation.status()).remaining).toBe(5);
+  });
+});

@@ -1,0 +1,312 @@
+import { randomUUID } from 'node:crypto';
+import type { AgentInputItem } from '@openai/agents-core';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import {
+  EncryptedSession,
+  EncryptedSessionService,
+  InvalidArgumentError,
+  KeyRing,
+  SessionNotFoundError,
+  StorageUnavailableError,
+  type KeyRingOptions,
+  type SessionStorage,
+  type StorageScope,
+} from '../../src/index.js';
+import { memoryHarness, userMessage, type SessionHarness } from '../support/session-harness.js';
+
+// Tests that kill mutants StrykerJS found alive in encrypted-session.ts (issue 8, point 14):
+// lost races, keys evicted or rotated under a call, and what storage returns that the
+// session must still check.
+
+const items = (...texts: string[]) => texts.map((text) => userMessage(text)) as AgentInputItem[];
+const texts = (list: AgentInputItem[]) => list.map((item) => (item as { content: string }).content);
+
+let harness: SessionHarness;
+let sessionId: string;
+beforeEach(async () => {
+  harness = await memoryHarness();
+  sessionId = `s-${randomUUID()}`;
+});
+afterEach(async () => {
+  await harness.close();
+});
+
+/** A session over `storage` with its own key ring, as another process would have. */
+function sessionOver(storage: SessionStorage, keyRing: KeyRing, clock?: () => number) {
+  return new EncryptedSession({
+    tenantId: 'default',
+    sessionId,
+    subjectId: null,
+    itemTtlSeconds: null,
+    storage,
+    keyRing,
+    clock,
+  });
+}
+
+/** `storage` with some scope methods replaced; `edit` gets the real scope. */
+function editedStorage(
+  storage: SessionStorage,
+  edit: (scope: StorageScope) => Partial<{ [K in keyof StorageScope]: Partial<StorageScope[K]> }>,
+  onTransaction?: () => void,
+): SessionStorage {
+  const wrap = (scope: StorageScope): StorageScope => {
+    const changes = edit(scope);
+    return {
+      sessions: { ...bind(scope.sessions), ...changes.sessions },
+      items: { ...bind(scope.items), ...changes.items },
+      dataKeys: { ...bind(scope.dataKeys), ...changes.dataKeys },
+      historyOperations: { ...bind(scope.historyOperations), ...changes.historyOperations },
+    };
+  };
+  return {
+    backend: storage.backend,
+    read: (work) => storage.read((scope) => work(wrap(scope))),
+    transaction: (work) =>
+      storage.transaction((scope) => {
+        onTransaction?.();
+        return work(wrap(scope));
+      }),
+    close: () => storage.close(),
+  };
+}
+
+/** An object's methods bound to it, as own properties (so spreading keeps them). */
+function bind<T extends object>(target: T): T {
+  const bound: Record<string, unknown> = {};
+  let proto: object | null = target;
+  while (proto && proto !== Object.prototype) {
+    for (const name of Object.getOwnPropertyNames(proto)) {
+      const value: unknown = (target as Record<string, unknown>)[name];
+      if (name !== 'constructor' && typeof value === 'function' && !(name in bound)) {
+        bound[name] = (value as (...args: unknown[]) => unknown).bind(target);
+      }
+    }
+    proto = Object.getPrototypeOf(proto) as object | null;
+  }
+  return bound as T;
+}
+
+describe('EncryptedSession: what storage returns is checked again', () => {
+  it('hides an expired item even when the storage query returns it', async () => {
+    const session = await harness.service.open(sessionId, { ttlSeconds: 1 });
+    await session.addItems(items('expires'));
+    const [row] = await harness.storage.read((scope) =>
+      scope.items.listVisible({ tenantId: 'default', sessionId }, 0, 1),
+    );
+    // A store whose queries ignore expiry (e.g. a lagging replica or a bug).
+    const leaky = editedStorage(harness.storage, (scope) => ({
+      items: {
+        listVisible: (ref, _now, limit) => scope.items.listVisible(ref, 0, limit),
+        listVisiblePage: (ref, _now, after, through, limit) =>
+          scope.items.listVisiblePage(ref, 0, after, through, limit),
+      },
+    }));
+    const later = sessionOver(leaky, harness.keyRing, () => row.expiresAt! + 1);
+    expect(await later.getItems()).toEqual([]);
+    expect(await later.getItems(5)).toEqual([]);
+  });
+
+  it('reads nothing from a session that has no record', async () => {
+    expect(await sessionOver(harness.storage, harness.keyRing).getItems()).toEqual([]);
+  });
+
+  it('reads only the items that existed when a full read started', async () => {
+    const session = await harness.service.open(sessionId);
+    await session.addItems(items('a', 'b'));
+    let reads = 0;
+    const racing: SessionStorage = {
+      backend: harness.storage.backend,
+      transaction: (work) => harness.storage.transaction(work),
+      close: () => harness.storage.close(),
+      read: async (work) => {
+        // Read 1 fixes the last position; before read 2 (the first page) another writer appends.
+        if (++reads === 2) await (await harness.service.open(sessionId)).addItems(items('c'));
+        return harness.storage.read(work);
+      },
+    };
+    expect(texts(await sessionOver(racing, harness.keyRing).getItems())).toEqual(['a', 'b']);
+  });
+});
+
+describe('EncryptedSession: writes to a session that is gone or keeps moving', () => {
+  it('refuses to append to a session that has no record, storing nothing', async () => {
+    const session = sessionOver(harness.storage, harness.keyRing);
+    await expect(session.addItems(items('orphan'))).rejects.toBeInstanceOf(SessionNotFoundError);
+    const rows = await harness.storage.read((scope) =>
+      scope.items.listVisible({ tenantId: 'default', sessionId }, 0, 10),
+    );
+    expect(rows).toEqual([]);
+  });
+
+  it('refuses a non-array, and creates no key for an empty append', async () => {
+    const session = await harness.service.open(sessionId);
+    await expect(session.addItems('text' as never)).rejects.toBeInstanceOf(InvalidArgumentError);
+    await session.addItems([]);
+    const key = await harness.storage.read((scope) =>
+      scope.dataKeys.findActive({ tenantId: 'default', sessionId }),
+    );
+    expect(key).toBeUndefined();
+  });
+
+  it('gives up with a retryable error when its key keeps being replaced', async () => {
+    await harness.service.open(sessionId);
+    let transactions = 0;
+    // Every write finds another key active than the one it holds.
+    const moving = editedStorage(
+      harness.storage,
+      () => ({ dataKeys: { findActive: async () => undefined } }),
+      () => transactions++,
+    );
+    const session = sessionOver(moving, new KeyRing(moving, harness.provider));
+    const error = await session.addItems(items('x')).catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(StorageUnavailableError);
+    expect(transactions).toBeGreaterThanOrEqual(5);
+    expect(transactions).toBeLessThan(12);
+  });
+
+  it('gives up popping with a retryable error when other writers keep taking the item', async () => {
+    const session = await harness.service.open(sessionId);
+    await session.addItems(items('contested'));
+    let attempts = 0;
+    const contested = editedStorage(harness.storage, () => ({
+      items: {
+        deleteBySeq: async () => {
+          attempts++;
+          return 0;
+        },
+      },
+    }));
+    const error = await sessionOver(contested, harness.keyRing)
+      .popItem()
+      .catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(StorageUnavailableError);
+    expect(attempts).toBe(5);
+    expect(texts(await session.getItems())).toEqual(['contested']);
+  });
+
+  it('moves on to the generation another process started, without starting another', async () => {
+    const options: KeyRingOptions = { maxItemsPerDataKey: 2 };
+    const ringA = new KeyRing(harness.storage, harness.provider, options);
+    const ringB = new KeyRing(harness.storage, harness.provider, options);
+    await harness.service.open(sessionId);
+    const a = sessionOver(harness.storage, ringA);
+    const b = sessionOver(harness.storage, ringB);
+    await a.addItems(items('a1'));
+    // B fills generation 1 and starts generation 2; A still holds generation 1.
+    await b.addItems(items('b1'));
+    await b.addItems(items('b2'));
+    await a.addItems(items('a2'));
+    const ref = { tenantId: 'default', sessionId };
+    expect(await harness.storage.read((scope) => scope.dataKeys.maxGeneration(ref))).toBe(2);
+    expect(texts(await a.getItems())).toEqual(['a1', 'b1', 'b2', 'a2']);
+    ringA.clear();
+    ringB.clear();
+  });
+
+  it('starts a new generation only past maxItemsPerDataKey items', async () => {
+    const ring = new KeyRing(harness.storage, harness.provider, { maxItemsPerDataKey: 3 });
+    await harness.service.open(sessionId);
+    const session = sessionOver(harness.storage, ring);
+    const ref = { tenantId: 'default', sessionId };
+    const generation = () => harness.storage.read((scope) => scope.dataKeys.maxGeneration(ref));
+    await session.addItems(items('1', '2'));
+    await session.addItems(items('3'));
+    expect(await generation()).toBe(1);
+    await session.addItems(items('4'));
+    expect(await generation()).toBe(2);
+    expect(texts(await session.getItems())).toEqual(['1', '2', '3', '4']);
+    ring.clear();
+  });
+});
+
+describe('EncryptedSession: keys evicted while a call is under way', () => {
+  it('reloads the keys of the suffix a replace_suffix checks when they were evicted', async () => {
+    await harness.service.open(sessionId);
+    let evict = false;
+    const evicting = editedStorage(
+      harness.storage,
+      () => ({}),
+      () => {
+        if (evict) {
+          evict = false;
+          keyRing.clear();
+        }
+      },
+    );
+    const keyRing = new KeyRing(evicting, harness.provider);
+    const session = sessionOver(evicting, keyRing);
+    await session.addItems(items('a', 'b'));
+    evict = true;
+    await session.applyHistoryTransaction({
+      operationId: 'op',
+      transaction: { type: 'replace_suffix', expectedSuffix: items('b'), replacement: items('s') },
+    });
+    expect(texts(await session.getItems())).toEqual(['a', 's']);
+  });
+
+  it('fails a read retryably when the key cache cannot hold the keys one read needs', async () => {
+    const writer = new KeyRing(harness.storage, harness.provider, { maxItemsPerDataKey: 1 });
+    await harness.service.open(sessionId);
+    await sessionOver(harness.storage, writer).addItems(items('gen 1'));
+    await sessionOver(harness.storage, writer).addItems(items('gen 2'));
+    writer.clear();
+    const tiny = new KeyRing(harness.storage, harness.provider, { cacheMaxEntries: 1 });
+    const error = await sessionOver(harness.storage, tiny)
+      .getItems()
+      .catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(StorageUnavailableError);
+    // With room for both keys the same history reads fine.
+    const roomy = new EncryptedSessionService(
+      harness.storage,
+      new KeyRing(harness.storage, harness.provider, { cacheMaxEntries: 2 }),
+    );
+    expect(texts(await (await roomy.open(sessionId)).getItems())).toEqual(['gen 1', 'gen 2']);
+  });
+});
+
+describe('EncryptedSession: expiry boundary', () => {
+  it('hides an item at the very millisecond it expires, whatever storage returns', async () => {
+    const session = await harness.service.open(sessionId, { ttlSeconds: 1 });
+    await session.addItems(items('expires'));
+    const [row] = await harness.storage.read((scope) =>
+      scope.items.listVisible({ tenantId: 'default', sessionId }, 0, 1),
+    );
+    const leaky = editedStorage(harness.storage, (scope) => ({
+      items: { listVisible: (ref, _now, limit) => scope.items.listVisible(ref, 0, limit) },
+    }));
+    expect(await sessionOver(leaky, harness.keyRing, () => row.expiresAt!).getItems(1)).toEqual([]);
+  });
+});
+
+describe('EncryptedSessionService.open: more checks', () => {
+  it('refuses ids that are not strings', async () => {
+    await expect(harness.service.open(5 as never)).rejects.toBeInstanceOf(InvalidArgumentError);
+    await expect(harness.service.open(sessionId, { tenantId: 5 as never })).rejects.toBeInstanceOf(
+      InvalidArgumentError,
+    );
+  });
+
+  it('lets a session created without a subject be opened with one', async () => {
+    await harness.service.open(sessionId);
+    const session = await harness.service.open(sessionId, { subjectId: 'dave' });
+    await session.addItems(items('x'));
+    const ref = { tenantId: 'default', sessionId };
+    expect((await harness.storage.read((scope) => scope.dataKeys.findActive(ref)))!.subjectId).toBe(
+      'dave',
+    );
+  });
+
+  it('creates a session with no legal hold, starting at position 1', async () => {
+    await harness.service.open(sessionId);
+    const record = await harness.storage.read((scope) =>
+      scope.sessions.find({ tenantId: 'default', sessionId }),
+    );
+    expect(record).toMatchObject({
+      legalHold: false,
+      nextSeq: 1,
+      subjectId: null,
+      itemTtlSeconds: null,
+    });
+  });
+});

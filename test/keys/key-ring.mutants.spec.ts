@@ -228,13 +228,13 @@ describe('KeyRing: destroyed keys', () => {
     expect((await cold.keyForWrite(ref, null)).generation).toBe(2);
   });
 
-  it('reports an unknown key id as KeyDestroyedError without calling the provider', async () => {
+  it('reports an unknown key id as tampering (IntegrityError) without calling the provider', async () => {
     const { storage, ref } = await storageWithSession();
     const provider = new RecordingProvider();
     const ring = new KeyRing(storage, provider);
     await expect(
       ring.keyForRead(ref, '00000000-0000-4000-8000-000000000000'),
-    ).rejects.toBeInstanceOf(KeyDestroyedError);
+    ).rejects.toBeInstanceOf(IntegrityError);
     expect(provider.unwrapCalls).toBe(0);
   });
 });

@@ -15,6 +15,7 @@ import {
   type StorageScope,
 } from '../../src/index.js';
 import { memoryHarness, userMessage, type SessionHarness } from '../support/session-harness.js';
+import { DEFAULT_SESSION_DEFAULTS } from '../../src/sessions/session-defaults.js';
 
 // Tests that kill mutants StrykerJS found alive in src/sessions (issue 8, point 14): each one
 // pins an outcome that a broken session or service would otherwise get away with. The memory
@@ -152,7 +153,7 @@ describe('EncryptedSessionService.open: ttlSeconds', () => {
 
   it("uses the module's itemTtlSeconds for sessions opened without one", async () => {
     const service = new EncryptedSessionService(harness.storage, harness.keyRing, {
-      tenantId: 'default',
+      ...DEFAULT_SESSION_DEFAULTS,
       itemTtlSeconds: 30,
     });
     expect(await expiryOfAppend(await service.open(sessionId))).toBe(30);

@@ -139,6 +139,9 @@ export function snapshotHistoryTransaction(
 /**
  * JSON with object keys sorted at every level, so two items that are structurally equal (the
  * agents-core comparison: key order ignored, arrays ordered, bytes by value) encode alike.
+ * Bytes are written as `{"$u8":...}`, so a plain object of that shape (or `$obj`) is wrapped
+ * in `{"$obj":...}`, as the payload codec does: bytes and look-alike data never compare equal.
+ * `-0` stays apart from `0`, as the codec keeps it.
  */
 export function canonicalItemJson(value: unknown): string {
   if (value instanceof Uint8Array)
@@ -149,8 +152,12 @@ export function canonicalItemJson(value: unknown): string {
     const keys = Object.keys(record)
       .filter((key) => record[key] !== undefined)
       .sort();
-    return `{${keys.map((key) => `${JSON.stringify(key)}:${canonicalItemJson(record[key])}`).join(',')}}`;
+    const json = `{${keys.map((key) => `${JSON.stringify(key)}:${canonicalItemJson(record[key])}`).join(',')}}`;
+    return keys.length === 1 && (keys[0] === '$u8' || keys[0] === '$obj')
+      ? `{"$obj":${json}}`
+      : json;
   }
+  if (Object.is(value, -0)) return '-0';
   return JSON.stringify(value);
 }
 

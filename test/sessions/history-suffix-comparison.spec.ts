@@ -7,14 +7,18 @@ import { memoryHarness, type SessionHarness } from '../support/session-harness.j
 // An expected suffix is compared by value, and values that the payload codec keeps apart
 // must not compare equal: bytes and a plain object shaped like their tag, -0 and 0.
 
-const withContent = (content: unknown) => ({ role: 'user', content }) as unknown as AgentInputItem;
+// The value sits in providerData, where agents-core accepts any JSON-like data.
+const withContent = (value: unknown) =>
+  ({ role: 'user', content: 'hi', providerData: { value } }) as unknown as AgentInputItem;
+
+const REPLACED = { role: 'user', content: 'replaced' } as AgentInputItem;
 
 const replaceSuffix = (expected: AgentInputItem) => ({
   operationId: `op-${randomUUID()}`,
   transaction: {
     type: 'replace_suffix' as const,
     expectedSuffix: [expected],
-    replacement: [withContent('replaced')],
+    replacement: [REPLACED],
   },
 });
 
@@ -46,7 +50,7 @@ describe('replace_suffix compares the expected suffix by value', () => {
     const memory = new MemorySession({ initialItems: [withContent(stored)] });
     await expect(
       memory.applyHistoryTransaction(replaceSuffix(withContent(expected))),
-    ).rejects.toThrow();
+    ).rejects.toThrow('suffix no longer matches');
   });
 
   it.each([
@@ -58,6 +62,6 @@ describe('replace_suffix compares the expected suffix by value', () => {
 
     await session.applyHistoryTransaction(replaceSuffix(withContent(value)));
 
-    expect(await session.getItems()).toEqual([withContent('replaced')]);
+    expect(await session.getItems()).toEqual([REPLACED]);
   });
 });

@@ -7,6 +7,7 @@ import {
   IntegrityError,
   InvalidArgumentError,
   SessionNotFoundError,
+  StorageUnavailableError,
   type SessionRef,
   type SessionStorage,
   type StorageScope,
@@ -284,6 +285,59 @@ describe('the session layer on storage that misbehaves', () => {
       })),
     ).open(ref.sessionId);
     await expect(session.getItems()).rejects.toBeInstanceOf(IntegrityError);
+  });
+
+  describe('applyHistoryTransaction stays at most once when a check misses the record', () => {
+    const args = {
+      operationId: 'op-1',
+      transaction: { type: 'append_items' as const, items: items('x') },
+    };
+    const storedCount = async () =>
+      (await harness.storage.read((scope) => scope.items.listVisible(ref, Date.now(), 100))).length;
+    beforeEach(async () => {
+      const session = await harness.service.open(ref.sessionId);
+      await session.addItems(items('kept'));
+      await session.applyHistoryTransaction(args);
+    });
+
+    it('does not commit when recording the operation finds it already there', async () => {
+      let inserts = 0;
+      const blind = await serviceOn(
+        patchedStorage(harness.storage, (scope) => ({
+          ...scope,
+          historyOperations: {
+            ...scope.historyOperations,
+            find: async () => undefined,
+            insertIfAbsent: (r, operation) => {
+              inserts++;
+              return scope.historyOperations.insertIfAbsent(r, operation);
+            },
+          },
+        })),
+      ).open(ref.sessionId);
+      await expect(blind.applyHistoryTransaction(args)).rejects.toBeInstanceOf(
+        StorageUnavailableError,
+      );
+      expect(inserts).toBe(5);
+      expect(await storedCount()).toBe(2);
+    });
+
+    it('does not append when the transaction finds the operation already applied', async () => {
+      const blind = await serviceOn(
+        patchedStorage(harness.storage, (scope, inTransaction) => ({
+          ...scope,
+          historyOperations: {
+            ...scope.historyOperations,
+            find: inTransaction ? scope.historyOperations.find : async () => undefined,
+            insertIfAbsent: async () => true,
+          },
+        })),
+      ).open(ref.sessionId);
+      await expect(blind.applyHistoryTransaction(args)).rejects.toBeInstanceOf(
+        StorageUnavailableError,
+      );
+      expect(await storedCount()).toBe(2);
+    });
   });
 
   it('open refuses null options as InvalidArgumentError', async () => {

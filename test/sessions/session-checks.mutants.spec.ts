@@ -176,6 +176,10 @@ describe('the session layer on storage that misbehaves', () => {
   const serviceOn = (storage: SessionStorage) =>
     new EncryptedSessionService(storage, harness.keyRing);
 
+  /** How many items of the session storage holds. */
+  const storedCount = async () =>
+    (await harness.storage.read((scope) => scope.items.listVisible(ref, Date.now(), 100))).length;
+
   /** Sets the session's counter back to `nextSeq`, as a restored session row would. */
   function setCounter(nextSeq: number) {
     const internals = harness.storage as unknown as {
@@ -292,8 +296,6 @@ describe('the session layer on storage that misbehaves', () => {
       operationId: 'op-1',
       transaction: { type: 'append_items' as const, items: items('x') },
     };
-    const storedCount = async () =>
-      (await harness.storage.read((scope) => scope.items.listVisible(ref, Date.now(), 100))).length;
     beforeEach(async () => {
       const session = await harness.service.open(ref.sessionId);
       await session.addItems(items('kept'));
@@ -328,7 +330,8 @@ describe('the session layer on storage that misbehaves', () => {
           ...scope,
           historyOperations: {
             ...scope.historyOperations,
-            find: inTransaction ? scope.historyOperations.find : async () => undefined,
+            find: async (r, operationId) =>
+              inTransaction ? scope.historyOperations.find(r, operationId) : undefined,
             insertIfAbsent: async () => true,
           },
         })),

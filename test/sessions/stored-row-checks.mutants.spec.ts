@@ -38,24 +38,27 @@ describe('checkStoredItem', () => {
   });
 
   it.each([
-    ['null', null],
-    ['a string', 'row'],
-    ['a number', 7],
-    ['sequence number 0', row({ seq: 0 })],
-    ['a negative sequence number', row({ seq: -1 })],
-    ['a text sequence number', row({ seq: '1' })],
-    ['a fractional sequence number', row({ seq: 1.5 })],
-    ['a sequence number of 2^53', row({ seq: 2 ** 53 })],
-    ['a text expiry', row({ expiresAt: '5' })],
-    ['an expiry of 2^53', row({ expiresAt: 2 ** 53 })],
-    ['a missing creation time', row({ createdAt: undefined })],
-    ['a text creation time', row({ createdAt: '1' })],
-    ['a numeric data key id', row({ dekId: 5 })],
-    ['an empty data key id', row({ dekId: '' })],
-    ['a text ciphertext', row({ ciphertext: 'c' })],
-    ['a Uint8Array ciphertext', row({ ciphertext: new Uint8Array(1) })],
-  ])('refuses %s as IntegrityError', (_what, value) => {
+    ['null', null, 'not a row'],
+    ['a string', 'row', 'not a row'],
+    ['a number', 7, 'not a row'],
+    ['sequence number 0', row({ seq: 0 }), 'its sequence number'],
+    ['a negative sequence number', row({ seq: -1 }), 'its sequence number'],
+    ['a text sequence number', row({ seq: '1' }), 'its sequence number'],
+    ['a fractional sequence number', row({ seq: 1.5 }), 'its sequence number'],
+    ['a sequence number of 2^53', row({ seq: 2 ** 53 }), 'its sequence number'],
+    ['a text expiry', row({ expiresAt: '5' }), 'its expiry'],
+    ['an expiry of 2^53', row({ expiresAt: 2 ** 53 }), 'its expiry'],
+    ['a missing creation time', row({ createdAt: undefined }), 'its creation time'],
+    ['a text creation time', row({ createdAt: '1' }), 'its creation time'],
+    ['a numeric data key id', row({ dekId: 5 }), 'its data key id'],
+    ['an empty data key id', row({ dekId: '' }), 'its data key id'],
+    ['a text ciphertext', row({ ciphertext: 'c' }), 'its ciphertext'],
+    ['a Uint8Array ciphertext', row({ ciphertext: new Uint8Array(1) }), 'its ciphertext'],
+  ])('refuses %s as IntegrityError naming the field', (_what, value, reason) => {
     expect(() => checkStoredItem(ref, value)).toThrow(IntegrityError);
+    expect(() => checkStoredItem(ref, value)).toThrow(
+      `A stored item of session 's' is damaged (${reason}`,
+    );
   });
 });
 
@@ -67,17 +70,52 @@ describe('checkStoredItems', () => {
   });
 
   it.each([
-    ['no list', undefined, { limit: 5 }],
-    ['an object for a list', { 0: row() }, { limit: 5 }],
-    ['more rows than the limit', [row({ seq: 1 }), row({ seq: 2 })], { limit: 1 }],
-    ['a repeated sequence number', [row({ seq: 1 }), row({ seq: 1 })], { limit: 5 }],
-    ['descending sequence numbers', [row({ seq: 2 }), row({ seq: 1 })], { limit: 5 }],
-    ['a row at afterSeq', [row({ seq: 5 })], { limit: 5, afterSeq: 5 }],
-    ['a row below afterSeq', [row({ seq: 3 })], { limit: 5, afterSeq: 5 }],
-    ['a row above throughSeq', [row({ seq: 6 })], { limit: 5, throughSeq: 5 }],
-    ['a damaged row', [row({ seq: 'x' })], { limit: 5 }],
-  ])('refuses %s as IntegrityError', (_what, rows, bounds) => {
+    ['no list', undefined, { limit: 5 }, 'not a list'],
+    ['an object for a list', { 0: row() }, { limit: 5 }, 'not a list'],
+    [
+      'more rows than the limit',
+      [row({ seq: 1 }), row({ seq: 2 })],
+      { limit: 1 },
+      'more rows than asked for',
+    ],
+    [
+      'a repeated sequence number',
+      [row({ seq: 1 }), row({ seq: 1 })],
+      { limit: 5 },
+      'sequence numbers out of order or repeated',
+    ],
+    [
+      'descending sequence numbers',
+      [row({ seq: 2 }), row({ seq: 1 })],
+      { limit: 5 },
+      'sequence numbers out of order or repeated',
+    ],
+    [
+      'a row at afterSeq',
+      [row({ seq: 5 })],
+      { limit: 5, afterSeq: 5 },
+      'sequence numbers out of order or repeated',
+    ],
+    [
+      'a row below afterSeq',
+      [row({ seq: 3 })],
+      { limit: 5, afterSeq: 5 },
+      'sequence numbers out of order or repeated',
+    ],
+    [
+      'a row above throughSeq',
+      [row({ seq: 6 })],
+      { limit: 5, throughSeq: 5 },
+      'a sequence number outside the range asked for',
+    ],
+    ['a damaged row', [row({ seq: 'x' })], { limit: 5 }, 'its sequence number'],
+  ])('refuses %s as IntegrityError naming the problem', (_what, rows, bounds, reason) => {
+    // A damaged row is reported as such; a list problem, as one of the list.
+    const what = reason.startsWith('its') ? 'item' : 'item list';
     expect(() => checkStoredItems(ref, rows, bounds)).toThrow(IntegrityError);
+    expect(() => checkStoredItems(ref, rows, bounds)).toThrow(
+      `A stored ${what} of session 's' is damaged (${reason}`,
+    );
   });
 });
 
@@ -89,16 +127,19 @@ describe('checkOperationRecord', () => {
   });
 
   it.each([
-    ['null', null],
-    ['a string', 'op'],
-    ['a numeric operation id', record({ operationId: 5 })],
-    ['a numeric data key id', record({ dekId: 5 })],
-    ['an empty data key id', record({ dekId: '' })],
-    ['a text digest', record({ digest: 'abc' })],
-    ['a text creation time', record({ createdAt: '1' })],
-    ['a creation time of 2^53', record({ createdAt: 2 ** 53 })],
-  ])('refuses %s as IntegrityError', (_what, value) => {
+    ['null', null, 'not a row'],
+    ['a string', 'op', 'not a row'],
+    ['a numeric operation id', record({ operationId: 5 }), 'its operation id'],
+    ['a numeric data key id', record({ dekId: 5 }), 'its data key id'],
+    ['an empty data key id', record({ dekId: '' }), 'its data key id'],
+    ['a text digest', record({ digest: 'abc' }), 'its digest'],
+    ['a text creation time', record({ createdAt: '1' }), 'its creation time'],
+    ['a creation time of 2^53', record({ createdAt: 2 ** 53 }), 'its creation time'],
+  ])('refuses %s as IntegrityError naming the field', (_what, value, reason) => {
     expect(() => checkOperationRecord(ref, value as never)).toThrow(IntegrityError);
+    expect(() => checkOperationRecord(ref, value as never)).toThrow(
+      `A stored history operation of session 's' is damaged (${reason}`,
+    );
   });
 });
 

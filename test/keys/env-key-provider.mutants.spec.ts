@@ -69,7 +69,7 @@ describe('EnvKeyProvider and local root keys, beyond the configuration tests', (
     });
     await provider.rewrapDataKey(generated.wrapped, context);
     expect(unwrapped).toHaveLength(1);
-    expect(zeroed(unwrapped[0]!)).toBe(true);
+    expect(zeroed(unwrapped[0])).toBe(true);
   });
 
   describe('parseRootKey', () => {
@@ -78,14 +78,14 @@ describe('EnvKeyProvider and local root keys, beyond the configuration tests', (
     });
 
     it('zeroes a key it refuses as not random', () => {
-      const encoded = encode(new Array<number>(32).fill(0xaa));
+      const encoded = encode(Array.from({ length: 32 }, () => 0xaa));
       const from = vi.spyOn(Buffer, 'from');
       expect(() => parseRootKey('k1', encoded, 'SESSION_KEYS')).toThrow(/does not look random/);
       const decoded = from.mock.results
         .map((result) => result.value as unknown)
         .filter((value): value is Buffer => Buffer.isBuffer(value) && value.length === 32);
       expect(decoded).toHaveLength(1);
-      expect(zeroed(decoded[0]!)).toBe(true);
+      expect(zeroed(decoded[0])).toBe(true);
     });
 
     it('refuses 32 distinct printable bytes that include the space', () => {

@@ -28,7 +28,7 @@ function scriptedClient(answers: Record<string, Answer>) {
     try {
       return Promise.resolve(script());
     } catch (error) {
-      return Promise.reject(error as Error);
+      return Promise.reject(error);
     }
   };
   return { token: '', read: answer, write: answer };

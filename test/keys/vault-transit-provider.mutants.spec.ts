@@ -39,7 +39,7 @@ function scriptedClient(answers: Record<string, Answer>) {
     try {
       return Promise.resolve(script(body));
     } catch (error) {
-      return Promise.reject(error as Error);
+      return Promise.reject(error);
     }
   };
   return {
@@ -171,7 +171,7 @@ describe('VaultTransitKeyProvider against a scripted Vault client', () => {
         .map((result) => result.value as unknown)
         .filter((value): value is Buffer => Buffer.isBuffer(value) && value.length === 16);
       expect(decoded).toHaveLength(1);
-      expect(zeroed(decoded[0]!)).toBe(true);
+      expect(zeroed(decoded[0])).toBe(true);
     });
 
     it('zeroes the data key when the answer holds no valid ciphertext', async () => {
@@ -189,7 +189,7 @@ describe('VaultTransitKeyProvider against a scripted Vault client', () => {
         expect(error.message).toMatch(/datakey answer .* holds no vault:v<N>: ciphertext/);
       });
       expect(made).toHaveLength(1);
-      expect(zeroed(made[0]!)).toBe(true);
+      expect(zeroed(made[0])).toBe(true);
     });
   });
 

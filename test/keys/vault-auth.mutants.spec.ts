@@ -31,7 +31,8 @@ function httpError(status: number, body: unknown = { errors: [] }): Error {
 
 /** A node-vault client stand-in answering each path from `answers` (a function may throw). */
 function scriptedClient(answers: Record<string, Answer>) {
-  const answer = (path: string) => {
+  const answer = (path: string, options?: { headers?: Record<string, string> }) => {
+    requests.push({ path, headers: { ...options?.headers } });
     const script = answers[path];
     if (!script) return Promise.reject(new Error(`unscripted ${path}`));
     try {
@@ -40,8 +41,17 @@ function scriptedClient(answers: Record<string, Answer>) {
       return Promise.reject(error);
     }
   };
-  return { token: '', read: answer, write: (path: string) => answer(path) };
+  return {
+    token: '',
+    read: answer,
+    write: (path: string, _body: unknown, options?: { headers?: Record<string, string> }) =>
+      answer(path, options),
+  };
 }
+
+/** Every request the scripted clients received, with its headers. */
+const requests: { path: string; headers: Record<string, string> }[] = [];
+const requestsTo = (path: string) => requests.filter((request) => request.path === path);
 
 const transitKey = () => ({
   data: { derived: true, supports_encryption: true, latest_version: 1 },
@@ -66,6 +76,13 @@ function providerOn(
   });
 }
 
+/** Fake timers and a silenced logger, for the renewal tests. */
+function fakeTime(): void {
+  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
+  vi.spyOn(Logger.prototype, 'warn').mockImplementation(() => undefined);
+  vi.spyOn(Logger.prototype, 'log').mockImplementation(() => undefined);
+}
+
 const contextFor = (): DataKeyContext => ({
   tenantId: 'acme',
   sessionId: `s-${randomUUID()}`,
@@ -83,6 +100,7 @@ async function rejectionOf(action: () => Promise<unknown>): Promise<Error> {
 
 describe('Vault connection against a scripted Vault client', () => {
   afterEach(() => {
+    requests.length = 0;
     vi.useRealTimers();
     vi.restoreAllMocks();
   });
@@ -171,8 +189,11 @@ describe('Vault connection against a scripted Vault client', () => {
     expect(await rejectionOf(() => provider.init())).toBeInstanceOf(errorClass);
   });
 
-  it('reports a login answer without a client token as retryable', async () => {
-    const provider = providerOn({ [LOGIN]: () => ({ auth: { lease_duration: 60 } }) });
+  it.each([
+    ['without a client token', { lease_duration: 60 }],
+    ['with an empty client token', { client_token: '', lease_duration: 60 }],
+  ])('reports a login answer %s as retryable', async (_, auth) => {
+    const provider = providerOn({ [LOGIN]: () => ({ auth }) });
     const error = await rejectionOf(() => provider.init());
     expect(error).toBeInstanceOf(KeyProviderUnavailableError);
     expect(error.message).toMatch(/without a client token/);
@@ -314,6 +335,148 @@ describe('Vault connection against a scripted Vault client', () => {
       await vi.advanceTimersByTimeAsync(60_000);
       expect(logins).toBe(2);
       expect(warn).not.toHaveBeenCalled();
+    });
+  });
+
+  it('reports a token lookup refused with HTTP 404 as a ConfigurationError', async () => {
+    const provider = providerOn(
+      {
+        'auth/token/lookup-self': () => {
+          throw httpError(404);
+        },
+      },
+      { method: 'token', token: 'hvs.token' },
+    );
+    const error = await rejectionOf(() => provider.init());
+    expect(error).toBeInstanceOf(ConfigurationError);
+    expect(error.message).toMatch(/Vault refused auth\/token\/lookup-self .* \(HTTP 404/);
+  });
+
+  it('sends no token with a login, and the login token with calls', async () => {
+    const provider = providerOn({
+      [LOGIN]: () => ({ auth: { client_token: 'hvs.login-token', lease_duration: 0 } }),
+      [ENCRYPT]: () => ({ data: { ciphertext: 'vault:v1:AAAA' } }),
+    });
+    await provider.init();
+    await provider.generateDataKey(contextFor());
+    expect(requestsTo(LOGIN).map((request) => request.headers)).toStrictEqual([{}]);
+    expect(requestsTo(ENCRYPT).map((request) => request.headers)).toEqual([
+      { 'X-Vault-Token': 'hvs.login-token' },
+    ]);
+  });
+
+  it('reports a login refused after a 403 at run time as retryable, not as configuration', async () => {
+    let logins = 0;
+    const provider = providerOn({
+      [LOGIN]: () => {
+        logins++;
+        if (logins > 1) throw httpError(400);
+        return loginAnswer(0, false);
+      },
+      [ENCRYPT]: () => {
+        throw httpError(403);
+      },
+    });
+    await provider.init();
+    const error = await rejectionOf(() => provider.generateDataKey(contextFor()));
+    expect(error).toBeInstanceOf(KeyProviderUnavailableError);
+    expect(logins).toBe(2);
+  });
+
+  describe('token life cycle (fake timers)', () => {
+    it('plans nothing for a token without TTL', async () => {
+      fakeTime();
+      const provider = providerOn({ [LOGIN]: () => loginAnswer(0, true) });
+      await provider.init();
+      await vi.advanceTimersByTimeAsync(600_000);
+      expect(requests.map((request) => request.path)).toEqual([LOGIN, `transit/keys/${KEY}`]);
+      await provider.close();
+    });
+
+    it('renews at the configured share of the TTL, again after each full renewal', async () => {
+      fakeTime();
+      const provider = providerOn(
+        { [LOGIN]: () => loginAnswer(30, true), [RENEW]: () => loginAnswer(30, true) },
+        undefined,
+        { renewAtFraction: 0.5 },
+      );
+      await provider.init();
+      await vi.advanceTimersByTimeAsync(14_900);
+      expect(requestsTo(RENEW)).toHaveLength(0);
+      await vi.advanceTimersByTimeAsync(200);
+      expect(requestsTo(RENEW)).toHaveLength(1);
+      await vi.advanceTimersByTimeAsync(15_000);
+      expect(provider.connectionStats()).toMatchObject({ logins: 1, renewals: 2 });
+      await provider.close();
+    });
+
+    it.each([400, 403])(
+      'logs in afresh at once when Vault refuses the renewal with %i',
+      async (status) => {
+        fakeTime();
+        const provider = providerOn(
+          {
+            [LOGIN]: () => loginAnswer(30, true),
+            [RENEW]: () => {
+              throw httpError(status);
+            },
+          },
+          undefined,
+          { renewAtFraction: 0.5 },
+        );
+        await provider.init();
+        await vi.advanceTimersByTimeAsync(15_100);
+        expect(provider.connectionStats()).toMatchObject({ logins: 2, failedRenewals: 1 });
+        await provider.close();
+      },
+    );
+
+    it('logs in afresh when a renewal is capped by the max TTL, at the share of what is left', async () => {
+      fakeTime();
+      const provider = providerOn(
+        { [LOGIN]: () => loginAnswer(30, true), [RENEW]: () => loginAnswer(10, true) },
+        undefined,
+        { renewAtFraction: 0.5 },
+      );
+      await provider.init();
+      // Renewed at 15 s for only 10 s: a fresh login 5 s later, no second renewal.
+      await vi.advanceTimersByTimeAsync(19_900);
+      expect(provider.connectionStats()).toMatchObject({ logins: 1, renewals: 1 });
+      await vi.advanceTimersByTimeAsync(200);
+      expect(provider.connectionStats()).toMatchObject({ logins: 2, renewals: 1 });
+      expect(requestsTo(RENEW)).toHaveLength(1);
+      await provider.close();
+    });
+
+    it('leaves no renewal behind when init() fails after the login', async () => {
+      fakeTime();
+      const provider = providerOn({
+        [LOGIN]: () => loginAnswer(30, true),
+        [`transit/keys/${KEY}`]: () => {
+          throw httpError(404);
+        },
+      });
+      expect(await rejectionOf(() => provider.init())).toBeInstanceOf(ConfigurationError);
+      await vi.advanceTimersByTimeAsync(600_000);
+      expect(requestsTo(RENEW)).toHaveLength(0);
+      expect(requestsTo(LOGIN)).toHaveLength(1);
+    });
+
+    it('warns once about a plain token that cannot be renewed, however often it is opened', async () => {
+      fakeTime();
+      const warn = vi.spyOn(Logger.prototype, 'warn').mockImplementation(() => undefined);
+      const provider = providerOn(
+        { 'auth/token/lookup-self': () => ({ data: { ttl: 30, renewable: false } }) },
+        { method: 'token', token: 'hvs.token' },
+      );
+      await provider.init();
+      await provider.close();
+      await provider.init();
+      await vi.advanceTimersByTimeAsync(60_000);
+      expect(requestsTo('auth/token/lookup-self')).toHaveLength(2);
+      expect(requestsTo(RENEW)).toHaveLength(0);
+      expect(warn).toHaveBeenCalledTimes(1);
+      await provider.close();
     });
   });
 });

@@ -338,6 +338,25 @@ describe('AwsKmsKeyProvider against a scripted KMS client', () => {
       expect(error.message).not.toContain(secret);
     });
 
+    it('names the operation that failed: Decrypt on unwrap, ReEncrypt on rewrap', async () => {
+      const { provider } = await providerOn({
+        Decrypt: () => {
+          throw sdkError({ name: 'AccessDeniedException', status: 400 });
+        },
+        ReEncrypt: () => {
+          throw sdkError({ name: 'AccessDeniedException', status: 400 });
+        },
+      });
+      const unwrap = await rejectionOf(() =>
+        provider.unwrapDataKey(wrappedUnder(ARN), contextFor()),
+      );
+      expect(unwrap.message).toContain('allow kms:Decrypt');
+      const rewrap = await rejectionOf(() =>
+        provider.rewrapDataKey(wrappedUnder(ARN), contextFor()),
+      );
+      expect(rewrap.message).toContain('allow kms:ReEncrypt');
+    });
+
     it('names both keys when a ReEncrypt to another key fails, and one key when it is the same', async () => {
       const { provider } = await providerOn({
         ReEncrypt: () => {

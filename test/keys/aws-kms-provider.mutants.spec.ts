@@ -101,6 +101,9 @@ function copiesOf(
 
 const plaintextOf = () => Uint8Array.from({ length: 32 }, (_, index) => index + 1);
 const wrappedUnder = (arn: string) => ({ kekId: `aws-kms:${arn}`, wrappedKey: Buffer.from([1]) });
+/** Builds a provider on `keyId` over an idle scripted client. */
+const withKeyId = (keyId: string) => () =>
+  new AwsKmsKeyProvider({ keyId, client: scriptedClient({}).client });
 const zeroed = (bytes: Uint8Array) => bytes.every((byte) => byte === 0);
 
 describe('AwsKmsKeyProvider against a scripted KMS client', () => {
@@ -371,6 +374,141 @@ describe('AwsKmsKeyProvider against a scripted KMS client', () => {
       expect(same.message).toContain(`KMS key ${ARN} was not found`);
       expect(same.message).not.toContain(`${ARN} or `);
     });
+  });
+
+  describe('error names', () => {
+    it.each([
+      'ThrottlingException',
+      'LimitExceededException',
+      'KMSInternalException',
+      'DependencyTimeoutException',
+      'KeyUnavailableException',
+      'TimeoutError',
+      'RequestTimeout',
+      'RequestTimeoutException',
+    ])('treats %s as retryable', async (name) => {
+      const { provider } = await providerOn({
+        GenerateDataKey: () => {
+          throw sdkError({ name, status: 400 });
+        },
+      });
+      const error = await rejectionOf(() => provider.generateDataKey(contextFor()));
+      expect(error).toBeInstanceOf(KeyProviderUnavailableError);
+    });
+
+    it.each([
+      'CredentialsProviderError',
+      'UnrecognizedClientException',
+      'InvalidClientTokenId',
+      'InvalidSignatureException',
+      'IncompleteSignatureException',
+      'MissingAuthenticationTokenException',
+      'SignatureDoesNotMatch',
+      'ExpiredTokenException',
+    ])('reports %s as a credentials problem', async (name) => {
+      const { provider } = await providerOn({
+        GenerateDataKey: () => {
+          throw sdkError({ name, status: 400 });
+        },
+      });
+      const error = await rejectionOf(() => provider.generateDataKey(contextFor()));
+      expect(error).toBeInstanceOf(KeyUnusableError);
+      expect(error.message).toMatch(/^AWS rejected or could not load the credentials/);
+    });
+
+    it.each<[string, Function, RegExp]>([
+      ['InvalidCiphertextException', IntegrityError, /does not match its KMS key/],
+      ['IncorrectKeyException', IntegrityError, /does not match its KMS key/],
+      ['DisabledException', KeyUnusableError, /is disabled/],
+      ['KMSInvalidStateException', KeyUnusableError, /cannot be used in its current state/],
+      ['NotFoundException', KeyUnusableError, /was not found/],
+      ['AccessDeniedException', KeyUnusableError, /^Not allowed to call kms:Decrypt/],
+    ])('reports %s on Decrypt', async (name, errorClass, message) => {
+      const { provider } = await providerOn({
+        Decrypt: () => {
+          throw sdkError({ name, status: 400 });
+        },
+      });
+      const error = await rejectionOf(() =>
+        provider.unwrapDataKey(wrappedUnder(ARN), contextFor()),
+      );
+      expect(error).toBeInstanceOf(errorClass);
+      expect(error.message).toMatch(message);
+    });
+
+    it('keeps an 80-character error name and drops an 81-character one', async () => {
+      const names = ['N'.repeat(80), 'N'.repeat(81)];
+      const { provider } = await providerOn({
+        GenerateDataKey: () => {
+          throw sdkError({ name: names.shift(), status: 400 });
+        },
+      });
+      const kept = await rejectionOf(() => provider.generateDataKey(contextFor()));
+      expect(kept.message).toContain(`(${'N'.repeat(80)}, HTTP 400)`);
+      const dropped = await rejectionOf(() => provider.generateDataKey(contextFor()));
+      expect(dropped.message).toContain('(unrecognised error, HTTP 400)');
+    });
+  });
+
+  describe('key ids and ARNs', () => {
+    const arnWith = (arn: string) => async () => {
+      const { client } = scriptedClient({
+        DescribeKey: () => ({ KeyMetadata: { ...ENABLED.KeyMetadata, Arn: arn } }),
+      });
+      const provider = new AwsKmsKeyProvider({ keyId: ARN, client });
+      await provider.init();
+      return provider.activeKekId();
+    };
+
+    it.each([
+      ['a prefix', `x${ARN}`],
+      ['a suffix', `${ARN}/x`],
+      ['an 11-digit account', ARN.replace('111122223333', '11112222333')],
+      ['no region', ARN.replace('us-east-1', '')],
+      ['another service', ARN.replace(':kms:', ':s3:')],
+    ])('refuses a DescribeKey ARN with %s', async (_, arn) => {
+      expect(await rejectionOf(arnWith(arn))).toBeInstanceOf(ConfigurationError);
+    });
+
+    it('takes the ARN of another partition', async () => {
+      const arn = ARN.replace('arn:aws:', 'arn:aws-cn:');
+      expect(await arnWith(arn)()).toBe(`aws-kms:${arn}`);
+    });
+
+    it.each([
+      '1234abcd-12ab-34cd-56ef-1234567890ab',
+      `mrk-${'a'.repeat(32)}`,
+      'alias/sessions_root-key/v2',
+      `alias/${'a'.repeat(250)}`,
+      ARN,
+      'arn:aws:kms:eu-west-1:111122223333:alias/sessions',
+    ])('takes the key id %s', (keyId) => {
+      expect(withKeyId(keyId)).not.toThrow();
+    });
+
+    it.each([
+      '1234ABCD-12AB-34CD-56EF-1234567890AB',
+      `mrk-${'a'.repeat(31)}`,
+      'alias/',
+      `alias/${'a'.repeat(251)}`,
+      ' alias/x',
+      'alias/x ',
+      'alias/x y',
+      `${ARN} `,
+    ])('refuses the key id %j', (keyId) => {
+      expect(withKeyId(keyId)).toThrow(ConfigurationError);
+    });
+
+    it.each(['us-gov-west-1', 'eu-west-1', 'ap-southeast-12'])('takes the region %s', (region) => {
+      expect(() => new AwsKmsKeyProvider({ keyId: ARN, region }).close()).not.toThrow();
+    });
+
+    it.each(['EU-west-1', 'eu-west-1x', 'euwest-1', 'eu-west-123', 'x eu-west-1'])(
+      'refuses the region %j',
+      (region) => {
+        expect(() => new AwsKmsKeyProvider({ keyId: ARN, region })).toThrow(ConfigurationError);
+      },
+    );
   });
 
   describe('options', () => {

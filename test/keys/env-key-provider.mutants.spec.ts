@@ -1,6 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { ConfigurationError, EnvKeyProvider, type DataKeyContext } from '../../src/index.js';
+import {
+  ConfigurationError,
+  EnvKeyProvider,
+  parseEnvRootKeys,
+  type DataKeyContext,
+} from '../../src/index.js';
 import { LocalRootKeys, parseRootKey } from '../../src/keys/providers/local-root-keys.js';
 import { newRootKeyEntry } from '../support/test-keys.js';
 
@@ -52,6 +57,25 @@ describe('EnvKeyProvider and local root keys, beyond the configuration tests', (
       () =>
         new EnvKeyProvider(options as unknown as ConstructorParameters<typeof EnvKeyProvider>[0]),
     ).toThrow(message);
+  });
+
+  it.each([
+    ['an object', {}, /^SESSION_KEYS is an object:/],
+    ['a number', 5, /^SESSION_KEYS is a number:/],
+    ['null', null, /^SESSION_KEYS is missing \(null\):/],
+  ])('describes keys given as %s by their type only', (_, keys, message) => {
+    expect(
+      () =>
+        new EnvKeyProvider({
+          keys: keys as unknown as string,
+          activeKeyId: 'k1',
+          sourceNames: { keys: 'SESSION_KEYS', activeKeyId: 'SESSION_ACTIVE_KEY' },
+        }),
+    ).toThrow(message);
+  });
+
+  it("names 'keys' when parseEnvRootKeys is given no source name", () => {
+    expect(() => parseEnvRootKeys(' , ')).toThrow(/^No root keys in keys;/);
   });
 
   it('zeroes the data key it unwrapped to rewrap it', async () => {

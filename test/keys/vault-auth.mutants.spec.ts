@@ -9,6 +9,7 @@ import {
   type VaultAuthOptions,
   type VaultTransitKeyProviderOptions,
 } from '../../src/index.js';
+import { sanitizeVaultError } from '../../src/keys/providers/vault-auth.js';
 
 /*
  * The Vault connection (login, renewal, error mapping, option checks) against a scripted
@@ -478,5 +479,34 @@ describe('Vault connection against a scripted Vault client', () => {
       expect(warn).toHaveBeenCalledTimes(1);
       await provider.close();
     });
+  });
+});
+
+describe('sanitizeVaultError at its edges', () => {
+  it.each([
+    ['a 32-letter run without digits', `bad ${'a'.repeat(32)} value`, 'bad [redacted] value'],
+    [
+      'a 31-letter run without digits',
+      `bad ${'a'.repeat(31)} value`,
+      `bad ${'a'.repeat(31)} value`,
+    ],
+    ['a 20-character run with a digit', `bad ${'a'.repeat(19)}1 value`, 'bad [redacted] value'],
+    [
+      'a 19-character run with a digit',
+      `bad ${'a'.repeat(18)}1 value`,
+      `bad ${'a'.repeat(18)}1 value`,
+    ],
+    [
+      'the header of a single error',
+      '1 error occurred:\n\t* permission denied\n\n',
+      'permission denied',
+    ],
+    ['bullets and runs of white space', '* a\n\t*  b', 'a b'],
+  ])('handles %s', (_, input, output) => {
+    expect(sanitizeVaultError(input)).toBe(output);
+  });
+
+  it('caps the text at 200 characters', () => {
+    expect(sanitizeVaultError('word '.repeat(100))).toHaveLength(200);
   });
 });

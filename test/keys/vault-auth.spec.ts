@@ -1,4 +1,3 @@
-import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -15,7 +14,6 @@ import {
   type VaultTransitKeyProviderOptions,
 } from '../../src/index.js';
 import { sanitizeVaultError } from '../../src/keys/providers/vault-auth.js';
-import { compileLibrary } from '../support/compiled-library.js';
 import { VaultTestServer, type VaultTestServerOptions } from '../support/vault-test-server.js';
 
 const KEY = 'sessions';
@@ -376,43 +374,5 @@ describe('Vault auth', () => {
         'bad [redacted] role [redacted] vault:v…:[redacted] min_decryption_version',
       );
     });
-
-    it('keeps no timer that holds the process open', async () => {
-      const vault = await startServer();
-      const { roleId, secretId } = vault.addAppRole({ ttlSeconds: 3600 });
-      const library = compileLibrary();
-      cleanups.push(() => library.dispose());
-      const script = `
-          const { VaultTransitKeyProvider } = await import(process.env.ENTRY);
-          const provider = new VaultTransitKeyProvider({
-            endpoint: process.env.ENDPOINT,
-            auth: { method: 'approle', roleId: process.env.ROLE_ID, secretId: process.env.SECRET_ID },
-            keyName: '${KEY}',
-          });
-          await provider.init();
-          process.stdout.write('\\nLOGINS=' + provider.connectionStats().logins + '\\n');
-        `;
-      const started = Date.now();
-      const output = await new Promise<string>((resolve, reject) => {
-        execFile(
-          process.execPath,
-          ['--input-type=module', '-e', script],
-          {
-            timeout: 20_000,
-            env: {
-              ...process.env,
-              ENTRY: library.entryUrl,
-              ENDPOINT: vault.endpoint,
-              ROLE_ID: roleId,
-              SECRET_ID: secretId,
-            },
-          },
-          (error, stdout) => (error ? reject(error) : resolve(stdout)),
-        );
-      });
-      // Exited on its own (a pending renewal at 40 minutes did not hold it) after logging in.
-      expect(output).toMatch(/^LOGINS=1$/m);
-      expect(Date.now() - started).toBeLessThan(20_000);
-    }, 60_000);
   });
 });

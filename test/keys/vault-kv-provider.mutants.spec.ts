@@ -154,4 +154,24 @@ describe('VaultKvKeyProvider against a scripted Vault client', () => {
     await provider.init();
     expect(provider.activeKekId()).toBe(`vault-kv:secret/${SECRET}:v2`);
   });
+
+  it('zeroes the unwrapped data key once it is rewrapped under the active version', async () => {
+    const provider = providerOn({
+      [METADATA]: () => ({ data: { current_version: 1, versions: { 1: {} } } }),
+      ...version(1),
+    });
+    await provider.init();
+    const context = contextFor();
+    const generated = await provider.generateDataKey(context);
+    // Keep the buffer the rewrap unwraps into, to look at it afterwards.
+    const unwrap = provider.unwrapDataKey.bind(provider);
+    let unwrapped: Buffer | undefined;
+    provider.unwrapDataKey = async (wrapped, unwrapContext) =>
+      (unwrapped = await unwrap(wrapped, unwrapContext));
+
+    const rewrapped = await provider.rewrapDataKey(generated.wrapped, context);
+
+    expect(unwrapped?.equals(Buffer.alloc(32))).toBe(true);
+    expect((await unwrap(rewrapped, context)).equals(generated.plaintext)).toBe(true);
+  });
 });

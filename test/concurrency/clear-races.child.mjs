@@ -5,6 +5,7 @@
 // Configuration comes in NES_CHILD_CONFIG (JSON; the root key stays out of argv, which `ps`
 // shows): { entryUrl, backend, rootKey, sessionIds, role: 'append' | 'clear', durationMs, writer }.
 import { Logger } from '@nestjs/common';
+import { openChildStorage } from './child-storage.mjs';
 
 const REPLY_MARK = '@@nes ';
 const config = JSON.parse(process.env.NES_CHILD_CONFIG ?? '{}');
@@ -14,33 +15,7 @@ Logger.overrideLogger(['error', 'fatal']);
 
 const lib = await import(config.entryUrl);
 
-async function openStorage(backend) {
-  switch (backend.type) {
-    case 'sqlite': {
-      const dataSource = await lib.openSqliteDataSource({
-        path: backend.path,
-        synchronous: 'NORMAL',
-        busyTimeoutMs: 30_000,
-      });
-      return new lib.TypeOrmSessionStorage({ dataSource, ownsDataSource: true });
-    }
-    case 'postgres':
-    case 'mysql': {
-      const dataSource = await lib.openSqlServerDataSource({
-        type: backend.type,
-        url: backend.url,
-        poolSize: 2,
-      });
-      return new lib.TypeOrmSessionStorage({ dataSource, ownsDataSource: true });
-    }
-    case 'redis':
-      return new lib.RedisSessionStorage({ url: backend.url, keyPrefix: backend.keyPrefix });
-    default:
-      throw new Error(`unknown backend ${backend.type}`);
-  }
-}
-
-const storage = await openStorage(config.backend);
+const storage = await openChildStorage(lib, config.backend);
 const provider = new lib.EnvKeyProvider({ keys: config.rootKey, activeKeyId: 'k1' });
 const service = new lib.EncryptedSessionService(storage, new lib.KeyRing(storage, provider));
 const sessions = [];

@@ -9,6 +9,7 @@
 //   { "cmd": "exit" }
 import { createInterface } from 'node:readline';
 import { Logger } from '@nestjs/common';
+import { openChildStorage } from './child-storage.mjs';
 
 const REPLY_MARK = '@@nes ';
 /** A retryable error repeating this often means the backend is down, not busy: give up. */
@@ -21,33 +22,6 @@ const reply = (message) => process.stdout.write(`${REPLY_MARK}${JSON.stringify(m
 Logger.overrideLogger(['warn', 'error', 'fatal']);
 
 const lib = await import(config.entryUrl);
-
-async function openStorage(backend) {
-  switch (backend.type) {
-    case 'sqlite': {
-      const dataSource = await lib.openSqliteDataSource({
-        path: backend.path,
-        synchronous: 'NORMAL',
-        // Four processes queue for one file lock: wait for it rather than fail.
-        busyTimeoutMs: 30_000,
-      });
-      return new lib.TypeOrmSessionStorage({ dataSource, ownsDataSource: true });
-    }
-    case 'postgres':
-    case 'mysql': {
-      const dataSource = await lib.openSqlServerDataSource({
-        type: backend.type,
-        url: backend.url,
-        poolSize: 2,
-      });
-      return new lib.TypeOrmSessionStorage({ dataSource, ownsDataSource: true });
-    }
-    case 'redis':
-      return new lib.RedisSessionStorage({ url: backend.url, keyPrefix: backend.keyPrefix });
-    default:
-      throw new Error(`unknown backend ${backend.type}`);
-  }
-}
 
 /**
  * Runs `call`, repeating it only after an error the library marks retryable. Each repeat is
@@ -65,7 +39,7 @@ async function withRetries(call, retryCodes) {
   }
 }
 
-const storage = await openStorage(config.backend);
+const storage = await openChildStorage(lib, config.backend);
 const provider = new lib.EnvKeyProvider({ keys: config.rootKey, activeKeyId: 'k1' });
 const service = new lib.EncryptedSessionService(storage, new lib.KeyRing(storage, provider));
 const session = await service.open(config.sessionId);

@@ -1,0 +1,30 @@
+/**
+ * Opens the storage a child process of the concurrency tests writes through, from the backend
+ * description its parent passed. `lib` is the compiled library the child imported.
+ */
+export async function openChildStorage(lib, backend) {
+  switch (backend.type) {
+    case 'sqlite': {
+      const dataSource = await lib.openSqliteDataSource({
+        path: backend.path,
+        synchronous: 'NORMAL',
+        // Several processes queue for one file lock: wait for it rather than fail.
+        busyTimeoutMs: 30_000,
+      });
+      return new lib.TypeOrmSessionStorage({ dataSource, ownsDataSource: true });
+    }
+    case 'postgres':
+    case 'mysql': {
+      const dataSource = await lib.openSqlServerDataSource({
+        type: backend.type,
+        url: backend.url,
+        poolSize: 2,
+      });
+      return new lib.TypeOrmSessionStorage({ dataSource, ownsDataSource: true });
+    }
+    case 'redis':
+      return new lib.RedisSessionStorage({ url: backend.url, keyPrefix: backend.keyPrefix });
+    default:
+      throw new Error(`unknown backend ${backend.type}`);
+  }
+}

@@ -173,6 +173,7 @@ export class EncryptedSession implements SessionHistoryTransactionAwareSession {
   async addItems(items: AgentInputItem[]): Promise<void> {
     const payloads = encodeSessionItems(items, 'addItems', this.context.maxItemBytes);
     if (payloads.length === 0) return;
+    this.refuseBatchOverKeyLimit(payloads.length, 'addItems');
     await this.withWriteKey((dataKey) =>
       this.context.storage.transaction(async (scope) => {
         await this.appendSealed(scope, dataKey, payloads);
@@ -232,6 +233,12 @@ export class EncryptedSession implements SessionHistoryTransactionAwareSession {
     const { operationId, transaction } = snapshotHistoryTransaction(
       args,
       this.context.maxItemBytes,
+    );
+    this.refuseBatchOverKeyLimit(
+      transaction.type === 'replace_suffix'
+        ? transaction.replacement.length
+        : transaction.items.length,
+      'applyHistoryTransaction',
     );
     for (let attempt = 0; attempt < MAX_WRITE_ATTEMPTS; attempt++) {
       const existing = checkOperationRecord(
@@ -350,6 +357,19 @@ export class EncryptedSession implements SessionHistoryTransactionAwareSession {
     return checkStoredItems(this.ref, await scope.items.listVisible(this.ref, now, limit), {
       limit,
     });
+  }
+
+  /**
+   * One batch is sealed under one data key, so it can hold at most `maxItemsPerDataKey` items;
+   * a larger one could never be written (each new key would be too small again).
+   */
+  private refuseBatchOverKeyLimit(count: number, call: string): void {
+    const limit = this.context.keyRing.maxItemsPerDataKey;
+    if (count > limit) {
+      throw new InvalidArgumentError(
+        `${call} got ${count} items, more than one data key seals (maxItemsPerDataKey ${limit}); nothing was stored: split them over several calls`,
+      );
+    }
   }
 
   private lostKeyRaces(): StorageUnavailableError {

@@ -1,4 +1,5 @@
-import { randomUUID } from 'node:crypto';
+import crypto, { randomUUID } from 'node:crypto';
+import { syncBuiltinESMExports } from 'node:module';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
   ConfigurationError,
@@ -105,6 +106,47 @@ async function keyBuffersMadeBy(action: () => Promise<unknown>): Promise<Buffer[
     .filter((value): value is Buffer => Buffer.isBuffer(value) && value.length === 32);
   from.mockRestore();
   return made;
+}
+
+/**
+ * The Buffers `crypto.randomBytes` returned while `action` ran. The provider imports
+ * `randomBytes` by name, so the spy is pushed into node:crypto's ESM exports as well.
+ */
+async function randomBuffersMadeBy(action: () => Promise<unknown>): Promise<Buffer[]> {
+  const made: Buffer[] = [];
+  const original = crypto.randomBytes;
+  crypto.randomBytes = (size: number) => {
+    const bytes = original(size);
+    made.push(bytes);
+    return bytes;
+  };
+  syncBuiltinESMExports();
+  try {
+    await action();
+  } finally {
+    crypto.randomBytes = original;
+    syncBuiltinESMExports();
+  }
+  return made;
+}
+
+/** How often the provider re-reads its key over rewraps at these times after the start. */
+async function rewrapsAt(offsetsMs: number[]): Promise<number> {
+  let reads = 0;
+  const { provider } = await providerOn({
+    [KEY_PATH]: () => {
+      reads++;
+      return keyAnswer();
+    },
+    [`transit/rewrap/${KEY}`]: () => ({ data: { ciphertext: CIPHERTEXT } }),
+  });
+  const start = Date.now();
+  const clock = vi.spyOn(Date, 'now');
+  for (const offset of offsetsMs) {
+    clock.mockReturnValue(start + offset);
+    await provider.rewrapDataKey(wrappedV1, contextFor());
+  }
+  return reads - 1;
 }
 
 describe('VaultTransitKeyProvider against a scripted Vault client', () => {
@@ -235,6 +277,115 @@ describe('VaultTransitKeyProvider against a scripted Vault client', () => {
     });
     const error = await rejectionOf(() => provider.unwrapDataKey(wrappedV1, contextFor()));
     expect(error).toBeInstanceOf(errorClass);
+  });
+
+  it('zeroes the data key it made when Vault refuses to encrypt it', async () => {
+    const { provider } = await providerOn({
+      [`transit/encrypt/${KEY}`]: () => {
+        throw refusal(500, ['internal error']);
+      },
+    });
+    const made = await randomBuffersMadeBy(async () => {
+      const error = await rejectionOf(() => provider.generateDataKey(contextFor()));
+      expect(error).toBeInstanceOf(KeyProviderUnavailableError);
+    });
+    const keys = made.filter((bytes) => bytes.length === 32);
+    expect(keys).toHaveLength(1);
+    expect(zeroed(keys[0])).toBe(true);
+  });
+
+  it.each([
+    ['no key name', {}],
+    ['a key name that is not a string', { keyName: 5 }],
+    ['a key name with a slash', { keyName: 'other/key' }],
+    ['a key name over 128 characters', { keyName: 'k'.repeat(129) }],
+  ])('refuses options with %s', (_, keyName) => {
+    const options = {
+      endpoint: 'http://127.0.0.1:8200',
+      auth: { method: 'token', token: 't' },
+      ...keyName,
+    } as unknown as VaultTransitKeyProviderOptions;
+    expect(() => new VaultTransitKeyProvider(options)).toThrow(ConfigurationError);
+  });
+
+  it.each([
+    ['leading text', `junk ${CIPHERTEXT}`],
+    ['trailing text', `${CIPHERTEXT} junk`],
+    ['an array', [CIPHERTEXT]],
+  ])(
+    'refuses an encrypt answer whose ciphertext has %s, storing nothing',
+    async (_, ciphertext) => {
+      const { provider } = await providerOn({
+        [`transit/encrypt/${KEY}`]: () => ({ data: { ciphertext } }),
+      });
+      const error = await rejectionOf(() => provider.generateDataKey(contextFor()));
+      expect(error).toBeInstanceOf(KeyProviderUnavailableError);
+    },
+  );
+
+  it('reads key versions of more than one digit', async () => {
+    const { provider } = await providerOn({
+      [KEY_PATH]: () => keyAnswer({ latest_version: 12 }),
+      [`transit/encrypt/${KEY}`]: () => ({ data: { ciphertext: 'vault:v12:AAAA' } }),
+    });
+    const { wrapped } = await provider.generateDataKey(contextFor());
+    expect(wrapped.kekId).toBe(`vault-transit:transit/${KEY}:v12`);
+  });
+
+  it.each([
+    ['version 0', `vault-transit:transit/${KEY}:v0`, 'vault:v0:AAAA'],
+    ['another transit key', `vault-transit:transit/other:v1`, CIPHERTEXT],
+  ])('refuses a wrapped key of %s without calling Vault', async (_, kekId, ciphertext) => {
+    const { provider, calls } = await providerOn({});
+    const before = calls.length;
+    const error = await rejectionOf(() =>
+      provider.unwrapDataKey({ kekId, wrappedKey: Buffer.from(ciphertext) }, contextFor()),
+    );
+    expect(error).toBeInstanceOf(ConfigurationError);
+    expect(calls.slice(before)).toEqual([]);
+  });
+
+  it('refuses a ciphertext of another version than its key id names, without calling Vault', async () => {
+    const { provider, calls } = await providerOn({});
+    const before = calls.length;
+    const error = await rejectionOf(() =>
+      provider.unwrapDataKey(
+        { kekId: `vault-transit:transit/${KEY}:v1`, wrappedKey: Buffer.from('vault:v2:AAAA') },
+        contextFor(),
+      ),
+    );
+    expect(error).toBeInstanceOf(IntegrityError);
+    expect(calls.slice(before)).toEqual([]);
+  });
+
+  it('reports a 400 to an encrypt as a configuration problem, not tampering', async () => {
+    const { provider } = await providerOn({
+      [`transit/encrypt/${KEY}`]: () => {
+        throw refusal(400, ['invalid request']);
+      },
+    });
+    const error = await rejectionOf(() => provider.generateDataKey(contextFor()));
+    expect(error).toBeInstanceOf(ConfigurationError);
+  });
+
+  it('reports a 404 to a decrypt as a configuration problem, not tampering', async () => {
+    const { provider } = await providerOn({
+      [`transit/decrypt/${KEY}`]: () => {
+        throw refusal(404, []);
+      },
+    });
+    const error = await rejectionOf(() => provider.unwrapDataKey(wrappedV1, contextFor()));
+    expect(error).toBeInstanceOf(ConfigurationError);
+  });
+
+  describe('rewrap re-reads the key at most once a second', () => {
+    it('not at all within a second of the last read', async () => {
+      expect(await rewrapsAt([0, 500, 999])).toBe(0);
+    });
+
+    it('again once a second has passed, each time', async () => {
+      expect(await rewrapsAt([1_000, 1_500, 2_000, 3_100])).toBe(3);
+    });
   });
 
   it('re-reads a stale key once for concurrent rewraps', async () => {

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { AgentInputItem } from '@openai/agents-core';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import {
   EncryptedSession,
   EncryptedSessionService,
@@ -308,5 +308,237 @@ describe('EncryptedSessionService.open: more checks', () => {
       subjectId: null,
       itemTtlSeconds: null,
     });
+  });
+});
+
+/** `storage` running `before` ahead of each of its transactions, outside any of them. */
+function racedStorage(storage: SessionStorage, before: () => Promise<void>): SessionStorage {
+  return {
+    backend: storage.backend,
+    read: (work) => storage.read(work),
+    transaction: async (work) => {
+      await before();
+      return storage.transaction(work);
+    },
+    close: () => storage.close(),
+  };
+}
+
+const currentRef = () => ({ tenantId: 'default', sessionId });
+
+/** Storage on which the next `times` write checks find a newer generation active. */
+function rotatedUnder(times: number) {
+  let checks = 0;
+  const storage = editedStorage(harness.storage, (scope) => ({
+    dataKeys: {
+      findActive: async (sessionRef) => {
+        const active = await scope.dataKeys.findActive(sessionRef);
+        if (!active || checks++ >= times) return active;
+        return { ...active, dekId: randomUUID(), generation: active.generation + 1 };
+      },
+    },
+  }));
+  return { storage, checks: () => checks };
+}
+
+describe('EncryptedSession: how long a write waits for other writers', () => {
+  it('waits through more rotations by other writers than lost keys, then writes', async () => {
+    await harness.service.open(sessionId);
+    const { storage, checks } = rotatedUnder(20);
+    // The key ring reads the real storage: only the write's own check sees the rotations.
+    await sessionOver(storage, harness.keyRing).addItems(items('after 20 rotations'));
+    expect(checks()).toBe(21);
+    expect(texts(await sessionOver(harness.storage, harness.keyRing).getItems())).toEqual([
+      'after 20 rotations',
+    ]);
+  });
+
+  it('gives up retryably after 100 rotations by other writers, storing nothing', async () => {
+    await harness.service.open(sessionId);
+    const { storage, checks } = rotatedUnder(Number.POSITIVE_INFINITY);
+    const error = await sessionOver(storage, harness.keyRing)
+      .addItems(items('never'))
+      .catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(StorageUnavailableError);
+    expect(checks()).toBe(100);
+    expect(await sessionOver(harness.storage, harness.keyRing).getItems()).toEqual([]);
+  });
+
+  it('counts a key replaced by one of the same generation as a lost key (5 tries)', async () => {
+    await harness.service.open(sessionId);
+    let checks = 0;
+    const replaced = editedStorage(harness.storage, (scope) => ({
+      dataKeys: {
+        findActive: async (sessionRef) => {
+          const active = await scope.dataKeys.findActive(sessionRef);
+          checks++;
+          return active && { ...active, dekId: randomUUID() };
+        },
+      },
+    }));
+    const error = await sessionOver(replaced, harness.keyRing)
+      .addItems(items('never'))
+      .catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(StorageUnavailableError);
+    expect(checks).toBe(5);
+  });
+
+  it('gives up retryably after 100 keys other writers filled first', async () => {
+    const options: KeyRingOptions = { maxItemsPerDataKey: 1 };
+    await harness.service.open(sessionId);
+    const other = sessionOver(
+      harness.storage,
+      new KeyRing(harness.storage, harness.provider, options),
+    );
+    let transactions = 0;
+    // Before each of its transactions another writer fills the key it is about to use.
+    const filled = racedStorage(harness.storage, async () => {
+      transactions++;
+      await other.addItems(items(`other ${transactions}`));
+    });
+    const ring = new KeyRing(harness.storage, harness.provider, options);
+    const error = await sessionOver(filled, ring)
+      .addItems(items('never'))
+      .catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(StorageUnavailableError);
+    expect(transactions).toBe(100);
+    const stored = texts(await sessionOver(harness.storage, harness.keyRing).getItems());
+    expect(stored).toHaveLength(100);
+    expect(stored).not.toContain('never');
+    expect(await harness.storage.read((scope) => scope.dataKeys.maxGeneration(currentRef()))).toBe(
+      100,
+    );
+  });
+
+  it('refuses a batch larger than one data key seals, storing nothing', async () => {
+    const ring = new KeyRing(harness.storage, harness.provider, { maxItemsPerDataKey: 2 });
+    await harness.service.open(sessionId);
+    const session = sessionOver(harness.storage, ring);
+    await expect(session.addItems(items('1', '2', '3'))).rejects.toBeInstanceOf(
+      InvalidArgumentError,
+    );
+    await expect(
+      session.applyHistoryTransaction({
+        operationId: 'op',
+        transaction: { type: 'append_items', items: items('1', '2', '3') },
+      }),
+    ).rejects.toBeInstanceOf(InvalidArgumentError);
+    await session.addItems(items('1', '2'));
+    expect(texts(await session.getItems())).toEqual(['1', '2']);
+    expect(
+      await harness.storage.read((scope) => scope.historyOperations.find(currentRef(), 'op')),
+    ).toBe(undefined);
+  });
+});
+
+describe('EncryptedSession: a write that fails for another reason', () => {
+  it('passes a driver error on as it is when the counter is sound', async () => {
+    await harness.service.open(sessionId);
+    const driverError = new Error('driver: connection reset');
+    const failing = editedStorage(harness.storage, () => ({
+      items: {
+        insertMany: async () => {
+          throw driverError;
+        },
+      },
+    }));
+    const error = await sessionOver(failing, harness.keyRing)
+      .addItems(items('x'))
+      .catch((caught: unknown) => caught);
+    expect(error).toBe(driverError);
+  });
+
+  it('passes a driver error on as it is when looking for its cause fails too', async () => {
+    await harness.service.open(sessionId);
+    const driverError = new Error('driver: connection reset');
+    const failing = editedStorage(harness.storage, () => ({
+      items: {
+        insertMany: async () => {
+          throw driverError;
+        },
+      },
+      sessions: {
+        find: async () => {
+          throw new StorageUnavailableError('the database went away');
+        },
+      },
+    }));
+    const error = await sessionOver(failing, harness.keyRing)
+      .addItems(items('x'))
+      .catch((caught: unknown) => caught);
+    expect(error).toBe(driverError);
+  });
+
+  it('passes a typed error on as it is, even with the counter behind the items', async () => {
+    const session = await harness.service.open(sessionId);
+    await session.addItems(items('a', 'b'));
+    const typed = new StorageUnavailableError('the database went away');
+    const failing = editedStorage(harness.storage, (scope) => ({
+      sessions: {
+        // The counter reads as if rolled back to position 1.
+        find: async (ref) => {
+          const record = await scope.sessions.find(ref);
+          return record && { ...record, nextSeq: 1 };
+        },
+      },
+      items: {
+        insertMany: async () => {
+          throw typed;
+        },
+      },
+    }));
+    const error = await sessionOver(failing, harness.keyRing)
+      .addItems(items('x'))
+      .catch((caught: unknown) => caught);
+    expect(error).toBe(typed);
+  });
+});
+
+describe('EncryptedSession: replace_suffix racing a writer that moved the suffix to a new key', () => {
+  it('reloads the keys and applies the transaction', async () => {
+    // The other writer's keys hold two items each, so its next append starts generation 2.
+    const otherRing = new KeyRing(harness.storage, harness.provider, { maxItemsPerDataKey: 2 });
+    await harness.service.open(sessionId);
+    const other = sessionOver(harness.storage, otherRing);
+    await other.addItems(items('a', 'b'));
+    let raced = false;
+    // After the suffix keys were loaded and before the transaction: 'b' is popped and
+    // appended again, now under generation 2's key.
+    const racing = racedStorage(harness.storage, async () => {
+      if (raced) return;
+      raced = true;
+      await other.popItem();
+      await other.addItems(items('b'));
+    });
+    const session = sessionOver(racing, new KeyRing(harness.storage, harness.provider));
+    await session.applyHistoryTransaction({
+      operationId: 'op',
+      transaction: {
+        type: 'replace_suffix',
+        expectedSuffix: items('a', 'b'),
+        replacement: items('c'),
+      },
+    });
+    expect(raced).toBe(true);
+    const ref = { tenantId: 'default', sessionId };
+    expect(await harness.storage.read((scope) => scope.dataKeys.maxGeneration(ref))).toBe(2);
+    expect(texts(await session.getItems())).toEqual(['c']);
+  });
+});
+
+describe('EncryptedSession: a read whose keys keep being evicted', () => {
+  it('tries 5 times, loading both keys each time, before failing retryably', async () => {
+    const writer = new KeyRing(harness.storage, harness.provider, { maxItemsPerDataKey: 1 });
+    await harness.service.open(sessionId);
+    await sessionOver(harness.storage, writer).addItems(items('gen 1'));
+    await sessionOver(harness.storage, writer).addItems(items('gen 2'));
+    writer.clear();
+    const unwraps = vi.spyOn(harness.provider, 'unwrapDataKey');
+    const tiny = new KeyRing(harness.storage, harness.provider, { cacheMaxEntries: 1 });
+    const error = await sessionOver(harness.storage, tiny)
+      .getItems()
+      .catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(StorageUnavailableError);
+    expect(unwraps).toHaveBeenCalledTimes(10);
   });
 });

@@ -289,7 +289,11 @@ export class VaultTransitKeyProvider implements KeyProvider {
     return { ciphertext, version: kekVersion };
   }
 
-  /** Transit's 400s: a ciphertext or context that does not decrypt is an integrity failure. */
+  /**
+   * Transit's refusals. Retired, unknown and missing key versions are told apart by Vault's error
+   * text (sent with HTTP 400 today); any other 400 to a decrypt or rewrap means the ciphertext
+   * or context does not decrypt: an integrity failure.
+   */
   private mapRefusal(
     refusal: VaultRefusal,
     context: DataKeyContext,
@@ -297,18 +301,18 @@ export class VaultTransitKeyProvider implements KeyProvider {
   ): EncryptedSessionError | undefined {
     const text = refusal.errors.join('; ');
     const key = `${this.mount}/keys/${this.keyName}`;
-    if (refusal.status === 400 && text.includes(TOO_OLD)) {
+    if (text.includes(TOO_OLD)) {
       // Retired by policy: retrying cannot help until an operator lowers the version.
       return new KeyUnusableError(
         `vault-transit: data key ${context.dekId} is wrapped under key version v${version ?? '?'} of '${key}', which was retired (below min_decryption_version ${this.minDecryptionVersion}); lower it with 'vault write ${key}/config min_decryption_version=${version ?? '<N>'}' to read this session, and rewrap data keys before raising it again`,
       );
     }
-    if (refusal.status === 400 && text.includes(TOO_NEW)) {
+    if (text.includes(TOO_NEW)) {
       return new KeyProviderUnavailableError(
         `vault-transit: data key ${context.dekId} is wrapped under key version v${version ?? '?'} of '${key}', newer than this Vault knows (a lagging replica or a restored snapshot?); retry later`,
       );
     }
-    if (refusal.status === 400 && text.includes(KEY_NOT_FOUND)) {
+    if (text.includes(KEY_NOT_FOUND)) {
       return new ConfigurationError(
         `vault-transit: transit key '${key}' does not exist; create it with 'vault write ${key} derived=true', or set keyName to the key that wrapped the data keys`,
       );

@@ -11,7 +11,6 @@ import {
   VaultConnection,
   field,
   isVaultPath,
-  numberField,
   type VaultConnectionOptions,
   type VaultConnectionStats,
 } from './vault-auth.js';
@@ -203,9 +202,12 @@ export class VaultKvKeyProvider implements KeyProvider {
       .filter(([version, state]) => state.live && !this.keys.has(String(version)))
       .map(([version]) => version);
     await Promise.all(missing.map((version) => this.loadVersion(version)));
-    const current = numberField(data, 'current_version') ?? 0;
-    const live = [...versions.keys()].filter((version) => this.keys.has(String(version)));
-    const active = this.keys.has(String(current)) ? current : Math.max(0, ...live);
+    // KV v2's current_version is always its newest version: the newest one loaded is active,
+    // which also covers a newest version deleted or destroyed since.
+    const active = Math.max(
+      0,
+      ...[...versions.keys()].filter((version) => this.keys.has(String(version))),
+    );
     if (active === 0) {
       throw new ConfigurationError(
         `vault-kv: every version of Vault secret '${this.secretName()}' is deleted or destroyed; write a new root key with 'vault kv put -mount=${this.mount} ${this.secretPath} ${this.field}=$(openssl rand -base64 32)' (or undelete a version)`,

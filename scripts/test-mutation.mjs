@@ -24,8 +24,16 @@ const nodeBin = join(nodeHome, 'package', 'bin', 'node');
 const reportFile = join(root, 'reports', 'mutation', 'mutation.json');
 const FOLDERS = ['crypto', 'sessions', 'keys'];
 
-// Arguments: folders under src/ (`keys`, `keys/providers`) or globs under it (`'keys/*.ts'`).
-const requested = process.argv.slice(2).map((arg) => arg.replace(/^src\//, '').replace(/\/$/, ''));
+// Arguments: folders under src/ (`keys`, `keys/providers`) or globs under it (`'keys/*.ts'`),
+// and `--force` to test every mutant again instead of reusing the incremental results.
+// Incremental runs re-test a mutant when its code or the tests covering it change; a static
+// mutant (a module-level constant such as a regex) has no covering tests, so it keeps its old
+// result until a forced run.
+const args = process.argv.slice(2);
+const force = args.includes('--force');
+const requested = args
+  .filter((arg) => arg !== '--force')
+  .map((arg) => arg.replace(/^src\//, '').replace(/\/$/, ''));
 for (const target of requested) {
   if (!target.includes('*') && !existsSync(join(root, 'src', target))) {
     console.error(`No folder src/${target}; name some of: ${FOLDERS.join(', ')}`);
@@ -44,7 +52,11 @@ ensureNode();
 const started = Date.now();
 const stryker = spawnSync(
   nodeBin,
-  [join(root, 'node_modules', '@stryker-mutator', 'core', 'bin', 'stryker.js'), 'run'],
+  [
+    join(root, 'node_modules', '@stryker-mutator', 'core', 'bin', 'stryker.js'),
+    'run',
+    ...(force ? ['--force'] : []),
+  ],
   {
     cwd: root,
     stdio: 'inherit',

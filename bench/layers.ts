@@ -2,7 +2,7 @@ import { performance } from 'node:perf_hooks';
 import type { QueryRunner } from 'typeorm';
 import { decodeItemPayload, encodeItemPayload } from '../src/crypto/index.js';
 import type { ItemCipher } from '../src/sessions/index.js';
-import type { StorageScope, StoredItem } from '../src/storage/index.js';
+import type { SessionReadScope, StoredItem } from '../src/storage/index.js';
 import { nullItemCipher } from './null-item-cipher.js';
 import { openSqliteFixture, type SqliteFixture } from './sqlite-fixture.js';
 import { BATCH_SIZE, READ_LIMIT, batchesOf, itemOf } from './workload.js';
@@ -69,11 +69,11 @@ async function readLayers(fixture: SqliteFixture, limit: number | undefined): Pr
   const prepared = statements.map(([sql, params]) => [raw.prepare(sql), params] as const);
   const now = fixture.clock.now();
   // A limited read is one newest-first query; a full read is timed as one page of everything.
-  const listRows = (scope: StorageScope, at: number) =>
+  const listRows = (scope: SessionReadScope, at: number) =>
     limit === undefined
-      ? scope.items.listVisiblePage(ref, at, 0, Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER)
-      : scope.items.listVisible(ref, at, limit);
-  const rows: StoredItem[] = await storage.read((scope) => listRows(scope, now));
+      ? scope.items.listVisiblePage(at, 0, Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER)
+      : scope.items.listVisible(at, limit);
+  const rows: StoredItem[] = await storage.read(ref, (scope) => listRows(scope, now));
   const dataKey = await keyRing.keyForRead(ref, rows[0]!.dekId);
   const binding = (row: StoredItem) => ({ ...ref, seq: row.seq, expiresAt: row.expiresAt });
   const payloads = rows.map((row) => cipher.open(dataKey, binding(row), row.ciphertext));
@@ -87,7 +87,7 @@ async function readLayers(fixture: SqliteFixture, limit: number | undefined): Pr
     typeorm: await mean(reps, async () => {
       for (const [sql, params] of statements) await runner.query(sql, params);
     }),
-    storage: await mean(reps, () => storage.read((scope) => listRows(scope, now))),
+    storage: await mean(reps, () => storage.read(ref, (scope) => listRows(scope, now))),
     keyRing: await mean(reps, () => keyRing.keyForRead(ref, dataKey.dekId)),
     open: await mean(reps, () => {
       for (const row of rows) cipher.open(dataKey, binding(row), row.ciphertext);

@@ -1,6 +1,12 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
-import { EncryptedSessionError } from '../errors/index.js';
-import { SESSION_STORAGE, type SessionStorage } from '../storage/index.js';
+import { ConfigurationError, EncryptedSessionError } from '../errors/index.js';
+import {
+  SESSION_STORAGE,
+  maintenanceUnsupportedReason,
+  supportsMaintenance,
+  type SessionStorage,
+  type StorageMaintenance,
+} from '../storage/index.js';
 import { KeyRing } from './key-ring.service.js';
 
 /** Where KEK rotation stands: how many data keys each root key wraps. */
@@ -56,7 +62,7 @@ export class KekRotationService {
   /** How many data keys each root key wraps, and how many still need moving. */
   async status(): Promise<KekRotationStatus> {
     const activeKekId = this.keyRing.activeKekId();
-    const dataKeysByKek = await this.storage.read((scope) => scope.dataKeys.countByKek());
+    const dataKeysByKek = await this.maintenance().countDataKeysByKek();
     const remaining = Object.entries(dataKeysByKek)
       .filter(([kekId]) => kekId !== activeKekId)
       .reduce((sum, [, count]) => sum + count, 0);
@@ -76,11 +82,10 @@ export class KekRotationService {
     let rewrapped = 0;
     let alreadyMoved = 0;
     let failed = 0;
+    const maintenance = this.maintenance();
     let cursor: string | undefined;
     for (let batch = 0; batch < maxBatches;) {
-      const page = await this.storage.read((scope) =>
-        scope.dataKeys.listWrappedByOtherKek(target, cursor, batchSize),
-      );
+      const page = await maintenance.listDataKeysWrappedByOtherKek(target, cursor, batchSize);
       // Only pages with keys count as batches: a Redis SCAN step may find none and go on.
       if (page.records.length > 0) batch++;
       for (const record of page.records) {
@@ -98,8 +103,8 @@ export class KekRotationService {
           }
           throw error;
         }
-        const replaced = await this.storage.transaction((scope) =>
-          scope.dataKeys.replaceWrapping(record, record.kekId, next),
+        const replaced = await this.storage.transaction(record, (scope) =>
+          scope.dataKeys.replaceWrapping(record.dekId, record.kekId, next),
         );
         if (replaced) rewrapped++;
         else alreadyMoved++;
@@ -112,5 +117,15 @@ export class KekRotationService {
       `Rewrapped ${rewrapped} data key(s) to ${target}; ${alreadyMoved} already moved, ${failed} failed, ${remaining} remaining`,
     );
     return { rewrapped, alreadyMoved, failed, remaining };
+  }
+
+  /** The storage's cross-session scans; refused up front when the adapter has none. */
+  private maintenance(): StorageMaintenance {
+    if (!supportsMaintenance(this.storage)) {
+      throw new ConfigurationError(
+        `KEK rotation needs to list data keys across sessions, and ${maintenanceUnsupportedReason(this.storage)}`,
+      );
+    }
+    return this.storage.maintenance;
   }
 }

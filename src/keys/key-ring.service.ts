@@ -152,13 +152,14 @@ export class KeyRing {
     const cached = this.fromCache(dekId);
     const dataKey =
       cached ??
-      (await this.singleFlight(`read:${dekId}`, async () => {
-        const record = await this.storage.read((scope) => scope.dataKeys.findById(dekId));
-        // Destroying a key keeps its record (state `destroyed`): an item naming a key that
-        // was never stored, or whose record was deleted, was altered in the database.
+      // Per session: a flight for a key another session's row names must not answer this one.
+      (await this.singleFlight(`read:${refKey(ref)}:${dekId}`, async () => {
+        const record = await this.storage.read(ref, (scope) => scope.dataKeys.findById(dekId));
+        // Destroying a key keeps its record (state `destroyed`): an item naming a key the
+        // session never had, or whose record was deleted, was altered or moved in the database.
         if (!record) {
           throw new IntegrityError(
-            `An item of session '${ref.sessionId}' names data key ${UUID_SHAPE.test(dekId) ? dekId : '(not a key id)'}, which does not exist; the row or the key record was altered. Nothing was deleted`,
+            `An item of session '${ref.sessionId}' names data key ${UUID_SHAPE.test(dekId) ? dekId : '(not a key id)'}, which this session does not have; the row or the key record was altered or moved. Nothing was deleted`,
           );
         }
         return this.load(record);
@@ -246,9 +247,9 @@ export class KeyRing {
     rotateFrom: number | undefined,
   ): Promise<DataKeyRecord> {
     for (let attempt = 0; attempt < MAX_KEY_CREATION_ATTEMPTS; attempt++) {
-      const found = await this.storage.read(async (scope) => ({
-        active: await scope.dataKeys.findActive(ref),
-        generation: await scope.dataKeys.maxGeneration(ref),
+      const found = await this.storage.read(ref, async (scope) => ({
+        active: await scope.dataKeys.findActive(),
+        generation: await scope.dataKeys.maxGeneration(),
       }));
       // Another writer already rotated past this point: use its key, skip no generation.
       if (found.active && serves(found.active, rotateFrom)) return found.active;
@@ -278,15 +279,15 @@ export class KeyRing {
     );
     let record: DataKeyRecord | undefined;
     try {
-      record = await this.storage.transaction(async (scope) => {
+      record = await this.storage.transaction(ref, async (scope) => {
         // The session's write lock orders this against appends, clears and key creations of
         // other processes, so what is read below stays true until commit. (A session without
         // a row has no writer to race: its appends fail before they seal anything.)
-        await scope.sessions.lockForWrite(ref, Date.now());
-        const active = await scope.dataKeys.findActive(ref);
-        const highest = await scope.dataKeys.maxGeneration(ref);
+        await scope.session.lockForWrite(Date.now());
+        const active = await scope.dataKeys.findActive();
+        const highest = await scope.dataKeys.maxGeneration();
         if (highest !== generation - 1 || (active && serves(active, rotateFrom))) return undefined;
-        const session = await scope.sessions.find(ref);
+        const session = await scope.session.find();
         const candidate: DataKeyRecord = {
           dekId,
           tenantId: ref.tenantId,
@@ -303,7 +304,7 @@ export class KeyRing {
         if (!(await scope.dataKeys.insertIfAbsent(candidate))) return undefined;
         // One active key per session, enforced where the key is inserted: any older key
         // still active (a first write racing a rotation) only opens old items from now on.
-        await scope.dataKeys.retireActiveBelow(ref, generation);
+        await scope.dataKeys.retireActiveBelow(generation);
         return candidate;
       });
     } catch (error) {

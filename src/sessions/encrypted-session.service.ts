@@ -85,17 +85,17 @@ export class EncryptedSessionService {
     const now = Date.now();
     // Most opens find the session: one read, and a write only the first time.
     const record =
-      (await this.storage.read((scope) => scope.sessions.find(ref))) ??
-      (await this.storage.transaction(async (scope) => {
+      (await this.storage.read(ref, (scope) => scope.session.find())) ??
+      (await this.storage.transaction(ref, async (scope) => {
         // Items without a session row: the row was deleted behind the module's back. A fresh
         // row would restart the counter under them and every later write would collide.
         if (
-          !(await scope.sessions.find(ref)) &&
-          (await scope.items.listVisible(ref, STORED_AT_ALL, 1)).length > 0
+          !(await scope.session.find()) &&
+          (await scope.items.listVisible(STORED_AT_ALL, 1)).length > 0
         ) {
           throw sessionRowMissing(ref);
         }
-        await scope.sessions.insertIfAbsent({
+        await scope.session.insertIfAbsent({
           ...ref,
           subjectId,
           createdAt: now,
@@ -104,7 +104,7 @@ export class EncryptedSessionService {
           itemTtlSeconds: requestedTtl ?? this.defaults.itemTtlSeconds,
           legalHold: false,
         });
-        return (await scope.sessions.find(ref))!;
+        return (await scope.session.find())!;
       }));
     if (subjectId !== null && record.subjectId !== null && record.subjectId !== subjectId) {
       throw new InvalidArgumentError(

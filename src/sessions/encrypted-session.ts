@@ -14,7 +14,13 @@ import {
   StorageUnavailableError,
 } from '../errors/index.js';
 import type { KeyRing, UsableDataKey } from '../keys/index.js';
-import type { SessionRef, SessionStorage, StorageScope, StoredItem } from '../storage/index.js';
+import type {
+  SessionReadScope,
+  SessionRef,
+  SessionStorage,
+  SessionWriteScope,
+  StoredItem,
+} from '../storage/index.js';
 import {
   canonicalItemJson,
   canonicalPayload,
@@ -125,7 +131,9 @@ export class EncryptedSession implements SessionHistoryTransactionAwareSession {
       limit === undefined
         ? await this.readAllPaged(now)
         : await this.openRows(
-            await this.context.storage.read((scope) => this.newestRows(scope, now, limit)),
+            await this.context.storage.read(this.ref, (scope) =>
+              this.newestRows(scope, now, limit),
+            ),
             now,
           );
     logger.verbose(`Read ${items.length} item(s) of session '${this.ref.sessionId}'`);
@@ -143,8 +151,8 @@ export class EncryptedSession implements SessionHistoryTransactionAwareSession {
     // The session row is read as well, though the bound comes from the items (a counter set
     // back below them must not hide them): its damaged values fail this read as they fail a
     // write, instead of going unnoticed.
-    const newest = await this.context.storage.read(async (scope) => {
-      await scope.sessions.find(this.ref);
+    const newest = await this.context.storage.read(this.ref, async (scope) => {
+      await scope.session.find();
       return (await this.newestRows(scope, now, 1))[0];
     });
     if (!newest) return [];
@@ -154,8 +162,8 @@ export class EncryptedSession implements SessionHistoryTransactionAwareSession {
     for (;;) {
       const page = checkStoredItems(
         this.ref,
-        await this.context.storage.read((scope) =>
-          scope.items.listVisiblePage(this.ref, now, afterSeq, throughSeq, FULL_READ_PAGE_SIZE),
+        await this.context.storage.read(this.ref, (scope) =>
+          scope.items.listVisiblePage(now, afterSeq, throughSeq, FULL_READ_PAGE_SIZE),
         ),
         { limit: FULL_READ_PAGE_SIZE, afterSeq, throughSeq },
       );
@@ -175,7 +183,7 @@ export class EncryptedSession implements SessionHistoryTransactionAwareSession {
     if (payloads.length === 0) return;
     this.refuseBatchOverKeyLimit(payloads.length, 'addItems');
     await this.withWriteKey((dataKey) =>
-      this.context.storage.transaction(async (scope) => {
+      this.context.storage.transaction(this.ref, async (scope) => {
         await this.appendSealed(scope, dataKey, payloads);
       }),
     );
@@ -189,12 +197,14 @@ export class EncryptedSession implements SessionHistoryTransactionAwareSession {
   async popItem(): Promise<AgentInputItem | undefined> {
     for (let attempt = 0; attempt < MAX_WRITE_ATTEMPTS; attempt++) {
       const now = this.now();
-      const [newest] = await this.context.storage.read((scope) => this.newestRows(scope, now, 1));
+      const [newest] = await this.context.storage.read(this.ref, (scope) =>
+        this.newestRows(scope, now, 1),
+      );
       if (!newest) return undefined;
       // Open first: a failure throws here, before anything is deleted.
       const [item] = await this.openRows([newest], now);
-      const deleted = await this.context.storage.transaction((scope) =>
-        scope.items.deleteBySeq(this.ref, [newest.seq]),
+      const deleted = await this.context.storage.transaction(this.ref, (scope) =>
+        scope.items.deleteBySeq([newest.seq]),
       );
       if (deleted === 1) {
         logger.verbose(`Popped item ${newest.seq} of session '${this.ref.sessionId}'`);
@@ -212,12 +222,12 @@ export class EncryptedSession implements SessionHistoryTransactionAwareSession {
    * so no copy of an old ciphertext can ever be opened again. The next write starts a new key.
    */
   async clearSession(): Promise<void> {
-    await this.context.storage.transaction(async (scope) => {
+    await this.context.storage.transaction(this.ref, async (scope) => {
       // Waits for an append of another process to commit, so none lands under a destroyed key.
-      await scope.sessions.lockForWrite(this.ref, this.now());
-      await scope.items.deleteAll(this.ref);
-      await scope.historyOperations.deleteAll(this.ref);
-      await scope.dataKeys.destroyAllForSession(this.ref, this.now());
+      await scope.session.lockForWrite(this.now());
+      await scope.items.deleteAll();
+      await scope.historyOperations.deleteAll();
+      await scope.dataKeys.destroyAll(this.now());
     });
     this.context.keyRing.forgetSession(this.ref);
     logger.debug(`Cleared session '${this.ref.sessionId}' and destroyed its data keys`);
@@ -243,8 +253,8 @@ export class EncryptedSession implements SessionHistoryTransactionAwareSession {
     for (let attempt = 0; attempt < MAX_WRITE_ATTEMPTS; attempt++) {
       const existing = checkOperationRecord(
         this.ref,
-        await this.context.storage.read((scope) =>
-          scope.historyOperations.find(this.ref, operationId),
+        await this.context.storage.read(this.ref, (scope) =>
+          scope.historyOperations.find(operationId),
         ),
       );
       if (existing) {
@@ -262,13 +272,8 @@ export class EncryptedSession implements SessionHistoryTransactionAwareSession {
           : new Map<string, UsableDataKey>();
       try {
         await this.withWriteKey((dataKey) =>
-          this.context.storage.transaction(async (scope) => {
-            if (
-              checkOperationRecord(
-                this.ref,
-                await scope.historyOperations.find(this.ref, operationId),
-              )
-            ) {
+          this.context.storage.transaction(this.ref, async (scope) => {
+            if (checkOperationRecord(this.ref, await scope.historyOperations.find(operationId))) {
               throw new RetryOutsideTransaction('operation-exists');
             }
             if (transaction.type === 'replace_suffix') {
@@ -277,7 +282,7 @@ export class EncryptedSession implements SessionHistoryTransactionAwareSession {
             } else {
               await this.appendSealed(scope, dataKey, transaction.items);
             }
-            const recorded = await scope.historyOperations.insertIfAbsent(this.ref, {
+            const recorded = await scope.historyOperations.insertIfAbsent({
               operationId,
               dekId: dataKey.dekId,
               digest: digestHistoryTransaction(dataKey.key, transaction),
@@ -339,8 +344,8 @@ export class EncryptedSession implements SessionHistoryTransactionAwareSession {
   private async explainWriteFailure(error: unknown): Promise<unknown> {
     if (error instanceof EncryptedSessionError) return error;
     try {
-      const behind = await this.context.storage.read(async (scope) => {
-        const session = await scope.sessions.find(this.ref);
+      const behind = await this.context.storage.read(this.ref, async (scope) => {
+        const session = await scope.session.find();
         const [newest] = await this.newestRows(scope, STORED_AT_ALL, 1);
         return session !== undefined && newest !== undefined && newest.seq >= session.nextSeq;
       });
@@ -353,8 +358,12 @@ export class EncryptedSession implements SessionHistoryTransactionAwareSession {
   }
 
   /** The newest `limit` rows visible at `now`, checked: damaged rows never reach a caller. */
-  private async newestRows(scope: StorageScope, now: number, limit: number): Promise<StoredItem[]> {
-    return checkStoredItems(this.ref, await scope.items.listVisible(this.ref, now, limit), {
+  private async newestRows(
+    scope: SessionReadScope,
+    now: number,
+    limit: number,
+  ): Promise<StoredItem[]> {
+    return checkStoredItems(this.ref, await scope.items.listVisible(now, limit), {
       limit,
     });
   }
@@ -380,15 +389,13 @@ export class EncryptedSession implements SessionHistoryTransactionAwareSession {
 
   /** Reserves positions, seals each payload for its position and inserts them in one batch. */
   private async appendSealed(
-    scope: StorageScope,
+    scope: SessionWriteScope,
     dataKey: UsableDataKey,
     payloads: readonly Buffer[],
   ): Promise<void> {
     const now = this.now();
     const first =
-      payloads.length > 0
-        ? await scope.sessions.reserveSequence(this.ref, payloads.length, now)
-        : 0;
+      payloads.length > 0 ? await scope.session.reserveSequence(payloads.length, now) : 0;
     if (first === undefined) {
       // Items without their session row: the row was deleted behind the module's back.
       if ((await this.newestRows(scope, STORED_AT_ALL, 1)).length > 0) {
@@ -400,7 +407,7 @@ export class EncryptedSession implements SessionHistoryTransactionAwareSession {
     }
     // The key must still be the session's active one: a concurrent clear or rotation would
     // otherwise leave items sealed under a destroyed key.
-    const active = await scope.dataKeys.findActive(this.ref);
+    const active = await scope.dataKeys.findActive();
     if (active?.dekId !== dataKey.dekId || dataKey.revoked) {
       throw new RetryOutsideTransaction(
         active && active.generation > dataKey.generation && !dataKey.revoked
@@ -430,12 +437,12 @@ export class EncryptedSession implements SessionHistoryTransactionAwareSession {
         ciphertext: this.cipher.seal(dataKey, binding, payload),
       };
     });
-    await scope.items.insertMany(this.ref, rows);
+    await scope.items.insertMany(rows);
   }
 
   /** Checks the newest items against the expected suffix and deletes them; conflict otherwise. */
   private async removeExpectedSuffix(
-    scope: StorageScope,
+    scope: SessionWriteScope,
     transaction: Extract<HistoryTransactionSnapshot, { type: 'replace_suffix' }>,
     keys: Map<string, UsableDataKey>,
   ): Promise<void> {
@@ -459,17 +466,16 @@ export class EncryptedSession implements SessionHistoryTransactionAwareSession {
         'Session history suffix no longer matches the transaction precondition',
       );
     }
-    await scope.items.deleteBySeq(
-      this.ref,
-      rows.map((row) => row.seq),
-    );
+    await scope.items.deleteBySeq(rows.map((row) => row.seq));
   }
 
   /** Loads the keys of the newest `count` visible items (outside any transaction). */
   private async keysForNewest(count: number): Promise<Map<string, UsableDataKey>> {
     if (count === 0) return new Map();
     const now = this.now();
-    const rows = await this.context.storage.read((scope) => this.newestRows(scope, now, count));
+    const rows = await this.context.storage.read(this.ref, (scope) =>
+      this.newestRows(scope, now, count),
+    );
     return this.loadKeys(rows);
   }
 

@@ -6,116 +6,179 @@ import type {
   StoredItem,
 } from './storage.records.js';
 
-/** Session rows. */
-export interface SessionRecordRepository {
-  find(ref: SessionRef): Promise<SessionRecord | undefined>;
-  /** Inserts the record unless the session exists; true when this call created it. */
+// ---------------------------------------------------------------------------------------------
+// Units of work bound to one session. Every method acts on the session the unit was opened for
+// (`scope.ref`); none takes a session argument, so no code path can reach another session's
+// rows from inside a unit of work.
+
+/** The session row, read side. */
+export interface SessionRowReads {
+  find(): Promise<SessionRecord | undefined>;
+}
+
+/** The session row, write side. */
+export interface SessionRowWrites extends SessionRowReads {
+  /**
+   * Inserts the record unless the session exists; true when this call created it. The
+   * record's tenant and session must be the unit's own.
+   */
   insertIfAbsent(record: SessionRecord): Promise<boolean>;
   /**
    * Reserves `count` consecutive sequence numbers and records activity at `now`.
    * Returns the first reserved number, or undefined when the session row does not exist.
    * Atomic against every other writer of the session.
    */
-  reserveSequence(ref: SessionRef, count: number, now: number): Promise<number | undefined>;
+  reserveSequence(count: number, now: number): Promise<number | undefined>;
   /**
    * Records activity at `now` and takes the session's write lock for the rest of the unit of
    * work, so a clear cannot interleave with an append of another process. False when the
    * session row does not exist.
    */
-  lockForWrite(ref: SessionRef, now: number): Promise<boolean>;
+  lockForWrite(now: number): Promise<boolean>;
 }
 
-/** Item rows. */
-export interface ItemRepository {
-  /** Inserts all items in one batched statement (or as few as the backend's limits allow). */
-  insertMany(ref: SessionRef, items: readonly StoredItem[]): Promise<void>;
+/** The session's items, read side. */
+export interface ItemReads {
   /**
    * The newest `limit` items not expired at `now`, in ascending sequence order. The
    * newest-first scan stops after `limit` rows, so expired history costs nothing. (Whole
    * histories are read page by page with {@link listVisiblePage}.)
    */
-  listVisible(ref: SessionRef, now: number, limit: number): Promise<StoredItem[]>;
+  listVisible(now: number, limit: number): Promise<StoredItem[]>;
   /**
    * Up to `limit` items not expired at `now` with `afterSeq < seq <= throughSeq`, in ascending
    * order: one page of a long history, so a full read never holds it all at once.
    */
   listVisiblePage(
-    ref: SessionRef,
     now: number,
     afterSeq: number,
     throughSeq: number,
     limit: number,
   ): Promise<StoredItem[]>;
-  /** Deletes the given sequence numbers; returns how many rows went. */
-  deleteBySeq(ref: SessionRef, seqs: readonly number[]): Promise<number>;
-  /** Deletes every item of the session; returns how many rows went. */
-  deleteAll(ref: SessionRef): Promise<number>;
 }
 
-/** Wrapped data keys. */
-export interface DataKeyRepository {
+/** The session's items, write side. */
+export interface ItemWrites extends ItemReads {
+  /** Inserts all items in one batched statement (or as few as the backend's limits allow). */
+  insertMany(items: readonly StoredItem[]): Promise<void>;
+  /** Deletes the given sequence numbers; returns how many rows went. */
+  deleteBySeq(seqs: readonly number[]): Promise<number>;
+  /** Deletes every item of the session; returns how many rows went. */
+  deleteAll(): Promise<number>;
+}
+
+/** The session's wrapped data keys, read side. */
+export interface DataKeyReads {
+  /** The session's key with this id; undefined when there is none (or it is another session's). */
   findById(dekId: string): Promise<DataKeyRecord | undefined>;
   /** The session's active key with the highest generation, if any. */
-  findActive(ref: SessionRef): Promise<DataKeyRecord | undefined>;
+  findActive(): Promise<DataKeyRecord | undefined>;
   /** The highest generation the session ever had, in any state; 0 when it has none. */
-  maxGeneration(ref: SessionRef): Promise<number>;
-  /** Inserts unless a key with the same session and generation exists; true when inserted. */
+  maxGeneration(): Promise<number>;
+}
+
+/** The session's wrapped data keys, write side. */
+export interface DataKeyWrites extends DataKeyReads {
+  /**
+   * Inserts unless a key with the same session and generation exists; true when inserted. The
+   * record's tenant and session must be the unit's own.
+   */
   insertIfAbsent(record: DataKeyRecord): Promise<boolean>;
   /**
    * Moves the session's active keys older than `generation` to `retiring` (the newer
    * generation takes over writes; retiring keys still open old items).
    */
-  retireActiveBelow(ref: SessionRef, generation: number): Promise<number>;
+  retireActiveBelow(generation: number): Promise<number>;
   /** Crypto-shreds every key of the session: state `destroyed`, wrapped bytes wiped. */
-  destroyAllForSession(ref: SessionRef, now: number): Promise<number>;
-  /**
-   * One page of the data keys (of every session) that are not destroyed and not wrapped by
-   * `kekId`, for KEK rotation. Pass the returned cursor to get the next page; undefined means
-   * the scan is done. Pages may overlap: callers update conditionally.
-   */
-  listWrappedByOtherKek(
-    kekId: string,
-    cursor: string | undefined,
-    limit: number,
-  ): Promise<DataKeyPage>;
+  destroyAll(now: number): Promise<number>;
   /**
    * Replaces a data key's wrapping if it is still wrapped by `expectedKekId` and not destroyed;
    * true when replaced. Only `kek_id` and `wrapped_key` change, never an item.
    */
   replaceWrapping(
-    key: SessionRef & { dekId: string },
+    dekId: string,
     expectedKekId: string,
     next: { kekId: string; wrappedKey: Buffer },
   ): Promise<boolean>;
-  /** How many data keys that are not destroyed each root key wraps. */
-  countByKek(): Promise<Record<string, number>>;
 }
 
-/** A page of {@link DataKeyRepository.listWrappedByOtherKek}. */
+/** Applied history transactions (agents-core `applyHistoryTransaction`), read side. */
+export interface HistoryOperationReads {
+  find(operationId: string): Promise<HistoryOperationRecord | undefined>;
+}
+
+/** Applied history transactions, write side. */
+export interface HistoryOperationWrites extends HistoryOperationReads {
+  /** Records the operation; false if the id was already recorded (another writer won). */
+  insertIfAbsent(record: HistoryOperationRecord): Promise<boolean>;
+  deleteAll(): Promise<number>;
+}
+
+/** What a read-only unit of work may do: read one session's rows. It has no write methods. */
+export interface SessionReadScope {
+  /** The session this unit of work is bound to. */
+  readonly ref: SessionRef;
+  readonly session: SessionRowReads;
+  readonly items: ItemReads;
+  readonly dataKeys: DataKeyReads;
+  readonly historyOperations: HistoryOperationReads;
+}
+
+/**
+ * What a transaction may do: read and write one session's rows, atomically.
+ *
+ * Slot for the audit trail: it adds an `audit` member here whose `append(record)` the adapter
+ * persists at commit, exactly once per committed unit of work (also when Redis runs the work
+ * again after a conflict: only the last run's records are written), in the same atomic step as
+ * the change, and never under the session's expiry (an audit record outlives the items it
+ * describes). Records appended in a unit of work that throws are not persisted.
+ */
+export interface SessionWriteScope extends SessionReadScope {
+  readonly session: SessionRowWrites;
+  readonly items: ItemWrites;
+  readonly dataKeys: DataKeyWrites;
+  readonly historyOperations: HistoryOperationWrites;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Work across sessions (KEK rotation today; expired-item scans, lookups by subject and job
+// leases later): an optional capability, apart from the per-session units of work.
+
+/** A page of {@link StorageMaintenance.listDataKeysWrappedByOtherKek}. */
 export interface DataKeyPage {
   readonly records: DataKeyRecord[];
   /** Where the next page starts; undefined when there is none. */
   readonly cursor: string | undefined;
 }
 
-/** Applied history transactions (agents-core `applyHistoryTransaction`). */
-export interface HistoryOperationRepository {
-  find(ref: SessionRef, operationId: string): Promise<HistoryOperationRecord | undefined>;
-  /** Records the operation; false if the id was already recorded (another writer won). */
-  insertIfAbsent(ref: SessionRef, record: HistoryOperationRecord): Promise<boolean>;
-  deleteAll(ref: SessionRef): Promise<number>;
+/**
+ * Cross-session scans. Pages are resumable through an opaque cursor, so an adapter over several
+ * nodes (a Redis Cluster scans every master) can encode where it is in each. Pages may overlap:
+ * callers change what they find through a session's unit of work, conditionally.
+ */
+export interface StorageMaintenance {
+  readonly supported: true;
+  /**
+   * One page of the data keys (of every session) that are not destroyed and not wrapped by
+   * `kekId`, for KEK rotation. Pass the returned cursor to get the next page.
+   */
+  listDataKeysWrappedByOtherKek(
+    kekId: string,
+    cursor: string | undefined,
+    limit: number,
+  ): Promise<DataKeyPage>;
+  /** How many data keys that are not destroyed each root key wraps. */
+  countDataKeysByKek(): Promise<Record<string, number>>;
 }
 
-/**
- * Everything one unit of work can touch. Later layers (the audit trail) add their own
- * repositories here, so an audit record commits or rolls back with the change it describes.
- */
-export interface StorageScope {
-  readonly sessions: SessionRecordRepository;
-  readonly items: ItemRepository;
-  readonly dataKeys: DataKeyRepository;
-  readonly historyOperations: HistoryOperationRepository;
+/** An adapter's up-front word that it cannot do cross-session work, and why. */
+export interface MaintenanceUnsupported {
+  readonly supported: false;
+  /** What is missing and what to do, for the error a caller raises before it starts. */
+  readonly reason: string;
 }
+
+// ---------------------------------------------------------------------------------------------
 
 /** Injection token for {@link SessionStorage}. */
 export const SESSION_STORAGE = Symbol('SESSION_STORAGE');
@@ -126,16 +189,36 @@ export const SESSION_STORAGE = Symbol('SESSION_STORAGE');
 export interface SessionStorage {
   /** Short name of the backend, for logs and health output (`memory`, `sqlite`, ...). */
   readonly backend: string;
-  /** Runs read-only work against a consistent view. */
-  read<T>(work: (scope: StorageScope) => Promise<T>): Promise<T>;
+  /** Runs read-only work on one session's rows against a consistent view. */
+  read<T>(ref: SessionRef, work: (scope: SessionReadScope) => Promise<T>): Promise<T>;
   /**
-   * Runs work atomically: every write made through `scope` commits when `work` resolves and
-   * none survives when it throws. The error is rethrown unchanged.
+   * Runs work on one session's rows atomically: every write made through `scope` commits when
+   * `work` resolves and none survives when it throws. The error is rethrown unchanged.
    *
-   * A unit of work touches one session. Adapters with optimistic concurrency (Redis) run `work`
-   * again after a conflicting commit, so it must have no effect outside `scope`.
+   * Adapters with optimistic concurrency (Redis) run `work` again after a conflicting commit,
+   * so it must have no effect outside `scope`.
    */
-  transaction<T>(work: (scope: StorageScope) => Promise<T>): Promise<T>;
+  transaction<T>(ref: SessionRef, work: (scope: SessionWriteScope) => Promise<T>): Promise<T>;
+  /**
+   * Cross-session work, or the reason the adapter cannot do it. Absent means unsupported
+   * (a host's own adapter need not offer it). Check it with {@link supportsMaintenance}.
+   */
+  readonly maintenance?: StorageMaintenance | MaintenanceUnsupported;
   /** Releases what the adapter itself opened (not a host's DataSource). Idempotent. */
   close(): Promise<void>;
+}
+
+/** A storage whose adapter can do cross-session work. */
+export type MaintainableStorage = SessionStorage & { readonly maintenance: StorageMaintenance };
+
+/** True when `storage` offers {@link StorageMaintenance}. */
+export function supportsMaintenance(storage: SessionStorage): storage is MaintainableStorage {
+  return storage.maintenance?.supported === true;
+}
+
+/** Why `storage` offers no {@link StorageMaintenance}, for an error message. */
+export function maintenanceUnsupportedReason(storage: SessionStorage): string {
+  const maintenance = storage.maintenance;
+  if (maintenance && !maintenance.supported) return maintenance.reason;
+  return `the ${storage.backend} storage adapter offers no cross-session maintenance`;
 }

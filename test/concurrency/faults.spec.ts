@@ -479,9 +479,9 @@ for (const server of SQL_SERVERS) {
         const ref = { tenantId: 'tenant', sessionId: 'session' };
         try {
           const outcome = await storage
-            .transaction(async (scope) => {
+            .transaction(ref, async (scope) => {
               // The unit now holds its one connection, inside an open transaction.
-              await scope.sessions.find(ref);
+              await scope.session.find();
               await killer.killAll();
               await waitUntil(
                 async () => (await killer.countConnections()) === 0,
@@ -489,7 +489,7 @@ for (const server of SQL_SERVERS) {
               );
               // Give the client's socket a moment to deliver the server's goodbye.
               await sleep(50);
-              await scope.sessions.find(ref);
+              await scope.session.find();
             })
             .then(
               () => 'resolved',

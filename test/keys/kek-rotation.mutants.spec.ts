@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
+  ConfigurationError,
   IntegrityError,
   KekRotationService,
   KeyProviderUnavailableError,
@@ -7,7 +8,9 @@ import {
   type DataKeyContext,
   type DataKeyPage,
   type SessionStorage,
+  type StorageMaintenance,
   type WrappedDataKey,
+  supportsMaintenance,
 } from '../../src/index.js';
 import { RotatingEnvProvider } from '../support/rotating-env-provider.js';
 import { memoryHarness, userMessage, type SessionHarness } from '../support/session-harness.js';
@@ -37,8 +40,8 @@ beforeEach(async () => {
   for (let i = 0; i < 5; i++) {
     const session = await harness.service.open(`s${i}`);
     await session.addItems([userMessage(`item ${i}`)]);
-    const key = await harness.storage.read((scope) =>
-      scope.dataKeys.findActive({ tenantId: 'default', sessionId: `s${i}` }),
+    const key = await harness.storage.read({ tenantId: 'default', sessionId: `s${i}` }, (scope) =>
+      scope.dataKeys.findActive(),
     );
     dekIds.push(key!.dekId);
   }
@@ -48,32 +51,40 @@ afterEach(async () => {
   await harness.close();
 });
 
-/** The same storage, with listWrappedByOtherKek answering an empty page (with a cursor) first. */
-function withEmptyFirstPage(storage: SessionStorage): SessionStorage {
-  let first = true;
+/** `storage` with its maintenance scans replaced by `scans` (given the real ones). */
+function withScans(
+  storage: SessionStorage,
+  scans: (real: StorageMaintenance) => Partial<StorageMaintenance>,
+): SessionStorage {
+  if (!supportsMaintenance(storage)) throw new Error(`${storage.backend} has no maintenance`);
+  const real = storage.maintenance;
   return {
     backend: storage.backend,
-    transaction: (work) => storage.transaction(work),
+    read: (ref, work) => storage.read(ref, work),
+    transaction: (ref, work) => storage.transaction(ref, work),
     close: () => storage.close(),
-    read: (work) =>
-      storage.read((scope) =>
-        work({
-          ...scope,
-          dataKeys: {
-            ...scope.dataKeys,
-            findById: (id) => scope.dataKeys.findById(id),
-            countByKek: () => scope.dataKeys.countByKek(),
-            listWrappedByOtherKek: async (kekId, cursor, limit): Promise<DataKeyPage> => {
-              if (first) {
-                first = false;
-                return { records: [], cursor: '' };
-              }
-              return scope.dataKeys.listWrappedByOtherKek(kekId, cursor, limit);
-            },
-          },
-        }),
-      ),
+    maintenance: {
+      supported: true,
+      listDataKeysWrappedByOtherKek: (kekId, cursor, limit) =>
+        real.listDataKeysWrappedByOtherKek(kekId, cursor, limit),
+      countDataKeysByKek: () => real.countDataKeysByKek(),
+      ...scans(real),
+    },
   };
+}
+
+/** The same storage, with the key listing answering an empty page (with a cursor) first. */
+function withEmptyFirstPage(storage: SessionStorage): SessionStorage {
+  let first = true;
+  return withScans(storage, (real) => ({
+    listDataKeysWrappedByOtherKek: async (kekId, cursor, limit): Promise<DataKeyPage> => {
+      if (first) {
+        first = false;
+        return { records: [], cursor: '' };
+      }
+      return real.listDataKeysWrappedByOtherKek(kekId, cursor, limit);
+    },
+  }));
 }
 
 describe('KekRotationService.rewrapAll', () => {
@@ -98,7 +109,9 @@ describe('KekRotationService.rewrapAll', () => {
     const rotation = new KekRotationService(harness.storage, harness.keyRing);
     const report = await rotation.rewrapAll({ batchSize: 2 });
     expect(report).toEqual({ rewrapped: 4, alreadyMoved: 0, failed: 1, remaining: 1 });
-    const left = await harness.storage.read((scope) => scope.dataKeys.findById(dekIds[1]));
+    const left = await harness.storage.read({ tenantId: 'default', sessionId: 's1' }, (scope) =>
+      scope.dataKeys.findById(dekIds[1]),
+    );
     expect(left!.kekId).toBe('env:k1');
   });
 
@@ -106,26 +119,12 @@ describe('KekRotationService.rewrapAll', () => {
     const storage = harness.storage;
     // A run whose page was read before another run moved every key.
     let stale: DataKeyPage | undefined;
-    const slow: SessionStorage = {
-      ...storage,
-      backend: storage.backend,
-      transaction: (work) => storage.transaction(work),
-      close: () => storage.close(),
-      read: (work) =>
-        storage.read((scope) =>
-          work({
-            ...scope,
-            dataKeys: {
-              ...scope.dataKeys,
-              countByKek: () => scope.dataKeys.countByKek(),
-              listWrappedByOtherKek: async (kekId, cursor, limit) => {
-                stale ??= await scope.dataKeys.listWrappedByOtherKek(kekId, cursor, limit);
-                return stale;
-              },
-            },
-          }),
-        ),
-    };
+    const slow = withScans(storage, (real) => ({
+      listDataKeysWrappedByOtherKek: async (kekId, cursor, limit) => {
+        stale ??= await real.listDataKeysWrappedByOtherKek(kekId, cursor, limit);
+        return stale;
+      },
+    }));
     await new KekRotationService(slow, harness.keyRing).rewrapAll({ batchSize: 10, maxBatches: 1 });
     // Now replay the same (stale) page: every key on it has moved already.
     const report = await new KekRotationService(slow, harness.keyRing).rewrapAll({
@@ -150,5 +149,25 @@ describe('KekRotationService.rewrapAll when the provider is down', () => {
       KeyProviderUnavailableError,
     );
     expect((await rotation.status()).remaining).toBe(5);
+  });
+});
+
+/** The memory storage behind an adapter that declares cross-session scans unsupported. */
+const unsupportedStorage = (): SessionStorage => ({
+  backend: 'cluster-like',
+  read: (ref, work) => harness.storage.read(ref, work),
+  transaction: (ref, work) => harness.storage.transaction(ref, work),
+  close: () => harness.storage.close(),
+  maintenance: { supported: false, reason: 'this adapter cannot scan every node yet' },
+});
+
+describe('KekRotationService on a storage without cross-session scans', () => {
+  it('refuses status() and rewrapAll() up front, naming the reason, moving nothing', async () => {
+    const storage = unsupportedStorage();
+    const rotation = new KekRotationService(storage, new KeyRing(storage, provider));
+    await expect(rotation.status()).rejects.toThrow(/cannot scan every node yet/);
+    await expect(rotation.rewrapAll()).rejects.toBeInstanceOf(ConfigurationError);
+    const real = new KekRotationService(harness.storage, harness.keyRing);
+    expect((await real.status()).remaining).toBe(5);
   });
 });

@@ -11,7 +11,7 @@ import {
   type KeyProvider,
   type SessionRef,
   type SessionStorage,
-  type StorageScope,
+  type SessionWriteScope,
   type WrappedDataKey,
 } from '../../src/index.js';
 import { newRootKeyEntry } from '../support/test-keys.js';
@@ -46,12 +46,12 @@ class GeneratingProvider implements KeyProvider {
 /** `inner` with its transactions' scopes passed through `patch`. */
 function patchedTransactions(
   inner: SessionStorage,
-  patch: (scope: StorageScope) => StorageScope,
+  patch: (scope: SessionWriteScope) => SessionWriteScope,
 ): SessionStorage {
   return {
     backend: inner.backend,
-    read: (work) => inner.read(work),
-    transaction: (work) => inner.transaction((scope) => work(patch(scope))),
+    read: (ref, work) => inner.read(ref, work),
+    transaction: (ref, work) => inner.transaction(ref, (scope) => work(patch(scope))),
     close: () => inner.close(),
   };
 }
@@ -65,7 +65,7 @@ describe('KeyRing: creating a data key', () => {
     const inner = new MemorySessionStorage();
     const storage: SessionStorage = {
       backend: inner.backend,
-      read: (work) => inner.read(work),
+      read: (ref, work) => inner.read(ref, work),
       transaction: async () => {
         throw new StorageUnavailableError('down');
       },

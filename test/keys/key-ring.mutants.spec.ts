@@ -14,6 +14,7 @@ import {
   type WrappedDataKey,
 } from '../../src/index.js';
 import { newRootKeyEntry } from '../support/test-keys.js';
+import { newSessionRecord } from '../support/session-records.js';
 
 // Tests that kill mutants StrykerJS found alive in the key ring (issue 8, point 14): each one
 // pins an outcome a broken key ring would otherwise get away with.
@@ -49,8 +50,8 @@ class RecordingProvider implements KeyProvider {
     return this.inner.rewrapDataKey(wrapped, context);
   }
   /** The real key of a stored data key, unwrapped outside any key ring. */
-  async plaintextOf(storage: SessionStorage, dekId: string): Promise<Buffer> {
-    const record = (await storage.read((scope) => scope.dataKeys.findById(dekId)))!;
+  async plaintextOf(storage: SessionStorage, ref: SessionRef, dekId: string): Promise<Buffer> {
+    const record = (await storage.read(ref, (scope) => scope.dataKeys.findById(dekId)))!;
     return this.inner.unwrapDataKey(
       { kekId: record.kekId, wrappedKey: record.wrappedKey },
       { tenantId: record.tenantId, sessionId: record.sessionId, dekId },
@@ -62,17 +63,7 @@ const zeroKey = Buffer.alloc(32);
 
 async function storageWithSession(ref: SessionRef = { tenantId: 't', sessionId: 's' }) {
   const storage = new MemorySessionStorage();
-  await storage.transaction((scope) =>
-    scope.sessions.insertIfAbsent({
-      ...ref,
-      subjectId: null,
-      createdAt: 0,
-      lastActivityAt: 0,
-      nextSeq: 1,
-      itemTtlSeconds: null,
-      legalHold: false,
-    }),
-  );
+  await storage.transaction(ref, (scope) => scope.session.insertIfAbsent(newSessionRecord(ref)));
   return { storage, ref };
 }
 
@@ -84,7 +75,7 @@ describe('KeyRing: the key bytes it hands out', () => {
     const dataKey = await ring.keyForWrite(ref, null);
     expect(dataKey.key.equals(zeroKey)).toBe(false);
     expect(dataKey.key.equals(provider.handedOut[0].copy)).toBe(true);
-    expect(dataKey.key.equals(await provider.plaintextOf(storage, dataKey.dekId))).toBe(true);
+    expect(dataKey.key.equals(await provider.plaintextOf(storage, ref, dataKey.dekId))).toBe(true);
   });
 
   it('opens a stored key to its unwrapped bytes on a cold read', async () => {
@@ -94,7 +85,7 @@ describe('KeyRing: the key bytes it hands out', () => {
     const dataKey = await new KeyRing(storage, provider).keyForRead(ref, dekId);
     expect(provider.unwrapCalls).toBe(1);
     expect(dataKey.key.equals(zeroKey)).toBe(false);
-    expect(dataKey.key.equals(await provider.plaintextOf(storage, dekId))).toBe(true);
+    expect(dataKey.key.equals(await provider.plaintextOf(storage, ref, dekId))).toBe(true);
   });
 
   it("zeroes the provider's plaintext buffers once it holds its own copy", async () => {
@@ -146,17 +137,7 @@ describe('KeyRing: forgetting a session', () => {
 });
 
 async function storageWithSessionIn(storage: SessionStorage, ref: SessionRef) {
-  await storage.transaction((scope) =>
-    scope.sessions.insertIfAbsent({
-      ...ref,
-      subjectId: null,
-      createdAt: 0,
-      lastActivityAt: 0,
-      nextSeq: 1,
-      itemTtlSeconds: null,
-      legalHold: false,
-    }),
-  );
+  await storage.transaction(ref, (scope) => scope.session.insertIfAbsent(newSessionRecord(ref)));
 }
 
 describe('KeyRing: two processes creating the first key at once', () => {
@@ -172,11 +153,11 @@ describe('KeyRing: two processes creating the first key at once', () => {
     await waitUntil(() => provider.generateCalls === 2);
     open();
     const [a, b] = await pending;
-    const stored = await storage.read((scope) => scope.dataKeys.findActive(ref));
+    const stored = await storage.read(ref, (scope) => scope.dataKeys.findActive());
     expect(a.dekId).toBe(stored!.dekId);
     expect(b.dekId).toBe(stored!.dekId);
     expect(a.key.equals(b.key)).toBe(true);
-    expect(await storage.read((scope) => scope.dataKeys.maxGeneration(ref))).toBe(1);
+    expect(await storage.read(ref, (scope) => scope.dataKeys.maxGeneration())).toBe(1);
     // The loser's generated plaintext is wiped, not cached.
     const lost = provider.handedOut.find(({ copy }) => !copy.equals(a.key))!;
     expect(lost.buffer.equals(zeroKey)).toBe(true);
@@ -193,9 +174,9 @@ describe('KeyRing: rotation', () => {
     expect(second.generation).toBe(2);
     expect(second.firstSeq).toBe(10);
     expect(second.dekId).not.toBe(first.dekId);
-    const old = await storage.read((scope) => scope.dataKeys.findById(first.dekId));
+    const old = await storage.read(ref, (scope) => scope.dataKeys.findById(first.dekId));
     expect(old!.state).toBe('retiring');
-    expect((await storage.read((scope) => scope.dataKeys.findActive(ref)))!.dekId).toBe(
+    expect((await storage.read(ref, (scope) => scope.dataKeys.findActive()))!.dekId).toBe(
       second.dekId,
     );
     // A retired key still opens old items, and writes now go to the new one.
@@ -211,7 +192,7 @@ describe('KeyRing: rotation', () => {
     const rotated = await new KeyRing(storage, provider).rotate(ref, null, 10);
     const reused = await ring.rotate(ref, null, 10);
     expect(reused.dekId).toBe(rotated.dekId);
-    expect(await storage.read((scope) => scope.dataKeys.maxGeneration(ref))).toBe(2);
+    expect(await storage.read(ref, (scope) => scope.dataKeys.maxGeneration())).toBe(2);
   });
 });
 
@@ -220,7 +201,7 @@ describe('KeyRing: destroyed keys', () => {
     const { storage, ref } = await storageWithSession();
     const provider = new RecordingProvider();
     const { dekId } = await new KeyRing(storage, provider).keyForWrite(ref, null);
-    await storage.transaction((scope) => scope.dataKeys.destroyAllForSession(ref, 1));
+    await storage.transaction(ref, (scope) => scope.dataKeys.destroyAll(1));
     const cold = new KeyRing(storage, provider);
     await expect(cold.keyForRead(ref, dekId)).rejects.toBeInstanceOf(KeyDestroyedError);
     expect(provider.unwrapCalls).toBe(0);
@@ -296,11 +277,11 @@ describe('KeyRing: warm sessions', () => {
     let reads = 0;
     const counting: SessionStorage = {
       backend: storage.backend,
-      read: (work) => {
+      read: (readRef, work) => {
         reads++;
-        return storage.read(work);
+        return storage.read(readRef, work);
       },
-      transaction: (work) => storage.transaction(work),
+      transaction: (writeRef, work) => storage.transaction(writeRef, work),
       close: () => storage.close(),
     };
     const ring = new KeyRing(counting, new RecordingProvider());
@@ -314,7 +295,7 @@ describe('KeyRing: warm sessions', () => {
 
   it('starts the first key of a cleared session at the next sequence number', async () => {
     const { storage, ref } = await storageWithSession();
-    await storage.transaction((scope) => scope.sessions.reserveSequence(ref, 4, 1));
+    await storage.transaction(ref, (scope) => scope.session.reserveSequence(4, 1));
     const ring = new KeyRing(storage, new RecordingProvider());
     expect((await ring.keyForWrite(ref, null)).firstSeq).toBe(5);
   });

@@ -8,10 +8,12 @@ import {
   type DataKeyContext,
   type KeyProvider,
   type SessionStorage,
-  type StorageScope,
+  type SessionReadScope,
+  type SessionRef,
   type WrappedDataKey,
 } from '../../src/index.js';
 import { newRootKeyEntry } from '../support/test-keys.js';
+import { newSessionRecord } from '../support/session-records.js';
 
 /** Counts calls into a real env provider; can be switched off to simulate an outage. */
 class CountingProvider implements KeyProvider {
@@ -55,17 +57,7 @@ async function ringWithKeys(sessionCount: number, options = {}) {
   const dekIds: string[] = [];
   for (let i = 0; i < sessionCount; i++) {
     const ref = { tenantId: 't', sessionId: `s${i}` };
-    await storage.transaction((scope) =>
-      scope.sessions.insertIfAbsent({
-        ...ref,
-        subjectId: null,
-        createdAt: 0,
-        lastActivityAt: 0,
-        nextSeq: 1,
-        itemTtlSeconds: null,
-        legalHold: false,
-      }),
-    );
+    await storage.transaction(ref, (scope) => scope.session.insertIfAbsent(newSessionRecord(ref)));
     dekIds.push((await writer.keyForWrite(ref, null)).dekId);
   }
   // A fresh ring, as in another process: nothing cached.
@@ -228,32 +220,33 @@ function poolLikeStorage(
   inner: MemorySessionStorage,
   beforeCall: (call: string) => Promise<void>,
 ): SessionStorage {
-  const scope = new Proxy(
-    {},
-    {
-      get: (_, repository: string) =>
-        new Proxy(
-          {},
-          {
-            get:
-              (__, method: string) =>
-              async (...args: unknown[]) => {
-                await beforeCall(`${repository}.${method}`);
-                return inner.read((real) => {
-                  const target = (real as unknown as Record<string, Record<string, Function>>)[
-                    repository
-                  ];
-                  return target[method].apply(target, args) as Promise<unknown>;
-                });
-              },
-          },
-        ),
-    },
-  ) as unknown as StorageScope;
+  const scopeFor = (ref: SessionRef) =>
+    new Proxy(
+      {},
+      {
+        get: (_, repository: string) =>
+          new Proxy(
+            {},
+            {
+              get:
+                (__, method: string) =>
+                async (...args: unknown[]) => {
+                  await beforeCall(`${repository}.${method}`);
+                  return inner.read(ref, (real) => {
+                    const target = (real as unknown as Record<string, Record<string, Function>>)[
+                      repository
+                    ];
+                    return target[method].apply(target, args) as Promise<unknown>;
+                  });
+                },
+            },
+          ),
+      },
+    ) as unknown as SessionReadScope;
   return {
     backend: inner.backend,
-    read: (work) => work(scope),
-    transaction: (work) => inner.transaction(work),
+    read: (ref, work) => work(scopeFor(ref)),
+    transaction: (ref, work) => inner.transaction(ref, work),
     close: () => inner.close(),
   };
 }
@@ -263,17 +256,7 @@ describe('KeyRing data key creation racing other processes', () => {
 
   async function storageWithSession() {
     const storage = new MemorySessionStorage();
-    await storage.transaction((scope) =>
-      scope.sessions.insertIfAbsent({
-        ...ref,
-        subjectId: null,
-        createdAt: 0,
-        lastActivityAt: 0,
-        nextSeq: 1,
-        itemTtlSeconds: null,
-        legalHold: false,
-      }),
-    );
+    await storage.transaction(ref, (scope) => scope.session.insertIfAbsent(newSessionRecord(ref)));
     return storage;
   }
 
@@ -300,11 +283,11 @@ describe('KeyRing data key creation racing other processes', () => {
     const writeA = ringA.keyForWrite(ref, null);
     await paused.reached;
     await ringB.keyForWrite(ref, null);
-    await storage.transaction((scope) => scope.dataKeys.destroyAllForSession(ref, Date.now()));
+    await storage.transaction(ref, (scope) => scope.dataKeys.destroyAll(Date.now()));
     paused.open();
 
     const keyA = await writeA;
-    const active = await storage.read((scope) => scope.dataKeys.findActive(ref));
+    const active = await storage.read(ref, (scope) => scope.dataKeys.findActive());
     expect(active?.dekId).toBe(keyA.dekId);
     expect(keyA.generation).toBe(2);
   });
@@ -332,7 +315,7 @@ describe('KeyRing data key creation racing other processes', () => {
     paused.open();
     const keyA = await writeA;
 
-    const states = await storage.read(async (scope) => {
+    const states = await storage.read(ref, async (scope) => {
       const found = [];
       for (const dekId of new Set([keyA.dekId, keyB.dekId])) {
         found.push((await scope.dataKeys.findById(dekId))!.state);

@@ -10,7 +10,8 @@ import {
   StorageUnavailableError,
   type KeyRingOptions,
   type SessionStorage,
-  type StorageScope,
+  type SessionReadScope,
+  type SessionWriteScope,
 } from '../../src/index.js';
 import { memoryHarness, userMessage, type SessionHarness } from '../support/session-harness.js';
 
@@ -44,26 +45,32 @@ function sessionOver(storage: SessionStorage, keyRing: KeyRing, clock?: () => nu
   });
 }
 
-/** `storage` with some scope methods replaced; `edit` gets the real scope. */
+type Repository = 'session' | 'items' | 'dataKeys' | 'historyOperations';
+
+/**
+ * `storage` with some scope methods replaced; `edit` gets the real scope (in reads, the read
+ * scope: only its read methods exist).
+ */
 function editedStorage(
   storage: SessionStorage,
-  edit: (scope: StorageScope) => Partial<{ [K in keyof StorageScope]: Partial<StorageScope[K]> }>,
+  edit: (scope: SessionWriteScope) => Partial<{ [K in Repository]: Partial<SessionWriteScope[K]> }>,
   onTransaction?: () => void,
 ): SessionStorage {
-  const wrap = (scope: StorageScope): StorageScope => {
-    const changes = edit(scope);
+  const wrap = <S extends SessionReadScope>(scope: S): S => {
+    const changes = edit(scope as unknown as SessionWriteScope);
     return {
-      sessions: { ...bind(scope.sessions), ...changes.sessions },
+      ref: scope.ref,
+      session: { ...bind(scope.session), ...changes.session },
       items: { ...bind(scope.items), ...changes.items },
       dataKeys: { ...bind(scope.dataKeys), ...changes.dataKeys },
       historyOperations: { ...bind(scope.historyOperations), ...changes.historyOperations },
-    };
+    } as S;
   };
   return {
     backend: storage.backend,
-    read: (work) => storage.read((scope) => work(wrap(scope))),
-    transaction: (work) =>
-      storage.transaction((scope) => {
+    read: (ref, work) => storage.read(ref, (scope) => work(wrap(scope))),
+    transaction: (ref, work) =>
+      storage.transaction(ref, (scope) => {
         onTransaction?.();
         return work(wrap(scope));
       }),
@@ -91,15 +98,15 @@ describe('EncryptedSession: what storage returns is checked again', () => {
   it('hides an expired item even when the storage query returns it', async () => {
     const session = await harness.service.open(sessionId, { ttlSeconds: 1 });
     await session.addItems(items('expires'));
-    const [row] = await harness.storage.read((scope) =>
-      scope.items.listVisible({ tenantId: 'default', sessionId }, 0, 1),
+    const [row] = await harness.storage.read({ tenantId: 'default', sessionId }, (scope) =>
+      scope.items.listVisible(0, 1),
     );
     // A store whose queries ignore expiry (e.g. a lagging replica or a bug).
     const leaky = editedStorage(harness.storage, (scope) => ({
       items: {
-        listVisible: (ref, _now, limit) => scope.items.listVisible(ref, 0, limit),
-        listVisiblePage: (ref, _now, after, through, limit) =>
-          scope.items.listVisiblePage(ref, 0, after, through, limit),
+        listVisible: (_now, limit) => scope.items.listVisible(0, limit),
+        listVisiblePage: (_now, after, through, limit) =>
+          scope.items.listVisiblePage(0, after, through, limit),
       },
     }));
     const later = sessionOver(leaky, harness.keyRing, () => row.expiresAt! + 1);
@@ -117,12 +124,12 @@ describe('EncryptedSession: what storage returns is checked again', () => {
     let reads = 0;
     const racing: SessionStorage = {
       backend: harness.storage.backend,
-      transaction: (work) => harness.storage.transaction(work),
+      transaction: (ref, work) => harness.storage.transaction(ref, work),
       close: () => harness.storage.close(),
-      read: async (work) => {
+      read: async (ref, work) => {
         // Read 1 fixes the last position; before read 2 (the first page) another writer appends.
         if (++reads === 2) await (await harness.service.open(sessionId)).addItems(items('c'));
-        return harness.storage.read(work);
+        return harness.storage.read(ref, work);
       },
     };
     expect(texts(await sessionOver(racing, harness.keyRing).getItems())).toEqual(['a', 'b']);
@@ -133,8 +140,8 @@ describe('EncryptedSession: writes to a session that is gone or keeps moving', (
   it('refuses to append to a session that has no record, storing nothing', async () => {
     const session = sessionOver(harness.storage, harness.keyRing);
     await expect(session.addItems(items('orphan'))).rejects.toBeInstanceOf(SessionNotFoundError);
-    const rows = await harness.storage.read((scope) =>
-      scope.items.listVisible({ tenantId: 'default', sessionId }, 0, 10),
+    const rows = await harness.storage.read({ tenantId: 'default', sessionId }, (scope) =>
+      scope.items.listVisible(0, 10),
     );
     expect(rows).toEqual([]);
   });
@@ -143,8 +150,8 @@ describe('EncryptedSession: writes to a session that is gone or keeps moving', (
     const session = await harness.service.open(sessionId);
     await expect(session.addItems('text' as never)).rejects.toBeInstanceOf(InvalidArgumentError);
     await session.addItems([]);
-    const key = await harness.storage.read((scope) =>
-      scope.dataKeys.findActive({ tenantId: 'default', sessionId }),
+    const key = await harness.storage.read({ tenantId: 'default', sessionId }, (scope) =>
+      scope.dataKeys.findActive(),
     );
     expect(key).toBeUndefined();
   });
@@ -198,7 +205,7 @@ describe('EncryptedSession: writes to a session that is gone or keeps moving', (
     await b.addItems(items('b2'));
     await a.addItems(items('a2'));
     const ref = { tenantId: 'default', sessionId };
-    expect(await harness.storage.read((scope) => scope.dataKeys.maxGeneration(ref))).toBe(2);
+    expect(await harness.storage.read(ref, (scope) => scope.dataKeys.maxGeneration())).toBe(2);
     expect(texts(await a.getItems())).toEqual(['a1', 'b1', 'b2', 'a2']);
     ringA.clear();
     ringB.clear();
@@ -209,7 +216,7 @@ describe('EncryptedSession: writes to a session that is gone or keeps moving', (
     await harness.service.open(sessionId);
     const session = sessionOver(harness.storage, ring);
     const ref = { tenantId: 'default', sessionId };
-    const generation = () => harness.storage.read((scope) => scope.dataKeys.maxGeneration(ref));
+    const generation = () => harness.storage.read(ref, (scope) => scope.dataKeys.maxGeneration());
     await session.addItems(items('1', '2'));
     await session.addItems(items('3'));
     expect(await generation()).toBe(1);
@@ -269,11 +276,11 @@ describe('EncryptedSession: expiry boundary', () => {
   it('hides an item at the very millisecond it expires, whatever storage returns', async () => {
     const session = await harness.service.open(sessionId, { ttlSeconds: 1 });
     await session.addItems(items('expires'));
-    const [row] = await harness.storage.read((scope) =>
-      scope.items.listVisible({ tenantId: 'default', sessionId }, 0, 1),
+    const [row] = await harness.storage.read({ tenantId: 'default', sessionId }, (scope) =>
+      scope.items.listVisible(0, 1),
     );
     const leaky = editedStorage(harness.storage, (scope) => ({
-      items: { listVisible: (ref, _now, limit) => scope.items.listVisible(ref, 0, limit) },
+      items: { listVisible: (_now, limit) => scope.items.listVisible(0, limit) },
     }));
     expect(await sessionOver(leaky, harness.keyRing, () => row.expiresAt!).getItems(1)).toEqual([]);
   });
@@ -292,15 +299,15 @@ describe('EncryptedSessionService.open: more checks', () => {
     const session = await harness.service.open(sessionId, { subjectId: 'dave' });
     await session.addItems(items('x'));
     const ref = { tenantId: 'default', sessionId };
-    expect((await harness.storage.read((scope) => scope.dataKeys.findActive(ref)))!.subjectId).toBe(
-      'dave',
-    );
+    expect(
+      (await harness.storage.read(ref, (scope) => scope.dataKeys.findActive()))!.subjectId,
+    ).toBe('dave');
   });
 
   it('creates a session with no legal hold, starting at position 1', async () => {
     await harness.service.open(sessionId);
-    const record = await harness.storage.read((scope) =>
-      scope.sessions.find({ tenantId: 'default', sessionId }),
+    const record = await harness.storage.read({ tenantId: 'default', sessionId }, (scope) =>
+      scope.session.find(),
     );
     expect(record).toMatchObject({
       legalHold: false,
@@ -315,10 +322,10 @@ describe('EncryptedSessionService.open: more checks', () => {
 function racedStorage(storage: SessionStorage, before: () => Promise<void>): SessionStorage {
   return {
     backend: storage.backend,
-    read: (work) => storage.read(work),
-    transaction: async (work) => {
+    read: (ref, work) => storage.read(ref, work),
+    transaction: async (ref, work) => {
       await before();
-      return storage.transaction(work);
+      return storage.transaction(ref, work);
     },
     close: () => storage.close(),
   };
@@ -331,8 +338,8 @@ function rotatedUnder(times: number) {
   let checks = 0;
   const storage = editedStorage(harness.storage, (scope) => ({
     dataKeys: {
-      findActive: async (sessionRef) => {
-        const active = await scope.dataKeys.findActive(sessionRef);
+      findActive: async () => {
+        const active = await scope.dataKeys.findActive();
         if (!active || checks++ >= times) return active;
         return { ...active, dekId: randomUUID(), generation: active.generation + 1 };
       },
@@ -369,8 +376,8 @@ describe('EncryptedSession: how long a write waits for other writers', () => {
     let checks = 0;
     const replaced = editedStorage(harness.storage, (scope) => ({
       dataKeys: {
-        findActive: async (sessionRef) => {
-          const active = await scope.dataKeys.findActive(sessionRef);
+        findActive: async () => {
+          const active = await scope.dataKeys.findActive();
           checks++;
           return active && { ...active, dekId: randomUUID() };
         },
@@ -405,9 +412,9 @@ describe('EncryptedSession: how long a write waits for other writers', () => {
     const stored = texts(await sessionOver(harness.storage, harness.keyRing).getItems());
     expect(stored).toHaveLength(100);
     expect(stored).not.toContain('never');
-    expect(await harness.storage.read((scope) => scope.dataKeys.maxGeneration(currentRef()))).toBe(
-      100,
-    );
+    expect(
+      await harness.storage.read(currentRef(), (scope) => scope.dataKeys.maxGeneration()),
+    ).toBe(100);
   });
 
   it('refuses a batch larger than one data key seals, storing nothing', async () => {
@@ -426,7 +433,7 @@ describe('EncryptedSession: how long a write waits for other writers', () => {
     await session.addItems(items('1', '2'));
     expect(texts(await session.getItems())).toEqual(['1', '2']);
     expect(
-      await harness.storage.read((scope) => scope.historyOperations.find(currentRef(), 'op')),
+      await harness.storage.read(currentRef(), (scope) => scope.historyOperations.find('op')),
     ).toBe(undefined);
   });
 });
@@ -457,7 +464,7 @@ describe('EncryptedSession: a write that fails for another reason', () => {
           throw driverError;
         },
       },
-      sessions: {
+      session: {
         find: async () => {
           throw new StorageUnavailableError('the database went away');
         },
@@ -474,10 +481,10 @@ describe('EncryptedSession: a write that fails for another reason', () => {
     await session.addItems(items('a', 'b'));
     const typed = new StorageUnavailableError('the database went away');
     const failing = editedStorage(harness.storage, (scope) => ({
-      sessions: {
+      session: {
         // The counter reads as if rolled back to position 1.
-        find: async (ref) => {
-          const record = await scope.sessions.find(ref);
+        find: async () => {
+          const record = await scope.session.find();
           return record && { ...record, nextSeq: 1 };
         },
       },
@@ -521,7 +528,7 @@ describe('EncryptedSession: replace_suffix racing a writer that moved the suffix
     });
     expect(raced).toBe(true);
     const ref = { tenantId: 'default', sessionId };
-    expect(await harness.storage.read((scope) => scope.dataKeys.maxGeneration(ref))).toBe(2);
+    expect(await harness.storage.read(ref, (scope) => scope.dataKeys.maxGeneration())).toBe(2);
     expect(texts(await session.getItems())).toEqual(['c']);
   });
 });

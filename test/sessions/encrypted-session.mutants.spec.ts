@@ -12,7 +12,6 @@ import {
   type ItemCipher,
   type SessionRef,
   type SessionStorage,
-  type StorageScope,
 } from '../../src/index.js';
 import { memoryHarness, userMessage, type SessionHarness } from '../support/session-harness.js';
 import { DEFAULT_SESSION_DEFAULTS } from '../../src/sessions/session-defaults.js';
@@ -49,7 +48,7 @@ async function expiryOfAppend(session: EncryptedSession): Promise<number | null>
 
 /** The newest `limit` stored rows of a session, oldest first, read straight from storage. */
 function storedRows(ref: SessionRef, limit = 100) {
-  return harness.storage.read((scope) => scope.items.listVisible(ref, Date.now(), limit));
+  return harness.storage.read(ref, (scope) => scope.items.listVisible(Date.now(), limit));
 }
 
 /** Another process on the same storage and root keys: its own key ring and service. */
@@ -82,8 +81,8 @@ describe('EncryptedSessionService.open: ids', () => {
     );
     // Nothing was created for the refused call.
     expect(
-      await harness.storage.read((scope) =>
-        scope.sessions.find({ tenantId: 'default', sessionId }),
+      await harness.storage.read({ tenantId: 'default', sessionId }, (scope) =>
+        scope.session.find(),
       ),
     ).toBeUndefined();
   });
@@ -114,7 +113,7 @@ describe('EncryptedSessionService.open: subject', () => {
     await harness.service.open(sessionId, { subjectId: 'alice' });
     const session = await harness.service.open(sessionId);
     await session.addItems(items('a'));
-    const key = await harness.storage.read((scope) => scope.dataKeys.findActive(ref));
+    const key = await harness.storage.read(ref, (scope) => scope.dataKeys.findActive());
     expect(key!.subjectId).toBe('alice');
   });
 
@@ -122,9 +121,9 @@ describe('EncryptedSessionService.open: subject', () => {
     const ref = { tenantId: 'default', sessionId };
     const session = await harness.service.open(sessionId, { subjectId: 'carol' });
     await session.addItems(items('a'));
-    const key = await harness.storage.read((scope) => scope.dataKeys.findActive(ref));
+    const key = await harness.storage.read(ref, (scope) => scope.dataKeys.findActive());
     expect(key!.subjectId).toBe('carol');
-    expect((await harness.storage.read((scope) => scope.sessions.find(ref)))!.subjectId).toBe(
+    expect((await harness.storage.read(ref, (scope) => scope.session.find()))!.subjectId).toBe(
       'carol',
     );
   });
@@ -227,9 +226,9 @@ describe('EncryptedSession: writes never land under a destroyed or zeroed key', 
     let evictOnce = true;
     const storage: SessionStorage = {
       backend: harness.storage.backend,
-      read: (work) => harness.storage.read(work),
-      transaction: (work) =>
-        harness.storage.transaction(async (scope: StorageScope) => {
+      read: (ref, work) => harness.storage.read(ref, work),
+      transaction: (ref, work) =>
+        harness.storage.transaction(ref, async (scope) => {
           if (evictOnce) {
             evictOnce = false;
             // The cache drops (and zeroes) the key the write already holds.
@@ -274,9 +273,9 @@ describe('EncryptedSession.clearSession', () => {
     const ref = { tenantId: 'default', sessionId };
     const session = await harness.service.open(sessionId);
     await session.addItems(items('secret'));
-    const { dekId } = (await harness.storage.read((scope) => scope.dataKeys.findActive(ref)))!;
+    const { dekId } = (await harness.storage.read(ref, (scope) => scope.dataKeys.findActive()))!;
     await session.clearSession();
-    const record = await harness.storage.read((scope) => scope.dataKeys.findById(dekId));
+    const record = await harness.storage.read(ref, (scope) => scope.dataKeys.findById(dekId));
     expect(record?.state ?? 'destroyed').toBe('destroyed');
     expect(await session.getItems()).toEqual([]);
   });

@@ -26,8 +26,8 @@ describe('EncryptedSessionService.open options', () => {
       InvalidArgumentError,
     );
     expect(
-      await harness.storage.read((scope) =>
-        scope.sessions.find({ tenantId: 'default', sessionId: 'chat' }),
+      await harness.storage.read({ tenantId: 'default', sessionId: 'chat' }, (scope) =>
+        scope.session.find(),
       ),
     ).toBeUndefined();
   });

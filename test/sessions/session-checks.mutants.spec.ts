@@ -10,7 +10,8 @@ import {
   StorageUnavailableError,
   type SessionRef,
   type SessionStorage,
-  type StorageScope,
+  type SessionReadScope,
+  type SessionWriteScope,
 } from '../../src/index.js';
 import {
   canonicalItemJson,
@@ -140,18 +141,21 @@ describe('snapshotHistoryTransaction: arguments that throw', () => {
 /** The memory storage with some scope methods replaced, in reads and transactions alike. */
 function patchedStorage(
   inner: SessionStorage,
-  patch: (scope: StorageScope, inTransaction: boolean) => StorageScope,
+  patch: (scope: SessionWriteScope, inTransaction: boolean) => SessionWriteScope,
 ): SessionStorage {
+  // In reads the scope has only its read methods; a patch adds what it replaces.
+  const patchRead = (scope: SessionReadScope): SessionReadScope =>
+    patch(scope as SessionWriteScope, false);
   return {
     backend: inner.backend,
-    read: (work) => inner.read((scope) => work(patch(scope, false))),
-    transaction: (work) => inner.transaction((scope) => work(patch(scope, true))),
+    read: (ref, work) => inner.read(ref, (scope) => work(patchRead(scope))),
+    transaction: (ref, work) => inner.transaction(ref, (scope) => work(patch(scope, true))),
     close: () => inner.close(),
   };
 }
 
 /** Inserts fail the way a SQL driver reports a duplicate key: an untyped error. */
-const failingInserts = (scope: StorageScope): StorageScope => ({
+const failingInserts = (scope: SessionWriteScope): SessionWriteScope => ({
   ...scope,
   items: {
     ...scope.items,
@@ -178,7 +182,7 @@ describe('the session layer on storage that misbehaves', () => {
 
   /** How many items of the session storage holds. */
   const storedCount = async () =>
-    (await harness.storage.read((scope) => scope.items.listVisible(ref, Date.now(), 100))).length;
+    (await harness.storage.read(ref, (scope) => scope.items.listVisible(Date.now(), 100))).length;
 
   /** Sets the session's counter back to `nextSeq`, as a restored session row would. */
   function setCounter(nextSeq: number) {
@@ -231,7 +235,7 @@ describe('the session layer on storage that misbehaves', () => {
     const rowless = await serviceOn(
       patchedStorage(harness.storage, (scope) => ({
         ...scope,
-        sessions: { ...scope.sessions, reserveSequence: async () => undefined },
+        session: { ...scope.session, reserveSequence: async () => undefined },
       })),
     ).open(ref.sessionId);
     await expect(rowless.addItems(items('b'))).rejects.toBeInstanceOf(IntegrityError);
@@ -242,7 +246,7 @@ describe('the session layer on storage that misbehaves', () => {
     const rowless = await serviceOn(
       patchedStorage(harness.storage, (scope) => ({
         ...scope,
-        sessions: { ...scope.sessions, reserveSequence: async () => undefined },
+        session: { ...scope.session, reserveSequence: async () => undefined },
       })),
     ).open(ref.sessionId);
     await expect(rowless.addItems(items('b'))).rejects.toBeInstanceOf(SessionNotFoundError);
@@ -253,7 +257,7 @@ describe('the session layer on storage that misbehaves', () => {
     const rowless = serviceOn(
       patchedStorage(harness.storage, (scope) => ({
         ...scope,
-        sessions: { ...scope.sessions, find: async () => undefined },
+        session: { ...scope.session, find: async () => undefined },
       })),
     );
     await expect(rowless.open(ref.sessionId)).rejects.toBeInstanceOf(IntegrityError);
@@ -266,7 +270,7 @@ describe('the session layer on storage that misbehaves', () => {
         ...scope,
         items: {
           ...scope.items,
-          listVisible: (r, now, limit) => scope.items.listVisible(r, now, limit + 1),
+          listVisible: (now, limit) => scope.items.listVisible(now, limit + 1),
         },
       })),
     ).open(ref.sessionId);
@@ -281,10 +285,10 @@ describe('the session layer on storage that misbehaves', () => {
         items: {
           ...scope.items,
           // The newest item looks like item 1, and pages ignore their upper bound.
-          listVisible: async (r, now, limit) =>
-            (await scope.items.listVisible(r, now, limit + 1)).filter((row) => row.seq === 1),
-          listVisiblePage: (r, now, afterSeq, _throughSeq, limit) =>
-            scope.items.listVisiblePage(r, now, afterSeq, Number.MAX_SAFE_INTEGER, limit),
+          listVisible: async (now, limit) =>
+            (await scope.items.listVisible(now, limit + 1)).filter((row) => row.seq === 1),
+          listVisiblePage: (now, afterSeq, _throughSeq, limit) =>
+            scope.items.listVisiblePage(now, afterSeq, Number.MAX_SAFE_INTEGER, limit),
         },
       })),
     ).open(ref.sessionId);
@@ -310,9 +314,9 @@ describe('the session layer on storage that misbehaves', () => {
           historyOperations: {
             ...scope.historyOperations,
             find: async () => undefined,
-            insertIfAbsent: (r, operation) => {
+            insertIfAbsent: (operation) => {
               inserts++;
-              return scope.historyOperations.insertIfAbsent(r, operation);
+              return scope.historyOperations.insertIfAbsent(operation);
             },
           },
         })),
@@ -330,8 +334,8 @@ describe('the session layer on storage that misbehaves', () => {
           ...scope,
           historyOperations: {
             ...scope.historyOperations,
-            find: async (r, operationId) =>
-              inTransaction ? scope.historyOperations.find(r, operationId) : undefined,
+            find: async (operationId) =>
+              inTransaction ? scope.historyOperations.find(operationId) : undefined,
             insertIfAbsent: async () => true,
           },
         })),

@@ -13,6 +13,7 @@ import {
   type HarnessFactory,
   type SessionHarness,
 } from '../support/session-harness.js';
+import { newSessionRecord } from '../support/session-records.js';
 
 const items = (...texts: string[]) => texts.map((text) => userMessage(text)) as AgentInputItem[];
 const texts = (list: AgentInputItem[]) => list.map((item) => (item as { content: string }).content);
@@ -21,6 +22,9 @@ const texts = (list: AgentInputItem[]) => list.map((item) => (item as { content:
  * The behaviour every storage backend must show through EncryptedSession. Written once, run on
  * each backend by a one-line spec.
  */
+/** A ref in the default tenant. */
+const refOf = (id: string) => ({ tenantId: 'default', sessionId: id });
+
 export function describeSessionContract(backendName: string, createHarness: HarnessFactory): void {
   describe(`EncryptedSession contract on ${backendName}`, () => {
     let harness: SessionHarness;
@@ -225,9 +229,11 @@ export function describeSessionContract(backendName: string, createHarness: Harn
         const session = await harness.service.open(sessionId);
         await session.addItems(items('secret'));
         const ref = { tenantId: 'default', sessionId };
-        const before = await harness.storage.read((scope) => scope.dataKeys.findActive(ref));
+        const before = await harness.storage.read(ref, (scope) => scope.dataKeys.findActive());
         await session.clearSession();
-        const after = await harness.storage.read((scope) => scope.dataKeys.findById(before!.dekId));
+        const after = await harness.storage.read(ref, (scope) =>
+          scope.dataKeys.findById(before!.dekId),
+        );
         expect(after).toMatchObject({ state: 'destroyed', wrappedKey: Buffer.alloc(0) });
       });
     });
@@ -379,6 +385,46 @@ export function describeSessionContract(backendName: string, createHarness: Harn
       });
     });
 
+    describe('storage units of work, bound to one session', () => {
+      it('gives read() a scope with read methods only', async () => {
+        const methods = await harness.storage.read(refOf(sessionId), async (scope) =>
+          [scope.session, scope.items, scope.dataKeys, scope.historyOperations].map((repository) =>
+            Object.keys(repository).toSorted(),
+          ),
+        );
+        expect(methods).toEqual([
+          ['find'],
+          ['listVisible', 'listVisiblePage'],
+          ['findActive', 'findById', 'maxGeneration'],
+          ['find'],
+        ]);
+      });
+
+      it("finds another session's data key by id only in that session's unit of work", async () => {
+        await (await harness.service.open(sessionId)).addItems(items('a'));
+        const own = refOf(sessionId);
+        const { dekId } = (await harness.storage.read(own, (scope) =>
+          scope.dataKeys.findActive(),
+        ))!;
+        const elsewhere = await harness.storage.read(refOf(`${sessionId}-other`), (scope) =>
+          scope.dataKeys.findById(dekId),
+        );
+        expect(elsewhere).toBeUndefined();
+        expect(
+          await harness.storage.read(own, (scope) => scope.dataKeys.findById(dekId)),
+        ).toMatchObject({ dekId, sessionId });
+      });
+
+      it('refuses a record naming another session than the unit of work, writing nothing', async () => {
+        const other = refOf(`${sessionId}-other`);
+        const outcome = harness.storage.transaction(refOf(sessionId), (scope) =>
+          scope.session.insertIfAbsent(newSessionRecord(other)),
+        );
+        await expect(outcome).rejects.toThrow(/another session/);
+        expect(await harness.storage.read(other, (scope) => scope.session.find())).toBeUndefined();
+      });
+    });
+
     describe('data key generations', () => {
       it('starts a new generation after maxItemsPerDataKey items and still reads the old ones', async () => {
         await harness.close();
@@ -388,8 +434,8 @@ export function describeSessionContract(backendName: string, createHarness: Harn
           await session.addItems(items(`${batch}a`, `${batch}b`, `${batch}c`));
         }
         expect(await session.getItems()).toHaveLength(12);
-        const active = await harness.storage.read((scope) =>
-          scope.dataKeys.findActive({ tenantId: 'default', sessionId }),
+        const active = await harness.storage.read({ tenantId: 'default', sessionId }, (scope) =>
+          scope.dataKeys.findActive(),
         );
         expect(active!.generation).toBeGreaterThanOrEqual(3);
       });

@@ -33,8 +33,8 @@ async function thrownBy(call: Promise<unknown>): Promise<unknown> {
 /** A session row plus an appender of raw ciphertext at the storage port. */
 async function rawSession(storage: SessionStorage, sessionId: string) {
   const ref: SessionRef = { tenantId: 'default', sessionId };
-  await storage.transaction((scope) =>
-    scope.sessions.insertIfAbsent({
+  await storage.transaction(ref, (scope) =>
+    scope.session.insertIfAbsent({
       ...ref,
       subjectId: null,
       createdAt: 1,
@@ -55,7 +55,7 @@ async function rawSession(storage: SessionStorage, sessionId: string) {
   return {
     ref,
     append: (bytes: number) =>
-      storage.transaction((scope) => scope.items.insertMany(ref, [item(bytes)])),
+      storage.transaction(ref, (scope) => scope.items.insertMany([item(bytes)])),
   };
 }
 
@@ -94,7 +94,7 @@ describe.each(engines)('large items on %s', (name, factory, up) => {
       try {
         const { ref, append } = await rawSession(harness.storage, `large-${name}`);
         await append(32 * MiB);
-        const [stored] = await harness.storage.read((scope) => scope.items.listVisible(ref, 2, 1));
+        const [stored] = await harness.storage.read(ref, (scope) => scope.items.listVisible(2, 1));
         expect(stored!.ciphertext.length).toBe(32 * MiB);
       } finally {
         await harness.close();

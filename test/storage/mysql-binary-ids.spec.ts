@@ -60,8 +60,8 @@ describe.skipIf(!up)('binary id columns on mariadb', () => {
     ]);
     await (await upgraded.open('chat', { tenantId: 'acme ' })).clearSession();
     expect(await (await upgraded.open('chat', { tenantId: 'acme' })).getItems()).toHaveLength(1);
-    const record = await storage.read((scope) =>
-      scope.sessions.find({ tenantId: 'acme', sessionId: 'chat' }),
+    const record = await storage.read({ tenantId: 'acme', sessionId: 'chat' }, (scope) =>
+      scope.session.find(),
     );
     expect(record).toMatchObject({ tenantId: 'acme', sessionId: 'chat', subjectId: 'p-1' });
   });

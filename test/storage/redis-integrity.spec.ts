@@ -110,7 +110,7 @@ describe.skipIf(!up)(
       await redis.client.zadd(keys.items, 3, second);
 
       await expect(
-        redis.storage.transaction((scope) => scope.items.deleteBySeq(ref, [3])),
+        redis.storage.transaction(ref, (scope) => scope.items.deleteBySeq([3])),
       ).rejects.toBeInstanceOf(IntegrityError);
       expect((await membersOf(redis.client, keys)).map((entry) => entry.score)).toEqual([1, 3, 3]);
     });
@@ -118,8 +118,8 @@ describe.skipIf(!up)(
     it('commits no deletion when the member at the position changed after it was read', async () => {
       const third = await memberAt(redis.client, keys, 3);
 
-      const outcome = redis.storage.transaction(async (scope) => {
-        const deleted = await scope.items.deleteBySeq(ref, [3]);
+      const outcome = redis.storage.transaction(ref, async (scope) => {
+        const deleted = await scope.items.deleteBySeq([3]);
         // Altered behind the module's back between the read and the commit (no version bump).
         await redis.client.zadd(keys.items, 4, third);
         return deleted;

@@ -111,7 +111,7 @@ describe.skipIf(!up)('Redis: the module checks its own connection at startup', (
     try {
       await expect(storage.verifyConnection()).resolves.toBeUndefined();
       const { error, ms } = await startupFailure(() =>
-        storage.read((scope) => scope.sessions.find({ tenantId: 't', sessionId: 's' })),
+        storage.read({ tenantId: 't', sessionId: 's' }, (scope) => scope.session.find()),
       );
       expect(error).toBeInstanceOf(StorageUnavailableError);
       expect(ms).toBeLessThan(1000);

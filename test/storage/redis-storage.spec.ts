@@ -107,17 +107,17 @@ describe.skipIf(!redisUp)('Redis storage adapter', () => {
   }
 
   async function createSession(target: SessionRef = ref, overrides: Partial<SessionRecord> = {}) {
-    await redis.storage.transaction((scope) =>
-      scope.sessions.insertIfAbsent(sessionRecord(target, overrides)),
+    await redis.storage.transaction(sessionRecord(target, overrides), (scope) =>
+      scope.session.insertIfAbsent(sessionRecord(target, overrides)),
     );
   }
 
   /** Reserves positions and inserts the items at them, as an append does. */
   async function append(expiries: Array<number | null>, target: SessionRef = ref) {
-    return redis.storage.transaction(async (scope) => {
-      const first = (await scope.sessions.reserveSequence(target, expiries.length, NOW))!;
+    return redis.storage.transaction(target, async (scope) => {
+      const first = (await scope.session.reserveSequence(expiries.length, NOW))!;
       const items = expiries.map((expiresAt, index) => storedItem(first + index, expiresAt));
-      await scope.items.insertMany(target, items);
+      await scope.items.insertMany(items);
       return items;
     });
   }
@@ -130,11 +130,11 @@ describe.skipIf(!redisUp)('Redis storage adapter', () => {
 
   async function fillAllFourKeys(expiresAt: number | null) {
     const key = dataKey(ref);
-    await redis.storage.transaction(async (scope) => {
+    await redis.storage.transaction(ref, async (scope) => {
       await scope.dataKeys.insertIfAbsent(key);
-      await scope.historyOperations.insertIfAbsent(ref, operation(key.dekId));
-      const first = (await scope.sessions.reserveSequence(ref, 1, NOW))!;
-      await scope.items.insertMany(ref, [storedItem(first, expiresAt)]);
+      await scope.historyOperations.insertIfAbsent(operation(key.dekId));
+      const first = (await scope.session.reserveSequence(1, NOW))!;
+      await scope.items.insertMany([storedItem(first, expiresAt)]);
     });
   }
 
@@ -143,10 +143,10 @@ describe.skipIf(!redisUp)('Redis storage adapter', () => {
       const awkward: SessionRef = { tenantId: 't{1}:x', sessionId: '{s}:{2}' };
       await createSession(awkward);
       const key = dataKey(awkward);
-      await redis.storage.transaction((scope) => scope.dataKeys.insertIfAbsent(key));
+      await redis.storage.transaction(key, (scope) => scope.dataKeys.insertIfAbsent(key));
       await append([null], awkward);
-      await redis.storage.transaction((scope) =>
-        scope.historyOperations.insertIfAbsent(awkward, operation(key.dekId)),
+      await redis.storage.transaction(awkward, (scope) =>
+        scope.historyOperations.insertIfAbsent(operation(key.dekId)),
       );
 
       const tag = redisSessionTag(awkward);
@@ -166,7 +166,7 @@ describe.skipIf(!redisUp)('Redis storage adapter', () => {
     it('points a data key id at the tag of the session that owns it', async () => {
       await createSession();
       const key = dataKey(ref);
-      await redis.storage.transaction((scope) => scope.dataKeys.insertIfAbsent(key));
+      await redis.storage.transaction(key, (scope) => scope.dataKeys.insertIfAbsent(key));
 
       expect(await redis.client.get(`${redis.keyPrefix}dek:${key.dekId}`)).toBe(
         redisSessionTag(ref),
@@ -185,22 +185,22 @@ describe.skipIf(!redisUp)('Redis storage adapter', () => {
       await createSession(ref, { subjectId: 'subject-1', itemTtlSeconds: 3600, legalHold: true });
       const key = dataKey(ref);
       const op = operation(key.dekId);
-      const items = await redis.storage.transaction(async (scope) => {
+      const items = await redis.storage.transaction(ref, async (scope) => {
         await scope.dataKeys.insertIfAbsent(key);
-        await scope.historyOperations.insertIfAbsent(ref, op);
-        const first = (await scope.sessions.reserveSequence(ref, 2, NOW + 5))!;
+        await scope.historyOperations.insertIfAbsent(op);
+        const first = (await scope.session.reserveSequence(2, NOW + 5))!;
         const rows = [storedItem(first, NOW + 60_000), storedItem(first + 1)];
-        await scope.items.insertMany(ref, rows);
+        await scope.items.insertMany(rows);
         return rows;
       });
 
-      const read = await redis.storage.read(async (scope) => ({
-        session: await scope.sessions.find(ref),
-        items: await scope.items.listVisible(ref, NOW, 10),
+      const read = await redis.storage.read(ref, async (scope) => ({
+        session: await scope.session.find(),
+        items: await scope.items.listVisible(NOW, 10),
         byId: await scope.dataKeys.findById(key.dekId),
-        active: await scope.dataKeys.findActive(ref),
-        generation: await scope.dataKeys.maxGeneration(ref),
-        op: await scope.historyOperations.find(ref, op.operationId),
+        active: await scope.dataKeys.findActive(),
+        generation: await scope.dataKeys.maxGeneration(),
+        op: await scope.historyOperations.find(op.operationId),
       }));
 
       expect(read.session).toEqual(
@@ -220,12 +220,12 @@ describe.skipIf(!redisUp)('Redis storage adapter', () => {
     });
 
     it('reports nothing for a session that was never written', async () => {
-      const read = await redis.storage.read(async (scope) => ({
-        session: await scope.sessions.find(ref),
-        items: await scope.items.listVisible(ref, NOW, 10),
-        active: await scope.dataKeys.findActive(ref),
-        generation: await scope.dataKeys.maxGeneration(ref),
-        op: await scope.historyOperations.find(ref, 'op-1'),
+      const read = await redis.storage.read(ref, async (scope) => ({
+        session: await scope.session.find(),
+        items: await scope.items.listVisible(NOW, 10),
+        active: await scope.dataKeys.findActive(),
+        generation: await scope.dataKeys.maxGeneration(),
+        op: await scope.historyOperations.find('op-1'),
       }));
 
       expect(read).toEqual({
@@ -237,40 +237,50 @@ describe.skipIf(!redisUp)('Redis storage adapter', () => {
       });
     });
 
-    it("finds a key by id as the other session's, so a copied ciphertext is caught", async () => {
+    it("finds a key by id only in its own session's unit of work, so a copied ciphertext is caught", async () => {
       const other: SessionRef = { tenantId: 'tenant-a', sessionId: `s-${randomUUID()}` };
       await createSession(other);
       const otherKey = dataKey(other);
-      await redis.storage.transaction((scope) => scope.dataKeys.insertIfAbsent(otherKey));
+      await redis.storage.transaction(otherKey, (scope) => scope.dataKeys.insertIfAbsent(otherKey));
 
-      const found = await redis.storage.read((scope) => scope.dataKeys.findById(otherKey.dekId));
+      const own = await redis.storage.read(other, (scope) =>
+        scope.dataKeys.findById(otherKey.dekId),
+      );
+      const elsewhere = await redis.storage.read(ref, (scope) =>
+        scope.dataKeys.findById(otherKey.dekId),
+      );
 
-      expect(found).toMatchObject({ tenantId: other.tenantId, sessionId: other.sessionId });
+      expect(own).toMatchObject({ tenantId: other.tenantId, sessionId: other.sessionId });
+      expect(elsewhere).toBeUndefined();
     });
 
     it('finds no key behind a pointer whose commit never happened', async () => {
       const dekId = randomUUID();
       await redis.client.set(`${redis.keyPrefix}dek:${dekId}`, redisSessionTag(ref));
 
-      expect(await redis.storage.read((scope) => scope.dataKeys.findById(dekId))).toBeUndefined();
+      expect(
+        await redis.storage.read(ref, (scope) => scope.dataKeys.findById(dekId)),
+      ).toBeUndefined();
     });
 
     it('returns the newest active key and the highest generation of any state', async () => {
       await createSession();
       const first = dataKey(ref, { generation: 1 });
       const second = dataKey(ref, { generation: 2, firstSeq: 50 });
-      const retired = await redis.storage.transaction(async (scope) => {
+      const retired = await redis.storage.transaction(ref, async (scope) => {
         await scope.dataKeys.insertIfAbsent(first);
         await scope.dataKeys.insertIfAbsent(second);
-        return scope.dataKeys.retireActiveBelow(ref, 2);
+        return scope.dataKeys.retireActiveBelow(2);
       });
-      await redis.storage.transaction((scope) =>
-        scope.dataKeys.insertIfAbsent(dataKey(ref, { generation: 3, state: 'destroyed' })),
+      await redis.storage.transaction(
+        dataKey(ref, { generation: 3, state: 'destroyed' }),
+        (scope) =>
+          scope.dataKeys.insertIfAbsent(dataKey(ref, { generation: 3, state: 'destroyed' })),
       );
 
-      const read = await redis.storage.read(async (scope) => ({
-        active: await scope.dataKeys.findActive(ref),
-        generation: await scope.dataKeys.maxGeneration(ref),
+      const read = await redis.storage.read(ref, async (scope) => ({
+        active: await scope.dataKeys.findActive(),
+        generation: await scope.dataKeys.maxGeneration(),
         first: await scope.dataKeys.findById(first.dekId),
       }));
       expect(retired).toBe(1);
@@ -282,15 +292,17 @@ describe.skipIf(!redisUp)('Redis storage adapter', () => {
     it('destroys every key of a session: state destroyed, wrapped bytes wiped', async () => {
       await createSession();
       const keys = [dataKey(ref, { generation: 1 }), dataKey(ref, { generation: 2 })];
-      await redis.storage.transaction(async (scope) => {
+      await redis.storage.transaction(ref, async (scope) => {
         for (const key of keys) await scope.dataKeys.insertIfAbsent(key);
       });
 
-      const destroyed = await redis.storage.transaction((scope) =>
-        scope.dataKeys.destroyAllForSession(ref, NOW + 1),
+      const destroyed = await redis.storage.transaction(ref, (scope) =>
+        scope.dataKeys.destroyAll(NOW + 1),
       );
 
-      const after = await redis.storage.read((scope) => scope.dataKeys.findById(keys[0].dekId));
+      const after = await redis.storage.read(ref, (scope) =>
+        scope.dataKeys.findById(keys[0].dekId),
+      );
       expect(destroyed).toBe(2);
       expect(after).toMatchObject({ state: 'destroyed', destroyedAt: NOW + 1 });
       expect(after?.wrappedKey.length).toBe(0);
@@ -306,7 +318,7 @@ describe.skipIf(!redisUp)('Redis storage adapter', () => {
       monitor.on('monitor', (_time: string, args: string[]) => commands.push(args));
       const marker = `done-${randomUUID()}`;
 
-      const newest = await redis.storage.read((scope) => scope.items.listVisible(ref, NOW, 20));
+      const newest = await redis.storage.read(ref, (scope) => scope.items.listVisible(NOW, 20));
       // MONITOR lists commands in execution order: once the marker shows, the read is logged.
       await redis.client.echo(marker);
       await expect.poll(() => commands.some((args) => args.includes(marker))).toBe(true);
@@ -329,7 +341,7 @@ describe.skipIf(!redisUp)('Redis storage adapter', () => {
         NOW,
       ]);
 
-      const newest = await redis.storage.read((scope) => scope.items.listVisible(ref, NOW, 10));
+      const newest = await redis.storage.read(ref, (scope) => scope.items.listVisible(NOW, 10));
 
       expect(seqsOf(newest)).toEqual([21, 22, 23, 24, 25, 26, 27, 28, 29, 30]);
     });
@@ -338,7 +350,7 @@ describe.skipIf(!redisUp)('Redis storage adapter', () => {
       await createSession();
       await append([NOW - 1, null, NOW + 1, NOW - 5]);
 
-      const newest = await redis.storage.read((scope) => scope.items.listVisible(ref, NOW, 10));
+      const newest = await redis.storage.read(ref, (scope) => scope.items.listVisible(NOW, 10));
 
       expect(seqsOf(newest)).toEqual([2, 3]);
     });
@@ -347,11 +359,11 @@ describe.skipIf(!redisUp)('Redis storage adapter', () => {
       await createSession();
       await append(Array.from({ length: 40 }, (_, i) => (i % 3 === 0 ? NOW - 1 : null)));
 
-      const page = await redis.storage.read((scope) =>
-        scope.items.listVisiblePage(ref, NOW, 5, 30, 6),
+      const page = await redis.storage.read(ref, (scope) =>
+        scope.items.listVisiblePage(NOW, 5, 30, 6),
       );
-      const tail = await redis.storage.read((scope) =>
-        scope.items.listVisiblePage(ref, NOW, 26, 30, 100),
+      const tail = await redis.storage.read(ref, (scope) =>
+        scope.items.listVisiblePage(NOW, 26, 30, 100),
       );
 
       // Seqs 1, 4, 7, ... (i % 3 === 0) are expired.
@@ -399,16 +411,16 @@ describe.skipIf(!redisUp)('Redis storage adapter', () => {
 
   describe('units of work', () => {
     it('lets a unit of work read its own buffered writes', async () => {
-      const seen = await redis.storage.transaction(async (scope) => {
-        const created = await scope.sessions.insertIfAbsent(sessionRecord(ref));
-        const again = await scope.sessions.insertIfAbsent(sessionRecord(ref));
-        const first = await scope.sessions.reserveSequence(ref, 3, NOW);
-        const second = await scope.sessions.reserveSequence(ref, 2, NOW);
-        await scope.items.insertMany(ref, [storedItem(first!), storedItem(first! + 1)]);
-        const items = await scope.items.listVisible(ref, NOW, 10);
+      const seen = await redis.storage.transaction(ref, async (scope) => {
+        const created = await scope.session.insertIfAbsent(sessionRecord(ref));
+        const again = await scope.session.insertIfAbsent(sessionRecord(ref));
+        const first = await scope.session.reserveSequence(3, NOW);
+        const second = await scope.session.reserveSequence(2, NOW);
+        await scope.items.insertMany([storedItem(first!), storedItem(first! + 1)]);
+        const items = await scope.items.listVisible(NOW, 10);
         const op = operation(randomUUID());
-        const recorded = await scope.historyOperations.insertIfAbsent(ref, op);
-        const recordedAgain = await scope.historyOperations.insertIfAbsent(ref, op);
+        const recorded = await scope.historyOperations.insertIfAbsent(op);
+        const recordedAgain = await scope.historyOperations.insertIfAbsent(op);
         return {
           created,
           again,
@@ -417,8 +429,8 @@ describe.skipIf(!redisUp)('Redis storage adapter', () => {
           items: seqsOf(items),
           recorded,
           recordedAgain,
-          found: await scope.historyOperations.find(ref, op.operationId),
-          session: await scope.sessions.find(ref),
+          found: await scope.historyOperations.find(op.operationId),
+          session: await scope.session.find(),
         };
       });
 
@@ -439,13 +451,13 @@ describe.skipIf(!redisUp)('Redis storage adapter', () => {
       await createSession();
       await append([null, null, null]);
 
-      const counts = await redis.storage.transaction(async (scope) => {
-        const first = (await scope.sessions.reserveSequence(ref, 2, NOW))!;
-        await scope.items.insertMany(ref, [storedItem(first), storedItem(first + 1)]);
-        const bySeq = await scope.items.deleteBySeq(ref, [1, 4, 99, 1]);
-        const all = await scope.items.deleteAll(ref);
-        const afterAll = await scope.items.deleteAll(ref);
-        return { bySeq, all, afterAll, left: await scope.items.listVisible(ref, NOW, 10) };
+      const counts = await redis.storage.transaction(ref, async (scope) => {
+        const first = (await scope.session.reserveSequence(2, NOW))!;
+        await scope.items.insertMany([storedItem(first), storedItem(first + 1)]);
+        const bySeq = await scope.items.deleteBySeq([1, 4, 99, 1]);
+        const all = await scope.items.deleteAll();
+        const afterAll = await scope.items.deleteAll();
+        return { bySeq, all, afterAll, left: await scope.items.listVisible(NOW, 10) };
       });
 
       expect(counts).toEqual({ bySeq: 2, all: 3, afterAll: 0, left: [] });
@@ -455,22 +467,23 @@ describe.skipIf(!redisUp)('Redis storage adapter', () => {
     it('refuses a second data key for a stored generation or id', async () => {
       await createSession();
       const key = dataKey(ref);
-      await redis.storage.transaction((scope) => scope.dataKeys.insertIfAbsent(key));
+      await redis.storage.transaction(key, (scope) => scope.dataKeys.insertIfAbsent(key));
       const other: SessionRef = { tenantId: 'tenant-b', sessionId: ref.sessionId };
       await createSession(other);
 
-      const sameGeneration = await redis.storage.transaction((scope) =>
+      const sameGeneration = await redis.storage.transaction(dataKey(ref), (scope) =>
         scope.dataKeys.insertIfAbsent(dataKey(ref)),
       );
-      const sameIdElsewhere = await redis.storage.transaction((scope) =>
-        scope.dataKeys.insertIfAbsent(dataKey(other, { dekId: key.dekId })),
+      const sameIdElsewhere = await redis.storage.transaction(
+        dataKey(other, { dekId: key.dekId }),
+        (scope) => scope.dataKeys.insertIfAbsent(dataKey(other, { dekId: key.dekId })),
       );
 
       expect(sameGeneration).toBe(false);
       expect(sameIdElsewhere).toBe(false);
-      expect(await redis.storage.read((scope) => scope.dataKeys.findById(key.dekId))).toMatchObject(
-        { tenantId: ref.tenantId },
-      );
+      expect(
+        await redis.storage.read(ref, (scope) => scope.dataKeys.findById(key.dekId)),
+      ).toMatchObject({ tenantId: ref.tenantId });
     });
 
     it('discards every write of a unit of work that throws and rethrows its error', async () => {
@@ -481,11 +494,11 @@ describe.skipIf(!redisUp)('Redis storage adapter', () => {
       const failure = new Error('work failed');
       const key = dataKey(ref);
 
-      const outcome = redis.storage.transaction(async (scope) => {
-        const first = (await scope.sessions.reserveSequence(ref, 2, NOW + 9))!;
-        await scope.items.insertMany(ref, [storedItem(first), storedItem(first + 1)]);
+      const outcome = redis.storage.transaction(ref, async (scope) => {
+        const first = (await scope.session.reserveSequence(2, NOW + 9))!;
+        await scope.items.insertMany([storedItem(first), storedItem(first + 1)]);
         await scope.dataKeys.insertIfAbsent(key);
-        await scope.historyOperations.insertIfAbsent(ref, operation(key.dekId));
+        await scope.historyOperations.insertIfAbsent(operation(key.dekId));
         throw failure;
       });
 
@@ -502,39 +515,24 @@ describe.skipIf(!redisUp)('Redis storage adapter', () => {
       const sessionKey = `${redis.keyPrefix}{${redisSessionTag(ref)}}:session`;
       const versionBefore = await redis.client.hget(sessionKey, 'version');
 
-      const found = await redis.storage.transaction((scope) => scope.sessions.find(ref));
+      const found = await redis.storage.transaction(ref, (scope) => scope.session.find());
 
       expect(found?.nextSeq).toBe(1);
       expect(await redis.client.hget(sessionKey, 'version')).toBe(versionBefore);
-    });
-
-    it('throws when a unit of work touches a second session', async () => {
-      const outcome = redis.storage.transaction(async (scope) => {
-        await scope.sessions.find(ref);
-        await scope.sessions.find({ ...ref, sessionId: `${ref.sessionId}-other` });
-      });
-
-      await expect(outcome).rejects.toThrow(/second session/);
-    });
-
-    it('throws on a write inside read()', async () => {
-      await expect(
-        redis.storage.read((scope) => scope.sessions.insertIfAbsent(sessionRecord(ref))),
-      ).rejects.toThrow('Write attempted inside a read-only storage scope');
     });
 
     it('refuses an item at a stored position (a counter behind its items) with IntegrityError, writing nothing', async () => {
       await createSession();
       await append([null]);
 
-      const outcome = redis.storage.transaction(async (scope) => {
-        await scope.sessions.reserveSequence(ref, 1, NOW);
-        await scope.items.insertMany(ref, [storedItem(1)]);
+      const outcome = redis.storage.transaction(ref, async (scope) => {
+        await scope.session.reserveSequence(1, NOW);
+        await scope.items.insertMany([storedItem(1)]);
       });
 
       await expect(outcome).rejects.toBeInstanceOf(IntegrityError);
       await expect(outcome).rejects.toThrow(/sequence counter .* is behind its stored items/);
-      const session = await redis.storage.read((scope) => scope.sessions.find(ref));
+      const session = await redis.storage.read(ref, (scope) => scope.session.find());
       expect(session?.nextSeq).toBe(2);
       expect(await redisItemTamperer(redis.client, redis.keyPrefix).countItems(ref)).toBe(1);
     });
@@ -547,16 +545,16 @@ describe.skipIf(!redisUp)('Redis storage adapter', () => {
 
       const positions = await Promise.all(
         Array.from({ length: 20 }, (_, index) =>
-          storages[index % 2].transaction(async (scope) => {
-            const seq = (await scope.sessions.reserveSequence(ref, 1, NOW))!;
-            await scope.items.insertMany(ref, [storedItem(seq)]);
+          storages[index % 2].transaction(ref, async (scope) => {
+            const seq = (await scope.session.reserveSequence(1, NOW))!;
+            await scope.items.insertMany([storedItem(seq)]);
             return seq;
           }),
         ),
       );
 
-      const stored = await redis.storage.read((scope) => scope.items.listVisible(ref, NOW, 100));
-      const session = await redis.storage.read((scope) => scope.sessions.find(ref));
+      const stored = await redis.storage.read(ref, (scope) => scope.items.listVisible(NOW, 100));
+      const session = await redis.storage.read(ref, (scope) => scope.session.find());
       expect(positions.toSorted((a, b) => a - b)).toEqual(
         Array.from({ length: 20 }, (_, i) => i + 1),
       );
@@ -571,16 +569,16 @@ describe.skipIf(!redisUp)('Redis storage adapter', () => {
       let runs = 0;
       const counted: number[] = [];
 
-      const cleared = await redis.storage.transaction(async (scope) => {
+      const cleared = await redis.storage.transaction(ref, async (scope) => {
         runs++;
-        await scope.sessions.lockForWrite(ref, NOW);
+        await scope.session.lockForWrite(NOW);
         if (runs === 1) {
-          await other.transaction(async (otherScope) => {
-            const seq = (await otherScope.sessions.reserveSequence(ref, 1, NOW))!;
-            await otherScope.items.insertMany(ref, [storedItem(seq)]);
+          await other.transaction(ref, async (otherScope) => {
+            const seq = (await otherScope.session.reserveSequence(1, NOW))!;
+            await otherScope.items.insertMany([storedItem(seq)]);
           });
         }
-        const count = await scope.items.deleteAll(ref);
+        const count = await scope.items.deleteAll();
         counted.push(count);
         return count;
       });
@@ -613,7 +611,7 @@ describe.skipIf(!redisUp)('Redis storage adapter', () => {
         );
       expect(await commit('commit-a')).toBe(1);
       // Another writer commits before the resend arrives.
-      await redis.storage.transaction((scope) => scope.sessions.lockForWrite(ref, NOW));
+      await redis.storage.transaction(ref, (scope) => scope.session.lockForWrite(NOW));
       const versionBefore = await redis.client.hget(sessionKey, 'version');
 
       const resent = await commit('commit-a');
@@ -648,7 +646,7 @@ describe.skipIf(!redisUp)('Redis storage adapter', () => {
       const fence = (commitId: string, expected: string) =>
         redis.client.eval(FENCE_SCRIPT, 1, sessionKey, commitId, expected);
       const lockForWrite = () =>
-        redis.storage.transaction((scope) => scope.sessions.lockForWrite(ref, NOW));
+        redis.storage.transaction(ref, (scope) => scope.session.lockForWrite(NOW));
 
       const applied = (await version())!;
       expect(await commit('applied', applied)).toBe(1);
@@ -672,11 +670,11 @@ describe.skipIf(!redisUp)('Redis storage adapter', () => {
       const storage = secondStorage({ maxConflictRetries: 3 });
       let runs = 0;
 
-      const outcome = storage.transaction(async (scope) => {
+      const outcome = storage.transaction(ref, async (scope) => {
         runs++;
-        await scope.sessions.reserveSequence(ref, 1, NOW);
+        await scope.session.reserveSequence(1, NOW);
         // Another writer commits between this snapshot and its commit, every time.
-        await redis.storage.transaction((otherScope) => otherScope.sessions.lockForWrite(ref, NOW));
+        await redis.storage.transaction(ref, (otherScope) => otherScope.session.lockForWrite(NOW));
       });
 
       const error = await outcome.catch((caught: unknown) => caught);
@@ -693,10 +691,12 @@ describe.skipIf(!redisUp)('Redis storage adapter', () => {
       const started = Date.now();
       try {
         const readError = await storage
-          .read((scope) => scope.sessions.find(ref))
+          .read(ref, (scope) => scope.session.find())
           .catch((caught: unknown) => caught);
         const writeError = await storage
-          .transaction((scope) => scope.sessions.insertIfAbsent(sessionRecord(ref)))
+          .transaction(sessionRecord(ref), (scope) =>
+            scope.session.insertIfAbsent(sessionRecord(ref)),
+          )
           .catch((caught: unknown) => caught);
 
         for (const error of [readError, writeError]) {
@@ -714,7 +714,9 @@ describe.skipIf(!redisUp)('Redis storage adapter', () => {
       const host = new Redis(REDIS_URL);
       try {
         const storage = new RedisSessionStorage({ client: host, keyPrefix: redis.keyPrefix });
-        await storage.transaction((scope) => scope.sessions.insertIfAbsent(sessionRecord(ref)));
+        await storage.transaction(sessionRecord(ref), (scope) =>
+          scope.session.insertIfAbsent(sessionRecord(ref)),
+        );
 
         await storage.close();
         await storage.close();
@@ -728,12 +730,12 @@ describe.skipIf(!redisUp)('Redis storage adapter', () => {
 
     it('quits the client it created on close', async () => {
       const storage = new RedisSessionStorage({ url: REDIS_URL, keyPrefix: redis.keyPrefix });
-      await storage.read((scope) => scope.sessions.find(ref));
+      await storage.read(ref, (scope) => scope.session.find());
 
       await storage.close();
       await storage.close();
 
-      await expect(storage.read((scope) => scope.sessions.find(ref))).rejects.toBeInstanceOf(
+      await expect(storage.read(ref, (scope) => scope.session.find())).rejects.toBeInstanceOf(
         StorageUnavailableError,
       );
     });
@@ -752,7 +754,7 @@ describe.skipIf(!redisUp)('Redis storage adapter', () => {
       await tamperer.setExpiresAt(ref, 2, NOW - 1);
       await tamperer.moveItem(ref, 1, 3);
 
-      const visible = await redis.storage.read((scope) => scope.items.listVisible(ref, NOW, 10));
+      const visible = await redis.storage.read(ref, (scope) => scope.items.listVisible(NOW, 10));
       expect(seqsOf(visible)).toEqual([3]);
       expect(visible[0].ciphertext).toEqual(forged);
       expect(await tamperer.dekIdOf(ref, 3)).toBe(otherDekId);
@@ -763,11 +765,11 @@ describe.skipIf(!redisUp)('Redis storage adapter', () => {
     it('destroys the data keys of a session', async () => {
       await createSession();
       const key = dataKey(ref);
-      await redis.storage.transaction((scope) => scope.dataKeys.insertIfAbsent(key));
+      await redis.storage.transaction(key, (scope) => scope.dataKeys.insertIfAbsent(key));
 
       await redisItemTamperer(redis.client, redis.keyPrefix).destroyKeys(ref);
 
-      const found = await redis.storage.read((scope) => scope.dataKeys.findById(key.dekId));
+      const found = await redis.storage.read(ref, (scope) => scope.dataKeys.findById(key.dekId));
       expect(found?.state).toBe('destroyed');
       expect(found?.wrappedKey.length).toBe(0);
     });

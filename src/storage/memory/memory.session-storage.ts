@@ -1,12 +1,20 @@
+import {
+  bindReadScope,
+  bindWriteScope,
+  type AdapterDataKeys,
+  type AdapterHistoryOperations,
+  type AdapterItems,
+  type AdapterScope,
+  type AdapterSessionRows,
+} from '../adapter-scope.js';
 import { sequenceBehindItemsError } from '../sequence-behind-items.js';
 import { SerialQueue } from '../serial-queue.js';
 import type {
-  DataKeyRepository,
-  HistoryOperationRepository,
-  ItemRepository,
-  SessionRecordRepository,
+  DataKeyPage,
+  SessionReadScope,
   SessionStorage,
-  StorageScope,
+  SessionWriteScope,
+  StorageMaintenance,
 } from '../storage.ports.js';
 import type {
   DataKeyRecord,
@@ -49,15 +57,23 @@ export class MemorySessionStorage implements SessionStorage {
   private readonly dataKeys = new Map<string, DataKeyRecord>();
   private readonly queue = new SerialQueue();
 
-  read<T>(work: (scope: StorageScope) => Promise<T>): Promise<T> {
-    return this.queue.run(() => work(this.createScope(undefined)));
+  /** Cross-session scans, each run alone like a unit of work. */
+  readonly maintenance: StorageMaintenance = {
+    supported: true,
+    listDataKeysWrappedByOtherKek: (kekId, cursor, limit) =>
+      this.queue.run(async () => this.listWrappedByOtherKek(kekId, cursor, limit)),
+    countDataKeysByKek: () => this.queue.run(async () => this.countByKek()),
+  };
+
+  read<T>(ref: SessionRef, work: (scope: SessionReadScope) => Promise<T>): Promise<T> {
+    return this.queue.run(() => work(bindReadScope(this.createScope(undefined), ref)));
   }
 
-  transaction<T>(work: (scope: StorageScope) => Promise<T>): Promise<T> {
+  transaction<T>(ref: SessionRef, work: (scope: SessionWriteScope) => Promise<T>): Promise<T> {
     return this.queue.run(async () => {
       const undo: UndoLog = [];
       try {
-        return await work(this.createScope(undo));
+        return await work(bindWriteScope(this.createScope(undo), ref));
       } catch (error) {
         for (let i = undo.length - 1; i >= 0; i--) undo[i]();
         throw error;
@@ -67,14 +83,14 @@ export class MemorySessionStorage implements SessionStorage {
 
   async close(): Promise<void> {}
 
-  private createScope(undo: UndoLog | undefined): StorageScope {
+  private createScope(undo: UndoLog | undefined): AdapterScope {
     const writable = (): UndoLog => {
       if (!undo) throw new Error('Write attempted inside a read-only storage scope');
       return undo;
     };
     const state = (ref: SessionRef) => this.sessions.get(sessionKey(ref));
 
-    const sessions: SessionRecordRepository = {
+    const sessions: AdapterSessionRows = {
       find: async (ref) => {
         const found = state(ref);
         return found ? { ...found.record } : undefined;
@@ -105,7 +121,7 @@ export class MemorySessionStorage implements SessionStorage {
       },
     };
 
-    const items: ItemRepository = {
+    const items: AdapterItems = {
       insertMany: async (ref, rows) => {
         const found = state(ref);
         if (!found) throw new Error('Items inserted into a session that does not exist');
@@ -157,7 +173,7 @@ export class MemorySessionStorage implements SessionStorage {
       },
     };
 
-    const dataKeys: DataKeyRepository = {
+    const dataKeys: AdapterDataKeys = {
       findById: async (dekId) => {
         const key = this.dataKeys.get(dekId);
         return key ? copyDataKeyRecord(key) : undefined;
@@ -200,18 +216,6 @@ export class MemorySessionStorage implements SessionStorage {
             ? { ...key, state: 'retiring' }
             : undefined,
         ),
-      listWrappedByOtherKek: async (kekId, cursor, limit) => {
-        const records = [...this.dataKeys.values()]
-          .filter((key) => key.state !== 'destroyed' && key.kekId !== kekId)
-          .filter((key) => cursor === undefined || key.dekId > cursor)
-          .sort((a, b) => (a.dekId < b.dekId ? -1 : 1))
-          .slice(0, limit)
-          .map(copyDataKeyRecord);
-        return {
-          records,
-          cursor: records.length === limit ? records.at(-1)!.dekId : undefined,
-        };
-      },
       replaceWrapping: async (key, expectedKekId, next) => {
         const current = this.dataKeys.get(key.dekId);
         if (
@@ -232,13 +236,6 @@ export class MemorySessionStorage implements SessionStorage {
         log.push(() => this.dataKeys.set(key.dekId, current));
         return true;
       },
-      countByKek: async () => {
-        const counts: Record<string, number> = {};
-        for (const key of this.dataKeys.values()) {
-          if (key.state !== 'destroyed') counts[key.kekId] = (counts[key.kekId] ?? 0) + 1;
-        }
-        return counts;
-      },
       destroyAllForSession: async (ref, now) =>
         this.updateKeys(ref, writable(), (key) =>
           key.state === 'destroyed'
@@ -247,7 +244,7 @@ export class MemorySessionStorage implements SessionStorage {
         ),
     };
 
-    const historyOperations: HistoryOperationRepository = {
+    const historyOperations: AdapterHistoryOperations = {
       find: async (ref, operationId) => {
         const found = state(ref)?.operations.get(operationId);
         return found ? { ...found, digest: Buffer.from(found.digest) } : undefined;
@@ -271,6 +268,31 @@ export class MemorySessionStorage implements SessionStorage {
     };
 
     return { sessions, items, dataKeys, historyOperations };
+  }
+
+  private listWrappedByOtherKek(
+    kekId: string,
+    cursor: string | undefined,
+    limit: number,
+  ): DataKeyPage {
+    const records = [...this.dataKeys.values()]
+      .filter((key) => key.state !== 'destroyed' && key.kekId !== kekId)
+      .filter((key) => cursor === undefined || key.dekId > cursor)
+      .sort((a, b) => (a.dekId < b.dekId ? -1 : 1))
+      .slice(0, limit)
+      .map(copyDataKeyRecord);
+    return {
+      records,
+      cursor: records.length === limit ? records.at(-1)!.dekId : undefined,
+    };
+  }
+
+  private countByKek(): Record<string, number> {
+    const counts: Record<string, number> = {};
+    for (const key of this.dataKeys.values()) {
+      if (key.state !== 'destroyed') counts[key.kekId] = (counts[key.kekId] ?? 0) + 1;
+    }
+    return counts;
   }
 
   private updateKeys(

@@ -22,6 +22,11 @@ import {
 /** A standalone or cluster ioredis client. */
 export type RedisClient = Redis | Cluster;
 
+/** True for an ioredis Cluster client (it has `nodes()`; a standalone client does not). */
+export function isRedisCluster(client: RedisClient): client is Cluster {
+  return typeof (client as { nodes?: unknown }).nodes === 'function';
+}
+
 /** The first rows fetched by an item scan, and the floor of every later window. */
 const MIN_ITEM_WINDOW = 16;
 /** Windows double while expired rows keep them from filling `limit`, up to this size. */
@@ -259,9 +264,10 @@ export class RedisSessionReads {
   }
 
   private async scanKeysHashes(cursor: string, count: number) {
-    if (typeof (this.client as { nodes?: unknown }).nodes === 'function') {
+    if (isRedisCluster(this.client)) {
+      // RedisSessionStorage declares maintenance unsupported on a Cluster; this is a backstop.
       throw new ConfigurationError(
-        'Listing data keys across sessions (KEK rotation, key status) is not supported on a Redis Cluster yet; run it against a standalone Redis or a replica of each shard',
+        'Listing data keys across sessions (KEK rotation, key status) is not supported on a Redis Cluster yet; run it against a standalone Redis',
       );
     }
     const [next, keys] = await this.call(() =>

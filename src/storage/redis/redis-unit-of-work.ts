@@ -1,6 +1,6 @@
 import type { ChainableCommander } from 'ioredis';
 import { IntegrityError } from '../../errors/index.js';
-import type { StorageScope } from '../storage.ports.js';
+import type { AdapterScope } from '../adapter-scope.js';
 import type {
   DataKeyRecord,
   HistoryOperationRecord,
@@ -149,7 +149,7 @@ function assertSessionExists(space: SessionWorkspace, what: string): void {
  * buffer; the commit's compare-and-set on the version makes them true at commit time.
  */
 export class RedisUnitOfWork {
-  readonly scope: StorageScope;
+  readonly scope: AdapterScope;
   /** Set when a read saw another writer's commit: the attempt must not commit. */
   invalidated = false;
   private workspace: Promise<SessionWorkspace> | undefined;
@@ -333,7 +333,7 @@ export class RedisUnitOfWork {
     return changed;
   }
 
-  private createScope(): StorageScope {
+  private createScope(): AdapterScope {
     const touch = (ref: SessionRef) => this.touch(ref);
 
     return {
@@ -502,16 +502,12 @@ export class RedisUnitOfWork {
               ? undefined
               : { ...key, state: 'destroyed', wrappedKey: Buffer.alloc(0), destroyedAt: now },
           ),
-        // Scans across sessions are not part of the unit's snapshot: they read Redis as it is.
-        listWrappedByOtherKek: (kekId, cursor, limit) =>
-          this.reads.dataKeysWrappedByOtherKek(kekId, cursor, limit),
         replaceWrapping: async (target, expectedKekId, next) =>
           this.changeKeys(await touch(target), (key) =>
             key.dekId === target.dekId && key.kekId === expectedKekId && key.state !== 'destroyed'
               ? { ...key, kekId: next.kekId, wrappedKey: Buffer.from(next.wrappedKey) }
               : undefined,
           ) === 1,
-        countByKek: () => this.reads.countDataKeysByKek(),
       },
 
       historyOperations: {

@@ -4,12 +4,20 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Logger } from '@nestjs/common';
 import type { Cluster, Redis } from 'ioredis';
 import { ConfigurationError, IntegrityError, StorageUnavailableError } from '../../errors/index.js';
-import type { SessionStorage, StorageScope } from '../storage.ports.js';
+import { bindReadScope, bindWriteScope, type AdapterReadScope } from '../adapter-scope.js';
+import type {
+  MaintenanceUnsupported,
+  SessionReadScope,
+  SessionStorage,
+  SessionWriteScope,
+  StorageMaintenance,
+} from '../storage.ports.js';
+import type { SessionRef } from '../storage.records.js';
 import { COMMIT_REPLY, COMMIT_SCRIPT, FENCE_REPLY, FENCE_SCRIPT } from './redis-commit-script.js';
 import { redisUnavailableReason, withinDeadline } from './redis-errors.js';
 import { DEFAULT_REDIS_KEY_PREFIX, RedisKeyLayout } from './redis-keys.js';
 import { createRedisReadScope } from './redis-read-scope.js';
-import { RedisSessionReads, type RedisClient } from './redis-session-reads.js';
+import { RedisSessionReads, isRedisCluster, type RedisClient } from './redis-session-reads.js';
 import { RedisUnitOfWork, type UnitCommit } from './redis-unit-of-work.js';
 
 /** Options of {@link RedisSessionStorage}. Pass exactly one of `client` and `url`. */
@@ -96,7 +104,9 @@ export class RedisSessionStorage implements SessionStorage {
   private readonly client: RedisClient;
   private readonly ownsClient: boolean;
   private readonly reads: RedisSessionReads;
-  private readonly readScope: StorageScope;
+  private readonly readScope: AdapterReadScope;
+  /** Scans over every session's keys hash: standalone Redis only, for now. */
+  readonly maintenance: StorageMaintenance | MaintenanceUnsupported;
   private readonly expiryBackstopMs: number;
   private readonly maxConflictRetries: number;
   private readonly commandTimeoutMs: number;
@@ -153,6 +163,19 @@ export class RedisSessionStorage implements SessionStorage {
     this.client.defineCommand(FENCE_COMMAND, { numberOfKeys: 1, lua: FENCE_SCRIPT });
     this.reads = new RedisSessionReads(this.client, layout, commandTimeoutMs);
     this.readScope = createRedisReadScope(this.reads);
+    const reads = this.reads;
+    this.maintenance = isRedisCluster(this.client)
+      ? {
+          supported: false,
+          reason:
+            'cross-session work (KEK rotation, key status) is not supported on a Redis Cluster yet; run it against a standalone Redis',
+        }
+      : {
+          supported: true,
+          listDataKeysWrappedByOtherKek: (kekId, cursor, limit) =>
+            reads.dataKeysWrappedByOtherKek(kekId, cursor, limit),
+          countDataKeysByKek: () => reads.countDataKeysByKek(),
+        };
   }
 
   /**
@@ -196,8 +219,8 @@ export class RedisSessionStorage implements SessionStorage {
   }
 
   /** Runs read-only work; each call reads the current state (no snapshot across calls). */
-  read<T>(work: (scope: StorageScope) => Promise<T>): Promise<T> {
-    return work(this.readScope);
+  read<T>(ref: SessionRef, work: (scope: SessionReadScope) => Promise<T>): Promise<T> {
+    return work(bindReadScope(this.readScope, ref));
   }
 
   /**
@@ -205,12 +228,15 @@ export class RedisSessionStorage implements SessionStorage {
    * writes commit in one script only if no other writer committed to the session meanwhile.
    * Otherwise `work` runs again (after a short random pause), up to `maxConflictRetries` times.
    */
-  async transaction<T>(work: (scope: StorageScope) => Promise<T>): Promise<T> {
+  async transaction<T>(
+    ref: SessionRef,
+    work: (scope: SessionWriteScope) => Promise<T>,
+  ): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       const unit = new RedisUnitOfWork(this.reads, this.expiryBackstopMs);
       let result: T;
       try {
-        result = await work(unit.scope);
+        result = await work(bindWriteScope(unit.scope, ref));
       } catch (error) {
         // A failure caused by reading a session that changed under the unit is a conflict.
         if (!unit.invalidated) throw error;

@@ -6,7 +6,14 @@ import {
 } from '../../errors/index.js';
 import { sequenceBehindItemsError } from '../sequence-behind-items.js';
 import { SerialQueue } from '../serial-queue.js';
-import type { SessionStorage, StorageScope } from '../storage.ports.js';
+import { bindReadScope, bindWriteScope, type AdapterScope } from '../adapter-scope.js';
+import type {
+  DataKeyPage,
+  SessionReadScope,
+  SessionStorage,
+  SessionWriteScope,
+  StorageMaintenance,
+} from '../storage.ports.js';
 import type {
   DataKeyRecord,
   HistoryOperationRecord,
@@ -64,7 +71,8 @@ export class TypeOrmSessionStorage implements SessionStorage {
   private readonly sql: ReturnType<typeof buildStatements>;
   private readonly queue = new SerialQueue();
   /** Read scope straight on a server's pool, built once; undefined on SQLite (its one runner). */
-  private readonly poolReadScope: StorageScope | undefined;
+  private readonly poolReadScope: AdapterScope | undefined;
+  private readonly poolReader: RowReader | undefined;
   private closed = false;
 
   constructor(private readonly options: TypeOrmSessionStorageOptions) {
@@ -78,21 +86,49 @@ export class TypeOrmSessionStorage implements SessionStorage {
       this.dialect,
       options.namedStatements ?? true,
     );
+    this.poolReader = poolReader;
     // Stateless over the pool, so one scope serves every read.
     this.poolReadScope = poolReader && this.createScope(poolReader, undefined);
   }
 
-  read<T>(work: (scope: StorageScope) => Promise<T>): Promise<T> {
+  /** Cross-session scans of the data keys table, for KEK rotation and key status. */
+  readonly maintenance: StorageMaintenance = {
+    supported: true,
+    listDataKeysWrappedByOtherKek: (kekId, cursor, limit) =>
+      this.readRows(async (q): Promise<DataKeyPage> => {
+        const rows = await q(this.sql.listWrappedByOtherKek, [kekId, cursor ?? '', limit]);
+        const records = rows.map((row) => toDataKeyRecord(row, () => dataKeyLabel(row)));
+        return {
+          records,
+          cursor: records.length === limit ? records.at(-1)!.dekId : undefined,
+        };
+      }),
+    countDataKeysByKek: () =>
+      this.readRows(async (q) => {
+        const counts: Record<string, number> = {};
+        for (const row of await q(this.sql.countByKek, [])) {
+          const values = new RowValues(row, () => 'the data keys table');
+          counts[values.text('kek_id')] = values.integer('data_keys');
+        }
+        return counts;
+      }),
+  };
+
+  read<T>(ref: SessionRef, work: (scope: SessionReadScope) => Promise<T>): Promise<T> {
     const scope = this.poolReadScope;
-    if (scope) return this.translateErrors(() => work(scope));
-    return this.withRunner((runner) => work(this.createScope(runnerReader(runner), undefined)));
+    if (scope) return this.translateErrors(() => work(bindReadScope(scope, ref)));
+    return this.withRunner((runner) =>
+      work(bindReadScope(this.createScope(runnerReader(runner), undefined), ref)),
+    );
   }
 
-  transaction<T>(work: (scope: StorageScope) => Promise<T>): Promise<T> {
+  transaction<T>(ref: SessionRef, work: (scope: SessionWriteScope) => Promise<T>): Promise<T> {
     return this.withRunner(async (runner) => {
       for (const statement of this.dialect.beginWrite) await runner.query(statement);
       try {
-        const result = await work(this.createScope(runnerReader(runner), runner));
+        const result = await work(
+          bindWriteScope(this.createScope(runnerReader(runner), runner), ref),
+        );
         await runner.query('COMMIT');
         return result;
       } catch (error) {
@@ -176,8 +212,15 @@ export class TypeOrmSessionStorage implements SessionStorage {
     return this.maxPacketBytes;
   }
 
+  /** Reads rows outside any session's unit of work: on the pool, or SQLite's one runner. */
+  private readRows<T>(work: (q: RowReader) => Promise<T>): Promise<T> {
+    const reader = this.poolReader;
+    if (reader) return this.translateErrors(() => work(reader));
+    return this.withRunner((runner) => work(runnerReader(runner)));
+  }
+
   /** A scope that reads with `q` and, inside a transaction, writes on `writer`. */
-  private createScope(q: RowReader, writer: QueryRunner | undefined): StorageScope {
+  private createScope(q: RowReader, writer: QueryRunner | undefined): AdapterScope {
     const sql = this.sql;
     const run = async (statement: string, params: unknown[]) => {
       if (!writer) throw new Error('Write attempted inside a read-only storage scope');
@@ -320,15 +363,6 @@ export class TypeOrmSessionStorage implements SessionStorage {
           ])) === 1,
         retireActiveBelow: async (ref, generation) =>
           write(sql.retireActiveDataKeys, [ref.tenantId, ref.sessionId, generation]),
-        listWrappedByOtherKek: async (kekId, cursor, limit) => {
-          const records = (await q(sql.listWrappedByOtherKek, [kekId, cursor ?? '', limit])).map(
-            (row) => toDataKeyRecord(row, () => dataKeyLabel(row)),
-          );
-          return {
-            records,
-            cursor: records.length === limit ? records.at(-1)!.dekId : undefined,
-          };
-        },
         replaceWrapping: async (key, expectedKekId, next) =>
           (await write(sql.replaceWrapping, [
             next.kekId,
@@ -338,14 +372,6 @@ export class TypeOrmSessionStorage implements SessionStorage {
             key.sessionId,
             expectedKekId,
           ])) === 1,
-        countByKek: async () => {
-          const counts: Record<string, number> = {};
-          for (const row of await q(sql.countByKek, [])) {
-            const values = new RowValues(row, () => 'the data keys table');
-            counts[values.text('kek_id')] = values.integer('data_keys');
-          }
-          return counts;
-        },
         destroyAllForSession: async (ref, now) =>
           write(sql.destroyDataKeys, [Buffer.alloc(0), now, ref.tenantId, ref.sessionId]),
       },

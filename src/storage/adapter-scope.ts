@@ -1,0 +1,155 @@
+import type { SessionReadScope, SessionWriteScope } from './storage.ports.js';
+import type {
+  DataKeyRecord,
+  HistoryOperationRecord,
+  SessionRecord,
+  SessionRef,
+  StoredItem,
+} from './storage.records.js';
+
+/*
+ * What the adapters implement inside: repositories that name the session on every call, as
+ * their statements and keys do. `bindReadScope` and `bindWriteScope` turn one into the
+ * session-bound scope of the storage port, so callers never pass a session themselves.
+ * Internal to the storage layer.
+ */
+
+/** Session rows, by ref. */
+export interface AdapterSessionRows {
+  find(ref: SessionRef): Promise<SessionRecord | undefined>;
+  insertIfAbsent(record: SessionRecord): Promise<boolean>;
+  reserveSequence(ref: SessionRef, count: number, now: number): Promise<number | undefined>;
+  lockForWrite(ref: SessionRef, now: number): Promise<boolean>;
+}
+
+/** Item rows, by ref. */
+export interface AdapterItems {
+  insertMany(ref: SessionRef, items: readonly StoredItem[]): Promise<void>;
+  listVisible(ref: SessionRef, now: number, limit: number): Promise<StoredItem[]>;
+  listVisiblePage(
+    ref: SessionRef,
+    now: number,
+    afterSeq: number,
+    throughSeq: number,
+    limit: number,
+  ): Promise<StoredItem[]>;
+  deleteBySeq(ref: SessionRef, seqs: readonly number[]): Promise<number>;
+  deleteAll(ref: SessionRef): Promise<number>;
+}
+
+/** Wrapped data keys, by ref. */
+export interface AdapterDataKeys {
+  /** The key with this id, whichever session it belongs to (the binding checks that). */
+  findById(dekId: string): Promise<DataKeyRecord | undefined>;
+  findActive(ref: SessionRef): Promise<DataKeyRecord | undefined>;
+  maxGeneration(ref: SessionRef): Promise<number>;
+  insertIfAbsent(record: DataKeyRecord): Promise<boolean>;
+  retireActiveBelow(ref: SessionRef, generation: number): Promise<number>;
+  destroyAllForSession(ref: SessionRef, now: number): Promise<number>;
+  replaceWrapping(
+    key: SessionRef & { dekId: string },
+    expectedKekId: string,
+    next: { kekId: string; wrappedKey: Buffer },
+  ): Promise<boolean>;
+}
+
+/** Applied history operations, by ref. */
+export interface AdapterHistoryOperations {
+  find(ref: SessionRef, operationId: string): Promise<HistoryOperationRecord | undefined>;
+  insertIfAbsent(ref: SessionRef, record: HistoryOperationRecord): Promise<boolean>;
+  deleteAll(ref: SessionRef): Promise<number>;
+}
+
+/** Everything an adapter's transaction can touch. */
+export interface AdapterScope {
+  readonly sessions: AdapterSessionRows;
+  readonly items: AdapterItems;
+  readonly dataKeys: AdapterDataKeys;
+  readonly historyOperations: AdapterHistoryOperations;
+}
+
+/** What an adapter's read-only unit of work offers: the read methods only. */
+export interface AdapterReadScope {
+  readonly sessions: Pick<AdapterSessionRows, 'find'>;
+  readonly items: Pick<AdapterItems, 'listVisible' | 'listVisiblePage'>;
+  readonly dataKeys: Pick<AdapterDataKeys, 'findById' | 'findActive' | 'maxGeneration'>;
+  readonly historyOperations: Pick<AdapterHistoryOperations, 'find'>;
+}
+
+/** `ref` as a plain frozen value, so work cannot re-point the unit at another session. */
+function frozenRef(ref: SessionRef): SessionRef {
+  return Object.freeze({ tenantId: ref.tenantId, sessionId: ref.sessionId });
+}
+
+const sameSession = (a: SessionRef, b: SessionRef): boolean =>
+  a.tenantId === b.tenantId && a.sessionId === b.sessionId;
+
+/** A record for another session than the unit's own is a bug in the caller, not bad data. */
+function ensureOwnSession(ref: SessionRef, record: SessionRef, what: string): void {
+  if (!sameSession(ref, record)) {
+    throw new Error(`${what} names another session than the unit of work it was written in`);
+  }
+}
+
+/** The session-bound, read-only scope over an adapter's read scope. */
+export function bindReadScope(scope: AdapterReadScope, sessionRef: SessionRef): SessionReadScope {
+  const ref = frozenRef(sessionRef);
+  return {
+    ref,
+    session: { find: () => scope.sessions.find(ref) },
+    items: {
+      listVisible: (now, limit) => scope.items.listVisible(ref, now, limit),
+      listVisiblePage: (now, afterSeq, throughSeq, limit) =>
+        scope.items.listVisiblePage(ref, now, afterSeq, throughSeq, limit),
+    },
+    dataKeys: {
+      findById: async (dekId) => {
+        const record = await scope.dataKeys.findById(dekId);
+        return record && sameSession(ref, record) ? record : undefined;
+      },
+      findActive: () => scope.dataKeys.findActive(ref),
+      maxGeneration: () => scope.dataKeys.maxGeneration(ref),
+    },
+    historyOperations: { find: (operationId) => scope.historyOperations.find(ref, operationId) },
+  };
+}
+
+/** The session-bound scope of a transaction over an adapter's scope. */
+export function bindWriteScope(scope: AdapterScope, sessionRef: SessionRef): SessionWriteScope {
+  const read = bindReadScope(scope, sessionRef);
+  const { ref } = read;
+  return {
+    ref,
+    session: {
+      ...read.session,
+      insertIfAbsent: (record) => {
+        ensureOwnSession(ref, record, 'A session record');
+        return scope.sessions.insertIfAbsent(record);
+      },
+      reserveSequence: (count, now) => scope.sessions.reserveSequence(ref, count, now),
+      lockForWrite: (now) => scope.sessions.lockForWrite(ref, now),
+    },
+    items: {
+      ...read.items,
+      insertMany: (items) => scope.items.insertMany(ref, items),
+      deleteBySeq: (seqs) => scope.items.deleteBySeq(ref, seqs),
+      deleteAll: () => scope.items.deleteAll(ref),
+    },
+    dataKeys: {
+      ...read.dataKeys,
+      insertIfAbsent: (record) => {
+        ensureOwnSession(ref, record, 'A data key record');
+        return scope.dataKeys.insertIfAbsent(record);
+      },
+      retireActiveBelow: (generation) => scope.dataKeys.retireActiveBelow(ref, generation),
+      destroyAll: (now) => scope.dataKeys.destroyAllForSession(ref, now),
+      replaceWrapping: (dekId, expectedKekId, next) =>
+        scope.dataKeys.replaceWrapping({ ...ref, dekId }, expectedKekId, next),
+    },
+    historyOperations: {
+      ...read.historyOperations,
+      insertIfAbsent: (record) => scope.historyOperations.insertIfAbsent(ref, record),
+      deleteAll: () => scope.historyOperations.deleteAll(ref),
+    },
+  };
+}

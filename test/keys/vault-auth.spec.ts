@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Logger } from '@nestjs/common';
@@ -14,6 +14,7 @@ import {
   type VaultTransitKeyProviderOptions,
 } from '../../src/index.js';
 import { sanitizeVaultError } from '../../src/keys/providers/vault-auth.js';
+import { jwtFile } from '../support/jwt-file.js';
 import { VaultTestServer, type VaultTestServerOptions } from '../support/vault-test-server.js';
 
 const KEY = 'sessions';
@@ -26,15 +27,6 @@ const contextFor = (): DataKeyContext => ({
 });
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** Writes `content` to a fresh temporary file, removed by the cleanup pushed to `cleanups`. */
-function jwtFile(content: string, cleanups: (() => void)[]): string {
-  const directory = mkdtempSync(join(tmpdir(), 'vault-k8s-'));
-  cleanups.push(() => rmSync(directory, { recursive: true, force: true }));
-  const path = join(directory, 'token');
-  writeFileSync(path, `${content}\n`);
-  return path;
-}
 
 describe('Vault auth', () => {
   let server: VaultTestServer | undefined;

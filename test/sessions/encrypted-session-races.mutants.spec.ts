@@ -294,6 +294,17 @@ describe('EncryptedSessionService.open: more checks', () => {
     );
   });
 
+  it('refuses options that are not an object, creating nothing', async () => {
+    await expect(harness.service.open(sessionId, 'tenant-a' as never)).rejects.toBeInstanceOf(
+      InvalidArgumentError,
+    );
+    expect(await sessionOver(harness.storage, harness.keyRing).getItems()).toEqual([]);
+    const record = await harness.storage.read({ tenantId: 'default', sessionId }, (scope) =>
+      scope.session.find(),
+    );
+    expect(record).toBeUndefined();
+  });
+
   it('lets a session created without a subject be opened with one', async () => {
     await harness.service.open(sessionId);
     const session = await harness.service.open(sessionId, { subjectId: 'dave' });

@@ -125,20 +125,19 @@ export class VaultConnection {
   /**
    * @param options Connection and auth options.
    * @param label Names the provider in logs and messages (`vault-transit`).
+   * @param loadNodeVault Loads node-vault, an optional peer dependency, when no `client` is
+   *   given; tests pass one that fails.
    * @throws ConfigurationError when an option is missing or out of range.
    */
   constructor(
     private readonly options: VaultConnectionOptions,
     private readonly label: string,
+    private readonly loadNodeVault: () => Promise<{ default: typeof NodeVault }> = () =>
+      import('node-vault'),
   ) {
     this.timeoutMs = options.requestTimeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.renewAtFraction = options.renewAtFraction ?? DEFAULT_RENEW_AT_FRACTION;
     validateConnectionOptions(options, label, this.timeoutMs, this.renewAtFraction);
-  }
-
-  /** Login method in use. */
-  get method(): VaultAuthOptions['method'] {
-    return this.options.auth.method;
   }
 
   /** Snapshot of the token life-cycle counters. */
@@ -200,13 +199,13 @@ export class VaultConnection {
    * version that was deleted or destroyed, a secret that does not exist).
    */
   async readIfPresent(path: string): Promise<unknown> {
-    const notFound = Symbol('not found');
     try {
       return await this.send('GET', path, undefined, (refusal) =>
-        refusal.status === 404 ? new NotFound(notFound) : undefined,
+        refusal.status === 404 ? new NotFound() : undefined,
       );
     } catch (error) {
-      if (error instanceof NotFound && error.marker === notFound) return undefined;
+      // Only this call's refusal mapper makes a NotFound, and send() throws it only to this call.
+      if (error instanceof NotFound) return undefined;
       throw error;
     }
   }
@@ -233,7 +232,7 @@ export class VaultConnection {
   private async createClient(): Promise<VaultClient> {
     let factory: typeof NodeVault;
     try {
-      factory = (await import('node-vault')).default;
+      factory = (await this.loadNodeVault()).default;
     } catch {
       throw new ConfigurationError(
         `The ${this.label} key provider needs the node-vault package: npm install node-vault@^0.12`,
@@ -525,7 +524,7 @@ export class VaultConnection {
 /** Carries a 404 out of {@link VaultConnection.readIfPresent}'s refusal mapper; never escapes. */
 class NotFound extends EncryptedSessionError {
   readonly code = 'NOT_FOUND';
-  constructor(readonly marker: symbol) {
+  constructor() {
     super('not found');
   }
 }
@@ -545,7 +544,7 @@ function validateConnectionOptions(
     try {
       url = options.endpoint ? new URL(options.endpoint) : undefined;
     } catch {
-      url = undefined;
+      // Not a URL: url stays undefined.
     }
     if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
       throw new ConfigurationError(
@@ -663,7 +662,8 @@ export function field(value: unknown, name: string): unknown {
 export function numberField(value: unknown, name: string): number | undefined {
   const raw = field(value, name);
   const parsed = typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : raw;
-  return typeof parsed === 'number' && Number.isFinite(parsed) ? parsed : undefined;
+  // Number.isFinite is false for anything but a number.
+  return Number.isFinite(parsed) ? (parsed as number) : undefined;
 }
 
 /** Checks a mount or secret path option: segments of letters, digits, '.', '_', '-'. */

@@ -10,6 +10,7 @@ import {
   type AwsKmsKeyProviderOptions,
   type DataKeyContext,
 } from '../../src/index.js';
+import { loadKmsSdk } from '../../src/keys/providers/aws-kms-key-provider.js';
 
 /*
  * AwsKmsKeyProvider against a scripted KMS client: answers a real KMS never gives (no ARN, a
@@ -106,6 +107,13 @@ const withKeyId = (keyId: string) => () =>
   new AwsKmsKeyProvider({ keyId, client: scriptedClient({}).client });
 const zeroed = (bytes: Uint8Array) => bytes.every((byte) => byte === 0);
 
+/** A require() that finds no package, as on a host that did not install the SDK. */
+function missingPackage(): never {
+  throw Object.assign(new Error("Cannot find module '@aws-sdk/client-kms'"), {
+    code: 'MODULE_NOT_FOUND',
+  });
+}
+
 describe('AwsKmsKeyProvider against a scripted KMS client', () => {
   afterEach(() => {
     vi.restoreAllMocks();
@@ -114,6 +122,37 @@ describe('AwsKmsKeyProvider against a scripted KMS client', () => {
   it("is named 'aws-kms'", async () => {
     const { provider } = await providerOn({});
     expect(provider.name).toBe('aws-kms');
+  });
+
+  it.each([
+    [
+      'an ARN in the aws-us-gov partition',
+      'arn:aws-us-gov:kms:us-gov-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab',
+    ],
+    [
+      'an alias ARN in the aws-cn partition',
+      'arn:aws-cn:kms:cn-north-1:111122223333:alias/sessions',
+    ],
+  ])('takes %s as the key id', (_, keyId) => {
+    const { client } = scriptedClient({});
+    expect(new AwsKmsKeyProvider({ keyId, client }).name).toBe('aws-kms');
+  });
+
+  it('refuses credentials whose access key id is not a string', () => {
+    const credentials = { accessKeyId: ['AKIA'], secretAccessKey: 'secret' };
+    expect(
+      () =>
+        new AwsKmsKeyProvider({
+          keyId: ARN,
+          region: 'us-east-1',
+          credentials: credentials as unknown as AwsKmsKeyProviderOptions['credentials'],
+        }),
+    ).toThrow(ConfigurationError);
+  });
+
+  it('names the package to install when @aws-sdk/client-kms is missing', () => {
+    expect(() => loadKmsSdk(missingPackage)).toThrow(ConfigurationError);
+    expect(() => loadKmsSdk(missingPackage)).toThrow(/npm install @aws-sdk\/client-kms/);
   });
 
   it('refuses a malformed key id in setActiveKey without asking KMS', async () => {

@@ -46,6 +46,15 @@ describe('EnvKeyProvider and local root keys, beyond the configuration tests', (
   });
 
   it.each([
+    ['a slash', 'bad/id'],
+    ['a space', 'bad id'],
+    ['more than 64 characters', 'k'.repeat(65)],
+  ])('refuses a key id with %s', (_, id) => {
+    const keys = newRootKeyEntry(id);
+    expect(() => new EnvKeyProvider({ keys, activeKeyId: id })).toThrow(/has no valid id/);
+  });
+
+  it.each([
     ['keys', { keys: undefined, activeKeyId: 'k1' }, /^keys is missing \(undefined\)/],
     [
       'activeKeyId',

@@ -310,10 +310,15 @@ export class AwsKmsKeyProvider implements KeyProvider {
   }
 }
 
-/** `@aws-sdk/client-kms` is an optional peer dependency: loaded only when a provider is built. */
-function loadKmsSdk(): KmsSdk {
+/**
+ * `@aws-sdk/client-kms` is an optional peer dependency: loaded only when a provider is built.
+ * Exported for its test only (not from any barrel); `load` stands in for a missing package.
+ */
+export function loadKmsSdk(
+  load: (name: string) => unknown = createRequire(import.meta.url),
+): KmsSdk {
   try {
-    return createRequire(import.meta.url)('@aws-sdk/client-kms') as KmsSdk;
+    return load('@aws-sdk/client-kms') as KmsSdk;
   } catch {
     throw new ConfigurationError(
       "The aws-kms key provider needs the '@aws-sdk/client-kms' package (3.x); install it: npm install @aws-sdk/client-kms",

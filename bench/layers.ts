@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import type { QueryRunner } from 'typeorm';
 import { decodeItemPayload, encodeItemPayload } from '../src/crypto/index.js';
-import type { ItemCipher } from '../src/sessions/index.js';
+import type { ItemCipher } from '../src/sessions/item-cipher.js';
 import type { SessionReadScope, StoredItem } from '../src/storage/index.js';
 import { nullItemCipher } from './null-item-cipher.js';
 import { openSqliteFixture, type SqliteFixture } from './sqlite-fixture.js';

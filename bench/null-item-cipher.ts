@@ -1,4 +1,4 @@
-import type { ItemCipher } from '../src/sessions/index.js';
+import type { ItemCipher } from '../src/sessions/item-cipher.js';
 
 /** A Buffer view of the same bytes (no copy). */
 const asBuffer = (bytes: Uint8Array): Buffer =>

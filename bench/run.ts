@@ -81,7 +81,7 @@ import {
   isContentOf,
   itemOf,
 } from './workload.js';
-import type { ItemCipher } from '../src/sessions/index.js';
+import type { ItemCipher } from '../src/sessions/item-cipher.js';
 import type { AgentInputItem } from '@openai/agents-core';
 
 /** The two ways every phase runs. */

@@ -1,12 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { EnvKeyProvider, KeyRing } from '../src/keys/index.js';
-import {
-  EncryptedSession,
-  EncryptedSessionService,
-  type ItemCipher,
-} from '../src/sessions/index.js';
+import { EncryptedSessionService, type EncryptedSession } from '../src/sessions/index.js';
+import type { ItemCipher } from '../src/sessions/item-cipher.js';
 import type { ServerBackend } from './args.js';
-import { ITEM_TTL_SECONDS, ManualClock } from './sqlite-fixture.js';
+import { ManualClock, sessionHandles } from './sqlite-fixture.js';
 import { createThrowawayStore, openStoreAt } from './stores.js';
 
 /**
@@ -15,7 +12,7 @@ import { createThrowawayStore, openStoreAt } from './stores.js';
  */
 export interface BenchFixture {
   readonly clock: ManualClock;
-  /** Writes items that expire after {@link ITEM_TTL_SECONDS} (by `clock`). */
+  /** Writes items that expire after `ITEM_TTL_SECONDS` (by `clock`). */
   readonly expiringSession: EncryptedSession;
   /** Writes items that never expire; also used for every read. */
   readonly session: EncryptedSession;
@@ -66,24 +63,12 @@ export async function openServerFixture(
     await new EncryptedSessionService(storage, keyRing).open(SESSION_ID, { tenantId: TENANT_ID });
 
     const clock = new ManualClock();
-    const sessionWith = (itemTtlSeconds: number | null) =>
-      new EncryptedSession({
-        tenantId: TENANT_ID,
-        sessionId: SESSION_ID,
-        subjectId: null,
-        itemTtlSeconds,
-        storage,
-        keyRing,
-        ...(cipher ? { cipher } : {}),
-        clock: clock.now,
-      });
     const ref = { tenantId: TENANT_ID, sessionId: SESSION_ID };
     const open = opened;
     const memory = open.itemsMemoryBytes;
     return {
       clock,
-      expiringSession: sessionWith(ITEM_TTL_SECONDS),
-      session: sessionWith(null),
+      ...sessionHandles({ ...ref, storage, keyRing }, clock, cipher),
       countRows: () => open.countRows(ref),
       countExpiredRows: () => open.countExpiredRows(ref, clock.now()),
       sumStoredItemBytes: () => open.sumCiphertextBytes(ref),

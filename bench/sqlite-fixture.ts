@@ -7,9 +7,10 @@ import { EnvKeyProvider, KeyRing } from '../src/keys/index.js';
 import {
   EncryptedSession,
   EncryptedSessionService,
-  envelopeItemCipher,
-  type ItemCipher,
+  type EncryptedSessionContext,
 } from '../src/sessions/index.js';
+import { envelopeItemCipher, type ItemCipher } from '../src/sessions/item-cipher.js';
+import { createEncryptedSessionWithCipher } from '../src/sessions/item-cipher.testing.js';
 import {
   TypeOrmSessionStorage,
   dialectFor,
@@ -64,6 +65,29 @@ export interface SqliteFixture {
   dispose(): Promise<void>;
 }
 
+/**
+ * The two `EncryptedSession` handles of a fixture on one session, on `clock`: built with
+ * `cipher`, or through the public constructor (the production path) when it is undefined.
+ */
+export function sessionHandles(
+  on: Pick<EncryptedSessionContext, 'tenantId' | 'sessionId' | 'storage' | 'keyRing'>,
+  clock: ManualClock,
+  cipher: ItemCipher | undefined,
+): { expiringSession: EncryptedSession; session: EncryptedSession } {
+  const sessionWith = (itemTtlSeconds: number | null) => {
+    const context: EncryptedSessionContext = {
+      ...on,
+      subjectId: null,
+      itemTtlSeconds,
+      clock: clock.now,
+    };
+    return cipher
+      ? createEncryptedSessionWithCipher(context, cipher)
+      : new EncryptedSession(context);
+  };
+  return { expiringSession: sessionWith(ITEM_TTL_SECONDS), session: sessionWith(null) };
+}
+
 const TENANT_ID = 'bench-tenant';
 const SESSION_ID = 'bench-session';
 
@@ -95,23 +119,13 @@ export async function openSqliteFixture(
     await new EncryptedSessionService(storage, keyRing).open(SESSION_ID, { tenantId: TENANT_ID });
 
     const clock = new ManualClock();
-    const sessionWith = (itemTtlSeconds: number | null) =>
-      new EncryptedSession({
-        tenantId: TENANT_ID,
-        sessionId: SESSION_ID,
-        subjectId: null,
-        itemTtlSeconds,
-        storage: storage!,
-        keyRing,
-        ...(cipher ? { cipher } : {}),
-        clock: clock.now,
-      });
     const items = `"${tableNamesFor().items}"`;
     const scalar = async (sql: string, params: unknown[] = []): Promise<number> => {
       const rows = (await db.query(sql, params)) as Record<string, unknown>[];
       return Number(Object.values(rows[0] ?? {})[0] ?? 0);
     };
     const ownedStorage = storage;
+    const ref = { tenantId: TENANT_ID, sessionId: SESSION_ID };
 
     return {
       path,
@@ -119,10 +133,9 @@ export async function openSqliteFixture(
       storage: ownedStorage,
       keyRing,
       cipher: cipher ?? envelopeItemCipher,
-      ref: { tenantId: TENANT_ID, sessionId: SESSION_ID },
+      ref,
       clock,
-      expiringSession: sessionWith(ITEM_TTL_SECONDS),
-      session: sessionWith(null),
+      ...sessionHandles({ ...ref, storage: ownedStorage, keyRing }, clock, cipher),
       countRows: () => scalar(`SELECT COUNT(*) FROM ${items}`),
       countExpiredRows: () =>
         scalar(

@@ -1,5 +1,4 @@
 export * from './encrypted-session.js';
 export * from './encrypted-session.service.js';
 export * from './history-transaction.js';
-export * from './item-cipher.js';
 export * from './session-defaults.js';

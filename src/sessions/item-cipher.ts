@@ -2,8 +2,10 @@ import { openItem, sealItem, type ItemBinding } from '../crypto/index.js';
 import type { UsableDataKey } from '../keys/index.js';
 
 /**
- * Turns an encoded item into stored bytes and back. The default is the authenticated envelope;
- * the seam exists so the benchmark can measure the same store with a null cipher.
+ * Turns an encoded item into stored bytes and back. Sessions always use the authenticated
+ * envelope; the seam exists so the benchmark can measure the same store with a null cipher
+ * and a test can watch the plaintexts (see `item-cipher.testing.ts`). Not exported from any
+ * barrel.
  */
 export interface ItemCipher {
   seal(dataKey: UsableDataKey, binding: ItemBinding, payload: Uint8Array): Buffer;
@@ -18,3 +20,20 @@ export const envelopeItemCipher: ItemCipher = {
   // The dek_id column is only an index; openItem checks the authenticated header agrees.
   open: (dataKey, binding, stored) => openItem(dataKey, binding, stored),
 };
+
+/**
+ * The key under which `item-cipher.testing.ts` puts another cipher on a session's context. A
+ * symbol no barrel exports, so the public context type has no cipher field and no host can
+ * hand a session a cipher of its own.
+ */
+export const ITEM_CIPHER_OVERRIDE: unique symbol = Symbol('ItemCipherOverride');
+
+/** A session context that carries a test's cipher. */
+export interface ItemCipherOverride {
+  readonly [ITEM_CIPHER_OVERRIDE]?: ItemCipher;
+}
+
+/** The cipher of a session built from `context`: the envelope, unless a test put another there. */
+export function itemCipherFor(context: object): ItemCipher {
+  return (context as ItemCipherOverride)[ITEM_CIPHER_OVERRIDE] ?? envelopeItemCipher;
+}

@@ -7,14 +7,14 @@ import {
   HistoryConflictError,
   InvalidArgumentError,
   KeyRing,
-  envelopeItemCipher,
   type EncryptedSessionContext,
-  type ItemCipher,
   type SessionRef,
   type SessionStorage,
 } from '../../src/index.js';
 import { memoryHarness, userMessage, type SessionHarness } from '../support/session-harness.js';
 import { DEFAULT_SESSION_DEFAULTS } from '../../src/sessions/session-defaults.js';
+import { envelopeItemCipher, type ItemCipher } from '../../src/sessions/item-cipher.js';
+import { createEncryptedSessionWithCipher } from '../../src/sessions/item-cipher.testing.js';
 
 // Tests that kill mutants StrykerJS found alive in src/sessions (issue 8, point 14): each one
 // pins an outcome that a broken session or service would otherwise get away with. The memory
@@ -36,6 +36,16 @@ afterEach(async () => {
 
 /** The session under test in the default tenant. */
 const defaultRef = (): SessionRef => ({ tenantId: 'default', sessionId });
+
+/** The context `open` would build for the session under test, without a TTL. */
+const defaultContext = (): EncryptedSessionContext => ({
+  tenantId: 'default',
+  sessionId,
+  subjectId: null,
+  itemTtlSeconds: null,
+  storage: harness.storage,
+  keyRing: harness.keyRing,
+});
 
 /** Seconds from now to the expiry of an item appended through `session`; null = never. */
 async function expiryOfAppend(session: EncryptedSession): Promise<number | null> {
@@ -162,15 +172,7 @@ describe('EncryptedSessionService.open: ttlSeconds', () => {
     const session = await harness.service.open(sessionId, { ttlSeconds: 1 });
     await session.addItems(items('short-lived'));
     const [row] = await storedRows(defaultRef(), 1);
-    const later = new EncryptedSession({
-      tenantId: 'default',
-      sessionId,
-      subjectId: null,
-      itemTtlSeconds: null,
-      storage: harness.storage,
-      keyRing: harness.keyRing,
-      clock: () => row.expiresAt!,
-    });
+    const later = new EncryptedSession({ ...defaultContext(), clock: () => row.expiresAt! });
     expect(await later.getItems()).toEqual([]);
   });
 
@@ -293,16 +295,7 @@ describe('EncryptedSession: plaintext does not linger', () => {
       },
     };
     await harness.service.open(sessionId);
-    const context: EncryptedSessionContext = {
-      tenantId: 'default',
-      sessionId,
-      subjectId: null,
-      itemTtlSeconds: null,
-      storage: harness.storage,
-      keyRing: harness.keyRing,
-      cipher: recording,
-    };
-    const session = new EncryptedSession(context);
+    const session = createEncryptedSessionWithCipher(defaultContext(), recording);
     await session.addItems(items('canary-one', 'canary-two'));
     expect(texts(await session.getItems())).toEqual(['canary-one', 'canary-two']);
     expect(texts(await session.getItems(1))).toEqual(['canary-two']);
@@ -311,6 +304,33 @@ describe('EncryptedSession: plaintext does not linger', () => {
       expect(payload.length).toBeGreaterThan(0);
       expect(payload.every((byte) => byte === 0)).toBe(true);
     }
+  });
+});
+
+describe('EncryptedSession: the cipher is not a public option', () => {
+  it('ignores a cipher put on the context: items are sealed all the same', async () => {
+    await harness.service.open(sessionId);
+    const nullCipher: ItemCipher = {
+      seal: (_dataKey, _binding, payload) => Buffer.from(payload),
+      open: (_dataKey, _binding, stored) => Buffer.from(stored),
+    };
+    const session = new EncryptedSession({
+      ...defaultContext(),
+      cipher: nullCipher,
+    } as EncryptedSessionContext);
+    await session.addItems(items('canary-sealed'));
+    const [row] = await storedRows(defaultRef(), 1);
+    expect(row.ciphertext.includes('canary-sealed')).toBe(false);
+    expect(texts(await (await harness.service.open(sessionId)).getItems())).toEqual([
+      'canary-sealed',
+    ]);
+  });
+
+  it('offers no way to swap it from the package entry point', async () => {
+    const entry: Record<string, unknown> = await import('../../src/index.js');
+    expect(entry).not.toHaveProperty('envelopeItemCipher');
+    expect(entry).not.toHaveProperty('createEncryptedSessionWithCipher');
+    expect(entry).not.toHaveProperty('ITEM_CIPHER_OVERRIDE');
   });
 });
 

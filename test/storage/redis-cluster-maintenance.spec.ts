@@ -1,0 +1,31 @@
+import { Cluster } from 'ioredis';
+import { describe, expect, it } from 'vitest';
+import {
+  ConfigurationError,
+  EnvKeyProvider,
+  KekRotationService,
+  KeyRing,
+  RedisSessionStorage,
+  supportsMaintenance,
+} from '../../src/index.js';
+import { newRootKeyEntry } from '../support/test-keys.js';
+
+// A Redis Cluster client is declared unable to scan across sessions before anything runs. The
+// client never connects: nothing here reaches a server.
+
+describe('RedisSessionStorage on a Redis Cluster client', () => {
+  it('declares cross-session scans unsupported, and KEK rotation refuses before it starts', async () => {
+    const client = new Cluster([{ host: '127.0.0.1', port: 7000 }], { lazyConnect: true });
+    const storage = new RedisSessionStorage({ client });
+    const provider = new EnvKeyProvider({ keys: newRootKeyEntry('k1'), activeKeyId: 'k1' });
+    const rotation = new KekRotationService(storage, new KeyRing(storage, provider));
+    try {
+      expect(supportsMaintenance(storage)).toBe(false);
+      await expect(rotation.status()).rejects.toThrow(/not supported on a Redis Cluster/);
+      await expect(rotation.rewrapAll()).rejects.toBeInstanceOf(ConfigurationError);
+      expect(client.status).toBe('wait');
+    } finally {
+      client.disconnect();
+    }
+  });
+});

@@ -7,7 +7,7 @@ import {
   KeyProviderUnavailableError,
   KeyUnusableError,
 } from '../../errors/index.js';
-import { NETWORK_ERROR_CODES } from '../../storage/network-errors.js';
+import { NETWORK_ERROR_CODES } from '../../errors/network-errors.js';
 import type {
   DataKeyContext,
   GeneratedDataKey,

@@ -1,4 +1,4 @@
-import { NETWORK_ERROR_CODES } from '../network-errors.js';
+import { NETWORK_ERROR_CODES } from '../../errors/network-errors.js';
 import { IntegrityError, StorageUnavailableError } from '../../errors/index.js';
 
 /** Socket errors meaning the server could not be reached or the connection broke. */

@@ -1,6 +1,6 @@
 import type { DataSource } from 'typeorm';
 import { ConfigurationError } from '../../errors/index.js';
-import { NETWORK_ERROR_CODES } from '../network-errors.js';
+import { NETWORK_ERROR_CODES } from '../../errors/network-errors.js';
 
 /** The SQL engines the TypeORM adapter runs on. */
 export type SqlBackend = 'sqlite' | 'postgres' | 'mysql';

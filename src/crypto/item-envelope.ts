@@ -1,10 +1,11 @@
 import { KeyObject, createCipheriv, createDecipheriv, randomFillSync } from 'node:crypto';
 import { IntegrityError, InvalidArgumentError } from '../errors/index.js';
+import { GCM_CIPHER, GCM_IV_LENGTH, GCM_OPTIONS, GCM_TAG_LENGTH } from './gcm.js';
 
 /** Length in bytes of the envelope header (magic, version, suite, data-key id, generation, IV). */
 export const ENVELOPE_HEADER_LENGTH = 36;
 /** Length in bytes of the AES-GCM authentication tag at the end of every envelope. */
-export const ENVELOPE_TAG_LENGTH = 16;
+export const ENVELOPE_TAG_LENGTH = GCM_TAG_LENGTH;
 /** The envelope format version this build writes and reads. */
 export const ENVELOPE_FORMAT_VERSION = 1;
 /** Suite id of AES-256-GCM with a 96-bit IV and a 128-bit tag. */
@@ -12,15 +13,13 @@ export const SUITE_AES_256_GCM = 1;
 
 const MAGIC_0 = 0x4e; // 'N'
 const MAGIC_1 = 0x45; // 'E'
-const IV_LENGTH = 12;
+const IV_LENGTH = GCM_IV_LENGTH;
 const KEY_LENGTH = 32;
 const DEK_ID_OFFSET = 4;
 const GENERATION_OFFSET = 20;
 const IV_OFFSET = 24;
 const MAX_GENERATION = 0xffff_ffff;
 const TWO_POW_32 = 0x1_0000_0000;
-const CIPHER = 'aes-256-gcm';
-const GCM_OPTIONS = { authTagLength: ENVELOPE_TAG_LENGTH } as const;
 
 /** What node:crypto throws from `final()` when a GCM tag does not verify. */
 const GCM_AUTH_FAILURE = 'Unsupported state or unable to authenticate data';
@@ -133,7 +132,7 @@ export function sealItemUsingIv(
   stored.writeUInt32BE(dataKey.generation, GENERATION_OFFSET);
   stored.set(iv, IV_OFFSET);
 
-  const cipher = createCipheriv(CIPHER, dataKey.key, iv, GCM_OPTIONS);
+  const cipher = createCipheriv(GCM_CIPHER, dataKey.key, iv, GCM_OPTIONS);
   cipher.setAAD(buildAad(stored, binding));
   const ciphertext = cipher.update(plaintext);
   ciphertext.copy(stored, ENVELOPE_HEADER_LENGTH);
@@ -229,8 +228,8 @@ function decryptAuthenticated(
 ): Buffer {
   let plaintext: Buffer | undefined;
   try {
-    // authTagLength pins 16-byte tags: without it Node 20 accepts truncated ones.
-    const decipher = createDecipheriv(CIPHER, key, iv, { authTagLength: ENVELOPE_TAG_LENGTH });
+    // GCM_OPTIONS pins 16-byte tags: without it Node 20 accepts truncated ones.
+    const decipher = createDecipheriv(GCM_CIPHER, key, iv, GCM_OPTIONS);
     decipher.setAuthTag(tag);
     decipher.setAAD(aad);
     plaintext = decipher.update(ciphertext);

@@ -7,19 +7,18 @@ import {
   randomFillSync,
 } from 'node:crypto';
 import { IntegrityError, InvalidArgumentError } from '../errors/index.js';
+import { GCM_CIPHER, GCM_IV_LENGTH, GCM_OPTIONS, GCM_TAG_LENGTH } from './gcm.js';
 
 /** Version byte at the start of every wrapped data key. */
 const WRAP_FORMAT_VERSION = 1;
 const KEY_LENGTH = 32;
-const IV_LENGTH = 12;
-const TAG_LENGTH = 16;
+const IV_LENGTH = GCM_IV_LENGTH;
+const TAG_LENGTH = GCM_TAG_LENGTH;
 const IV_OFFSET = 1;
 const CIPHERTEXT_OFFSET = IV_OFFSET + IV_LENGTH;
 const TAG_OFFSET = CIPHERTEXT_OFFSET + KEY_LENGTH;
 /** version (1) || IV (12) || encrypted key (32) || tag (16). */
 const WRAPPED_LENGTH = TAG_OFFSET + TAG_LENGTH;
-const CIPHER = 'aes-256-gcm';
-const GCM_OPTIONS = { authTagLength: TAG_LENGTH } as const;
 const SUBKEY_INFO_PREFIX = 'nest-encrypted-sessions/v1/';
 /** node:crypto refuses HKDF info longer than 1024 bytes. */
 const MAX_HKDF_INFO_LENGTH = 1024;
@@ -116,7 +115,7 @@ export function wrapDataKeyUsingIv(
   const wrapped = Buffer.allocUnsafe(WRAPPED_LENGTH);
   wrapped[0] = WRAP_FORMAT_VERSION;
   wrapped.set(iv, IV_OFFSET);
-  const cipher = createCipheriv(CIPHER, wrappingKey, iv, GCM_OPTIONS);
+  const cipher = createCipheriv(GCM_CIPHER, wrappingKey, iv, GCM_OPTIONS);
   cipher.setAAD(aad);
   cipher.update(dataKey).copy(wrapped, CIPHERTEXT_OFFSET);
   cipher.final();
@@ -152,7 +151,7 @@ export function unwrapDataKey(
   let dataKey: Buffer | undefined;
   try {
     const decipher = createDecipheriv(
-      CIPHER,
+      GCM_CIPHER,
       wrappingKey,
       bytes.subarray(IV_OFFSET, CIPHERTEXT_OFFSET),
       GCM_OPTIONS,

@@ -89,6 +89,27 @@ const isRetryableUnavailable = (error: unknown) =>
   error instanceof StorageUnavailableError && error.retryable;
 
 /**
+ * Appends `items`, retrying up to `attempts` calls in all as a host would after a retryable
+ * error; returns the errors of the calls that failed.
+ */
+async function appendRetrying(
+  writer: EncryptedSession,
+  items: AgentInputItem[],
+  attempts: number,
+): Promise<unknown[]> {
+  const failures: unknown[] = [];
+  while (failures.length < attempts) {
+    try {
+      await writer.addItems(items);
+      return failures;
+    } catch (error) {
+      failures.push(error);
+    }
+  }
+  return failures;
+}
+
+/**
  * Why a newest-first read shows a batch torn apart, or undefined when it is clean: the batches
  * in it must be whole and in order, except the oldest one, which the limit may cut to a suffix.
  */
@@ -232,7 +253,11 @@ function describeFaultStorm(
 
     it('writes succeed again without a restart', async () => {
       const recoveryBatch = report.resolved.length;
-      await writer.addItems(itemsOfBatch(recoveryBatch));
+      // A pooled connection killed just as the storm ended may still be handed out once: that
+      // call fails retryably (as documented) and the retry gets a fresh connection.
+      const failures = await appendRetrying(writer, itemsOfBatch(recoveryBatch), 3);
+      expect(failures.filter((error) => !isRetryableUnavailable(error))).toEqual([]);
+      expect(failures.length).toBeLessThan(3);
       report.resolved[recoveryBatch] = true;
       expect((await writer.getItems(BATCH_SIZE)).map(contentOf)).toEqual(
         contentsOfBatch(recoveryBatch),

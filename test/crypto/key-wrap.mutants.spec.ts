@@ -1,4 +1,5 @@
-import { createDecipheriv, createSecretKey, hkdfSync, randomBytes } from 'node:crypto';
+import crypto, { createDecipheriv, createSecretKey, hkdfSync, randomBytes } from 'node:crypto';
+import { syncBuiltinESMExports } from 'node:module';
 import { describe, expect, it } from 'vitest';
 import { InvalidArgumentError } from '../../src/errors/index.js';
 import {
@@ -80,5 +81,38 @@ describe('argument checks answer InvalidArgumentError', () => {
     expect(thrownBy(() => unwrapDataKey(asKey, wrapped, context))).toBeInstanceOf(
       InvalidArgumentError,
     );
+  });
+});
+
+/**
+ * The buffers `crypto.randomFillSync` filled while `action` ran. key-wrap.ts imports it by
+ * name, so the spy is pushed into node:crypto's ESM exports as well.
+ */
+function randomFillsDuring(action: () => void): Buffer[] {
+  const filled: Buffer[] = [];
+  const original = crypto.randomFillSync;
+  crypto.randomFillSync = ((buffer: Buffer, ...rest: []) => {
+    const result = original(buffer, ...rest);
+    filled.push(Buffer.from(buffer));
+    return result;
+  }) as typeof crypto.randomFillSync;
+  syncBuiltinESMExports();
+  try {
+    action();
+  } finally {
+    crypto.randomFillSync = original;
+    syncBuiltinESMExports();
+  }
+  return filled;
+}
+
+describe('the IV of a wrapped key', () => {
+  it('is 12 bytes node:crypto drew for this wrap, not whatever memory held', () => {
+    let wrapped: Buffer = Buffer.alloc(0);
+    const filled = randomFillsDuring(() => {
+      wrapped = wrapDataKey(wrappingKey, randomBytes(32), context);
+    });
+    expect(filled.map((bytes) => bytes.length)).toEqual([12]);
+    expect(wrapped.subarray(1, 13)).toEqual(filled[0]);
   });
 });

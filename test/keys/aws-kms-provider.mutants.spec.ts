@@ -11,6 +11,7 @@ import {
   type DataKeyContext,
 } from '../../src/index.js';
 import { loadKmsSdk } from '../../src/keys/providers/aws-kms-key-provider.js';
+import { rejectionOf } from '../support/thrown-by.js';
 
 /*
  * AwsKmsKeyProvider against a scripted KMS client: answers a real KMS never gives (no ARN, a
@@ -73,15 +74,6 @@ const contextFor = (): DataKeyContext => ({
   sessionId: `s-${randomUUID()}`,
   dekId: randomUUID(),
 });
-
-async function rejectionOf(action: () => Promise<unknown>): Promise<Error> {
-  try {
-    await action();
-  } catch (error) {
-    return error as Error;
-  }
-  throw new Error('expected the call to fail, but it succeeded');
-}
 
 async function providerOn(answers: Record<string, Answer>) {
   const scripted = scriptedClient({ DescribeKey: () => ENABLED, ...answers });

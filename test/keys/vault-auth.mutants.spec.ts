@@ -18,6 +18,7 @@ import {
 } from '../../src/keys/providers/vault-auth.js';
 import { jwtFile } from '../support/jwt-file.js';
 import { VaultTestServer } from '../support/vault-test-server.js';
+import { rejectionOf } from '../support/thrown-by.js';
 
 /*
  * The Vault connection (login, renewal, error mapping, option checks) against a scripted
@@ -131,15 +132,6 @@ const contextFor = (): DataKeyContext => ({
   sessionId: `s-${randomUUID()}`,
   dekId: randomUUID(),
 });
-
-async function rejectionOf(action: () => Promise<unknown>): Promise<Error> {
-  try {
-    await action();
-  } catch (error) {
-    return error as Error;
-  }
-  throw new Error('expected the call to fail, but it succeeded');
-}
 
 describe('Vault connection against a scripted Vault client', () => {
   const cleanups: (() => void)[] = [];

@@ -7,6 +7,7 @@ import {
   type DataKeyContext,
   type VaultKvKeyProviderOptions,
 } from '../../src/index.js';
+import { rejectionOf } from '../support/thrown-by.js';
 
 /*
  * VaultKvKeyProvider against a scripted node-vault client: metadata shapes and version states
@@ -73,15 +74,6 @@ const contextFor = (): DataKeyContext => ({
   sessionId: `s-${randomUUID()}`,
   dekId: randomUUID(),
 });
-
-async function rejectionOf(action: () => Promise<unknown>): Promise<Error> {
-  try {
-    await action();
-  } catch (error) {
-    return error as Error;
-  }
-  throw new Error('expected the call to fail, but it succeeded');
-}
 
 describe('VaultKvKeyProvider against a scripted Vault client', () => {
   afterEach(() => {

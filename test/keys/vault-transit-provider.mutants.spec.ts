@@ -9,6 +9,7 @@ import {
   type DataKeyContext,
   type VaultTransitKeyProviderOptions,
 } from '../../src/index.js';
+import { rejectionOf } from '../support/thrown-by.js';
 
 /*
  * VaultTransitKeyProvider against a scripted node-vault client: answers a real Vault never
@@ -83,15 +84,6 @@ const contextFor = (): DataKeyContext => ({
 });
 const wrappedV1 = { kekId: `vault-transit:transit/${KEY}:v1`, wrappedKey: Buffer.from(CIPHERTEXT) };
 const zeroed = (bytes: Uint8Array) => bytes.every((byte) => byte === 0);
-
-async function rejectionOf(action: () => Promise<unknown>): Promise<Error> {
-  try {
-    await action();
-  } catch (error) {
-    return error as Error;
-  }
-  throw new Error('expected the call to fail, but it succeeded');
-}
 
 /** The 32-byte Buffers `Buffer.from` returned while `action` ran. */
 async function keyBuffersMadeBy(action: () => Promise<unknown>): Promise<Buffer[]> {

@@ -41,6 +41,10 @@ export const HTTP_STATUS_BY_ERROR_CODE: Readonly<Record<string, ErrorMapping>> =
     status: HttpStatus.SERVICE_UNAVAILABLE,
     publicMessage: 'Session storage is busy or unavailable; retry later',
   },
+  SHUTTING_DOWN: {
+    status: HttpStatus.SERVICE_UNAVAILABLE,
+    publicMessage: 'The server is shutting down; retry the request',
+  },
 };
 
 /**

@@ -56,3 +56,12 @@ export class StorageUnavailableError extends EncryptedSessionError {
 export class SessionNotFoundError extends EncryptedSessionError {
   readonly code = 'SESSION_NOT_FOUND';
 }
+
+/**
+ * The module is shutting down: the call was refused before it did anything, so nothing was
+ * stored. Retry it on an instance that is running (an HTTP host answers 503).
+ */
+export class ShuttingDownError extends EncryptedSessionError {
+  readonly code = 'SHUTTING_DOWN';
+  override readonly retryable = true;
+}

@@ -1,7 +1,8 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
-import { ConfigurationError, EncryptedSessionError } from '../errors/index.js';
+import { ConfigurationError, EncryptedSessionError, ShuttingDownError } from '../errors/index.js';
 import {
   SESSION_STORAGE,
+  WorkInFlight,
   maintenanceUnsupportedReason,
   supportsMaintenance,
   type SessionStorage,
@@ -40,6 +41,8 @@ export interface RewrapReport {
   readonly failed: number;
   /** Data keys still on another root key when the run ended. */
   readonly remaining: number;
+  /** True when the run ended early because the app began shutting down; the next run resumes. */
+  readonly stoppedForShutdown: boolean;
 }
 
 const logger = new Logger('KekRotation');
@@ -54,13 +57,36 @@ const logger = new Logger('KekRotation');
  */
 @Injectable()
 export class KekRotationService {
+  /** Runs of {@link rewrapAll} and {@link status}, so shutdown can stop them and wait. */
+  private readonly runs = new WorkInFlight(
+    () =>
+      new ShuttingDownError(
+        'KEK rotation is not started because the app is shutting down; run it again on a running instance.',
+      ),
+  );
+
   constructor(
     @Inject(SESSION_STORAGE) private readonly storage: SessionStorage,
     private readonly keyRing: KeyRing,
   ) {}
 
   /** How many data keys each root key wraps, and how many still need moving. */
-  async status(): Promise<KekRotationStatus> {
+  status(): Promise<KekRotationStatus> {
+    return this.runs.run(() => this.currentStatus());
+  }
+
+  /**
+   * Makes a {@link rewrapAll} run in progress end after the data key it is moving, refuses new
+   * runs with `ShuttingDownError`, and resolves once the runs have ended. The module's shutdown
+   * calls it first. Idempotent.
+   *
+   * @internal
+   */
+  stop(): Promise<void> {
+    return this.runs.close();
+  }
+
+  private async currentStatus(): Promise<KekRotationStatus> {
     const activeKekId = this.keyRing.activeKekId();
     const dataKeysByKek = await this.maintenance().countDataKeysByKek();
     const remaining = Object.entries(dataKeysByKek)
@@ -75,7 +101,11 @@ export class KekRotationService {
    * @throws KeyProviderUnavailableError when the provider stays down (after the key ring's
    *   retries); what was moved stays moved, and the next run continues from there.
    */
-  async rewrapAll(options: RewrapOptions = {}): Promise<RewrapReport> {
+  rewrapAll(options: RewrapOptions = {}): Promise<RewrapReport> {
+    return this.runs.run(() => this.rewrapPages(options));
+  }
+
+  private async rewrapPages(options: RewrapOptions): Promise<RewrapReport> {
     const batchSize = options.batchSize ?? 100;
     const maxBatches = options.maxBatches ?? Number.POSITIVE_INFINITY;
     const target = this.keyRing.activeKekId();
@@ -84,11 +114,17 @@ export class KekRotationService {
     let failed = 0;
     const maintenance = this.maintenance();
     let cursor: string | undefined;
-    for (let batch = 0; batch < maxBatches;) {
+    let stoppedForShutdown = false;
+    pages: for (let batch = 0; batch < maxBatches;) {
       const page = await maintenance.listDataKeysWrappedByOtherKek(target, cursor, batchSize);
       // Only pages with keys count as batches: a Redis SCAN step may find none and go on.
       if (page.records.length > 0) batch++;
       for (const record of page.records) {
+        // Shutdown waits for this run: end it between keys, the next run resumes from here.
+        if (this.runs.isClosing) {
+          stoppedForShutdown = true;
+          break pages;
+        }
         let next;
         try {
           next = await this.keyRing.rewrapDataKey(record);
@@ -112,11 +148,11 @@ export class KekRotationService {
       cursor = page.cursor;
       if (cursor === undefined) break;
     }
-    const { remaining } = await this.status();
+    const { remaining } = await this.currentStatus();
     logger.log(
-      `Rewrapped ${rewrapped} data key(s) to ${target}; ${alreadyMoved} already moved, ${failed} failed, ${remaining} remaining`,
+      `Rewrapped ${rewrapped} data key(s) to ${target}; ${alreadyMoved} already moved, ${failed} failed, ${remaining} remaining${stoppedForShutdown ? ' (stopped: the app is shutting down)' : ''}`,
     );
-    return { rewrapped, alreadyMoved, failed, remaining };
+    return { rewrapped, alreadyMoved, failed, remaining, stoppedForShutdown };
   }
 
   /** The storage's cross-session scans; refused up front when the adapter has none. */

@@ -1,25 +1,45 @@
 import { Inject, Injectable, type BeforeApplicationShutdown } from '@nestjs/common';
-import { KEY_PROVIDER, KeyRing, type KeyProvider } from '../keys/index.js';
+import { KEY_PROVIDER, KekRotationService, KeyRing, type KeyProvider } from '../keys/index.js';
+import { EncryptedSessionService } from '../sessions/index.js';
 import { SESSION_STORAGE, type SessionStorage } from '../storage/index.js';
 
 /**
- * Drains queued session work and closes what the module opened when the app shuts down.
+ * The one owner of the module's shutdown. Nest runs `beforeApplicationShutdown` of providers on
+ * one level in parallel, so no other provider of the module closes anything itself; this one
+ * goes step by step:
+ *
+ * 1. stop what runs in the background (a KEK rotation run ends after its current key);
+ * 2. wait for session calls in flight, refusing new ones with `ShuttingDownError`;
+ * 3. close storage: it lets its units of work finish, refuses new ones, then closes only what
+ *    the module opened (a host's DataSource or Redis client stays open);
+ * 4. clear the key ring (cached data keys are zeroed);
+ * 5. close the key provider (token renewal timers and the like).
+ *
  * Runs before `onApplicationShutdown`, where a host's TypeORM module destroys its DataSource.
  * Idempotent.
  */
 @Injectable()
 export class EncryptedSessionLifecycle implements BeforeApplicationShutdown {
+  private shutdown: Promise<void> | undefined;
+
   constructor(
+    private readonly rotation: KekRotationService,
+    private readonly sessions: EncryptedSessionService,
     @Inject(SESSION_STORAGE) private readonly storage: SessionStorage,
     private readonly keyRing: KeyRing,
     @Inject(KEY_PROVIDER) private readonly provider: KeyProvider,
   ) {}
 
-  async beforeApplicationShutdown(): Promise<void> {
-    // Storage waits for queued work, then closes only a DataSource the module opened itself.
+  beforeApplicationShutdown(): Promise<void> {
+    this.shutdown ??= this.shutDownInOrder();
+    return this.shutdown;
+  }
+
+  private async shutDownInOrder(): Promise<void> {
+    await this.rotation.stop();
+    await this.sessions.drain();
     await this.storage.close();
     this.keyRing.clear();
-    // Stops token renewal timers and the like, so nothing keeps the process alive.
     await this.provider.close?.();
   }
 }

@@ -13,7 +13,7 @@ import {
   SESSION_DEFAULTS,
   type SessionDefaults,
 } from '../sessions/index.js';
-import { SESSION_STORAGE } from '../storage/index.js';
+import { DrainingSessionStorage, SESSION_STORAGE } from '../storage/index.js';
 import { EncryptedSessionLifecycle } from './encrypted-session-lifecycle.service.js';
 import type { EncryptedSessionModuleOptions } from './encrypted-session-module-options.interface.js';
 import {
@@ -57,11 +57,13 @@ import { validateModuleOptions } from './validate-module-options.js';
     },
     {
       provide: SESSION_STORAGE,
-      useFactory: (
+      useFactory: async (
         options: EncryptedSessionModuleOptions,
         _provider: unknown,
         host: DataSource | null,
-      ) => createSessionStorage(options, host),
+      ) =>
+        // Drains on close: shutdown waits for units in flight and refuses new ones.
+        new DrainingSessionStorage(await createSessionStorage(options, host)),
       // HOST_DATA_SOURCE is required (null when none is named): see its definition.
       inject: [ENCRYPTED_SESSION_MODULE_OPTIONS, KEY_PROVIDER, HOST_DATA_SOURCE],
     },

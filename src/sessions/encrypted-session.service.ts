@@ -1,7 +1,7 @@
 import { Inject, Injectable, Optional } from '@nestjs/common';
-import { InvalidArgumentError } from '../errors/index.js';
+import { InvalidArgumentError, ShuttingDownError } from '../errors/index.js';
 import { KeyRing } from '../keys/index.js';
-import { SESSION_STORAGE, type SessionStorage } from '../storage/index.js';
+import { SESSION_STORAGE, WorkInFlight, type SessionStorage } from '../storage/index.js';
 import { EncryptedSession } from './encrypted-session.js';
 import { sessionRowMissing, STORED_AT_ALL } from './stored-row-checks.js';
 import {
@@ -51,6 +51,13 @@ function checkTtl(value: unknown): number | null {
 @Injectable()
 export class EncryptedSessionService {
   private readonly defaults: SessionDefaults;
+  /** Every `open` and every call of a session it returned, so shutdown can wait for them. */
+  private readonly calls = new WorkInFlight(
+    () =>
+      new ShuttingDownError(
+        'Encrypted sessions are closing because the app is shutting down; the call was refused and nothing was stored. Retry it on a running instance.',
+      ),
+  );
 
   constructor(
     @Inject(SESSION_STORAGE) private readonly storage: SessionStorage,
@@ -67,6 +74,23 @@ export class EncryptedSessionService {
    * @throws InvalidArgumentError for an empty or over-long id, a bad TTL, or a subject mismatch.
    */
   async open(sessionId: string, options: OpenSessionOptions = {}): Promise<EncryptedSession> {
+    return this.calls.run(() => this.openCounted(sessionId, options));
+  }
+
+  /**
+   * Refuses new `open` calls and session calls with `ShuttingDownError` and resolves once those
+   * in flight have settled. The module's shutdown calls it before closing storage. Idempotent.
+   *
+   * @internal
+   */
+  drain(): Promise<void> {
+    return this.calls.close();
+  }
+
+  private async openCounted(
+    sessionId: string,
+    options: OpenSessionOptions,
+  ): Promise<EncryptedSession> {
     if (options === null || typeof options !== 'object') {
       throw new InvalidArgumentError('open(sessionId, options) takes an options object or nothing');
     }
@@ -118,6 +142,7 @@ export class EncryptedSessionService {
       storage: this.storage,
       keyRing: this.keyRing,
       maxItemBytes: this.defaults.maxItemBytes,
+      calls: this.calls,
     });
   }
 }

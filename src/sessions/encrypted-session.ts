@@ -5,7 +5,7 @@ import type {
 } from '@openai/agents-core';
 import { InvalidArgumentError } from '../errors/index.js';
 import type { KeyRing } from '../keys/index.js';
-import type { SessionRef, SessionStorage } from '../storage/index.js';
+import type { SessionRef, SessionStorage, WorkInFlight } from '../storage/index.js';
 import { encodeSessionItems, snapshotHistoryTransaction } from './history-transaction.js';
 import { itemCipherFor } from './item-cipher.js';
 import { SessionReader } from './session-reader.js';
@@ -24,6 +24,11 @@ export interface EncryptedSessionContext {
   readonly maxItemBytes?: number;
   /** Epoch ms now. @default Date.now */
   readonly clock?: () => number;
+  /**
+   * Counts this handle's calls so that shutdown waits for them and refuses new ones
+   * (`EncryptedSessionService` passes its own). @default not counted
+   */
+  readonly calls?: WorkInFlight;
 }
 
 /**
@@ -41,10 +46,12 @@ export class EncryptedSession implements SessionHistoryTransactionAwareSession {
   // Arguments are checked here; the reader and the writer get them checked and encoded.
   private readonly reader: SessionReader;
   private readonly writer: SessionWriter;
+  private readonly calls: WorkInFlight | undefined;
 
   constructor(context: EncryptedSessionContext) {
     this.ref = { tenantId: context.tenantId, sessionId: context.sessionId };
     this.maxItemBytes = context.maxItemBytes;
+    this.calls = context.calls;
     const shared = {
       ref: this.ref,
       storage: context.storage,
@@ -83,7 +90,7 @@ export class EncryptedSession implements SessionHistoryTransactionAwareSession {
       );
     }
     if (limit === 0) return [];
-    return this.reader.getItems(limit);
+    return this.counted(() => this.reader.getItems(limit));
   }
 
   /**
@@ -91,7 +98,8 @@ export class EncryptedSession implements SessionHistoryTransactionAwareSession {
    * could not be returned exactly as given or is over `maxItemBytes` (`InvalidArgumentError`).
    */
   async addItems(items: AgentInputItem[]): Promise<void> {
-    await this.writer.addItems(encodeSessionItems(items, 'addItems', this.maxItemBytes));
+    const encoded = encodeSessionItems(items, 'addItems', this.maxItemBytes);
+    await this.counted(() => this.writer.addItems(encoded));
   }
 
   /**
@@ -99,7 +107,7 @@ export class EncryptedSession implements SessionHistoryTransactionAwareSession {
    * that cannot be opened is neither returned nor deleted: the error is thrown.
    */
   async popItem(): Promise<AgentInputItem | undefined> {
-    return this.writer.popItem();
+    return this.counted(() => this.writer.popItem());
   }
 
   /**
@@ -107,7 +115,7 @@ export class EncryptedSession implements SessionHistoryTransactionAwareSession {
    * so no copy of an old ciphertext can ever be opened again. The next write starts a new key.
    */
   async clearSession(): Promise<void> {
-    await this.writer.clearSession();
+    await this.counted(() => this.writer.clearSession());
   }
 
   /**
@@ -118,6 +126,11 @@ export class EncryptedSession implements SessionHistoryTransactionAwareSession {
    */
   async applyHistoryTransaction(args: SessionHistoryTransactionArgs): Promise<void> {
     const { operationId, transaction } = snapshotHistoryTransaction(args, this.maxItemBytes);
-    await this.writer.applyHistoryTransaction(operationId, transaction);
+    await this.counted(() => this.writer.applyHistoryTransaction(operationId, transaction));
+  }
+
+  /** Runs a call that reaches keys or storage, counted for shutdown when a counter was given. */
+  private counted<T>(call: () => Promise<T>): Promise<T> {
+    return this.calls ? this.calls.run(call) : call();
   }
 }

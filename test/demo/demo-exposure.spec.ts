@@ -12,6 +12,7 @@ import {
   IntegrityError,
   KeyDestroyedError,
   KeyProviderUnavailableError,
+  ShuttingDownError,
   StorageUnavailableError,
   type EncryptedSessionError,
 } from '../../src/index.js';
@@ -43,6 +44,7 @@ describe('README: what the demo exposes', () => {
     ['ConfigurationError', new ConfigurationError(CANARY)],
     ['KeyProviderUnavailableError', new KeyProviderUnavailableError(CANARY)],
     ['StorageUnavailableError', new StorageUnavailableError(CANARY)],
+    ['ShuttingDownError', new ShuttingDownError(CANARY)],
   ])('answers %s with a fixed message, not the library message', (_name, error) => {
     const { body } = answer(error);
     expect(body.message).not.toContain(CANARY);
@@ -51,6 +53,7 @@ describe('README: what the demo exposes', () => {
   it.each([
     ['KeyProviderUnavailableError', new KeyProviderUnavailableError('down'), '1'],
     ['StorageUnavailableError', new StorageUnavailableError('down'), '1'],
+    ['ShuttingDownError', new ShuttingDownError('closing'), '1'],
     ['IntegrityError', new IntegrityError('bad'), undefined],
   ])('sets Retry-After on retryable errors only (%s)', (_name, error, retryAfter) => {
     expect(answer(error).headers['Retry-After']).toBe(retryAfter);

@@ -91,9 +91,21 @@ describe('KekRotationService.rewrapAll', () => {
   it('stops after maxBatches pages of batchSize keys and reports what remains', async () => {
     const rotation = new KekRotationService(harness.storage, harness.keyRing);
     const report = await rotation.rewrapAll({ batchSize: 2, maxBatches: 1 });
-    expect(report).toEqual({ rewrapped: 2, alreadyMoved: 0, failed: 0, remaining: 3 });
+    expect(report).toEqual({
+      rewrapped: 2,
+      alreadyMoved: 0,
+      failed: 0,
+      remaining: 3,
+      stoppedForShutdown: false,
+    });
     const rest = await rotation.rewrapAll({ batchSize: 2, maxBatches: 2 });
-    expect(rest).toEqual({ rewrapped: 3, alreadyMoved: 0, failed: 0, remaining: 0 });
+    expect(rest).toEqual({
+      rewrapped: 3,
+      alreadyMoved: 0,
+      failed: 0,
+      remaining: 0,
+      stoppedForShutdown: false,
+    });
   });
 
   it('does not count a page that held no keys as a batch', async () => {
@@ -108,7 +120,13 @@ describe('KekRotationService.rewrapAll', () => {
     provider.damaged.add(dekIds[1]);
     const rotation = new KekRotationService(harness.storage, harness.keyRing);
     const report = await rotation.rewrapAll({ batchSize: 2 });
-    expect(report).toEqual({ rewrapped: 4, alreadyMoved: 0, failed: 1, remaining: 1 });
+    expect(report).toEqual({
+      rewrapped: 4,
+      alreadyMoved: 0,
+      failed: 1,
+      remaining: 1,
+      stoppedForShutdown: false,
+    });
     const left = await harness.storage.read({ tenantId: 'default', sessionId: 's1' }, (scope) =>
       scope.dataKeys.findById(dekIds[1]),
     );
@@ -131,7 +149,13 @@ describe('KekRotationService.rewrapAll', () => {
       batchSize: 10,
       maxBatches: 1,
     });
-    expect(report).toEqual({ rewrapped: 0, alreadyMoved: 5, failed: 0, remaining: 0 });
+    expect(report).toEqual({
+      rewrapped: 0,
+      alreadyMoved: 5,
+      failed: 0,
+      remaining: 0,
+      stoppedForShutdown: false,
+    });
   });
 
   it('uses pages of 100 keys by default', async () => {

@@ -1,0 +1,60 @@
+import { ShuttingDownError } from '../errors/index.js';
+import type { SessionRef } from './storage.records.js';
+import {
+  supportsMaintenance,
+  type MaintenanceUnsupported,
+  type SessionReadScope,
+  type SessionStorage,
+  type SessionWriteScope,
+  type StorageMaintenance,
+} from './storage.ports.js';
+import { WorkInFlight } from './work-in-flight.js';
+
+/**
+ * A {@link SessionStorage} whose `close()` refuses new units of work with `ShuttingDownError`,
+ * lets the units in flight finish, and only then closes the adapter it wraps. The module wraps
+ * every storage it uses, its own or a host's `storage.instance`, so no adapter has to count.
+ */
+export class DrainingSessionStorage implements SessionStorage {
+  readonly maintenance: StorageMaintenance | MaintenanceUnsupported | undefined;
+  private readonly units = new WorkInFlight(
+    () =>
+      new ShuttingDownError(
+        'Session storage is closing because the app is shutting down; the call was refused and nothing was stored. Retry it on a running instance.',
+      ),
+  );
+  private closed: Promise<void> | undefined;
+
+  constructor(private readonly adapter: SessionStorage) {
+    this.maintenance = supportsMaintenance(adapter)
+      ? this.countedMaintenance(adapter.maintenance)
+      : adapter.maintenance;
+  }
+
+  get backend(): string {
+    return this.adapter.backend;
+  }
+
+  read<T>(ref: SessionRef, work: (scope: SessionReadScope) => Promise<T>): Promise<T> {
+    return this.units.run(() => this.adapter.read(ref, work));
+  }
+
+  transaction<T>(ref: SessionRef, work: (scope: SessionWriteScope) => Promise<T>): Promise<T> {
+    return this.units.run(() => this.adapter.transaction(ref, work));
+  }
+
+  /** Refuses new units, waits for those in flight, then closes the adapter. Idempotent. */
+  close(): Promise<void> {
+    this.closed ??= this.units.close().then(() => this.adapter.close());
+    return this.closed;
+  }
+
+  private countedMaintenance(maintenance: StorageMaintenance): StorageMaintenance {
+    return {
+      supported: true,
+      listDataKeysWrappedByOtherKek: (kekId, cursor, limit) =>
+        this.units.run(() => maintenance.listDataKeysWrappedByOtherKek(kekId, cursor, limit)),
+      countDataKeysByKek: () => this.units.run(() => maintenance.countDataKeysByKek()),
+    };
+  }
+}

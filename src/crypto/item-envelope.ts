@@ -113,7 +113,6 @@ export function sealItemUsingIv(
   iv: Uint8Array,
 ): Buffer {
   assertDataKey(dataKey);
-  assertBinding(binding);
   if (!(plaintext instanceof Uint8Array)) {
     throw new InvalidArgumentError('Item plaintext must be a Uint8Array.');
   }
@@ -177,7 +176,6 @@ export function parseEnvelope(stored: Uint8Array): ParsedEnvelope {
  */
 export function openEnvelope(envelope: ParsedEnvelope, key: ItemKey, binding: ItemBinding): Buffer {
   assertItemKey(key);
-  assertBinding(binding);
   return decryptAuthenticated(
     key,
     envelope.iv,
@@ -392,12 +390,10 @@ function writeUint64(target: Buffer, value: number, offset: number): number {
 // ---------------------------------------------------------------------------------------------
 // Validation. Out-of-range arguments are caller bugs (InvalidArgumentError), never IntegrityError.
 
-function assertBinding(binding: ItemBinding): void {
-  assertPosition(binding);
-  sessionAadPart(binding.tenantId, binding.sessionId);
-}
-
-/** Checks everything in a binding but the ids (which {@link sessionAadPart} checks once). */
+/**
+ * Checks everything in a binding but the ids (which {@link sessionAadPart} checks once). Every
+ * binding goes through {@link buildAad}, so this runs before any output leaves a function.
+ */
 function assertPosition(binding: ItemBinding): void {
   if (typeof binding !== 'object' || binding === null) {
     throw new InvalidArgumentError('The item binding must be an object.');
@@ -444,7 +440,7 @@ function assertDataKey(dataKey: ItemDataKey): void {
 function assertItemKey(key: ItemKey): void {
   const valid =
     key instanceof KeyObject
-      ? key.type === 'secret' && key.symmetricKeySize === KEY_LENGTH
+      ? key.symmetricKeySize === KEY_LENGTH // undefined for public and private keys
       : key instanceof Uint8Array && key.length === KEY_LENGTH;
   if (!valid) {
     throw new InvalidArgumentError(

@@ -58,7 +58,7 @@ export function encodeItemPayload(item: unknown, label = 'The session item'): Bu
  */
 export function readItemArray(value: unknown, what: string): unknown[] {
   try {
-    if (typeof value !== 'object' || value === null) throw new NotExact('it is not an array');
+    // isProxy first: Array.isArray sees through a Proxy (and throws on a revoked one).
     if (types.isProxy(value)) throw new NotExact('it is a Proxy');
     if (!Array.isArray(value)) throw new NotExact('it is not an array');
     checkPlainArray(value);
@@ -214,9 +214,8 @@ function checkPlainArray(value: unknown[]): void {
       throw new NotExact('it contains an array element defined by a getter or setter');
     }
   }
-  // Every index is present, so a longer key list means other properties.
+  // Every index is present, so any string key besides them and `length` is another property.
   if (
-    Object.keys(value).length !== length ||
     Object.getOwnPropertyNames(value).length !== length + 1 ||
     Object.getOwnPropertySymbols(value).length !== 0
   ) {
@@ -362,18 +361,14 @@ function bytesFromTag(base64: unknown): Uint8Array {
   return new Uint8Array(Buffer.from(base64, 'base64'));
 }
 
-/** Plain assignment to "__proto__" would change the prototype instead of adding a key. */
-function setOwn(container: Record<string | number, unknown>, key: string | number, value: unknown) {
-  if (key === '__proto__') {
-    Object.defineProperty(container, key, {
-      value,
-      writable: true,
-      enumerable: true,
-      configurable: true,
-    });
-  } else {
-    container[key] = value;
-  }
+/** Defines rather than assigns: assigning to "__proto__" would change the prototype instead. */
+function setOwn(container: object, key: string | number, value: unknown): void {
+  Object.defineProperty(container, key, {
+    value,
+    writable: true,
+    enumerable: true,
+    configurable: true,
+  });
 }
 
 function malformedTag(): IntegrityError {

@@ -212,12 +212,14 @@ function writeLengthPrefixed(target: Buffer, text: string, offset: number): numb
 /** Byte length of secret key material; 0 for anything that is not a secret key. */
 function secretLength(key: unknown): number {
   if (key instanceof Uint8Array) return key.length;
-  if (key instanceof KeyObject && key.type === 'secret') return key.symmetricKeySize ?? 0;
+  // symmetricKeySize is undefined for public and private keys.
+  if (key instanceof KeyObject) return key.symmetricKeySize ?? 0;
   return 0;
 }
 
 function assertWrappingKey(key: KeyObject): void {
-  if (!(key instanceof KeyObject) || key.type !== 'secret' || key.symmetricKeySize !== KEY_LENGTH) {
+  // symmetricKeySize is undefined for public and private keys.
+  if (!(key instanceof KeyObject) || key.symmetricKeySize !== KEY_LENGTH) {
     throw new InvalidArgumentError(
       'A wrapping key must be a secret KeyObject of exactly 32 bytes.',
     );

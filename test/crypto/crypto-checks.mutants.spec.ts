@@ -310,3 +310,62 @@ describe('payload keys named __proto__', () => {
     expect(Object.getOwnPropertyDescriptor(decoded, '__proto__')?.configurable).toBe(true);
   });
 });
+
+const sevenByte = () => new Uint8Array([7]);
+
+describe('the tag writer (items with bytes or a tag-shaped object) writes plain data as JSON does', () => {
+  it.each([
+    [
+      '+0 and fractions',
+      { zero: 0, half: 1.5, b: sevenByte() },
+      '{"zero":0,"half":1.5,"b":{"$u8":"Bw=="}}',
+    ],
+    ['-0', { minus: -0, b: sevenByte() }, '{"minus":-0,"b":{"$u8":"Bw=="}}'],
+    [
+      'a tag-named key among other keys',
+      { $u8: 'x', b: sevenByte() },
+      '{"$u8":"x","b":{"$u8":"Bw=="}}',
+    ],
+    ['one key that is not a tag name', { only: sevenByte() }, '{"only":{"$u8":"Bw=="}}'],
+  ])('%s', (_what, item, json) => {
+    expect(encodeItemPayload(item).toString('utf8')).toBe(json);
+    expect(decodeItemPayload(encodeItemPayload(item))).toEqual(item);
+  });
+});
+
+describe('checks that a shortcut would weaken', () => {
+  it('refuses a Uint8Array with a non-enumerable symbol property (inspect does not show it)', () => {
+    const bytes = Object.defineProperty(new Uint8Array(2), Symbol('note'), { value: 1 });
+    expect((thrownBy(() => encodeItemPayload({ bytes }, 'item')) as Error).message).toBe(
+      'item cannot be stored exactly: it contains a Uint8Array with properties besides its bytes. Nothing was stored.',
+    );
+  });
+
+  it('names the binding, not its fields, when the binding is not an object', () => {
+    expect(
+      (thrownBy(() => sealItem(dataKey(), 'binding' as never, payload)) as Error).message,
+    ).toBe('The item binding must be an object.');
+  });
+
+  it('names the data key, not its fields, when the data key is not an object', () => {
+    expect((thrownBy(() => sealItem('key' as never, binding, payload)) as Error).message).toBe(
+      'The data key must be an object with dekId, generation and key.',
+    );
+  });
+
+  it('refuses a String object holding a valid UUID', () => {
+    const boxed = Object('00000000-0000-4000-8000-000000000000') as string;
+    expect(thrownBy(() => uuidToBytes(boxed))).toBeInstanceOf(InvalidArgumentError);
+  });
+
+  it.each([
+    ['a 61-character string', () => 'x'.repeat(61)],
+    ['an array of 61 numbers', () => Array.from({ length: 61 }, () => 1)],
+  ])('refuses %s as a wrapped key by its type, before reading it', (_what, build) => {
+    const error = thrownBy(() => unwrapDataKey(wrappingKey(), build() as never, context));
+    expect(error).toBeInstanceOf(IntegrityError);
+    expect((error as Error).message).toBe(
+      'The wrapped data key is not 61 bytes long; it is not a key this module wrapped.',
+    );
+  });
+});

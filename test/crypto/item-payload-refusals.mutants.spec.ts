@@ -15,29 +15,102 @@ import { CANARY, refusedItems, refusedArrays } from '../support/refused-items.js
 // but it also opens SQLite, so mutation runs leave it out: the same tables (test/support/refused-items.ts) run
 // the codec in process.
 
+/** The reason each refused item's message gives: the caller must learn what to change. */
+const refusalReasons: Record<string, string> = {
+  'a Date': 'it contains a Date (it would come back as a string)',
+  'a Date as the item': 'it contains a Date (it would come back as a string)',
+  'a Map': 'it contains a Map or a Set',
+  'a Set': 'it contains a Map or a Set',
+  'a class instance': 'it contains an object that is not a plain object (a class instance?)',
+  'an object with another prototype (__proto__ in a literal)':
+    'it contains an object that is not a plain object (a class instance?)',
+  'a RegExp': 'it contains a RegExp',
+  'an Error': 'it contains an Error object',
+  'a boxed String': 'it contains a boxed primitive (new String, new Number)',
+  'a non-enumerable property': 'it contains a non-enumerable property',
+  'a Symbol-keyed property': 'it contains a Symbol-keyed property',
+  'a Symbol value': 'it contains a Symbol',
+  'a BigInt': 'it contains a BigInt',
+  'undefined as the item': 'it is or contains undefined where JSON has no place for it',
+  'undefined in an array': 'it is or contains undefined where JSON has no place for it',
+  NaN: 'it contains NaN or an infinite number',
+  Infinity: 'it contains NaN or an infinite number',
+  '-Infinity': 'it contains NaN or an infinite number',
+  'a function': 'it contains a function',
+  'a cyclic object': 'it contains a circular reference',
+  'a getter that throws with content in its message':
+    'it contains a property defined by a getter or setter',
+  'an accessor property': 'it contains a property defined by a getter or setter',
+  'a setter-only property': 'it contains a property defined by a getter or setter',
+  'a Proxy item': 'it contains a Proxy',
+  'a Proxy inside an item': 'it contains a Proxy',
+  'a Proxy array inside an item': 'it contains a Proxy',
+  'a revoked Proxy inside an item': 'it contains a Proxy',
+  'a sparse array': 'it contains a sparse array (an empty slot would come back as null)',
+  'an array with an extra property': 'it contains an array with properties besides its elements',
+  'an array with a getter element': 'it contains an array element defined by a getter or setter',
+  'an array subclass': 'it contains an array subclass or an array with another prototype',
+  'a Uint16Array': 'it contains binary data other than a Uint8Array',
+  'a Float64Array': 'it contains binary data other than a Uint8Array',
+  'a Uint8ClampedArray': 'it contains binary data other than a Uint8Array',
+  'an ArrayBuffer': 'it contains binary data other than a Uint8Array',
+  'a DataView': 'it contains binary data other than a Uint8Array',
+  'a Uint8Array with an extra property':
+    'it contains a Uint8Array with properties besides its bytes',
+  'a Uint8Array with a symbol property':
+    'it contains a Uint8Array with properties besides its bytes',
+  'nesting deeper than 1000 levels': 'it is nested more than 1000 levels deep',
+};
+
 describe('encodeItemPayload refuses what it could not return exactly', () => {
   it.each(refusedItems)('%s, with InvalidArgumentError and no content', (_what, build) => {
     const error = thrownBy(() => encodeItemPayload(build(), 'item'));
     expect(error).toBeInstanceOf(InvalidArgumentError);
     expect((error as Error).message).not.toContain(CANARY);
   });
+
+  it.each(refusedItems)('%s, naming what to change', (what, build) => {
+    expect(refusalReasons[what], `add the reason for "${what}" to refusalReasons`).toBeDefined();
+    expect((thrownBy(() => encodeItemPayload(build(), 'item 3')) as Error).message).toBe(
+      `item 3 cannot be stored exactly: ${refusalReasons[what]}. Nothing was stored.`,
+    );
+  });
 });
+
+/** The reason readItemArray gives for each refused items argument. */
+const arrayRefusalReasons: Record<string, string> = {
+  'a Proxy array': 'it is a Proxy',
+  'a sparse array': 'it contains a sparse array (an empty slot would come back as null)',
+  'an array with a throwing getter element':
+    'it contains an array element defined by a getter or setter',
+  'an array with an extra property': 'it contains an array with properties besides its elements',
+  'not an array': 'it is not an array',
+};
 
 describe('readItemArray refuses an items argument that is not a plain, dense array', () => {
   it.each([
-    ...refusedArrays,
-    ['null', () => null],
-    ['a string', () => 'items'],
+    ...refusedArrays.map(([what, build]) => [what, build, arrayRefusalReasons[what]]),
+    ['null', () => null, 'it is not an array'],
+    ['a string', () => 'items', 'it is not an array'],
+    ['a number', () => 3, 'it is not an array'],
     [
       'an array with a non-enumerable extra property',
       () => Object.defineProperty([userMessage('x')], 'note', { value: CANARY }),
+      'it contains an array with properties besides its elements',
     ],
-    ['an array with a symbol property', () => Object.assign([userMessage('x')], { [Symbol()]: 1 })],
-  ] as Array<[string, () => unknown]>)('%s, with InvalidArgumentError', (_what, build) => {
-    const error = thrownBy(() => readItemArray(build(), 'addItems'));
-    expect(error).toBeInstanceOf(InvalidArgumentError);
-    expect((error as Error).message).not.toContain(CANARY);
-  });
+    [
+      'an array with a symbol property',
+      () => Object.assign([userMessage('x')], { [Symbol()]: 1 }),
+      'it contains an array with properties besides its elements',
+    ],
+  ] as Array<[string, () => unknown, string]>)(
+    '%s, with InvalidArgumentError',
+    (_what, build, reason) => {
+      const error = thrownBy(() => readItemArray(build(), 'addItems'));
+      expect(error).toBeInstanceOf(InvalidArgumentError);
+      expect((error as Error).message).toBe(`addItems must be a plain array of items: ${reason}`);
+    },
+  );
 
   it('returns a copy, so later changes to the caller array do not reach the stored items', () => {
     const list: unknown[] = [userMessage('a')];
@@ -49,15 +122,26 @@ describe('readItemArray refuses an items argument that is not a plain, dense arr
 
 describe('readPlainObject', () => {
   it.each([
-    ['null', () => null],
-    ['a string', () => 'object'],
-    ['an array', () => [1]],
-    ['a Proxy', () => new Proxy({ type: 'append_items' }, {})],
-    ['a getter', () => Object.defineProperty({}, 'type', { enumerable: true, get: () => CANARY })],
-    ['a Map', () => new Map([['type', 'append_items']])],
-  ] as Array<[string, () => unknown]>)('refuses %s with InvalidArgumentError', (_what, build) => {
-    expect(() => readPlainObject(build(), 'History transaction')).toThrow(InvalidArgumentError);
-  });
+    ['null', () => null, 'it is not an object'],
+    ['a string', () => 'object', 'it is not an object'],
+    ['an array', () => [1], 'it is an array'],
+    ['a Proxy', () => new Proxy({ type: 'append_items' }, {}), 'it is a Proxy'],
+    [
+      'a getter',
+      () => Object.defineProperty({}, 'type', { enumerable: true, get: () => CANARY }),
+      'it contains a property defined by a getter or setter',
+    ],
+    ['a Map', () => new Map([['type', 'append_items']]), 'it contains a Map or a Set'],
+  ] as Array<[string, () => unknown, string]>)(
+    'refuses %s with InvalidArgumentError',
+    (_what, build, reason) => {
+      const error = thrownBy(() => readPlainObject(build(), 'History transaction'));
+      expect(error).toBeInstanceOf(InvalidArgumentError);
+      expect((error as Error).message).toBe(
+        `History transaction must be a plain object: ${reason}`,
+      );
+    },
+  );
 
   it('reads the own fields of a plain object', () => {
     expect([...readPlainObject({ type: 't', items: [] }, 'x')]).toEqual([

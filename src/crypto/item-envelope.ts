@@ -1,6 +1,6 @@
 import { KeyObject, createCipheriv, createDecipheriv, randomFillSync } from 'node:crypto';
 import { IntegrityError, InvalidArgumentError } from '../errors/index.js';
-import { GCM_CIPHER, GCM_IV_LENGTH, GCM_OPTIONS, GCM_TAG_LENGTH } from './gcm.js';
+import { GCM_CIPHER, GCM_IV_LENGTH, GCM_OPTIONS, GCM_TAG_LENGTH, secretFreeCause } from './gcm.js';
 
 /** Length in bytes of the envelope header (magic, version, suite, data-key id, generation, IV). */
 export const ENVELOPE_HEADER_LENGTH = 36;
@@ -21,8 +21,6 @@ const IV_OFFSET = 24;
 const MAX_GENERATION = 0xffff_ffff;
 const TWO_POW_32 = 0x1_0000_0000;
 
-/** What node:crypto throws from `final()` when a GCM tag does not verify. */
-const GCM_AUTH_FAILURE = 'Unsupported state or unable to authenticate data';
 const AUTH_FAILURE_MESSAGE =
   'Stored item failed authentication: it was tampered with, moved to another session or ' +
   'position, had its expiry changed, or was opened with the wrong data key. Nothing was deleted.';
@@ -452,14 +450,6 @@ function assertItemKey(key: ItemKey): void {
 /** `String.prototype.isWellFormed` exists from Node 20 but is typed only from lib ES2024. */
 function isWellFormed(value: string): boolean {
   return (value as string & { isWellFormed(): boolean }).isWellFormed();
-}
-
-/**
- * Keeps node's tag-mismatch error as the cause; drops any other error, since argument errors
- * from node:crypto may quote the value they were given.
- */
-function secretFreeCause(error: unknown): { cause?: unknown } {
-  return error instanceof Error && error.message === GCM_AUTH_FAILURE ? { cause: error } : {};
 }
 
 function notAnEnvelope(reason: string): IntegrityError {

@@ -7,7 +7,7 @@ import {
   randomFillSync,
 } from 'node:crypto';
 import { IntegrityError, InvalidArgumentError } from '../errors/index.js';
-import { GCM_CIPHER, GCM_IV_LENGTH, GCM_OPTIONS, GCM_TAG_LENGTH } from './gcm.js';
+import { GCM_CIPHER, GCM_IV_LENGTH, GCM_OPTIONS, GCM_TAG_LENGTH, secretFreeCause } from './gcm.js';
 
 /** Version byte at the start of every wrapped data key. */
 const WRAP_FORMAT_VERSION = 1;
@@ -24,8 +24,6 @@ const SUBKEY_INFO_PREFIX = 'nest-encrypted-sessions/v1/';
 const MAX_HKDF_INFO_LENGTH = 1024;
 const WRAP_AAD_PREFIX = Buffer.from('nest-encrypted-sessions/dek-wrap/v1', 'utf8');
 const NO_PREFIX = Buffer.alloc(0);
-/** What node:crypto throws from `final()` when a GCM tag does not verify. */
-const GCM_AUTH_FAILURE = 'Unsupported state or unable to authenticate data';
 
 /**
  * Derives a purpose-bound 32-byte subkey from a root key with HKDF-SHA256 (salt empty,
@@ -167,7 +165,7 @@ export function unwrapDataKey(
       'The data key could not be unwrapped: wrong root key, changed encryption context, or ' +
         'altered bytes.',
       // Argument errors from node:crypto may quote their input; keep only the tag mismatch.
-      error instanceof Error && error.message === GCM_AUTH_FAILURE ? { cause: error } : {},
+      secretFreeCause(error),
     );
   }
 }

@@ -4,11 +4,4 @@ export * from './kek-rotation.service.js';
 export * from './key-ring.service.js';
 export * from './providers/env-key-provider.js';
 export * from './providers/aws-kms-key-provider.js';
-export * from './providers/vault-transit-key-provider.js';
-export * from './providers/vault-kv-key-provider.js';
-export type {
-  VaultAuthOptions,
-  VaultClient,
-  VaultConnectionOptions,
-  VaultConnectionStats,
-} from './providers/vault-auth.js';
+export * from './providers/vault/index.js';

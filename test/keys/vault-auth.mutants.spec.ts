@@ -10,12 +10,10 @@ import {
   type VaultAuthOptions,
   type VaultTransitKeyProviderOptions,
 } from '../../src/index.js';
-import {
-  VaultConnection,
-  numberField,
-  sanitizeVaultError,
-  type VaultClient,
-} from '../../src/keys/providers/vault-auth.js';
+import { VaultConnection } from '../../src/keys/providers/vault/connection.js';
+import type { VaultClient } from '../../src/keys/providers/vault/connection-options.js';
+import { sanitizeVaultError } from '../../src/keys/providers/vault/errors.js';
+import { numberField } from '../../src/keys/providers/vault/response-fields.js';
 import { jwtFile } from '../support/jwt-file.js';
 import { VaultTestServer } from '../support/vault-test-server.js';
 import { rejectionOf } from '../support/thrown-by.js';

@@ -13,7 +13,7 @@ import {
   type VaultAuthOptions,
   type VaultTransitKeyProviderOptions,
 } from '../../src/index.js';
-import { sanitizeVaultError } from '../../src/keys/providers/vault-auth.js';
+import { sanitizeVaultError } from '../../src/keys/providers/vault/errors.js';
 import { jwtFile } from '../support/jwt-file.js';
 import { VaultTestServer, type VaultTestServerOptions } from '../support/vault-test-server.js';
 

@@ -14,17 +14,24 @@ import type {
   SessionWriteScope,
   StorageMaintenance,
 } from '../storage.ports.js';
-import type {
-  DataKeyRecord,
-  HistoryOperationRecord,
-  SessionRecord,
-  SessionRef,
-  StoredItem,
-} from '../storage.records.js';
+import type { SessionRef, StoredItem } from '../storage.records.js';
 import { poolReaderFor, type Row, type RowReader } from './pool-reader.js';
+import {
+  dataKeyLabel,
+  sessionLabel,
+  toDataKeyRecord,
+  toOperationRecord,
+  toSessionRecord,
+  toStoredItems,
+} from './row-mappers.js';
 import { RowValues } from './row-values.js';
+import {
+  ITEM_INSERT_PARAMETERS,
+  buildSessionStatements,
+  type SessionStatements,
+} from './session-statements.js';
 import { dialectFor, type SqlDialect } from './sql-dialect.js';
-import { quotedTable, schemaOf, tableNamesFor, type TableNames } from './table-names.js';
+import { schemaOf, tableNamesFor, type TableNames } from './table-names.js';
 
 /** Options of {@link TypeOrmSessionStorage}. */
 export interface TypeOrmSessionStorageOptions {
@@ -41,23 +48,12 @@ export interface TypeOrmSessionStorageOptions {
   namedStatements?: boolean;
 }
 
-/** Names a session in an error message. */
-const sessionLabel = (ref: SessionRef) => () =>
-  `session '${ref.sessionId}' of tenant '${ref.tenantId}'`;
-
 /** An append the MySQL server refused as larger than its max_allowed_packet. */
 function packetTooLargeError(cause: unknown): InvalidArgumentError {
   return new InvalidArgumentError(
     "An item of this append is larger than the MySQL/MariaDB server accepts in one statement (its max_allowed_packet; an item's ciphertext travels hex-encoded, so at twice its size); nothing was written. Lower the module's maxItemBytes option below half of max_allowed_packet, or raise max_allowed_packet on the server",
     { cause },
   );
-}
-
-/** Names a data key row by its id and session, as far as those columns are readable. */
-function dataKeyLabel(row: Row): string {
-  const text = (value: unknown) =>
-    typeof value === 'string' ? value : Buffer.isBuffer(value) ? value.toString('utf8') : '?';
-  return `data key '${text(row.dek_id)}' of session '${text(row.session_id)}' of tenant '${text(row.tenant_id)}'`;
 }
 
 /**
@@ -68,7 +64,7 @@ export class TypeOrmSessionStorage implements SessionStorage {
   readonly backend: string;
   private readonly dialect: SqlDialect;
   private readonly tables: TableNames;
-  private readonly sql: ReturnType<typeof buildStatements>;
+  private readonly sql: SessionStatements;
   private readonly queue = new SerialQueue();
   /** Read scope straight on a server's pool, built once; undefined on SQLite (its one runner). */
   private readonly poolReadScope: AdapterScope | undefined;
@@ -80,7 +76,7 @@ export class TypeOrmSessionStorage implements SessionStorage {
     this.backend = this.dialect.backend;
     // Postgres: the DataSource's schema (the module's own `storage.schema`, or a host's).
     this.tables = tableNamesFor(options.tablePrefix, schemaOf(options.dataSource));
-    this.sql = buildStatements(this.tables, this.dialect);
+    this.sql = buildSessionStatements(this.tables, this.dialect);
     const poolReader = poolReaderFor(
       options.dataSource,
       this.dialect,
@@ -232,7 +228,7 @@ export class TypeOrmSessionStorage implements SessionStorage {
     };
     const write = async (statement: string, params: unknown[]): Promise<number> =>
       (await run(statement, params)).affected ?? 0;
-    const maxRowsPerInsert = Math.floor(this.dialect.maxParameters / 7);
+    const maxRowsPerInsert = Math.floor(this.dialect.maxParameters / ITEM_INSERT_PARAMETERS);
     const base64Items = this.dialect.backend === 'postgres';
 
     return {
@@ -399,158 +395,4 @@ export class TypeOrmSessionStorage implements SessionStorage {
 function runnerReader(runner: QueryRunner): RowReader {
   return async (statement, params) =>
     ((await runner.query(statement, params, true)) as { records?: Row[] }).records ?? [];
-}
-
-/** Every statement the adapter runs, built once per table prefix and dialect. */
-function buildStatements(t: TableNames, d: SqlDialect) {
-  const statements = buildPortableStatements(t, d);
-  const forEngine = {} as Record<string, unknown>;
-  for (const [name, statement] of Object.entries(statements)) {
-    forEngine[name] =
-      typeof statement === 'string'
-        ? d.sql(statement)
-        : (count: number) => d.sql((statement as (count: number) => string)(count));
-  }
-  return forEngine as typeof statements;
-}
-
-/**
- * The statements with double-quoted identifiers (standard SQL); {@link buildStatements} adapts
- * the quoting per engine.
- */
-function buildPortableStatements(t: TableNames, d: SqlDialect) {
-  const [sessions, items, dataKeys, operations] = [
-    t.sessions,
-    t.items,
-    t.dataKeys,
-    t.historyOperations,
-  ].map((name) => quotedTable(t, name));
-  const p = (n: number) => d.param(n);
-  const itemColumns = '"seq", "dek_id", "expires_at", "created_at", "ciphertext"';
-  // pg returns bytea as hex text, twice the bytes; base64 is a third smaller to send and parse.
-  const selectedItemColumns =
-    d.backend === 'postgres'
-      ? `"seq", "dek_id", "expires_at", "created_at", encode("ciphertext", 'base64') AS "ciphertext"`
-      : itemColumns;
-  const visible = (nowParam: string) => `("expires_at" IS NULL OR "expires_at" > ${nowParam})`;
-  const keyColumns =
-    '"dek_id", "tenant_id", "session_id", "subject_id", "generation", "first_seq", "kek_id", "wrapped_key", "state", "created_at", "destroyed_at"';
-  const placeholders = (from: number, count: number) =>
-    Array.from({ length: count }, (_, i) => p(from + i)).join(', ');
-  const insertItemsCache = new Map<number, string>();
-  const deleteBySeqCache = new Map<number, string>();
-
-  return {
-    findSession: `SELECT * FROM ${sessions} WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)}`,
-    insertSession: d.insertIgnoringDuplicates(
-      `INSERT INTO ${sessions} ("tenant_id", "session_id", "subject_id", "created_at", "last_activity_at", "next_seq", "item_ttl_seconds", "legal_hold") VALUES (${placeholders(1, 8)})`,
-    ),
-    advanceSequence: `UPDATE ${sessions} SET "next_seq" = ${
-      d.sequenceReadBack === 'last-insert-id'
-        ? `LAST_INSERT_ID("next_seq" + ${p(1)})`
-        : d.backend === 'sqlite'
-          ? // SQLite would add to TEXT as if it were 0; leave a damaged value for the read-back.
-            `CASE WHEN typeof("next_seq") = 'integer' THEN "next_seq" + ${p(1)} ELSE "next_seq" END`
-          : `"next_seq" + ${p(1)}`
-    }, "last_activity_at" = ${p(2)} WHERE "tenant_id" = ${p(3)} AND "session_id" = ${p(4)}${
-      d.sequenceReadBack === 'returning' ? ' RETURNING "next_seq"' : ''
-    }`,
-    touchSession: `UPDATE ${sessions} SET "last_activity_at" = ${p(1)} WHERE "tenant_id" = ${p(2)} AND "session_id" = ${p(3)}`,
-    readSequence: `SELECT "next_seq" FROM ${sessions} WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)}`,
-    insertItems(rowCount: number): string {
-      let statement = insertItemsCache.get(rowCount);
-      if (!statement) {
-        const rows = Array.from({ length: rowCount }, (_, r) => `(${placeholders(r * 7 + 1, 7)})`);
-        statement = `INSERT INTO ${items} ("tenant_id", "session_id", ${itemColumns}) VALUES ${rows.join(', ')}`;
-        insertItemsCache.set(rowCount, statement);
-      }
-      return statement;
-    },
-    // Rows whose seq no reader could use (beyond 2^53; on SQLite also TEXT or BLOB, which sort
-    // above every number) are selected too, last, so the row mapper reports them instead of
-    // the bounds skipping them. The primary key still serves the range and the order.
-    listVisiblePage: `SELECT ${selectedItemColumns} FROM ${items} WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)} AND "seq" > ${p(3)} AND ("seq" <= ${p(4)} OR "seq" > ${Number.MAX_SAFE_INTEGER}) AND ${visible(p(5))} ORDER BY "seq" ASC LIMIT ${p(6)}`,
-    listNewestVisible: `SELECT ${selectedItemColumns} FROM ${items} WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)} AND ${visible(p(3))} ORDER BY "seq" DESC LIMIT ${p(4)}`,
-    deleteItemsBySeq(count: number): string {
-      let statement = deleteBySeqCache.get(count);
-      if (!statement) {
-        statement = `DELETE FROM ${items} WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)} AND "seq" IN (${placeholders(3, count)})`;
-        deleteBySeqCache.set(count, statement);
-      }
-      return statement;
-    },
-    deleteAllItems: `DELETE FROM ${items} WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)}`,
-    findDataKey: `SELECT ${keyColumns} FROM ${dataKeys} WHERE "dek_id" = ${p(1)}`,
-    findActiveDataKey: `SELECT ${keyColumns} FROM ${dataKeys} WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)} AND "state" = 'active' ORDER BY "generation" DESC LIMIT 1`,
-    maxGeneration: `SELECT COALESCE(MAX("generation"), 0) AS "max_generation" FROM ${dataKeys} WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)}`,
-    insertDataKey: d.insertIgnoringDuplicates(
-      `INSERT INTO ${dataKeys} (${keyColumns}) VALUES (${placeholders(1, 11)})`,
-    ),
-    retireActiveDataKeys: `UPDATE ${dataKeys} SET "state" = 'retiring' WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)} AND "state" = 'active' AND "generation" < ${p(3)}`,
-    listWrappedByOtherKek: `SELECT ${keyColumns} FROM ${dataKeys} WHERE "kek_id" <> ${p(1)} AND "state" <> 'destroyed' AND "dek_id" > ${p(2)} ORDER BY "dek_id" ASC LIMIT ${p(3)}`,
-    replaceWrapping: `UPDATE ${dataKeys} SET "kek_id" = ${p(1)}, "wrapped_key" = ${p(2)} WHERE "dek_id" = ${p(3)} AND "tenant_id" = ${p(4)} AND "session_id" = ${p(5)} AND "kek_id" = ${p(6)} AND "state" <> 'destroyed'`,
-    countByKek: `SELECT "kek_id", COUNT(*) AS "data_keys" FROM ${dataKeys} WHERE "state" <> 'destroyed' GROUP BY "kek_id"`,
-    destroyDataKeys: `UPDATE ${dataKeys} SET "state" = 'destroyed', "wrapped_key" = ${p(1)}, "destroyed_at" = ${p(2)} WHERE "tenant_id" = ${p(3)} AND "session_id" = ${p(4)} AND "state" <> 'destroyed'`,
-    findOperation: `SELECT "operation_id", "dek_id", "digest", "created_at" FROM ${operations} WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)} AND "operation_id" = ${p(3)}`,
-    insertOperation: d.insertIgnoringDuplicates(
-      `INSERT INTO ${operations} ("tenant_id", "session_id", "operation_id", "dek_id", "digest", "created_at") VALUES (${placeholders(1, 6)})`,
-    ),
-    deleteOperations: `DELETE FROM ${operations} WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)}`,
-  };
-}
-
-function toSessionRecord(row: Row, ref: SessionRef): SessionRecord {
-  const values = new RowValues(row, sessionLabel(ref));
-  return {
-    tenantId: values.text('tenant_id'),
-    sessionId: values.text('session_id'),
-    subjectId: values.nullableText('subject_id'),
-    createdAt: values.integer('created_at'),
-    lastActivityAt: values.integer('last_activity_at'),
-    nextSeq: values.integer('next_seq'),
-    itemTtlSeconds: values.nullableInteger('item_ttl_seconds'),
-    legalHold: values.boolean('legal_hold'),
-  };
-}
-
-/** Maps item rows; `base64` when the ciphertext was selected through Postgres' encode(). */
-function toStoredItems(rows: Row[], ref: SessionRef, base64: boolean): StoredItem[] {
-  const label = sessionLabel(ref);
-  return rows.map((row) => {
-    const values = new RowValues(row, () => `an item of ${label()}`);
-    return {
-      seq: values.integer('seq', 1),
-      dekId: values.text('dek_id'),
-      expiresAt: values.nullableInteger('expires_at'),
-      createdAt: values.integer('created_at'),
-      ciphertext: base64 ? values.base64Bytes('ciphertext') : values.bytes('ciphertext'),
-    };
-  });
-}
-
-function toDataKeyRecord(row: Row, label: () => string): DataKeyRecord {
-  const values = new RowValues(row, label);
-  return {
-    dekId: values.text('dek_id'),
-    tenantId: values.text('tenant_id'),
-    sessionId: values.text('session_id'),
-    subjectId: values.nullableText('subject_id'),
-    generation: values.integer('generation'),
-    firstSeq: values.integer('first_seq'),
-    kekId: values.text('kek_id'),
-    wrappedKey: values.bytes('wrapped_key'),
-    state: values.dataKeyState('state'),
-    createdAt: values.integer('created_at'),
-    destroyedAt: values.nullableInteger('destroyed_at'),
-  };
-}
-
-function toOperationRecord(row: Row, ref: SessionRef): HistoryOperationRecord {
-  const values = new RowValues(row, () => `a history operation of ${sessionLabel(ref)()}`);
-  return {
-    operationId: values.text('operation_id'),
-    dekId: values.text('dek_id'),
-    digest: values.bytes('digest'),
-    createdAt: values.integer('created_at'),
-  };
 }

@@ -4,73 +4,23 @@ import {
   ConfigurationError,
   EncryptedSessionError,
   KeyProviderUnavailableError,
-  KeyUnusableError,
-} from '../../errors/index.js';
+} from '../../../errors/index.js';
 import type NodeVault from 'node-vault';
-
-/** A node-vault 0.12 client, as `require('node-vault')(options)` returns it. */
-export type VaultClient = NodeVault.client;
-
-/** How the provider logs in to Vault. */
-export type VaultAuthOptions =
-  | {
-      method: 'token';
-      /** A Vault token. Renewed while renewable; never logged. */
-      token: string;
-    }
-  | {
-      method: 'approle';
-      roleId: string;
-      /** Never logged. */
-      secretId: string;
-      /** Mount path of the AppRole auth method. @default 'approle' */
-      mountPath?: string;
-    }
-  | {
-      method: 'kubernetes';
-      /** Vault role bound to the pod's service account. */
-      role: string;
-      /** The service account JWT; when left out, read from `jwtPath` at every login. */
-      jwt?: string;
-      /** @default '/var/run/secrets/kubernetes.io/serviceaccount/token' */
-      jwtPath?: string;
-      /** Mount path of the Kubernetes auth method. @default 'kubernetes' */
-      mountPath?: string;
-    };
-
-/** Connection options shared by the Vault key providers. */
-export interface VaultConnectionOptions {
-  /** Vault's address, e.g. `https://vault.internal:8200`. Required unless `client` is given. */
-  endpoint?: string;
-  /** Vault Enterprise / HCP namespace, sent as `X-Vault-Namespace`. */
-  namespace?: string;
-  auth: VaultAuthOptions;
-  /**
-   * A node-vault client to use instead of creating one (TLS settings, proxies). Its endpoint
-   * and namespace apply; the provider sends its own token with every request and leaves the
-   * client's `token` property alone.
-   */
-  client?: VaultClient;
-  /** Time limit of one Vault request, in ms. @default 5000 */
-  requestTimeoutMs?: number;
-  /**
-   * Share of the token's TTL after which it is renewed (or, when it cannot be renewed, a new
-   * login made). Lower it only in tests. @default 2/3
-   */
-  renewAtFraction?: number;
-}
-
-/** A Vault refusal (4xx other than 403 and 429), reduced to what is safe to show. */
-export interface VaultRefusal {
-  readonly status: number;
-  /** Vault's error strings, whitespace collapsed, long tokens and ciphertexts redacted. */
-  readonly errors: readonly string[];
-  /** The request path without `/v1/` and without the query. */
-  readonly path: string;
-}
-
-/** Maps a refusal to a typed error, or returns undefined to take the default mapping. */
-export type VaultRefusalMapper = (refusal: VaultRefusal) => EncryptedSessionError | undefined;
+import {
+  resolveConnectionOptions,
+  type VaultClient,
+  type VaultConnectionOptions,
+} from './connection-options.js';
+import {
+  classifyFailure,
+  describeFailure,
+  errorForFailure,
+  isPermissionDenied,
+  reasonOf,
+  type VaultFailure,
+  type VaultRefusalMapper,
+} from './errors.js';
+import { field, numberField } from './response-fields.js';
 
 /** Counters of the connection's token life cycle, for tests and status pages. */
 export interface VaultConnectionStats {
@@ -79,22 +29,12 @@ export interface VaultConnectionStats {
   failedRenewals: number;
 }
 
-const DEFAULT_TIMEOUT_MS = 5000;
-const DEFAULT_RENEW_AT_FRACTION = 2 / 3;
 const DEFAULT_JWT_PATH = '/var/run/secrets/kubernetes.io/serviceaccount/token';
 /** Retry delays of a renewal or background login that failed for a transient reason. */
 const MIN_RETRY_MS = 1000;
 const MAX_RETRY_MS = 30_000;
-const MOUNT_PATH = /^[A-Za-z0-9._-]+(?:\/[A-Za-z0-9._-]+)*$/;
 
 const logger = new Logger('VaultAuth');
-
-/** What a failed node-vault call amounts to, without its request config (it holds the token). */
-type Failure =
-  | { kind: 'http'; status: number; errors: string[] }
-  | { kind: 'timeout' }
-  | { kind: 'network'; code: string }
-  | { kind: 'other'; name: string };
 
 /**
  * A logged-in Vault session shared by the Vault key providers: logs in (token, AppRole,
@@ -135,9 +75,9 @@ export class VaultConnection {
     private readonly loadNodeVault: () => Promise<{ default: typeof NodeVault }> = () =>
       import('node-vault'),
   ) {
-    this.timeoutMs = options.requestTimeoutMs ?? DEFAULT_TIMEOUT_MS;
-    this.renewAtFraction = options.renewAtFraction ?? DEFAULT_RENEW_AT_FRACTION;
-    validateConnectionOptions(options, label, this.timeoutMs, this.renewAtFraction);
+    const timing = resolveConnectionOptions(options, label);
+    this.timeoutMs = timing.timeoutMs;
+    this.renewAtFraction = timing.renewAtFraction;
   }
 
   /** Snapshot of the token life-cycle counters. */
@@ -253,7 +193,7 @@ export class VaultConnection {
     try {
       body = await this.raw('GET', 'auth/token/lookup-self', undefined, this.token);
     } catch (error) {
-      const failure = classify(error);
+      const failure = classifyFailure(error);
       if (failure.kind === 'http' && failure.status === 403) {
         throw new ConfigurationError(
           `Vault refused the ${this.label} token at auth/token/lookup-self (HTTP 403: ${reasonOf(failure)}): it is invalid, expired or revoked, or its policies lack the default policy; give a valid token`,
@@ -286,7 +226,7 @@ export class VaultConnection {
       // No token: a login must not depend on (or send) the expired one.
       response = await this.raw('POST', path, body, undefined);
     } catch (error) {
-      const failure = classify(error);
+      const failure = classifyFailure(error);
       if (failure.kind === 'http' && failure.status >= 400 && failure.status < 500) {
         const what = auth.method === 'approle' ? 'roleId and secretId' : 'role and the JWT';
         const message = `Vault refused the ${this.label} ${auth.method} login at ${path} (HTTP ${failure.status}: ${reasonOf(failure)}); check ${what} and the role's bindings`;
@@ -384,7 +324,7 @@ export class VaultConnection {
     } catch (error) {
       this.counters.failedRenewals++;
       if (this.closed || token !== this.token) return;
-      const failure = classify(error);
+      const failure = classifyFailure(error);
       if (failure.kind === 'http' && (failure.status === 400 || failure.status === 403)) {
         this.renewalImpossible(`Vault refused the renewal: HTTP ${failure.status}`, 0);
       } else {
@@ -452,7 +392,7 @@ export class VaultConnection {
     try {
       return await this.raw(method, path, body, token);
     } catch (error) {
-      const failure = classify(error);
+      const failure = classifyFailure(error);
       if (!isPermissionDenied(failure) || this.options.auth.method === 'token') {
         throw this.toError(failure, method, path, refused);
       }
@@ -462,7 +402,7 @@ export class VaultConnection {
       try {
         return await this.raw(method, path, body, this.token);
       } catch (retryError) {
-        throw this.toError(classify(retryError), method, path, refused);
+        throw this.toError(classifyFailure(retryError), method, path, refused);
       }
     }
   }
@@ -484,40 +424,21 @@ export class VaultConnection {
       : (client.write(path, body, requestOptions) as Promise<unknown>);
   }
 
+  /** The typed error for a failed request of this connection (see errors.ts). */
   private toError(
-    failure: Failure,
+    failure: VaultFailure,
     method: 'GET' | 'POST',
     path: string,
     refused: VaultRefusalMapper | undefined,
   ): EncryptedSessionError {
-    const barePath = path.split('?')[0];
-    if (failure.kind !== 'http') {
-      return new KeyProviderUnavailableError(
-        `Vault could not serve ${barePath} for ${this.label}: ${describeFailure(failure, this.timeoutMs)}; retry later`,
-      );
-    }
-    const { status } = failure;
-    if (status === 403) {
-      const capability = method === 'GET' ? 'read' : 'update';
-      const who =
-        this.options.auth.method === 'token'
-          ? 'the token expired or was revoked, or its policy does not grant'
-          : `even after a fresh ${this.options.auth.method} login, the role's policy does not grant`;
-      // A policy does not heal by retrying: an operator has to act.
-      return new KeyUnusableError(
-        `Vault denied ${barePath} for ${this.label} (HTTP 403: ${reasonOf(failure)}): ${who} '${capability}' on '${barePath}'; fix the Vault policy`,
-      );
-    }
-    if (status === 429 || status === 412 || status >= 500) {
-      return new KeyProviderUnavailableError(
-        `Vault answered HTTP ${status} (${reasonOf(failure)}) to ${barePath} for ${this.label}; retry later`,
-      );
-    }
-    const mapped = refused?.({ status, errors: failure.errors, path: barePath });
-    if (mapped) return mapped;
-    return new ConfigurationError(
-      `Vault refused ${barePath} for ${this.label} (HTTP ${status}: ${reasonOf(failure)}); check the mount path and names`,
-    );
+    const request = {
+      method,
+      path,
+      label: this.label,
+      authMethod: this.options.auth.method,
+      timeoutMs: this.timeoutMs,
+    };
+    return errorForFailure(failure, request, refused);
   }
 }
 
@@ -527,146 +448,4 @@ class NotFound extends EncryptedSessionError {
   constructor() {
     super('not found');
   }
-}
-
-function nonEmpty(value: unknown): boolean {
-  return typeof value === 'string' && value.trim().length > 0;
-}
-
-function validateConnectionOptions(
-  options: VaultConnectionOptions,
-  label: string,
-  timeoutMs: number,
-  renewAtFraction: number,
-): void {
-  if (!options.client) {
-    let url: URL | undefined;
-    try {
-      url = options.endpoint ? new URL(options.endpoint) : undefined;
-    } catch {
-      // Not a URL: url stays undefined.
-    }
-    if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
-      throw new ConfigurationError(
-        `The ${label} key provider needs endpoint set to Vault's http(s) address, e.g. https://vault.internal:8200 (or a node-vault client)`,
-      );
-    }
-  }
-  if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) {
-    throw new ConfigurationError(`${label}: requestTimeoutMs must be a positive number of ms`);
-  }
-  if (!(renewAtFraction > 0 && renewAtFraction < 1)) {
-    throw new ConfigurationError(`${label}: renewAtFraction must be between 0 and 1`);
-  }
-  const auth = options.auth as VaultAuthOptions | undefined;
-  const fail = (what: string) =>
-    new ConfigurationError(`${label}: Vault ${auth?.method ?? ''} auth needs ${what}`);
-  switch (auth?.method) {
-    case 'token':
-      if (!nonEmpty(auth.token)) throw fail('a non-empty token');
-      return;
-    case 'approle':
-      if (!nonEmpty(auth.roleId) || !nonEmpty(auth.secretId)) throw fail('roleId and secretId');
-      if (auth.mountPath !== undefined && !MOUNT_PATH.test(auth.mountPath)) {
-        throw fail('a mountPath such as approle (no leading or trailing slash)');
-      }
-      return;
-    case 'kubernetes':
-      if (!nonEmpty(auth.role)) throw fail('a role');
-      if (auth.jwt !== undefined && !nonEmpty(auth.jwt)) throw fail('a non-empty jwt');
-      if (auth.mountPath !== undefined && !MOUNT_PATH.test(auth.mountPath)) {
-        throw fail('a mountPath such as kubernetes (no leading or trailing slash)');
-      }
-      return;
-    default:
-      throw new ConfigurationError(
-        `${label}: set auth.method to 'token', 'approle' or 'kubernetes'`,
-      );
-  }
-}
-
-/** Reduces a node-vault / axios error to status and safe strings; drops everything else. */
-function classify(error: unknown): Failure {
-  const candidate = error as {
-    response?: { statusCode?: unknown; body?: unknown };
-    code?: unknown;
-    name?: unknown;
-  } | null;
-  const status = candidate?.response?.statusCode;
-  if (typeof status === 'number') {
-    const errors = field(candidate?.response?.body, 'errors');
-    return {
-      kind: 'http',
-      status,
-      errors: Array.isArray(errors)
-        ? errors.filter((e): e is string => typeof e === 'string').map(sanitizeVaultError)
-        : [],
-    };
-  }
-  const code = candidate?.code;
-  if (code === 'ECONNABORTED' || code === 'ETIMEDOUT') return { kind: 'timeout' };
-  if (typeof code === 'string' && /^[A-Z0-9_]{2,40}$/.test(code)) return { kind: 'network', code };
-  const name = candidate?.name;
-  return { kind: 'other', name: typeof name === 'string' ? name.slice(0, 40) : 'unknown error' };
-}
-
-/**
- * Vault's error strings are short and fixed, but some quote input: collapse the multierror
- * layout, redact ciphertexts and any long token-like run (tokens, base64), and cap the length.
- */
-export function sanitizeVaultError(message: string): string {
-  return (
-    message
-      .replace(/^\d+ errors? occurred:/, '')
-      .replace(/\*\s*/g, '')
-      .replace(/\s+/g, ' ')
-      .replace(/vault:v\d+:\S*/g, 'vault:v…:[redacted]')
-      // Tokens, secret ids (UUIDs) and base64 carry digits; Vault's own words do not.
-      .replace(/[A-Za-z0-9+/=_.-]{20,}/g, (run) =>
-        run.length >= 32 || /\d/.test(run) ? '[redacted]' : run,
-      )
-      .trim()
-      .slice(0, 200)
-  );
-}
-
-function isPermissionDenied(failure: Failure): boolean {
-  return failure.kind === 'http' && failure.status === 403;
-}
-
-function reasonOf(failure: Extract<Failure, { kind: 'http' }>): string {
-  return failure.errors.length > 0 ? failure.errors.slice(0, 3).join('; ') : 'no error text';
-}
-
-function describeFailure(failure: Failure, timeoutMs: number): string {
-  switch (failure.kind) {
-    case 'http':
-      return `HTTP ${failure.status}: ${reasonOf(failure)}`;
-    case 'timeout':
-      return `no answer within ${timeoutMs} ms`;
-    case 'network':
-      return `network error ${failure.code}`;
-    default:
-      return failure.name;
-  }
-}
-
-/** `value[name]` when value is an object, else undefined. */
-export function field(value: unknown, name: string): unknown {
-  return typeof value === 'object' && value !== null
-    ? (value as Record<string, unknown>)[name]
-    : undefined;
-}
-
-/** A finite number (or numeric string) field, else undefined. */
-export function numberField(value: unknown, name: string): number | undefined {
-  const raw = field(value, name);
-  const parsed = typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : raw;
-  // Number.isFinite is false for anything but a number.
-  return Number.isFinite(parsed) ? (parsed as number) : undefined;
-}
-
-/** Checks a mount or secret path option: segments of letters, digits, '.', '_', '-'. */
-export function isVaultPath(value: unknown): value is string {
-  return typeof value === 'string' && MOUNT_PATH.test(value);
 }

@@ -1,19 +1,15 @@
 import { randomBytes } from 'node:crypto';
-import { ConfigurationError, KeyProviderUnavailableError } from '../../errors/index.js';
+import { ConfigurationError, KeyProviderUnavailableError } from '../../../errors/index.js';
 import type {
   DataKeyContext,
   GeneratedDataKey,
   KeyProvider,
   WrappedDataKey,
-} from '../key-provider.interface.js';
-import { LocalRootKeys, parseRootKey } from './local-root-keys.js';
-import {
-  VaultConnection,
-  field,
-  isVaultPath,
-  type VaultConnectionOptions,
-  type VaultConnectionStats,
-} from './vault-auth.js';
+} from '../../key-provider.interface.js';
+import { LocalRootKeys, parseRootKey } from '../local-root-keys.js';
+import { VaultConnection, type VaultConnectionStats } from './connection.js';
+import { isVaultPath, type VaultConnectionOptions } from './connection-options.js';
+import { field } from './response-fields.js';
 
 /** Options of {@link VaultKvKeyProvider}. */
 export interface VaultKvKeyProviderOptions extends VaultConnectionOptions {

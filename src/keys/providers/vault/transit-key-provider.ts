@@ -1,27 +1,22 @@
 import { randomBytes } from 'node:crypto';
-import { encodeEncryptionContext } from '../../crypto/index.js';
+import { encodeEncryptionContext } from '../../../crypto/index.js';
 import {
   ConfigurationError,
   IntegrityError,
   KeyProviderUnavailableError,
   KeyUnusableError,
   type EncryptedSessionError,
-} from '../../errors/index.js';
+} from '../../../errors/index.js';
 import type {
   DataKeyContext,
   GeneratedDataKey,
   KeyProvider,
   WrappedDataKey,
-} from '../key-provider.interface.js';
-import {
-  VaultConnection,
-  field,
-  isVaultPath,
-  numberField,
-  type VaultConnectionOptions,
-  type VaultConnectionStats,
-  type VaultRefusal,
-} from './vault-auth.js';
+} from '../../key-provider.interface.js';
+import { VaultConnection, type VaultConnectionStats } from './connection.js';
+import { isVaultPath, type VaultConnectionOptions } from './connection-options.js';
+import type { VaultRefusal } from './errors.js';
+import { field, numberField } from './response-fields.js';
 
 /** Options of {@link VaultTransitKeyProvider}. */
 export interface VaultTransitKeyProviderOptions extends VaultConnectionOptions {

@@ -1,0 +1,84 @@
+import type {
+  DataKeyRecord,
+  HistoryOperationRecord,
+  SessionRecord,
+  SessionRef,
+  StoredItem,
+} from '../storage.records.js';
+import type { Row } from './pool-reader.js';
+import { RowValues } from './row-values.js';
+
+/*
+ * Rows of the session tables as the storage ports' records. Every value is read through
+ * RowValues, so a damaged or edited row is an IntegrityError naming the row, never a wrong record.
+ */
+
+/** Names a session in an error message. */
+export const sessionLabel = (ref: SessionRef) => () =>
+  `session '${ref.sessionId}' of tenant '${ref.tenantId}'`;
+
+/** Names a data key row by its id and session, as far as those columns are readable. */
+export function dataKeyLabel(row: Row): string {
+  const text = (value: unknown) =>
+    typeof value === 'string' ? value : Buffer.isBuffer(value) ? value.toString('utf8') : '?';
+  return `data key '${text(row.dek_id)}' of session '${text(row.session_id)}' of tenant '${text(row.tenant_id)}'`;
+}
+
+/** Maps a row of the sessions table. */
+export function toSessionRecord(row: Row, ref: SessionRef): SessionRecord {
+  const values = new RowValues(row, sessionLabel(ref));
+  return {
+    tenantId: values.text('tenant_id'),
+    sessionId: values.text('session_id'),
+    subjectId: values.nullableText('subject_id'),
+    createdAt: values.integer('created_at'),
+    lastActivityAt: values.integer('last_activity_at'),
+    nextSeq: values.integer('next_seq'),
+    itemTtlSeconds: values.nullableInteger('item_ttl_seconds'),
+    legalHold: values.boolean('legal_hold'),
+  };
+}
+
+/** Maps item rows; `base64` when the ciphertext was selected through Postgres' encode(). */
+export function toStoredItems(rows: Row[], ref: SessionRef, base64: boolean): StoredItem[] {
+  const label = sessionLabel(ref);
+  return rows.map((row) => {
+    const values = new RowValues(row, () => `an item of ${label()}`);
+    return {
+      seq: values.integer('seq', 1),
+      dekId: values.text('dek_id'),
+      expiresAt: values.nullableInteger('expires_at'),
+      createdAt: values.integer('created_at'),
+      ciphertext: base64 ? values.base64Bytes('ciphertext') : values.bytes('ciphertext'),
+    };
+  });
+}
+
+/** Maps a row of the data keys table; `label` names it in an error message. */
+export function toDataKeyRecord(row: Row, label: () => string): DataKeyRecord {
+  const values = new RowValues(row, label);
+  return {
+    dekId: values.text('dek_id'),
+    tenantId: values.text('tenant_id'),
+    sessionId: values.text('session_id'),
+    subjectId: values.nullableText('subject_id'),
+    generation: values.integer('generation'),
+    firstSeq: values.integer('first_seq'),
+    kekId: values.text('kek_id'),
+    wrappedKey: values.bytes('wrapped_key'),
+    state: values.dataKeyState('state'),
+    createdAt: values.integer('created_at'),
+    destroyedAt: values.nullableInteger('destroyed_at'),
+  };
+}
+
+/** Maps a row of the history operations table. */
+export function toOperationRecord(row: Row, ref: SessionRef): HistoryOperationRecord {
+  const values = new RowValues(row, () => `a history operation of ${sessionLabel(ref)()}`);
+  return {
+    operationId: values.text('operation_id'),
+    dekId: values.text('dek_id'),
+    digest: values.bytes('digest'),
+    createdAt: values.integer('created_at'),
+  };
+}

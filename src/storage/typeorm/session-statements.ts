@@ -1,0 +1,117 @@
+import type { SqlDialect } from './sql-dialect.js';
+import { quotedTable, type TableNames } from './table-names.js';
+
+/*
+ * The SQL text of every statement the TypeORM session storage runs, parameterized and built
+ * once per table prefix and dialect; sql-dialect.ts holds what differs between the engines.
+ */
+
+/**
+ * Parameters per row of `insertItems` (tenant, session and the five item columns): with the
+ * dialect's parameter limit, it caps how many rows one insert may carry.
+ */
+export const ITEM_INSERT_PARAMETERS = 7;
+
+/** The statements of {@link buildSessionStatements}, by name. */
+export type SessionStatements = ReturnType<typeof buildSessionStatements>;
+
+/** Every statement the adapter runs, built once per table prefix and dialect. */
+export function buildSessionStatements(t: TableNames, d: SqlDialect) {
+  const statements = buildPortableStatements(t, d);
+  const forEngine = {} as Record<string, unknown>;
+  for (const [name, statement] of Object.entries(statements)) {
+    forEngine[name] =
+      typeof statement === 'string'
+        ? d.sql(statement)
+        : (count: number) => d.sql((statement as (count: number) => string)(count));
+  }
+  return forEngine as typeof statements;
+}
+
+/**
+ * The statements with double-quoted identifiers (standard SQL); {@link buildSessionStatements} adapts
+ * the quoting per engine.
+ */
+function buildPortableStatements(t: TableNames, d: SqlDialect) {
+  const [sessions, items, dataKeys, operations] = [
+    t.sessions,
+    t.items,
+    t.dataKeys,
+    t.historyOperations,
+  ].map((name) => quotedTable(t, name));
+  const p = (n: number) => d.param(n);
+  const itemColumns = '"seq", "dek_id", "expires_at", "created_at", "ciphertext"';
+  // pg returns bytea as hex text, twice the bytes; base64 is a third smaller to send and parse.
+  const selectedItemColumns =
+    d.backend === 'postgres'
+      ? `"seq", "dek_id", "expires_at", "created_at", encode("ciphertext", 'base64') AS "ciphertext"`
+      : itemColumns;
+  const visible = (nowParam: string) => `("expires_at" IS NULL OR "expires_at" > ${nowParam})`;
+  const keyColumns =
+    '"dek_id", "tenant_id", "session_id", "subject_id", "generation", "first_seq", "kek_id", "wrapped_key", "state", "created_at", "destroyed_at"';
+  const placeholders = (from: number, count: number) =>
+    Array.from({ length: count }, (_, i) => p(from + i)).join(', ');
+  const insertItemsCache = new Map<number, string>();
+  const deleteBySeqCache = new Map<number, string>();
+
+  return {
+    findSession: `SELECT * FROM ${sessions} WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)}`,
+    insertSession: d.insertIgnoringDuplicates(
+      `INSERT INTO ${sessions} ("tenant_id", "session_id", "subject_id", "created_at", "last_activity_at", "next_seq", "item_ttl_seconds", "legal_hold") VALUES (${placeholders(1, 8)})`,
+    ),
+    advanceSequence: `UPDATE ${sessions} SET "next_seq" = ${
+      d.sequenceReadBack === 'last-insert-id'
+        ? `LAST_INSERT_ID("next_seq" + ${p(1)})`
+        : d.backend === 'sqlite'
+          ? // SQLite would add to TEXT as if it were 0; leave a damaged value for the read-back.
+            `CASE WHEN typeof("next_seq") = 'integer' THEN "next_seq" + ${p(1)} ELSE "next_seq" END`
+          : `"next_seq" + ${p(1)}`
+    }, "last_activity_at" = ${p(2)} WHERE "tenant_id" = ${p(3)} AND "session_id" = ${p(4)}${
+      d.sequenceReadBack === 'returning' ? ' RETURNING "next_seq"' : ''
+    }`,
+    touchSession: `UPDATE ${sessions} SET "last_activity_at" = ${p(1)} WHERE "tenant_id" = ${p(2)} AND "session_id" = ${p(3)}`,
+    readSequence: `SELECT "next_seq" FROM ${sessions} WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)}`,
+    insertItems(rowCount: number): string {
+      let statement = insertItemsCache.get(rowCount);
+      if (!statement) {
+        const rows = Array.from(
+          { length: rowCount },
+          (_, r) => `(${placeholders(r * ITEM_INSERT_PARAMETERS + 1, ITEM_INSERT_PARAMETERS)})`,
+        );
+        statement = `INSERT INTO ${items} ("tenant_id", "session_id", ${itemColumns}) VALUES ${rows.join(', ')}`;
+        insertItemsCache.set(rowCount, statement);
+      }
+      return statement;
+    },
+    // Rows whose seq no reader could use (beyond 2^53; on SQLite also TEXT or BLOB, which sort
+    // above every number) are selected too, last, so the row mapper reports them instead of
+    // the bounds skipping them. The primary key still serves the range and the order.
+    listVisiblePage: `SELECT ${selectedItemColumns} FROM ${items} WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)} AND "seq" > ${p(3)} AND ("seq" <= ${p(4)} OR "seq" > ${Number.MAX_SAFE_INTEGER}) AND ${visible(p(5))} ORDER BY "seq" ASC LIMIT ${p(6)}`,
+    listNewestVisible: `SELECT ${selectedItemColumns} FROM ${items} WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)} AND ${visible(p(3))} ORDER BY "seq" DESC LIMIT ${p(4)}`,
+    deleteItemsBySeq(count: number): string {
+      let statement = deleteBySeqCache.get(count);
+      if (!statement) {
+        statement = `DELETE FROM ${items} WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)} AND "seq" IN (${placeholders(3, count)})`;
+        deleteBySeqCache.set(count, statement);
+      }
+      return statement;
+    },
+    deleteAllItems: `DELETE FROM ${items} WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)}`,
+    findDataKey: `SELECT ${keyColumns} FROM ${dataKeys} WHERE "dek_id" = ${p(1)}`,
+    findActiveDataKey: `SELECT ${keyColumns} FROM ${dataKeys} WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)} AND "state" = 'active' ORDER BY "generation" DESC LIMIT 1`,
+    maxGeneration: `SELECT COALESCE(MAX("generation"), 0) AS "max_generation" FROM ${dataKeys} WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)}`,
+    insertDataKey: d.insertIgnoringDuplicates(
+      `INSERT INTO ${dataKeys} (${keyColumns}) VALUES (${placeholders(1, 11)})`,
+    ),
+    retireActiveDataKeys: `UPDATE ${dataKeys} SET "state" = 'retiring' WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)} AND "state" = 'active' AND "generation" < ${p(3)}`,
+    listWrappedByOtherKek: `SELECT ${keyColumns} FROM ${dataKeys} WHERE "kek_id" <> ${p(1)} AND "state" <> 'destroyed' AND "dek_id" > ${p(2)} ORDER BY "dek_id" ASC LIMIT ${p(3)}`,
+    replaceWrapping: `UPDATE ${dataKeys} SET "kek_id" = ${p(1)}, "wrapped_key" = ${p(2)} WHERE "dek_id" = ${p(3)} AND "tenant_id" = ${p(4)} AND "session_id" = ${p(5)} AND "kek_id" = ${p(6)} AND "state" <> 'destroyed'`,
+    countByKek: `SELECT "kek_id", COUNT(*) AS "data_keys" FROM ${dataKeys} WHERE "state" <> 'destroyed' GROUP BY "kek_id"`,
+    destroyDataKeys: `UPDATE ${dataKeys} SET "state" = 'destroyed', "wrapped_key" = ${p(1)}, "destroyed_at" = ${p(2)} WHERE "tenant_id" = ${p(3)} AND "session_id" = ${p(4)} AND "state" <> 'destroyed'`,
+    findOperation: `SELECT "operation_id", "dek_id", "digest", "created_at" FROM ${operations} WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)} AND "operation_id" = ${p(3)}`,
+    insertOperation: d.insertIgnoringDuplicates(
+      `INSERT INTO ${operations} ("tenant_id", "session_id", "operation_id", "dek_id", "digest", "created_at") VALUES (${placeholders(1, 6)})`,
+    ),
+    deleteOperations: `DELETE FROM ${operations} WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)}`,
+  };
+}

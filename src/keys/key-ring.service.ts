@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Inject, Injectable, Logger, Optional } from '@nestjs/common';
+import { LRUCache } from 'lru-cache';
 import {
   EncryptedSessionError,
   IntegrityError,
@@ -14,7 +15,11 @@ import {
   type SessionStorage,
 } from '../storage/index.js';
 import { KEY_PROVIDER, type KeyProvider, type WrappedDataKey } from './key-provider.interface.js';
-import { KEY_RING_DEFAULTS, KEY_RING_OPTIONS, type KeyRingOptions } from './key-ring.options.js';
+import {
+  KEY_RING_OPTIONS,
+  resolveKeyRingOptions,
+  type KeyRingOptions,
+} from './key-ring.options.js';
 
 /** An unwrapped data key with what the session layer needs to use it. */
 export class UsableDataKey {
@@ -63,11 +68,6 @@ export interface KeyRingStats {
   cachedKeys: number;
 }
 
-interface CacheEntry {
-  readonly dataKey: UsableDataKey;
-  readonly loadedAt: number;
-}
-
 const logger = new Logger('KeyRing');
 
 /** How often key creation starts over after the session's keys changed under it. */
@@ -90,8 +90,12 @@ const refKey = (ref: SessionRef) => `${ref.tenantId.length}:${ref.tenantId}:${re
 @Injectable()
 export class KeyRing {
   private readonly options: Required<KeyRingOptions>;
-  /** Insertion order is recency order: a hit moves the entry to the end. */
-  private readonly cache = new Map<string, CacheEntry>();
+  /**
+   * dekId -> unwrapped key, least recently used first out, each for at most `cacheMaxAgeMs`
+   * after it was loaded. Every key that leaves (evicted, expired, replaced, deleted, cleared)
+   * is zeroed by `dispose`; expired ones on a timer of their own, not only when next asked for.
+   */
+  private readonly cache: LRUCache<string, UsableDataKey>;
   /** Session -> dekId of its active key, for writes. */
   private readonly activeBySession = new Map<string, string>();
   private readonly loading = new Map<string, Promise<UsableDataKey>>();
@@ -111,7 +115,16 @@ export class KeyRing {
     @Inject(KEY_PROVIDER) private readonly provider: KeyProvider,
     @Optional() @Inject(KEY_RING_OPTIONS) options?: KeyRingOptions,
   ) {
-    this.options = { ...KEY_RING_DEFAULTS, ...options };
+    this.options = resolveKeyRingOptions(options);
+    this.cache = new LRUCache<string, UsableDataKey>({
+      max: this.options.cacheMaxEntries,
+      // lru-cache reads a ttl of 0 as "no limit"; here 0 means "reload every time".
+      ttl: Math.max(1, this.options.cacheMaxAgeMs),
+      ttlAutopurge: true,
+      // Read the clock on every lookup: a cached "now" goes stale when the event loop is busy.
+      ttlResolution: 0,
+      dispose: (dataKey) => dataKey.revoke(),
+    });
   }
 
   /** Items one data key may seal; the session layer starts a new generation past it. */
@@ -203,9 +216,9 @@ export class KeyRing {
   /** Drops (and zeroes) every cached key of the session, e.g. after its keys were destroyed. */
   forgetSession(ref: SessionRef): void {
     this.activeBySession.delete(refKey(ref));
-    for (const [dekId, entry] of this.cache) {
-      if (entry.dataKey.tenantId === ref.tenantId && entry.dataKey.sessionId === ref.sessionId) {
-        this.evict(dekId);
+    for (const [dekId, dataKey] of this.cache.entries()) {
+      if (dataKey.tenantId === ref.tenantId && dataKey.sessionId === ref.sessionId) {
+        this.cache.delete(dekId);
       }
     }
   }
@@ -230,7 +243,7 @@ export class KeyRing {
 
   /** Zeroes and drops every cached key (shutdown). */
   clear(): void {
-    for (const dekId of Array.from(this.cache.keys())) this.evict(dekId);
+    this.cache.clear();
     this.activeBySession.clear();
   }
 
@@ -355,33 +368,20 @@ export class KeyRing {
       record.firstSeq,
       key,
     );
-    this.evict(record.dekId);
-    this.cache.set(record.dekId, { dataKey, loadedAt: Date.now() });
-    while (this.cache.size > this.options.cacheMaxEntries) {
-      this.evict(this.cache.keys().next().value!);
-    }
+    // Replacing a key disposes (zeroes) the one cached before; past `max` the least recently
+    // used one is evicted and zeroed.
+    this.cache.set(record.dekId, dataKey);
     return dataKey;
   }
 
+  /** A cached key (now the most recently used), or undefined; an expired one is zeroed. */
   private fromCache(dekId: string, count = true): UsableDataKey | undefined {
-    const entry = this.cache.get(dekId);
-    if (!entry || Date.now() - entry.loadedAt > this.options.cacheMaxAgeMs) {
-      if (entry) this.evict(dekId);
-      if (count) this.counters.cacheMisses++;
-      return undefined;
+    const dataKey = this.cache.get(dekId);
+    if (count) {
+      if (dataKey) this.counters.cacheHits++;
+      else this.counters.cacheMisses++;
     }
-    // Re-insert to mark as most recently used.
-    this.cache.delete(dekId);
-    this.cache.set(dekId, entry);
-    if (count) this.counters.cacheHits++;
-    return entry.dataKey;
-  }
-
-  private evict(dekId: string): void {
-    const entry = this.cache.get(dekId);
-    if (!entry) return;
-    this.cache.delete(dekId);
-    entry.dataKey.revoke();
+    return dataKey;
   }
 
   private singleFlight<T>(key: string, load: () => Promise<T>): Promise<T> {

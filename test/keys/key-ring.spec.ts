@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
+  ConfigurationError,
   EnvKeyProvider,
   IntegrityError,
   KeyProviderUnavailableError,
@@ -13,6 +14,7 @@ import {
   type WrappedDataKey,
 } from '../../src/index.js';
 import { newRootKeyEntry } from '../support/test-keys.js';
+import { thrownBy } from '../support/thrown-by.js';
 import { newSessionRecord } from '../support/session-records.js';
 
 /** Counts calls into a real env provider; can be switched off to simulate an outage. */
@@ -94,13 +96,23 @@ describe('KeyRing', () => {
     expect(first.key.equals(Buffer.alloc(32))).toBe(true);
   });
 
+  it('zeroes a key once it is older than cacheMaxAgeMs, without waiting to be asked for it', async () => {
+    const { ring, dekIds } = await ringWithKeys(1, { cacheMaxAgeMs: 20 });
+    const loaded = await ring.keyForRead({ tenantId: 't', sessionId: 's0' }, dekIds[0]);
+    await new Promise((resolve) => setTimeout(resolve, 60));
+    expect(loaded.revoked).toBe(true);
+    expect(loaded.key.equals(Buffer.alloc(32))).toBe(true);
+    expect(ring.stats().cachedKeys).toBe(0);
+  });
+
   it('reloads a key older than cacheMaxAgeMs', async () => {
-    const { provider, ring, dekIds } = await ringWithKeys(1, { cacheMaxAgeMs: 0 });
+    const { provider, ring, dekIds } = await ringWithKeys(1, { cacheMaxAgeMs: 30 });
     const ref = { tenantId: 't', sessionId: 's0' };
     await ring.keyForRead(ref, dekIds[0]);
-    await new Promise((resolve) => setTimeout(resolve, 2));
+    const loaded = provider.unwrapCalls;
+    await new Promise((resolve) => setTimeout(resolve, 60));
     await ring.keyForRead(ref, dekIds[0]);
-    expect(provider.unwrapCalls).toBe(2);
+    expect(provider.unwrapCalls).toBe(loaded + 1);
   });
 
   it('keeps serving cached keys while the provider is down, and fails uncached ones as retryable', async () => {
@@ -324,5 +336,41 @@ describe('KeyRing data key creation racing other processes', () => {
     });
     expect(states.filter((state) => state === 'active')).toHaveLength(1);
     expect(keyA.dekId).toBe(keyB.dekId);
+  });
+});
+
+describe('KeyRing options', () => {
+  it.each([
+    [
+      'cacheMaxEntries',
+      0,
+      'options.keyCache.cacheMaxEntries must be a whole number of keys, at least 1 (default 10000)',
+    ],
+    [
+      'cacheMaxAgeMs',
+      -1,
+      'options.keyCache.cacheMaxAgeMs must be a whole number of milliseconds, 0 or more (default 900000)',
+    ],
+    [
+      'maxItemsPerDataKey',
+      2 ** 28 + 1,
+      'options.keyCache.maxItemsPerDataKey must be a whole number of items from 1 to 2^28 (default 268435456)',
+    ],
+    [
+      'providerMaxAttempts',
+      1.5,
+      'options.keyCache.providerMaxAttempts must be a whole number of attempts from 1 to 100 (default 4)',
+    ],
+    [
+      'providerRetryBudgetMs',
+      '2000',
+      'options.keyCache.providerRetryBudgetMs must be a whole number of milliseconds, 0 or more (default 2000)',
+    ],
+  ])('refuses %s: %s with a message that says what to set', (name, value, message) => {
+    const error = thrownBy(
+      () => new KeyRing(new MemorySessionStorage(), new CountingProvider(), { [name]: value }),
+    );
+    expect(error).toBeInstanceOf(ConfigurationError);
+    expect((error as Error).message).toBe(message);
   });
 });

@@ -13,6 +13,7 @@ import {
 import { EncryptedSessionService, type EncryptedSession } from '../src/sessions/index.js';
 import { MemorySessionStorage, supportsMaintenance } from '../src/storage/index.js';
 import { KmsTestServer } from '../test/support/kms-test-server.js';
+import { newRootKeyEntry } from '../test/support/test-keys.js';
 import { VaultTestServer } from '../test/support/vault-test-server.js';
 import {
   KEY_PROVIDER_NAMES,
@@ -108,7 +109,7 @@ async function initialized(
 
 async function startEnv(): Promise<ProviderSetup> {
   const { provider, initMs } = await initialized(
-    new EnvKeyProvider({ keys: `k1:${randomBytes(32).toString('base64')}`, activeKeyId: 'k1' }),
+    new EnvKeyProvider({ keys: newRootKeyEntry(), activeKeyId: 'k1' }),
   );
   return { provider, server: undefined, initMs, close: async () => undefined };
 }

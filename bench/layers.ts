@@ -4,7 +4,7 @@ import { decodeItemPayload, encodeItemPayload } from '../src/crypto/index.js';
 import type { ItemCipher } from '../src/sessions/item-cipher.js';
 import type { SessionReadScope, StoredItem } from '../src/storage/index.js';
 import { nullItemCipher } from './null-item-cipher.js';
-import { openSqliteFixture, type SqliteFixture } from './sqlite-fixture.js';
+import { openSqliteFixture, type SqliteFixture } from './fixtures.js';
 import { BATCH_SIZE, READ_LIMIT, batchesOf, itemOf } from './workload.js';
 
 /** Mean time of one call in ms, after `warm` untimed calls and a GC. */

@@ -6,8 +6,9 @@
  * or a throwaway store on a local server: Postgres and MySQL/MariaDB (a database of its own,
  * `CREATE DATABASE nes_bench_<hex>`, dropped afterwards) and Redis (a key prefix of its own,
  * `nes-bench-<hex>:`, its keys unlinked afterwards). Server URLs: `NES_BENCH_POSTGRES_URL`,
- * `NES_BENCH_MYSQL_URL`, `NES_BENCH_REDIS_URL` (see `stores.ts` for the defaults). A server
- * that is down fails the run (exit 1) with the command that starts it.
+ * `NES_BENCH_MYSQL_URL`, `NES_BENCH_REDIS_URL` (defaults: `LOCAL_SERVERS` in
+ * `test/support/service-availability.ts`). A server that is down fails the run (exit 1) with
+ * the command that starts it.
  *
  * Workload (the Python openai-agents SDK anchor): one session, N (default 20,000) items of
  * ~1 KiB `{ role: 'user', content }`, added in batches of 10; one full `getItems()`;
@@ -20,9 +21,10 @@
  * table).
  *
  * Many writers (phase `manyWriters`, every backend, `--writers N`, default 4, 0 skips it): N
- * child processes (`many-writers-child.ts`) each open the same fresh store with the same root
- * key, warm up, and on one start signal append items/2 / N items each, in batches of 5, to ONE
- * shared encrypted session; reported as total items/s from the signal to the last writer done.
+ * child processes (`test/support/many-writers.child.mjs`, which the concurrency tests run too)
+ * each open the same fresh store with the same root key, warm up, and on one start signal append
+ * items/2 / N items each (~1 KiB, `w<writer>-<n>` padded), in batches of 5, to ONE shared
+ * encrypted session; reported as total items/s from the signal to the last writer done.
  * Afterwards every item is checked: all there, each once, each writer's in its own order.
  *
  * Both variants' stores are open side by side and their timed calls alternate (see the
@@ -58,8 +60,7 @@ import {
   type BenchBackend,
   type ServerBackend,
 } from './args.js';
-import { MANY_WRITER_BATCH_SIZE } from './many-writers-config.js';
-import { runManyWriters, type ManyWritersOutcome } from './many-writers.js';
+import { MANY_WRITER_BATCH_SIZE, runManyWriters, type ManyWritersOutcome } from './many-writers.js';
 import { nullItemCipher } from './null-item-cipher.js';
 import {
   formatReport,
@@ -69,8 +70,13 @@ import {
   type Pair,
   type PhaseName,
 } from './report.js';
-import { openServerFixture, type BenchFixture, type ServerFixture } from './server-fixture.js';
-import { openSqliteFixture, type SqliteFixture } from './sqlite-fixture.js';
+import {
+  openServerFixture,
+  openSqliteFixture,
+  type BenchFixture,
+  type ServerFixture,
+  type SqliteFixture,
+} from './fixtures.js';
 import { ServerUnavailableError, checkServerReachable, removeStoresOnSignal } from './stores.js';
 import { VerificationError, verify } from './verification.js';
 import {

@@ -5,7 +5,7 @@
 // Configuration comes in NES_CHILD_CONFIG (JSON; the root key stays out of argv, which `ps`
 // shows): { entryUrl, backend, rootKey, sessionIds, role: 'append' | 'clear', durationMs, writer }.
 import { Logger } from '@nestjs/common';
-import { openChildStorage } from './child-storage.mjs';
+import { openChildStorage } from '../support/child-storage.mjs';
 
 const REPLY_MARK = '@@nes ';
 const config = JSON.parse(process.env.NES_CHILD_CONFIG ?? '{}');

@@ -1,34 +1,15 @@
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  EncryptedSessionService,
-  EnvKeyProvider,
-  KeyRing,
-  TypeOrmSessionStorage,
-  dialectFor,
-  openSqliteDataSource,
-  runSessionMigrations,
-  type SessionStorage,
-} from '../../src/index.js';
+import { EncryptedSessionService, EnvKeyProvider, KeyRing } from '../../src/index.js';
 import { compileLibrary, type CompiledLibrary } from '../support/compiled-library.js';
-import type { ItemTamperer } from '../support/item-tamperer.js';
-import {
-  REDIS_URL,
-  createRedisTestStorage,
-  redisAvailable,
-  redisItemTamperer,
-} from '../support/redis-support.js';
-import { requireService } from '../support/service-availability.js';
-import {
-  createMigratedTestDatabase,
-  sqlItemTamperer,
-  sqlServerUp,
-} from '../support/sql-server-support.js';
 import { newRootKeyEntry } from '../support/test-keys.js';
+import {
+  openThrowawayStore,
+  storeBackendsUnderTest,
+  type OpenThrowawayStore,
+} from '../support/throwaway-store.js';
 
 const CHILD_SCRIPT = resolve(import.meta.dirname, 'clear-races.child.mjs');
 const REPLY_MARK = '@@nes ';
@@ -39,11 +20,6 @@ const SESSIONS = 2;
 const RACE_MS = 3_000;
 /** Longest a child may take to start, race and exit. */
 const CHILD_TIMEOUT_MS = 60_000;
-
-type ChildBackend =
-  | { type: 'sqlite'; path: string }
-  | { type: 'postgres' | 'mysql'; url: string }
-  | { type: 'redis'; url: string; keyPrefix: string };
 
 interface ChildError {
   name: string;
@@ -56,13 +32,6 @@ interface ChildResult {
   calls: number;
   succeeded: number;
   errors: ChildError[];
-}
-
-interface BackendUnderTest {
-  readonly childBackend: ChildBackend;
-  readonly storage: SessionStorage;
-  readonly tamper: ItemTamperer;
-  dispose(): Promise<void>;
 }
 
 /** Runs one child to completion and returns its result line; a crash or hang fails the test. */
@@ -91,69 +60,7 @@ function runChild(config: Record<string, unknown>): Promise<ChildResult> {
   });
 }
 
-async function sqliteBackend(): Promise<BackendUnderTest> {
-  const directory = mkdtempSync(join(tmpdir(), 'nes-clear-races-'));
-  const path = join(directory, 'sessions.sqlite');
-  const dataSource = await openSqliteDataSource({ path, busyTimeoutMs: 30_000 });
-  await runSessionMigrations(dataSource, dialectFor(dataSource));
-  const storage = new TypeOrmSessionStorage({ dataSource, ownsDataSource: true });
-  return {
-    childBackend: { type: 'sqlite', path },
-    storage,
-    tamper: sqlItemTamperer(dataSource),
-    async dispose() {
-      await storage.close();
-      rmSync(directory, { recursive: true, force: true });
-    },
-  };
-}
-
-async function sqlServerBackend(type: 'postgres' | 'mysql'): Promise<BackendUnderTest> {
-  const database = await createMigratedTestDatabase(type, 2);
-  return {
-    childBackend: { type, url: database.database.url },
-    storage: database.newStorage(),
-    tamper: sqlItemTamperer(database.dataSource),
-    dispose: () => database.dispose(),
-  };
-}
-
-async function redisBackend(): Promise<BackendUnderTest> {
-  const redis = await createRedisTestStorage();
-  return {
-    childBackend: { type: 'redis', url: REDIS_URL, keyPrefix: redis.keyPrefix },
-    storage: redis.storage,
-    tamper: redisItemTamperer(redis.client, redis.keyPrefix),
-    dispose: () => redis.cleanup(),
-  };
-}
-
-const BACKENDS: Array<{
-  name: string;
-  available: boolean;
-  create: () => Promise<BackendUnderTest>;
-}> = [
-  { name: 'sqlite', available: true, create: sqliteBackend },
-  {
-    name: 'postgres',
-    available: await sqlServerUp('postgres'),
-    create: () => sqlServerBackend('postgres'),
-  },
-  {
-    name: 'mariadb',
-    available: await sqlServerUp('mysql'),
-    create: () => sqlServerBackend('mysql'),
-  },
-  {
-    name: 'redis',
-    available: requireService(
-      'Redis',
-      await redisAvailable(),
-      `start it with: redis-server --daemonize yes (or set NES_TEST_REDIS_URL)`,
-    ),
-    create: redisBackend,
-  },
-];
+const BACKENDS = await storeBackendsUnderTest();
 
 let library: CompiledLibrary;
 beforeAll(() => {
@@ -161,13 +68,13 @@ beforeAll(() => {
 }, 60_000);
 afterAll(() => library?.dispose());
 
-for (const { name, available, create } of BACKENDS) {
+for (const { name, type, available } of BACKENDS) {
   describe.skipIf(!available)(`appends racing clears in separate processes on ${name}`, () => {
-    let target: BackendUnderTest;
+    let target: OpenThrowawayStore;
     const rootKey = newRootKeyEntry();
 
     beforeAll(async () => {
-      target = await create();
+      target = await openThrowawayStore(type, { busyTimeoutMs: 30_000 });
     });
     afterAll(async () => {
       await target?.dispose();
@@ -177,7 +84,7 @@ for (const { name, available, create } of BACKENDS) {
       const sessionIds = Array.from({ length: SESSIONS }, () => `clear-race-${randomUUID()}`);
       const base = {
         entryUrl: library.entryUrl,
-        backend: target.childBackend,
+        backend: target.location,
         rootKey,
         sessionIds,
         durationMs: RACE_MS,

@@ -1,29 +1,19 @@
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
 import type { AgentInputItem } from '@openai/agents-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  EncryptedSessionService,
-  EnvKeyProvider,
-  KeyRing,
-  TypeOrmSessionStorage,
-  dialectFor,
-  openSqliteDataSource,
-  runSessionMigrations,
-  type SessionStorage,
-} from '../../src/index.js';
+import { EncryptedSessionService, EnvKeyProvider, KeyRing } from '../../src/index.js';
 import { compileLibrary, type CompiledLibrary } from '../support/compiled-library.js';
-import { REDIS_URL, createRedisTestStorage, redisAvailable } from '../support/redis-support.js';
-import { requireService } from '../support/service-availability.js';
-import { createMigratedTestDatabase, sqlServerUp } from '../support/sql-server-support.js';
 import { newRootKeyEntry } from '../support/test-keys.js';
-
-const CHILD_SCRIPT = resolve(import.meta.dirname, 'many-writers.child.mjs');
-const REPLY_MARK = '@@nes ';
+import {
+  openThrowawayStore,
+  storeBackendsUnderTest,
+  type OpenThrowawayStore,
+  type StoreLocation,
+} from '../support/throwaway-store.js';
+import {
+  startWriters as startWriterProcesses,
+  type WriterProcess,
+} from '../support/writer-process.js';
 
 const WRITERS = 4;
 const ITEMS_PER_WRITER = 2_500;
@@ -33,142 +23,30 @@ const ITEMS_PER_OPERATION = 3;
 /** Longest a child may take to start or to answer one command. */
 const CHILD_REPLY_TIMEOUT_MS = 100_000;
 
-/** How a child reaches the backend (the JSON it gets in NES_CHILD_CONFIG). */
-type ChildBackend =
-  | { type: 'sqlite'; path: string }
-  | { type: 'postgres' | 'mysql'; url: string }
-  | { type: 'redis'; url: string; keyPrefix: string };
-
-type ChildReply =
-  | { event: 'ready'; pid: number }
-  | { event: 'appended'; retryCodes: string[]; elapsedMs: number }
-  | { event: 'applied'; operationId: string; retryCodes: string[] }
-  | { event: 'error'; name: string; code?: string; message: string; stack: string };
-
-/** A backend for one describe block: what the children connect to, and the parent's own view. */
-interface BackendUnderTest {
-  readonly childBackend: ChildBackend;
-  /** The parent's storage over the same data, for reading back what the children wrote. */
-  readonly storage: SessionStorage;
-  dispose(): Promise<void>;
-}
-
-/** One writer process, driven line by line over stdin/stdout. */
-class WriterProcess {
-  private readonly child: ChildProcessWithoutNullStreams;
-  private readonly replies: ChildReply[] = [];
-  private waiter: ((reply: ChildReply | Error) => void) | undefined;
-  private exitError: Error | undefined;
-  private stderr = '';
-
-  constructor(config: Record<string, unknown>) {
-    this.child = spawn(process.execPath, [CHILD_SCRIPT], {
-      env: { ...process.env, NES_CHILD_CONFIG: JSON.stringify(config) },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    this.child.stderr.setEncoding('utf8');
-    this.child.stderr.on('data', (chunk: string) => {
-      // Keep the tail: it explains a crash.
-      this.stderr = (this.stderr + chunk).slice(-8_000);
-    });
-    createInterface({ input: this.child.stdout }).on('line', (line) => {
-      if (line.startsWith(REPLY_MARK)) this.deliver(JSON.parse(line.slice(REPLY_MARK.length)));
-    });
-    this.child.on('exit', (code, signal) => {
-      this.exitError = new Error(
-        `writer process exited (code ${code}, signal ${signal}) before replying; stderr:\n${this.stderr}`,
-      );
-      this.deliver(this.exitError);
-    });
-  }
-
-  private deliver(reply: ChildReply | Error): void {
-    if (this.waiter) {
-      const waiter = this.waiter;
-      this.waiter = undefined;
-      waiter(reply);
-    } else if (!(reply instanceof Error)) {
-      this.replies.push(reply);
-    }
-  }
-
-  send(command: Record<string, unknown>): void {
-    this.child.stdin.write(`${JSON.stringify(command)}\n`);
-  }
-
-  /** The next reply; a child that crashed or hangs fails the test with its stderr. */
-  nextReply(): Promise<ChildReply> {
-    const queued = this.replies.shift();
-    if (queued) return Promise.resolve(queued);
-    if (this.exitError) return Promise.reject(this.exitError);
-    return new Promise((resolvePromise, reject) => {
-      const timer = setTimeout(() => {
-        this.waiter = undefined;
-        reject(new Error(`writer process did not reply in time; stderr:\n${this.stderr}`));
-      }, CHILD_REPLY_TIMEOUT_MS);
-      this.waiter = (reply) => {
-        clearTimeout(timer);
-        if (reply instanceof Error) reject(reply);
-        else resolvePromise(reply);
-      };
-    });
-  }
-
-  /** The next reply, which must be `event`; an `error` reply fails with the child's error. */
-  async expectReply<E extends ChildReply['event']>(
-    event: E,
-  ): Promise<Extract<ChildReply, { event: E }>> {
-    const reply = await this.nextReply();
-    if (reply.event !== event) {
-      const detail =
-        reply.event === 'error' ? `${reply.name} ${reply.code ?? ''}: ${reply.stack}` : '';
-      throw new Error(`expected '${event}' from the writer, got '${reply.event}' ${detail}`);
-    }
-    return reply as Extract<ChildReply, { event: E }>;
-  }
-
-  /** Asks the child to close its storage and exit; kills it if it does not. */
-  async stop(): Promise<void> {
-    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
-    const exited = new Promise<void>((done) => this.child.once('exit', () => done()));
-    this.send({ cmd: 'exit' });
-    const timer = setTimeout(() => this.child.kill('SIGKILL'), 10_000);
-    await exited;
-    clearTimeout(timer);
-  }
-}
-
 /** Starts `WRITERS` processes on one session and waits until each has opened it. */
-async function startWriters(
+function startWriters(
   library: CompiledLibrary,
-  backend: ChildBackend,
+  backend: StoreLocation,
   rootKey: string,
   sessionId: string,
 ): Promise<WriterProcess[]> {
-  const writers = Array.from(
-    { length: WRITERS },
-    (_, writer) =>
-      new WriterProcess({ entryUrl: library.entryUrl, backend, rootKey, sessionId, writer }),
+  return startWriterProcesses(
+    WRITERS,
+    (writer) => ({ entryUrl: library.entryUrl, backend, rootKey, sessionId, writer }),
+    CHILD_REPLY_TIMEOUT_MS,
   );
-  try {
-    await Promise.all(writers.map((writer) => writer.expectReply('ready')));
-  } catch (error) {
-    await Promise.all(writers.map((writer) => writer.stop()));
-    throw error;
-  }
-  return writers;
 }
 
 /** The items every process appends under the operation id of `round`. */
 const operationItems = (round: number) =>
   Array.from({ length: ITEMS_PER_OPERATION }, (_, k) => ({
-    role: 'user',
+    role: 'user' as const,
     content: `op${round}-${k}`,
   }));
 
 const contentOf = (item: AgentInputItem) => (item as { content: string }).content;
 
-function openParentSession(target: BackendUnderTest, rootKey: string, sessionId: string) {
+function openParentSession(target: OpenThrowawayStore, rootKey: string, sessionId: string) {
   const keyRing = new KeyRing(
     target.storage,
     new EnvKeyProvider({ keys: rootKey, activeKeyId: 'k1' }),
@@ -176,66 +54,7 @@ function openParentSession(target: BackendUnderTest, rootKey: string, sessionId:
   return new EncryptedSessionService(target.storage, keyRing).open(sessionId);
 }
 
-async function sqliteBackend(): Promise<BackendUnderTest> {
-  const directory = mkdtempSync(join(tmpdir(), 'nes-many-writers-'));
-  const path = join(directory, 'sessions.sqlite');
-  const dataSource = await openSqliteDataSource({ path, busyTimeoutMs: 30_000 });
-  await runSessionMigrations(dataSource, dialectFor(dataSource));
-  const storage = new TypeOrmSessionStorage({ dataSource, ownsDataSource: true });
-  return {
-    childBackend: { type: 'sqlite', path },
-    storage,
-    async dispose() {
-      await storage.close();
-      rmSync(directory, { recursive: true, force: true });
-    },
-  };
-}
-
-async function sqlServerBackend(type: 'postgres' | 'mysql'): Promise<BackendUnderTest> {
-  const database = await createMigratedTestDatabase(type, 2);
-  return {
-    childBackend: { type, url: database.database.url },
-    storage: database.newStorage(),
-    dispose: () => database.dispose(),
-  };
-}
-
-async function redisBackend(): Promise<BackendUnderTest> {
-  const redis = await createRedisTestStorage();
-  return {
-    childBackend: { type: 'redis', url: REDIS_URL, keyPrefix: redis.keyPrefix },
-    storage: redis.storage,
-    dispose: () => redis.cleanup(),
-  };
-}
-
-const BACKENDS: Array<{
-  name: string;
-  available: boolean;
-  create: () => Promise<BackendUnderTest>;
-}> = [
-  { name: 'sqlite', available: true, create: sqliteBackend },
-  {
-    name: 'postgres',
-    available: await sqlServerUp('postgres'),
-    create: () => sqlServerBackend('postgres'),
-  },
-  {
-    name: 'mariadb',
-    available: await sqlServerUp('mysql'),
-    create: () => sqlServerBackend('mysql'),
-  },
-  {
-    name: 'redis',
-    available: requireService(
-      'Redis',
-      await redisAvailable(),
-      `start it with: redis-server --daemonize yes (or set NES_TEST_REDIS_URL)`,
-    ),
-    create: redisBackend,
-  },
-];
+const BACKENDS = await storeBackendsUnderTest();
 
 let library: CompiledLibrary;
 beforeAll(() => {
@@ -243,14 +62,14 @@ beforeAll(() => {
 }, 60_000);
 afterAll(() => library?.dispose());
 
-for (const { name, available, create } of BACKENDS) {
+for (const { name, type, available } of BACKENDS) {
   describe.skipIf(!available)(`${WRITERS} writer processes on ${name}`, () => {
-    let target: BackendUnderTest;
+    let target: OpenThrowawayStore;
     // Every process, parent included, must unwrap the same data keys.
     const rootKey = newRootKeyEntry();
 
     beforeAll(async () => {
-      target = await create();
+      target = await openThrowawayStore(type, { busyTimeoutMs: 30_000 });
     });
     afterAll(async () => {
       await target?.dispose();
@@ -258,7 +77,7 @@ for (const { name, available, create } of BACKENDS) {
 
     it(`appending ${ITEMS_PER_WRITER} items each in batches of ${BATCH_SIZE} to one session loses, duplicates and reorders nothing`, async () => {
       const sessionId = `many-writers-${randomUUID()}`;
-      const writers = await startWriters(library, target.childBackend, rootKey, sessionId);
+      const writers = await startWriters(library, target.location, rootKey, sessionId);
       try {
         // All children are ready: the commands leave together, so the appends overlap.
         const started = performance.now();
@@ -303,7 +122,7 @@ for (const { name, available, create } of BACKENDS) {
 
     it(`the same operationId applied by ${WRITERS} processes at once takes effect exactly once`, async () => {
       const sessionId = `operations-${randomUUID()}`;
-      const writers = await startWriters(library, target.childBackend, rootKey, sessionId);
+      const writers = await startWriters(library, target.location, rootKey, sessionId);
       const retryCodes: string[] = [];
       try {
         for (let round = 0; round < OPERATION_ROUNDS; round++) {

@@ -18,22 +18,32 @@ import {
   unpackOperation,
 } from '../../src/storage/redis/redis-record-codec.js';
 import { TamperRefusedError, type ItemTamperer } from './item-tamperer.js';
+import { LOCAL_SERVERS } from './service-availability.js';
 
 export type { ItemTamperer } from './item-tamperer.js';
 
 /** The Redis the integration specs use. */
-export const REDIS_URL = process.env.NES_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379/0';
+export const REDIS_URL = process.env.NES_TEST_REDIS_URL ?? LOCAL_SERVERS.redis.url;
 
-/** True when Redis at `url` answers PING within about a second. */
-export async function redisAvailable(url = REDIS_URL): Promise<boolean> {
+/**
+ * A client that fails at once instead of queueing and retrying while the server is down. It
+ * connects on `connect()`, not before.
+ */
+export function failFastRedis(url: string, connectTimeoutMs = 1000): Redis {
   const client = new Redis(url, {
     lazyConnect: true,
-    connectTimeout: 1000,
+    connectTimeout: connectTimeoutMs,
     maxRetriesPerRequest: 0,
     enableOfflineQueue: false,
     retryStrategy: () => null,
   });
   client.on('error', () => undefined);
+  return client;
+}
+
+/** True when Redis at `url` answers PING within about a second. */
+export async function redisAvailable(url = REDIS_URL): Promise<boolean> {
+  const client = failFastRedis(url);
   try {
     await client.connect();
     return (await client.ping()) === 'PONG';
@@ -86,6 +96,14 @@ export async function keysUnderPrefix(client: Redis, prefix: string): Promise<st
   return found;
 }
 
+/** Deletes every key under `prefix` (UNLINK, 500 at a time). */
+export async function deleteKeysUnderPrefix(client: Redis, prefix: string): Promise<void> {
+  const keys = await keysUnderPrefix(client, prefix);
+  for (let start = 0; start < keys.length; start += 500) {
+    await client.unlink(...keys.slice(start, start + 500));
+  }
+}
+
 /**
  * A fresh storage under a unique prefix. It creates its own client from {@link REDIS_URL}
  * unless `connection` names another url or a host client (which cleanup leaves open).
@@ -103,10 +121,7 @@ export async function createRedisTestStorage(
     client,
     async cleanup() {
       await storage.close();
-      const keys = await keysUnderPrefix(client, keyPrefix);
-      for (let start = 0; start < keys.length; start += 500) {
-        await client.unlink(...keys.slice(start, start + 500));
-      }
+      await deleteKeysUnderPrefix(client, keyPrefix);
       await client.quit();
     },
   };

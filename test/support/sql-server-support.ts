@@ -9,17 +9,12 @@ import {
   type SqlServerType,
 } from '../../src/index.js';
 import { TamperRefusedError, type ItemDamage, type ItemTamperer } from './item-tamperer.js';
-import { portOpen, requireService } from './service-availability.js';
+import { LOCAL_SERVERS, portOpen, requireService } from './service-availability.js';
 
 /** Admin connections of the servers on this machine (overridable for other setups). */
 export const SERVER_ADMIN_URLS: Record<SqlServerType, string> = {
-  postgres: process.env.NES_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres',
-  mysql: process.env.NES_TEST_MYSQL_URL ?? 'mysql://root@127.0.0.1:3306/test',
-};
-
-const START_COMMANDS: Record<SqlServerType, string> = {
-  postgres: 'pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start',
-  mysql: 'start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd',
+  postgres: process.env.NES_TEST_POSTGRES_URL ?? LOCAL_SERVERS.postgres.url,
+  mysql: process.env.NES_TEST_MYSQL_URL ?? LOCAL_SERVERS.mysql.url,
 };
 
 /** Display names for test titles. */
@@ -34,11 +29,11 @@ export const SERVER_NAMES: Record<SqlServerType, string> = {
  */
 export async function sqlServerUp(type: SqlServerType): Promise<boolean> {
   const url = new URL(SERVER_ADMIN_URLS[type]);
-  const port = Number(url.port || (type === 'postgres' ? 5432 : 3306));
+  const server = LOCAL_SERVERS[type];
   return requireService(
-    type === 'postgres' ? 'PostgreSQL' : 'MariaDB/MySQL',
-    await portOpen(port, url.hostname),
-    `start it with: ${START_COMMANDS[type]}`,
+    server.name,
+    await portOpen(Number(url.port || server.port), url.hostname),
+    `start it with: ${server.start}`,
   );
 }
 
@@ -56,11 +51,16 @@ export interface TestDatabase {
   drop(): Promise<void>;
 }
 
-async function adminQuery(type: SqlServerType, statements: string[]): Promise<void> {
+/** Runs `statements` one by one on a connection of their own to the server at `adminUrl`. */
+export async function adminQuery(
+  type: SqlServerType,
+  statements: string[],
+  adminUrl = SERVER_ADMIN_URLS[type],
+): Promise<void> {
   const admin = new DataSource(
     type === 'postgres'
-      ? { type: 'postgres', url: SERVER_ADMIN_URLS.postgres, poolSize: 1 }
-      : { type: 'mysql', url: SERVER_ADMIN_URLS.mysql, poolSize: 1 },
+      ? { type: 'postgres', url: adminUrl, poolSize: 1 }
+      : { type: 'mysql', url: adminUrl, poolSize: 1 },
   );
   await admin.initialize();
   try {
@@ -70,24 +70,45 @@ async function adminQuery(type: SqlServerType, statements: string[]): Promise<vo
   }
 }
 
-/** Creates an empty database with a random name. */
-export async function createTestDatabase(type: SqlServerType): Promise<TestDatabase> {
-  const name = `nes_test_${randomBytes(5).toString('hex')}`;
-  await adminQuery(type, [
-    type === 'postgres'
-      ? `CREATE DATABASE "${name}"`
-      : `CREATE DATABASE \`${name}\` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin`,
-  ]);
+/** Where {@link createTestDatabase} creates its database, and what it calls it. */
+export interface TestDatabaseOptions {
+  /** Admin connection of the server. @default SERVER_ADMIN_URLS[type] */
+  readonly adminUrl?: string;
+  /** The name, before `_` and ten random hex digits. @default 'nes_test' */
+  readonly namePrefix?: string;
+}
+
+/**
+ * Creates an empty database with a random name (utf8mb4_bin on MySQL, as the module requires).
+ */
+export async function createTestDatabase(
+  type: SqlServerType,
+  { adminUrl = SERVER_ADMIN_URLS[type], namePrefix = 'nes_test' }: TestDatabaseOptions = {},
+): Promise<TestDatabase> {
+  const name = `${namePrefix}_${randomBytes(5).toString('hex')}`;
+  await adminQuery(
+    type,
+    [
+      type === 'postgres'
+        ? `CREATE DATABASE "${name}"`
+        : `CREATE DATABASE \`${name}\` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin`,
+    ],
+    adminUrl,
+  );
   return {
     type,
     name,
-    url: withDatabase(SERVER_ADMIN_URLS[type], name),
+    url: withDatabase(adminUrl, name),
     drop: () =>
-      adminQuery(type, [
-        type === 'postgres'
-          ? `DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`
-          : `DROP DATABASE IF EXISTS \`${name}\``,
-      ]),
+      adminQuery(
+        type,
+        [
+          type === 'postgres'
+            ? `DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`
+            : `DROP DATABASE IF EXISTS \`${name}\``,
+        ],
+        adminUrl,
+      ),
   };
 }
 

@@ -1,13 +1,14 @@
 /**
- * Opens the storage a child process of the concurrency tests writes through, from the backend
- * description its parent passed. `lib` is the compiled library the child imported.
+ * Opens the storage a child process of the concurrency tests or the benchmark writes through,
+ * from the store location (`throwaway-store.ts`) its parent passed. `lib` is the compiled
+ * library the child imported.
  */
 export async function openChildStorage(lib, backend) {
   switch (backend.type) {
     case 'sqlite': {
       const dataSource = await lib.openSqliteDataSource({
         path: backend.path,
-        synchronous: 'NORMAL',
+        synchronous: backend.synchronous ?? 'NORMAL',
         // Several processes queue for one file lock: wait for it rather than fail.
         busyTimeoutMs: 30_000,
       });

@@ -7,7 +7,7 @@ import {
 } from '@nestjs/common';
 import { HttpAdapterHost } from '@nestjs/core';
 // In your app: import { EncryptedSessionError } from 'nest-encrypted-sessions';
-import { EncryptedSessionError } from '../../src/index.js';
+import { EncryptedSessionError, type EncryptedSessionErrorCode } from '../../src/index.js';
 
 interface ErrorMapping {
   readonly status: HttpStatus;
@@ -15,37 +15,46 @@ interface ErrorMapping {
   readonly publicMessage?: string;
 }
 
-/** HTTP status for each library error code; unknown codes become 500. */
-export const HTTP_STATUS_BY_ERROR_CODE: Readonly<Record<string, ErrorMapping>> = {
-  INVALID_ARGUMENT: { status: HttpStatus.BAD_REQUEST },
-  SESSION_NOT_FOUND: { status: HttpStatus.NOT_FOUND },
-  HISTORY_CONFLICT: { status: HttpStatus.CONFLICT },
-  KEY_DESTROYED: {
-    status: HttpStatus.GONE,
-    publicMessage: 'The data key of these items was destroyed; they cannot be read again',
-  },
-  // Tampered or corrupted rows: the caller cannot fix it, so a server error, with no detail.
-  INTEGRITY: {
-    status: HttpStatus.INTERNAL_SERVER_ERROR,
-    publicMessage: 'Stored session data failed its integrity check; nothing was deleted',
-  },
-  CONFIGURATION: {
-    status: HttpStatus.INTERNAL_SERVER_ERROR,
-    publicMessage: 'The server is misconfigured; see its log',
-  },
-  KEY_PROVIDER_UNAVAILABLE: {
-    status: HttpStatus.SERVICE_UNAVAILABLE,
-    publicMessage: 'The key provider is unavailable; retry later',
-  },
-  STORAGE_UNAVAILABLE: {
-    status: HttpStatus.SERVICE_UNAVAILABLE,
-    publicMessage: 'Session storage is busy or unavailable; retry later',
-  },
-  SHUTTING_DOWN: {
-    status: HttpStatus.SERVICE_UNAVAILABLE,
-    publicMessage: 'The server is shutting down; retry the request',
-  },
-};
+/**
+ * HTTP status for each library error code. Typed over every code, so a code added to the
+ * library fails this file's typecheck until it is mapped.
+ */
+export const HTTP_STATUS_BY_ERROR_CODE: Readonly<Record<EncryptedSessionErrorCode, ErrorMapping>> =
+  {
+    INVALID_ARGUMENT: { status: HttpStatus.BAD_REQUEST },
+    SESSION_NOT_FOUND: { status: HttpStatus.NOT_FOUND },
+    HISTORY_CONFLICT: { status: HttpStatus.CONFLICT },
+    KEY_DESTROYED: {
+      status: HttpStatus.GONE,
+      publicMessage: 'The data key of these items was destroyed; they cannot be read again',
+    },
+    // Tampered or corrupted rows: the caller cannot fix it, so a server error, with no detail.
+    INTEGRITY: {
+      status: HttpStatus.INTERNAL_SERVER_ERROR,
+      publicMessage: 'Stored session data failed its integrity check; nothing was deleted',
+    },
+    CONFIGURATION: {
+      status: HttpStatus.INTERNAL_SERVER_ERROR,
+      publicMessage: 'The server is misconfigured; see its log',
+    },
+    // The provider refuses the root key (disabled, scheduled for deletion, denied): an operator acts.
+    KEY_UNUSABLE: {
+      status: HttpStatus.INTERNAL_SERVER_ERROR,
+      publicMessage: 'The key provider refuses the root key; see the server log',
+    },
+    KEY_PROVIDER_UNAVAILABLE: {
+      status: HttpStatus.SERVICE_UNAVAILABLE,
+      publicMessage: 'The key provider is unavailable; retry later',
+    },
+    STORAGE_UNAVAILABLE: {
+      status: HttpStatus.SERVICE_UNAVAILABLE,
+      publicMessage: 'Session storage is busy or unavailable; retry later',
+    },
+    SHUTTING_DOWN: {
+      status: HttpStatus.SERVICE_UNAVAILABLE,
+      publicMessage: 'The server is shutting down; retry the request',
+    },
+  };
 
 /**
  * Turns the module's typed errors into JSON responses `{ statusCode, error, message,

@@ -1,4 +1,20 @@
 /**
+ * Every `code` an {@link EncryptedSessionError} can carry. A host's `Record` or `switch` over it
+ * is checked for completeness by the compiler, so a code added in a release cannot go unmapped.
+ */
+export type EncryptedSessionErrorCode =
+  | 'CONFIGURATION'
+  | 'HISTORY_CONFLICT'
+  | 'INTEGRITY'
+  | 'INVALID_ARGUMENT'
+  | 'KEY_DESTROYED'
+  | 'KEY_PROVIDER_UNAVAILABLE'
+  | 'KEY_UNUSABLE'
+  | 'SESSION_NOT_FOUND'
+  | 'SHUTTING_DOWN'
+  | 'STORAGE_UNAVAILABLE';
+
+/**
  * Base class of every error this module throws on purpose.
  *
  * `code` is stable across releases, so hosts can branch on it; `message` says what happened and
@@ -6,7 +22,7 @@
  */
 export abstract class EncryptedSessionError extends Error {
   /** Stable, machine-readable identifier of the failure. */
-  abstract readonly code: string;
+  abstract readonly code: EncryptedSessionErrorCode;
   /** True when the same call may succeed later without any change (an outage, a busy lock). */
   readonly retryable: boolean = false;
 

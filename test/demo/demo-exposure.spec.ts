@@ -12,6 +12,7 @@ import {
   IntegrityError,
   KeyDestroyedError,
   KeyProviderUnavailableError,
+  KeyUnusableError,
   ShuttingDownError,
   StorageUnavailableError,
   type EncryptedSessionError,
@@ -45,6 +46,7 @@ describe('README: what the demo exposes', () => {
     ['KeyProviderUnavailableError', new KeyProviderUnavailableError(CANARY)],
     ['StorageUnavailableError', new StorageUnavailableError(CANARY)],
     ['ShuttingDownError', new ShuttingDownError(CANARY)],
+    ['KeyUnusableError', new KeyUnusableError(CANARY)],
   ])('answers %s with a fixed message, not the library message', (_name, error) => {
     const { body } = answer(error);
     expect(body.message).not.toContain(CANARY);

@@ -430,7 +430,7 @@ export class VaultConnection {
     method: 'GET' | 'POST',
     path: string,
     refused: VaultRefusalMapper | undefined,
-  ): EncryptedSessionError {
+  ): Error {
     const request = {
       method,
       path,
@@ -443,8 +443,7 @@ export class VaultConnection {
 }
 
 /** Carries a 404 out of {@link VaultConnection.readIfPresent}'s refusal mapper; never escapes. */
-class NotFound extends EncryptedSessionError {
-  readonly code = 'NOT_FOUND';
+class NotFound extends Error {
   constructor() {
     super('not found');
   }

@@ -2,7 +2,6 @@ import {
   ConfigurationError,
   KeyProviderUnavailableError,
   KeyUnusableError,
-  type EncryptedSessionError,
 } from '../../../errors/index.js';
 import type { VaultAuthOptions } from './connection-options.js';
 import { field } from './response-fields.js';
@@ -23,7 +22,8 @@ export interface VaultRefusal {
 }
 
 /** Maps a refusal to a typed error, or returns undefined to take the default mapping. */
-export type VaultRefusalMapper = (refusal: VaultRefusal) => EncryptedSessionError | undefined;
+/** Turns a refusal into the error to throw, or undefined for the default one; may return an internal marker error. */
+export type VaultRefusalMapper = (refusal: VaultRefusal) => Error | undefined;
 
 /** What a failed node-vault call amounts to, without its request config (it holds the token). */
 export type VaultFailure =
@@ -121,7 +121,7 @@ export function errorForFailure(
   failure: VaultFailure,
   request: FailedVaultRequest,
   refused: VaultRefusalMapper | undefined,
-): EncryptedSessionError {
+): Error {
   const { label, method } = request;
   const barePath = request.path.split('?')[0];
   if (failure.kind !== 'http') {

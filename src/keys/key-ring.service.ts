@@ -8,6 +8,7 @@ import {
   KeyProviderUnavailableError,
   StorageUnavailableError,
 } from '../errors/index.js';
+import { backoffDelay, type BackoffPolicy } from '../errors/backoff.js';
 import {
   SESSION_STORAGE,
   type DataKeyRecord,
@@ -107,6 +108,8 @@ export class KeyRing {
     providerRetries: 0,
     providerFastFailures: 0,
   };
+  /** Retries of a provider call that failed retryably (the module's one backoff policy). */
+  private readonly providerBackoff: BackoffPolicy;
   /** Until when (epoch ms) provider calls fail at once: the provider was just found down. */
   private providerDownUntil = 0;
 
@@ -116,6 +119,12 @@ export class KeyRing {
     @Optional() @Inject(KEY_RING_OPTIONS) options?: KeyRingOptions,
   ) {
     this.options = resolveKeyRingOptions(options);
+    this.providerBackoff = {
+      firstDelayMs: this.options.providerRetryBaseDelayMs,
+      growth: 2,
+      maxAttempts: this.options.providerMaxAttempts,
+      budgetMs: this.options.providerRetryBudgetMs,
+    };
     this.cache = new LRUCache<string, UsableDataKey>({
       max: this.options.cacheMaxEntries,
       // lru-cache reads a ttl of 0 as "no limit"; here 0 means "reload every time".
@@ -399,7 +408,6 @@ export class KeyRing {
    * session then fails fast instead of waiting, while cached sessions never call at all.
    */
   private async callProvider<T>(call: () => Promise<T>): Promise<T> {
-    const { providerMaxAttempts, providerRetryBudgetMs, providerRetryBaseDelayMs } = this.options;
     const startedAt = Date.now();
     if (startedAt < this.providerDownUntil) {
       this.counters.providerFastFailures++;
@@ -417,10 +425,8 @@ export class KeyRing {
         this.counters.providerFailures++;
         const failure = this.describeProviderFailure(error);
         if (!failure.retryable) throw this.logged(failure, attempt);
-        // Full jitter: a random wait up to the exponential step, so callers spread out.
-        const delay = Math.random() * providerRetryBaseDelayMs * 2 ** (attempt - 1);
-        const outOfBudget = Date.now() + delay - startedAt > providerRetryBudgetMs;
-        if (attempt >= providerMaxAttempts || outOfBudget) {
+        const delay = backoffDelay(this.providerBackoff, attempt, Date.now() - startedAt);
+        if (delay === undefined) {
           this.providerDownUntil = Date.now() + this.options.providerOutageCooldownMs;
           throw this.logged(failure, attempt);
         }

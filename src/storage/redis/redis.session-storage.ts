@@ -3,6 +3,7 @@ import { createRequire } from 'node:module';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Logger } from '@nestjs/common';
 import type { Cluster, Redis } from 'ioredis';
+import { backoffDelay, type BackoffPolicy } from '../../errors/backoff.js';
 import { ConfigurationError, IntegrityError, StorageUnavailableError } from '../../errors/index.js';
 import { bindReadScope, bindWriteScope, type AdapterReadScope } from '../adapter-scope.js';
 import type {
@@ -108,7 +109,8 @@ export class RedisSessionStorage implements SessionStorage {
   /** Scans over every session's keys hash: standalone Redis only, for now. */
   readonly maintenance: StorageMaintenance | MaintenanceUnsupported;
   private readonly expiryBackstopMs: number;
-  private readonly maxConflictRetries: number;
+  /** Re-runs of a unit that lost a race: waits below 2 * 1.05^n ms, at most 20 ms. */
+  private readonly conflictBackoff: BackoffPolicy;
   private readonly commandTimeoutMs: number;
   private readonly connectTimeoutMs: number;
   /** host:port of `url`, for messages (never the credentials). */
@@ -152,7 +154,12 @@ export class RedisSessionStorage implements SessionStorage {
 
     this.keyPrefix = layout.prefix;
     this.expiryBackstopMs = backstopSeconds * 1000;
-    this.maxConflictRetries = maxConflictRetries;
+    this.conflictBackoff = {
+      firstDelayMs: 2.1,
+      growth: 1.05,
+      maxDelayMs: 20,
+      maxAttempts: maxConflictRetries,
+    };
     this.commandTimeoutMs = commandTimeoutMs;
     this.connectTimeoutMs = connectTimeoutMs;
     this.ownsClient = client === undefined;
@@ -337,13 +344,14 @@ export class RedisSessionStorage implements SessionStorage {
   }
 
   private async pauseBeforeRetry(attempt: number): Promise<void> {
-    if (attempt >= this.maxConflictRetries) {
+    // Random, so writers that collided do not collide again in step; slowly growing.
+    const delay = backoffDelay(this.conflictBackoff, attempt, 0);
+    if (delay === undefined) {
       throw new StorageUnavailableError(
         `A write to the session kept conflicting with other writers (${attempt} attempts); retry the call`,
       );
     }
-    // Random, so writers that collided do not collide again in step; slowly growing.
-    await sleep(Math.random() * Math.min(2 * 1.05 ** attempt, 20));
+    await sleep(delay);
   }
 }
 

@@ -1,6 +1,138 @@
-export * from './errors/index.js';
-export * from './crypto/index.js';
-export * from './storage/index.js';
-export * from './keys/index.js';
-export * from './sessions/index.js';
-export * from './module/index.js';
+/**
+ * The public API of nest-encrypted-sessions: everything a host imports, and nothing else.
+ * Internals (serial queue, SQL dialects, the Redis key layout, data-source openers, option
+ * validators, injection tokens of the raw storage and key provider, the key ring's usable keys,
+ * history-transaction helpers, record copiers) are reachable only by path, for this package's
+ * own tests and benchmark; a host that injected the raw storage port could write around the
+ * encryption.
+ *
+ * @packageDocumentation
+ */
+
+// Errors: every error thrown on purpose, with its stable code.
+export {
+  ConfigurationError,
+  EncryptedSessionError,
+  HistoryConflictError,
+  IntegrityError,
+  InvalidArgumentError,
+  KeyDestroyedError,
+  KeyProviderUnavailableError,
+  KeyUnusableError,
+  SessionNotFoundError,
+  ShuttingDownError,
+  StorageUnavailableError,
+  type EncryptedSessionErrorCode,
+} from './errors/index.js';
+
+// The Nest module and its options.
+export {
+  DEFAULT_SQLITE_PATH,
+  EncryptedSessionModule,
+  type EncryptedSessionModuleExtras,
+  type EncryptedSessionModuleOptions,
+  type KeySourceOptions,
+  type RedisStorageOptions,
+  type SqlServerStorageOptions,
+  type SqliteStorageOptions,
+  type StorageOptions,
+} from './module/index.js';
+
+// Sessions: open one, hand it to @openai/agents.
+export {
+  DEFAULT_MAX_ITEM_BYTES,
+  EncryptedSession,
+  EncryptedSessionService,
+  MAX_ID_LENGTH,
+  type OpenSessionOptions,
+} from './sessions/index.js';
+
+// Keys: providers of root keys, the data key cache's counters, KEK rotation.
+export {
+  AwsKmsKeyProvider,
+  EnvKeyProvider,
+  KekRotationService,
+  KeyRing,
+  VaultKvKeyProvider,
+  VaultTransitKeyProvider,
+  type AwsKmsKeyProviderOptions,
+  type DataKeyContext,
+  type EnvKeyProviderOptions,
+  type GeneratedDataKey,
+  type KekRotationStatus,
+  type KeyProvider,
+  type KeyRingOptions,
+  type KeyRingStats,
+  type RewrapOptions,
+  type RewrapReport,
+  type VaultAuthOptions,
+  type VaultClient,
+  type VaultConnectionOptions,
+  type VaultConnectionStats,
+  type VaultKvKeyProviderOptions,
+  type VaultTransitKeyProviderOptions,
+  type WrappedDataKey,
+} from './keys/index.js';
+
+// Storage: the port a host's own adapter implements, the adapters, and the migrations for a
+// host that runs them itself.
+export {
+  MemorySessionStorage,
+  RedisSessionStorage,
+  TypeOrmSessionStorage,
+  sessionEntitySchemas,
+  sessionMigrations,
+  supportsMaintenance,
+  type DataKeyPage,
+  type DataKeyReads,
+  type DataKeyRecord,
+  type DataKeyState,
+  type DataKeyWrites,
+  type HistoryOperationReads,
+  type HistoryOperationRecord,
+  type HistoryOperationWrites,
+  type ItemReads,
+  type ItemWrites,
+  type MaintenanceUnsupported,
+  type RedisSessionStorageOptions,
+  type SessionEntityDatabaseType,
+  type SessionEntityOptions,
+  type SessionReadScope,
+  type SessionRecord,
+  type SessionRef,
+  type SessionRowReads,
+  type SessionRowWrites,
+  type SessionStorage,
+  type SessionWriteScope,
+  type SqlServerDatabaseOptions,
+  type SqliteSynchronous,
+  type StorageMaintenance,
+  type StoredItem,
+  type TypeOrmSessionStorageOptions,
+} from './storage/index.js';
+
+// Crypto: the envelope and key-wrap formats (docs/envelope-format.md), pure functions.
+export {
+  ENVELOPE_FORMAT_VERSION,
+  ENVELOPE_HEADER_LENGTH,
+  ENVELOPE_TAG_LENGTH,
+  MAX_ITEM_DEPTH,
+  SUITE_AES_256_GCM,
+  bytesToUuid,
+  decodeItemPayload,
+  deriveSubkey,
+  encodeEncryptionContext,
+  encodeItemPayload,
+  openEnvelope,
+  openItem,
+  parseEnvelope,
+  sealItem,
+  unwrapDataKey,
+  uuidToBytes,
+  wrapDataKey,
+  type EnvelopeHeader,
+  type ItemBinding,
+  type ItemDataKey,
+  type ItemKey,
+  type ParsedEnvelope,
+} from './crypto/index.js';

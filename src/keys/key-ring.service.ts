@@ -136,7 +136,11 @@ export class KeyRing {
     });
   }
 
-  /** Items one data key may seal; the session layer starts a new generation past it. */
+  /**
+   * Items one data key may seal; the session layer starts a new generation past it.
+   *
+   * @internal
+   */
   get maxItemsPerDataKey(): number {
     return this.options.maxItemsPerDataKey;
   }
@@ -149,6 +153,8 @@ export class KeyRing {
   /**
    * The key new items of the session are sealed with; creates generation 1 on the first write.
    * A warm session makes no storage or provider call.
+   *
+   * @internal
    */
   async keyForWrite(ref: SessionRef, subjectId: string | null): Promise<UsableDataKey> {
     const sessionKey = refKey(ref);
@@ -169,6 +175,8 @@ export class KeyRing {
    * The key that opens items sealed under `dekId` for the session `ref`.
    * @throws KeyDestroyedError when the key was destroyed (its record is in state `destroyed`).
    * @throws IntegrityError when the key belongs to another session or does not exist at all.
+   *
+   * @internal
    */
   async keyForRead(ref: SessionRef, dekId: string): Promise<UsableDataKey> {
     const cached = this.fromCache(dekId);
@@ -197,6 +205,8 @@ export class KeyRing {
   /**
    * Starts the next generation for the session: the active key is retired (it still opens old
    * items) and a new one seals new writes. `firstSeq` is the session's next sequence number.
+   *
+   * @internal
    */
   async rotate(
     ref: SessionRef,
@@ -217,12 +227,18 @@ export class KeyRing {
    * Forgets which key the session writes with, so the next write reads the active key from
    * storage again (after another writer rotated it). Cached keys stay: rotation retires keys,
    * it does not destroy them, and other writers may be using them right now.
+   *
+   * @internal
    */
   forgetActiveKey(ref: SessionRef): void {
     this.activeBySession.delete(refKey(ref));
   }
 
-  /** Drops (and zeroes) every cached key of the session, e.g. after its keys were destroyed. */
+  /**
+   * Drops (and zeroes) every cached key of the session, e.g. after its keys were destroyed.
+   *
+   * @internal
+   */
   forgetSession(ref: SessionRef): void {
     this.activeBySession.delete(refKey(ref));
     for (const [dekId, dataKey] of this.cache.entries()) {
@@ -240,6 +256,8 @@ export class KeyRing {
   /**
    * Wraps a stored data key under the active root key (KEK rotation), with the same retries as
    * every provider call. Cached keys are untouched: the data key itself does not change.
+   *
+   * @internal
    */
   rewrapDataKey(record: DataKeyRecord): Promise<WrappedDataKey> {
     return this.callProvider(() =>
@@ -250,7 +268,11 @@ export class KeyRing {
     );
   }
 
-  /** Zeroes and drops every cached key (shutdown). */
+  /**
+   * Zeroes and drops every cached key (shutdown).
+   *
+   * @internal
+   */
   clear(): void {
     this.cache.clear();
     this.activeBySession.clear();

@@ -87,7 +87,9 @@ import { validateModuleOptions } from './validate-module-options.js';
     EncryptedSessionService,
     EncryptedSessionLifecycle,
   ],
-  exports: [EncryptedSessionService, KeyRing, KekRotationService, SESSION_STORAGE, KEY_PROVIDER],
+  // Not SESSION_STORAGE nor KEY_PROVIDER: a host holding the raw storage port could write around
+  // the encryption, and the raw provider could unwrap any data key.
+  exports: [EncryptedSessionService, KeyRing, KekRotationService],
 })
 export class EncryptedSessionModule extends ConfigurableEncryptedSessionModule {
   /**

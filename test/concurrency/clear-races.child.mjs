@@ -15,7 +15,7 @@ Logger.overrideLogger(['error', 'fatal']);
 
 const lib = await import(config.entryUrl);
 
-const storage = await openChildStorage(lib, config.backend);
+const storage = await openChildStorage(config.entryUrl, config.backend);
 const provider = new lib.EnvKeyProvider({ keys: config.rootKey, activeKeyId: 'k1' });
 const service = new lib.EncryptedSessionService(storage, new lib.KeyRing(storage, provider));
 const sessions = [];

@@ -8,8 +8,8 @@ import {
   EncryptedSessionService,
   sessionEntitySchemas,
   sessionMigrations,
-  type SqlServerType,
 } from '../../src/index.js';
+import { type SqlServerType } from '../../src/storage/index.js';
 import {
   createTestDatabase,
   sqlServerUp,

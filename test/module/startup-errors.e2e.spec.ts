@@ -11,8 +11,8 @@ import {
   EncryptedSessionModule,
   StorageUnavailableError,
   type EncryptedSessionModuleOptions,
-  type SqlServerType,
 } from '../../src/index.js';
+import { type SqlServerType } from '../../src/storage/index.js';
 import { errorText } from '../support/error-text.js';
 import { SERVER_ADMIN_URLS, sqlServerUp } from '../support/sql-server-support.js';
 import { newRootKeyEntry } from '../support/test-keys.js';

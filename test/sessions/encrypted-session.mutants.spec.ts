@@ -7,10 +7,10 @@ import {
   HistoryConflictError,
   InvalidArgumentError,
   KeyRing,
-  type EncryptedSessionContext,
   type SessionRef,
   type SessionStorage,
 } from '../../src/index.js';
+import { type EncryptedSessionContext } from '../../src/sessions/index.js';
 import { memoryHarness, userMessage, type SessionHarness } from '../support/session-harness.js';
 import { DEFAULT_SESSION_DEFAULTS } from '../../src/sessions/session-defaults.js';
 import { envelopeItemCipher, type ItemCipher } from '../../src/sessions/item-cipher.js';

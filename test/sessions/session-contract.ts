@@ -1,12 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import type { AgentInputItem } from '@openai/agents-core';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import {
-  EncryptedSession,
-  HistoryConflictError,
-  InvalidArgumentError,
-  type EncryptedSessionContext,
-} from '../../src/index.js';
+import { EncryptedSession, HistoryConflictError, InvalidArgumentError } from '../../src/index.js';
+import { type EncryptedSessionContext } from '../../src/sessions/index.js';
 import {
   assistantMessage,
   userMessage,

@@ -1,11 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import {
-  DrainingSessionStorage,
   MemorySessionStorage,
   ShuttingDownError,
   supportsMaintenance,
   type SessionStorage,
 } from '../../src/index.js';
+import { DrainingSessionStorage } from '../../src/storage/index.js';
 import { newSessionRecord } from '../support/session-records.js';
 import { rejectionOf } from '../support/thrown-by.js';
 

@@ -4,10 +4,8 @@ import {
   EnvKeyProvider,
   KeyRing,
   TypeOrmSessionStorage,
-  binaryIdsMigration,
-  dialectFor,
-  runSessionMigrations,
 } from '../../src/index.js';
+import { binaryIdsMigration, dialectFor, runSessionMigrations } from '../../src/storage/index.js';
 import {
   createMigratedTestDatabase,
   sqlServerUp,

@@ -5,10 +5,8 @@ import {
   EnvKeyProvider,
   KeyRing,
   TypeOrmSessionStorage,
-  dialectFor,
-  runSessionMigrations,
-  type SqlServerType,
 } from '../../src/index.js';
+import { dialectFor, runSessionMigrations, type SqlServerType } from '../../src/storage/index.js';
 import {
   createTestDatabase,
   sqlServerUp,

@@ -8,9 +8,8 @@ import {
   EnvKeyProvider,
   KeyRing,
   TypeOrmSessionStorage,
-  dialectFor,
-  runSessionMigrations,
 } from '../../src/index.js';
+import { dialectFor, runSessionMigrations } from '../../src/storage/index.js';
 import { StatementRecorder } from '../support/statement-recorder.js';
 import { newRootKeyEntry } from '../support/test-keys.js';
 

@@ -1,9 +1,11 @@
 /**
  * Opens the storage a child process of the concurrency tests or the benchmark writes through,
- * from the store location (`throwaway-store.ts`) its parent passed. `lib` is the compiled
- * library the child imported.
+ * from the store location (`throwaway-store.ts`) its parent passed. `entryUrl` is the compiled
+ * library's `index.js`; the data-source openers are internal, so they come from its storage
+ * barrel beside it.
  */
-export async function openChildStorage(lib, backend) {
+export async function openChildStorage(entryUrl, backend) {
+  const lib = await import(new URL('./storage/index.js', entryUrl).href);
   switch (backend.type) {
     case 'sqlite': {
       const dataSource = await lib.openSqliteDataSource({

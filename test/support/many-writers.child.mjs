@@ -42,7 +42,7 @@ async function withRetries(call, retryCodes) {
   }
 }
 
-const storage = await openChildStorage(lib, config.backend);
+const storage = await openChildStorage(config.entryUrl, config.backend);
 const provider = new lib.EnvKeyProvider({ keys: config.rootKey, activeKeyId: 'k1' });
 const keyRing = new lib.KeyRing(storage, provider);
 const service = new lib.EncryptedSessionService(storage, keyRing);

@@ -8,14 +8,16 @@ import {
   KeyRing,
   MemorySessionStorage,
   TypeOrmSessionStorage,
-  dialectFor,
-  openSqliteDataSource,
-  runSessionMigrations,
   type KeyProvider,
   type KeyRingOptions,
   type SessionStorage,
-  type SqlServerType,
 } from '../../src/index.js';
+import {
+  dialectFor,
+  openSqliteDataSource,
+  runSessionMigrations,
+  type SqlServerType,
+} from '../../src/storage/index.js';
 import type { ItemTamperer } from './item-tamperer.js';
 import { memoryItemTamperer } from './memory-tamperer.js';
 import {

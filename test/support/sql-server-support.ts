@@ -1,13 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { DataSource } from 'typeorm';
+import { TypeOrmSessionStorage, type SessionRef } from '../../src/index.js';
 import {
-  TypeOrmSessionStorage,
   dialectFor,
   openSqlServerDataSource,
   runSessionMigrations,
-  type SessionRef,
   type SqlServerType,
-} from '../../src/index.js';
+} from '../../src/storage/index.js';
 import { TamperRefusedError, type ItemDamage, type ItemTamperer } from './item-tamperer.js';
 import { LOCAL_SERVERS, portOpen, requireService } from './service-availability.js';
 

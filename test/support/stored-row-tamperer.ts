@@ -1,12 +1,12 @@
 import type { Redis } from 'ioredis';
 import type { DataSource } from 'typeorm';
 import {
-  dialectFor,
   type DataKeyRecord,
   type MemorySessionStorage,
   type SessionRef,
   type StoredItem,
 } from '../../src/index.js';
+import { dialectFor } from '../../src/storage/index.js';
 import { RedisKeyLayout } from '../../src/storage/redis/redis-keys.js';
 import { packDataKey, unpackDataKey } from '../../src/storage/redis/redis-record-codec.js';
 

@@ -7,14 +7,16 @@ import type { DataSource } from 'typeorm';
 import {
   RedisSessionStorage,
   TypeOrmSessionStorage,
+  type SessionStorage,
+  type SqliteSynchronous,
+} from '../../src/index.js';
+import {
   dialectFor,
   openSqlServerDataSource,
   openSqliteDataSource,
   runSessionMigrations,
-  type SessionStorage,
   type SqlServerType,
-  type SqliteSynchronous,
-} from '../../src/index.js';
+} from '../../src/storage/index.js';
 import type { ItemTamperer } from './item-tamperer.js';
 import {
   REDIS_URL,

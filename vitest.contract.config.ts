@@ -2,7 +2,7 @@ import { defineConfig } from 'vitest/config';
 
 /**
  * `npm run test:contract`: the key provider contract against LocalStack and a dev-mode Vault
- * from docker-compose.yml. Opt-in; `npm test` leaves test/contract out.
+ * from docker-compose.yml (profile `keys`). Opt-in; `npm test` leaves test/contract out.
  */
 export default defineConfig({
   test: {

@@ -3,8 +3,7 @@ import { APP_FILTER } from '@nestjs/core';
 // In your app: import { EncryptedSessionModule } from 'nest-encrypted-sessions';
 import { EncryptedSessionModule, type StorageOptions } from '../../src/index.js';
 import type { DemoKeys } from './demo-keys.js';
-import { InvalidJsonFilter } from './invalid-json.filter.js';
-import { SessionErrorFilter } from './session-error.filter.js';
+import { DemoExceptionFilter } from './demo-exception.filter.js';
 import { SessionsController } from './sessions.controller.js';
 
 /** What the demo's {@link AppModule} is built from; `createDemoApp` fills it in. */
@@ -17,7 +16,8 @@ export interface DemoAppConfig {
 
 /**
  * The demo app: the encrypted session module (embedded SQLite unless told otherwise), a small JSON
- * API over it, and a filter that turns the module's typed errors into HTTP statuses.
+ * API over it, and a filter that turns every error, the module's typed ones included, into one
+ * JSON error shape with an HTTP status.
  */
 @Module({})
 // oxlint-disable-next-line typescript/no-extraneous-class -- a Nest module is a class by design
@@ -42,10 +42,7 @@ export class AppModule {
         }),
       ],
       controllers: [SessionsController],
-      providers: [
-        { provide: APP_FILTER, useClass: SessionErrorFilter },
-        { provide: APP_FILTER, useClass: InvalidJsonFilter },
-      ],
+      providers: [{ provide: APP_FILTER, useClass: DemoExceptionFilter }],
     };
   }
 }

@@ -2,9 +2,12 @@ import type { AddressInfo } from 'node:net';
 import { join, relative, resolve } from 'node:path';
 import { Logger, type INestApplication, type LoggerService, type LogLevel } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
+import type { NestExpressApplication } from '@nestjs/platform-express';
 import type { StorageOptions } from '../../src/index.js';
 import { AppModule } from './app.module.js';
 import { resolveDemoKeys } from './demo-keys.js';
+import { DEFAULT_TENANT_ID, JSON_BODY_LIMIT_BYTES, TENANT_HEADER } from './demo-request.js';
+import { requestLogMiddleware } from './request-log.middleware.js';
 
 /** Folder of the demo's SQLite file and development key file, relative to the working directory. */
 export const DEFAULT_DATA_DIR = './data';
@@ -42,8 +45,9 @@ export interface RunningDemo {
 
 /**
  * Builds the demo app (not yet listening): resolves the root keys (see `resolveDemoKeys`),
- * opens `<dataDir>/demo.sqlite` (or the server `SESSION_STORAGE_URL` names) and enables
- * shutdown hooks.
+ * opens `<dataDir>/demo.sqlite` (or the server `SESSION_STORAGE_URL` names), reads JSON bodies
+ * up to `JSON_BODY_LIMIT_BYTES` (and no other kind), logs every request with its tenant and
+ * enables shutdown hooks.
  *
  * @throws DemoKeysError when keys are missing in production or inconsistent.
  * @throws ConfigurationError (from the module) when a key in SESSION_KEYS is unusable.
@@ -55,16 +59,24 @@ export async function createDemoApp(options: DemoAppOptions = {}): Promise<INest
   const keys = resolveDemoKeys({ env, dataDir, logger: keyLogger });
   const sqlitePath = join(dataDir, DEMO_SQLITE_FILE_NAME);
   const storage = storageFromUrl(env.SESSION_STORAGE_URL) ?? { type: 'sqlite', path: sqlitePath };
-  const app = await NestFactory.create(AppModule.forRoot({ keys, storage }), {
-    logger: options.logger,
-    // Throw startup errors to the caller instead of aborting the process.
-    abortOnError: false,
-  });
-  app.enableShutdownHooks();
+  const app = await NestFactory.create<NestExpressApplication>(
+    AppModule.forRoot({ keys, storage }),
+    {
+      logger: options.logger,
+      // Throw startup errors to the caller instead of aborting the process.
+      abortOnError: false,
+      // JSON only, with the limit below: Nest's defaults add a form parser and cap JSON at 100 kB.
+      bodyParser: false,
+    },
+  );
   const logger = keyLogger ?? new Logger('Demo');
+  // Before the body parser, so that refused bodies are logged too.
+  app.use(requestLogMiddleware(logger));
+  app.useBodyParser('json', { limit: JSON_BODY_LIMIT_BYTES });
+  app.enableShutdownHooks();
   const keySource = keys.source === 'env' ? 'SESSION_KEYS' : displayPath(keys.devKeyFile!);
   logger.log(
-    `Sessions in ${storage.type === 'sqlite' ? displayPath(sqlitePath) : storage.type}; root keys ${keys.keyIds.join(', ')} from ${keySource} (active: ${keys.activeKeyId})`,
+    `Sessions in ${storage.type === 'sqlite' ? displayPath(sqlitePath) : storage.type}; root keys ${keys.keyIds.join(', ')} from ${keySource} (active: ${keys.activeKeyId}); tenant from the ${TENANT_HEADER} header, else "${DEFAULT_TENANT_ID}"`,
   );
   return app;
 }
@@ -79,7 +91,7 @@ export async function startDemo(options: StartDemoOptions = {}): Promise<Running
     await app.listen(port, host);
   } catch (error) {
     await app.close();
-    throw error;
+    throw listenError(error, port, host);
   }
   const address = app.getHttpServer().address() as AddressInfo;
   const url = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
@@ -113,6 +125,32 @@ export function storageFromUrl(url: string | undefined): StorageOptions | undefi
         'SESSION_STORAGE_URL must start with postgres://, mysql://, mariadb://, redis:// or rediss:// (leave it unset for the embedded SQLite file)',
       );
   }
+}
+
+/**
+ * A failed `listen` with a message that says what to do: a busy or forbidden port is the usual
+ * cause (another demo still running, a port below 1024), and `PORT` is the way out.
+ */
+function listenError(error: unknown, port: number, host: string): unknown {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  const where = `port ${port} on ${host}`;
+  const fix = `Set PORT to a free port, e.g. PORT=${port === DEFAULT_PORT ? DEFAULT_PORT + 1 : DEFAULT_PORT} npm start (PORT=0 picks one)`;
+  if (code === 'EADDRINUSE') {
+    return new Error(
+      `Cannot listen on ${where}: it is already in use (is another demo still running?). ${fix}`,
+      { cause: error },
+    );
+  }
+  if (code === 'EACCES') {
+    return new Error(`Cannot listen on ${where}: permission denied. ${fix}`, { cause: error });
+  }
+  if (code === 'EADDRNOTAVAIL') {
+    return new Error(
+      `Cannot listen on ${host}: no interface of this machine has that address. Set HOST to one that does, e.g. HOST=127.0.0.1`,
+      { cause: error },
+    );
+  }
+  return error;
 }
 
 function parsePort(value: string | undefined): number {

@@ -1,6 +1,7 @@
 /**
  * Entry point of the demo: `npm start` builds this project and runs this file.
- * Reads SESSION_KEYS, SESSION_ACTIVE_KEY, NODE_ENV, PORT and HOST from the environment.
+ * Reads SESSION_KEYS, SESSION_ACTIVE_KEY, SESSION_STORAGE_URL, NODE_ENV, PORT and HOST from the
+ * environment (each explained in config/demo.env.example).
  */
 import { Logger } from '@nestjs/common';
 import { startDemo } from './bootstrap.js';

@@ -14,13 +14,14 @@ import {
 import type { AgentInputItem } from '@openai/agents-core';
 // In your app: import { EncryptedSessionService, ... } from 'nest-encrypted-sessions';
 import { EncryptedSessionService, type EncryptedSession } from '../../src/index.js';
+import { TENANT_HEADER, assertJsonContentType, tenantOf } from './demo-request.js';
 
 const isObject = (value: unknown): value is Record<string, unknown> =>
   typeof value === 'object' && value !== null && !Array.isArray(value);
 
 /**
  * Agent session history over HTTP. Every route opens the session (creating it on first use)
- * under the tenant named by the `x-tenant-id` header, else the module's default tenant.
+ * under the tenant named by the `x-tenant-id` header, else `'default'`.
  *
  * A real app takes the tenant from the authenticated caller, never from a header the client
  * chooses: this demo has no authentication at all.
@@ -29,13 +30,15 @@ const isObject = (value: unknown): value is Record<string, unknown> =>
 export class SessionsController {
   constructor(private readonly sessions: EncryptedSessionService) {}
 
-  /** Appends items in one transaction. 201 `{ appended }`. */
+  /** Appends items in one transaction. 201 `{ appended }`; 415 unless the body is JSON. */
   @Post(':id/items')
   async append(
     @Param('id') sessionId: string,
     @Body() body: unknown,
-    @Headers('x-tenant-id') tenantId?: string,
+    @Headers('content-type') contentType?: string,
+    @Headers(TENANT_HEADER) tenantId?: string,
   ): Promise<{ appended: number }> {
+    assertJsonContentType(contentType);
     const items = itemsFromBody(body);
     const session = await this.open(sessionId, tenantId);
     await session.addItems(items);
@@ -47,19 +50,19 @@ export class SessionsController {
   async list(
     @Param('id') sessionId: string,
     @Query('limit') limit?: unknown,
-    @Headers('x-tenant-id') tenantId?: string,
+    @Headers(TENANT_HEADER) tenantId?: string,
   ): Promise<{ items: AgentInputItem[] }> {
     const parsedLimit = parseLimit(limit);
     const session = await this.open(sessionId, tenantId);
     return { items: await session.getItems(parsedLimit) };
   }
 
-  /** Removes and returns the newest item; 404 `{ item: null }` when there is none. */
+  /** Removes and returns the newest item; 404 `SESSION_EMPTY` when there is none. */
   @Post(':id/pop')
   @HttpCode(200)
   pop(
     @Param('id') sessionId: string,
-    @Headers('x-tenant-id') tenantId?: string,
+    @Headers(TENANT_HEADER) tenantId?: string,
   ): Promise<{ item: AgentInputItem }> {
     return this.popNewest(sessionId, tenantId);
   }
@@ -69,7 +72,7 @@ export class SessionsController {
   @HttpCode(200)
   deleteLast(
     @Param('id') sessionId: string,
-    @Headers('x-tenant-id') tenantId?: string,
+    @Headers(TENANT_HEADER) tenantId?: string,
   ): Promise<{ item: AgentInputItem }> {
     return this.popNewest(sessionId, tenantId);
   }
@@ -79,7 +82,7 @@ export class SessionsController {
   @HttpCode(204)
   async clear(
     @Param('id') sessionId: string,
-    @Headers('x-tenant-id') tenantId?: string,
+    @Headers(TENANT_HEADER) tenantId?: string,
   ): Promise<void> {
     const session = await this.open(sessionId, tenantId);
     await session.clearSession();
@@ -88,13 +91,15 @@ export class SessionsController {
   private async popNewest(sessionId: string, tenantId?: string): Promise<{ item: AgentInputItem }> {
     const session = await this.open(sessionId, tenantId);
     const item = await session.popItem();
-    if (item === undefined) throw new NotFoundException({ item: null });
+    if (item === undefined) {
+      throw new NotFoundException({ code: 'SESSION_EMPTY', message: 'The session has no items' });
+    }
     return { item };
   }
 
   private open(sessionId: string, tenantId: string | undefined): Promise<EncryptedSession> {
     // The module checks both ids (length, control characters) and throws InvalidArgumentError.
-    return this.sessions.open(sessionId, { tenantId: tenantId === '' ? undefined : tenantId });
+    return this.sessions.open(sessionId, { tenantId: tenantOf(tenantId) });
   }
 }
 
@@ -104,17 +109,17 @@ export class SessionsController {
  */
 function itemsFromBody(body: unknown): AgentInputItem[] {
   if (!isObject(body)) {
-    throw new BadRequestException(
+    throw invalidArgument(
       'Send a JSON object: { "items": [{ "role": "user", "content": "..." }] } or a single item',
     );
   }
   const items = 'items' in body ? body.items : [body];
   if (!Array.isArray(items)) {
-    throw new BadRequestException('"items" must be an array of items');
+    throw invalidArgument('"items" must be an array of items');
   }
   items.forEach((item: unknown, index) => {
     if (!isObject(item) || (typeof item.role !== 'string' && typeof item.type !== 'string')) {
-      throw new BadRequestException(
+      throw invalidArgument(
         `items[${index}] must be an object with a string "role" (a message) or "type"`,
       );
     }
@@ -126,7 +131,12 @@ function itemsFromBody(body: unknown): AgentInputItem[] {
 function parseLimit(limit: unknown): number | undefined {
   if (limit === undefined) return undefined;
   if (typeof limit !== 'string' || !/^-?\d{1,15}$/.test(limit)) {
-    throw new BadRequestException('limit must be a whole number: 0 or more, or left out for all');
+    throw invalidArgument('limit must be a whole number: 0 or more, or left out for all');
   }
   return Number(limit);
+}
+
+/** A 400 with the module's own code for a bad argument, so clients handle both alike. */
+function invalidArgument(message: string): BadRequestException {
+  return new BadRequestException({ code: 'INVALID_ARGUMENT', message });
 }

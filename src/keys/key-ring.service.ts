@@ -360,7 +360,7 @@ export class KeyRing {
       return undefined;
     }
     logger.debug(
-      `Created data key ${dekId} (generation ${generation}) for session '${ref.sessionId}' under ${record.kekId}`,
+      `Created data key ${dekId} (generation ${generation}) for session '${ref.sessionId}' of tenant '${ref.tenantId}' under ${record.kekId}`,
     );
     // The plaintext from generation is already what we need: cache it, no unwrap call.
     this.remember(record, generated.plaintext);

@@ -1,5 +1,6 @@
 import { statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
+import { DriverPackageNotInstalledError } from 'typeorm';
 import {
   ConfigurationError,
   EncryptedSessionError,
@@ -116,6 +117,13 @@ export function sqlServerStartupError(
 ): EncryptedSessionError {
   // Our own option checks already say what to set.
   if (error instanceof EncryptedSessionError) return error;
+  if (error instanceof DriverPackageNotInstalledError) {
+    // The driver is an optional peer: a new install of the module does not bring it.
+    const driver = storage.type === 'postgres' ? 'pg' : 'mysql2';
+    return new ConfigurationError(
+      `options.storage.type '${storage.type}' needs the '${driver}' package, which is not installed; install it next to the module: npm install ${driver}`,
+    );
+  }
   const code = errorCode(error);
   const { where, user } = describeTarget(storage.type, storage.url);
   const diagnosis = code === undefined ? undefined : DIAGNOSES[code];
@@ -148,6 +156,18 @@ export function sqliteStartupError(error: unknown, path: string): EncryptedSessi
   const file = resolve(path);
   const option = `options.storage.path '${path}'`;
   const code = errorCode(error) ?? 'without a code';
+  // better-sqlite3 loads its native addon on the first open: without it, the file is not the
+  // problem. npm 11 skips install scripts that the app's allowScripts does not name.
+  if (error instanceof Error && error.message.startsWith('Could not locate the bindings file')) {
+    return new ConfigurationError(
+      `${option}: better-sqlite3 is installed without its native addon (its install script did not run); allow it in your package.json ("allowScripts": { "better-sqlite3": true }, or npm install-scripts approve better-sqlite3), then run: npm rebuild better-sqlite3`,
+    );
+  }
+  if (code === 'ERR_DLOPEN_FAILED') {
+    return new ConfigurationError(
+      `${option}: better-sqlite3's native addon does not load (${code}), most often because it was built for another Node.js version; run: npm rebuild better-sqlite3`,
+    );
+  }
   if (isDirectory(file)) {
     return new ConfigurationError(
       `${option} is a directory (${file}); give the path of a database file, e.g. ${resolve(file, 'sessions.sqlite')}`,

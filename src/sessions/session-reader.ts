@@ -48,7 +48,9 @@ export class SessionReader {
       limit === undefined
         ? await this.readAllPaged(now)
         : await this.openRows(await this.readNewestRows(now, limit), now);
-    logger.verbose(`Read ${items.length} item(s) of session '${this.ref.sessionId}'`);
+    logger.verbose(
+      `Read ${items.length} item(s) of session '${this.ref.sessionId}' of tenant '${this.ref.tenantId}'`,
+    );
     return items;
   }
 
@@ -124,7 +126,7 @@ export class SessionReader {
       } catch (error) {
         if (error instanceof EncryptedSessionError) {
           logger.warn(
-            `Read of session '${this.ref.sessionId}' failed (${error.code}): ${error.message}`,
+            `Read of session '${this.ref.sessionId}' of tenant '${this.ref.tenantId}' failed (${error.code}): ${error.message}`,
           );
         }
         throw error;

@@ -83,7 +83,9 @@ export class SessionWriter {
         await this.appendSealed(scope, dataKey, payloads);
       }),
     );
-    logger.verbose(`Appended ${payloads.length} item(s) to session '${this.ref.sessionId}'`);
+    logger.verbose(
+      `Appended ${payloads.length} item(s) to session '${this.ref.sessionId}' of tenant '${this.ref.tenantId}'`,
+    );
   }
 
   /** Removes and returns the newest visible item; one that cannot be opened stays. */
@@ -98,7 +100,9 @@ export class SessionWriter {
         scope.items.deleteBySeq([newest.seq]),
       );
       if (deleted === 1) {
-        logger.verbose(`Popped item ${newest.seq} of session '${this.ref.sessionId}'`);
+        logger.verbose(
+          `Popped item ${newest.seq} of session '${this.ref.sessionId}' of tenant '${this.ref.tenantId}'`,
+        );
         return item;
       }
       // Another writer popped or cleared it first; look again.
@@ -118,7 +122,9 @@ export class SessionWriter {
       await scope.dataKeys.destroyAll(this.context.now());
     });
     this.context.keyRing.forgetSession(this.ref);
-    logger.debug(`Cleared session '${this.ref.sessionId}' and destroyed its data keys`);
+    logger.debug(
+      `Cleared session '${this.ref.sessionId}' of tenant '${this.ref.tenantId}' and destroyed its data keys`,
+    );
   }
 
   /** Applies a validated history transaction atomically and at most once per operation id. */

@@ -1,8 +1,8 @@
 /**
  * Opt-in contract tests (`npm run test:contract`): the shared key provider suite against real
- * services, LocalStack's KMS and a dev-mode Vault, as `docker compose up -d --wait` starts
- * them (see docker-compose.yml and config/). Not part of `npm test`: no Docker engine runs in
- * CI. Point them elsewhere with the variables below.
+ * services, LocalStack's KMS and a dev-mode Vault, as `docker compose --profile keys up -d
+ * --wait` starts them (see docker-compose.yml and config/). Not part of `npm test`: no Docker
+ * engine runs in CI. Point them elsewhere with the variables below.
  */
 import { randomBytes } from 'node:crypto';
 import { CreateKeyCommand, KMSClient } from '@aws-sdk/client-kms';
@@ -37,7 +37,7 @@ for (const [name, url] of [
   const { hostname, port } = new URL(url);
   if (!(await portOpen(Number(port), hostname))) {
     throw new Error(
-      `${name} is not answering at ${url}: start it with 'docker compose up -d --wait' (or set the NES_CONTRACT_* variables)`,
+      `${name} is not answering at ${url}: start it with 'docker compose --profile keys up -d --wait' (or set the NES_CONTRACT_* variables)`,
     );
   }
 }

@@ -2,8 +2,9 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createServer, type AddressInfo } from 'node:net';
 import type { LoggerService } from '@nestjs/common';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
   createDemoApp,
   startDemo,
@@ -11,6 +12,7 @@ import {
   type RunningDemo,
 } from '../../examples/demo/bootstrap.js';
 import { DEV_KEY_FILE_NAME, DemoKeysError } from '../../examples/demo/demo-keys.js';
+import { JSON_BODY_LIMIT_BYTES } from '../../examples/demo/demo-request.js';
 import {
   createTestDatabase,
   sqlServerUp,
@@ -50,25 +52,43 @@ afterAll(() => {
   for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
 });
 
+interface CallOptions {
+  body?: unknown;
+  rawBody?: string;
+  headers?: Record<string, string>;
+  /** Content-Type of a body; `null` sends none. @default 'application/json' */
+  contentType?: string | null;
+}
+
 async function call(
   demo: RunningDemo,
   method: string,
   path: string,
-  options: { body?: unknown; rawBody?: string; headers?: Record<string, string> } = {},
+  options: CallOptions = {},
 ): Promise<{ status: number; body: unknown; text: string }> {
-  const hasBody = options.body !== undefined || options.rawBody !== undefined;
+  const payload =
+    options.rawBody ?? (options.body === undefined ? undefined : JSON.stringify(options.body));
+  const contentType =
+    payload === undefined
+      ? null
+      : options.contentType === undefined
+        ? 'application/json'
+        : options.contentType;
   const response = await fetch(demo.url + path, {
     method,
     headers: {
-      ...(hasBody ? { 'content-type': 'application/json' } : {}),
+      ...(contentType === null ? {} : { 'content-type': contentType }),
       ...options.headers,
     },
-    body:
-      options.rawBody ?? (options.body === undefined ? undefined : JSON.stringify(options.body)),
+    // Bytes, not a string: fetch would add its own "text/plain" to a string body.
+    body: payload === undefined ? undefined : Buffer.from(payload),
   });
   const text = await response.text();
   return { status: response.status, body: text === '' ? undefined : JSON.parse(text), text };
 }
+
+/** The four fields of every error body of the demo, whatever failed. */
+const ERROR_BODY_KEYS = ['error', 'message', 'retryable', 'statusCode'];
 
 describe('demo app with keys from SESSION_KEYS', () => {
   const rootKey = randomBytes(32).toString('base64');
@@ -144,7 +164,10 @@ describe('demo app with keys from SESSION_KEYS', () => {
       body: { item: { role: 'user', content: 'a' } },
     });
     const empty = await call(demo, 'POST', '/sessions/pop-1/pop');
-    expect(empty).toMatchObject({ status: 404, body: { item: null } });
+    expect(empty).toMatchObject({
+      status: 404,
+      body: { statusCode: 404, error: 'SESSION_EMPTY', retryable: false },
+    });
   });
 
   it('clears a session with DELETE /sessions/:id -> 204', async () => {
@@ -199,6 +222,106 @@ describe('demo app with keys from SESSION_KEYS', () => {
     expect(notItems.text).not.toContain(marker);
     const unchanged = await call(demo, 'GET', '/sessions/chat-1/items');
     expect((unchanged.body as { items: unknown[] }).items).toHaveLength(4);
+  });
+
+  it('refuses a body not sent as Content-Type: application/json with 415, naming the header', async () => {
+    const item = { role: 'user', content: marker };
+    const cases = [
+      { contentType: null, sent: 'no Content-Type header' },
+      {
+        contentType: 'application/x-www-form-urlencoded',
+        sent: 'Content-Type application/x-www-form-urlencoded (what curl -d sends by default)',
+      },
+      { contentType: 'text/plain;charset=UTF-8', sent: 'Content-Type text/plain' },
+    ];
+    for (const { contentType, sent } of cases) {
+      const refused = await call(demo, 'POST', '/sessions/ctype-1/items', {
+        body: item,
+        contentType,
+      });
+      expect(refused.status, String(contentType)).toBe(415);
+      expect(refused.body).toEqual({
+        statusCode: 415,
+        error: 'UNSUPPORTED_MEDIA_TYPE',
+        message: `Send the request body as JSON with the header "Content-Type: application/json"; this request has ${sent}`,
+        retryable: false,
+      });
+      expect(refused.text).not.toContain(marker);
+    }
+    expect((await call(demo, 'GET', '/sessions/ctype-1/items')).body).toEqual({ items: [] });
+    const withCharset = await call(demo, 'POST', '/sessions/ctype-1/items', {
+      body: item,
+      contentType: 'application/json; charset=utf-8',
+    });
+    expect(withCharset).toMatchObject({ status: 201, body: { appended: 1 } });
+  });
+
+  it('reads JSON bodies up to 1 MiB and answers a larger one with 413 naming the limit', async () => {
+    // Above the 100 kB Nest would allow by default, below the demo's limit.
+    const large = { role: 'user', content: 'x'.repeat(900 * 1024) };
+    const stored = await call(demo, 'POST', '/sessions/large-1/items', { body: large });
+    expect(stored).toMatchObject({ status: 201, body: { appended: 1 } });
+    const tooLarge = await call(demo, 'POST', '/sessions/large-1/items', {
+      body: { role: 'user', content: 'x'.repeat(JSON_BODY_LIMIT_BYTES) },
+    });
+    expect(tooLarge).toMatchObject({
+      status: 413,
+      body: { statusCode: 413, error: 'PAYLOAD_TOO_LARGE', retryable: false },
+    });
+    expect((tooLarge.body as { message: string }).message).toContain("demo's limit of 1 MiB");
+  });
+
+  it('answers every kind of error with the same four fields', async () => {
+    const failures = {
+      INVALID_ARGUMENT: await call(demo, 'GET', '/sessions/chat-1/items?limit=-1'),
+      INVALID_JSON: await call(demo, 'POST', '/sessions/chat-1/items', { rawBody: '{"role":' }),
+      UNSUPPORTED_MEDIA_TYPE: await call(demo, 'POST', '/sessions/chat-1/items', {
+        body: { role: 'user', content: 'x' },
+        contentType: null,
+      }),
+      SESSION_EMPTY: await call(demo, 'POST', '/sessions/never-written/pop'),
+      NOT_FOUND: await call(demo, 'GET', '/no-such-route'),
+    };
+    // The demo's own checks share the module's code for a bad argument.
+    const demoChecks = [
+      await call(demo, 'GET', '/sessions/chat-1/items?limit=two'),
+      await call(demo, 'POST', '/sessions/chat-1/items', { body: ['not', 'an', 'object'] }),
+    ];
+    for (const [code, failure] of Object.entries(failures)) {
+      const body = failure.body as Record<string, unknown>;
+      expect(Object.keys(body).toSorted(), code).toEqual(ERROR_BODY_KEYS);
+      expect(body, code).toMatchObject({ statusCode: failure.status, error: code });
+      expect(typeof body.message, code).toBe('string');
+      expect(typeof body.retryable, code).toBe('boolean');
+    }
+    for (const failure of demoChecks) {
+      expect(Object.keys(failure.body as object).toSorted()).toEqual(ERROR_BODY_KEYS);
+      expect(failure.body).toMatchObject({ statusCode: 400, error: 'INVALID_ARGUMENT' });
+    }
+  });
+
+  it('logs one line per request naming its tenant, and never the query string', async () => {
+    const acme = { 'x-tenant-id': 'acme' };
+    await call(demo, 'POST', '/sessions/log-1/items', {
+      headers: acme,
+      body: { role: 'user', content: 'x' },
+    });
+    await call(demo, 'GET', '/sessions/log-1/items?limit=3', { headers: acme });
+    await call(demo, 'GET', '/sessions/log-1/items');
+    await call(demo, 'POST', '/sessions/log-1/items', { rawBody: 'not json' });
+    await vi.waitFor(() => {
+      expect(logger.text).toContain('tenant "acme" POST /sessions/log-1/items -> 201 (');
+      expect(logger.text).toContain('tenant "acme" GET /sessions/log-1/items -> 200 (');
+      expect(logger.text).toContain('tenant "default" GET /sessions/log-1/items -> 200 (');
+      expect(logger.text).toContain('tenant "default" POST /sessions/log-1/items -> 400 (');
+    });
+    const requestLines = logger.lines.filter((line) => line.text.startsWith('tenant '));
+    for (const line of requestLines) {
+      expect(line.text).toMatch(/^tenant "[^"]*" [A-Z]+ \/[^?\s]* -> \d{3} \(\d+ ms\)$/);
+    }
+    // The module's own lines about a session name its tenant as well.
+    expect(logger.text).toContain("Appended 1 item(s) to session 'log-1' of tenant 'acme'");
+    expect(logger.text).toContain("Read 1 item(s) of session 'log-1' of tenant 'acme'");
   });
 
   it('never logs item content or key material', () => {
@@ -272,6 +395,30 @@ describe('demo key configuration', () => {
       expect(items.body).toEqual({ items: [{ role: 'user', content: 'kept' }] });
     } finally {
       await second.app.close();
+    }
+  });
+});
+
+describe('demo on a port that is taken', () => {
+  it('fails with a message that says to set PORT', async () => {
+    const blocker = createServer();
+    await new Promise<void>((listening) => blocker.listen(0, '127.0.0.1', listening));
+    const { port } = blocker.address() as AddressInfo;
+    const logger = new CapturingLogger();
+    try {
+      const env = {
+        SESSION_KEYS: `t1:${randomBytes(32).toString('base64')}`,
+        SESSION_ACTIVE_KEY: 't1',
+        PORT: String(port),
+        HOST: '127.0.0.1',
+      };
+      const failure = startDemo({ env, dataDir: tempDataDir(), logger });
+      await expect(failure).rejects.toThrow(
+        `Cannot listen on port ${port} on 127.0.0.1: it is already in use (is another demo still running?). Set PORT to a free port, e.g. PORT=3000 npm start (PORT=0 picks one)`,
+      );
+      expect(logger.text).not.toContain('Demo listening on');
+    } finally {
+      await new Promise((closed) => blocker.close(closed));
     }
   });
 });

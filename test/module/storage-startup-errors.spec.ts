@@ -1,6 +1,10 @@
+import { DriverPackageNotInstalledError } from 'typeorm';
 import { describe, expect, it } from 'vitest';
 import { ConfigurationError, StorageUnavailableError } from '../../src/index.js';
-import { sqlServerStartupError } from '../../src/module/storage-startup-errors.js';
+import {
+  sqlServerStartupError,
+  sqliteStartupError,
+} from '../../src/module/storage-startup-errors.js';
 
 const url = 'postgres://app:s3cret-canary@db.internal:6543/sessions';
 const storage = { type: 'postgres', url };
@@ -43,5 +47,44 @@ describe('sqlServerStartupError', () => {
     expect(error.message).toMatch(/driver error XX999/);
     expect(`${error.message}\n${error.stack}`).not.toContain('s3cret-canary');
     expect(error.cause).toBeUndefined();
+  });
+});
+
+describe('a driver that is not installed or not built', () => {
+  it.each([
+    ['postgres', 'Postgres', 'pg'],
+    ['mysql', 'Mysql', 'mysql2'],
+    ['mariadb', 'Mysql', 'mysql2'],
+  ])(
+    "names the package to install for storage type '%s', not the server",
+    (type, driverName, driver) => {
+      const missing = new DriverPackageNotInstalledError(driverName, driver);
+      const error = sqlServerStartupError(missing, { type, url });
+      expect(error).toBeInstanceOf(ConfigurationError);
+      expect(error.message).toBe(
+        `options.storage.type '${type}' needs the '${driver}' package, which is not installed; install it next to the module: npm install ${driver}`,
+      );
+    },
+  );
+
+  it("says that better-sqlite3's native addon was never built, and how to build it", () => {
+    // What the `bindings` package throws when the install script did not run.
+    const notBuilt = new Error(
+      'Could not locate the bindings file. Tried:\n → /app/node_modules/better-sqlite3/build/better_sqlite3.node',
+    );
+    const error = sqliteStartupError(notBuilt, './data/sessions.sqlite');
+    expect(error).toBeInstanceOf(ConfigurationError);
+    expect(error.message).toMatch(/without its native addon/);
+    expect(error.message).toContain('"allowScripts": { "better-sqlite3": true }');
+    expect(error.message).toMatch(/npm rebuild better-sqlite3$/);
+  });
+
+  it('says to rebuild better-sqlite3 when its addon was built for another Node.js', () => {
+    const otherNode = Object.assign(new Error('compiled against NODE_MODULE_VERSION 115'), {
+      code: 'ERR_DLOPEN_FAILED',
+    });
+    const error = sqliteStartupError(otherNode, './data/sessions.sqlite');
+    expect(error).toBeInstanceOf(ConfigurationError);
+    expect(error.message).toMatch(/another Node\.js version; run: npm rebuild better-sqlite3$/);
   });
 });

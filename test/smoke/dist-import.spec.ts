@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 
@@ -47,6 +47,37 @@ describe('the built package', () => {
     expect(existsSync(resolve(root, 'dist/index.js'))).toBe(true);
     expect(existsSync(resolve(root, 'dist/index.d.ts'))).toBe(true);
     expect(existsSync(resolve(root, 'dist/crypto/index.js'))).toBe(true);
+  });
+
+  it('packs what a host installs from the repository: dist with types, no sources or tests', () => {
+    // What `npm install <git url>` and `npm install <tarball>` unpack; --ignore-scripts packs the
+    // dist built above instead of running prepare again.
+    const [pack] = JSON.parse(
+      execFileSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], {
+        cwd: root,
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'pipe'],
+      }),
+    ) as [{ files: { path: string }[] }];
+    const paths = pack.files.map((file) => file.path);
+    expect(paths).toEqual(
+      expect.arrayContaining([
+        'package.json',
+        'dist/index.js',
+        'dist/index.d.ts',
+        'dist/crypto/index.js',
+        'dist/crypto/index.d.ts',
+      ]),
+    );
+    expect(
+      paths.filter((path) => !/^(dist|docs)\/|^(package\.json|README\.md|LICENSE)$/.test(path)),
+    ).toEqual([]);
+    expect(paths.filter((path) => /\.spec\.|\.testing\./.test(path))).toEqual([]);
+    // Installing from git builds dist in the clone; without prepare the package would be empty.
+    const manifest = JSON.parse(readFileSync(resolve(root, 'package.json'), 'utf8')) as {
+      scripts: Record<string, string>;
+    };
+    expect(manifest.scripts.prepare).toBe('npm run build');
   });
 
   it('loads with ESM import', () => {

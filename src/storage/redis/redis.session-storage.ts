@@ -378,7 +378,7 @@ function loadIoredis(): typeof import('ioredis') {
     return createRequire(import.meta.url)('ioredis') as typeof import('ioredis');
   } catch (error) {
     throw new ConfigurationError(
-      "The Redis storage needs the 'ioredis' package (5.x); install it: npm install ioredis",
+      "The Redis storage needs the 'ioredis' package (5.x); install it: npm install ioredis@5 (TypeORM's peer range refuses 6.x)",
       { cause: error },
     );
   }

@@ -373,4 +373,28 @@ describe('KeyRing options', () => {
     expect(error).toBeInstanceOf(ConfigurationError);
     expect((error as Error).message).toBe(message);
   });
+
+  it('accepts the bounds themselves, and explicit undefined as the default', () => {
+    const ring = new KeyRing(new MemorySessionStorage(), new CountingProvider(), {
+      cacheMaxEntries: 1,
+      cacheMaxAgeMs: 0,
+      maxItemsPerDataKey: 2 ** 28,
+      providerMaxAttempts: 100,
+      providerRetryBudgetMs: undefined,
+    });
+    expect(ring.stats().cachedKeys).toBe(0);
+  });
+
+  it('refuses an option it does not know, listing the ones it takes', () => {
+    const error = thrownBy(
+      () =>
+        new KeyRing(new MemorySessionStorage(), new CountingProvider(), {
+          maxEntries: 5,
+        } as never),
+    );
+    expect(error).toBeInstanceOf(ConfigurationError);
+    expect((error as Error).message).toMatch(
+      /^Unknown option options\.keyCache\.maxEntries; options\.keyCache takes: cacheMaxEntries, /,
+    );
+  });
 });

@@ -35,6 +35,9 @@ export function compileLibrary(): CompiledLibrary {
         '--noCheck',
         '--sourceMap',
         'false',
+        // The build inlines sources into its maps; with no maps there is nothing to inline.
+        '--inlineSources',
+        'false',
         '--declaration',
         'false',
       ],

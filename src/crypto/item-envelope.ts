@@ -467,9 +467,10 @@ function isDashPosition(index: number): boolean {
   return index === 8 || index === 13 || index === 18 || index === 23;
 }
 
-/** Value of a lowercase hex digit, or -1. */
+/** Value of a lowercase hex digit, or a negative number for any other code unit. */
 function hexDigit(code: number): number {
-  if (code >= 0x30 && code <= 0x39) return code - 0x30;
+  // Below '0' the difference is already negative: no lower bound needed.
+  if (code <= 0x39) return code - 0x30;
   if (code >= 0x61 && code <= 0x66) return code - 0x57;
   return -1;
 }

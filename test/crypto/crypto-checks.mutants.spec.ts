@@ -327,6 +327,11 @@ describe('the tag writer (items with bytes or a tag-shaped object) writes plain 
       '{"$u8":"x","b":{"$u8":"Bw=="}}',
     ],
     ['one key that is not a tag name', { only: sevenByte() }, '{"only":{"$u8":"Bw=="}}'],
+    [
+      'a tag-named key last among others',
+      { b: sevenByte(), $u8: 'x' },
+      '{"b":{"$u8":"Bw=="},"$u8":"x"}',
+    ],
   ])('%s', (_what, item, json) => {
     expect(encodeItemPayload(item).toString('utf8')).toBe(json);
     expect(decodeItemPayload(encodeItemPayload(item))).toEqual(item);
@@ -366,6 +371,37 @@ describe('checks that a shortcut would weaken', () => {
     expect(error).toBeInstanceOf(IntegrityError);
     expect((error as Error).message).toBe(
       'The wrapped data key is not 61 bytes long; it is not a key this module wrapped.',
+    );
+  });
+});
+
+describe('checks found missing by the last mutation run', () => {
+  it.each([
+    ['tenantId', { ...binding, tenantId: '' }],
+    ['sessionId', { ...binding, sessionId: '' }],
+  ])('names the empty %s in its refusal', (name, emptyId) => {
+    expect((thrownBy(() => sealItem(dataKey(), emptyId, payload)) as Error).message).toBe(
+      `The item ${name} must be a non-empty string.`,
+    );
+  });
+
+  it('refuses an empty Uint8Array that carries another property', () => {
+    const bytes = Object.assign(new Uint8Array(0), { mime: 'text/plain' });
+    expect((thrownBy(() => encodeItemPayload({ bytes }, 'item')) as Error).message).toBe(
+      'item cannot be stored exactly: it contains a Uint8Array with properties besides its bytes. Nothing was stored.',
+    );
+  });
+
+  it.each([60, 62])('refuses a %i-byte wrapped key by its length', (length) => {
+    const error = thrownBy(() => unwrapDataKey(wrappingKey(), Buffer.alloc(length, 1), context));
+    expect((error as Error).message).toBe(
+      'The wrapped data key is not 61 bytes long; it is not a key this module wrapped.',
+    );
+  });
+
+  it('refuses an object that only looks like a 32-byte KeyObject as a root key', () => {
+    expect(thrownBy(() => deriveSubkey({ symmetricKeySize: 32 } as never, 'x'))).toBeInstanceOf(
+      InvalidArgumentError,
     );
   });
 });

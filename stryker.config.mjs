@@ -44,6 +44,14 @@ export default {
   jsonReporter: { fileName: 'reports/mutation/mutation.json' },
   clearTextReporter: { reportTests: false, reportMutants: true, reportScoreTable: true },
   thresholds: { high: 85, low: 70, break: null },
-  // Stryker's own files and the Node 24 download are not part of the sandbox.
-  ignorePatterns: ['.mutation-node', 'reports', 'dist', '.bench-build', '.tsc-out', 'data'],
+  // Stryker's own files and the Node downloads (old and new folder) are not part of the sandbox.
+  ignorePatterns: [
+    '.node-builds',
+    '.mutation-node',
+    'reports',
+    'dist',
+    '.bench-build',
+    '.tsc-out',
+    'data',
+  ],
 };

@@ -4,23 +4,22 @@
  * src/keys (or the folders named), then the mutation score per folder.
  *
  * Stryker 10 needs Node 22+ (its Babel parser 24.11+), while the project runs on Node 20. So this
- * script fetches the official Node 24 build once from the npm registry (`npm pack
- * node-linux-<arch>@24`) into the git-ignored `.mutation-node/`, reuses it afterwards, and runs
- * Stryker with that node first on the PATH. node_modules stays as `npm install` built it: the
- * mutation suites load no native addon (vitest.mutation.config.ts leaves SQLite out), so
- * nothing is rebuilt for Node 24's ABI.
+ * script fetches the official Node 24 build once from the npm registry (scripts/fetch-node.mjs,
+ * `npm pack node-linux-<arch>@24.x` into the git-ignored `.node-builds/24/`, shared with CI),
+ * reuses it afterwards, and runs Stryker with that node first on the PATH. node_modules stays as
+ * `npm install` built it: the mutation suites load no native addon (vitest.mutation.config.ts
+ * leaves SQLite out), so nothing is rebuilt for Node 24's ABI.
  *
  * Not part of `npm test` or CI: a full run takes many minutes.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ensureNode } from './fetch-node.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const NODE_MAJOR = 24;
-const nodeHome = join(root, '.mutation-node');
-const nodeBin = join(nodeHome, 'package', 'bin', 'node');
 const reportFile = join(root, 'reports', 'mutation', 'mutation.json');
 const FOLDERS = ['crypto', 'sessions', 'keys'];
 
@@ -48,7 +47,15 @@ const mutate = targets.map((target) =>
 const selection = targets.join('+').replace(/[^A-Za-z0-9+.-]+/g, '_');
 const folders = [...new Set(targets.map((target) => target.split('/')[0]))];
 
-ensureNode();
+let nodeHome;
+try {
+  nodeHome = ensureNode(NODE_MAJOR);
+} catch (error) {
+  console.error(error instanceof Error ? error.message : String(error));
+  console.error('Stryker needs Node 22+: run it by hand on such a node.');
+  process.exit(2);
+}
+const nodeBin = join(nodeHome, 'bin', 'node');
 const started = Date.now();
 const stryker = spawnSync(
   nodeBin,
@@ -64,7 +71,7 @@ const stryker = spawnSync(
       ...process.env,
       PATH: `${dirname(nodeBin)}:${process.env.PATH ?? ''}`,
       // Headers for node-gyp, should anything native ever be rebuilt for this node.
-      npm_config_nodedir: join(nodeHome, 'package'),
+      npm_config_nodedir: nodeHome,
       STRYKER_MUTATE: mutate.join(','),
       STRYKER_INCREMENTAL_FILE: `reports/stryker-incremental-${selection}.json`,
       // Server-backed suites are left out; make sure none of them turns a skip into a failure.
@@ -78,33 +85,6 @@ if (stryker.status !== 0) {
   process.exit(stryker.status ?? 1);
 }
 printScores(folders, wallSeconds);
-
-/** Downloads and unpacks Node 24 once; later runs reuse it. */
-function ensureNode() {
-  if (existsSync(nodeBin)) {
-    const version = execFileSync(nodeBin, ['--version'], { encoding: 'utf8' }).trim();
-    if (version.startsWith(`v${NODE_MAJOR}.`)) return;
-  }
-  const arch = { x64: 'x64', arm64: 'arm64' }[process.arch];
-  if (process.platform !== 'linux' || !arch) {
-    console.error(
-      `No Node ${NODE_MAJOR} package for ${process.platform}/${process.arch}; run Stryker by hand on Node 22+`,
-    );
-    process.exit(2);
-  }
-  console.log(`Fetching Node ${NODE_MAJOR} (node-linux-${arch}) into .mutation-node/ (once)`);
-  rmSync(nodeHome, { recursive: true, force: true });
-  mkdirSync(nodeHome, { recursive: true });
-  execFileSync(
-    'npm',
-    ['pack', `node-linux-${arch}@${NODE_MAJOR}`, '--pack-destination', nodeHome, '--silent'],
-    { cwd: nodeHome, stdio: ['ignore', 'inherit', 'inherit'] },
-  );
-  const tarball = readdirSync(nodeHome).find((name) => name.endsWith('.tgz'));
-  if (!tarball) throw new Error('npm pack left no tarball in .mutation-node/');
-  execFileSync('tar', ['-xzf', tarball], { cwd: nodeHome, stdio: 'inherit' });
-  rmSync(join(nodeHome, tarball));
-}
 
 /** Mutation score per folder from Stryker's JSON report (mutation-testing-report-schema). */
 function printScores(folders, wallSeconds) {

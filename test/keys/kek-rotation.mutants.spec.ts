@@ -5,6 +5,7 @@ import {
   KekRotationService,
   KeyProviderUnavailableError,
   KeyRing,
+  ShuttingDownError,
   type DataKeyContext,
   type DataKeyPage,
   type SessionStorage,
@@ -193,5 +194,42 @@ describe('KekRotationService on a storage without cross-session scans', () => {
     await expect(rotation.rewrapAll()).rejects.toBeInstanceOf(ConfigurationError);
     const real = new KekRotationService(harness.storage, harness.keyRing);
     expect((await real.status()).remaining).toBe(5);
+  });
+});
+
+describe('KekRotationService.stop (shutdown)', () => {
+  it('ends a run after the key it is moving, and refuses new runs', async () => {
+    const rotation = new KekRotationService(harness.storage, harness.keyRing);
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let reached!: () => void;
+    const reachedFirst = new Promise<void>((resolve) => {
+      reached = resolve;
+    });
+    const rewrap = provider.rewrapDataKey.bind(provider);
+    let calls = 0;
+    provider.rewrapDataKey = async (wrapped, context) => {
+      if (calls++ === 0) {
+        reached();
+        await released;
+      }
+      return rewrap(wrapped, context);
+    };
+    const running = rotation.rewrapAll({ batchSize: 10 });
+    await reachedFirst;
+    const stopped = rotation.stop();
+    release();
+    const report = await running;
+    await stopped;
+    expect(report).toEqual({
+      rewrapped: 1,
+      alreadyMoved: 0,
+      failed: 0,
+      remaining: 4,
+      stoppedForShutdown: true,
+    });
+    await expect(rotation.rewrapAll()).rejects.toBeInstanceOf(ShuttingDownError);
   });
 });

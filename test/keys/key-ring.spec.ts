@@ -362,6 +362,16 @@ describe('KeyRing options', () => {
       'options.keyCache.providerMaxAttempts must be a whole number of attempts from 1 to 100 (default 4)',
     ],
     [
+      'providerRetryBaseDelayMs',
+      -1,
+      'options.keyCache.providerRetryBaseDelayMs must be a whole number of milliseconds, 0 or more (default 50)',
+    ],
+    [
+      'providerOutageCooldownMs',
+      -1,
+      'options.keyCache.providerOutageCooldownMs must be a whole number of milliseconds, 0 or more (default 1000)',
+    ],
+    [
       'providerRetryBudgetMs',
       '2000',
       'options.keyCache.providerRetryBudgetMs must be a whole number of milliseconds, 0 or more (default 2000)',

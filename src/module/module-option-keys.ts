@@ -1,8 +1,8 @@
 import { ConfigurationError } from '../errors/index.js';
+import { KEY_RING_DEFAULTS } from '../keys/index.js';
 import type {
   AwsKmsKeyProviderOptions,
   EnvKeyProviderOptions,
-  KeyRingOptions,
   VaultAuthOptions,
   VaultKvKeyProviderOptions,
   VaultTransitKeyProviderOptions,
@@ -51,15 +51,8 @@ const ASYNC_OPTIONS = {
 
 const KEY_SOURCES = { env: true, awsKms: true, vaultTransit: true, vaultKv: true, provider: true };
 
-const KEY_CACHE = {
-  cacheMaxEntries: true,
-  cacheMaxAgeMs: true,
-  maxItemsPerDataKey: true,
-  providerMaxAttempts: true,
-  providerRetryBudgetMs: true,
-  providerRetryBaseDelayMs: true,
-  providerOutageCooldownMs: true,
-} satisfies KeysOf<KeyRingOptions>;
+// Every key ring option has a default, so the defaults name them all.
+const KEY_CACHE = Object.fromEntries(Object.keys(KEY_RING_DEFAULTS).map((name) => [name, true]));
 
 const ENV_KEYS = {
   keys: true,

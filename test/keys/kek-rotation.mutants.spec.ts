@@ -13,6 +13,7 @@ import {
   type WrappedDataKey,
   supportsMaintenance,
 } from '../../src/index.js';
+import { Gate } from '../support/gate.js';
 import { RotatingEnvProvider } from '../support/rotating-env-provider.js';
 import { memoryHarness, userMessage, type SessionHarness } from '../support/session-harness.js';
 
@@ -200,27 +201,17 @@ describe('KekRotationService on a storage without cross-session scans', () => {
 describe('KekRotationService.stop (shutdown)', () => {
   it('ends a run after the key it is moving, and refuses new runs', async () => {
     const rotation = new KekRotationService(harness.storage, harness.keyRing);
-    let release!: () => void;
-    const released = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    let reached!: () => void;
-    const reachedFirst = new Promise<void>((resolve) => {
-      reached = resolve;
-    });
+    const gate = new Gate();
     const rewrap = provider.rewrapDataKey.bind(provider);
     let calls = 0;
     provider.rewrapDataKey = async (wrapped, context) => {
-      if (calls++ === 0) {
-        reached();
-        await released;
-      }
+      if (calls++ === 0) await gate.pass();
       return rewrap(wrapped, context);
     };
     const running = rotation.rewrapAll({ batchSize: 10 });
-    await reachedFirst;
+    await gate.reached;
     const stopped = rotation.stop();
-    release();
+    gate.open();
     const report = await running;
     await stopped;
     expect(report).toEqual({

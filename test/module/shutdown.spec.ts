@@ -13,27 +13,15 @@ import {
 } from '../../src/index.js';
 import { RotatingEnvProvider } from '../support/rotating-env-provider.js';
 import { userMessage } from '../support/session-harness.js';
+import { Gate } from '../support/gate.js';
 import { rejectionOf } from '../support/thrown-by.js';
 
 // Issue 9, point 6: one owner shuts the module down in order: background runs stop, session
 // calls in flight finish, storage closes, the key ring is cleared, the provider closes last.
 
-/** A promise the test resolves when it chooses, and a flag for when it was first awaited. */
-function gate() {
-  let open!: () => void;
-  const opened = new Promise<void>((resolve) => {
-    open = resolve;
-  });
-  let reached!: () => void;
-  const waiting = new Promise<void>((resolve) => {
-    reached = resolve;
-  });
-  return { opened, open, waiting, reached };
-}
-
 /** Env root keys whose calls can be held at a gate, and whose close is recorded. */
 class HeldProvider extends RotatingEnvProvider {
-  held: { generate?: ReturnType<typeof gate>; rewrap?: ReturnType<typeof gate> } = {};
+  held: { generate?: Gate; rewrap?: Gate } = {};
   readonly events: string[];
 
   constructor(events: string[]) {
@@ -42,21 +30,15 @@ class HeldProvider extends RotatingEnvProvider {
   }
 
   override async generateDataKey(context: DataKeyContext) {
-    const held = this.held.generate;
-    if (held) {
-      held.reached();
-      await held.opened;
-    }
+    await this.held.generate?.pass();
     return super.generateDataKey(context);
   }
 
   override async rewrapDataKey(wrapped: WrappedDataKey, context: DataKeyContext) {
+    // Only the first rewrap is held.
     const held = this.held.rewrap;
     this.held.rewrap = undefined;
-    if (held) {
-      held.reached();
-      await held.opened;
-    }
+    await held?.pass();
     return super.rewrapDataKey(wrapped, context);
   }
 
@@ -100,9 +82,9 @@ describe('shutdown', () => {
   it('lets a session call in flight finish and store its items before storage closes', async () => {
     const sessions = moduleRef!.get(EncryptedSessionService);
     const session = await sessions.open('in-flight', { tenantId: 'acme' });
-    provider.held.generate = gate();
+    provider.held.generate = new Gate();
     const writing = session.addItems([userMessage('written during shutdown')]);
-    await provider.held.generate.waiting;
+    await provider.held.generate.reached;
     const closing = moduleRef!.close();
     moduleRef = undefined;
     await new Promise((resolve) => setTimeout(resolve, 20));
@@ -123,9 +105,9 @@ describe('shutdown', () => {
   it('refuses calls that arrive once shutdown began with ShuttingDownError', async () => {
     const sessions = moduleRef!.get(EncryptedSessionService);
     const session = await sessions.open('late', { tenantId: 'acme' });
-    provider.held.generate = gate();
+    provider.held.generate = new Gate();
     const writing = session.addItems([userMessage('first')]);
-    await provider.held.generate.waiting;
+    await provider.held.generate.reached;
     const closing = moduleRef!.close();
     moduleRef = undefined;
     await new Promise((resolve) => setImmediate(resolve));
@@ -146,10 +128,10 @@ describe('shutdown', () => {
       await (await sessions.open(id, { tenantId: 'acme' })).addItems([userMessage(id)]);
     }
     provider.rotate();
-    provider.held.rewrap = gate();
+    provider.held.rewrap = new Gate();
     const rewrapping = moduleRef!.get(KekRotationService).rewrapAll({ batchSize: 10 });
     const held = provider.held.rewrap;
-    await held.waiting;
+    await held.reached;
     const closing = moduleRef!.close();
     moduleRef = undefined;
     await new Promise((resolve) => setImmediate(resolve));

@@ -1,35 +1,19 @@
 import { describe, expect, it } from 'vitest';
 import { ShuttingDownError, type DataKeyContext } from '../../src/index.js';
 import { RotatingEnvProvider } from '../support/rotating-env-provider.js';
+import { Gate } from '../support/gate.js';
 import { memoryHarness, userMessage } from '../support/session-harness.js';
 import { rejectionOf } from '../support/thrown-by.js';
 
 // Issue 9, point 6, at the session layer and without a server (so mutation runs see it):
 // EncryptedSessionService.drain() lets calls in flight finish and refuses later ones.
 
-/** Env keys whose first data-key generation waits until the test releases it. */
+/** Env keys whose data-key generation waits at a gate. */
 class HeldProvider extends RotatingEnvProvider {
-  private release!: () => void;
-  private readonly released = new Promise<void>((resolve) => {
-    this.release = resolve;
-  });
-  reached!: Promise<void>;
-  private reach!: () => void;
-
-  constructor() {
-    super();
-    this.reached = new Promise<void>((resolve) => {
-      this.reach = resolve;
-    });
-  }
-
-  open(): void {
-    this.release();
-  }
+  readonly gate = new Gate();
 
   override async generateDataKey(context: DataKeyContext) {
-    this.reach();
-    await this.released;
+    await this.gate.pass();
     return super.generateDataKey(context);
   }
 }
@@ -41,11 +25,11 @@ describe('EncryptedSessionService.drain', () => {
     try {
       const session = await harness.service.open('drained');
       const writing = session.addItems([userMessage('in flight')]);
-      await provider.reached;
+      await provider.gate.reached;
       const drained = harness.service.drain();
       const late = await rejectionOf(() => session.getItems());
       const lateOpen = await rejectionOf(() => harness.service.open('other'));
-      provider.open();
+      provider.gate.open();
       await writing;
       await drained;
 

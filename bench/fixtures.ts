@@ -7,7 +7,8 @@ import {
 } from '../src/sessions/index.js';
 import { envelopeItemCipher, type ItemCipher } from '../src/sessions/item-cipher.js';
 import { createEncryptedSessionWithCipher } from '../src/sessions/item-cipher.testing.js';
-import type { SessionRef, SessionStorage, SqliteSynchronous } from '../src/storage/index.js';
+import type { SessionRef, SessionStorage } from '../src/storage/index.js';
+import { type SqliteSynchronous } from '../src/storage/typeorm/sqlite-data-source.js';
 import { newRootKeyEntry } from '../test/support/test-keys.js';
 import { openStoreAt, type OpenStore } from '../test/support/throwaway-store.js';
 import type { BenchBackend, ServerBackend } from './args.js';

@@ -2,14 +2,10 @@ import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import createVault from 'node-vault';
 import type { AgentInputItem } from '@openai/agents-core';
-import {
-  AwsKmsKeyProvider,
-  EnvKeyProvider,
-  KeyRing,
-  VaultKvKeyProvider,
-  VaultTransitKeyProvider,
-  type KeyProvider,
-} from '../src/keys/index.js';
+import { EnvKeyProvider, KeyRing, type KeyProvider } from '../src/keys/index.js';
+import { AwsKmsKeyProvider } from '../src/keys/providers/aws-kms-key-provider.js';
+import { VaultKvKeyProvider } from '../src/keys/providers/vault/kv-key-provider.js';
+import { VaultTransitKeyProvider } from '../src/keys/providers/vault/transit-key-provider.js';
 import { EncryptedSessionService, type EncryptedSession } from '../src/sessions/index.js';
 import { MemorySessionStorage, supportsMaintenance } from '../src/storage/index.js';
 import { KmsTestServer } from '../test/support/kms-test-server.js';

@@ -1,11 +1,9 @@
 import type { Redis } from 'ioredis';
 import type { DataSource } from 'typeorm';
-import {
-  RedisKeyLayout,
-  dialectFor,
-  tableNamesFor,
-  type SessionRef,
-} from '../src/storage/index.js';
+import { type SessionRef } from '../src/storage/index.js';
+import { RedisKeyLayout } from '../src/storage/redis/redis-keys.js';
+import { dialectFor } from '../src/storage/typeorm/sql-dialect.js';
+import { tableNamesFor } from '../src/storage/typeorm/table-names.js';
 import { ITEM_HEADER_BYTES, unpackItem } from '../src/storage/redis/redis-record-codec.js';
 import { failFastRedis } from '../test/support/redis-support.js';
 import { LOCAL_SERVERS, portOpen } from '../test/support/service-availability.js';

@@ -25,17 +25,24 @@ export {
   type EncryptedSessionErrorCode,
 } from './errors/index.js';
 
-// The Nest module and its options.
+// The Nest module and its options (the AWS KMS, Vault, Redis and TypeORM adapters have their
+// own entries: nest-encrypted-sessions/aws-kms, /vault, /redis, /typeorm).
 export {
   DEFAULT_SQLITE_PATH,
   EncryptedSessionModule,
+  type AwsCredentialsOption,
+  type AwsKmsKeySourceOptions,
   type EncryptedSessionModuleExtras,
   type EncryptedSessionModuleOptions,
-  type KeySourceOptions,
+  type EnvKeySourceOptions,
+  type KeysOptions,
   type RedisStorageOptions,
   type SqlServerStorageOptions,
   type SqliteStorageOptions,
   type StorageOptions,
+  type VaultAuthOptions,
+  type VaultKvKeySourceOptions,
+  type VaultTransitKeySourceOptions,
 } from './module/index.js';
 
 // Sessions: open one, hand it to @openai/agents.
@@ -47,41 +54,27 @@ export {
   type OpenSessionOptions,
 } from './sessions/index.js';
 
-// Keys: providers of root keys, the data key cache's counters, KEK rotation.
+// Keys: the env provider, the port of any other, the data key cache's counters, KEK rotation.
 export {
-  AwsKmsKeyProvider,
   EnvKeyProvider,
   KekRotationService,
   KeyRing,
-  VaultKvKeyProvider,
-  VaultTransitKeyProvider,
-  type AwsKmsKeyProviderOptions,
   type DataKeyContext,
   type EnvKeyProviderOptions,
   type GeneratedDataKey,
-  type KekRotationStatus,
+  type KeyCacheOptions,
   type KeyProvider,
-  type KeyRingOptions,
+  type KeyProviderRetryOptions,
   type KeyRingStats,
+  type KekRotationStatus,
   type RewrapOptions,
   type RewrapReport,
-  type VaultAuthOptions,
-  type VaultClient,
-  type VaultConnectionOptions,
-  type VaultConnectionStats,
-  type VaultKvKeyProviderOptions,
-  type VaultTransitKeyProviderOptions,
   type WrappedDataKey,
 } from './keys/index.js';
 
-// Storage: the port a host's own adapter implements, the adapters, and the migrations for a
-// host that runs them itself.
+// Storage: the port a host's own adapter implements, and the in-memory adapter.
 export {
   MemorySessionStorage,
-  RedisSessionStorage,
-  TypeOrmSessionStorage,
-  sessionEntitySchemas,
-  sessionMigrations,
   supportsMaintenance,
   type DataKeyPage,
   type DataKeyReads,
@@ -94,9 +87,6 @@ export {
   type ItemReads,
   type ItemWrites,
   type MaintenanceUnsupported,
-  type RedisSessionStorageOptions,
-  type SessionEntityDatabaseType,
-  type SessionEntityOptions,
   type SessionReadScope,
   type SessionRecord,
   type SessionRef,
@@ -104,11 +94,8 @@ export {
   type SessionRowWrites,
   type SessionStorage,
   type SessionWriteScope,
-  type SqlServerDatabaseOptions,
-  type SqliteSynchronous,
   type StorageMaintenance,
   type StoredItem,
-  type TypeOrmSessionStorageOptions,
 } from './storage/index.js';
 
 // Crypto: the envelope and key-wrap formats (docs/envelope-format.md), pure functions.

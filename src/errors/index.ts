@@ -1,2 +1,16 @@
-export * from './encrypted-session.error.js';
-export * from './errors.js';
+export {
+  EncryptedSessionError,
+  type EncryptedSessionErrorCode,
+} from './encrypted-session.error.js';
+export {
+  ConfigurationError,
+  HistoryConflictError,
+  IntegrityError,
+  InvalidArgumentError,
+  KeyDestroyedError,
+  KeyProviderUnavailableError,
+  KeyUnusableError,
+  SessionNotFoundError,
+  ShuttingDownError,
+  StorageUnavailableError,
+} from './errors.js';

@@ -1,4 +1,11 @@
+import { z } from 'zod';
 import { ConfigurationError } from '../errors/index.js';
+import {
+  milliseconds,
+  optionIssueError,
+  strictOptions,
+  wholeNumber,
+} from '../errors/option-schema.js';
 
 /** Tuning of the in-process data key cache. */
 export interface KeyRingOptions {
@@ -43,66 +50,131 @@ export const KEY_RING_DEFAULTS: Required<KeyRingOptions> = {
   providerOutageCooldownMs: 1000,
 };
 
-/** What each option takes, for the message that refuses another value. */
-const KEY_RING_OPTION_RULES: Record<
-  keyof KeyRingOptions,
-  { min: number; max: number; takes: string }
-> = {
+/** The data key cache of `options.keyCache`: how many unwrapped keys, and for how long. */
+export const keyCacheOptionsSchema = strictOptions(
+  {
+    /** Most unwrapped data keys held at once; the least recently used goes first. @default 10000 */
+    maxEntries: wholeNumber('a whole number of keys, at least 1 (default 10000)', 1).optional(),
+    /** Longest time an unwrapped data key stays cached, in ms. @default 900000 (15 minutes) */
+    maxAgeMs: milliseconds(KEY_RING_DEFAULTS.cacheMaxAgeMs).optional(),
+  },
+  'an object: { maxEntries, maxAgeMs }',
+);
+
+/** `options.keyCache`: the in-process cache of unwrapped data keys. */
+export type KeyCacheOptions = z.input<typeof keyCacheOptionsSchema>;
+
+/** How key provider calls are retried (`options.keys.retry`). */
+export const keyProviderRetrySchema = strictOptions(
+  {
+    /**
+     * Provider calls that fail with a retryable error (throttling, 5xx, a dropped connection)
+     * are retried with exponential backoff and full jitter, within this many attempts in all
+     * (and within `budgetMs`). @default 4
+     */
+    maxAttempts: wholeNumber(
+      'a whole number of attempts from 1 to 100 (default 4)',
+      1,
+      100,
+    ).optional(),
+    /** Time budget of one provider call including its retries, in ms. @default 2000 */
+    budgetMs: milliseconds(KEY_RING_DEFAULTS.providerRetryBudgetMs).optional(),
+    /** First backoff delay in ms; doubles per retry (randomized). @default 50 */
+    baseDelayMs: milliseconds(KEY_RING_DEFAULTS.providerRetryBaseDelayMs).optional(),
+    /**
+     * After a call used up its retries, further calls fail at once for this long (ms) instead
+     * of waiting on a provider that is down; the first call after it probes the provider again.
+     * Sessions whose keys are cached never notice. @default 1000
+     */
+    outageCooldownMs: milliseconds(KEY_RING_DEFAULTS.providerOutageCooldownMs).optional(),
+  },
+  'an object: { maxAttempts, budgetMs, baseDelayMs, outageCooldownMs }',
+);
+
+/** `options.keys.retry`: retries of key provider calls that failed retryably. */
+export type KeyProviderRetryOptions = z.input<typeof keyProviderRetrySchema>;
+
+/**
+ * Items one data key may seal before the session moves to a new generation
+ * (`options.keys.maxItemsPerDataKey`). Far below the 2^32 bound for random 96-bit GCM nonces.
+ */
+export const maxItemsPerDataKeySchema = wholeNumber(
+  `a whole number of items from 1 to 2^28 (default ${KEY_RING_DEFAULTS.maxItemsPerDataKey})`,
+  1,
+  2 ** 28,
+);
+
+/** Each key ring option, the public option it comes from, and the rule it follows. */
+const KEY_RING_FIELDS: Record<keyof KeyRingOptions, { option: string; schema: z.ZodNumber }> = {
   cacheMaxEntries: {
-    min: 1,
-    max: Number.MAX_SAFE_INTEGER,
-    takes: 'a whole number of keys, at least 1',
+    option: 'options.keyCache.maxEntries',
+    schema: keyCacheOptionsSchema.shape.maxEntries.unwrap(),
   },
   cacheMaxAgeMs: {
-    min: 0,
-    max: Number.MAX_SAFE_INTEGER,
-    takes: 'a whole number of milliseconds, 0 or more',
+    option: 'options.keyCache.maxAgeMs',
+    schema: keyCacheOptionsSchema.shape.maxAgeMs.unwrap(),
   },
-  maxItemsPerDataKey: { min: 1, max: 2 ** 28, takes: 'a whole number of items from 1 to 2^28' },
-  providerMaxAttempts: { min: 1, max: 100, takes: 'a whole number of attempts from 1 to 100' },
+  maxItemsPerDataKey: {
+    option: 'options.keys.maxItemsPerDataKey',
+    schema: maxItemsPerDataKeySchema,
+  },
+  providerMaxAttempts: {
+    option: 'options.keys.retry.maxAttempts',
+    schema: keyProviderRetrySchema.shape.maxAttempts.unwrap(),
+  },
   providerRetryBudgetMs: {
-    min: 0,
-    max: Number.MAX_SAFE_INTEGER,
-    takes: 'a whole number of milliseconds, 0 or more',
+    option: 'options.keys.retry.budgetMs',
+    schema: keyProviderRetrySchema.shape.budgetMs.unwrap(),
   },
   providerRetryBaseDelayMs: {
-    min: 0,
-    max: Number.MAX_SAFE_INTEGER,
-    takes: 'a whole number of milliseconds, 0 or more',
+    option: 'options.keys.retry.baseDelayMs',
+    schema: keyProviderRetrySchema.shape.baseDelayMs.unwrap(),
   },
   providerOutageCooldownMs: {
-    min: 0,
-    max: Number.MAX_SAFE_INTEGER,
-    takes: 'a whole number of milliseconds, 0 or more',
+    option: 'options.keys.retry.outageCooldownMs',
+    schema: keyProviderRetrySchema.shape.outageCooldownMs.unwrap(),
   },
 };
 
+/** The module's key options as the key ring takes them. */
+export function keyRingOptionsFrom(options: {
+  keyCache?: KeyCacheOptions;
+  retry?: KeyProviderRetryOptions;
+  maxItemsPerDataKey?: number;
+}): KeyRingOptions {
+  const { keyCache = {}, retry = {} } = options;
+  return {
+    cacheMaxEntries: keyCache.maxEntries,
+    cacheMaxAgeMs: keyCache.maxAgeMs,
+    maxItemsPerDataKey: options.maxItemsPerDataKey,
+    providerMaxAttempts: retry.maxAttempts,
+    providerRetryBudgetMs: retry.budgetMs,
+    providerRetryBaseDelayMs: retry.baseDelayMs,
+    providerOutageCooldownMs: retry.outageCooldownMs,
+  };
+}
+
 /**
- * The key ring's options with defaults filled in, each checked: `cacheMaxEntries: 0` would
- * otherwise make every write fail (a new key cannot be cached) with a retryable error.
+ * The key ring's options with defaults filled in, each checked by the same rules as the
+ * module's options: `cacheMaxEntries: 0` would otherwise make every write fail (a new key
+ * cannot be cached) with a retryable error.
  *
- * @throws ConfigurationError naming the option (`options.keyCache.<name>`) and what it takes.
+ * @throws ConfigurationError naming the public option (`options.keyCache.maxEntries`) and what
+ *   it takes.
  */
 export function resolveKeyRingOptions(options: KeyRingOptions = {}): Required<KeyRingOptions> {
   const resolved = { ...KEY_RING_DEFAULTS };
   for (const [name, value] of Object.entries(options) as Array<[keyof KeyRingOptions, unknown]>) {
     if (value === undefined) continue;
-    const rule = KEY_RING_OPTION_RULES[name];
-    if (!rule) {
+    const field = Object.hasOwn(KEY_RING_FIELDS, name) ? KEY_RING_FIELDS[name] : undefined;
+    if (!field) {
       throw new ConfigurationError(
-        `Unknown option options.keyCache.${name}; options.keyCache takes: ${Object.keys(KEY_RING_OPTION_RULES).join(', ')}`,
+        `Unknown key ring option ${name}; the key ring takes: ${Object.keys(KEY_RING_FIELDS).join(', ')}`,
       );
     }
-    if (
-      !Number.isSafeInteger(value) ||
-      (value as number) < rule.min ||
-      (value as number) > rule.max
-    ) {
-      throw new ConfigurationError(
-        `options.keyCache.${name} must be ${rule.takes} (default ${KEY_RING_DEFAULTS[name]})`,
-      );
-    }
-    resolved[name] = value as number;
+    const result = field.schema.safeParse(value);
+    if (!result.success) throw optionIssueError(result.error.issues[0], field.option);
+    resolved[name] = result.data;
   }
   return resolved;
 }

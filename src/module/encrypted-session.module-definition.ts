@@ -5,7 +5,7 @@ import { ConfigurationError } from '../errors/index.js';
 import type {
   EncryptedSessionModuleExtras,
   EncryptedSessionModuleOptions,
-} from './encrypted-session-module-options.interface.js';
+} from './module-options.schema.js';
 
 /**
  * Injection token of the host DataSource named by `dataSourceName`, or `null` when none is.

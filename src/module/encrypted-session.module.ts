@@ -1,30 +1,22 @@
-import { Logger, Module, type DynamicModule } from '@nestjs/common';
+import { Module, type DynamicModule } from '@nestjs/common';
 import type { DataSource } from 'typeorm';
-import {
-  KEY_PROVIDER,
-  KEY_RING_OPTIONS,
-  KekRotationService,
-  KeyRing,
-  type KeyRingOptions,
-} from '../keys/index.js';
-import {
-  DEFAULT_MAX_ITEM_BYTES,
-  EncryptedSessionService,
-  SESSION_DEFAULTS,
-  type SessionDefaults,
-} from '../sessions/index.js';
-import { DrainingSessionStorage, SESSION_STORAGE } from '../storage/index.js';
+import { ConfigurationError } from '../errors/index.js';
+import { KEY_PROVIDER, KEY_RING_OPTIONS, KekRotationService, KeyRing } from '../keys/index.js';
+import { EncryptedSessionService, SESSION_DEFAULTS } from '../sessions/index.js';
+import { SESSION_STORAGE } from '../storage/index.js';
 import { EncryptedSessionLifecycle } from './encrypted-session-lifecycle.service.js';
-import type { EncryptedSessionModuleOptions } from './encrypted-session-module-options.interface.js';
 import {
   ASYNC_OPTIONS_TYPE,
   ConfigurableEncryptedSessionModule,
   ENCRYPTED_SESSION_MODULE_OPTIONS,
   HOST_DATA_SOURCE,
 } from './encrypted-session.module-definition.js';
-import { refuseUnreadAsyncOptions } from './module-option-keys.js';
-import { createSessionStorage } from './session-storage.factory.js';
-import { validateModuleOptions } from './validate-module-options.js';
+import { moduleOptionsSchema } from './module-options.schema.js';
+import { OPENED_BACKENDS, openBackends, type OpenedBackends } from './module-startup.js';
+import { resolveModuleOptions, type ResolvedModuleOptions } from './resolve-module-options.js';
+
+/** Injection token of the module's {@link ResolvedModuleOptions}. */
+export const RESOLVED_MODULE_OPTIONS = Symbol('RESOLVED_MODULE_OPTIONS');
 
 /**
  * Encrypted agent sessions for a Nest app.
@@ -37,50 +29,44 @@ import { validateModuleOptions } from './validate-module-options.js';
  * then inject `EncryptedSessionService` and `open(sessionId, { tenantId, subjectId })`.
  * `forRootAsync({ useFactory, inject, imports })` takes the same options from a factory;
  * `isGlobal` and `dataSourceName` go beside either.
+ *
+ * @publicApi
  */
 @Module({
   providers: [
     {
-      // Validated first: every other provider depends on it, so bad options stop startup.
+      // Checked, defaulted and frozen once; every provider below derives from it.
+      provide: RESOLVED_MODULE_OPTIONS,
+      useFactory: (options: unknown, host: DataSource | null): ResolvedModuleOptions =>
+        resolveModuleOptions(options, host !== null),
+      // HOST_DATA_SOURCE is required (null when none is named): see its definition.
+      inject: [ENCRYPTED_SESSION_MODULE_OPTIONS, HOST_DATA_SOURCE],
+    },
+    {
+      provide: OPENED_BACKENDS,
+      useFactory: (options: ResolvedModuleOptions, host: DataSource | null) =>
+        openBackends(options, host),
+      inject: [RESOLVED_MODULE_OPTIONS, HOST_DATA_SOURCE],
+    },
+    {
       provide: KEY_PROVIDER,
-      useFactory: async (options: EncryptedSessionModuleOptions) => {
-        const provider = validateModuleOptions(options);
-        // Log in and look up the active root key now: a wrong key id or credential stops
-        // startup with its error instead of failing the first request.
-        await provider.init?.();
-        new Logger('EncryptedSessionModule').log(
-          `Key provider '${provider.name}', new data keys wrapped under ${provider.activeKekId()}`,
-        );
-        return provider;
-      },
-      inject: [ENCRYPTED_SESSION_MODULE_OPTIONS],
+      useFactory: (backends: OpenedBackends) => backends.keyProvider,
+      inject: [OPENED_BACKENDS],
     },
     {
       provide: SESSION_STORAGE,
-      useFactory: async (
-        options: EncryptedSessionModuleOptions,
-        _provider: unknown,
-        host: DataSource | null,
-      ) =>
-        // Drains on close: shutdown waits for units in flight and refuses new ones.
-        new DrainingSessionStorage(await createSessionStorage(options, host)),
-      // HOST_DATA_SOURCE is required (null when none is named): see its definition.
-      inject: [ENCRYPTED_SESSION_MODULE_OPTIONS, KEY_PROVIDER, HOST_DATA_SOURCE],
+      useFactory: (backends: OpenedBackends) => backends.storage,
+      inject: [OPENED_BACKENDS],
     },
     {
       provide: KEY_RING_OPTIONS,
-      useFactory: (options: EncryptedSessionModuleOptions): KeyRingOptions =>
-        options.keyCache ?? {},
-      inject: [ENCRYPTED_SESSION_MODULE_OPTIONS],
+      useFactory: (options: ResolvedModuleOptions) => options.keyRing,
+      inject: [RESOLVED_MODULE_OPTIONS],
     },
     {
       provide: SESSION_DEFAULTS,
-      useFactory: (options: EncryptedSessionModuleOptions): SessionDefaults => ({
-        tenantId: options.defaultTenantId ?? 'default',
-        itemTtlSeconds: options.itemTtlSeconds ?? null,
-        maxItemBytes: options.maxItemBytes ?? DEFAULT_MAX_ITEM_BYTES,
-      }),
-      inject: [ENCRYPTED_SESSION_MODULE_OPTIONS],
+      useFactory: (options: ResolvedModuleOptions) => options.sessions,
+      inject: [RESOLVED_MODULE_OPTIONS],
     },
     KeyRing,
     KekRotationService,
@@ -94,12 +80,42 @@ import { validateModuleOptions } from './validate-module-options.js';
 export class EncryptedSessionModule extends ConfigurableEncryptedSessionModule {
   /**
    * As the generated `forRootAsync`, but refuses options beside `useFactory` that would be
-   * ignored there (Nest takes every unknown key as an extra): `tablePrefix`, `storage`, typos.
+   * ignored there (Nest takes every unknown key as an extra): `storage`, `keys`, typos.
    *
    * @throws ConfigurationError naming the key and where it belongs.
    */
   static override forRootAsync(options: typeof ASYNC_OPTIONS_TYPE): DynamicModule {
     refuseUnreadAsyncOptions(options);
     return super.forRootAsync(options);
+  }
+}
+
+/** Keys of `forRootAsync`'s own options (Nest's `ConfigurableModuleAsyncOptions`) and extras. */
+const BESIDE_USE_FACTORY = [
+  'useFactory',
+  'useClass',
+  'useExisting',
+  'inject',
+  'imports',
+  'provideInjectionTokensFrom',
+  'isGlobal',
+  'dataSourceName',
+];
+
+/**
+ * Refuses keys given beside `forRootAsync`'s factory that are read only from its result
+ * (`storage`, `keys`, ...) or not at all. Nest would take them as extras and ignore them.
+ */
+function refuseUnreadAsyncOptions(asyncOptions: object): void {
+  for (const key of Object.keys(asyncOptions)) {
+    if (BESIDE_USE_FACTORY.includes(key)) continue;
+    if (Object.hasOwn(moduleOptionsSchema.shape, key)) {
+      throw new ConfigurationError(
+        `forRootAsync option ${key} is read from the factory's result, not beside useFactory: return it from useFactory`,
+      );
+    }
+    throw new ConfigurationError(
+      `Unknown forRootAsync option ${key}; beside useFactory it takes: ${BESIDE_USE_FACTORY.join(', ')}`,
+    );
   }
 }

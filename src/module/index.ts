@@ -1,7 +1,18 @@
-export * from './encrypted-session-module-options.interface.js';
+// The module layer as hosts use it.
+export { EncryptedSessionModule } from './encrypted-session.module.js';
 export {
-  ENCRYPTED_SESSION_MODULE_OPTIONS,
-  HOST_DATA_SOURCE,
-} from './encrypted-session.module-definition.js';
-export * from './encrypted-session.module.js';
-export * from './validate-module-options.js';
+  DEFAULT_SQLITE_PATH,
+  type AwsCredentialsOption,
+  type AwsKmsKeySourceOptions,
+  type EncryptedSessionModuleExtras,
+  type EncryptedSessionModuleOptions,
+  type EnvKeySourceOptions,
+  type KeysOptions,
+  type RedisStorageOptions,
+  type SqlServerStorageOptions,
+  type SqliteStorageOptions,
+  type StorageOptions,
+  type VaultAuthOptions,
+  type VaultKvKeySourceOptions,
+  type VaultTransitKeySourceOptions,
+} from './module-options.schema.js';

@@ -2,66 +2,64 @@ import { Logger } from '@nestjs/common';
 import type { DataSource } from 'typeorm';
 import { ConfigurationError } from '../errors/index.js';
 import { sqlServerStartupError, sqliteStartupError } from './storage-startup-errors.js';
+import { MemorySessionStorage, type SessionStorage } from '../storage/index.js';
 import {
-  MemorySessionStorage,
-  RedisSessionStorage,
   TypeOrmSessionStorage,
   dialectFor,
   guardPostgresPoolErrors,
   openSqlServerDataSource,
   openSqliteDataSource,
   runSessionMigrations,
-  type SessionStorage,
-} from '../storage/index.js';
-import {
-  DEFAULT_SQLITE_PATH,
-  type EncryptedSessionModuleOptions,
-} from './encrypted-session-module-options.interface.js';
+} from '../storage/typeorm/index.js';
+import type { ResolvedStorage } from './resolve-module-options.js';
 
 const logger = new Logger('EncryptedSessionModule');
 
 /**
- * Builds the storage the options name: a host DataSource when one was named, else the
- * module's own SQLite file (the default) or memory. Migrations run unless switched off.
+ * Builds the storage the resolved options name: a host DataSource, a host's own storage, the
+ * module's own SQLite file (the default), a database server, Redis or memory. Migrations run on
+ * SQL stores unless switched off. The Redis adapter is loaded only when named (ioredis is an
+ * optional package).
  */
 export async function createSessionStorage(
-  options: EncryptedSessionModuleOptions,
+  storage: ResolvedStorage,
   hostDataSource: DataSource | null,
 ): Promise<SessionStorage> {
-  const runMigrations = options.runMigrations ?? true;
-  if (hostDataSource) {
-    if (options.storage !== undefined) {
-      throw new ConfigurationError(
-        "options.storage and dataSourceName both say where sessions go; give only one: dataSourceName for a host TypeORM DataSource, or options.storage for a store of the module's own",
-      );
-    }
-    guardPostgresPoolErrors(hostDataSource);
-    if (runMigrations) {
-      const applied = await runSessionMigrations(
-        hostDataSource,
-        dialectFor(hostDataSource),
-        options.tablePrefix,
-      );
-      if (applied.length > 0)
-        logger.log(`Applied migrations on the host DataSource: ${applied.join(', ')}`);
-    }
-    return new TypeOrmSessionStorage({
-      dataSource: hostDataSource,
-      tablePrefix: options.tablePrefix,
-    });
-  }
-  const storage = options.storage ?? { type: 'sqlite' };
   switch (storage.type) {
+    case 'instance':
+      return storage.instance;
+    case 'hostDataSource': {
+      if (!hostDataSource) {
+        throw new ConfigurationError(
+          "options.storage type 'hostDataSource' needs dataSourceName beside the options",
+        );
+      }
+      guardPostgresPoolErrors(hostDataSource);
+      if (storage.runMigrations) {
+        const applied = await runSessionMigrations(
+          hostDataSource,
+          dialectFor(hostDataSource),
+          storage.tablePrefix,
+        );
+        if (applied.length > 0)
+          logger.log(`Applied migrations on the host DataSource: ${applied.join(', ')}`);
+      }
+      return new TypeOrmSessionStorage({
+        dataSource: hostDataSource,
+        tablePrefix: storage.tablePrefix,
+      });
+    }
     case 'memory':
       logger.warn(
         'Sessions are kept in memory only: nothing survives a restart (tests and demos only)',
       );
       return new MemorySessionStorage();
     case 'redis': {
+      const { RedisSessionStorage } = await import('../storage/redis/index.js');
       const { type: _type, ...redisOptions } = storage;
       const redis = new RedisSessionStorage(redisOptions);
       try {
-        // A url of the module's own: fail the start when it is wrong (a host's client: no-op).
+        // A url of the module's own: fail the start when it is wrong.
         await redis.verifyConnection();
       } catch (error) {
         await redis.close();
@@ -81,12 +79,12 @@ export async function createSessionStorage(
           throw sqlServerStartupError(error, storage);
         },
       );
-      return ownedTypeOrmStorage(dataSource, options, runMigrations);
+      return ownedTypeOrmStorage(dataSource, storage);
     }
     case 'sqlite': {
-      const path = storage.path ?? DEFAULT_SQLITE_PATH;
+      const { path } = storage;
       logger.log(
-        `Storing sessions in SQLite file ${path} (WAL, synchronous=${storage.synchronous ?? 'FULL'})`,
+        `Storing sessions in SQLite file ${path} (WAL, synchronous=${storage.synchronous})`,
       );
       const dataSource = await openSqliteDataSource({
         path,
@@ -96,7 +94,7 @@ export async function createSessionStorage(
       }).catch((error: unknown) => {
         throw sqliteStartupError(error, path);
       });
-      return ownedTypeOrmStorage(dataSource, options, runMigrations);
+      return ownedTypeOrmStorage(dataSource, storage);
     }
   }
 }
@@ -104,15 +102,14 @@ export async function createSessionStorage(
 /** Runs the migrations on a DataSource the module opened, closing it again if they fail. */
 async function ownedTypeOrmStorage(
   dataSource: DataSource,
-  options: EncryptedSessionModuleOptions,
-  runMigrations: boolean,
+  tables: { readonly tablePrefix: string; readonly runMigrations: boolean },
 ): Promise<SessionStorage> {
   try {
-    if (runMigrations) {
+    if (tables.runMigrations) {
       const applied = await runSessionMigrations(
         dataSource,
         dialectFor(dataSource),
-        options.tablePrefix,
+        tables.tablePrefix,
       );
       if (applied.length > 0) logger.log(`Applied migrations: ${applied.join(', ')}`);
     }
@@ -122,7 +119,7 @@ async function ownedTypeOrmStorage(
   }
   return new TypeOrmSessionStorage({
     dataSource,
-    tablePrefix: options.tablePrefix,
+    tablePrefix: tables.tablePrefix,
     ownsDataSource: true,
   });
 }

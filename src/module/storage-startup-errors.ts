@@ -156,6 +156,12 @@ export function sqliteStartupError(error: unknown, path: string): EncryptedSessi
   const file = resolve(path);
   const option = `options.storage.path '${path}'`;
   const code = errorCode(error) ?? 'without a code';
+  // better-sqlite3 is an optional peer: a host on Redis or a server database never installs it.
+  if (error instanceof DriverPackageNotInstalledError) {
+    return new ConfigurationError(
+      `options.storage type 'sqlite' (the default) needs the 'better-sqlite3' package, which is not installed; install it next to the module and allow its install script: npm install better-sqlite3 (with "allowScripts": { "better-sqlite3": true } in your package.json), or choose another options.storage`,
+    );
+  }
   // better-sqlite3 loads its native addon on the first open: without it, the file is not the
   // problem. npm 11 skips install scripts that the app's allowScripts does not name.
   if (error instanceof Error && error.message.startsWith('Could not locate the bindings file')) {

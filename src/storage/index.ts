@@ -1,8 +1,34 @@
-export * from './draining-storage.js';
-export * from './memory/index.js';
-export * from './redis/index.js';
-export * from './serial-queue.js';
-export * from './storage.ports.js';
-export * from './storage.records.js';
-export * from './typeorm/index.js';
-export * from './work-in-flight.js';
+// The storage layer as the layers above use it: the port, its records, and the adapters that
+// need no optional package. The TypeORM and Redis adapters have barrels of their own
+// (./typeorm, ./redis), loaded only by a host that uses them.
+export {
+  SESSION_STORAGE,
+  maintenanceUnsupportedReason,
+  supportsMaintenance,
+  type DataKeyPage,
+  type DataKeyReads,
+  type DataKeyWrites,
+  type HistoryOperationReads,
+  type HistoryOperationWrites,
+  type ItemReads,
+  type ItemWrites,
+  type MaintainableStorage,
+  type MaintenanceUnsupported,
+  type SessionReadScope,
+  type SessionRowReads,
+  type SessionRowWrites,
+  type SessionStorage,
+  type SessionWriteScope,
+  type StorageMaintenance,
+} from './storage.ports.js';
+export {
+  type DataKeyRecord,
+  type DataKeyState,
+  type HistoryOperationRecord,
+  type SessionRecord,
+  type SessionRef,
+  type StoredItem,
+} from './storage.records.js';
+export { DrainingSessionStorage } from './draining-storage.js';
+export { WorkInFlight } from './work-in-flight.js';
+export { MemorySessionStorage } from './memory/memory.session-storage.js';

@@ -14,10 +14,10 @@ import {
   EncryptedSessionService,
   EnvKeyProvider,
   KeyRing,
-  RedisSessionStorage,
   StorageUnavailableError,
   type SessionStorage,
 } from '../../src/index.js';
+import { RedisSessionStorage } from '../../src/storage/redis/redis.session-storage.js';
 import { portOpen, requireService } from '../support/service-availability.js';
 import {
   SERVER_ADMIN_URLS,

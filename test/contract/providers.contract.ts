@@ -7,7 +7,9 @@
 import { randomBytes } from 'node:crypto';
 import { CreateKeyCommand, KMSClient } from '@aws-sdk/client-kms';
 import createVault from 'node-vault';
-import { AwsKmsKeyProvider, VaultKvKeyProvider, VaultTransitKeyProvider } from '../../src/index.js';
+import { AwsKmsKeyProvider } from '../../src/keys/providers/aws-kms-key-provider.js';
+import { VaultKvKeyProvider } from '../../src/keys/providers/vault/kv-key-provider.js';
+import { VaultTransitKeyProvider } from '../../src/keys/providers/vault/transit-key-provider.js';
 import { describeKeyProviderContract } from '../keys/provider-contract.js';
 import { portOpen } from '../support/service-availability.js';
 

@@ -2,14 +2,16 @@ import { randomUUID } from 'node:crypto';
 import type { KMSClient } from '@aws-sdk/client-kms';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
-  AwsKmsKeyProvider,
   ConfigurationError,
   IntegrityError,
   KeyProviderUnavailableError,
   KeyUnusableError,
-  type AwsKmsKeyProviderOptions,
   type DataKeyContext,
 } from '../../src/index.js';
+import {
+  AwsKmsKeyProvider,
+  type AwsKmsKeyProviderOptions,
+} from '../../src/keys/providers/aws-kms-key-provider.js';
 import { loadKmsSdk } from '../../src/keys/providers/aws-kms-key-provider.js';
 import { rejectionOf } from '../support/thrown-by.js';
 

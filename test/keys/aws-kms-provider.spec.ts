@@ -9,15 +9,17 @@ import {
 } from '@aws-sdk/client-kms';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import {
-  AwsKmsKeyProvider,
   ConfigurationError,
   IntegrityError,
   KeyProviderUnavailableError,
   KeyUnusableError,
-  type AwsKmsKeyProviderOptions,
   type DataKeyContext,
   type EncryptedSessionError,
 } from '../../src/index.js';
+import {
+  AwsKmsKeyProvider,
+  type AwsKmsKeyProviderOptions,
+} from '../../src/keys/providers/aws-kms-key-provider.js';
 import { KmsTestServer, type KmsTestKey } from '../support/kms-test-server.js';
 import { thrownBy } from '../support/thrown-by.js';
 import {

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ConfigurationError, EnvKeyProvider, type DataKeyContext } from '../../src/index.js';
-import { parseEnvRootKeys } from '../../src/keys/index.js';
+import { parseEnvRootKeys } from '../../src/keys/providers/env-key-provider.js';
 import { LocalRootKeys, parseRootKey } from '../../src/keys/providers/local-root-keys.js';
 import { newRootKeyEntry } from '../support/test-keys.js';
 

@@ -344,37 +344,37 @@ describe('KeyRing options', () => {
     [
       'cacheMaxEntries',
       0,
-      'options.keyCache.cacheMaxEntries must be a whole number of keys, at least 1 (default 10000)',
+      'options.keyCache.maxEntries must be a whole number of keys, at least 1 (default 10000)',
     ],
     [
       'cacheMaxAgeMs',
       -1,
-      'options.keyCache.cacheMaxAgeMs must be a whole number of milliseconds, 0 or more (default 900000)',
+      'options.keyCache.maxAgeMs must be a whole number of milliseconds, 0 or more (default 900000)',
     ],
     [
       'maxItemsPerDataKey',
       2 ** 28 + 1,
-      'options.keyCache.maxItemsPerDataKey must be a whole number of items from 1 to 2^28 (default 268435456)',
+      'options.keys.maxItemsPerDataKey must be a whole number of items from 1 to 2^28 (default 268435456)',
     ],
     [
       'providerMaxAttempts',
       1.5,
-      'options.keyCache.providerMaxAttempts must be a whole number of attempts from 1 to 100 (default 4)',
+      'options.keys.retry.maxAttempts must be a whole number of attempts from 1 to 100 (default 4)',
     ],
     [
       'providerRetryBaseDelayMs',
       -1,
-      'options.keyCache.providerRetryBaseDelayMs must be a whole number of milliseconds, 0 or more (default 50)',
+      'options.keys.retry.baseDelayMs must be a whole number of milliseconds, 0 or more (default 50)',
     ],
     [
       'providerOutageCooldownMs',
       -1,
-      'options.keyCache.providerOutageCooldownMs must be a whole number of milliseconds, 0 or more (default 1000)',
+      'options.keys.retry.outageCooldownMs must be a whole number of milliseconds, 0 or more (default 1000)',
     ],
     [
       'providerRetryBudgetMs',
       '2000',
-      'options.keyCache.providerRetryBudgetMs must be a whole number of milliseconds, 0 or more (default 2000)',
+      'options.keys.retry.budgetMs must be a whole number of milliseconds, 0 or more (default 2000)',
     ],
   ])('refuses %s: %s with a message that says what to set', (name, value, message) => {
     const error = thrownBy(
@@ -404,7 +404,7 @@ describe('KeyRing options', () => {
     );
     expect(error).toBeInstanceOf(ConfigurationError);
     expect((error as Error).message).toMatch(
-      /^Unknown option options\.keyCache\.maxEntries; options\.keyCache takes: cacheMaxEntries, /,
+      /^Unknown key ring option maxEntries; the key ring takes: cacheMaxEntries, /,
     );
   });
 });

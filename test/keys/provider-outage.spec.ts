@@ -1,13 +1,13 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
-  AwsKmsKeyProvider,
   EncryptedSessionService,
   KekRotationService,
   KeyProviderUnavailableError,
   KeyRing,
   MemorySessionStorage,
 } from '../../src/index.js';
+import { AwsKmsKeyProvider } from '../../src/keys/providers/aws-kms-key-provider.js';
 import { KmsTestServer } from '../support/kms-test-server.js';
 import { userMessage } from '../support/session-harness.js';
 

@@ -5,11 +5,13 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
   ConfigurationError,
   KeyProviderUnavailableError,
-  VaultTransitKeyProvider,
   type DataKeyContext,
   type VaultAuthOptions,
-  type VaultTransitKeyProviderOptions,
 } from '../../src/index.js';
+import {
+  VaultTransitKeyProvider,
+  type VaultTransitKeyProviderOptions,
+} from '../../src/keys/providers/vault/transit-key-provider.js';
 import { VaultConnection } from '../../src/keys/providers/vault/connection.js';
 import type { VaultClient } from '../../src/keys/providers/vault/connection-options.js';
 import { sanitizeVaultError } from '../../src/keys/providers/vault/errors.js';

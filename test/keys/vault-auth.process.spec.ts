@@ -27,7 +27,7 @@ describe('Vault auth in a process of its own', () => {
     const library = compileLibrary();
     cleanups.push(() => library.dispose());
     const script = `
-        const { VaultTransitKeyProvider } = await import(process.env.ENTRY);
+        const { VaultTransitKeyProvider } = await import(new URL('./vault.js', process.env.ENTRY).href);
         const provider = new VaultTransitKeyProvider({
           endpoint: process.env.ENDPOINT,
           auth: { method: 'approle', roleId: process.env.ROLE_ID, secretId: process.env.SECRET_ID },

@@ -8,11 +8,13 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
   ConfigurationError,
   KeyUnusableError,
-  VaultTransitKeyProvider,
   type DataKeyContext,
   type VaultAuthOptions,
-  type VaultTransitKeyProviderOptions,
 } from '../../src/index.js';
+import {
+  VaultTransitKeyProvider,
+  type VaultTransitKeyProviderOptions,
+} from '../../src/keys/providers/vault/transit-key-provider.js';
 import { sanitizeVaultError } from '../../src/keys/providers/vault/errors.js';
 import { jwtFile } from '../support/jwt-file.js';
 import { VaultTestServer, type VaultTestServerOptions } from '../support/vault-test-server.js';

@@ -3,10 +3,12 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
   ConfigurationError,
   KeyProviderUnavailableError,
-  VaultKvKeyProvider,
   type DataKeyContext,
-  type VaultKvKeyProviderOptions,
 } from '../../src/index.js';
+import {
+  VaultKvKeyProvider,
+  type VaultKvKeyProviderOptions,
+} from '../../src/keys/providers/vault/kv-key-provider.js';
 import { rejectionOf } from '../support/thrown-by.js';
 
 /*

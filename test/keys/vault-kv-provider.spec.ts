@@ -1,12 +1,11 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import createVault from 'node-vault';
 import { afterEach, describe, expect, it } from 'vitest';
+import { ConfigurationError, type DataKeyContext } from '../../src/index.js';
 import {
-  ConfigurationError,
   VaultKvKeyProvider,
-  type DataKeyContext,
   type VaultKvKeyProviderOptions,
-} from '../../src/index.js';
+} from '../../src/keys/providers/vault/kv-key-provider.js';
 import { VaultTestServer } from '../support/vault-test-server.js';
 import {
   describeKeyProviderContract,

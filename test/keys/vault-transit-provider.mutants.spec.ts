@@ -5,10 +5,12 @@ import {
   ConfigurationError,
   IntegrityError,
   KeyProviderUnavailableError,
-  VaultTransitKeyProvider,
   type DataKeyContext,
-  type VaultTransitKeyProviderOptions,
 } from '../../src/index.js';
+import {
+  VaultTransitKeyProvider,
+  type VaultTransitKeyProviderOptions,
+} from '../../src/keys/providers/vault/transit-key-provider.js';
 import { rejectionOf } from '../support/thrown-by.js';
 
 /*

@@ -6,10 +6,12 @@ import {
   IntegrityError,
   KeyProviderUnavailableError,
   KeyUnusableError,
-  VaultTransitKeyProvider,
   type DataKeyContext,
-  type VaultTransitKeyProviderOptions,
 } from '../../src/index.js';
+import {
+  VaultTransitKeyProvider,
+  type VaultTransitKeyProviderOptions,
+} from '../../src/keys/providers/vault/transit-key-provider.js';
 import { VaultTestServer, type VaultTokenSpec } from '../support/vault-test-server.js';
 import {
   describeKeyProviderContract,

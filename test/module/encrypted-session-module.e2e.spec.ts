@@ -123,7 +123,10 @@ describe('EncryptedSessionModule', () => {
         TypeOrmModule.forRoot({ name: 'memory', type: 'better-sqlite3', database }),
         EncryptedSessionModule.forRootAsync({
           dataSourceName: 'memory',
-          useFactory: () => ({ keys: envKeys(), tablePrefix: 'agent_' }),
+          useFactory: () => ({
+            keys: envKeys(),
+            storage: { type: 'hostDataSource', tablePrefix: 'agent_' },
+          }),
         }),
       ],
     }).compile();

@@ -7,7 +7,7 @@ import {
   EncryptedSessionService,
   KekRotationService,
   KeyRing,
-  type KeySourceOptions,
+  type KeysOptions,
 } from '../../src/index.js';
 import { findSecret } from '../support/file-scan.js';
 import { KmsTestServer } from '../support/kms-test-server.js';
@@ -25,7 +25,7 @@ class CollectingLogger extends ConsoleLogger {
 }
 
 interface ProviderSetup {
-  readonly keys: KeySourceOptions;
+  readonly keys: KeysOptions;
   /** Tokens, secret keys and root key material that must never be logged. */
   readonly secrets: string[];
   stop(): Promise<void>;

@@ -7,7 +7,7 @@ import {
   InvalidArgumentError,
   type EncryptedSessionModuleOptions,
 } from '../../src/index.js';
-import { validateModuleOptions } from '../../src/module/validate-module-options.js';
+import { resolveModuleOptions } from '../../src/module/resolve-module-options.js';
 import { newRootKeyEntry } from '../support/test-keys.js';
 import { thrownBy } from '../support/thrown-by.js';
 
@@ -24,7 +24,7 @@ describe('maxItemBytes module option', () => {
     ['NaN', Number.NaN],
   ])('is refused at startup when %s, saying what to set', (_name, maxItemBytes) => {
     const options = { keys: envKeys(), maxItemBytes } as unknown as EncryptedSessionModuleOptions;
-    const error = thrownBy(() => validateModuleOptions(options));
+    const error = thrownBy(() => resolveModuleOptions(options));
     expect(error).toBeInstanceOf(ConfigurationError);
     expect((error as Error).message).toMatch(
       /options\.maxItemBytes must be a positive whole number of bytes.*4194304/,
@@ -32,7 +32,7 @@ describe('maxItemBytes module option', () => {
   });
 
   it('is accepted as a positive whole number', () => {
-    expect(() => validateModuleOptions({ keys: envKeys(), maxItemBytes: 1 })).not.toThrow();
+    expect(() => resolveModuleOptions({ keys: envKeys(), maxItemBytes: 1 })).not.toThrow();
   });
 
   describe('reaches the sessions the module opens', () => {

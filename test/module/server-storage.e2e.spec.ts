@@ -6,10 +6,10 @@ import {
   ConfigurationError,
   EncryptedSessionModule,
   EncryptedSessionService,
-  sessionEntitySchemas,
-  sessionMigrations,
 } from '../../src/index.js';
-import { type SqlServerType } from '../../src/storage/index.js';
+import { sessionMigrations } from '../../src/storage/typeorm/migrations/index.js';
+import { sessionEntitySchemas } from '../../src/storage/typeorm/session-entities.js';
+import { type SqlServerType } from '../../src/storage/typeorm/server-data-source.js';
 import {
   createTestDatabase,
   sqlServerUp,

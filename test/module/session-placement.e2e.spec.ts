@@ -89,12 +89,12 @@ describe('EncryptedSessionModule never stores sessions somewhere the host did no
       const error = thrownBy(() =>
         EncryptedSessionModule.forRootAsync({
           useFactory: () => ({ keys: envKeys() }),
-          tablePrefix: 'agent_',
+          storage: { type: 'memory' },
         } as Parameters<typeof EncryptedSessionModule.forRootAsync>[0]),
       );
       expect(error).toBeInstanceOf(ConfigurationError);
       expect((error as Error).message).toBe(
-        "forRootAsync option tablePrefix is read from the factory's result, not beside useFactory: return it from useFactory",
+        "forRootAsync option storage is read from the factory's result, not beside useFactory: return it from useFactory",
       );
     });
 
@@ -126,12 +126,16 @@ describe('EncryptedSessionModule never stores sessions somewhere the host did no
         { keys: { env: { ...envKeys().env, activeKey: 'k1' } } },
         'options.keys.env.activeKey',
       ],
-      ['keyCache', { keyCache: { maxEntries: 10 } }, 'options.keyCache.maxEntries'],
+      ['keyCache', { keyCache: { cacheMaxEntries: 10 } }, 'options.keyCache.cacheMaxEntries'],
       [
         'vault auth',
         {
           keys: {
-            vaultTransit: { keyName: 'k', auth: { method: 'token', token: 't', roleId: 'r' } },
+            vaultTransit: {
+              endpoint: 'http://127.0.0.1:1',
+              keyName: 'k',
+              auth: { method: 'token', token: 't', roleId: 'r' },
+            },
           },
         },
         'options.keys.vaultTransit.auth.roleId',

@@ -12,7 +12,7 @@ import {
   StorageUnavailableError,
   type EncryptedSessionModuleOptions,
 } from '../../src/index.js';
-import { type SqlServerType } from '../../src/storage/index.js';
+import { type SqlServerType } from '../../src/storage/typeorm/server-data-source.js';
 import { errorText } from '../support/error-text.js';
 import { SERVER_ADMIN_URLS, sqlServerUp } from '../support/sql-server-support.js';
 import { newRootKeyEntry } from '../support/test-keys.js';

@@ -8,11 +8,11 @@ import {
   KeyRing,
   SessionNotFoundError,
   StorageUnavailableError,
-  type KeyRingOptions,
   type SessionStorage,
   type SessionReadScope,
   type SessionWriteScope,
 } from '../../src/index.js';
+import { type KeyRingOptions } from '../../src/keys/key-ring.options.js';
 import { memoryHarness, userMessage, type SessionHarness } from '../support/session-harness.js';
 
 // Tests that kill mutants StrykerJS found alive in encrypted-session.ts (issue 8, point 14):

@@ -1,7 +1,7 @@
 import type { AgentInputItem } from '@openai/agents-core';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { IntegrityError, type EncryptedSession, type SessionRef } from '../../src/index.js';
-import { dialectFor } from '../../src/storage/index.js';
+import { dialectFor } from '../../src/storage/typeorm/sql-dialect.js';
 import {
   memoryHarness,
   sqlServerHarness,

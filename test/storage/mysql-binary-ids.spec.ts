@@ -1,11 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  EncryptedSessionService,
-  EnvKeyProvider,
-  KeyRing,
-  TypeOrmSessionStorage,
-} from '../../src/index.js';
-import { binaryIdsMigration, dialectFor, runSessionMigrations } from '../../src/storage/index.js';
+import { EncryptedSessionService, EnvKeyProvider, KeyRing } from '../../src/index.js';
+import { TypeOrmSessionStorage } from '../../src/storage/typeorm/typeorm.session-storage.js';
+import { binaryIdsMigration } from '../../src/storage/typeorm/migrations/binary-ids.migration.js';
+import { dialectFor } from '../../src/storage/typeorm/sql-dialect.js';
+import { runSessionMigrations } from '../../src/storage/typeorm/migration-runner.js';
 import {
   createMigratedTestDatabase,
   sqlServerUp,

@@ -5,9 +5,9 @@ import {
   EnvKeyProvider,
   KekRotationService,
   KeyRing,
-  RedisSessionStorage,
   supportsMaintenance,
 } from '../../src/index.js';
+import { RedisSessionStorage } from '../../src/storage/redis/redis.session-storage.js';
 import { newRootKeyEntry } from '../support/test-keys.js';
 
 // A Redis Cluster client is declared unable to scan across sessions before anything runs. The

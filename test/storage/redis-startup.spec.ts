@@ -1,11 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import {
-  ConfigurationError,
-  RedisSessionStorage,
-  StorageUnavailableError,
-} from '../../src/index.js';
+import { ConfigurationError, StorageUnavailableError } from '../../src/index.js';
+import { RedisSessionStorage } from '../../src/storage/redis/redis.session-storage.js';
 import { createSessionStorage } from '../../src/module/session-storage.factory.js';
 import { errorText } from '../support/error-text.js';
 import {
@@ -125,9 +122,7 @@ describe.skipIf(!up)('Redis: the module checks its own connection at startup', (
 
     const { error } = await startupFailure(() =>
       createSessionStorage(
-        {
-          storage: { type: 'redis', url: `redis://127.0.0.1:${port}/0`, connectTimeoutMs: 500 },
-        } as Parameters<typeof createSessionStorage>[0],
+        { type: 'redis', url: `redis://127.0.0.1:${port}/0`, connectTimeoutMs: 500 },
         null,
       ),
     );
@@ -136,10 +131,7 @@ describe.skipIf(!up)('Redis: the module checks its own connection at startup', (
   });
 
   it('lets the factory start on a reachable url', async () => {
-    const storage = await createSessionStorage(
-      { storage: { type: 'redis', url: REDIS_URL } } as Parameters<typeof createSessionStorage>[0],
-      null,
-    );
+    const storage = await createSessionStorage({ type: 'redis', url: REDIS_URL }, null);
     await storage.close();
     expect(storage.backend).toBe('redis');
   });

@@ -4,7 +4,6 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   ConfigurationError,
   IntegrityError,
-  RedisSessionStorage,
   StorageUnavailableError,
   type DataKeyRecord,
   type HistoryOperationRecord,
@@ -12,6 +11,7 @@ import {
   type SessionRef,
   type StoredItem,
 } from '../../src/index.js';
+import { RedisSessionStorage } from '../../src/storage/redis/redis.session-storage.js';
 import {
   COMMIT_OP,
   COMMIT_SCRIPT,

@@ -1,12 +1,10 @@
 import { DataSource } from 'typeorm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  EncryptedSessionService,
-  EnvKeyProvider,
-  KeyRing,
-  TypeOrmSessionStorage,
-} from '../../src/index.js';
-import { dialectFor, runSessionMigrations, type SqlServerType } from '../../src/storage/index.js';
+import { EncryptedSessionService, EnvKeyProvider, KeyRing } from '../../src/index.js';
+import { TypeOrmSessionStorage } from '../../src/storage/typeorm/typeorm.session-storage.js';
+import { dialectFor } from '../../src/storage/typeorm/sql-dialect.js';
+import { runSessionMigrations } from '../../src/storage/typeorm/migration-runner.js';
+import { type SqlServerType } from '../../src/storage/typeorm/server-data-source.js';
 import {
   createTestDatabase,
   sqlServerUp,

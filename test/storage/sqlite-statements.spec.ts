@@ -3,13 +3,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DataSource } from 'typeorm';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import {
-  EncryptedSessionService,
-  EnvKeyProvider,
-  KeyRing,
-  TypeOrmSessionStorage,
-} from '../../src/index.js';
-import { dialectFor, runSessionMigrations } from '../../src/storage/index.js';
+import { EncryptedSessionService, EnvKeyProvider, KeyRing } from '../../src/index.js';
+import { TypeOrmSessionStorage } from '../../src/storage/typeorm/typeorm.session-storage.js';
+import { dialectFor } from '../../src/storage/typeorm/sql-dialect.js';
+import { runSessionMigrations } from '../../src/storage/typeorm/migration-runner.js';
 import { StatementRecorder } from '../support/statement-recorder.js';
 import { newRootKeyEntry } from '../support/test-keys.js';
 

@@ -1,11 +1,12 @@
 /**
  * Opens the storage a child process of the concurrency tests or the benchmark writes through,
  * from the store location (`throwaway-store.ts`) its parent passed. `entryUrl` is the compiled
- * library's `index.js`; the data-source openers are internal, so they come from its storage
- * barrel beside it.
+ * library's `index.js`; the adapters and data-source openers come from their barrels beside it.
  */
 export async function openChildStorage(entryUrl, backend) {
-  const lib = await import(new URL('./storage/index.js', entryUrl).href);
+  const typeorm = await import(new URL('./storage/typeorm/index.js', entryUrl).href);
+  const redis = await import(new URL('./storage/redis/index.js', entryUrl).href);
+  const lib = { ...typeorm, ...redis };
   switch (backend.type) {
     case 'sqlite': {
       const dataSource = await lib.openSqliteDataSource({

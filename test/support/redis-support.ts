@@ -2,11 +2,11 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { connect, createServer, type AddressInfo } from 'node:net';
 import { Redis } from 'ioredis';
+import { type SessionRef } from '../../src/index.js';
 import {
   RedisSessionStorage,
   type RedisSessionStorageOptions,
-  type SessionRef,
-} from '../../src/index.js';
+} from '../../src/storage/redis/redis.session-storage.js';
 import { RedisKeyLayout } from '../../src/storage/redis/redis-keys.js';
 import {
   packDataKey,

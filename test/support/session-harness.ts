@@ -7,17 +7,15 @@ import {
   EnvKeyProvider,
   KeyRing,
   MemorySessionStorage,
-  TypeOrmSessionStorage,
   type KeyProvider,
-  type KeyRingOptions,
   type SessionStorage,
 } from '../../src/index.js';
-import {
-  dialectFor,
-  openSqliteDataSource,
-  runSessionMigrations,
-  type SqlServerType,
-} from '../../src/storage/index.js';
+import { TypeOrmSessionStorage } from '../../src/storage/typeorm/typeorm.session-storage.js';
+import { type KeyRingOptions } from '../../src/keys/key-ring.options.js';
+import { dialectFor } from '../../src/storage/typeorm/sql-dialect.js';
+import { openSqliteDataSource } from '../../src/storage/typeorm/sqlite-data-source.js';
+import { runSessionMigrations } from '../../src/storage/typeorm/migration-runner.js';
+import { type SqlServerType } from '../../src/storage/typeorm/server-data-source.js';
 import type { ItemTamperer } from './item-tamperer.js';
 import { memoryItemTamperer } from './memory-tamperer.js';
 import {

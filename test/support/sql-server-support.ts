@@ -1,12 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import { DataSource } from 'typeorm';
-import { TypeOrmSessionStorage, type SessionRef } from '../../src/index.js';
+import { type SessionRef } from '../../src/index.js';
+import { TypeOrmSessionStorage } from '../../src/storage/typeorm/typeorm.session-storage.js';
+import { dialectFor } from '../../src/storage/typeorm/sql-dialect.js';
 import {
-  dialectFor,
   openSqlServerDataSource,
-  runSessionMigrations,
   type SqlServerType,
-} from '../../src/storage/index.js';
+} from '../../src/storage/typeorm/server-data-source.js';
+import { runSessionMigrations } from '../../src/storage/typeorm/migration-runner.js';
 import { TamperRefusedError, type ItemDamage, type ItemTamperer } from './item-tamperer.js';
 import { LOCAL_SERVERS, portOpen, requireService } from './service-availability.js';
 

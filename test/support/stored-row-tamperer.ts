@@ -6,7 +6,7 @@ import {
   type SessionRef,
   type StoredItem,
 } from '../../src/index.js';
-import { dialectFor } from '../../src/storage/index.js';
+import { dialectFor } from '../../src/storage/typeorm/sql-dialect.js';
 import { RedisKeyLayout } from '../../src/storage/redis/redis-keys.js';
 import { packDataKey, unpackDataKey } from '../../src/storage/redis/redis-record-codec.js';
 

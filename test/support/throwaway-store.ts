@@ -4,19 +4,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Redis } from 'ioredis';
 import type { DataSource } from 'typeorm';
+import { type SessionStorage } from '../../src/index.js';
+import { RedisSessionStorage } from '../../src/storage/redis/redis.session-storage.js';
+import { TypeOrmSessionStorage } from '../../src/storage/typeorm/typeorm.session-storage.js';
+import { type SqliteSynchronous } from '../../src/storage/typeorm/sqlite-data-source.js';
+import { dialectFor } from '../../src/storage/typeorm/sql-dialect.js';
 import {
-  RedisSessionStorage,
-  TypeOrmSessionStorage,
-  type SessionStorage,
-  type SqliteSynchronous,
-} from '../../src/index.js';
-import {
-  dialectFor,
   openSqlServerDataSource,
-  openSqliteDataSource,
-  runSessionMigrations,
   type SqlServerType,
-} from '../../src/storage/index.js';
+} from '../../src/storage/typeorm/server-data-source.js';
+import { openSqliteDataSource } from '../../src/storage/typeorm/sqlite-data-source.js';
+import { runSessionMigrations } from '../../src/storage/typeorm/migration-runner.js';
 import type { ItemTamperer } from './item-tamperer.js';
 import {
   REDIS_URL,

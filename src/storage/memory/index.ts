@@ -1,1 +1,1 @@
-export * from './memory.session-storage.js';
+export { MemorySessionStorage } from './memory.session-storage.js';

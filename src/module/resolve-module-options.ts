@@ -1,0 +1,207 @@
+import { z } from 'zod';
+import { ConfigurationError } from '../errors/index.js';
+import { parseOptions } from '../errors/option-schema.js';
+import { keyRingOptionsFrom, resolveKeyRingOptions, type KeyRingOptions } from '../keys/index.js';
+import { DEFAULT_MAX_ITEM_BYTES, type SessionDefaults } from '../sessions/index.js';
+import type { SessionStorage } from '../storage/index.js';
+// Only the key rule: the Redis adapter itself (and ioredis) is loaded when Redis is named.
+import { validateRedisKeyPrefix } from '../storage/redis/redis-keys.js';
+import {
+  DEFAULT_TABLE_PREFIX,
+  checkSqlServerOptions,
+  tableNamesFor,
+} from '../storage/typeorm/index.js';
+import {
+  DEFAULT_SQLITE_PATH,
+  keySourceSchemas,
+  keysSchemaFor,
+  moduleOptionsSchema,
+  type KeySourceName,
+  type RedisStorageOptions,
+  type SqlServerStorageOptions,
+  type SqliteStorageOptions,
+} from './module-options.schema.js';
+
+/** The one key source the options name, parsed. */
+export type ResolvedKeySource = {
+  [Name in KeySourceName]: {
+    readonly source: Name;
+    readonly options: z.output<(typeof keySourceSchemas)[Name]>;
+  };
+}[KeySourceName];
+
+/** Table prefix and migrations of a store kept in SQL tables, defaults applied. */
+interface SqlTables {
+  readonly tablePrefix: string;
+  readonly runMigrations: boolean;
+}
+
+/** Where sessions go, defaults applied. */
+export type ResolvedStorage =
+  | (Readonly<SqliteStorageOptions> &
+      SqlTables & { readonly path: string; readonly synchronous: 'FULL' | 'NORMAL' })
+  | (Readonly<SqlServerStorageOptions> & SqlTables)
+  | Readonly<RedisStorageOptions>
+  | { readonly type: 'memory' }
+  | ({ readonly type: 'hostDataSource' } & SqlTables)
+  | { readonly type: 'instance'; readonly instance: SessionStorage };
+
+/**
+ * The module's options after {@link resolveModuleOptions}: checked, defaults applied, frozen.
+ * Every provider of the module derives what it needs from this one object.
+ */
+export interface ResolvedModuleOptions {
+  readonly keys: ResolvedKeySource;
+  readonly keyRing: Readonly<Required<KeyRingOptions>>;
+  readonly storage: ResolvedStorage;
+  readonly sessions: Readonly<SessionDefaults>;
+}
+
+/** Options that change the module graph: read beside the options, never in them. */
+const EXTRAS = ['isGlobal', 'dataSourceName'];
+
+const KEY_SOURCES = Object.keys(keySourceSchemas) as KeySourceName[];
+
+const isPlainObject = (value: unknown): value is Record<string, unknown> =>
+  typeof value === 'object' && value !== null && !Array.isArray(value);
+
+/**
+ * Checks the options a host gave `forRoot` (or its `forRootAsync` factory returned) against
+ * {@link moduleOptionsSchema} and the storage and key layers' own rules, applies the defaults,
+ * and freezes the result. Builds and opens nothing.
+ *
+ * @param hostDataSourceNamed Whether `dataSourceName` was given beside the options.
+ * @throws ConfigurationError naming the first option that is wrong and what to set.
+ */
+export function resolveModuleOptions(
+  options: unknown,
+  hostDataSourceNamed = false,
+): ResolvedModuleOptions {
+  if (isPlainObject(options)) {
+    for (const extra of EXTRAS) {
+      if (Object.hasOwn(options, extra)) {
+        throw new ConfigurationError(
+          `options.${extra} changes the module graph: pass it beside useFactory (forRootAsync({ ${extra}, useFactory })), not in the factory's result, where it is not read`,
+        );
+      }
+    }
+  }
+  // `keys` is a union without a tag: it is checked on its own below, by the source it names.
+  const parsed = parseOptions(
+    moduleOptionsSchema.extend({ keys: z.unknown().optional() }),
+    options,
+    'options',
+  );
+  const keys = resolveKeys(parsed.keys);
+  return deepFreeze({
+    keys: keys.source,
+    keyRing: resolveKeyRingOptions(
+      keyRingOptionsFrom({
+        keyCache: parsed.keyCache,
+        retry: keys.retry,
+        maxItemsPerDataKey: keys.maxItemsPerDataKey,
+      }),
+    ),
+    storage: resolveStorage(parsed.storage, hostDataSourceNamed),
+    sessions: {
+      tenantId: parsed.defaultTenantId ?? 'default',
+      itemTtlSeconds: parsed.itemTtlSeconds ?? null,
+      maxItemBytes: parsed.maxItemBytes ?? DEFAULT_MAX_ITEM_BYTES,
+    },
+  });
+}
+
+function resolveKeys(keys: unknown) {
+  if (!isPlainObject(keys)) {
+    throw new ConfigurationError(
+      'options.keys is required: { env: { keys, activeKeyId } }, { awsKms }, { vaultTransit }, { vaultKv } or { provider } (there is no default key)',
+    );
+  }
+  const sources = KEY_SOURCES.filter((name) => Object.hasOwn(keys, name));
+  if (sources.length > 1) {
+    throw new ConfigurationError(
+      `options.keys names ${sources.length} key sources (${sources.join(', ')}); give exactly one`,
+    );
+  }
+  const [source] = sources;
+  if (source === undefined) {
+    const unknown = Object.keys(keys).find((key) => !['maxItemsPerDataKey', 'retry'].includes(key));
+    throw new ConfigurationError(
+      unknown === undefined
+        ? `options.keys names no key source; give one of ${KEY_SOURCES.join(', ')} (there is no default key)`
+        : `Unknown option options.keys.${unknown}; options.keys takes one of ${KEY_SOURCES.join(', ')}, and maxItemsPerDataKey, retry`,
+    );
+  }
+  const parsed = parseOptions(keysSchemaFor(source), keys, 'options.keys') as Record<
+    string,
+    unknown
+  > & {
+    maxItemsPerDataKey?: number;
+    retry?: Parameters<typeof keyRingOptionsFrom>[0]['retry'];
+  };
+  return {
+    source: { source, options: parsed[source] } as ResolvedKeySource,
+    maxItemsPerDataKey: parsed.maxItemsPerDataKey,
+    retry: parsed.retry,
+  };
+}
+
+type ParsedStorage = z.output<typeof moduleOptionsSchema>['storage'];
+
+/** Defaults of the storage options, and the storage layer's own checks on names and URLs. */
+function resolveStorage(storage: ParsedStorage, hostDataSourceNamed: boolean): ResolvedStorage {
+  if (hostDataSourceNamed && storage !== undefined && storage.type !== 'hostDataSource') {
+    throw new ConfigurationError(
+      "options.storage and dataSourceName both say where sessions go; give only one: dataSourceName for a host TypeORM DataSource (its table prefix in storage: { type: 'hostDataSource', tablePrefix }), or options.storage for a store of the module's own",
+    );
+  }
+  if (storage?.type === 'hostDataSource' && !hostDataSourceNamed) {
+    throw new ConfigurationError(
+      "options.storage type 'hostDataSource' needs dataSourceName beside the options (forRoot({ ...options, dataSourceName }) or forRootAsync({ dataSourceName, useFactory })): 'default' for the unnamed TypeORM DataSource, or its name",
+    );
+  }
+  const given =
+    storage ??
+    (hostDataSourceNamed ? { type: 'hostDataSource' as const } : { type: 'sqlite' as const });
+  if (given.type === undefined) return { type: 'instance', instance: given.instance };
+  switch (given.type) {
+    case 'memory':
+      return given;
+    case 'redis':
+      if (given.keyPrefix !== undefined) validateRedisKeyPrefix(given.keyPrefix);
+      return given;
+    case 'sqlite':
+      return {
+        ...given,
+        ...sqlTables(given),
+        path: given.path ?? DEFAULT_SQLITE_PATH,
+        synchronous: given.synchronous ?? 'FULL',
+      };
+    case 'hostDataSource':
+      return { ...given, ...sqlTables(given) };
+  }
+  // A database server: postgres, mysql or mariadb.
+  checkSqlServerOptions({ ...given, type: given.type === 'postgres' ? 'postgres' : 'mysql' });
+  return { ...given, ...sqlTables(given) };
+}
+
+function sqlTables(options: { tablePrefix?: string; runMigrations?: boolean }): SqlTables {
+  const tablePrefix = options.tablePrefix ?? DEFAULT_TABLE_PREFIX;
+  tableNamesFor(tablePrefix);
+  return { tablePrefix, runMigrations: options.runMigrations ?? true };
+}
+
+/** Plain data (object literals, arrays), as opposed to a host's own instances. */
+const isPlainData = (value: unknown): value is object =>
+  Array.isArray(value) ||
+  (isPlainObject(value) &&
+    [Object.prototype, null].includes(Object.getPrototypeOf(value) as object | null));
+
+/** Freezes plain data all the way down; a host's own objects (a provider, a storage) stay as they are. */
+function deepFreeze<T>(value: T): T {
+  if (isPlainData(value)) {
+    for (const child of Object.values(value)) deepFreeze(child);
+    Object.freeze(value);
+  }
+  return value;
+}

@@ -389,11 +389,6 @@ describe('AwsKmsKeyProvider over the KMS wire protocol', () => {
       expect(failure.retryable).toBe(true);
     });
 
-    it('needs init(): activeKekId before it says init() was not awaited', () => {
-      const provider = new AwsKmsKeyProvider(kms.options());
-      expect(() => provider.activeKekId()).toThrow(/init\(\) was not awaited/);
-    });
-
     it('takes region, endpoint and credentials from the standard AWS environment', async () => {
       vi.stubEnv('AWS_REGION', kms.server.region);
       vi.stubEnv('AWS_ENDPOINT_URL_KMS', kms.endpoint);

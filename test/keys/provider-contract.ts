@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
+  ConfigurationError,
   EncryptedSessionError,
   IntegrityError,
   KeyProviderUnavailableError,
@@ -8,6 +9,7 @@ import {
   type KeyProvider,
 } from '../../src/index.js';
 import { errorText } from '../support/error-text.js';
+import { rejectionOf } from '../support/thrown-by.js';
 
 /** A provider under test, with the levers the shared suite pulls. */
 export interface ProviderFixture {
@@ -55,6 +57,30 @@ function openFixtureEachTest(
     await opened.close();
   });
 }
+
+/**
+ * The one wording every provider with an `init()` uses when called before it, pinned here so
+ * the providers cannot drift apart again.
+ */
+const usedBeforeInitMessage = (providerName: string, method: string): string =>
+  `${providerName} key provider: ${method}() was called before init(); the module awaits init() at startup, so when using the provider on its own, await provider.init() first`;
+
+/** Each key call of the port, made on a provider that was never initialised. */
+const callsBeforeInit: readonly [string, (provider: KeyProvider) => Promise<unknown>][] = [
+  ['activeKekId', async (provider) => provider.activeKekId()],
+  ['generateDataKey', (provider) => provider.generateDataKey(contextFor())],
+  // The init check comes before the wrapped key is read, so any bytes do.
+  [
+    'unwrapDataKey',
+    (provider) =>
+      provider.unwrapDataKey({ kekId: 'none', wrappedKey: Buffer.alloc(48) }, contextFor()),
+  ],
+  [
+    'rewrapDataKey',
+    (provider) =>
+      provider.rewrapDataKey({ kekId: 'none', wrappedKey: Buffer.alloc(48) }, contextFor()),
+  ],
+];
 
 /** Fails when an error shows a key (as base64 or hex) or a fixture secret anywhere. */
 function expectNoSecrets(
@@ -166,6 +192,29 @@ export function describeKeyProviderContract(
       expect(failure).toBeInstanceOf(IntegrityError);
       expectNoSecrets(failure, [plaintext, wrapped.wrappedKey], fixture.secrets);
     });
+  });
+
+  describe(`KeyProvider contract, before init(): ${name}`, () => {
+    let unopened: ProviderFixture | undefined;
+
+    afterEach(async () => {
+      await unopened?.provider.close?.();
+      await unopened?.close();
+      unopened = undefined;
+    });
+
+    it.for(callsBeforeInit)(
+      'refuses %s() before init() with the shared ConfigurationError',
+      async ([method, call], test) => {
+        unopened = await createFixture();
+        const { provider } = unopened;
+        // A provider without init() (env) is ready once built: there is no "before" to refuse.
+        if (!provider.init) test.skip();
+        const failure = await rejectionOf(() => call(provider));
+        expect(failure).toBeInstanceOf(ConfigurationError);
+        expect(failure.message).toBe(usedBeforeInitMessage(provider.name, method));
+      },
+    );
   });
 }
 

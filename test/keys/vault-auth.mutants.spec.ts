@@ -206,13 +206,6 @@ describe('Vault connection against a scripted Vault client', () => {
     });
   });
 
-  it('refuses a call before init() with a ConfigurationError', async () => {
-    const provider = providerOn({});
-    const error = await rejectionOf(() => provider.generateDataKey(contextFor()));
-    expect(error).toBeInstanceOf(ConfigurationError);
-    expect(error.message).toMatch(/used before init\(\)/);
-  });
-
   it('reports a token lookup failing with HTTP 500 as retryable, not as a bad token', async () => {
     const provider = providerOn(
       {
@@ -531,6 +524,20 @@ describe('Vault connection against a scripted Vault client', () => {
   });
 
   describe('the connection itself', () => {
+    it.each([
+      ['read', (connection: VaultConnection) => connection.read('secret/data/root')],
+      ['write', (connection: VaultConnection) => connection.write('transit/encrypt/k', {})],
+    ] as const)(
+      'refuses %s() before open() with the providers\' "used before init()" error',
+      async (method, call) => {
+        const error = await rejectionOf(() => call(connectionOn({})));
+        expect(error).toBeInstanceOf(ConfigurationError);
+        expect(error.message).toContain(
+          `vault-test key provider: VaultConnection.${method}() was called before init(); `,
+        );
+      },
+    );
+
     it('reports a missing node-vault package as a ConfigurationError', async () => {
       const connection = new VaultConnection(
         { endpoint: 'http://127.0.0.1:8200', auth: { method: 'token', token: 'hvs.token' } },

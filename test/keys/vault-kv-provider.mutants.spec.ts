@@ -112,6 +112,14 @@ describe('VaultKvKeyProvider against a scripted Vault client', () => {
     );
   });
 
+  it('refuses refreshActiveKey() before init() with the shared error', async () => {
+    const error = await rejectionOf(() => providerOn({}).refreshActiveKey());
+    expect(error).toBeInstanceOf(ConfigurationError);
+    expect(error.message).toContain(
+      'vault-kv key provider: refreshActiveKey() was called before init(); ',
+    );
+  });
+
   it('reports metadata without versions as KeyProviderUnavailableError', async () => {
     const provider = providerOn({ [METADATA]: () => ({ data: { current_version: 1 } }) });
     const error = await rejectionOf(() => provider.init());

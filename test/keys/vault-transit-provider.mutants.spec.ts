@@ -157,6 +157,19 @@ describe('VaultTransitKeyProvider against a scripted Vault client', () => {
     expect(() => provider.activeKekId()).toThrow(ConfigurationError);
   });
 
+  it('refuses refreshActiveKey() before init() with the shared error', async () => {
+    const provider = new VaultTransitKeyProvider({
+      endpoint: 'http://127.0.0.1:8200',
+      auth: { method: 'token', token: 't' },
+      keyName: KEY,
+    });
+    const error = await rejectionOf(() => provider.refreshActiveKey());
+    expect(error).toBeInstanceOf(ConfigurationError);
+    expect(error.message).toContain(
+      'vault-transit key provider: refreshActiveKey() was called before init(); ',
+    );
+  });
+
   it('refuses at init a transit key that cannot encrypt', async () => {
     const error = await rejectionOf(() =>
       providerOn({ [KEY_PATH]: () => keyAnswer({ supports_encryption: false, type: 'ed25519' }) }),

@@ -13,6 +13,7 @@ import {
   operationFailure,
   type KmsOperation,
 } from './aws-kms-errors.js';
+import { providerUsedBeforeInit } from './used-before-init.js';
 
 /** Options of {@link AwsKmsKeyProvider}. */
 export interface AwsKmsKeyProviderOptions {
@@ -138,11 +139,11 @@ export class AwsKmsKeyProvider implements KeyProvider {
 
   /** `aws-kms:<key ARN>` of the active key. */
   activeKekId(): string {
-    return KEK_ID_PREFIX + this.requireActiveArn();
+    return KEK_ID_PREFIX + this.requireActiveArn('activeKekId');
   }
 
   async generateDataKey(context: DataKeyContext): Promise<GeneratedDataKey> {
-    const arn = this.requireActiveArn();
+    const arn = this.requireActiveArn('generateDataKey');
     const { GenerateDataKeyCommand } = this.sdk;
     const output = await this.call('GenerateDataKey', arn, context, () =>
       this.client.send(
@@ -170,6 +171,9 @@ export class AwsKmsKeyProvider implements KeyProvider {
   }
 
   async unwrapDataKey(wrapped: WrappedDataKey, context: DataKeyContext): Promise<Buffer> {
+    // Decrypt names its key itself, but refusing here too keeps one rule for every provider:
+    // nothing works before init().
+    this.requireActiveArn('unwrapDataKey');
     const arn = wrappingKeyArn(wrapped, context);
     const { DecryptCommand } = this.sdk;
     const output = await this.call('Decrypt', arn, context, () =>
@@ -187,8 +191,8 @@ export class AwsKmsKeyProvider implements KeyProvider {
 
   /** Moves the data key to the active KMS key with `ReEncrypt`: it never leaves KMS. */
   async rewrapDataKey(wrapped: WrappedDataKey, context: DataKeyContext): Promise<WrappedDataKey> {
+    const destinationArn = this.requireActiveArn('rewrapDataKey');
     const sourceArn = wrappingKeyArn(wrapped, context);
-    const destinationArn = this.requireActiveArn();
     const { ReEncryptCommand } = this.sdk;
     const boundContext = encryptionContext(context);
     const output = await this.call(
@@ -241,12 +245,9 @@ export class AwsKmsKeyProvider implements KeyProvider {
     });
   }
 
-  private requireActiveArn(): string {
-    if (this.activeArn === undefined) {
-      throw new Error(
-        'AwsKmsKeyProvider has no active key: init() was not awaited (the module awaits it at startup; await provider.init() when using the provider alone)',
-      );
-    }
+  /** The active key's ARN; `method` names the caller in the error thrown before `init()`. */
+  private requireActiveArn(method: string): string {
+    if (this.activeArn === undefined) throw providerUsedBeforeInit(this.name, method);
     return this.activeArn;
   }
 

@@ -6,6 +6,7 @@ import {
   KeyProviderUnavailableError,
 } from '../../../errors/index.js';
 import type NodeVault from 'node-vault';
+import { providerUsedBeforeInit } from '../used-before-init.js';
 import {
   resolveConnectionOptions,
   type VaultClient,
@@ -99,6 +100,14 @@ export class VaultConnection {
       throw error;
     });
     return this.opening;
+  }
+
+  /**
+   * Throws the shared "used before init()" error unless {@link open} has created the client;
+   * a provider calls it before anything that sends a request, naming its own method.
+   */
+  requireOpen(method: string): void {
+    if (!this.client) throw providerUsedBeforeInit(this.label, method);
   }
 
   /**
@@ -384,9 +393,8 @@ export class VaultConnection {
     body: object | undefined,
     refused: VaultRefusalMapper | undefined,
   ): Promise<unknown> {
-    if (!this.client) {
-      throw new ConfigurationError(`The ${this.label} key provider is used before init()`);
-    }
+    // Backstop: the providers' own methods refuse a call before init() first, naming themselves.
+    this.requireOpen(`VaultConnection.${method === 'GET' ? 'read' : 'write'}`);
     await this.loggingIn?.catch(() => undefined);
     const token = this.token;
     try {

@@ -7,6 +7,7 @@ import type {
   WrappedDataKey,
 } from '../../key-provider.interface.js';
 import { LocalRootKeys, parseRootKey } from '../local-root-keys.js';
+import { providerUsedBeforeInit } from '../used-before-init.js';
 import { VaultConnection, type VaultConnectionStats } from './connection.js';
 import { isVaultPath, type VaultConnectionOptions } from './connection-options.js';
 import { field } from './response-fields.js';
@@ -111,9 +112,7 @@ export class VaultKvKeyProvider implements KeyProvider {
   }
 
   activeKekId(): string {
-    if (this.activeVersion === 0) {
-      throw new ConfigurationError('vault-kv: activeKekId() was called before init()');
-    }
+    this.requireInit('activeKekId');
     return this.kekIdFor(this.activeVersion);
   }
 
@@ -130,6 +129,7 @@ export class VaultKvKeyProvider implements KeyProvider {
   }
 
   async generateDataKey(context: DataKeyContext): Promise<GeneratedDataKey> {
+    this.requireInit('generateDataKey');
     await this.ensureFresh();
     const version = this.activeVersion;
     const plaintext = randomBytes(DATA_KEY_LENGTH);
@@ -138,6 +138,7 @@ export class VaultKvKeyProvider implements KeyProvider {
   }
 
   async unwrapDataKey(wrapped: WrappedDataKey, context: DataKeyContext): Promise<Buffer> {
+    this.requireInit('unwrapDataKey');
     const version = this.versionOf(wrapped, context);
     await this.ensureFresh();
     await this.ensureVersion(version, wrapped, context);
@@ -146,6 +147,7 @@ export class VaultKvKeyProvider implements KeyProvider {
 
   /** Unwraps in memory with the old version and wraps under the active one. */
   async rewrapDataKey(wrapped: WrappedDataKey, context: DataKeyContext): Promise<WrappedDataKey> {
+    this.requireInit('rewrapDataKey');
     const plaintext = await this.unwrapDataKey(wrapped, context);
     try {
       const version = this.activeVersion;
@@ -168,14 +170,18 @@ export class VaultKvKeyProvider implements KeyProvider {
     return `${this.mount}/data/${this.secretPath}`;
   }
 
+  /** Refuses `method` until init() has loaded a key (the active version is 0 until then). */
+  private requireInit(method: string): void {
+    if (this.activeVersion === 0) throw providerUsedBeforeInit(this.name, method);
+  }
+
   private async ensureFresh(): Promise<void> {
-    if (this.activeVersion === 0) {
-      throw new ConfigurationError('vault-kv: the provider is used before init()');
-    }
     if (Date.now() - this.loadedAt >= this.keyCacheTtlMs) await this.refreshActiveKey();
   }
 
   private async refresh(): Promise<string> {
+    // init() opens the connection before its first refresh; a host's call must come after.
+    this.vault.requireOpen('refreshActiveKey');
     const metadataPath = `${this.mount}/metadata/${this.secretPath}`;
     const body = await this.vault.read(metadataPath, (refusal) =>
       refusal.status === 404

@@ -13,6 +13,7 @@ import type {
   KeyProvider,
   WrappedDataKey,
 } from '../../key-provider.interface.js';
+import { providerUsedBeforeInit } from '../used-before-init.js';
 import { VaultConnection, type VaultConnectionStats } from './connection.js';
 import { isVaultPath, type VaultConnectionOptions } from './connection-options.js';
 import type { VaultRefusal } from './errors.js';
@@ -107,9 +108,7 @@ export class VaultTransitKeyProvider implements KeyProvider {
   }
 
   activeKekId(): string {
-    if (this.latestVersion === 0) {
-      throw new ConfigurationError('vault-transit: activeKekId() was called before init()');
-    }
+    this.requireInit('activeKekId');
     return this.kekIdFor(this.latestVersion);
   }
 
@@ -119,6 +118,8 @@ export class VaultTransitKeyProvider implements KeyProvider {
    * @returns The active key id afterwards.
    */
   async refreshActiveKey(): Promise<string> {
+    // init() opens the connection before its first call here; a host's call must come after.
+    this.vault.requireOpen('refreshActiveKey');
     const body = await this.vault.read(`${this.mount}/keys/${this.keyName}`, (refusal) =>
       refusal.status === 404
         ? new ConfigurationError(
@@ -151,6 +152,7 @@ export class VaultTransitKeyProvider implements KeyProvider {
   }
 
   async generateDataKey(context: DataKeyContext): Promise<GeneratedDataKey> {
+    this.requireInit('generateDataKey');
     const transitContext = toTransitContext(context);
     if (this.useDatakeyEndpoint) {
       const body = await this.vault.write(
@@ -194,6 +196,7 @@ export class VaultTransitKeyProvider implements KeyProvider {
   }
 
   async unwrapDataKey(wrapped: WrappedDataKey, context: DataKeyContext): Promise<Buffer> {
+    this.requireInit('unwrapDataKey');
     const { ciphertext, version } = this.parseWrapped(wrapped, context);
     const body = await this.vault.write(
       `${this.mount}/decrypt/${this.keyName}`,
@@ -217,6 +220,7 @@ export class VaultTransitKeyProvider implements KeyProvider {
    * {@link activeKekId} follows an operator's rotation.
    */
   async rewrapDataKey(wrapped: WrappedDataKey, context: DataKeyContext): Promise<WrappedDataKey> {
+    this.requireInit('rewrapDataKey');
     const { ciphertext, version } = this.parseWrapped(wrapped, context);
     await this.refreshIfStale();
     const body = await this.vault.write(
@@ -225,6 +229,11 @@ export class VaultTransitKeyProvider implements KeyProvider {
       (refusal) => this.mapRefusal(refusal, context, version),
     );
     return this.wrappedFrom(field(field(body, 'data'), 'ciphertext'), 'rewrap');
+  }
+
+  /** Refuses `method` until init() has read the key (the latest version is 0 until then). */
+  private requireInit(method: string): void {
+    if (this.latestVersion === 0) throw providerUsedBeforeInit(this.name, method);
   }
 
   private refreshIfStale(): Promise<void> {

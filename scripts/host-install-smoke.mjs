@@ -7,8 +7,11 @@
 //   - each backend the host did not install fails at startup with a ConfigurationError naming
 //     the package to install, not a module-not-found stack;
 //   - the host's TypeScript, with skipLibCheck off, compiles against the package's typings.
-// Needs Redis (REDIS_URL, default redis://127.0.0.1:6379/0) and the npm registry (or a warm npm
-// cache). Exit code 0 when every check passed.
+// A second host already on TypeORM 0.3 with Postgres shares its DataSource with the module: one
+// copy of typeorm, the README's migration snippet compiling and running, an empty schema diff.
+// Needs Redis (REDIS_URL, default redis://127.0.0.1:6379/0), Postgres (POSTGRES_URL, default
+// postgres://postgres@127.0.0.1:5432/postgres, allowed to create a database) and the npm
+// registry (or a warm npm cache). Exit code 0 when every check passed.
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -17,6 +20,8 @@ import { join, resolve } from 'node:path';
 
 const repo = resolve(import.meta.dirname, '..');
 const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379/0';
+/** The newest TypeORM 0.3 the peer range is checked with. */
+const TYPEORM_03 = '0.3.28';
 const work = mkdtempSync(join(tmpdir(), 'nes-host-'));
 const host = join(work, 'host');
 let failures = 0;
@@ -196,6 +201,127 @@ export class HostModule {
     tscOutput === '',
     tscOutput.split('\n').slice(0, 8).join('\n'),
   );
+
+  // A second host: an app already on TypeORM 0.3 with Postgres, sharing its DataSource and
+  // running the module's migrations itself (the README's own snippet).
+  const legacy = join(work, 'typeorm-03-host');
+  run('mkdir', ['-p', legacy]);
+  writeFileSync(
+    join(legacy, 'package.json'),
+    JSON.stringify({
+      name: 'typeorm-03-host',
+      private: true,
+      type: 'module',
+      dependencies: {
+        'nest-encrypted-sessions': `file:${tarball}`,
+        ...dependencies,
+        '@nestjs/typeorm': repoVersion('@nestjs/typeorm'),
+        typeorm: TYPEORM_03,
+        pg: repoVersion('pg'),
+      },
+    }),
+  );
+  run(
+    'npm',
+    ['install', '--no-audit', '--no-fund', '--prefer-offline', '--loglevel=error'],
+    legacy,
+  );
+  const typeormCopies = run('npm', ['ls', 'typeorm', '--all', '--parseable'], legacy)
+    .trim()
+    .split('\n')
+    .filter((line) => line.endsWith('/typeorm'));
+  check(
+    `a host on typeorm ${TYPEORM_03} keeps one copy of it`,
+    typeormCopies.length === 1 &&
+      JSON.parse(readFileSync(join(typeormCopies[0], 'package.json'), 'utf8')).version ===
+        TYPEORM_03,
+    typeormCopies.join(', '),
+  );
+  const database = `nes_host_${randomBytes(4).toString('hex')}`;
+  const adminUrl = process.env.POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+  const databaseUrl = new URL(adminUrl);
+  databaseUrl.pathname = `/${database}`;
+  writeFileSync(
+    join(legacy, 'app.ts'),
+    `import 'reflect-metadata';
+import { Module } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { TypeOrmModule, getDataSourceToken } from '@nestjs/typeorm';
+import { randomBytes } from 'node:crypto';
+import type { DataSource } from 'typeorm';
+import { EncryptedSessionModule, EncryptedSessionService } from 'nest-encrypted-sessions';
+import { sessionEntitySchemas, sessionMigrations } from 'nest-encrypted-sessions/typeorm';
+
+@Module({
+  imports: [
+    TypeOrmModule.forRoot({
+      type: 'postgres',
+      url: ${JSON.stringify(databaseUrl.href)},
+      entities: [...sessionEntitySchemas({ databaseType: 'postgres' })],
+      migrations: [...sessionMigrations()],
+      migrationsRun: true,
+    }),
+    EncryptedSessionModule.forRoot({
+      keys: { env: { keys: 'k1:' + randomBytes(32).toString('base64'), activeKeyId: 'k1' } },
+      storage: { type: 'hostDataSource', runMigrations: false },
+      dataSourceName: 'default',
+    }),
+  ],
+})
+class HostModule {}
+
+const app = await NestFactory.createApplicationContext(HostModule, { logger: false });
+const session = await app.get(EncryptedSessionService).open('typeorm-03');
+await session.addItems([{ role: 'user', content: 'hello from TypeORM 0.3' }]);
+const items = await session.getItems();
+const dataSource = app.get<DataSource>(getDataSourceToken());
+const pending = await dataSource.driver.createSchemaBuilder().log();
+await app.close();
+console.log(JSON.stringify({ items: items.length, pending: pending.upQueries.map((q) => q.query) }));
+`,
+  );
+  writeFileSync(
+    join(legacy, 'tsconfig.json'),
+    JSON.stringify({
+      compilerOptions: {
+        strict: true,
+        module: 'nodenext',
+        target: 'es2022',
+        outDir: 'out',
+        skipLibCheck: false,
+        experimentalDecorators: true,
+        emitDecoratorMetadata: true,
+        types: ['node'],
+      },
+      files: ['app.ts'],
+    }),
+  );
+  let legacyTsc = '';
+  try {
+    run(join(legacy, 'node_modules/.bin/tsc'), ['-p', 'tsconfig.json'], legacy);
+  } catch (error) {
+    legacyTsc = `${error.stdout ?? ''}${error.stderr ?? ''}`;
+  }
+  check(
+    'the README migration snippet compiles on typeorm 0.3 (skipLibCheck off)',
+    legacyTsc === '',
+    legacyTsc.split('\n').slice(0, 8).join('\n'),
+  );
+  const psql = (sql) => run('psql', [adminUrl, '-v', 'ON_ERROR_STOP=1', '-qAtc', sql], legacy);
+  psql(`CREATE DATABASE ${database}`);
+  try {
+    const outcome = JSON.parse(
+      run(process.execPath, ['out/app.js'], legacy).trim().split('\n').pop(),
+    );
+    check('a round trip on the host DataSource under typeorm 0.3', outcome.items === 1);
+    check(
+      "typeorm 0.3's schema diff of the exported entities is empty",
+      outcome.pending.length === 0,
+      outcome.pending.join('; '),
+    );
+  } finally {
+    psql(`DROP DATABASE ${database} WITH (FORCE)`);
+  }
 } catch (error) {
   failures += 1;
   console.log(`FAIL host install smoke stopped: ${error.stderr ?? ''}${error.message}`);

@@ -125,7 +125,13 @@ export function sessionEntitySchemas(options: SessionEntityOptions): EntitySchem
     lastActivityAt: bigint('last_activity_at'),
     nextSeq: bigint('next_seq'),
     itemTtlSeconds: nullable({ name: 'item_ttl_seconds', type: 'integer' }),
-    legalHold: { name: 'legal_hold', type: 'boolean', default: false },
+    legalHold: {
+      name: 'legal_hold',
+      type: 'boolean',
+      default: false,
+      // MySQL/MariaDB store a boolean as tinyint(1); TypeORM 0.3 diffs the width unless it is given.
+      ...(databaseType === 'mysql' || databaseType === 'mariadb' ? { width: 1 } : {}),
+    },
   };
   const itemColumns: Columns = {
     tenantId: id('tenant_id', true),

@@ -2,13 +2,29 @@ import { KeyObject, createCipheriv, createDecipheriv, randomFillSync } from 'nod
 import { IntegrityError, InvalidArgumentError } from '../errors/index.js';
 import { GCM_CIPHER, GCM_IV_LENGTH, GCM_OPTIONS, GCM_TAG_LENGTH, secretFreeCause } from './gcm.js';
 
-/** Length in bytes of the envelope header (magic, version, suite, data-key id, generation, IV). */
+/**
+ * Length in bytes of the envelope header (magic, version, suite, data-key id, generation, IV).
+ *
+ * @publicApi
+ */
 export const ENVELOPE_HEADER_LENGTH = 36;
-/** Length in bytes of the AES-GCM authentication tag at the end of every envelope. */
+/**
+ * Length in bytes of the AES-GCM authentication tag at the end of every envelope.
+ *
+ * @publicApi
+ */
 export const ENVELOPE_TAG_LENGTH = GCM_TAG_LENGTH;
-/** The envelope format version this build writes and reads. */
+/**
+ * The envelope format version this build writes and reads.
+ *
+ * @publicApi
+ */
 export const ENVELOPE_FORMAT_VERSION = 1;
-/** Suite id of AES-256-GCM with a 96-bit IV and a 128-bit tag. */
+/**
+ * Suite id of AES-256-GCM with a 96-bit IV and a 128-bit tag.
+ *
+ * @publicApi
+ */
 export const SUITE_AES_256_GCM = 1;
 
 const MAGIC_0 = 0x4e; // 'N'
@@ -25,7 +41,11 @@ const AUTH_FAILURE_MESSAGE =
   'Stored item failed authentication: it was tampered with, moved to another session or ' +
   'position, had its expiry changed, or was opened with the wrong data key. Nothing was deleted.';
 
-/** Where an item sits: bound into the AAD so a ciphertext cannot move. */
+/**
+ * Where an item sits: bound into the AAD so a ciphertext cannot move.
+ *
+ * @publicApi
+ */
 export interface ItemBinding {
   /** Tenant that owns the session; non-empty, well-formed Unicode. */
   tenantId: string;
@@ -37,7 +57,11 @@ export interface ItemBinding {
   expiresAt: number | null;
 }
 
-/** An unwrapped data key ready for use. */
+/**
+ * An unwrapped data key ready for use.
+ *
+ * @publicApi
+ */
 export interface ItemDataKey {
   /** Data-key id: a canonical lowercase UUID. */
   dekId: string;
@@ -50,10 +74,18 @@ export interface ItemDataKey {
   key: ItemKey;
 }
 
-/** A 32-byte AES-256 key, as a secret KeyObject or as raw bytes. */
+/**
+ * A 32-byte AES-256 key, as a secret KeyObject or as raw bytes.
+ *
+ * @publicApi
+ */
 export type ItemKey = KeyObject | Uint8Array;
 
-/** The authenticated header of a stored item. */
+/**
+ * The authenticated header of a stored item.
+ *
+ * @publicApi
+ */
 export interface EnvelopeHeader {
   /** Envelope format version; always {@link ENVELOPE_FORMAT_VERSION} once parsed. */
   formatVersion: number;
@@ -70,6 +102,8 @@ export interface EnvelopeHeader {
  *
  * The byte fields are views into the bytes given to {@link parseEnvelope}, not copies: do not
  * change those bytes until the envelope has been opened.
+ *
+ * @publicApi
  */
 export interface ParsedEnvelope {
   /** The decoded header, for picking the data key. Not yet authenticated. */
@@ -89,6 +123,8 @@ export interface ParsedEnvelope {
  * header (36 bytes) || ciphertext || tag (16 bytes). See docs/envelope-format.md.
  *
  * @throws InvalidArgumentError when the data key, binding or plaintext is out of range.
+ *
+ * @publicApi
  */
 export function sealItem(
   dataKey: ItemDataKey,
@@ -146,6 +182,8 @@ export function sealItemUsingIv(
  *
  * @throws IntegrityError when the bytes are too short, have the wrong magic (e.g. a plaintext
  *   row), an unknown format version or suite, or generation 0.
+ *
+ * @publicApi
  */
 export function parseEnvelope(stored: Uint8Array): ParsedEnvelope {
   const bytes = checkedEnvelopeBytes(stored);
@@ -171,6 +209,8 @@ export function parseEnvelope(stored: Uint8Array): ParsedEnvelope {
  *
  * @throws InvalidArgumentError when the key or binding is out of range.
  * @throws IntegrityError when authentication fails for any reason; nothing is deleted.
+ *
+ * @publicApi
  */
 export function openEnvelope(envelope: ParsedEnvelope, key: ItemKey, binding: ItemBinding): Buffer {
   assertItemKey(key);
@@ -192,6 +232,8 @@ export function openEnvelope(envelope: ParsedEnvelope, key: ItemKey, binding: It
  * @throws InvalidArgumentError when the key or binding is out of range.
  * @throws IntegrityError when the bytes are not an envelope, name another key, or fail
  *   authentication; nothing is deleted.
+ *
+ * @publicApi
  */
 export function openItem(dataKey: ItemDataKey, binding: ItemBinding, stored: Uint8Array): Buffer {
   assertItemKey(dataKey.key);
@@ -242,6 +284,8 @@ function decryptAuthenticated(
  * Converts a canonical lowercase UUID string to its 16 bytes.
  *
  * @throws InvalidArgumentError when `id` is not a canonical lowercase UUID.
+ *
+ * @publicApi
  */
 export function uuidToBytes(id: string): Buffer {
   if (!isCanonicalUuid(id)) {
@@ -258,6 +302,8 @@ export function uuidToBytes(id: string): Buffer {
  * Formats 16 bytes as a canonical lowercase UUID string.
  *
  * @throws InvalidArgumentError when `b` is not exactly 16 bytes.
+ *
+ * @publicApi
  */
 export function bytesToUuid(b: Uint8Array): string {
   if (!(b instanceof Uint8Array) || b.length !== 16) {

@@ -6,7 +6,11 @@ const ESCAPE_TAG = '$obj';
 /** One scan for `"$u8"` or `"$obj"`; about twice as fast as two `includes` calls. */
 const MAY_HOLD_TAGS = /"\$(?:u8|obj)"/;
 
-/** Deepest nesting of objects and arrays an item may have; deeper ones are refused. */
+/**
+ * Deepest nesting of objects and arrays an item may have; deeper ones are refused.
+ *
+ * @publicApi
+ */
 export const MAX_ITEM_DEPTH = 1000;
 
 /**
@@ -31,6 +35,8 @@ export const MAX_ITEM_DEPTH = 1000;
  * message names the kind of problem, never the content.
  *
  * @param label how the message names the item, e.g. `addItems item 3`.
+ *
+ * @publicApi
  */
 export function encodeItemPayload(item: unknown, label = 'The session item'): Buffer {
   let needsWriter: boolean;
@@ -55,6 +61,8 @@ export function encodeItemPayload(item: unknown, label = 'The session item'): Bu
  * field) after checking that it is a plain, dense array with nothing but its elements.
  *
  * @throws InvalidArgumentError naming `what` when it is not such an array.
+ *
+ * @publicApi
  */
 export function readItemArray(value: unknown, what: string): unknown[] {
   try {
@@ -75,6 +83,8 @@ export function readItemArray(value: unknown, what: string): unknown[] {
  * Reads the own properties of a plain object without running any getter or proxy trap.
  *
  * @throws InvalidArgumentError naming `what` when it is not a plain object of data properties.
+ *
+ * @publicApi
  */
 export function readPlainObject(value: unknown, what: string): Map<string, unknown> {
   try {
@@ -295,6 +305,8 @@ function describeNonPlainObject(value: object): string {
  *
  * @throws IntegrityError when the bytes are not valid payload JSON. For authenticated data this
  *   means a bug, not tampering.
+ *
+ * @publicApi
  */
 export function decodeItemPayload(bytes: Uint8Array): unknown {
   if (!(bytes instanceof Uint8Array)) {

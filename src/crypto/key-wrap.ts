@@ -36,6 +36,8 @@ const NO_PREFIX = Buffer.alloc(0);
  * @param purpose A non-empty, well-formed label such as `'dek-wrap'`.
  * @throws InvalidArgumentError when the root key is shorter than 32 bytes or the purpose is
  *   empty, not well-formed Unicode or too long.
+ *
+ * @publicApi
  */
 export function deriveSubkey(rootKey: KeyObject | Uint8Array, purpose: string): KeyObject {
   if (secretLength(rootKey) < KEY_LENGTH) {
@@ -68,6 +70,8 @@ export function deriveSubkey(rootKey: KeyObject | Uint8Array, purpose: string): 
  *
  * @throws InvalidArgumentError when the context is not a plain object of strings, or a key or
  *   value is not well-formed Unicode.
+ *
+ * @publicApi
  */
 export function encodeEncryptionContext(context: Readonly<Record<string, string>>): Buffer {
   return encodeContextAfter(NO_PREFIX, context);
@@ -79,6 +83,8 @@ export function encodeEncryptionContext(context: Readonly<Record<string, string>
  *
  * @throws InvalidArgumentError when the wrapping key is not a 32-byte secret KeyObject, the data
  *   key is not 32 bytes, or the context is invalid.
+ *
+ * @publicApi
  */
 export function wrapDataKey(
   wrappingKey: KeyObject,
@@ -127,6 +133,8 @@ export function wrapDataKeyUsingIv(
  *
  * @throws InvalidArgumentError when the wrapping key or context is invalid.
  * @throws IntegrityError when the bytes are not a version-1 wrapped key, or do not authenticate.
+ *
+ * @publicApi
  */
 export function unwrapDataKey(
   wrappingKey: KeyObject,

@@ -1,6 +1,8 @@
 /**
  * Every `code` an {@link EncryptedSessionError} can carry. A host's `Record` or `switch` over it
  * is checked for completeness by the compiler, so a code added in a release cannot go unmapped.
+ *
+ * @publicApi
  */
 export type EncryptedSessionErrorCode =
   | 'CONFIGURATION'
@@ -19,6 +21,8 @@ export type EncryptedSessionErrorCode =
  *
  * `code` is stable across releases, so hosts can branch on it; `message` says what happened and
  * what to do, and never carries item content, key material or tokens.
+ *
+ * @publicApi
  */
 export abstract class EncryptedSessionError extends Error {
   /** Stable, machine-readable identifier of the failure. */

@@ -4,17 +4,27 @@ import { EncryptedSessionError } from './encrypted-session.error.js';
  * A stored item or wrapped key failed authentication or is not in a format this module wrote:
  * tampered bytes, a ciphertext moved to another session or position, a changed expiry, a
  * plaintext row, or an unknown format version. Never retryable; nothing is deleted.
+ *
+ * @publicApi
  */
 export class IntegrityError extends EncryptedSessionError {
   readonly code = 'INTEGRITY';
 }
 
-/** The data key an item needs was destroyed (erasure or expiry): the item cannot be read again. */
+/**
+ * The data key an item needs was destroyed (erasure or expiry): the item cannot be read again.
+ *
+ * @publicApi
+ */
 export class KeyDestroyedError extends EncryptedSessionError {
   readonly code = 'KEY_DESTROYED';
 }
 
-/** The key provider could not be reached and the data key is not cached. Retry later. */
+/**
+ * The key provider could not be reached and the data key is not cached. Retry later.
+ *
+ * @publicApi
+ */
 export class KeyProviderUnavailableError extends EncryptedSessionError {
   readonly code = 'KEY_PROVIDER_UNAVAILABLE';
   override readonly retryable = true;
@@ -23,17 +33,27 @@ export class KeyProviderUnavailableError extends EncryptedSessionError {
 /**
  * The key provider answered, but refuses to use the root key: disabled, scheduled for
  * deletion, gone, or not allowed to this app. An operator has to act; retrying does not help.
+ *
+ * @publicApi
  */
 export class KeyUnusableError extends EncryptedSessionError {
   readonly code = 'KEY_UNUSABLE';
 }
 
-/** Options or key configuration are unusable; raised at startup with what to set instead. */
+/**
+ * Options or key configuration are unusable; raised at startup with what to set instead.
+ *
+ * @publicApi
+ */
 export class ConfigurationError extends EncryptedSessionError {
   readonly code = 'CONFIGURATION';
 }
 
-/** A caller passed an argument outside the documented range (a negative limit, an empty id). */
+/**
+ * A caller passed an argument outside the documented range (a negative limit, an empty id).
+ *
+ * @publicApi
+ */
 export class InvalidArgumentError extends EncryptedSessionError {
   readonly code = 'INVALID_ARGUMENT';
 }
@@ -41,18 +61,28 @@ export class InvalidArgumentError extends EncryptedSessionError {
 /**
  * A history transaction cannot apply: its operation id was already used for a different
  * transaction, or the suffix it expects is no longer the newest history. History is unchanged.
+ *
+ * @publicApi
  */
 export class HistoryConflictError extends EncryptedSessionError {
   readonly code = 'HISTORY_CONFLICT';
 }
 
-/** The storage backend failed in a way that may pass (busy, connection lost). Retry later. */
+/**
+ * The storage backend failed in a way that may pass (busy, connection lost). Retry later.
+ *
+ * @publicApi
+ */
 export class StorageUnavailableError extends EncryptedSessionError {
   readonly code = 'STORAGE_UNAVAILABLE';
   override readonly retryable = true;
 }
 
-/** The session does not exist (never opened, or erased). Open it again to start a new one. */
+/**
+ * The session does not exist (never opened, or erased). Open it again to start a new one.
+ *
+ * @publicApi
+ */
 export class SessionNotFoundError extends EncryptedSessionError {
   readonly code = 'SESSION_NOT_FOUND';
 }
@@ -60,6 +90,8 @@ export class SessionNotFoundError extends EncryptedSessionError {
 /**
  * The module is shutting down: the call was refused before it did anything, so nothing was
  * stored. Retry it on an instance that is running (an HTTP host answers 503).
+ *
+ * @publicApi
  */
 export class ShuttingDownError extends EncryptedSessionError {
   readonly code = 'SHUTTING_DOWN';

@@ -10,7 +10,11 @@ import {
 } from '../storage/index.js';
 import { KeyRing } from './key-ring.service.js';
 
-/** Where KEK rotation stands: how many data keys each root key wraps. */
+/**
+ * Where KEK rotation stands: how many data keys each root key wraps.
+ *
+ * @publicApi
+ */
 export interface KekRotationStatus {
   /** The root key new data keys are wrapped under, and the one rewrapping moves keys to. */
   readonly activeKekId: string;
@@ -20,7 +24,11 @@ export interface KekRotationStatus {
   readonly remaining: number;
 }
 
-/** Options of {@link KekRotationService.rewrapAll}. */
+/**
+ * Options of {@link KekRotationService.rewrapAll}.
+ *
+ * @publicApi
+ */
 export interface RewrapOptions {
   /** Data keys read per page. @default 100 */
   readonly batchSize?: number;
@@ -31,7 +39,11 @@ export interface RewrapOptions {
   readonly maxBatches?: number;
 }
 
-/** What one {@link KekRotationService.rewrapAll} run did. */
+/**
+ * What one {@link KekRotationService.rewrapAll} run did.
+ *
+ * @publicApi
+ */
 export interface RewrapReport {
   /** Data keys this run moved to the active root key. */
   readonly rewrapped: number;
@@ -54,6 +66,8 @@ const logger = new Logger('KekRotation');
  * the next run lists what is still on an old root key. Reads and writes go on meanwhile:
  * cached keys do not change, and a cold read unwraps either wrapping (the old root key stays
  * available to the provider until nothing uses it; `status()` tells when).
+ *
+ * @publicApi
  */
 @Injectable()
 export class KekRotationService {

@@ -1,17 +1,29 @@
-/** Which session and data key a wrapped key belongs to; bound into every wrap as context. */
+/**
+ * Which session and data key a wrapped key belongs to; bound into every wrap as context.
+ *
+ * @publicApi
+ */
 export interface DataKeyContext {
   readonly tenantId: string;
   readonly sessionId: string;
   readonly dekId: string;
 }
 
-/** A data key as the provider wrapped it, with the id of the root key (and version) it used. */
+/**
+ * A data key as the provider wrapped it, with the id of the root key (and version) it used.
+ *
+ * @publicApi
+ */
 export interface WrappedDataKey {
   readonly kekId: string;
   readonly wrappedKey: Buffer;
 }
 
-/** A freshly generated data key: the caller must zero `plaintext` when done with it. */
+/**
+ * A freshly generated data key: the caller must zero `plaintext` when done with it.
+ *
+ * @publicApi
+ */
 export interface GeneratedDataKey {
   readonly plaintext: Buffer;
   readonly wrapped: WrappedDataKey;
@@ -26,6 +38,8 @@ export const KEY_PROVIDER = Symbol('KEY_PROVIDER');
  *
  * Errors: a provider that cannot be reached throws `KeyProviderUnavailableError`; a wrapped key
  * that does not authenticate throws `IntegrityError`.
+ *
+ * @publicApi
  */
 export interface KeyProvider {
   /** Short provider name for logs and status (`env`, `aws-kms`, ...). */

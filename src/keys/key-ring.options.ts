@@ -61,7 +61,11 @@ export const keyCacheOptionsSchema = strictOptions(
   'an object: { maxEntries, maxAgeMs }',
 );
 
-/** `options.keyCache`: the in-process cache of unwrapped data keys. */
+/**
+ * `options.keyCache`: the in-process cache of unwrapped data keys.
+ *
+ * @publicApi
+ */
 export type KeyCacheOptions = z.input<typeof keyCacheOptionsSchema>;
 
 /** How key provider calls are retried (`options.keys.retry`). */
@@ -91,7 +95,11 @@ export const keyProviderRetrySchema = strictOptions(
   'an object: { maxAttempts, budgetMs, baseDelayMs, outageCooldownMs }',
 );
 
-/** `options.keys.retry`: retries of key provider calls that failed retryably. */
+/**
+ * `options.keys.retry`: retries of key provider calls that failed retryably.
+ *
+ * @publicApi
+ */
 export type KeyProviderRetryOptions = z.input<typeof keyProviderRetrySchema>;
 
 /**

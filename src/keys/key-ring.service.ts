@@ -51,7 +51,11 @@ export class UsableDataKey {
   }
 }
 
-/** Counters readable by the host (e.g. for metrics), since the key ring started. */
+/**
+ * Counters readable by the host (e.g. for metrics), since the key ring started.
+ *
+ * @publicApi
+ */
 export interface KeyRingStats {
   /** Data key lookups served from the cache. */
   cacheHits: number;
@@ -87,6 +91,8 @@ const refKey = (ref: SessionRef) => `${ref.tenantId.length}:${ref.tenantId}:${re
  * Data keys: one per session and generation, created on first write, wrapped by the key
  * provider and stored; unwrapped keys cached in process (bounded in size and age, zeroed on
  * eviction). Concurrent misses for one key share one provider call.
+ *
+ * @publicApi
  */
 @Injectable()
 export class KeyRing {

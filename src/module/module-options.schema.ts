@@ -87,7 +87,11 @@ function missingEnvKey(what: string, readmeVariable: string) {
 
 const optionalString = (what: string) => nonEmptyString(what).optional();
 
-/** Static AWS credentials, or a function that resolves them (the SDK's credential providers). */
+/**
+ * Static AWS credentials, or a function that resolves them (the SDK's credential providers).
+ *
+ * @publicApi
+ */
 export type AwsCredentialsOption =
   | { accessKeyId: string; secretAccessKey: string; sessionToken?: string; expiration?: Date }
   | (() => Promise<{
@@ -161,7 +165,11 @@ const vaultAuthSchema = z.discriminatedUnion(
   ),
 );
 
-/** How the Vault key providers log in (`keys.vaultTransit.auth`, `keys.vaultKv.auth`). */
+/**
+ * How the Vault key providers log in (`keys.vaultTransit.auth`, `keys.vaultKv.auth`).
+ *
+ * @publicApi
+ */
 export type VaultAuthOptions = z.input<typeof vaultAuthSchema>;
 
 const vaultConnectionShape = {
@@ -443,28 +451,72 @@ export const moduleOptionsSchema = strictOptions(
   'an options object with at least { keys }',
 );
 
-/** Options of `EncryptedSessionModule.forRoot` / `forRootAsync`. */
+/**
+ * Options of `EncryptedSessionModule.forRoot` / `forRootAsync`.
+ *
+ * @publicApi
+ */
 export type EncryptedSessionModuleOptions = z.input<typeof moduleOptionsSchema>;
-/** `options.keys`: one root key source and the key ring's policies. */
+/**
+ * `options.keys`: one root key source and the key ring's policies.
+ *
+ * @publicApi
+ */
 export type KeysOptions = z.input<typeof keysSchema>;
-/** `options.storage`: where sessions are stored. */
+/**
+ * `options.storage`: where sessions are stored.
+ *
+ * @publicApi
+ */
 export type StorageOptions = z.input<typeof storageSchema>;
-/** The module's own embedded SQLite file (WAL). The default. */
+/**
+ * The module's own embedded SQLite file (WAL). The default.
+ *
+ * @publicApi
+ */
 export type SqliteStorageOptions = z.input<typeof sqliteStorageSchema>;
-/** A Postgres or MySQL/MariaDB server the module connects to itself. */
+/**
+ * A Postgres or MySQL/MariaDB server the module connects to itself.
+ *
+ * @publicApi
+ */
 export type SqlServerStorageOptions = z.input<typeof sqlServerStorageSchema>;
-/** Redis from a URL; a host's client goes in `{ instance }`. */
+/**
+ * Redis from a URL; a host's client goes in `{ instance }`.
+ *
+ * @publicApi
+ */
 export type RedisStorageOptions = z.input<typeof redisStorageSchema>;
-/** `keys.env`. */
+/**
+ * `keys.env`.
+ *
+ * @publicApi
+ */
 export type EnvKeySourceOptions = z.input<typeof envKeySourceSchema>;
-/** `keys.awsKms`. */
+/**
+ * `keys.awsKms`.
+ *
+ * @publicApi
+ */
 export type AwsKmsKeySourceOptions = z.input<typeof awsKmsKeySourceSchema>;
-/** `keys.vaultTransit`. */
+/**
+ * `keys.vaultTransit`.
+ *
+ * @publicApi
+ */
 export type VaultTransitKeySourceOptions = z.input<typeof vaultTransitKeySourceSchema>;
-/** `keys.vaultKv`. */
+/**
+ * `keys.vaultKv`.
+ *
+ * @publicApi
+ */
 export type VaultKvKeySourceOptions = z.input<typeof vaultKvKeySourceSchema>;
 
-/** Options that change the module graph; given next to the options, never async. */
+/**
+ * Options that change the module graph; given next to the options, never async.
+ *
+ * @publicApi
+ */
 export interface EncryptedSessionModuleExtras {
   /** Register the module globally. @default false */
   isGlobal?: boolean;
@@ -476,5 +528,9 @@ export interface EncryptedSessionModuleExtras {
   dataSourceName?: string;
 }
 
-/** Default SQLite file, relative to the working directory. */
+/**
+ * Default SQLite file, relative to the working directory.
+ *
+ * @publicApi
+ */
 export const DEFAULT_SQLITE_PATH = './data/sessions.sqlite';

@@ -10,7 +10,11 @@ import {
   type SessionDefaults,
 } from './session-defaults.js';
 
-/** Options of {@link EncryptedSessionService.open}. */
+/**
+ * Options of {@link EncryptedSessionService.open}.
+ *
+ * @publicApi
+ */
 export interface OpenSessionOptions {
   /** Tenant that owns the session; every read and write is scoped by it. @default the module's `defaultTenantId` */
   tenantId?: string;
@@ -23,7 +27,11 @@ export interface OpenSessionOptions {
   ttlSeconds?: number | null;
 }
 
-/** Longest id the tables store (tenant, session, subject). */
+/**
+ * Longest id the tables store (tenant, session, subject).
+ *
+ * @publicApi
+ */
 export const MAX_ID_LENGTH = 191;
 
 function checkId(value: unknown, name: string): string {
@@ -47,7 +55,11 @@ function checkTtl(value: unknown): number | null {
   return value;
 }
 
-/** Opens encrypted agent sessions. */
+/**
+ * Opens encrypted agent sessions.
+ *
+ * @publicApi
+ */
 @Injectable()
 export class EncryptedSessionService {
   private readonly defaults: SessionDefaults;

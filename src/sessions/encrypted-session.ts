@@ -39,6 +39,8 @@ export interface EncryptedSessionContext {
  * Reads fail closed and never delete: an item that does not authenticate raises
  * `IntegrityError`, a destroyed key `KeyDestroyedError`, an unreachable provider
  * `KeyProviderUnavailableError`. Expired items are invisible at once.
+ *
+ * @publicApi
  */
 export class EncryptedSession implements SessionHistoryTransactionAwareSession {
   private readonly ref: SessionRef;

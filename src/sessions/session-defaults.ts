@@ -8,7 +8,11 @@ export interface SessionDefaults {
   maxItemBytes: number;
 }
 
-/** Default {@link SessionDefaults.maxItemBytes}: 4 MiB, well inside every backend's ceiling. */
+/**
+ * Default {@link SessionDefaults.maxItemBytes}: 4 MiB, well inside every backend's ceiling.
+ *
+ * @publicApi
+ */
 export const DEFAULT_MAX_ITEM_BYTES = 4 * 1024 * 1024;
 
 /** Injection token for {@link SessionDefaults}. */

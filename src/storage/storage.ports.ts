@@ -11,12 +11,20 @@ import type {
 // (`scope.ref`); none takes a session argument, so no code path can reach another session's
 // rows from inside a unit of work.
 
-/** The session row, read side. */
+/**
+ * The session row, read side.
+ *
+ * @publicApi
+ */
 export interface SessionRowReads {
   find(): Promise<SessionRecord | undefined>;
 }
 
-/** The session row, write side. */
+/**
+ * The session row, write side.
+ *
+ * @publicApi
+ */
 export interface SessionRowWrites extends SessionRowReads {
   /**
    * Inserts the record unless the session exists; true when this call created it. The
@@ -37,7 +45,11 @@ export interface SessionRowWrites extends SessionRowReads {
   lockForWrite(now: number): Promise<boolean>;
 }
 
-/** The session's items, read side. */
+/**
+ * The session's items, read side.
+ *
+ * @publicApi
+ */
 export interface ItemReads {
   /**
    * The newest `limit` items not expired at `now`, in ascending sequence order. The
@@ -57,7 +69,11 @@ export interface ItemReads {
   ): Promise<StoredItem[]>;
 }
 
-/** The session's items, write side. */
+/**
+ * The session's items, write side.
+ *
+ * @publicApi
+ */
 export interface ItemWrites extends ItemReads {
   /** Inserts all items in one batched statement (or as few as the backend's limits allow). */
   insertMany(items: readonly StoredItem[]): Promise<void>;
@@ -67,7 +83,11 @@ export interface ItemWrites extends ItemReads {
   deleteAll(): Promise<number>;
 }
 
-/** The session's wrapped data keys, read side. */
+/**
+ * The session's wrapped data keys, read side.
+ *
+ * @publicApi
+ */
 export interface DataKeyReads {
   /** The session's key with this id; undefined when there is none (or it is another session's). */
   findById(dekId: string): Promise<DataKeyRecord | undefined>;
@@ -77,7 +97,11 @@ export interface DataKeyReads {
   maxGeneration(): Promise<number>;
 }
 
-/** The session's wrapped data keys, write side. */
+/**
+ * The session's wrapped data keys, write side.
+ *
+ * @publicApi
+ */
 export interface DataKeyWrites extends DataKeyReads {
   /**
    * Inserts unless a key with the same session and generation exists; true when inserted. The
@@ -102,19 +126,31 @@ export interface DataKeyWrites extends DataKeyReads {
   ): Promise<boolean>;
 }
 
-/** Applied history transactions (agents-core `applyHistoryTransaction`), read side. */
+/**
+ * Applied history transactions (agents-core `applyHistoryTransaction`), read side.
+ *
+ * @publicApi
+ */
 export interface HistoryOperationReads {
   find(operationId: string): Promise<HistoryOperationRecord | undefined>;
 }
 
-/** Applied history transactions, write side. */
+/**
+ * Applied history transactions, write side.
+ *
+ * @publicApi
+ */
 export interface HistoryOperationWrites extends HistoryOperationReads {
   /** Records the operation; false if the id was already recorded (another writer won). */
   insertIfAbsent(record: HistoryOperationRecord): Promise<boolean>;
   deleteAll(): Promise<number>;
 }
 
-/** What a read-only unit of work may do: read one session's rows. It has no write methods. */
+/**
+ * What a read-only unit of work may do: read one session's rows. It has no write methods.
+ *
+ * @publicApi
+ */
 export interface SessionReadScope {
   /** The session this unit of work is bound to. */
   readonly ref: SessionRef;
@@ -132,6 +168,8 @@ export interface SessionReadScope {
  * again after a conflict: only the last run's records are written), in the same atomic step as
  * the change, and never under the session's expiry (an audit record outlives the items it
  * describes). Records appended in a unit of work that throws are not persisted.
+ *
+ * @publicApi
  */
 export interface SessionWriteScope extends SessionReadScope {
   readonly session: SessionRowWrites;
@@ -144,7 +182,11 @@ export interface SessionWriteScope extends SessionReadScope {
 // Work across sessions (KEK rotation today; expired-item scans, lookups by subject and job
 // leases later): an optional capability, apart from the per-session units of work.
 
-/** A page of {@link StorageMaintenance.listDataKeysWrappedByOtherKek}. */
+/**
+ * A page of {@link StorageMaintenance.listDataKeysWrappedByOtherKek}.
+ *
+ * @publicApi
+ */
 export interface DataKeyPage {
   readonly records: DataKeyRecord[];
   /** Where the next page starts; undefined when there is none. */
@@ -155,6 +197,8 @@ export interface DataKeyPage {
  * Cross-session scans. Pages are resumable through an opaque cursor, so an adapter over several
  * nodes (a Redis Cluster scans every master) can encode where it is in each. Pages may overlap:
  * callers change what they find through a session's unit of work, conditionally.
+ *
+ * @publicApi
  */
 export interface StorageMaintenance {
   readonly supported: true;
@@ -171,7 +215,11 @@ export interface StorageMaintenance {
   countDataKeysByKek(): Promise<Record<string, number>>;
 }
 
-/** An adapter's up-front word that it cannot do cross-session work, and why. */
+/**
+ * An adapter's up-front word that it cannot do cross-session work, and why.
+ *
+ * @publicApi
+ */
 export interface MaintenanceUnsupported {
   readonly supported: false;
   /** What is missing and what to do, for the error a caller raises before it starts. */
@@ -185,6 +233,8 @@ export const SESSION_STORAGE = Symbol('SESSION_STORAGE');
 
 /**
  * The storage port. Adapters: in-memory, TypeORM (better-sqlite3, Postgres, MySQL/MariaDB), Redis.
+ *
+ * @publicApi
  */
 export interface SessionStorage {
   /** Short name of the backend, for logs and health output (`memory`, `sqlite`, ...). */
@@ -211,7 +261,11 @@ export interface SessionStorage {
 /** A storage whose adapter can do cross-session work. */
 export type MaintainableStorage = SessionStorage & { readonly maintenance: StorageMaintenance };
 
-/** True when `storage` offers {@link StorageMaintenance}. */
+/**
+ * True when `storage` offers {@link StorageMaintenance}.
+ *
+ * @publicApi
+ */
 export function supportsMaintenance(storage: SessionStorage): storage is MaintainableStorage {
   return storage.maintenance?.supported === true;
 }

@@ -1,10 +1,18 @@
-/** Identifies one session. Every storage call is scoped by tenant as well as session id. */
+/**
+ * Identifies one session. Every storage call is scoped by tenant as well as session id.
+ *
+ * @publicApi
+ */
 export interface SessionRef {
   readonly tenantId: string;
   readonly sessionId: string;
 }
 
-/** A session's row: ownership, activity and the sequence counter. Times are epoch ms. */
+/**
+ * A session's row: ownership, activity and the sequence counter. Times are epoch ms.
+ *
+ * @publicApi
+ */
 export interface SessionRecord extends SessionRef {
   /** The person the conversation is about (for erasure and access reports); null if unknown. */
   subjectId: string | null;
@@ -18,7 +26,11 @@ export interface SessionRecord extends SessionRef {
   legalHold: boolean;
 }
 
-/** One stored item: the envelope plus the clear columns that index it. */
+/**
+ * One stored item: the envelope plus the clear columns that index it.
+ *
+ * @publicApi
+ */
 export interface StoredItem {
   seq: number;
   /** The data key that sealed it; also inside the authenticated header. */
@@ -32,10 +44,16 @@ export interface StoredItem {
 /**
  * Lifecycle of a data key (NIST SP 800-57 states, reduced to what a data key needs):
  * `active` seals new items, `retiring` only opens old ones, `destroyed` has no key material left.
+ *
+ * @publicApi
  */
 export type DataKeyState = 'active' | 'retiring' | 'destroyed';
 
-/** A session's data key as stored: wrapped by the root key, never in the clear. */
+/**
+ * A session's data key as stored: wrapped by the root key, never in the clear.
+ *
+ * @publicApi
+ */
 export interface DataKeyRecord extends SessionRef {
   dekId: string;
   subjectId: string | null;
@@ -52,7 +70,11 @@ export interface DataKeyRecord extends SessionRef {
   destroyedAt: number | null;
 }
 
-/** Marks a history transaction as applied, so a retry with the same operation id is a no-op. */
+/**
+ * Marks a history transaction as applied, so a retry with the same operation id is a no-op.
+ *
+ * @publicApi
+ */
 export interface HistoryOperationRecord {
   operationId: string;
   /** The data key whose derived MAC key produced `digest`. */

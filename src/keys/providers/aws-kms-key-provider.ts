@@ -15,7 +15,11 @@ import {
 } from './aws-kms-errors.js';
 import { providerUsedBeforeInit } from './used-before-init.js';
 
-/** Options of {@link AwsKmsKeyProvider}. */
+/**
+ * Options of {@link AwsKmsKeyProvider}.
+ *
+ * @publicApi
+ */
 export interface AwsKmsKeyProviderOptions {
   /**
    * The KMS key new data keys are wrapped under: a key id, a key ARN, an alias (`alias/...`) or
@@ -79,6 +83,8 @@ const REGION_PATTERN = /^[a-z]{2}(?:-[a-z]+)+-\d{1,2}$/;
  * `@aws-sdk/client-kms` is an optional peer dependency, loaded when the provider is built.
  * Errors carry the SDK error name, HTTP status and request id only: SDK errors can hold request
  * data (a signature mismatch echoes the canonical request, security token included).
+ *
+ * @publicApi
  */
 export class AwsKmsKeyProvider implements KeyProvider {
   readonly name = 'aws-kms';

@@ -8,7 +8,11 @@ import type {
 } from '../key-provider.interface.js';
 import { LocalRootKeys, parseRootKey } from './local-root-keys.js';
 
-/** Options of {@link EnvKeyProvider}. */
+/**
+ * Options of {@link EnvKeyProvider}.
+ *
+ * @publicApi
+ */
 export interface EnvKeyProviderOptions {
   /**
    * Root keys as `id:base64` pairs separated by commas (or an array of pairs). Each key must be
@@ -97,6 +101,8 @@ function checkEnvKeyOptionTypes(
  * `SESSION_ACTIVE_KEY` in the demo). Data keys are wrapped with AES-256-GCM under an HKDF
  * subkey of the root key, bound to tenant, session and data-key id. For production, keep root
  * keys in AWS KMS or Vault instead.
+ *
+ * @publicApi
  */
 export class EnvKeyProvider implements KeyProvider {
   readonly name = 'env';

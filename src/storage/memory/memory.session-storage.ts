@@ -50,6 +50,8 @@ function visibleInOrder(state: SessionState, now: number): StoredItem[] {
 /**
  * In-process storage for tests and single-process demos. Nothing survives a restart. Units of
  * work run one at a time; a failed one is rolled back from an undo log.
+ *
+ * @publicApi
  */
 export class MemorySessionStorage implements SessionStorage {
   readonly backend = 'memory';

@@ -21,7 +21,11 @@ import { createRedisReadScope } from './redis-read-scope.js';
 import { RedisSessionReads, isRedisCluster, type RedisClient } from './redis-session-reads.js';
 import { RedisUnitOfWork, type UnitCommit } from './redis-unit-of-work.js';
 
-/** Options of {@link RedisSessionStorage}. Pass exactly one of `client` and `url`. */
+/**
+ * Options of {@link RedisSessionStorage}. Pass exactly one of `client` and `url`.
+ *
+ * @publicApi
+ */
 export interface RedisSessionStorageOptions {
   /**
    * An ioredis client (standalone or Cluster) owned by the host; not closed by close().
@@ -97,6 +101,8 @@ const logger = new Logger('RedisSessionStorage');
  * snapshot in one round trip, buffers its writes and commits them with one Lua script that
  * compares the session's version first; a unit that lost the race runs again from scratch.
  * Redis expiry is only a backstop behind the module's own expiry filtering.
+ *
+ * @publicApi
  */
 export class RedisSessionStorage implements SessionStorage {
   readonly backend = 'redis';

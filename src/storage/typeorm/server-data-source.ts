@@ -5,7 +5,11 @@ import { checkSchemaName } from './table-names.js';
 /** The database servers the module can open a DataSource for by itself. */
 export type SqlServerType = 'postgres' | 'mysql';
 
-/** Options of a database server connection the module opens (and closes) itself. */
+/**
+ * Options of a database server connection the module opens (and closes) itself.
+ *
+ * @publicApi
+ */
 export interface SqlServerDatabaseOptions {
   /** `postgres` (PostgreSQL) or `mysql` (MySQL and MariaDB, through mysql2). */
   type: SqlServerType;

@@ -3,10 +3,18 @@ import { ConfigurationError } from '../../errors/index.js';
 import { MYSQL_ID_BYTES } from './migrations/binary-ids.migration.js';
 import { tableNamesFor } from './table-names.js';
 
-/** DataSource types the module's tables exist for. */
+/**
+ * DataSource types the module's tables exist for.
+ *
+ * @publicApi
+ */
 export type SessionEntityDatabaseType = 'better-sqlite3' | 'postgres' | 'mysql' | 'mariadb';
 
-/** Options of {@link sessionEntitySchemas}. */
+/**
+ * Options of {@link sessionEntitySchemas}.
+ *
+ * @publicApi
+ */
 export interface SessionEntityOptions {
   /** The host DataSource's `type`: column types differ per engine. */
   databaseType: SessionEntityDatabaseType;
@@ -90,6 +98,8 @@ const nullable = (column: EntitySchemaColumnOptions): EntitySchemaColumnOptions 
  *   entities: [...hostEntities, ...sessionEntitySchemas({ databaseType: 'postgres' })],
  *   migrations: [...hostMigrations, ...sessionMigrations()],
  * })
+ *
+ * @publicApi
  */
 export function sessionEntitySchemas(options: SessionEntityOptions): EntitySchema[] {
   const { databaseType } = options;

@@ -3,7 +3,11 @@ import { dirname, resolve } from 'node:path';
 import { DataSource } from 'typeorm';
 import { ConfigurationError } from '../../errors/index.js';
 
-/** How SQLite waits for the disk at each commit (PRAGMA synchronous) in WAL mode. */
+/**
+ * How SQLite waits for the disk at each commit (PRAGMA synchronous) in WAL mode.
+ *
+ * @publicApi
+ */
 export type SqliteSynchronous = 'FULL' | 'NORMAL';
 
 /** Options of the module's own embedded SQLite database. */

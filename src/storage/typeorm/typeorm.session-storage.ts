@@ -33,7 +33,11 @@ import {
 import { dialectFor, type SqlDialect } from './sql-dialect.js';
 import { schemaOf, tableNamesFor, type TableNames } from './table-names.js';
 
-/** Options of {@link TypeOrmSessionStorage}. */
+/**
+ * Options of {@link TypeOrmSessionStorage}.
+ *
+ * @publicApi
+ */
 export interface TypeOrmSessionStorageOptions {
   /** An initialized DataSource (the module's own SQLite one, or a host's). */
   dataSource: DataSource;
@@ -59,6 +63,8 @@ function packetTooLargeError(cause: unknown): InvalidArgumentError {
 /**
  * Storage on a TypeORM DataSource with hand-written, parameterized SQL: one statement per
  * operation and one batched insert per append. Schema from the module's migrations.
+ *
+ * @publicApi
  */
 export class TypeOrmSessionStorage implements SessionStorage {
   readonly backend: string;

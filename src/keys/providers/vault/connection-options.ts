@@ -1,10 +1,18 @@
 import { ConfigurationError } from '../../../errors/index.js';
 import type NodeVault from 'node-vault';
 
-/** A node-vault 0.12 client, as `require('node-vault')(options)` returns it. */
+/**
+ * A node-vault 0.12 client, as `require('node-vault')(options)` returns it.
+ *
+ * @publicApi
+ */
 export type VaultClient = NodeVault.client;
 
-/** How the provider logs in to Vault. */
+/**
+ * How the provider logs in to Vault.
+ *
+ * @publicApi
+ */
 export type VaultAuthOptions =
   | {
       method: 'token';
@@ -31,7 +39,11 @@ export type VaultAuthOptions =
       mountPath?: string;
     };
 
-/** Connection options shared by the Vault key providers. */
+/**
+ * Connection options shared by the Vault key providers.
+ *
+ * @publicApi
+ */
 export interface VaultConnectionOptions {
   /** Vault's address, e.g. `https://vault.internal:8200`. Required unless `client` is given. */
   endpoint?: string;

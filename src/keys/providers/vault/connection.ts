@@ -23,7 +23,11 @@ import {
 } from './errors.js';
 import { field, numberField } from './response-fields.js';
 
-/** Counters of the connection's token life cycle, for tests and status pages. */
+/**
+ * Counters of the connection's token life cycle, for tests and status pages.
+ *
+ * @publicApi
+ */
 export interface VaultConnectionStats {
   logins: number;
   renewals: number;

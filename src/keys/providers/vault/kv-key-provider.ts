@@ -12,7 +12,11 @@ import { VaultConnection, type VaultConnectionStats } from './connection.js';
 import { isVaultPath, type VaultConnectionOptions } from './connection-options.js';
 import { field } from './response-fields.js';
 
-/** Options of {@link VaultKvKeyProvider}. */
+/**
+ * Options of {@link VaultKvKeyProvider}.
+ *
+ * @publicApi
+ */
 export interface VaultKvKeyProviderOptions extends VaultConnectionOptions {
   /** Mount path of the KV version 2 secrets engine. @default 'secret' */
   mountPath?: string;
@@ -50,6 +54,8 @@ interface VersionState {
  * Keys are used like the env provider's: an HKDF subkey per root key wraps data keys with
  * AES-256-GCM, bound to tenant, session and data-key id. Unlike transit, root keys are held
  * in this process's memory (as subkeys); prefer transit when they must never leave Vault.
+ *
+ * @publicApi
  */
 export class VaultKvKeyProvider implements KeyProvider {
   readonly name = 'vault-kv';

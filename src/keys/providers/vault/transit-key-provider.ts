@@ -19,7 +19,11 @@ import { isVaultPath, type VaultConnectionOptions } from './connection-options.j
 import type { VaultRefusal } from './errors.js';
 import { field, numberField } from './response-fields.js';
 
-/** Options of {@link VaultTransitKeyProvider}. */
+/**
+ * Options of {@link VaultTransitKeyProvider}.
+ *
+ * @publicApi
+ */
 export interface VaultTransitKeyProviderOptions extends VaultConnectionOptions {
   /** Mount path of the transit secrets engine. @default 'transit' */
   mountPath?: string;
@@ -58,6 +62,8 @@ const KEY_NOT_FOUND = 'encryption key not found';
  *
  * Key ids are `vault-transit:<mount>/<key>:v<version>`; the wrapped key is Vault's
  * `vault:v<N>:...` ciphertext as UTF-8 bytes.
+ *
+ * @publicApi
  */
 export class VaultTransitKeyProvider implements KeyProvider {
   readonly name = 'vault-transit';

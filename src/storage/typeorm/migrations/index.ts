@@ -5,7 +5,11 @@ import { createSessionTablesMigration } from './create-session-tables.migration.
 export { binaryIdsMigration } from './binary-ids.migration.js';
 export { createSessionTablesMigration } from './create-session-tables.migration.js';
 
-/** Every migration of the module, oldest first, for tables under `prefix`. */
+/**
+ * Every migration of the module, oldest first, for tables under `prefix`.
+ *
+ * @publicApi
+ */
 export function sessionMigrations(prefix?: string): Array<new () => MigrationInterface> {
   return [createSessionTablesMigration(prefix), binaryIdsMigration(prefix)];
 }

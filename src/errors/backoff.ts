@@ -37,3 +37,29 @@ export function backoffDelay(
   if (elapsedMs + delay > (policy.budgetMs ?? Number.POSITIVE_INFINITY)) return undefined;
   return delay;
 }
+
+/** How a background task that must succeed before a deadline spaces its retries. */
+export interface DeadlinePolicy {
+  /** Share of the time left to the deadline to wait before the next try (e.g. 1/3). */
+  readonly shareOfTimeLeft: number;
+  /** Shortest wait, in ms: never a tight loop, even right at the deadline. */
+  readonly minDelayMs: number;
+  /** Longest wait, in ms, and the wait when there is no deadline. */
+  readonly maxDelayMs: number;
+}
+
+/**
+ * The wait before the next try of background work that keeps trying until a deadline (a Vault
+ * token renewal or login before the token expires): a share of the time left, so tries come
+ * closer together as the deadline nears, within `minDelayMs`..`maxDelayMs`. No jitter: one
+ * process retries its own token, nothing to spread out.
+ */
+export function delayBeforeDeadline(
+  policy: DeadlinePolicy,
+  deadline: number | undefined,
+  now: number = Date.now(),
+): number {
+  const share =
+    deadline === undefined ? policy.maxDelayMs : (deadline - now) * policy.shareOfTimeLeft;
+  return Math.min(policy.maxDelayMs, Math.max(policy.minDelayMs, share));
+}

@@ -5,6 +5,7 @@ import {
   EncryptedSessionError,
   KeyProviderUnavailableError,
 } from '../../../errors/index.js';
+import { delayBeforeDeadline, type DeadlinePolicy } from '../../../errors/backoff.js';
 import type NodeVault from 'node-vault';
 import { providerUsedBeforeInit } from '../used-before-init.js';
 import {
@@ -36,8 +37,12 @@ export interface VaultConnectionStats {
 
 const DEFAULT_JWT_PATH = '/var/run/secrets/kubernetes.io/serviceaccount/token';
 /** Retry delays of a renewal or background login that failed for a transient reason. */
-const MIN_RETRY_MS = 1000;
-const MAX_RETRY_MS = 30_000;
+/** Retries of a failed renewal or login: they must succeed before the token expires. */
+const RENEWAL_RETRY: DeadlinePolicy = {
+  shareOfTimeLeft: 1 / 3,
+  minDelayMs: 1000,
+  maxDelayMs: 30_000,
+};
 
 const logger = new Logger('VaultAuth');
 
@@ -374,10 +379,9 @@ export class VaultConnection {
     }
   }
 
-  /** A third of the token's remaining life, within 1-30 s. */
+  /** A third of the token's remaining life, within 1-30 s (the module's retry policies). */
   private retryDelay(): number {
-    const left = this.expiresAt === undefined ? MAX_RETRY_MS : (this.expiresAt - Date.now()) / 3;
-    return Math.min(MAX_RETRY_MS, Math.max(MIN_RETRY_MS, left));
+    return delayBeforeDeadline(RENEWAL_RETRY, this.expiresAt);
   }
 
   private schedule(delayMs: number, action: () => Promise<void>): void {

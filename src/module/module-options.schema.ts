@@ -265,6 +265,9 @@ const keyPolicyShape = {
   retry: keyProviderRetrySchema.optional(),
 };
 
+/** The options `keys` holds besides its one source. */
+export const KEY_POLICY_OPTIONS = Object.keys(keyPolicyShape);
+
 /** `keys` with exactly the one source `name`, and the key ring's policies. */
 export function keysSchemaFor<Name extends KeySourceName>(name: Name) {
   return strictOptions({ [name]: keySourceSchemas[name], ...keyPolicyShape } as {

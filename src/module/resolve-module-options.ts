@@ -13,6 +13,7 @@ import {
 } from '../storage/typeorm/index.js';
 import {
   DEFAULT_SQLITE_PATH,
+  KEY_POLICY_OPTIONS,
   keySourceSchemas,
   keysSchemaFor,
   moduleOptionsSchema,
@@ -125,11 +126,11 @@ function resolveKeys(keys: unknown) {
   }
   const [source] = sources;
   if (source === undefined) {
-    const unknown = Object.keys(keys).find((key) => !['maxItemsPerDataKey', 'retry'].includes(key));
+    const unknown = Object.keys(keys).find((key) => !KEY_POLICY_OPTIONS.includes(key));
     throw new ConfigurationError(
       unknown === undefined
         ? `options.keys names no key source; give one of ${KEY_SOURCES.join(', ')} (there is no default key)`
-        : `Unknown option options.keys.${unknown}; options.keys takes one of ${KEY_SOURCES.join(', ')}, and maxItemsPerDataKey, retry`,
+        : `Unknown option options.keys.${unknown}; options.keys takes one of ${KEY_SOURCES.join(', ')}, and ${KEY_POLICY_OPTIONS.join(', ')}`,
     );
   }
   const parsed = parseOptions(keysSchemaFor(source), keys, 'options.keys') as Record<

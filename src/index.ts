@@ -4,7 +4,9 @@
  * validators, injection tokens of the raw storage and key provider, the key ring's usable keys,
  * history-transaction helpers, record copiers) are reachable only by path, for this package's
  * own tests and benchmark; a host that injected the raw storage port could write around the
- * encryption.
+ * encryption. Adapters that need an optional package have entries of their own:
+ * `nest-encrypted-sessions/typeorm`, `/redis`, `/aws-kms` and `/vault`; the envelope format is
+ * also at `/crypto`. `test/module/public-api.spec.ts` lists every entry's exports.
  *
  * @packageDocumentation
  */

@@ -1,0 +1,131 @@
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { createRequire } from 'node:module';
+import type { AuditEvent, AuditEventBody } from './audit-event.js';
+import { lengthPrefixed, uint64 } from './length-prefixed.js';
+
+/** Domain of every chain MAC: a MAC of this module's trail is never valid anywhere else. */
+const MAC_DOMAIN = 'nes.audit.v1';
+
+/** Length of a chain MAC (HMAC-SHA256) and of a MAC key, in bytes. */
+export const AUDIT_MAC_LENGTH = 32;
+
+/** `prevMac` of the first record of every chain: 32 zero bytes. */
+export const GENESIS_PREV_MAC: Buffer = Buffer.alloc(AUDIT_MAC_LENGTH);
+
+/**
+ * The chain of one session: every event about it, in order. Tenant and session ids are
+ * base64url-encoded, so no two (tenant, session) pairs share a chain id.
+ */
+export function sessionChainId(tenantId: string, sessionId: string): string {
+  return `session.${base64url(tenantId)}.${base64url(sessionId)}`;
+}
+
+/**
+ * The control chain of one tenant: events that are not about a single session (holds, subject
+ * erasure, purge and rotation runs, provider outages).
+ */
+export function tenantChainId(tenantId: string): string {
+  return `tenant.${base64url(tenantId)}`;
+}
+
+const base64url = (id: string): string => Buffer.from(id, 'utf8').toString('base64url');
+
+// canonicalize (the RFC 8785 reference implementation, 2.x: 5.x needs Node 22) is CommonJS with
+// `module.exports = serialize`; its typings describe an ES default export, so load it plainly.
+const serialize = createRequire(import.meta.url)('canonicalize') as (
+  value: unknown,
+) => string | undefined;
+
+/**
+ * The canonical JSON of an event (RFC 8785: keys sorted by UTF-16 code units, no whitespace,
+ * ECMAScript number and string forms), the bytes every digest and signature covers. Never the
+ * insertion order of a JSON.stringify.
+ */
+export function canonicalJson(value: unknown): string {
+  const json = serialize(value);
+  if (json === undefined) throw new TypeError('canonicalJson: the value has no JSON form');
+  return json;
+}
+
+/** SHA-256 of the event's canonical JSON, its chain fields left out. */
+export function eventDigest(event: AuditEventBody | AuditEvent): Buffer {
+  const { chain: _chain, ...body } = event as AuditEvent;
+  return createHash('sha256').update(canonicalJson(body), 'utf8').digest();
+}
+
+/** What a chain MAC binds: the event's place in its chain, the key, and the event itself. */
+export interface ChainLink {
+  readonly chainId: string;
+  readonly seq: number;
+  readonly prevMac: Uint8Array;
+  readonly macKeyId: string;
+  /** {@link eventDigest} of the event. */
+  readonly eventDigest: Uint8Array;
+}
+
+/**
+ * `HMAC-SHA256(key, "nes.audit.v1" ‖ chainId ‖ seq ‖ prevMac ‖ macKeyId ‖ eventDigest)`, every
+ * part length-prefixed (`seq` as 8 bytes, big-endian). Binding the chain id stops a record
+ * being spliced into another chain; binding the key id stops a record verifying under another
+ * key.
+ */
+export function chainMac(macKey: Uint8Array, link: ChainLink): Buffer {
+  if (!Number.isSafeInteger(link.seq) || link.seq < 1) {
+    throw new RangeError('chainMac: seq starts at 1 and rises by one per record');
+  }
+  if (link.prevMac.length !== AUDIT_MAC_LENGTH) {
+    throw new RangeError('chainMac: prevMac must be 32 bytes');
+  }
+  return createHmac('sha256', macKey)
+    .update(
+      lengthPrefixed([
+        MAC_DOMAIN,
+        link.chainId,
+        uint64(link.seq),
+        link.prevMac,
+        link.macKeyId,
+        link.eventDigest,
+      ]),
+    )
+    .digest();
+}
+
+/** Whether `mac` is the chain MAC of `link` under `macKey`, compared in constant time. */
+export function chainMacMatches(macKey: Uint8Array, link: ChainLink, mac: Uint8Array): boolean {
+  const expected = chainMac(macKey, link);
+  return mac.length === expected.length && timingSafeEqual(expected, mac);
+}
+
+/**
+ * Appends `body` to a chain: the record that follows `previous` (or the first, when there is
+ * none), with its MAC under `macKey`.
+ */
+export function sealAuditEvent(
+  body: AuditEventBody,
+  chain: {
+    readonly chainId: string;
+    readonly previous?: { readonly seq: number; readonly mac: Uint8Array };
+    readonly macKeyId: string;
+    readonly macKey: Uint8Array;
+  },
+): AuditEvent {
+  const seq = (chain.previous?.seq ?? 0) + 1;
+  const prevMac = chain.previous?.mac ?? GENESIS_PREV_MAC;
+  const mac = chainMac(chain.macKey, {
+    chainId: chain.chainId,
+    seq,
+    prevMac,
+    macKeyId: chain.macKeyId,
+    eventDigest: eventDigest(body),
+  });
+  return {
+    ...body,
+    chain: {
+      chainId: chain.chainId,
+      seq,
+      prevMac: Buffer.from(prevMac).toString('base64url'),
+      macKeyId: chain.macKeyId,
+      mac: mac.toString('base64url'),
+    },
+  };
+}

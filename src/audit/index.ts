@@ -1,0 +1,55 @@
+// The audit layer as the layers above use it: the event schema, its chains and checkpoints'
+// hash trees, and subject references. (The service, storage and sinks build on these.)
+export {
+  AUDIT_ACTIONS,
+  AUDIT_ACTOR_TYPES,
+  AUDIT_OUTCOMES,
+  AUDIT_REASONS,
+  AUDIT_SCHEMA,
+  MAX_AUDIT_ID_LENGTH,
+  buildAuditEvent,
+  type AuditAction,
+  type AuditActor,
+  type AuditChainFields,
+  type AuditEvent,
+  type AuditEventBody,
+  type AuditEventInput,
+  type AuditKeys,
+  type AuditOutcome,
+  type AuditReason,
+  type AuditSource,
+  type AuditTarget,
+} from './audit-event.js';
+export {
+  AUDIT_MAC_LENGTH,
+  GENESIS_PREV_MAC,
+  canonicalJson,
+  chainMac,
+  chainMacMatches,
+  eventDigest,
+  sealAuditEvent,
+  sessionChainId,
+  tenantChainId,
+  type ChainLink,
+} from './audit-chain.js';
+export {
+  merkleInclusionProof,
+  merkleLeafHash,
+  merkleRoot,
+  verifyMerkleInclusion,
+} from './merkle.js';
+export { subjectRef } from './subject-ref.js';
+export {
+  CHECKPOINT_SCHEMA,
+  checkpointLeaf,
+  checkpointSignatureHolds,
+  headInclusionProof,
+  headIsInCheckpoint,
+  headsMatchCheckpoint,
+  signCheckpoint,
+  sortedHeads,
+  type AuditCheckpoint,
+  type AuditCheckpointBody,
+  type ChainHead,
+  type HeadInclusionProof,
+} from './checkpoint.js';

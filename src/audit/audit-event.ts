@@ -190,12 +190,7 @@ export function buildAuditEvent(input: AuditEventInput): AuditEventBody {
     action,
     outcome,
     reason: input.reason === undefined ? undefined : oneOf(input.reason, AUDIT_REASONS, 'reason'),
-    actor: stripUndefined({
-      type: oneOf(input.actor?.type, AUDIT_ACTOR_TYPES, 'actor.type'),
-      id: id(input.actor?.id, 'actor.id'),
-      tenantId: id(input.actor?.tenantId, 'actor.tenantId'),
-      onBehalfOf: optionalId(input.actor?.onBehalfOf, 'actor.onBehalfOf'),
-    }),
+    actor: checkAuditActor(input.actor),
     source:
       input.source === undefined
         ? undefined
@@ -216,6 +211,21 @@ export function buildAuditEvent(input: AuditEventInput): AuditEventBody {
             dekIds: optionalIds(input.keys.dekIds, 'keys.dekIds'),
             kekIds: optionalIds(input.keys.kekIds, 'keys.kekIds'),
           }),
+  });
+}
+
+/**
+ * The actor's fields, checked and copied (nothing else of the object): type from the list,
+ * ids of 1-256 characters without control characters.
+ *
+ * @throws InvalidArgumentError naming the field, never its value.
+ */
+export function checkAuditActor(actor: AuditActor | undefined): AuditActor {
+  return stripUndefined({
+    type: oneOf(actor?.type, AUDIT_ACTOR_TYPES, 'actor.type'),
+    id: id(actor?.id, 'actor.id'),
+    tenantId: id(actor?.tenantId, 'actor.tenantId'),
+    onBehalfOf: optionalId(actor?.onBehalfOf, 'actor.onBehalfOf'),
   });
 }
 

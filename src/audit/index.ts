@@ -8,6 +8,7 @@ export {
   AUDIT_SCHEMA,
   MAX_AUDIT_ID_LENGTH,
   buildAuditEvent,
+  checkAuditActor,
   type AuditAction,
   type AuditActor,
   type AuditChainFields,
@@ -53,3 +54,10 @@ export {
   type ChainHead,
   type HeadInclusionProof,
 } from './checkpoint.js';
+export { currentAuditContext, runAs, type AuditContext } from './audit-context.js';
+export {
+  verifyChain,
+  type ChainBreak,
+  type ChainVerification,
+  type ChainVerificationOptions,
+} from './chain-verifier.js';

@@ -1,0 +1,118 @@
+import { AUDIT_MAC_LENGTH, GENESIS_PREV_MAC, chainMacMatches, eventDigest } from './audit-chain.js';
+import type { AuditEvent } from './audit-event.js';
+
+/**
+ * Why a chain does not verify. Each names what an attacker (or a fault) did:
+ * - `gap`: a `seq` is missing (a record was deleted);
+ * - `prev_mac_mismatch`: a record does not follow the one before it (inserted, reordered, or a
+ *   rewrite that did not recompute the rest of the chain);
+ * - `mac_mismatch`: a record's fields are not the ones its MAC covers (edited);
+ * - `wrong_chain`: a record names another chain (spliced in from elsewhere);
+ * - `unknown_key`: its MAC key id is not one the trail knows;
+ * - `malformed`: a chain field is not well formed;
+ * - `truncated`: the chain ends before the head a checkpoint recorded (its tail was cut);
+ * - `checkpoint_mismatch`: the record at a checkpointed head is not the one the checkpoint saw
+ *   (a full rewrite with the stolen MAC key);
+ * - `missing`: a checkpoint lists the chain, but it has no records (deleted whole).
+ */
+export type ChainBreak =
+  | 'gap'
+  | 'prev_mac_mismatch'
+  | 'mac_mismatch'
+  | 'wrong_chain'
+  | 'unknown_key'
+  | 'malformed'
+  | 'truncated'
+  | 'checkpoint_mismatch'
+  | 'missing';
+
+/** The outcome of verifying one chain. */
+export interface ChainVerification {
+  readonly ok: boolean;
+  readonly chainId: string;
+  /** The last seq that verified, 0 when none did. */
+  readonly verifiedThroughSeq: number;
+  /** The first record that did not verify (for `truncated` and `missing`: the first absent). */
+  readonly firstBadSeq?: number;
+  readonly reason?: ChainBreak;
+}
+
+/** What a verifier needs besides the records. */
+export interface ChainVerificationOptions {
+  readonly chainId: string;
+  /** The MAC key of an id, or undefined when the trail knows no such key. */
+  readonly macKeyFor: (
+    macKeyId: string,
+  ) => Uint8Array | undefined | Promise<Uint8Array | undefined>;
+  /** The head a checkpoint recorded for this chain, if one did. */
+  readonly checkpointedHead?: { readonly seq: number; readonly headMac: Uint8Array };
+  /** Verify from this seq on: the record before it is trusted as given. @default 1 */
+  readonly fromSeq?: number;
+  /** The MAC of the record before `fromSeq`, when `fromSeq` > 1. */
+  readonly prevMacBeforeFrom?: Uint8Array;
+}
+
+/**
+ * Verifies one chain from its records in `seq` order, holding only the previous record: memory
+ * stays constant however long the chain. Stops at the first break and names it.
+ */
+export async function verifyChain(
+  records: AsyncIterable<AuditEvent> | Iterable<AuditEvent>,
+  options: ChainVerificationOptions,
+): Promise<ChainVerification> {
+  const { chainId } = options;
+  const fromSeq = options.fromSeq ?? 1;
+  let expectedSeq = fromSeq;
+  let prevMac: Uint8Array =
+    fromSeq === 1 ? GENESIS_PREV_MAC : (options.prevMacBeforeFrom ?? GENESIS_PREV_MAC);
+  let headAtCheckpoint: Uint8Array | undefined;
+  const broken = (firstBadSeq: number, reason: ChainBreak): ChainVerification => ({
+    ok: false,
+    chainId,
+    verifiedThroughSeq: expectedSeq - 1,
+    firstBadSeq,
+    reason,
+  });
+
+  for await (const record of records) {
+    const chain = record.chain;
+    if (!chain || !Number.isSafeInteger(chain.seq)) return broken(expectedSeq, 'malformed');
+    if (chain.chainId !== chainId) return broken(chain.seq, 'wrong_chain');
+    if (chain.seq > expectedSeq) return broken(expectedSeq, 'gap');
+    if (chain.seq < expectedSeq) return broken(chain.seq, 'prev_mac_mismatch');
+    const recordPrevMac = Buffer.from(chain.prevMac, 'base64url');
+    const mac = Buffer.from(chain.mac, 'base64url');
+    if (recordPrevMac.length !== AUDIT_MAC_LENGTH || mac.length !== AUDIT_MAC_LENGTH) {
+      return broken(chain.seq, 'malformed');
+    }
+    if (!recordPrevMac.equals(Buffer.from(prevMac))) return broken(chain.seq, 'prev_mac_mismatch');
+    const macKey = await options.macKeyFor(chain.macKeyId);
+    if (macKey === undefined) return broken(chain.seq, 'unknown_key');
+    const link = {
+      chainId,
+      seq: chain.seq,
+      prevMac: recordPrevMac,
+      macKeyId: chain.macKeyId,
+      eventDigest: eventDigest(record),
+    };
+    if (!chainMacMatches(macKey, link, mac)) return broken(chain.seq, 'mac_mismatch');
+    if (chain.seq === options.checkpointedHead?.seq) headAtCheckpoint = mac;
+    prevMac = mac;
+    expectedSeq += 1;
+  }
+
+  const checkpointed = options.checkpointedHead;
+  if (checkpointed !== undefined) {
+    if (expectedSeq === fromSeq && fromSeq === 1 && checkpointed.seq > 0) {
+      return broken(1, 'missing');
+    }
+    if (expectedSeq - 1 < checkpointed.seq) return broken(expectedSeq, 'truncated');
+    if (
+      headAtCheckpoint !== undefined &&
+      !Buffer.from(headAtCheckpoint).equals(Buffer.from(checkpointed.headMac))
+    ) {
+      return broken(checkpointed.seq, 'checkpoint_mismatch');
+    }
+  }
+  return { ok: true, chainId, verifiedThroughSeq: expectedSeq - 1 };
+}

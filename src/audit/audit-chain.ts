@@ -1,6 +1,6 @@
-import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac, hash, timingSafeEqual } from 'node:crypto';
 import { createRequire } from 'node:module';
-import type { AuditEvent, AuditEventBody } from './audit-event.js';
+import type { AuditChainFields, AuditEvent, AuditEventBody } from './audit-event.js';
 import { lengthPrefixed, uint64 } from './length-prefixed.js';
 
 /** Domain of every chain MAC: a MAC of this module's trail is never valid anywhere else. */
@@ -47,10 +47,36 @@ export function canonicalJson(value: unknown): string {
   return json;
 }
 
+/** The canonical JSON of an event's body: every field but `chain`. */
+export function bodyJsonOf(event: AuditEventBody | AuditEvent): string {
+  const { chain: _chain, ...body } = event as AuditEvent;
+  return canonicalJson(body);
+}
+
+/** SHA-256 of an event body's canonical JSON, as stored. */
+export function bodyDigest(bodyJson: string): Buffer {
+  // The one-shot hash: the verifier digests one body per record.
+  return hash('sha256', bodyJson, 'buffer');
+}
+
 /** SHA-256 of the event's canonical JSON, its chain fields left out. */
 export function eventDigest(event: AuditEventBody | AuditEvent): Buffer {
-  const { chain: _chain, ...body } = event as AuditEvent;
-  return createHash('sha256').update(canonicalJson(body), 'utf8').digest();
+  return bodyDigest(bodyJsonOf(event));
+}
+
+/**
+ * An event as the trail stores it: its chain fields, and its body as the exact canonical JSON
+ * the MAC covers. A verifier hashes the stored bytes instead of canonicalising again, and an
+ * edit to any byte of them breaks the MAC.
+ */
+export interface AuditRecord {
+  readonly chain: AuditChainFields;
+  readonly body: string;
+}
+
+/** The stored form of a sealed event. */
+export function auditRecordOf(event: AuditEvent): AuditRecord {
+  return { chain: event.chain, body: bodyJsonOf(event) };
 }
 
 /** What a chain MAC binds: the event's place in its chain, the key, and the event itself. */

@@ -1,5 +1,10 @@
-import { AUDIT_MAC_LENGTH, GENESIS_PREV_MAC, chainMacMatches, eventDigest } from './audit-chain.js';
-import type { AuditEvent } from './audit-event.js';
+import {
+  AUDIT_MAC_LENGTH,
+  GENESIS_PREV_MAC,
+  bodyDigest,
+  chainMacMatches,
+  type AuditRecord,
+} from './audit-chain.js';
 
 /**
  * Why a chain does not verify. Each names what an attacker (or a fault) did:
@@ -57,14 +62,15 @@ export interface ChainVerificationOptions {
  * stays constant however long the chain. Stops at the first break and names it.
  */
 export async function verifyChain(
-  records: AsyncIterable<AuditEvent> | Iterable<AuditEvent>,
+  records: AsyncIterable<AuditRecord | readonly AuditRecord[]> | Iterable<AuditRecord>,
   options: ChainVerificationOptions,
 ): Promise<ChainVerification> {
   const { chainId } = options;
   const fromSeq = options.fromSeq ?? 1;
   let expectedSeq = fromSeq;
-  let prevMac: Uint8Array =
-    fromSeq === 1 ? GENESIS_PREV_MAC : (options.prevMacBeforeFrom ?? GENESIS_PREV_MAC);
+  let prevMac: Buffer = Buffer.from(
+    fromSeq === 1 ? GENESIS_PREV_MAC : (options.prevMacBeforeFrom ?? GENESIS_PREV_MAC),
+  );
   let headAtCheckpoint: Uint8Array | undefined;
   const broken = (firstBadSeq: number, reason: ChainBreak): ChainVerification => ({
     ok: false,
@@ -74,7 +80,17 @@ export async function verifyChain(
     reason,
   });
 
-  for await (const record of records) {
+  // MAC keys by id: one lookup per key, not per record.
+  const macKeys = new Map<string, Uint8Array | undefined>();
+  const macKeyOf = async (macKeyId: string) => {
+    if (!macKeys.has(macKeyId)) macKeys.set(macKeyId, await options.macKeyFor(macKeyId));
+    return macKeys.get(macKeyId);
+  };
+  /** Checks one record against the state; the break it shows, or undefined when it holds. */
+  const check = (
+    record: AuditRecord,
+    macKey: Uint8Array | undefined,
+  ): ChainVerification | undefined => {
     const chain = record.chain;
     if (!chain || !Number.isSafeInteger(chain.seq)) return broken(expectedSeq, 'malformed');
     if (chain.chainId !== chainId) return broken(chain.seq, 'wrong_chain');
@@ -85,20 +101,37 @@ export async function verifyChain(
     if (recordPrevMac.length !== AUDIT_MAC_LENGTH || mac.length !== AUDIT_MAC_LENGTH) {
       return broken(chain.seq, 'malformed');
     }
-    if (!recordPrevMac.equals(Buffer.from(prevMac))) return broken(chain.seq, 'prev_mac_mismatch');
-    const macKey = await options.macKeyFor(chain.macKeyId);
+    if (!recordPrevMac.equals(prevMac)) return broken(chain.seq, 'prev_mac_mismatch');
     if (macKey === undefined) return broken(chain.seq, 'unknown_key');
     const link = {
       chainId,
       seq: chain.seq,
       prevMac: recordPrevMac,
       macKeyId: chain.macKeyId,
-      eventDigest: eventDigest(record),
+      eventDigest: bodyDigest(record.body),
     };
     if (!chainMacMatches(macKey, link, mac)) return broken(chain.seq, 'mac_mismatch');
     if (chain.seq === options.checkpointedHead?.seq) headAtCheckpoint = mac;
     prevMac = mac;
     expectedSeq += 1;
+    return undefined;
+  };
+  // A plain loop for records already in memory (a page): awaiting each one would cost a
+  // microtask per record. Pages of records may come from an async iterable.
+  const isPage = (value: unknown): value is Iterable<AuditRecord> =>
+    typeof (value as Iterable<AuditRecord>)[Symbol.iterator] === 'function';
+  const pages: AsyncIterable<Iterable<AuditRecord>> | Iterable<Iterable<AuditRecord>> = isPage(
+    records,
+  )
+    ? [records]
+    : mapPages(records);
+  for await (const page of pages) {
+    for (const record of page) {
+      const macKeyId = record.chain?.macKeyId;
+      const macKey = macKeys.has(macKeyId) ? macKeys.get(macKeyId) : await macKeyOf(macKeyId);
+      const broke = check(record, macKey);
+      if (broke) return broke;
+    }
   }
 
   const checkpointed = options.checkpointedHead;
@@ -115,4 +148,11 @@ export async function verifyChain(
     }
   }
   return { ok: true, chainId, verifiedThroughSeq: expectedSeq - 1 };
+}
+
+/** An async stream of records or of pages of records, as pages. */
+async function* mapPages(
+  records: AsyncIterable<AuditRecord | readonly AuditRecord[]>,
+): AsyncIterable<Iterable<AuditRecord>> {
+  for await (const entry of records) yield Array.isArray(entry) ? entry : [entry as AuditRecord];
 }

@@ -24,6 +24,9 @@ export {
 export {
   AUDIT_MAC_LENGTH,
   GENESIS_PREV_MAC,
+  auditRecordOf,
+  bodyDigest,
+  bodyJsonOf,
   canonicalJson,
   chainMac,
   chainMacMatches,
@@ -31,6 +34,7 @@ export {
   sealAuditEvent,
   sessionChainId,
   tenantChainId,
+  type AuditRecord,
   type ChainLink,
 } from './audit-chain.js';
 export {

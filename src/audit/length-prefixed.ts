@@ -1,17 +1,27 @@
 /**
  * Concatenates byte strings, each preceded by its length as a 4-byte big-endian number, so no
  * two different lists of parts encode to the same bytes ("ab" + "c" differs from "a" + "bc").
- * Every MAC and hash input of the audit trail is built with it.
+ * Strings are taken as UTF-8. Every MAC and hash input of the audit trail is built with it;
+ * strings are written in place (no intermediate buffer per part), since the verifier builds one
+ * per record.
  */
 export function lengthPrefixed(parts: ReadonlyArray<Uint8Array | string>): Buffer {
-  const buffers = parts.map((part) =>
-    typeof part === 'string' ? Buffer.from(part, 'utf8') : Buffer.from(part),
-  );
-  const out = Buffer.allocUnsafe(buffers.reduce((total, part) => total + 4 + part.length, 0));
+  let total = 0;
+  for (const part of parts) {
+    total += 4 + (typeof part === 'string' ? Buffer.byteLength(part, 'utf8') : part.length);
+  }
+  const out = Buffer.allocUnsafe(total);
   let offset = 0;
-  for (const part of buffers) {
-    offset = out.writeUInt32BE(part.length, offset);
-    offset += part.copy(out, offset);
+  for (const part of parts) {
+    if (typeof part === 'string') {
+      const length = Buffer.byteLength(part, 'utf8');
+      offset = out.writeUInt32BE(length, offset);
+      offset += out.write(part, offset, length, 'utf8');
+    } else {
+      offset = out.writeUInt32BE(part.length, offset);
+      out.set(part, offset);
+      offset += part.length;
+    }
   }
   return out;
 }

@@ -1,6 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { sealAuditEvent, sessionChainId } from '../../src/audit/audit-chain.js';
+import {
+  auditRecordOf,
+  sealAuditEvent,
+  sessionChainId,
+  type AuditRecord,
+} from '../../src/audit/audit-chain.js';
 import { buildAuditEvent, type AuditEvent } from '../../src/audit/audit-event.js';
 import { verifyChain } from '../../src/audit/chain-verifier.js';
 
@@ -18,8 +23,8 @@ const bodyAt = (index: number) =>
     time: 1_767_225_600_000 + index,
   });
 
-/** Seals `bodies` into a chain in order, under `key`. */
-function seal(bodies: ReturnType<typeof bodyAt>[], key = macKey, id = chainId): AuditEvent[] {
+/** Seals `bodies` into a chain in order, under `key`: the records as the trail stores them. */
+function seal(bodies: ReturnType<typeof bodyAt>[], key = macKey, id = chainId): AuditRecord[] {
   const records: AuditEvent[] = [];
   for (const body of bodies) {
     const previous = records.at(-1);
@@ -35,16 +40,16 @@ function seal(bodies: ReturnType<typeof bodyAt>[], key = macKey, id = chainId): 
       }),
     );
   }
-  return records;
+  return records.map(auditRecordOf);
 }
 
 /** The records as a stream, as a storage adapter pages them out. */
-async function* streamOf(records: AuditEvent[]) {
+async function* streamOf(records: AuditRecord[]) {
   yield* records;
 }
 
 const chain = seal(Array.from({ length: 6 }, (_, index) => bodyAt(index)));
-const headOf = (records: AuditEvent[], seq = records.length) => ({
+const headOf = (records: AuditRecord[], seq = records.length) => ({
   seq,
   headMac: Buffer.from(records[seq - 1].chain.mac, 'base64url'),
 });
@@ -65,11 +70,13 @@ describe('verifyChain', () => {
     expect(await verifyChain(streamOf(chain), { chainId, macKeyFor })).toMatchObject({ ok: true });
   });
 
-  it.each<[string, () => AuditEvent[], number, string]>([
+  it.each<[string, () => AuditRecord[], number, string]>([
     [
       'an edited field',
       () =>
-        chain.map((r) => (r.chain.seq === 3 ? { ...r, target: { ...r.target, count: 99 } } : r)),
+        chain.map((r) =>
+          r.chain.seq === 3 ? { ...r, body: r.body.replace('"count":3', '"count":99') } : r,
+        ),
       3,
       'mac_mismatch',
     ],
@@ -158,10 +165,9 @@ describe('verifyChain', () => {
   });
 
   it('names a full rewrite with the stolen MAC key by its checkpointed head', async () => {
+    const bodies = chain.map((r) => JSON.parse(r.body) as ReturnType<typeof bodyAt>);
     const rewritten = seal(
-      chain
-        .map((r) => ({ ...r, target: { ...r.target, count: 0 } }))
-        .map(({ chain: _c, ...b }) => b),
+      bodies.map((body) => ({ ...body, target: { ...body.target, count: 0 } })),
     );
     expect(await verifyChain(rewritten, { chainId, macKeyFor })).toMatchObject({ ok: true });
     expect(

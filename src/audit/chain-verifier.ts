@@ -118,8 +118,6 @@ export async function verifyChain(
   };
   // A plain loop for records already in memory (a page): awaiting each one would cost a
   // microtask per record. Pages of records may come from an async iterable.
-  const isPage = (value: unknown): value is Iterable<AuditRecord> =>
-    typeof (value as Iterable<AuditRecord>)[Symbol.iterator] === 'function';
   const pages: AsyncIterable<Iterable<AuditRecord>> | Iterable<Iterable<AuditRecord>> = isPage(
     records,
   )
@@ -149,6 +147,10 @@ export async function verifyChain(
   }
   return { ok: true, chainId, verifiedThroughSeq: expectedSeq - 1 };
 }
+
+/** Whether `records` is in memory already (an array, a page), not a stream. */
+const isPage = (value: unknown): value is Iterable<AuditRecord> =>
+  typeof (value as Iterable<AuditRecord>)[Symbol.iterator] === 'function';
 
 /** An async stream of records or of pages of records, as pages. */
 async function* mapPages(

@@ -126,6 +126,7 @@ export async function verifyChain(
   for await (const page of pages) {
     for (const record of page) {
       const macKeyId = record.chain?.macKeyId;
+      if (typeof macKeyId !== 'string') return broken(expectedSeq, 'malformed');
       const macKey = macKeys.has(macKeyId) ? macKeys.get(macKeyId) : await macKeyOf(macKeyId);
       const broke = check(record, macKey);
       if (broke) return broke;

@@ -46,7 +46,9 @@ export interface KeyProvider {
   readonly name: string;
   /**
    * Connects, logs in and looks up the active root key. The module awaits it once at startup,
-   * before any other call; a provider that needs nothing of the sort leaves it out.
+   * before any other call; a provider that needs nothing of the sort leaves it out. A provider
+   * that has it refuses every other call made before it with a `ConfigurationError` ("... was
+   * called before init()"), the same in every provider.
    */
   init?(): Promise<void>;
   /** Stops timers (token renewal) and releases connections. Idempotent. */

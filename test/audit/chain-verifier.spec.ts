@@ -139,6 +139,12 @@ describe('verifyChain', () => {
       'unknown_key',
     ],
     [
+      'a record without its chain fields',
+      () => chain.map((r) => (r.chain.seq === 4 ? ({ body: r.body } as AuditRecord) : r)),
+      4,
+      'malformed',
+    ],
+    [
       'a MAC that is not 32 bytes',
       () =>
         chain.map((r) => (r.chain.seq === 5 ? { ...r, chain: { ...r.chain, mac: 'AAAA' } } : r)),
@@ -152,6 +158,20 @@ describe('verifyChain', () => {
       firstBadSeq,
       reason,
     });
+  });
+
+  it('never asks for a key without an id (a record missing its chain fields)', async () => {
+    const asked: unknown[] = [];
+    const records = chain.map((r) => (r.chain.seq === 2 ? ({ body: r.body } as AuditRecord) : r));
+    const result = await verifyChain(records, {
+      chainId,
+      macKeyFor: (id) => {
+        asked.push(id);
+        return macKeyFor(id);
+      },
+    });
+    expect(result).toMatchObject({ ok: false, firstBadSeq: 2, reason: 'malformed' });
+    expect(asked).toEqual(['mk-1']);
   });
 
   it('names a tail cut below the checkpointed head', async () => {

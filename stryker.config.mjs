@@ -20,7 +20,10 @@ export default {
     pool: 'threads',
   },
   // STRYKER_MUTATE (set by the script from its arguments) narrows the run: globs, comma-separated.
-  mutate: (process.env.STRYKER_MUTATE ?? 'src/crypto/**/*.ts,src/sessions/**/*.ts,src/keys/**/*.ts')
+  mutate: (
+    process.env.STRYKER_MUTATE ??
+    'src/crypto/**/*.ts,src/sessions/**/*.ts,src/keys/**/*.ts,src/audit/**/*.ts'
+  )
     .split(',')
     .concat([
       // Barrels only re-export; *.testing.ts are test seams left out of the build.

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
- * `npm run test:mutation [-- crypto sessions keys]`: StrykerJS on src/crypto, src/sessions and
- * src/keys (or the folders named), then the mutation score per folder.
+ * `npm run test:mutation [-- crypto sessions keys audit]`: StrykerJS on src/crypto, src/sessions,
+ * src/keys and src/audit (or the folders named), then the mutation score per folder.
  *
  * Stryker 10 needs Node 22+ (its Babel parser 24.11+), while the project runs on Node 20. So this
  * script fetches the official Node 24 build once from the npm registry (scripts/fetch-node.mjs,
@@ -21,7 +21,7 @@ import { ensureNode } from './fetch-node.mjs';
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const NODE_MAJOR = 24;
 const reportFile = join(root, 'reports', 'mutation', 'mutation.json');
-const FOLDERS = ['crypto', 'sessions', 'keys'];
+const FOLDERS = ['crypto', 'sessions', 'keys', 'audit'];
 
 // Arguments: folders under src/ (`keys`, `keys/providers`) or globs under it (`'keys/*.ts'`),
 // and `--force` to test every mutant again instead of reusing the incremental results.

@@ -193,7 +193,17 @@ export function describeKeyProviderContract(
       expectNoSecrets(failure, [plaintext, wrapped.wrappedKey], fixture.secrets);
     });
   });
+}
 
+/**
+ * What only a provider with a service shows (env keys live in the process and cannot be
+ * unreachable): run by the KMS and Vault specs next to {@link describeKeyProviderContract}.
+ */
+export function describeRemoteProviderContract(
+  name: string,
+  createFixture: ProviderFixtureFactory,
+): void {
+  // Every remote provider has init(); env keys are ready once built, with no "before".
   describe(`KeyProvider contract, before init(): ${name}`, () => {
     let unopened: ProviderFixture | undefined;
 
@@ -205,27 +215,16 @@ export function describeKeyProviderContract(
 
     it.for(callsBeforeInit)(
       'refuses %s() before init() with the shared ConfigurationError',
-      async ([method, call], test) => {
+      async ([method, call]) => {
         unopened = await createFixture();
         const { provider } = unopened;
-        // A provider without init() (env) is ready once built: there is no "before" to refuse.
-        if (!provider.init) test.skip();
         const failure = await rejectionOf(() => call(provider));
         expect(failure).toBeInstanceOf(ConfigurationError);
         expect(failure.message).toBe(usedBeforeInitMessage(provider.name, method));
       },
     );
   });
-}
 
-/**
- * What only a provider with a service shows (env keys live in the process and cannot be
- * unreachable): run by the KMS and Vault specs next to {@link describeKeyProviderContract}.
- */
-export function describeRemoteProviderContract(
-  name: string,
-  createFixture: ProviderFixtureFactory,
-): void {
   describe(`KeyProvider contract, remote service: ${name}`, () => {
     let fixture: ProviderFixture;
     let provider: KeyProvider;

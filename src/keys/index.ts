@@ -19,6 +19,7 @@ export {
   type KeyCacheOptions,
   type KeyProviderRetryOptions,
   type KeyRingOptions,
+  type ModuleKeyRingOptions,
 } from './key-ring.options.js';
 export { KeyRing, type KeyRingStats, type UsableDataKey } from './key-ring.service.js';
 export {

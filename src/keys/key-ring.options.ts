@@ -112,54 +112,57 @@ export const maxItemsPerDataKeySchema = wholeNumber(
   2 ** 28,
 );
 
-/** Each key ring option, the public option it comes from, and the rule it follows. */
-const KEY_RING_FIELDS: Record<keyof KeyRingOptions, { option: string; schema: z.ZodNumber }> = {
+/** Each key ring option, where it sits in the module's options, and the rule it follows. */
+const KEY_RING_FIELDS: Record<
+  keyof KeyRingOptions,
+  { path: readonly [string, ...string[]]; schema: z.ZodNumber }
+> = {
   cacheMaxEntries: {
-    option: 'options.keyCache.maxEntries',
+    path: ['keyCache', 'maxEntries'],
     schema: keyCacheOptionsSchema.shape.maxEntries.unwrap(),
   },
   cacheMaxAgeMs: {
-    option: 'options.keyCache.maxAgeMs',
+    path: ['keyCache', 'maxAgeMs'],
     schema: keyCacheOptionsSchema.shape.maxAgeMs.unwrap(),
   },
-  maxItemsPerDataKey: {
-    option: 'options.keys.maxItemsPerDataKey',
-    schema: maxItemsPerDataKeySchema,
-  },
+  maxItemsPerDataKey: { path: ['keys', 'maxItemsPerDataKey'], schema: maxItemsPerDataKeySchema },
   providerMaxAttempts: {
-    option: 'options.keys.retry.maxAttempts',
+    path: ['keys', 'retry', 'maxAttempts'],
     schema: keyProviderRetrySchema.shape.maxAttempts.unwrap(),
   },
   providerRetryBudgetMs: {
-    option: 'options.keys.retry.budgetMs',
+    path: ['keys', 'retry', 'budgetMs'],
     schema: keyProviderRetrySchema.shape.budgetMs.unwrap(),
   },
   providerRetryBaseDelayMs: {
-    option: 'options.keys.retry.baseDelayMs',
+    path: ['keys', 'retry', 'baseDelayMs'],
     schema: keyProviderRetrySchema.shape.baseDelayMs.unwrap(),
   },
   providerOutageCooldownMs: {
-    option: 'options.keys.retry.outageCooldownMs',
+    path: ['keys', 'retry', 'outageCooldownMs'],
     schema: keyProviderRetrySchema.shape.outageCooldownMs.unwrap(),
   },
 };
 
-/** The module's key options as the key ring takes them. */
-export function keyRingOptionsFrom(options: {
-  keyCache?: KeyCacheOptions;
-  retry?: KeyProviderRetryOptions;
-  maxItemsPerDataKey?: number;
-}): KeyRingOptions {
-  const { keyCache = {}, retry = {} } = options;
-  return {
-    cacheMaxEntries: keyCache.maxEntries,
-    cacheMaxAgeMs: keyCache.maxAgeMs,
-    maxItemsPerDataKey: options.maxItemsPerDataKey,
-    providerMaxAttempts: retry.maxAttempts,
-    providerRetryBudgetMs: retry.budgetMs,
-    providerRetryBaseDelayMs: retry.baseDelayMs,
-    providerOutageCooldownMs: retry.outageCooldownMs,
+/** The module's key options, in the places {@link KEY_RING_FIELDS} names. */
+export interface ModuleKeyRingOptions {
+  readonly keyCache?: KeyCacheOptions;
+  readonly keys?: {
+    readonly retry?: KeyProviderRetryOptions;
+    readonly maxItemsPerDataKey?: number;
   };
+}
+
+/** The module's key options as the key ring takes them. */
+export function keyRingOptionsFrom(options: ModuleKeyRingOptions): KeyRingOptions {
+  const valueAt = (path: readonly string[]): number | undefined =>
+    path.reduce<unknown>(
+      (node, key) => (node as Record<string, unknown> | undefined)?.[key],
+      options,
+    ) as number | undefined;
+  return Object.fromEntries(
+    Object.entries(KEY_RING_FIELDS).map(([name, field]) => [name, valueAt(field.path)]),
+  ) as KeyRingOptions;
 }
 
 /**
@@ -181,7 +184,9 @@ export function resolveKeyRingOptions(options: KeyRingOptions = {}): Required<Ke
       );
     }
     const result = field.schema.safeParse(value);
-    if (!result.success) throw optionIssueError(result.error.issues[0], field.option);
+    if (!result.success) {
+      throw optionIssueError(result.error.issues[0], `options.${field.path.join('.')}`);
+    }
     resolved[name] = result.data;
   }
   return resolved;

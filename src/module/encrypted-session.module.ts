@@ -10,6 +10,7 @@ import {
   ConfigurableEncryptedSessionModule,
   ENCRYPTED_SESSION_MODULE_OPTIONS,
   HOST_DATA_SOURCE,
+  MODULE_EXTRAS_DEFAULTS,
 } from './encrypted-session.module-definition.js';
 import { moduleOptionsSchema } from './module-options.schema.js';
 import { OPENED_BACKENDS, openBackends, type OpenedBackends } from './module-startup.js';
@@ -102,8 +103,7 @@ const BESIDE_USE_FACTORY = [
   'inject',
   'imports',
   'provideInjectionTokensFrom',
-  'isGlobal',
-  'dataSourceName',
+  ...Object.keys(MODULE_EXTRAS_DEFAULTS),
 ];
 
 /**

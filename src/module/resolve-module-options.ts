@@ -1,7 +1,12 @@
 import { z } from 'zod';
 import { ConfigurationError } from '../errors/index.js';
 import { parseOptions } from '../errors/option-schema.js';
-import { keyRingOptionsFrom, resolveKeyRingOptions, type KeyRingOptions } from '../keys/index.js';
+import {
+  keyRingOptionsFrom,
+  resolveKeyRingOptions,
+  type KeyRingOptions,
+  type ModuleKeyRingOptions,
+} from '../keys/index.js';
 import { DEFAULT_MAX_ITEM_BYTES, type SessionDefaults } from '../sessions/index.js';
 import type { SessionStorage } from '../storage/index.js';
 // Only the key rule: the Redis adapter itself (and ioredis) is loaded when Redis is named.
@@ -11,6 +16,7 @@ import {
   checkSqlServerOptions,
   tableNamesFor,
 } from '../storage/typeorm/index.js';
+import { MODULE_EXTRAS_DEFAULTS } from './encrypted-session.module-definition.js';
 import {
   DEFAULT_SQLITE_PATH,
   KEY_POLICY_OPTIONS,
@@ -59,7 +65,7 @@ export interface ResolvedModuleOptions {
 }
 
 /** Options that change the module graph: read beside the options, never in them. */
-const EXTRAS = ['isGlobal', 'dataSourceName'];
+const EXTRAS = Object.keys(MODULE_EXTRAS_DEFAULTS);
 
 const KEY_SOURCES = Object.keys(keySourceSchemas) as KeySourceName[];
 
@@ -99,8 +105,7 @@ export function resolveModuleOptions(
     keyRing: resolveKeyRingOptions(
       keyRingOptionsFrom({
         keyCache: parsed.keyCache,
-        retry: keys.retry,
-        maxItemsPerDataKey: keys.maxItemsPerDataKey,
+        keys: keys.policies,
       }),
     ),
     storage: resolveStorage(parsed.storage, hostDataSourceNamed),
@@ -136,15 +141,10 @@ function resolveKeys(keys: unknown) {
   const parsed = parseOptions(keysSchemaFor(source), keys, 'options.keys') as Record<
     string,
     unknown
-  > & {
-    maxItemsPerDataKey?: number;
-    retry?: Parameters<typeof keyRingOptionsFrom>[0]['retry'];
-  };
-  return {
-    source: { source, options: parsed[source] } as ResolvedKeySource,
-    maxItemsPerDataKey: parsed.maxItemsPerDataKey,
-    retry: parsed.retry,
-  };
+  > &
+    NonNullable<ModuleKeyRingOptions['keys']>;
+  // The key ring reads its policies (retry, maxItemsPerDataKey) from the parsed keys as given.
+  return { source: { source, options: parsed[source] } as ResolvedKeySource, policies: parsed };
 }
 
 type ParsedStorage = z.output<typeof moduleOptionsSchema>['storage'];

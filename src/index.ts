@@ -13,6 +13,7 @@
 
 // Errors: every error thrown on purpose, with its stable code.
 export {
+  AuditWriteError,
   ConfigurationError,
   EncryptedSessionError,
   HistoryConflictError,

@@ -73,6 +73,11 @@ export const HTTP_STATUS_BY_ERROR_CODE: Readonly<Record<EncryptedSessionErrorCod
       status: HttpStatus.SERVICE_UNAVAILABLE,
       publicMessage: 'The server is shutting down; retry the request',
     },
+    // Fail closed: the audit record could not be written, so nothing of the request was stored.
+    AUDIT_WRITE_FAILED: {
+      status: HttpStatus.SERVICE_UNAVAILABLE,
+      publicMessage: 'The audit trail refused the record of this request; nothing was stored',
+    },
   };
 
 /**

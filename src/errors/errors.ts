@@ -97,3 +97,14 @@ export class ShuttingDownError extends EncryptedSessionError {
   readonly code = 'SHUTTING_DOWN';
   override readonly retryable = true;
 }
+
+/**
+ * The audit record of an operation could not be written (the audit table refused the insert,
+ * the disk is full, the chain head moved under a damaged row), so the operation failed closed:
+ * nothing of it was stored. Fix the audit store, then retry the call.
+ *
+ * @publicApi
+ */
+export class AuditWriteError extends EncryptedSessionError {
+  readonly code = 'AUDIT_WRITE_FAILED';
+}

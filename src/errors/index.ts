@@ -3,6 +3,7 @@ export {
   type EncryptedSessionErrorCode,
 } from './encrypted-session.error.js';
 export {
+  AuditWriteError,
   ConfigurationError,
   HistoryConflictError,
   IntegrityError,

@@ -1,9 +1,13 @@
-import type { SessionReadScope, SessionWriteScope } from './storage.ports.js';
+import { IntegrityError } from '../errors/index.js';
+import type { AuditChainWrites, SessionReadScope, SessionWriteScope } from './storage.ports.js';
 import type {
+  AuditChainHeadRecord,
+  AuditChainRef,
   DataKeyRecord,
   HistoryOperationRecord,
   SessionRecord,
   SessionRef,
+  StoredAuditRecord,
   StoredItem,
 } from './storage.records.js';
 
@@ -60,12 +64,29 @@ export interface AdapterHistoryOperations {
   deleteAll(ref: SessionRef): Promise<number>;
 }
 
+/** Audit chains, by chain. */
+export interface AdapterAuditChains {
+  /** The chain's head, locked for the rest of the unit; undefined when it has no record. */
+  lockHead(chain: AuditChainRef): Promise<AuditChainHeadRecord | undefined>;
+  /**
+   * Writes records the binding has checked to continue `head`, and moves the head to the last
+   * one (conditionally on `head`, where the backend can check it).
+   */
+  append(
+    chain: AuditChainRef,
+    head: AuditChainHeadRecord | undefined,
+    records: readonly StoredAuditRecord[],
+  ): Promise<void>;
+}
+
 /** Everything an adapter's transaction can touch. */
 export interface AdapterScope {
   readonly sessions: AdapterSessionRows;
   readonly items: AdapterItems;
   readonly dataKeys: AdapterDataKeys;
   readonly historyOperations: AdapterHistoryOperations;
+  /** Absent on an adapter that keeps no audit trail. */
+  readonly audit?: AdapterAuditChains;
 }
 
 /** What an adapter's read-only unit of work offers: the read methods only. */
@@ -114,11 +135,86 @@ export function bindReadScope(scope: AdapterReadScope, sessionRef: SessionRef): 
   };
 }
 
+/** A chain's first record follows this MAC. */
+const GENESIS_MAC = Buffer.alloc(32);
+
+const headLabel = (chain: AuditChainRef): string =>
+  chain.sessionId === null ? "the tenant's control chain" : "the session's audit chain";
+
+/**
+ * The audit chain writes of one unit of work, for chains of `owner` (a session's tenant and
+ * session, or a tenant with `sessionId` null). Every record must continue the head the unit
+ * locked: seq rising by one, each `prevMac` the MAC before it; anything else is refused before
+ * it reaches the adapter. `onlyChainId` limits the unit to one chain.
+ */
+export function bindAuditChains(
+  adapter: AdapterAuditChains,
+  owner: { readonly tenantId: string; readonly sessionId: string | null },
+  onlyChainId?: string,
+): AuditChainWrites {
+  const tenantId = owner.tenantId;
+  const sessionId = owner.sessionId;
+  /** Heads this unit locked, as its own appends moved them. */
+  const locked = new Map<string, AuditChainHeadRecord | undefined>();
+  const chainOf = (chainId: string): AuditChainRef => ({ chainId, tenantId, sessionId });
+  return {
+    lockHead: async (chainId) => {
+      if (onlyChainId !== undefined && chainId !== onlyChainId) {
+        throw new Error(
+          'An audit unit of work locked another chain than the one it was opened for',
+        );
+      }
+      if (locked.has(chainId)) return locked.get(chainId);
+      const head = await adapter.lockHead(chainOf(chainId));
+      locked.set(chainId, head);
+      return head;
+    },
+    append: async (records) => {
+      if (records.length === 0) return;
+      const chain = chainOf(records[0].chainId);
+      if (!locked.has(chain.chainId)) {
+        throw new Error('Audit records appended to a chain whose head the unit did not lock');
+      }
+      const head = locked.get(chain.chainId);
+      let seq = head?.seq ?? 0;
+      let mac: Buffer = head?.mac ?? GENESIS_MAC;
+      for (const record of records) {
+        if (
+          record.chainId !== chain.chainId ||
+          record.tenantId !== tenantId ||
+          record.sessionId !== sessionId
+        ) {
+          throw new Error(
+            'An audit record names another chain than the unit of work it was written in',
+          );
+        }
+        if (record.seq !== seq + 1 || !record.prevMac.equals(mac)) {
+          throw new IntegrityError(
+            `An audit record does not continue ${headLabel(chain)} (seq ${record.seq} after ${seq}); nothing was stored. Verify the chain: its head may have been edited`,
+          );
+        }
+        seq = record.seq;
+        mac = record.mac;
+      }
+      await adapter.append(chain, head, records);
+      const last = records.at(-1)!;
+      locked.set(chain.chainId, {
+        chainId: chain.chainId,
+        tenantId,
+        seq: last.seq,
+        mac: Buffer.from(last.mac),
+        time: last.time,
+      });
+    },
+  };
+}
+
 /** The session-bound scope of a transaction over an adapter's scope. */
 export function bindWriteScope(scope: AdapterScope, sessionRef: SessionRef): SessionWriteScope {
   const read = bindReadScope(scope, sessionRef);
   const { ref } = read;
   return {
+    ...(scope.audit && { audit: bindAuditChains(scope.audit, ref) }),
     ref,
     session: {
       ...read.session,

@@ -1,8 +1,11 @@
 import type {
+  AuditChainHeadRecord,
+  AuditChainRef,
   DataKeyRecord,
   HistoryOperationRecord,
   SessionRecord,
   SessionRef,
+  StoredAuditRecord,
   StoredItem,
 } from './storage.records.js';
 
@@ -161,13 +164,31 @@ export interface SessionReadScope {
 }
 
 /**
- * What a transaction may do: read and write one session's rows, atomically.
+ * Appends to one audit chain inside a unit of work. Records persist in the same atomic step as
+ * the unit's other writes, exactly once per committed unit (also when Redis runs the work again
+ * after a conflict: only the last run's records are written), and never under a session's
+ * expiry (an audit record outlives the items it describes). A unit that throws persists none.
  *
- * Slot for the audit trail: it adds an `audit` member here whose `append(record)` the adapter
- * persists at commit, exactly once per committed unit of work (also when Redis runs the work
- * again after a conflict: only the last run's records are written), in the same atomic step as
- * the change, and never under the session's expiry (an audit record outlives the items it
- * describes). Records appended in a unit of work that throws are not persisted.
+ * @publicApi
+ */
+export interface AuditChainWrites {
+  /**
+   * The chain's head, undefined for a chain with no record yet. From here to the end of the
+   * unit no other unit appends to the chain (SQL: a row lock; Redis: the commit fails and the
+   * work runs again).
+   */
+  lockHead(chainId: string): Promise<AuditChainHeadRecord | undefined>;
+  /**
+   * Appends records that continue the head `lockHead` returned: seq rising by one from it,
+   * each `prevMac` the MAC before it. Anything else is refused with an IntegrityError and
+   * the unit fails. Each record's tenant and session must be the unit's own.
+   */
+  append(records: readonly StoredAuditRecord[]): Promise<void>;
+}
+
+/**
+ * What a transaction may do: read and write one session's rows, atomically, and append to the
+ * session's audit chain in the same step (when the adapter keeps an audit trail).
  *
  * @publicApi
  */
@@ -176,6 +197,32 @@ export interface SessionWriteScope extends SessionReadScope {
   readonly items: ItemWrites;
   readonly dataKeys: DataKeyWrites;
   readonly historyOperations: HistoryOperationWrites;
+  /** The session's audit chain; present when the storage offers {@link AuditStorage}. */
+  readonly audit?: AuditChainWrites;
+}
+
+/**
+ * The audit trail's own storage: append-only records and per-chain heads, kept by the same
+ * backend as the sessions.
+ *
+ * @publicApi
+ */
+export interface AuditStorage {
+  /**
+   * Runs work that appends to one chain only, atomically: the event of a read, of a refused or
+   * failed attempt (which changed nothing, so it commits on its own), or of the tenant's control
+   * chain. Adapters with optimistic concurrency run `work` again after a conflicting commit.
+   */
+  transaction<T>(chain: AuditChainRef, work: (audit: AuditChainWrites) => Promise<T>): Promise<T>;
+  /** Up to `limit` records of a chain with `seq > afterSeq`, in ascending seq order. */
+  readChain(chain: AuditChainRef, afterSeq: number, limit: number): Promise<StoredAuditRecord[]>;
+  /** The head of a chain, undefined when it has no record. */
+  findHead(chain: AuditChainRef): Promise<AuditChainHeadRecord | undefined>;
+  /**
+   * Up to `limit` heads of the tenant's chains whose chain id sorts after `afterChainId` by
+   * its UTF-8 bytes (`''` for the first page), in that order.
+   */
+  listHeads(tenantId: string, afterChainId: string, limit: number): Promise<AuditChainHeadRecord[]>;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -254,6 +301,8 @@ export interface SessionStorage {
    * (a host's own adapter need not offer it). Check it with {@link supportsMaintenance}.
    */
   readonly maintenance?: StorageMaintenance | MaintenanceUnsupported;
+  /** The audit trail's records and chain heads; absent when the adapter keeps none. */
+  readonly audit?: AuditStorage;
   /** Releases what the adapter itself opened (not a host's DataSource). Idempotent. */
   close(): Promise<void>;
 }

@@ -95,3 +95,68 @@ export const copyDataKeyRecord = (key: DataKeyRecord): DataKeyRecord => ({
   ...key,
   wrappedKey: Buffer.from(key.wrappedKey),
 });
+
+/**
+ * Where one audit chain stands: its last record's sequence number and MAC.
+ *
+ * @publicApi
+ */
+export interface AuditChainHeadRecord {
+  chainId: string;
+  tenantId: string;
+  /** The last record's seq: 1 for a chain of one record. */
+  seq: number;
+  /** The last record's MAC (32 bytes). */
+  mac: Buffer;
+  /** The last record's time, epoch ms. */
+  time: number;
+}
+
+/**
+ * One audit record as stored. The audit layer seals it; storage keeps its bytes and indexes it
+ * by the clear columns, which repeat fields of `body` (the canonical JSON the MAC covers) so an
+ * access report needs no JSON parsing. Nothing here is content, key material or a raw subject id.
+ *
+ * @publicApi
+ */
+export interface StoredAuditRecord {
+  chainId: string;
+  seq: number;
+  tenantId: string;
+  /** The session of a session chain; null on a tenant's control chain. */
+  sessionId: string | null;
+  /** UUIDv7 of the event. */
+  eventId: string;
+  /** Epoch ms. */
+  time: number;
+  action: string;
+  outcome: string;
+  actorId: string;
+  /** Keyed pseudonym of the subject, base64url; null when the event names none. */
+  subjectRef: string | null;
+  macKeyId: string;
+  /** The previous record's MAC (32 zero bytes for a chain's first). */
+  prevMac: Buffer;
+  mac: Buffer;
+  /** The event's canonical JSON without its chain fields, exactly as the MAC covers it. */
+  body: string;
+}
+
+/**
+ * The chain an audit unit of work appends to: a session's, or the tenant's control chain
+ * (`sessionId` null). Adapters keep a session chain beside the session (Redis: in its slot).
+ *
+ * @publicApi
+ */
+export interface AuditChainRef {
+  readonly chainId: string;
+  readonly tenantId: string;
+  readonly sessionId: string | null;
+}
+
+/** A copy of an audit record whose buffers are not shared with the original. */
+export const copyAuditRecord = (record: StoredAuditRecord): StoredAuditRecord => ({
+  ...record,
+  prevMac: Buffer.from(record.prevMac),
+  mac: Buffer.from(record.mac),
+});

@@ -22,6 +22,7 @@ describe('the public API', () => {
         'DEFAULT_SQLITE_PATH',
         'ENVELOPE_FORMAT_VERSION',
         'ENVELOPE_HEADER_LENGTH',
+        'AuditWriteError',
         'ENVELOPE_TAG_LENGTH',
         'EncryptedSession',
         'EncryptedSessionError',

@@ -1,4 +1,5 @@
 import { memoryHarness } from '../support/session-harness.js';
+import { describeAuditStorageContract } from '../storage/audit-storage-contract.js';
 import { describeKekRotation } from '../keys/kek-rotation-contract.js';
 import { describeIntegrityContract } from './integrity-contract.js';
 import { describeSessionContract } from './session-contract.js';
@@ -6,3 +7,4 @@ import { describeSessionContract } from './session-contract.js';
 describeSessionContract('memory', memoryHarness);
 describeIntegrityContract('memory', memoryHarness);
 describeKekRotation('memory', memoryHarness);
+describeAuditStorageContract('memory', memoryHarness);

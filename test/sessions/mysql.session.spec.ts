@@ -1,4 +1,5 @@
 import { afterAll, describe } from 'vitest';
+import { describeAuditStorageContract } from '../storage/audit-storage-contract.js';
 import { isolatedSqlServerHarness, sqlServerHarness } from '../support/session-harness.js';
 import { sqlServerUp } from '../support/sql-server-support.js';
 import { describeKekRotation } from '../keys/kek-rotation-contract.js';
@@ -13,4 +14,5 @@ describe.skipIf(!up)('mariadb', () => {
   describeSessionContract('mariadb', factory);
   describeIntegrityContract('mariadb', factory);
   describeKekRotation('mariadb', isolatedSqlServerHarness('mysql'));
+  describeAuditStorageContract('mariadb', factory);
 });

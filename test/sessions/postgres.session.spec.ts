@@ -1,4 +1,5 @@
 import { afterAll, describe } from 'vitest';
+import { describeAuditStorageContract } from '../storage/audit-storage-contract.js';
 import { isolatedSqlServerHarness, sqlServerHarness } from '../support/session-harness.js';
 import { sqlServerUp } from '../support/sql-server-support.js';
 import { describeKekRotation } from '../keys/kek-rotation-contract.js';
@@ -13,4 +14,5 @@ describe.skipIf(!up)('postgres', () => {
   describeSessionContract('postgres', factory);
   describeIntegrityContract('postgres', factory);
   describeKekRotation('postgres', isolatedSqlServerHarness('postgres'));
+  describeAuditStorageContract('postgres', factory);
 });

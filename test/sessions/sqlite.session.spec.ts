@@ -1,4 +1,5 @@
 import { sqliteHarness } from '../support/session-harness.js';
+import { describeAuditStorageContract } from '../storage/audit-storage-contract.js';
 import { describeKekRotation } from '../keys/kek-rotation-contract.js';
 import { describeIntegrityContract } from './integrity-contract.js';
 import { describeSessionContract } from './session-contract.js';
@@ -6,3 +7,4 @@ import { describeSessionContract } from './session-contract.js';
 describeSessionContract('sqlite', sqliteHarness);
 describeIntegrityContract('sqlite', sqliteHarness);
 describeKekRotation('sqlite', sqliteHarness);
+describeAuditStorageContract('sqlite', sqliteHarness);

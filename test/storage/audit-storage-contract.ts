@@ -7,6 +7,7 @@ import type {
   AuditChainRef,
   StoredAuditRecord,
 } from '../../src/storage/storage.records.js';
+import { chainOf, recordsAfter } from '../support/audit-records.js';
 import type { HarnessFactory, SessionHarness } from '../support/session-harness.js';
 
 /*
@@ -15,51 +16,6 @@ import type { HarnessFactory, SessionHarness } from '../support/session-harness.
  * outliving the session's data, read back byte for byte. The audit layer seals real MACs; here
  * any 32 bytes do, since storage only keeps and links them.
  */
-
-const GENESIS = Buffer.alloc(32);
-
-/** A session's chain, or the tenant's control chain when `sessionId` is null. */
-function chainOf(tenantId: string, sessionId: string | null): AuditChainRef {
-  return {
-    chainId: `${sessionId === null ? 't' : 's'}.${Buffer.from(`${tenantId}\u0000${sessionId ?? ''}`).toString('base64url')}`,
-    tenantId,
-    sessionId,
-  };
-}
-
-/** `count` records that continue `head` on `chain`, with random MACs. */
-function recordsAfter(
-  chain: AuditChainRef,
-  head: { seq: number; mac: Buffer } | undefined,
-  count = 1,
-): StoredAuditRecord[] {
-  const records: StoredAuditRecord[] = [];
-  let seq = head?.seq ?? 0;
-  let prevMac = head?.mac ?? GENESIS;
-  for (let index = 0; index < count; index++) {
-    seq += 1;
-    const mac = randomBytes(32);
-    const eventId = randomUUID();
-    records.push({
-      chainId: chain.chainId,
-      seq,
-      tenantId: chain.tenantId,
-      sessionId: chain.sessionId,
-      eventId,
-      time: 1_767_000_000_000 + seq,
-      action: 'session.append',
-      outcome: 'success',
-      actorId: 'user-1',
-      subjectRef: seq % 2 === 0 ? null : 'c3ViamVjdC1yZWY',
-      macKeyId: 'mac-1',
-      prevMac,
-      mac,
-      body: JSON.stringify({ eventId, seq, note: 'é\u2028' }),
-    });
-    prevMac = mac;
-  }
-  return records;
-}
 
 const uniqueTenant = (): string => `tenant-${randomUUID()}`;
 

@@ -1,6 +1,8 @@
 import {
+  bindAuditChains,
   bindReadScope,
   bindWriteScope,
+  type AdapterAuditChains,
   type AdapterDataKeys,
   type AdapterHistoryOperations,
   type AdapterItems,
@@ -10,6 +12,7 @@ import {
 import { sequenceBehindItemsError } from '../sequence-behind-items.js';
 import { SerialQueue } from '../serial-queue.js';
 import type {
+  AuditStorage,
   DataKeyPage,
   SessionReadScope,
   SessionStorage,
@@ -17,13 +20,16 @@ import type {
   StorageMaintenance,
 } from '../storage.ports.js';
 import type {
+  AuditChainHeadRecord,
+  AuditChainRef,
   DataKeyRecord,
   HistoryOperationRecord,
   SessionRecord,
   SessionRef,
+  StoredAuditRecord,
   StoredItem,
 } from '../storage.records.js';
-import { copyDataKeyRecord, copyStoredItem } from '../storage.records.js';
+import { copyAuditRecord, copyDataKeyRecord, copyStoredItem } from '../storage.records.js';
 
 interface SessionState {
   record: SessionRecord;
@@ -31,6 +37,20 @@ interface SessionState {
   items: Map<number, StoredItem>;
   operations: Map<string, HistoryOperationRecord>;
 }
+
+/** One audit chain: its records by ascending seq, and its head (the last of them). */
+interface AuditChainState {
+  readonly tenantId: string;
+  readonly records: StoredAuditRecord[];
+}
+
+const headOf = (record: StoredAuditRecord): AuditChainHeadRecord => ({
+  chainId: record.chainId,
+  tenantId: record.tenantId,
+  seq: record.seq,
+  mac: Buffer.from(record.mac),
+  time: record.time,
+});
 
 /** Undo actions of the running transaction, replayed in reverse on failure. */
 type UndoLog = Array<() => void>;
@@ -57,6 +77,8 @@ export class MemorySessionStorage implements SessionStorage {
   readonly backend = 'memory';
   private readonly sessions = new Map<string, SessionState>();
   private readonly dataKeys = new Map<string, DataKeyRecord>();
+  /** Audit chains by chain id; never deleted with their session. */
+  private readonly auditChains = new Map<string, AuditChainState>();
   private readonly queue = new SerialQueue();
 
   /** Cross-session scans, each run alone like a unit of work. */
@@ -67,20 +89,85 @@ export class MemorySessionStorage implements SessionStorage {
     countDataKeysByKek: () => this.queue.run(async () => this.countByKek()),
   };
 
+  /** The audit trail, each call run alone like a unit of work. */
+  readonly audit: AuditStorage = {
+    transaction: (chain, work) =>
+      this.undoable((undo) => work(bindAuditChains(this.auditScope(undo), chain, chain.chainId))),
+    readChain: (chain, afterSeq, limit) =>
+      this.queue.run(async () =>
+        (this.chainOf(chain)?.records ?? [])
+          .filter((record) => record.seq > afterSeq)
+          .slice(0, limit)
+          .map(copyAuditRecord),
+      ),
+    findHead: (chain) =>
+      this.queue.run(async () => {
+        const last = this.chainOf(chain)?.records.at(-1);
+        return last && headOf(last);
+      }),
+    listHeads: (tenantId, afterChainId, limit) =>
+      this.queue.run(async () => {
+        const after = Buffer.from(afterChainId);
+        return [...this.auditChains.entries()]
+          .filter(([, state]) => state.tenantId === tenantId && state.records.length > 0)
+          .map(([chainId, state]) => ({ key: Buffer.from(chainId), last: state.records.at(-1)! }))
+          .filter(({ key }) => Buffer.compare(key, after) > 0)
+          .toSorted((a, b) => Buffer.compare(a.key, b.key))
+          .slice(0, limit)
+          .map(({ last }) => headOf(last));
+      }),
+  };
+
   read<T>(ref: SessionRef, work: (scope: SessionReadScope) => Promise<T>): Promise<T> {
     return this.queue.run(() => work(bindReadScope(this.createScope(undefined), ref)));
   }
 
   transaction<T>(ref: SessionRef, work: (scope: SessionWriteScope) => Promise<T>): Promise<T> {
+    return this.undoable((undo) => work(bindWriteScope(this.createScope(undo), ref)));
+  }
+
+  /** Runs work alone; on failure, undoes what it changed, newest change first. */
+  private undoable<T>(work: (undo: UndoLog) => Promise<T>): Promise<T> {
     return this.queue.run(async () => {
       const undo: UndoLog = [];
       try {
-        return await work(bindWriteScope(this.createScope(undo), ref));
+        return await work(undo);
       } catch (error) {
         for (let i = undo.length - 1; i >= 0; i--) undo[i]();
         throw error;
       }
     });
+  }
+
+  /** The chain's state, if it belongs to the chain's tenant. */
+  private chainOf(chain: AuditChainRef): AuditChainState | undefined {
+    const state = this.auditChains.get(chain.chainId);
+    return state?.tenantId === chain.tenantId ? state : undefined;
+  }
+
+  /** Audit chain writes; units run one at a time, so the head needs no lock of its own. */
+  private auditScope(undo: UndoLog): AdapterAuditChains {
+    return {
+      lockHead: async (chain) => {
+        const last = this.chainOf(chain)?.records.at(-1);
+        return last && headOf(last);
+      },
+      append: async (chain, _head, records) => {
+        let state = this.auditChains.get(chain.chainId);
+        if (!state) {
+          const created: AuditChainState = { tenantId: chain.tenantId, records: [] };
+          this.auditChains.set(chain.chainId, created);
+          undo.push(() => this.auditChains.delete(chain.chainId));
+          state = created;
+        } else if (state.tenantId !== chain.tenantId) {
+          throw new Error('An audit chain id names a chain of another tenant');
+        }
+        const chainRecords = state.records;
+        const before = chainRecords.length;
+        chainRecords.push(...records.map(copyAuditRecord));
+        undo.push(() => (chainRecords.length = before));
+      },
+    };
   }
 
   async close(): Promise<void> {}
@@ -269,7 +356,13 @@ export class MemorySessionStorage implements SessionStorage {
       },
     };
 
-    return { sessions, items, dataKeys, historyOperations };
+    return {
+      sessions,
+      items,
+      dataKeys,
+      historyOperations,
+      ...(undo && { audit: this.auditScope(undo) }),
+    };
   }
 
   private listWrappedByOtherKek(

@@ -1,8 +1,10 @@
 import type {
+  AuditChainHeadRecord,
   DataKeyRecord,
   HistoryOperationRecord,
   SessionRecord,
   SessionRef,
+  StoredAuditRecord,
   StoredItem,
 } from '../storage.records.js';
 import type { Row } from './pool-reader.js';
@@ -80,5 +82,40 @@ export function toOperationRecord(row: Row, ref: SessionRef): HistoryOperationRe
     dekId: values.text('dek_id'),
     digest: values.bytes('digest'),
     createdAt: values.integer('created_at'),
+  };
+}
+
+/** Maps a row of the audit records table. */
+export function toAuditRecord(row: Row, chainId: string): StoredAuditRecord {
+  const values = new RowValues(row, () => `an audit record of chain '${chainId}'`);
+  return {
+    chainId: values.text('chain_id'),
+    seq: values.integer('seq', 1),
+    tenantId: values.text('tenant_id'),
+    sessionId: values.nullableText('session_id'),
+    eventId: values.text('event_id'),
+    time: values.integer('event_time'),
+    action: values.text('action'),
+    outcome: values.text('outcome'),
+    actorId: values.text('actor_id'),
+    subjectRef: values.nullableText('subject_ref'),
+    macKeyId: values.text('mac_key_id'),
+    prevMac: values.bytes('prev_mac'),
+    mac: values.bytes('mac'),
+    body: values.text('body'),
+  };
+}
+
+/** Maps a row of the audit heads table; undefined for a chain with no record yet (seq 0). */
+export function toAuditHead(row: Row): AuditChainHeadRecord | undefined {
+  const values = new RowValues(row, () => `the head of an audit chain`);
+  const seq = values.integer('seq');
+  if (seq === 0) return undefined;
+  return {
+    chainId: values.text('chain_id'),
+    tenantId: values.text('tenant_id'),
+    seq,
+    mac: values.bytes('mac'),
+    time: values.integer('last_time'),
   };
 }

@@ -1,6 +1,7 @@
 import { EntitySchema, type EntitySchemaColumnOptions } from 'typeorm';
 import { ConfigurationError } from '../../errors/index.js';
 import { MYSQL_ID_BYTES } from './migrations/binary-ids.migration.js';
+import { AUDIT_CHAIN_ID_LENGTH } from './migrations/create-audit-tables.migration.js';
 import { tableNamesFor } from './table-names.js';
 
 /**
@@ -68,6 +69,34 @@ export interface HistoryOperationRow {
   dekId: string;
   digest: Buffer;
   createdAt: string | number;
+}
+
+/** An audit record row (append-only). */
+export interface AuditRecordRow {
+  chainId: string;
+  seq: string | number;
+  tenantId: string;
+  sessionId: string | null;
+  eventId: string;
+  eventTime: string | number;
+  action: string;
+  outcome: string;
+  actorId: string;
+  subjectRef: string | null;
+  macKeyId: string;
+  prevMac: Buffer;
+  mac: Buffer;
+  /** The event's canonical JSON, as its MAC covers it. */
+  body: string;
+}
+
+/** An audit chain head row. */
+export interface AuditHeadRow {
+  chainId: string;
+  tenantId: string;
+  seq: string | number;
+  mac: Buffer;
+  lastTime: string | number;
 }
 
 type Columns = Record<string, EntitySchemaColumnOptions>;
@@ -174,6 +203,55 @@ export function sessionEntitySchemas(options: SessionEntityOptions): EntitySchem
     createdAt: bigint('created_at'),
   };
 
+  // Chain ids are ASCII; Postgres compares and sorts them by bytes ("C"), MySQL as binary.
+  const chainId = (primary: boolean): EntitySchemaColumnOptions =>
+    isMysql
+      ? {
+          name: 'chain_id',
+          type: 'varbinary',
+          length: AUDIT_CHAIN_ID_LENGTH,
+          primary,
+          transformer: utf8Text,
+        }
+      : isPostgres
+        ? {
+            name: 'chain_id',
+            type: 'varchar',
+            length: AUDIT_CHAIN_ID_LENGTH,
+            primary,
+            collation: 'C',
+          }
+        : { name: 'chain_id', type: 'text', primary };
+  const auditId = (name: string): EntitySchemaColumnOptions =>
+    isMysql
+      ? { name, type: 'varbinary', length: 1024, transformer: utf8Text }
+      : { name, type: 'varchar', length: 256 };
+  const mac = (name: string): EntitySchemaColumnOptions =>
+    isMysql ? { name, type: 'varbinary', length: 32 } : binary(name, false);
+  const auditRecordColumns: Columns = {
+    chainId: chainId(true),
+    seq: { ...bigint('seq'), primary: true },
+    tenantId: id('tenant_id'),
+    sessionId: nullable(id('session_id')),
+    eventId: { name: 'event_id', type: 'char', length: 36 },
+    eventTime: bigint('event_time'),
+    action: { name: 'action', type: 'varchar', length: 64 },
+    outcome: { name: 'outcome', type: 'varchar', length: 16 },
+    actorId: auditId('actor_id'),
+    subjectRef: nullable({ name: 'subject_ref', type: 'varchar', length: 64 }),
+    macKeyId: auditId('mac_key_id'),
+    prevMac: mac('prev_mac'),
+    mac: mac('mac'),
+    body: { name: 'body', type: isMysql ? 'longtext' : 'text' },
+  };
+  const auditHeadColumns: Columns = {
+    chainId: chainId(true),
+    tenantId: id('tenant_id'),
+    seq: bigint('seq'),
+    mac: mac('mac'),
+    lastTime: bigint('last_time'),
+  };
+
   return [
     new EntitySchema<SessionRow>({
       name: `${t.sessions}`,
@@ -209,6 +287,22 @@ export function sessionEntitySchemas(options: SessionEntityOptions): EntitySchem
       name: `${t.historyOperations}`,
       tableName: t.historyOperations,
       columns: operationColumns,
+    }),
+    new EntitySchema<AuditRecordRow>({
+      name: t.auditRecords,
+      tableName: t.auditRecords,
+      columns: auditRecordColumns,
+      indices: [
+        { name: `${t.auditRecords}_session`, columns: ['tenantId', 'sessionId', 'eventTime'] },
+        { name: `${t.auditRecords}_subject`, columns: ['tenantId', 'subjectRef', 'eventTime'] },
+        { name: `${t.auditRecords}_actor`, columns: ['tenantId', 'actorId', 'eventTime'] },
+      ],
+    }),
+    new EntitySchema<AuditHeadRow>({
+      name: t.auditHeads,
+      tableName: t.auditHeads,
+      columns: auditHeadColumns,
+      indices: [{ name: `${t.auditHeads}_tenant`, columns: ['tenantId', 'chainId'] }],
     }),
   ];
 }

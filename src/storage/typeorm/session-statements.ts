@@ -12,6 +12,9 @@ import { quotedTable, type TableNames } from './table-names.js';
  */
 export const ITEM_INSERT_PARAMETERS = 7;
 
+/** Parameters per row of `insertAuditRecords`. */
+export const AUDIT_RECORD_INSERT_PARAMETERS = 14;
+
 /** The statements of {@link buildSessionStatements}, by name. */
 export type SessionStatements = ReturnType<typeof buildSessionStatements>;
 
@@ -33,11 +36,13 @@ export function buildSessionStatements(t: TableNames, d: SqlDialect) {
  * the quoting per engine.
  */
 function buildPortableStatements(t: TableNames, d: SqlDialect) {
-  const [sessions, items, dataKeys, operations] = [
+  const [sessions, items, dataKeys, operations, auditRecords, auditHeads] = [
     t.sessions,
     t.items,
     t.dataKeys,
     t.historyOperations,
+    t.auditRecords,
+    t.auditHeads,
   ].map((name) => quotedTable(t, name));
   const p = (n: number) => d.param(n);
   const itemColumns = '"seq", "dek_id", "expires_at", "created_at", "ciphertext"';
@@ -51,6 +56,12 @@ function buildPortableStatements(t: TableNames, d: SqlDialect) {
     '"dek_id", "tenant_id", "session_id", "subject_id", "generation", "first_seq", "kek_id", "wrapped_key", "state", "created_at", "destroyed_at"';
   const placeholders = (from: number, count: number) =>
     Array.from({ length: count }, (_, i) => p(from + i)).join(', ');
+  const auditRecordColumns =
+    '"chain_id", "seq", "tenant_id", "session_id", "event_id", "event_time", "action", "outcome", "actor_id", "subject_ref", "mac_key_id", "prev_mac", "mac", "body"';
+  const headColumns = '"chain_id", "tenant_id", "seq", "mac", "last_time"';
+  // SQLite's write transaction already holds the database's one write lock.
+  const forUpdate = d.backend === 'sqlite' ? '' : ' FOR UPDATE';
+  const insertAuditCache = new Map<number, string>();
   const insertItemsCache = new Map<number, string>();
   const deleteBySeqCache = new Map<number, string>();
 
@@ -113,5 +124,32 @@ function buildPortableStatements(t: TableNames, d: SqlDialect) {
       `INSERT INTO ${operations} ("tenant_id", "session_id", "operation_id", "dek_id", "digest", "created_at") VALUES (${placeholders(1, 6)})`,
     ),
     deleteOperations: `DELETE FROM ${operations} WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)}`,
+    lockAuditHead: `SELECT ${headColumns} FROM ${auditHeads} WHERE "chain_id" = ${p(1)}${forUpdate}`,
+    // A chain's head row exists before its first record (seq 0), so there is a row to lock.
+    // MySQL: INSERT IGNORE would take a shared lock on a row another unit just inserted, and
+    // two units upgrading theirs to FOR UPDATE deadlock; the no-op update locks exclusively.
+    insertEmptyAuditHead:
+      d.backend === 'mysql'
+        ? `INSERT INTO ${auditHeads} (${headColumns}) VALUES (${p(1)}, ${p(2)}, 0, ${p(3)}, 0) ON DUPLICATE KEY UPDATE "seq" = "seq"`
+        : d.insertIgnoringDuplicates(
+            `INSERT INTO ${auditHeads} (${headColumns}) VALUES (${p(1)}, ${p(2)}, 0, ${p(3)}, 0)`,
+          ),
+    moveAuditHead: `UPDATE ${auditHeads} SET "seq" = ${p(1)}, "mac" = ${p(2)}, "last_time" = ${p(3)} WHERE "chain_id" = ${p(4)} AND "seq" = ${p(5)}`,
+    insertAuditRecords(rowCount: number): string {
+      let statement = insertAuditCache.get(rowCount);
+      if (!statement) {
+        const rows = Array.from(
+          { length: rowCount },
+          (_, r) =>
+            `(${placeholders(r * AUDIT_RECORD_INSERT_PARAMETERS + 1, AUDIT_RECORD_INSERT_PARAMETERS)})`,
+        );
+        statement = `INSERT INTO ${auditRecords} (${auditRecordColumns}) VALUES ${rows.join(', ')}`;
+        insertAuditCache.set(rowCount, statement);
+      }
+      return statement;
+    },
+    readAuditChain: `SELECT ${auditRecordColumns} FROM ${auditRecords} WHERE "chain_id" = ${p(1)} AND "seq" > ${p(2)} ORDER BY "seq" ASC LIMIT ${p(3)}`,
+    findAuditHead: `SELECT ${headColumns} FROM ${auditHeads} WHERE "chain_id" = ${p(1)} AND "seq" > 0`,
+    listAuditHeads: `SELECT ${headColumns} FROM ${auditHeads} WHERE "tenant_id" = ${p(1)} AND "chain_id" > ${p(2)} AND "seq" > 0 ORDER BY "chain_id" ASC LIMIT ${p(3)}`,
   };
 }

@@ -7,6 +7,10 @@ export interface TableNames {
   readonly items: string;
   readonly dataKeys: string;
   readonly historyOperations: string;
+  /** Append-only audit records, one row per event. */
+  readonly auditRecords: string;
+  /** Each audit chain's last seq and MAC. */
+  readonly auditHeads: string;
   readonly schemaMigrations: string;
   /** Postgres schema holding the tables; undefined for the connection's search_path. */
   readonly schema?: string;
@@ -32,6 +36,8 @@ export function tableNamesFor(prefix: string = DEFAULT_TABLE_PREFIX, schema?: st
     items: `${prefix}items`,
     dataKeys: `${prefix}data_keys`,
     historyOperations: `${prefix}history_operations`,
+    auditRecords: `${prefix}audit_records`,
+    auditHeads: `${prefix}audit_heads`,
     schemaMigrations: `${prefix}schema_migrations`,
     schema: schema === undefined ? undefined : checkSchemaName(schema),
   };

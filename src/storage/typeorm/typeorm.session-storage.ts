@@ -1,13 +1,22 @@
 import type { DataSource, QueryRunner } from 'typeorm';
 import {
+  AuditWriteError,
   EncryptedSessionError,
+  IntegrityError,
   InvalidArgumentError,
   StorageUnavailableError,
 } from '../../errors/index.js';
 import { sequenceBehindItemsError } from '../sequence-behind-items.js';
 import { SerialQueue } from '../serial-queue.js';
-import { bindReadScope, bindWriteScope, type AdapterScope } from '../adapter-scope.js';
+import {
+  bindAuditChains,
+  bindReadScope,
+  bindWriteScope,
+  type AdapterAuditChains,
+  type AdapterScope,
+} from '../adapter-scope.js';
 import type {
+  AuditStorage,
   DataKeyPage,
   SessionReadScope,
   SessionStorage,
@@ -19,6 +28,8 @@ import { poolReaderFor, type Row, type RowReader } from './pool-reader.js';
 import {
   dataKeyLabel,
   sessionLabel,
+  toAuditHead,
+  toAuditRecord,
   toDataKeyRecord,
   toOperationRecord,
   toSessionRecord,
@@ -26,6 +37,7 @@ import {
 } from './row-mappers.js';
 import { RowValues } from './row-values.js';
 import {
+  AUDIT_RECORD_INSERT_PARAMETERS,
   ITEM_INSERT_PARAMETERS,
   buildSessionStatements,
   type SessionStatements,
@@ -51,6 +63,9 @@ export interface TypeOrmSessionStorageOptions {
    */
   namedStatements?: boolean;
 }
+
+/** The MAC a chain's first record follows; also the placeholder MAC of an empty head row. */
+const GENESIS_MAC = Buffer.alloc(32);
 
 /** An append the MySQL server refused as larger than its max_allowed_packet. */
 function packetTooLargeError(cause: unknown): InvalidArgumentError {
@@ -116,6 +131,30 @@ export class TypeOrmSessionStorage implements SessionStorage {
       }),
   };
 
+  /** The audit trail in the module's audit tables, beside the sessions. */
+  readonly audit: AuditStorage = {
+    transaction: (chain, work) =>
+      this.inTransaction((runner) =>
+        work(bindAuditChains(this.auditChains(runnerReader(runner), runner), chain, chain.chainId)),
+      ),
+    readChain: (chain, afterSeq, limit) =>
+      this.readRows(async (q) =>
+        (await q(this.sql.readAuditChain, [chain.chainId, afterSeq, limit])).map((row) =>
+          toAuditRecord(row, chain.chainId),
+        ),
+      ),
+    findHead: (chain) =>
+      this.readRows(async (q) => {
+        const [row] = await q(this.sql.findAuditHead, [chain.chainId]);
+        return row && toAuditHead(row);
+      }),
+    listHeads: (tenantId, afterChainId, limit) =>
+      this.readRows(async (q) => {
+        const rows = await q(this.sql.listAuditHeads, [tenantId, afterChainId, limit]);
+        return rows.flatMap((row) => toAuditHead(row) ?? []);
+      }),
+  };
+
   read<T>(ref: SessionRef, work: (scope: SessionReadScope) => Promise<T>): Promise<T> {
     const scope = this.poolReadScope;
     if (scope) return this.translateErrors(() => work(bindReadScope(scope, ref)));
@@ -125,12 +164,17 @@ export class TypeOrmSessionStorage implements SessionStorage {
   }
 
   transaction<T>(ref: SessionRef, work: (scope: SessionWriteScope) => Promise<T>): Promise<T> {
+    return this.inTransaction((runner) =>
+      work(bindWriteScope(this.createScope(runnerReader(runner), runner), ref)),
+    );
+  }
+
+  /** Runs work in a write transaction: committed when it resolves, rolled back when it throws. */
+  private inTransaction<T>(work: (runner: QueryRunner) => Promise<T>): Promise<T> {
     return this.withRunner(async (runner) => {
       for (const statement of this.dialect.beginWrite) await runner.query(statement);
       try {
-        const result = await work(
-          bindWriteScope(this.createScope(runnerReader(runner), runner), ref),
-        );
+        const result = await work(runner);
         await runner.query('COMMIT');
         return result;
       } catch (error) {
@@ -377,6 +421,7 @@ export class TypeOrmSessionStorage implements SessionStorage {
         destroyAllForSession: async (ref, now) =>
           write(sql.destroyDataKeys, [Buffer.alloc(0), now, ref.tenantId, ref.sessionId]),
       },
+      ...(writer && { audit: this.auditChains(q, writer) }),
       historyOperations: {
         find: async (ref, operationId) => {
           const rows = await q(sql.findOperation, [ref.tenantId, ref.sessionId, operationId]);
@@ -395,9 +440,93 @@ export class TypeOrmSessionStorage implements SessionStorage {
       },
     };
   }
+
+  /**
+   * Audit chain writes inside a transaction. A chain's head row is locked (SQLite: the write
+   * transaction's database lock) before its records are sealed, and moved only from the seq it
+   * was locked at. A non-transient failure of these statements is the audit store refusing the
+   * record: the unit fails closed with AuditWriteError.
+   */
+  private auditChains(q: RowReader, writer: QueryRunner): AdapterAuditChains {
+    const sql = this.sql;
+    const write = async (statement: string, params: unknown[]): Promise<number> =>
+      ((await writer.query(statement, params, true)) as { affected?: number }).affected ?? 0;
+    return {
+      lockHead: (chain) =>
+        this.failClosed(async () => {
+          let [row] = await q(sql.lockAuditHead, [chain.chainId]);
+          if (!row) {
+            await write(sql.insertEmptyAuditHead, [chain.chainId, chain.tenantId, GENESIS_MAC]);
+            [row] = await q(sql.lockAuditHead, [chain.chainId]);
+          }
+          if (!row) throw new AuditWriteError(auditRefusedMessage(this.backend));
+          if (
+            new RowValues(row, () => 'an audit chain head').text('tenant_id') !== chain.tenantId
+          ) {
+            throw new IntegrityError(
+              `The head of audit chain '${chain.chainId}' names another tenant: the row was edited outside the module. Verify the audit trail; nothing was changed`,
+            );
+          }
+          return toAuditHead(row);
+        }),
+      append: (chain, head, records) =>
+        this.failClosed(async () => {
+          const perInsert = Math.floor(this.dialect.maxParameters / AUDIT_RECORD_INSERT_PARAMETERS);
+          for (let start = 0; start < records.length; start += perInsert) {
+            const chunk = records.slice(start, start + perInsert);
+            const params: unknown[] = [];
+            for (const record of chunk) {
+              params.push(
+                record.chainId,
+                record.seq,
+                record.tenantId,
+                record.sessionId,
+                record.eventId,
+                record.time,
+                record.action,
+                record.outcome,
+                record.actorId,
+                record.subjectRef,
+                record.macKeyId,
+                record.prevMac,
+                record.mac,
+                record.body,
+              );
+            }
+            await write(sql.insertAuditRecords(chunk.length), params);
+          }
+          const last = records.at(-1)!;
+          const moved = await write(sql.moveAuditHead, [
+            last.seq,
+            last.mac,
+            last.time,
+            chain.chainId,
+            head?.seq ?? 0,
+          ]);
+          if (moved !== 1) throw new AuditWriteError(auditRefusedMessage(this.backend));
+        }),
+    };
+  }
+
+  /** Runs audit statements; a failure a retry cannot fix becomes AuditWriteError. */
+  private async failClosed<T>(work: () => Promise<T>): Promise<T> {
+    try {
+      return await work();
+    } catch (error) {
+      if (error instanceof EncryptedSessionError) throw error;
+      if (this.dialect.transientReason(error) !== undefined) throw error;
+      throw new AuditWriteError(auditRefusedMessage(this.backend), { cause: error });
+    }
+  }
+}
+
+/** Why an operation failed closed on its audit record, and what to check. */
+function auditRefusedMessage(backend: string): string {
+  return `The ${backend} audit tables refused this operation's audit record, so the operation failed and nothing of it was stored. Check the audit tables (triggers, grants, disk space) and the server log, then retry`;
 }
 
 /** Reads through a query runner (SQLite, and every statement inside a transaction). */
+
 function runnerReader(runner: QueryRunner): RowReader {
   return async (statement, params) =>
     ((await runner.query(statement, params, true)) as { records?: Row[] }).records ?? [];

@@ -36,12 +36,12 @@ const COLUMN_TYPES: Record<SqlBackend, ColumnTypes> = {
 };
 
 /** An index: MySQL declares it inside CREATE TABLE (it has no CREATE INDEX IF NOT EXISTS). */
-interface IndexDefinition {
+export interface IndexDefinition {
   readonly name: string;
   readonly columns: string;
 }
 
-interface TableDefinition {
+export interface TableDefinition {
   readonly name: string;
   readonly body: string;
   readonly indexes: readonly IndexDefinition[];
@@ -124,9 +124,18 @@ export function sessionTableDefinitions(t: TableNames, backend: SqlBackend): Tab
  * the exported migration with its own runner, then starts the module with migrations on).
  */
 export function createSessionTablesSql(t: TableNames, backend: SqlBackend): string[] {
+  return createTablesSql(t, backend, sessionTableDefinitions(t, backend));
+}
+
+/** CREATE TABLE and CREATE INDEX statements for `definitions`, each skipped when it exists. */
+export function createTablesSql(
+  t: TableNames,
+  backend: SqlBackend,
+  definitions: readonly TableDefinition[],
+): string[] {
   const statements: string[] = [];
   const tableOptions = COLUMN_TYPES[backend].tableOptions;
-  for (const table of sessionTableDefinitions(t, backend)) {
+  for (const table of definitions) {
     const name = quotedTable(t, table.name);
     if (backend === 'mysql') {
       const indexes = table.indexes.map(

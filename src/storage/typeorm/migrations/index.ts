@@ -1,8 +1,10 @@
 import type { MigrationInterface } from 'typeorm';
 import { binaryIdsMigration } from './binary-ids.migration.js';
+import { createAuditTablesMigration } from './create-audit-tables.migration.js';
 import { createSessionTablesMigration } from './create-session-tables.migration.js';
 
 export { binaryIdsMigration } from './binary-ids.migration.js';
+export { createAuditTablesMigration } from './create-audit-tables.migration.js';
 export { createSessionTablesMigration } from './create-session-tables.migration.js';
 
 /**
@@ -11,5 +13,9 @@ export { createSessionTablesMigration } from './create-session-tables.migration.
  * @publicApi
  */
 export function sessionMigrations(prefix?: string): Array<new () => MigrationInterface> {
-  return [createSessionTablesMigration(prefix), binaryIdsMigration(prefix)];
+  return [
+    createSessionTablesMigration(prefix),
+    binaryIdsMigration(prefix),
+    createAuditTablesMigration(prefix),
+  ];
 }

@@ -6,6 +6,7 @@ import {
 } from '../support/redis-support.js';
 import { assembleHarness, type HarnessFactory } from '../support/session-harness.js';
 import { describeKekRotation } from '../keys/kek-rotation-contract.js';
+import { describeAuditStorageContract } from '../storage/audit-storage-contract.js';
 import { describeIntegrityContract } from './integrity-contract.js';
 import { describeSessionContract } from './session-contract.js';
 
@@ -24,4 +25,5 @@ describe.skipIf(!up)('redis', () => {
   describeSessionContract('redis', redisHarness);
   describeIntegrityContract('redis', redisHarness);
   describeKekRotation('redis', redisHarness);
+  describeAuditStorageContract('redis', redisHarness);
 });

@@ -1,8 +1,11 @@
 /**
  * The one Lua script that commits a unit of work of the Redis adapter: a compare-and-set on the
- * session's `version`, then every buffered write, the version bump and the expiry, atomically.
+ * session's `version` (and on the head of every audit chain the unit appends to), then every
+ * buffered write, the version bump and the expiry, atomically.
  *
- * KEYS: session hash, items zset, data-keys hash, operations hash (one hash tag, one slot).
+ * KEYS: session hash, items zset, data-keys hash, operations hash, then the records zset and
+ * head of each audit chain the unit appends to (one hash tag, one slot). Only the first four
+ * get the session's expiry: audit records outlive the session.
  * ARGV: expected version ('' when the session hash had none), commit id, PEXPIREAT ms ('0' =
  * PERSIST), then the buffered operations, each an op code followed by its fixed arguments.
  *
@@ -12,7 +15,10 @@
  * 2 an inserted item's seq is not above every stored score: the session's sequence counter is
  * behind its items (rolled back, or the session hash lost while items remain; nothing written),
  * 3 an item to delete is no longer the member the unit read at that score, or is not alone
- * there: the set was altered outside the module (nothing written).
+ * there: the set was altered outside the module (nothing written),
+ * 4 an audit chain holds records at or above the first seq the unit appends although its head
+ * is the one the unit read: the head was rolled back or deleted outside the module (nothing
+ * written).
  */
 export const COMMIT_OP = {
   /** HSET session field value */
@@ -31,6 +37,14 @@ export const COMMIT_OP = {
   setOperation: 'OS',
   /** DEL ops */
   clearOperations: 'OD',
+  /**
+   * Audit chain check and head move: records key index, head key index (into KEYS), the packed
+   * head the unit read ('' for none), the new packed head, the first seq appended. Checked: the
+   * head is still the one read and no record sits at or above the first seq.
+   */
+  auditChain: 'AC',
+  /** ZADD audit records: records key index, seq, packed record. */
+  auditRecord: 'AR',
 } as const;
 
 /** Replies of the commit script. */
@@ -39,13 +53,17 @@ export const COMMIT_REPLY = {
   applied: 1,
   counterBehind: 2,
   itemMoved: 3,
+  auditAhead: 4,
 } as const;
+
+/** KEYS before the audit chains' keys in the commit script. */
+export const SESSION_COMMIT_KEYS = 4;
 
 /** How many commit ids the session hash remembers (`recent_commits`, newest first). */
 export const RECENT_COMMITS_KEPT = 16;
 
 /** How many arguments follow each op code. */
-const ARITY = `{ HS = 2, HD = 1, ZA = 2, ZR = 2, ZD = 0, KS = 2, OS = 2, OD = 0 }`;
+const ARITY = `{ HS = 2, HD = 1, ZA = 2, ZR = 2, ZD = 0, KS = 2, OS = 2, OD = 0, AC = 5, AR = 3 }`;
 
 export const COMMIT_SCRIPT = `
 local sessionKey, itemsKey, keysKey, opsKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -56,6 +74,12 @@ if current ~= ARGV[1] then
   return 0
 end
 local arity = ${ARITY}
+-- An audit key named by its index into KEYS; never one of the session's own four.
+local function auditKey(index)
+  local n = tonumber(index)
+  if n == nil or n <= ${SESSION_COMMIT_KEYS} or KEYS[n] == nil then return nil end
+  return KEYS[n]
+end
 
 -- Check first, write after: a script that fails half-way keeps what it already wrote.
 -- pending: members this commit inserts, by seq. top: the highest stored score (read once).
@@ -89,6 +113,14 @@ while i <= #ARGV do
       end
       if top and top >= tonumber(seq) then return 2 end
     end
+  elseif op == 'AC' then
+    local records, head = auditKey(ARGV[i + 1]), auditKey(ARGV[i + 2])
+    if not records or not head then return redis.error_reply('ERR bad audit key index') end
+    -- The head is the audit chain's lock: another append since the unit read it is a conflict.
+    if (redis.call('GET', head) or '') ~= ARGV[i + 3] then return 0 end
+    if redis.call('ZCOUNT', records, ARGV[i + 5], '+inf') ~= 0 then return 4 end
+  elseif op == 'AR' then
+    if not auditKey(ARGV[i + 1]) then return redis.error_reply('ERR bad audit key index') end
   elseif arity[op] == nil then
     return redis.error_reply('ERR unknown commit op')
   end
@@ -114,6 +146,10 @@ while i <= #ARGV do
     redis.call('HSET', opsKey, ARGV[i + 1], ARGV[i + 2])
   elseif op == 'OD' then
     redis.call('DEL', opsKey)
+  elseif op == 'AC' then
+    redis.call('SET', auditKey(ARGV[i + 2]), ARGV[i + 4])
+  elseif op == 'AR' then
+    redis.call('ZADD', auditKey(ARGV[i + 1]), ARGV[i + 2], ARGV[i + 3])
   end
   i = i + 1 + arity[op]
 end
@@ -126,11 +162,11 @@ for id in string.gmatch(recent, '%S+') do
   ids[#ids + 1] = id
 end
 redis.call('HSET', sessionKey, 'recent_commits', table.concat(ids, ' '))
-for _, key in ipairs(KEYS) do
+for k = 1, ${SESSION_COMMIT_KEYS} do
   if ARGV[3] == '0' then
-    redis.call('PERSIST', key)
+    redis.call('PERSIST', KEYS[k])
   else
-    redis.call('PEXPIREAT', key, ARGV[3])
+    redis.call('PEXPIREAT', KEYS[k], ARGV[3])
   end
 end
 return 1

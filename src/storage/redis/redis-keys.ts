@@ -1,5 +1,5 @@
 import { ConfigurationError } from '../../errors/index.js';
-import type { SessionRef } from '../storage.records.js';
+import type { AuditChainRef, SessionRef } from '../storage.records.js';
 
 /** Prefix of every key the Redis adapter writes, unless the options name another. */
 export const DEFAULT_REDIS_KEY_PREFIX = 'nes:';
@@ -20,11 +20,42 @@ export interface RedisSessionKeys {
 }
 
 /**
+ * The keys of one audit chain, in the slot of its session (or of its tenant, for the tenant's
+ * control chain). They never get the session's expiry and no clear or delete path touches them:
+ * an audit record outlives the items it describes.
+ */
+export interface RedisAuditChainKeys {
+  /** ZSET: score = seq, member = packed audit record. */
+  readonly records: string;
+  /** STRING: the packed chain head (last seq, MAC and time). */
+  readonly head: string;
+  /** SET: ids of audit commits whose reply was lost and that were fenced off (expires). */
+  readonly fenced: string;
+}
+
+/** A tenant's index of its audit chains, in the tenant's own slot. */
+export interface RedisAuditIndexKeys {
+  /** ZSET: score 0, member = chain id, so ZRANGE BYLEX lists chain ids by their bytes. */
+  readonly chains: string;
+  /** HASH: chain id -> where its keys live (packed chain location). */
+  readonly locations: string;
+}
+
+/**
  * The hash tag of a session: base64url of the tenant id, '.', base64url of the session id.
  * base64url has neither braces nor '.', so the tag is brace-free and no two refs share one.
  */
 export function redisSessionTag(ref: SessionRef): string {
   return `${base64url(ref.tenantId)}.${base64url(ref.sessionId)}`;
+}
+
+/**
+ * The hash tag of a tenant's own keys (its audit index and control chain): 'tenant:' and the
+ * base64url of the tenant id. ':' is in neither base64url nor a session tag, so it is never a
+ * session's tag, and it is never empty (an empty `{}` would be no hash tag at all).
+ */
+export function redisTenantTag(tenantId: string): string {
+  return `tenant:${base64url(tenantId)}`;
 }
 
 const base64url = (id: string): string => Buffer.from(id, 'utf8').toString('base64url');
@@ -60,6 +91,25 @@ export class RedisKeyLayout {
   /** The keys of the session `ref`. */
   forSession(ref: SessionRef): RedisSessionKeys {
     return this.forTag(redisSessionTag(ref));
+  }
+
+  /**
+   * The keys of an audit chain: under its session's tag, or under the tenant's tag for the
+   * control chain (`sessionId` null). The chain id is in the name as base64url.
+   */
+  forAuditChain(chain: AuditChainRef): RedisAuditChainKeys {
+    const tag =
+      chain.sessionId === null
+        ? redisTenantTag(chain.tenantId)
+        : redisSessionTag({ tenantId: chain.tenantId, sessionId: chain.sessionId });
+    const base = `${this.prefix}{${tag}}:audit:${base64url(chain.chainId)}:`;
+    return { records: `${base}records`, head: `${base}head`, fenced: `${base}fenced` };
+  }
+
+  /** The audit chain index of a tenant. */
+  auditIndex(tenantId: string): RedisAuditIndexKeys {
+    const base = `${this.prefix}{${redisTenantTag(tenantId)}}:`;
+    return { chains: `${base}audit-chains`, locations: `${base}audit-chain-sessions` };
   }
 
   /**

@@ -1,10 +1,13 @@
 import { IntegrityError } from '../../errors/index.js';
 import type {
+  AuditChainHeadRecord,
+  AuditChainRef,
   DataKeyRecord,
   DataKeyState,
   HistoryOperationRecord,
   SessionRecord,
   SessionRef,
+  StoredAuditRecord,
   StoredItem,
 } from '../storage.records.js';
 
@@ -38,11 +41,27 @@ export function redisSessionLabel(ref: SessionRef): string {
 /** Owner named when a caller (a test or benchmark tool) has no session at hand. */
 const UNNAMED_OWNER = 'a session';
 
+/** What to do about a damaged session value. */
+const SESSION_REMEDY = 'Nothing was deleted; restore it from a backup or clear the session';
+/** What to do about a damaged audit value: clearing a session does not reach the audit trail. */
+const AUDIT_REMEDY =
+  'Nothing was written; verify the audit chain and restore its keys from a backup';
+
 /** The IntegrityError for a damaged stored value: names its owner and field, never the value. */
-export function malformed(owner: string, what: string, reason: string): IntegrityError {
+export function malformed(
+  owner: string,
+  what: string,
+  reason: string,
+  remedy = SESSION_REMEDY,
+): IntegrityError {
   return new IntegrityError(
-    `A stored ${what} of ${owner} in Redis is damaged (${reason}): it was not written by this module or was altered outside it. Nothing was deleted; restore it from a backup or clear the session`,
+    `A stored ${what} of ${owner} in Redis is damaged (${reason}): it was not written by this module or was altered outside it. ${remedy}`,
   );
+}
+
+/** The IntegrityError for a damaged audit record, head or index entry. */
+export function malformedAudit(owner: string, what: string, reason: string): IntegrityError {
+  return malformed(owner, what, reason, AUDIT_REMEDY);
 }
 
 /** Largest value of the high 32-bit word that keeps a uint64 within Number.MAX_SAFE_INTEGER. */
@@ -141,8 +160,12 @@ class ByteWriter {
   }
 
   text(value: string): this {
-    const encoded = Buffer.from(value, 'utf8');
-    return this.uint32(encoded.length).bytes(encoded);
+    return this.blob(Buffer.from(value, 'utf8'));
+  }
+
+  /** Length-prefixed (u32) bytes. */
+  blob(value: Buffer): this {
+    return this.uint32(value.length).bytes(value);
   }
 
   toBuffer(): Buffer {
@@ -150,7 +173,8 @@ class ByteWriter {
   }
 }
 
-const UTF8 = new TextDecoder('utf-8', { fatal: true });
+// ignoreBOM: a leading U+FEFF is part of the id or body, not a marker to strip.
+const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 /** Reads what {@link ByteWriter} wrote, failing with IntegrityError past the end. */
 class ByteReader {
@@ -160,10 +184,11 @@ class ByteReader {
     private readonly source: Buffer,
     private readonly owner: string,
     private readonly what: string,
+    private readonly raise: typeof malformed = malformed,
   ) {}
 
   damaged(reason: string): IntegrityError {
-    return malformed(this.owner, this.what, reason);
+    return this.raise(this.owner, this.what, reason);
   }
 
   private take(length: number): Buffer {
@@ -204,6 +229,16 @@ class ByteReader {
 
   rest(): Buffer {
     return Buffer.from(this.take(this.source.length - this.offset));
+  }
+
+  /** A copy of length-prefixed bytes written by {@link ByteWriter.blob}. */
+  blob(): Buffer {
+    return Buffer.from(this.take(this.uint32()));
+  }
+
+  /** Throws unless every byte was read: trailing bytes were not written by this module. */
+  end(): void {
+    if (this.offset !== this.source.length) throw this.damaged('trailing bytes');
   }
 }
 
@@ -396,4 +431,185 @@ export function sessionRecordFromHash(
     itemTtlSeconds: ttl === undefined ? null : number(SESSION_FIELDS.itemTtlSeconds),
     legalHold: sessionHashFlag(ref, hash, SESSION_FIELDS.legalHold),
   };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Audit chains. Records are ZSET members (score = seq), the head a STRING. Ids and the body are
+// length-prefixed UTF-8 and MACs length-prefixed bytes, so any Unicode (U+2028 included) and
+// any id of any length survive byte for byte.
+
+const AUDIT_RECORD_FORMAT = 1;
+const AUDIT_HEAD_FORMAT = 1;
+const HAS_SESSION = 1;
+const HAS_SUBJECT_REF = 2;
+
+/**
+ * UTF-8 cannot carry a lone surrogate: it would be stored as U+FFFD and read back as another
+ * string than the one written. Refused before anything is stored.
+ */
+function wellFormed(value: string, field: string): string {
+  if (!value.isWellFormed()) {
+    throw new Error(`An audit ${field} must be well-formed Unicode (no lone surrogates)`);
+  }
+  return value;
+}
+
+/** How messages name an audit chain: its id, as the audit layer reports it too. */
+export function redisAuditChainLabel(chain: { readonly chainId: string }): string {
+  return `audit chain '${chain.chainId}'`;
+}
+
+/**
+ * Packs an audit record as its ZSET member: format, flags, seq, time, prevMac, mac, then the
+ * ids, action, outcome, actor, subject ref, MAC key id and body. The seq leads the variable
+ * part, so two records of one chain never share a member.
+ */
+export function packAuditRecord(record: StoredAuditRecord): Buffer {
+  const flags =
+    (record.sessionId === null ? 0 : HAS_SESSION) |
+    (record.subjectRef === null ? 0 : HAS_SUBJECT_REF);
+  const writer = new ByteWriter()
+    .uint8(AUDIT_RECORD_FORMAT)
+    .uint8(flags)
+    .uint64(record.seq, 'seq')
+    .uint64(record.time, 'time')
+    .blob(record.prevMac)
+    .blob(record.mac)
+    .text(wellFormed(record.chainId, 'chain id'))
+    .text(wellFormed(record.tenantId, 'tenant id'));
+  if (record.sessionId !== null) writer.text(wellFormed(record.sessionId, 'session id'));
+  writer
+    .text(wellFormed(record.eventId, 'event id'))
+    .text(wellFormed(record.action, 'action'))
+    .text(wellFormed(record.outcome, 'outcome'))
+    .text(wellFormed(record.actorId, 'actor id'));
+  if (record.subjectRef !== null) writer.text(wellFormed(record.subjectRef, 'subject ref'));
+  return writer
+    .text(wellFormed(record.macKeyId, 'MAC key id'))
+    .text(wellFormed(record.body, 'body'))
+    .toBuffer();
+}
+
+/**
+ * Unpacks a ZSET member written by {@link packAuditRecord}, as stored: a record whose ids name
+ * another chain is returned as it is, for the verifier to report (`wrong_chain`). `owner` names
+ * the chain in the IntegrityError raised for a member that cannot be read.
+ */
+export function unpackAuditRecord(packed: Buffer, owner: string): StoredAuditRecord {
+  const reader = new ByteReader(packed, owner, 'audit record', malformedAudit);
+  if (reader.uint8() !== AUDIT_RECORD_FORMAT) throw reader.damaged('unknown format');
+  const flags = reader.uint8();
+  if ((flags & ~(HAS_SESSION | HAS_SUBJECT_REF)) !== 0) throw reader.damaged('unknown flags');
+  const seq = reader.uint64('seq');
+  if (seq < 1) throw reader.damaged('seq below 1');
+  const time = reader.uint64('time');
+  const prevMac = reader.blob();
+  const mac = reader.blob();
+  const chainId = reader.text('chain_id');
+  const tenantId = reader.text('tenant_id');
+  const sessionId = flags & HAS_SESSION ? reader.text('session_id') : null;
+  const eventId = reader.text('event_id');
+  const action = reader.text('action');
+  const outcome = reader.text('outcome');
+  const actorId = reader.text('actor_id');
+  const subjectRef = flags & HAS_SUBJECT_REF ? reader.text('subject_ref') : null;
+  const macKeyId = reader.text('mac_key_id');
+  const body = reader.text('body');
+  reader.end();
+  return {
+    chainId,
+    seq,
+    tenantId,
+    sessionId,
+    eventId,
+    time,
+    action,
+    outcome,
+    actorId,
+    subjectRef,
+    macKeyId,
+    prevMac,
+    mac,
+    body,
+  };
+}
+
+/**
+ * Packs a chain head as its STRING: format, flags, seq, time, MAC, chain id, tenant and session.
+ * The commit scripts compare it byte for byte with the head a unit read, so a head that moved
+ * (or was edited) since fails the commit.
+ */
+export function packAuditHead(chain: AuditChainRef, last: StoredAuditRecord): Buffer {
+  const writer = new ByteWriter()
+    .uint8(AUDIT_HEAD_FORMAT)
+    .uint8(chain.sessionId === null ? 0 : HAS_SESSION)
+    .uint64(last.seq, 'seq')
+    .uint64(last.time, 'time')
+    .blob(last.mac)
+    .text(wellFormed(chain.chainId, 'chain id'))
+    .text(wellFormed(chain.tenantId, 'tenant id'));
+  if (chain.sessionId !== null) writer.text(wellFormed(chain.sessionId, 'session id'));
+  return writer.toBuffer();
+}
+
+/**
+ * Unpacks a head written by {@link packAuditHead}. The key is derived from the chain: a head
+ * naming another chain, tenant or session was copied there, and is damage.
+ */
+export function unpackAuditHead(packed: Buffer, chain: AuditChainRef): AuditChainHeadRecord {
+  const reader = new ByteReader(
+    packed,
+    redisAuditChainLabel(chain),
+    'audit chain head',
+    malformedAudit,
+  );
+  if (reader.uint8() !== AUDIT_HEAD_FORMAT) throw reader.damaged('unknown format');
+  const flags = reader.uint8();
+  if ((flags & ~HAS_SESSION) !== 0) throw reader.damaged('unknown flags');
+  const seq = reader.uint64('seq');
+  if (seq < 1) throw reader.damaged('seq below 1');
+  const time = reader.uint64('time');
+  const mac = reader.blob();
+  const chainId = reader.text('chain_id');
+  const tenantId = reader.text('tenant_id');
+  const sessionId = flags & HAS_SESSION ? reader.text('session_id') : null;
+  reader.end();
+  if (chainId !== chain.chainId) throw reader.damaged('chain_id of another chain');
+  if (tenantId !== chain.tenantId) throw reader.damaged('tenant_id of another tenant');
+  if (sessionId !== chain.sessionId) throw reader.damaged('session_id of another session');
+  return { chainId, tenantId, seq, mac, time };
+}
+
+/** Where the index says a chain's keys live: `t` (the tenant's slot) or `s` and a session id. */
+export function packAuditChainLocation(chain: AuditChainRef): Buffer {
+  return chain.sessionId === null
+    ? Buffer.from('t')
+    : Buffer.concat([Buffer.from('s'), Buffer.from(wellFormed(chain.sessionId, 'session id'))]);
+}
+
+/** The chain a location written by {@link packAuditChainLocation} names. */
+export function unpackAuditChainLocation(
+  tenantId: string,
+  chainId: string,
+  packed: Buffer,
+): AuditChainRef {
+  const kind = packed.toString('latin1', 0, 1);
+  if (kind === 't' && packed.length === 1) return { chainId, tenantId, sessionId: null };
+  if (kind === 's') {
+    try {
+      return { chainId, tenantId, sessionId: UTF8.decode(packed.subarray(1)) };
+    } catch {
+      // Falls through to the damage below.
+    }
+  }
+  throw malformedAudit(redisAuditChainLabel({ chainId }), 'audit chain index entry', 'location');
+}
+
+/** A chain id as the tenant's index holds it (a ZSET member of UTF-8 bytes). */
+export function unpackAuditChainId(member: Buffer, tenantId: string): string {
+  try {
+    return UTF8.decode(member);
+  } catch {
+    throw malformedAudit(`tenant '${tenantId}'`, 'audit chain index entry', 'chain id not UTF-8');
+  }
 }

@@ -2,6 +2,7 @@ import type { ChainableCommander } from 'ioredis';
 import { IntegrityError } from '../../errors/index.js';
 import type { AdapterScope } from '../adapter-scope.js';
 import type {
+  AuditChainRef,
   DataKeyRecord,
   HistoryOperationRecord,
   SessionRecord,
@@ -9,7 +10,8 @@ import type {
   StoredItem,
 } from '../storage.records.js';
 import { copyDataKeyRecord, copyStoredItem } from '../storage.records.js';
-import { COMMIT_OP } from './redis-commit-script.js';
+import { AuditChainBuffer, newChains } from './redis-audit-appends.js';
+import { COMMIT_OP, SESSION_COMMIT_KEYS } from './redis-commit-script.js';
 import { redisSessionTag, type RedisSessionKeys } from './redis-keys.js';
 import {
   assertDataKeyId,
@@ -58,6 +60,12 @@ export interface UnitCommit {
   readonly ops: ReadonlyArray<string | Buffer>;
   /** Epoch ms for PEXPIREAT, or 0 for PERSIST. */
   readonly expireAt: number;
+  /** KEYS after the session's four: records zset and head of each audit chain appended to. */
+  readonly auditKeys: readonly string[];
+  /** The audit chains the unit appends to, for messages. */
+  readonly auditChains: readonly AuditChainRef[];
+  /** Chains getting their first record: they join their tenant's index before the commit. */
+  readonly newAuditChains: readonly AuditChainRef[];
 }
 
 const copyOperation = (record: HistoryOperationRecord): HistoryOperationRecord => ({
@@ -139,6 +147,14 @@ function positionTampered(owner: string): IntegrityError {
   );
 }
 
+/** The session of a session's audit chain (a control chain has none, and no session unit). */
+function sessionOf(chain: AuditChainRef): SessionRef {
+  if (chain.sessionId === null) {
+    throw new Error("A session's unit of work cannot append to the tenant's control chain");
+  }
+  return { tenantId: chain.tenantId, sessionId: chain.sessionId };
+}
+
 function assertSessionExists(space: SessionWorkspace, what: string): void {
   if (!space.record) throw new Error(`${what} for a session that does not exist`);
 }
@@ -155,6 +171,8 @@ export class RedisUnitOfWork {
   private workspace: Promise<SessionWorkspace> | undefined;
   private workspaceTag: string | undefined;
   private loaded: SessionWorkspace | undefined;
+  /** Audit chains this attempt locked and appended to; a new unit (attempt) starts empty. */
+  private readonly auditChains = new AuditChainBuffer();
 
   constructor(
     private readonly reads: RedisSessionReads,
@@ -167,7 +185,8 @@ export class RedisUnitOfWork {
   /** The commit of the buffered writes, or undefined when the unit wrote nothing. */
   describeCommit(now: number): UnitCommit | undefined {
     const space = this.loaded;
-    if (!space?.hasWrites) return undefined;
+    const audited = this.auditChains.appended;
+    if (!space || (!space.hasWrites && audited.length === 0)) return undefined;
     const ops = [...space.ops];
     if (space.recordChanged && space.record) {
       for (const [field, value] of Object.entries(sessionRecordFields(space.record))) {
@@ -186,6 +205,25 @@ export class RedisUnitOfWork {
     for (const dekId of space.changedDataKeys) {
       ops.push(COMMIT_OP.setDataKey, dekId, packDataKey(space.dataKeys.get(dekId)!));
     }
+    // Each chain's keys join KEYS (the script may touch only declared keys on a Cluster); the
+    // ops name them by index.
+    const auditKeys: string[] = [];
+    for (const locked of audited) {
+      auditKeys.push(locked.keys.records, locked.keys.head);
+      const records = String(SESSION_COMMIT_KEYS + auditKeys.length - 1);
+      const head = String(SESSION_COMMIT_KEYS + auditKeys.length);
+      ops.push(
+        COMMIT_OP.auditChain,
+        records,
+        head,
+        locked.headBytes,
+        locked.newHead!,
+        locked.members[0][0],
+      );
+      for (const [seq, member] of locked.members) {
+        ops.push(COMMIT_OP.auditRecord, records, seq, member);
+      }
+    }
     return {
       keys: space.keys,
       tag: space.tag,
@@ -194,6 +232,9 @@ export class RedisUnitOfWork {
       newDataKeyIds: [...space.newDataKeyIds],
       ops,
       expireAt: this.expireAt(space, now),
+      auditKeys,
+      auditChains: audited.map((locked) => locked.chain),
+      newAuditChains: newChains(audited),
     };
   }
 
@@ -508,6 +549,21 @@ export class RedisUnitOfWork {
               ? { ...key, kekId: next.kekId, wrappedKey: Buffer.from(next.wrappedKey) }
               : undefined,
           ) === 1,
+      },
+
+      audit: {
+        lockHead: async (chain) => {
+          // The binding opens a session unit's chains for the unit's own session only.
+          const space = await touch(sessionOf(chain));
+          const keys = this.reads.layout.forAuditChain(chain);
+          // Read with the version check, like every read of the unit; the commit checks the
+          // head again, byte for byte.
+          const [stored] = await this.readChecked(space, (pipeline) =>
+            pipeline.getBuffer(keys.head),
+          );
+          return this.auditChains.lock(chain, keys, stored as Buffer | null);
+        },
+        append: async (chain, _head, records) => this.auditChains.append(chain, records),
       },
 
       historyOperations: {

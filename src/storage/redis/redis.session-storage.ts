@@ -7,6 +7,7 @@ import { backoffDelay, type BackoffPolicy } from '../../errors/backoff.js';
 import { ConfigurationError, IntegrityError, StorageUnavailableError } from '../../errors/index.js';
 import { bindReadScope, bindWriteScope, type AdapterReadScope } from '../adapter-scope.js';
 import type {
+  AuditStorage,
   MaintenanceUnsupported,
   SessionReadScope,
   SessionStorage,
@@ -14,7 +15,14 @@ import type {
   StorageMaintenance,
 } from '../storage.ports.js';
 import type { SessionRef } from '../storage.records.js';
-import { COMMIT_REPLY, COMMIT_SCRIPT, FENCE_REPLY, FENCE_SCRIPT } from './redis-commit-script.js';
+import { auditChainAhead, RedisAuditStorage } from './redis-audit-storage.js';
+import {
+  COMMIT_REPLY,
+  COMMIT_SCRIPT,
+  FENCE_REPLY,
+  FENCE_SCRIPT,
+  SESSION_COMMIT_KEYS,
+} from './redis-commit-script.js';
 import { redisUnavailableReason, withinDeadline } from './redis-errors.js';
 import { DEFAULT_REDIS_KEY_PREFIX, RedisKeyLayout } from './redis-keys.js';
 import { createRedisReadScope } from './redis-read-scope.js';
@@ -84,13 +92,8 @@ type FenceCommand = (
   expectedVersion: string,
 ) => Promise<unknown>;
 
-type CommitCommand = (
-  sessionKey: string,
-  itemsKey: string,
-  dataKeysKey: string,
-  operationsKey: string,
-  ...args: Array<string | Buffer>
-) => Promise<unknown>;
+/** The number of keys, then the keys (the session's four, then audit keys), then ARGV. */
+type CommitCommand = (numberOfKeys: number, ...args: Array<string | Buffer>) => Promise<unknown>;
 
 const logger = new Logger('RedisSessionStorage');
 
@@ -100,7 +103,8 @@ const logger = new Logger('RedisSessionStorage');
  * Each session lives in four keys under one hash tag (one cluster slot). A unit of work reads a
  * snapshot in one round trip, buffers its writes and commits them with one Lua script that
  * compares the session's version first; a unit that lost the race runs again from scratch.
- * Redis expiry is only a backstop behind the module's own expiry filtering.
+ * Redis expiry is only a backstop behind the module's own expiry filtering. The session's audit
+ * chain lives in the same slot and commits in the same script, never under the expiry.
  *
  * @publicApi
  */
@@ -114,6 +118,9 @@ export class RedisSessionStorage implements SessionStorage {
   private readonly readScope: AdapterReadScope;
   /** Scans over every session's keys hash: standalone Redis only, for now. */
   readonly maintenance: StorageMaintenance | MaintenanceUnsupported;
+  /** Audit chains: a session's in its slot, the tenant's control chain and index in the tenant's. */
+  readonly audit: AuditStorage;
+  private readonly auditChains: RedisAuditStorage;
   private readonly expiryBackstopMs: number;
   /** Re-runs of a unit that lost a race: waits below 2 * 1.05^n ms, at most 20 ms. */
   private readonly conflictBackoff: BackoffPolicy;
@@ -172,10 +179,13 @@ export class RedisSessionStorage implements SessionStorage {
     this.urlHost = url === undefined ? undefined : new URL(url).host;
     this.client = client ?? createRedisClient(url!, connectTimeoutMs, this.connection);
     // EVALSHA with an EVAL fallback when the server lost its script cache (restart, failover).
-    this.client.defineCommand(COMMIT_COMMAND, { numberOfKeys: 4, lua: COMMIT_SCRIPT });
+    // The key count comes first in each call: a unit adds two keys per audit chain it appends to.
+    this.client.defineCommand(COMMIT_COMMAND, { lua: COMMIT_SCRIPT });
     this.client.defineCommand(FENCE_COMMAND, { numberOfKeys: 1, lua: FENCE_SCRIPT });
     this.reads = new RedisSessionReads(this.client, layout, commandTimeoutMs);
     this.readScope = createRedisReadScope(this.reads);
+    this.auditChains = new RedisAuditStorage(this.reads, this.conflictBackoff);
+    this.audit = this.auditChains;
     const reads = this.reads;
     this.maintenance = isRedisCluster(this.client)
       ? {
@@ -276,11 +286,14 @@ export class RedisSessionStorage implements SessionStorage {
     // a failed commit leaves a pointer to a key that does not exist, which reads as "no key".
     // They never expire: the session they point to may live on, and a stale one costs a few
     // bytes and answers "no key", like a key that was never stored.
-    await Promise.all(
-      commit.newDataKeyIds.map((dekId) =>
+    await Promise.all([
+      ...commit.newDataKeyIds.map((dekId) =>
         this.reads.call(() => this.client.set(this.reads.layout.dataKeyPointer(dekId), commit.tag)),
       ),
-    );
+      // The tenant's chain index lives in the tenant's slot: written first too, so a committed
+      // record always has its entry (an entry whose chain has no record is skipped on listing).
+      this.auditChains.registerChains(commit.newAuditChains),
+    ]);
     // Sent once by a client this storage created; a host client may resend it after a
     // reconnect, which the script recognises by the commit id and does not apply twice.
     const run = (this.client as unknown as Record<string, CommitCommand>)[COMMIT_COMMAND];
@@ -291,10 +304,12 @@ export class RedisSessionStorage implements SessionStorage {
       reply = await this.reads.call(() =>
         run.call(
           this.client,
+          SESSION_COMMIT_KEYS + commit.auditKeys.length,
           keys.session,
           keys.items,
           keys.dataKeys,
           keys.operations,
+          ...commit.auditKeys,
           commit.expectedVersion,
           commitId,
           String(commit.expireAt),
@@ -314,6 +329,8 @@ export class RedisSessionStorage implements SessionStorage {
         throw new IntegrityError(
           `The sequence counter (next_seq) of ${commit.owner} in Redis is behind its stored items: the session hash was rolled back, lost or altered outside this module. Nothing was written; restore the session from a backup or clear it`,
         );
+      case COMMIT_REPLY.auditAhead:
+        throw auditChainAhead(commit.auditChains);
       case COMMIT_REPLY.itemMoved:
         throw new IntegrityError(
           `An item to delete from ${commit.owner} in Redis changed or moved after it was read, outside this module. Nothing was written; restore the session from a backup or clear it`,

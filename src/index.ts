@@ -13,6 +13,7 @@
 
 // Errors: every error thrown on purpose, with its stable code.
 export {
+  AuditActorRequiredError,
   AuditWriteError,
   ConfigurationError,
   EncryptedSessionError,
@@ -33,6 +34,7 @@ export {
 export {
   DEFAULT_SQLITE_PATH,
   EncryptedSessionModule,
+  type AuditOptions,
   type AwsCredentialsOption,
   type AwsKmsKeySourceOptions,
   type EncryptedSessionModuleExtras,
@@ -47,6 +49,25 @@ export {
   type VaultKvKeySourceOptions,
   type VaultTransitKeySourceOptions,
 } from './module/index.js';
+
+// Audit trail: the service, the actor context, the event schema (docs/audit-format.md).
+export {
+  AuditService,
+  currentAuditContext,
+  runAs,
+  type AuditAction,
+  type AuditActor,
+  type AuditContext,
+  type AuditEvent,
+  type AuditOutcome,
+  type AuditReason,
+  type AuditSource,
+  type AuditTarget,
+  type AuditVerification,
+  type AuditVerifyOptions,
+  type ChainBreak,
+  type ChainVerification,
+} from './audit/index.js';
 
 // Sessions: open one, hand it to @openai/agents.
 export {

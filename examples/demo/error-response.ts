@@ -73,6 +73,8 @@ export const HTTP_STATUS_BY_ERROR_CODE: Readonly<Record<EncryptedSessionErrorCod
       status: HttpStatus.SERVICE_UNAVAILABLE,
       publicMessage: 'The server is shutting down; retry the request',
     },
+    // The request named no actor (the demo reads it from a header): the client must say who.
+    AUDIT_ACTOR_REQUIRED: { status: HttpStatus.UNAUTHORIZED },
     // Fail closed: the audit record could not be written, so nothing of the request was stored.
     AUDIT_WRITE_FAILED: {
       status: HttpStatus.SERVICE_UNAVAILABLE,

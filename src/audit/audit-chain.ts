@@ -1,4 +1,4 @@
-import { createHmac, hash, timingSafeEqual } from 'node:crypto';
+import { createHmac, hash, timingSafeEqual, type KeyObject } from 'node:crypto';
 import { createRequire } from 'node:module';
 import type { AuditChainFields, AuditEvent, AuditEventBody } from './audit-event.js';
 import { lengthPrefixed, uint64 } from './length-prefixed.js';
@@ -29,6 +29,35 @@ export function tenantChainId(tenantId: string): string {
 }
 
 const base64url = (id: string): string => Buffer.from(id, 'utf8').toString('base64url');
+
+const BASE64URL = /^[A-Za-z0-9_-]+$/;
+
+/** The id a base64url part of a chain id encodes, if it is one this module wrote. */
+function idFrom(part: string | undefined): string | undefined {
+  if (part === undefined || !BASE64URL.test(part)) return undefined;
+  const id = Buffer.from(part, 'base64url').toString('utf8');
+  return base64url(id) === part ? id : undefined;
+}
+
+/**
+ * The tenant and session a chain id names (`sessionId` null for a tenant's control chain), or
+ * undefined for a string no chain id of this module has the form of.
+ */
+export function parseChainId(
+  chainId: string,
+): { readonly tenantId: string; readonly sessionId: string | null } | undefined {
+  const parts = chainId.split('.');
+  if (parts[0] === 'tenant' && parts.length === 2) {
+    const tenantId = idFrom(parts[1]);
+    return tenantId === undefined ? undefined : { tenantId, sessionId: null };
+  }
+  if (parts[0] === 'session' && parts.length === 3) {
+    const tenantId = idFrom(parts[1]);
+    const sessionId = idFrom(parts[2]);
+    return tenantId === undefined || sessionId === undefined ? undefined : { tenantId, sessionId };
+  }
+  return undefined;
+}
 
 // canonicalize (the RFC 8785 reference implementation, 2.x: 5.x needs Node 22) is CommonJS with
 // `module.exports = serialize`; its typings describe an ES default export, so load it plainly.
@@ -95,7 +124,7 @@ export interface ChainLink {
  * being spliced into another chain; binding the key id stops a record verifying under another
  * key.
  */
-export function chainMac(macKey: Uint8Array, link: ChainLink): Buffer {
+export function chainMac(macKey: KeyObject | Uint8Array, link: ChainLink): Buffer {
   if (!Number.isSafeInteger(link.seq) || link.seq < 1) {
     throw new RangeError('chainMac: seq starts at 1 and rises by one per record');
   }
@@ -117,7 +146,11 @@ export function chainMac(macKey: Uint8Array, link: ChainLink): Buffer {
 }
 
 /** Whether `mac` is the chain MAC of `link` under `macKey`, compared in constant time. */
-export function chainMacMatches(macKey: Uint8Array, link: ChainLink, mac: Uint8Array): boolean {
+export function chainMacMatches(
+  macKey: KeyObject | Uint8Array,
+  link: ChainLink,
+  mac: Uint8Array,
+): boolean {
   const expected = chainMac(macKey, link);
   return mac.length === expected.length && timingSafeEqual(expected, mac);
 }
@@ -132,7 +165,7 @@ export function sealAuditEvent(
     readonly chainId: string;
     readonly previous?: { readonly seq: number; readonly mac: Uint8Array };
     readonly macKeyId: string;
-    readonly macKey: Uint8Array;
+    readonly macKey: KeyObject | Uint8Array;
   },
 ): AuditEvent {
   const seq = (chain.previous?.seq ?? 0) + 1;

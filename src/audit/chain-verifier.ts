@@ -1,3 +1,4 @@
+import type { KeyObject } from 'node:crypto';
 import {
   AUDIT_MAC_LENGTH,
   GENESIS_PREV_MAC,
@@ -48,7 +49,7 @@ export interface ChainVerificationOptions {
   /** The MAC key of an id, or undefined when the trail knows no such key. */
   readonly macKeyFor: (
     macKeyId: string,
-  ) => Uint8Array | undefined | Promise<Uint8Array | undefined>;
+  ) => KeyObject | Uint8Array | undefined | Promise<KeyObject | Uint8Array | undefined>;
   /** The head a checkpoint recorded for this chain, if one did. */
   readonly checkpointedHead?: { readonly seq: number; readonly headMac: Uint8Array };
   /** Verify from this seq on: the record before it is trusted as given. @default 1 */
@@ -81,7 +82,7 @@ export async function verifyChain(
   });
 
   // MAC keys by id: one lookup per key, not per record.
-  const macKeys = new Map<string, Uint8Array | undefined>();
+  const macKeys = new Map<string, KeyObject | Uint8Array | undefined>();
   const macKeyOf = async (macKeyId: string) => {
     if (!macKeys.has(macKeyId)) macKeys.set(macKeyId, await options.macKeyFor(macKeyId));
     return macKeys.get(macKeyId);
@@ -89,7 +90,7 @@ export async function verifyChain(
   /** Checks one record against the state; the break it shows, or undefined when it holds. */
   const check = (
     record: AuditRecord,
-    macKey: Uint8Array | undefined,
+    macKey: KeyObject | Uint8Array | undefined,
   ): ChainVerification | undefined => {
     const chain = record.chain;
     if (!chain || !Number.isSafeInteger(chain.seq)) return broken(expectedSeq, 'malformed');

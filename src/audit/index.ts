@@ -31,6 +31,7 @@ export {
   chainMac,
   chainMacMatches,
   eventDigest,
+  parseChainId,
   sealAuditEvent,
   sessionChainId,
   tenantChainId,
@@ -59,9 +60,22 @@ export {
   type HeadInclusionProof,
 } from './checkpoint.js';
 export { currentAuditContext, runAs, type AuditContext } from './audit-context.js';
+export { AUDIT_KEYRING, type AuditKeyring, type AuditMacKey } from './audit-keys.js';
+export {
+  AUDIT_TRAIL,
+  AuditTrail,
+  PendingAuditEvent,
+  auditChainOf,
+  auditReasonOf,
+  type AuditReadsPolicy,
+  type AuditSubjectTarget,
+  type AuditTrailOptions,
+} from './audit-trail.js';
 export {
   verifyChain,
   type ChainBreak,
   type ChainVerification,
   type ChainVerificationOptions,
 } from './chain-verifier.js';
+export { CHAIN_PAGE_SIZE, auditRecordFromStored, chainPages } from './stored-records.js';
+export { AuditService, type AuditVerification, type AuditVerifyOptions } from './audit.service.js';

@@ -1,4 +1,4 @@
-import { createHmac } from 'node:crypto';
+import { createHmac, KeyObject } from 'node:crypto';
 import { lengthPrefixed } from './length-prefixed.js';
 
 const SUBJECT_REF_DOMAIN = 'nes.audit.subject.v1';
@@ -10,8 +10,14 @@ const SUBJECT_REF_DOMAIN = 'nes.audit.subject.v1';
  * subject after the subject's data is erased; bound to the tenant, so one person in two
  * tenants gets two unrelated references.
  */
-export function subjectRef(pseudonymKey: Uint8Array, tenantId: string, subjectId: string): string {
-  if (pseudonymKey.length < 32) {
+export function subjectRef(
+  pseudonymKey: KeyObject | Uint8Array,
+  tenantId: string,
+  subjectId: string,
+): string {
+  const keyLength =
+    pseudonymKey instanceof KeyObject ? (pseudonymKey.symmetricKeySize ?? 0) : pseudonymKey.length;
+  if (keyLength < 32) {
     throw new RangeError('subjectRef: the pseudonymisation key must be at least 32 bytes');
   }
   return createHmac('sha256', pseudonymKey)

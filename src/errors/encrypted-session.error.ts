@@ -5,6 +5,7 @@
  * @publicApi
  */
 export type EncryptedSessionErrorCode =
+  | 'AUDIT_ACTOR_REQUIRED'
   | 'AUDIT_WRITE_FAILED'
   | 'CONFIGURATION'
   | 'HISTORY_CONFLICT'

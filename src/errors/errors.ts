@@ -108,3 +108,15 @@ export class ShuttingDownError extends EncryptedSessionError {
 export class AuditWriteError extends EncryptedSessionError {
   readonly code = 'AUDIT_WRITE_FAILED';
 }
+
+/**
+ * An audited operation had no actor: no `runAs()`, no request context from the module's
+ * middleware or interceptor, no agents run context mapped to one. With `audit.requireActor` on
+ * (the default in production) it is refused before it touches anything. Run the call inside
+ * `runAs(actor, ...)` or enable the module's actor middleware.
+ *
+ * @publicApi
+ */
+export class AuditActorRequiredError extends EncryptedSessionError {
+  readonly code = 'AUDIT_ACTOR_REQUIRED';
+}

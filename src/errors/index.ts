@@ -3,6 +3,7 @@ export {
   type EncryptedSessionErrorCode,
 } from './encrypted-session.error.js';
 export {
+  AuditActorRequiredError,
   AuditWriteError,
   ConfigurationError,
   HistoryConflictError,

@@ -1,9 +1,11 @@
 import { Module, type DynamicModule } from '@nestjs/common';
 import type { DataSource } from 'typeorm';
+import { AUDIT_TRAIL, AuditService } from '../audit/index.js';
 import { ConfigurationError } from '../errors/index.js';
 import { KEY_PROVIDER, KEY_RING_OPTIONS, KekRotationService, KeyRing } from '../keys/index.js';
 import { EncryptedSessionService, SESSION_DEFAULTS } from '../sessions/index.js';
 import { SESSION_STORAGE } from '../storage/index.js';
+import { auditTrailFor } from './audit-trail.factory.js';
 import { EncryptedSessionLifecycle } from './encrypted-session-lifecycle.service.js';
 import {
   ASYNC_OPTIONS_TYPE,
@@ -74,13 +76,20 @@ export const RESOLVED_MODULE_OPTIONS = Symbol('RESOLVED_MODULE_OPTIONS');
       inject: [RESOLVED_MODULE_OPTIONS],
     },
     KeyRing,
+    {
+      // null when options.audit.enabled is false: the services then record nothing.
+      provide: AUDIT_TRAIL,
+      useFactory: auditTrailFor,
+      inject: [RESOLVED_MODULE_OPTIONS, SESSION_STORAGE, KeyRing],
+    },
     KekRotationService,
     EncryptedSessionService,
+    AuditService,
     EncryptedSessionLifecycle,
   ],
   // Not SESSION_STORAGE nor KEY_PROVIDER: a host holding the raw storage port could write around
   // the encryption, and the raw provider could unwrap any data key.
-  exports: [EncryptedSessionService, KeyRing, KekRotationService],
+  exports: [EncryptedSessionService, KeyRing, KekRotationService, AuditService],
 })
 export class EncryptedSessionModule extends ConfigurableEncryptedSessionModule {
   /**

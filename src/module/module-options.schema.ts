@@ -412,6 +412,58 @@ const storageSchema = z.discriminatedUnion(
 );
 
 // ---------------------------------------------------------------------------------------------
+// Audit trail
+
+const auditOptionsSchema = strictOptions(
+  {
+    /**
+     * Record every session operation in the tamper-evident trail (`docs/audit-format.md`),
+     * fail-closed: an operation whose record cannot be written fails. @default true
+     */
+    enabled: z.boolean(takes('true or false (default true)')).optional(),
+    /**
+     * Refuse an operation that runs with no actor (no `runAs`, no request context) with
+     * `AuditActorRequiredError`, before it touches anything.
+     * @default true when NODE_ENV is 'production', else false (the actor is then recorded as
+     *   `{ type: 'system', id: 'unattributed' }`)
+     */
+    requireActor: z.boolean(takes('true or false')).optional(),
+    /**
+     * How reads are recorded, always before their data is returned: `'group-commit'` (every
+     * read; concurrent reads of a session share one commit) or `{ dedupeWindowSeconds }` (one
+     * read event per actor and session in each window, remembered per process).
+     * @default 'group-commit'
+     */
+    reads: z
+      .union(
+        [
+          z.literal('group-commit'),
+          strictOptions(
+            {
+              dedupeWindowSeconds: wholeNumber(
+                'a whole number of seconds, at least 1 (e.g. 300)',
+                1,
+              ),
+            },
+            "'group-commit' or { dedupeWindowSeconds }",
+          ),
+        ],
+        takes("'group-commit' (the default) or { dedupeWindowSeconds }"),
+      )
+      .optional(),
+    /**
+     * Days one MAC key seals new records before the next one starts; older keys stay, for
+     * verification only. @default 30
+     */
+    macKeyRotationDays: wholeNumber(
+      'a whole number of days, at least 1 (default 30)',
+      1,
+    ).optional(),
+  },
+  'an object, e.g. { requireActor: true }',
+);
+
+// ---------------------------------------------------------------------------------------------
 // The whole
 
 /** Options reserved for a later release; giving one now is refused rather than ignored. */
@@ -446,8 +498,8 @@ export const moduleOptionsSchema = strictOptions(
     ).optional(),
     /** The in-process cache of unwrapped data keys: how many, and for how long. */
     keyCache: keyCacheOptionsSchema.optional(),
-    /** Reserved for the audit trail. */
-    audit: reserved('the audit trail'),
+    /** The audit trail: on by default, fail-closed. */
+    audit: auditOptionsSchema.optional(),
     /** Reserved for the scheduled jobs (retention purges, staged key rotation). */
     jobs: reserved('the scheduled jobs'),
   },
@@ -460,6 +512,12 @@ export const moduleOptionsSchema = strictOptions(
  * @publicApi
  */
 export type EncryptedSessionModuleOptions = z.input<typeof moduleOptionsSchema>;
+/**
+ * `options.audit`: the audit trail.
+ *
+ * @publicApi
+ */
+export type AuditOptions = z.input<typeof auditOptionsSchema>;
 /**
  * `options.keys`: one root key source and the key ring's policies.
  *

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import type { AuditReadsPolicy } from '../audit/index.js';
 import { ConfigurationError } from '../errors/index.js';
 import { parseOptions } from '../errors/option-schema.js';
 import {
@@ -23,6 +24,7 @@ import {
   keySourceSchemas,
   keysSchemaFor,
   moduleOptionsSchema,
+  type AuditOptions,
   type KeySourceName,
   type RedisStorageOptions,
   type SqlServerStorageOptions,
@@ -57,8 +59,16 @@ export type ResolvedStorage =
  * The module's options after {@link resolveModuleOptions}: checked, defaults applied, frozen.
  * Every provider of the module derives what it needs from this one object.
  */
+/** The audit trail's options, defaults applied; `undefined` when the trail is off. */
+export interface ResolvedAuditOptions {
+  readonly requireActor: boolean;
+  readonly reads: AuditReadsPolicy;
+  readonly macKeyRotationMs: number;
+}
+
 export interface ResolvedModuleOptions {
   readonly keys: ResolvedKeySource;
+  readonly audit: ResolvedAuditOptions | undefined;
   readonly keyRing: Readonly<Required<KeyRingOptions>>;
   readonly storage: ResolvedStorage;
   readonly sessions: Readonly<SessionDefaults>;
@@ -102,6 +112,7 @@ export function resolveModuleOptions(
   const keys = resolveKeys(parsed.keys);
   return deepFreeze({
     keys: keys.source,
+    audit: resolveAudit(parsed.audit),
     keyRing: resolveKeyRingOptions(
       keyRingOptionsFrom({
         keyCache: parsed.keyCache,
@@ -115,6 +126,19 @@ export function resolveModuleOptions(
       maxItemBytes: parsed.maxItemBytes ?? DEFAULT_MAX_ITEM_BYTES,
     },
   });
+}
+
+const DAY_MS = 86_400_000;
+
+function resolveAudit(audit: AuditOptions | undefined): ResolvedAuditOptions | undefined {
+  if (audit?.enabled === false) return undefined;
+  return {
+    // Production refuses an operation nobody is accountable for; elsewhere it is recorded as
+    // the unattributed system actor.
+    requireActor: audit?.requireActor ?? process.env.NODE_ENV === 'production',
+    reads: audit?.reads ?? 'group-commit',
+    macKeyRotationMs: (audit?.macKeyRotationDays ?? 30) * DAY_MS,
+  };
 }
 
 function resolveKeys(keys: unknown) {

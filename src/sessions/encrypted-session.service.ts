@@ -1,4 +1,5 @@
 import { Inject, Injectable, Optional } from '@nestjs/common';
+import { AUDIT_TRAIL, AuditTrail } from '../audit/index.js';
 import { InvalidArgumentError, ShuttingDownError } from '../errors/index.js';
 import { KeyRing } from '../keys/index.js';
 import { SESSION_STORAGE, WorkInFlight, type SessionStorage } from '../storage/index.js';
@@ -63,6 +64,8 @@ function checkTtl(value: unknown): number | null {
 @Injectable()
 export class EncryptedSessionService {
   private readonly defaults: SessionDefaults;
+  /** The module's audit trail; undefined when it is off. */
+  private readonly audit: AuditTrail | undefined;
   /** Every `open` and every call of a session it returned, so shutdown can wait for them. */
   private readonly calls = new WorkInFlight(
     () =>
@@ -75,8 +78,10 @@ export class EncryptedSessionService {
     @Inject(SESSION_STORAGE) private readonly storage: SessionStorage,
     private readonly keyRing: KeyRing,
     @Optional() @Inject(SESSION_DEFAULTS) defaults?: SessionDefaults,
+    @Optional() @Inject(AUDIT_TRAIL) audit?: AuditTrail | null,
   ) {
     this.defaults = { ...DEFAULT_SESSION_DEFAULTS, ...defaults };
+    this.audit = audit ?? undefined;
   }
 
   /**
@@ -118,31 +123,42 @@ export class EncryptedSessionService {
       options.subjectId === undefined ? null : checkId(options.subjectId, 'subjectId');
     const requestedTtl =
       options.ttlSeconds === undefined ? undefined : checkTtl(options.ttlSeconds);
+    // Prepared first: with no actor where one is required, nothing is touched.
+    const event = await this.audit?.prepare('session.create', { ...ref, subjectId });
     const now = Date.now();
     // Most opens find the session: one read, and a write only the first time.
+    let created = false;
     const record =
       (await this.storage.read(ref, (scope) => scope.session.find())) ??
-      (await this.storage.transaction(ref, async (scope) => {
-        // Items without a session row: the row was deleted behind the module's back. A fresh
-        // row would restart the counter under them and every later write would collide.
-        if (
-          !(await scope.session.find()) &&
-          (await scope.items.listVisible(STORED_AT_ALL, 1)).length > 0
-        ) {
-          throw sessionRowMissing(ref);
-        }
-        await scope.session.insertIfAbsent({
-          ...ref,
-          subjectId,
-          createdAt: now,
-          lastActivityAt: now,
-          nextSeq: 1,
-          itemTtlSeconds: requestedTtl ?? this.defaults.itemTtlSeconds,
-          legalHold: false,
-        });
-        return (await scope.session.find())!;
-      }));
+      (await this.storage
+        .transaction(ref, async (scope) => {
+          // Items without a session row: the row was deleted behind the module's back. A fresh
+          // row would restart the counter under them and every later write would collide.
+          if (
+            !(await scope.session.find()) &&
+            (await scope.items.listVisible(STORED_AT_ALL, 1)).length > 0
+          ) {
+            throw sessionRowMissing(ref);
+          }
+          created = await scope.session.insertIfAbsent({
+            ...ref,
+            subjectId,
+            createdAt: now,
+            lastActivityAt: now,
+            nextSeq: 1,
+            itemTtlSeconds: requestedTtl ?? this.defaults.itemTtlSeconds,
+            legalHold: false,
+          });
+          if (created) await event?.appendIn(scope.audit);
+          return (await scope.session.find())!;
+        })
+        .catch(async (error: unknown) => {
+          await event?.failed(error);
+          throw error;
+        }));
+    if (created) event?.committed();
     if (subjectId !== null && record.subjectId !== null && record.subjectId !== subjectId) {
+      await event?.denied('SUBJECT_MISMATCH', 'session.subject_mismatch');
       throw new InvalidArgumentError(
         `Session '${ref.sessionId}' belongs to another subject; open it with its own subjectId or use a new session id`,
       );
@@ -155,6 +171,7 @@ export class EncryptedSessionService {
       keyRing: this.keyRing,
       maxItemBytes: this.defaults.maxItemBytes,
       calls: this.calls,
+      audit: this.audit,
     });
   }
 }

@@ -4,6 +4,7 @@ import type {
   SessionHistoryTransactionAwareSession,
 } from '@openai/agents-core';
 import { InvalidArgumentError } from '../errors/index.js';
+import type { AuditTrail } from '../audit/index.js';
 import type { KeyRing } from '../keys/index.js';
 import type { SessionRef, SessionStorage, WorkInFlight } from '../storage/index.js';
 import { encodeSessionItems, snapshotHistoryTransaction } from './history-transaction.js';
@@ -29,6 +30,8 @@ export interface EncryptedSessionContext {
    * (`EncryptedSessionService` passes its own). @default not counted
    */
   readonly calls?: WorkInFlight;
+  /** The module's audit trail: every call is recorded in the session's chain. @default off */
+  readonly audit?: AuditTrail;
 }
 
 /**
@@ -60,10 +63,12 @@ export class EncryptedSession implements SessionHistoryTransactionAwareSession {
       keyRing: context.keyRing,
       cipher: itemCipherFor(context),
       now: context.clock ?? Date.now,
+      subjectId: context.subjectId,
+      audit: context.audit,
     };
     this.reader = new SessionReader(shared);
     this.writer = new SessionWriter(
-      { ...shared, subjectId: context.subjectId, itemTtlSeconds: context.itemTtlSeconds },
+      { ...shared, itemTtlSeconds: context.itemTtlSeconds },
       this.reader,
     );
   }

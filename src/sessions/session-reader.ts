@@ -5,10 +5,11 @@ import { EncryptedSessionError, StorageUnavailableError } from '../errors/index.
 import type { KeyRing, UsableDataKey } from '../keys/index.js';
 import type { SessionReadScope, SessionRef, SessionStorage, StoredItem } from '../storage/index.js';
 import type { ItemCipher } from './item-cipher.js';
+import { auditedOperation, type SessionAuditContext } from './session-audit.js';
 import { checkStoredItems } from './stored-row-checks.js';
 
 /** What the reader of one session works with; its writer shares it. */
-export interface SessionReaderContext {
+export interface SessionReaderContext extends SessionAuditContext {
   readonly ref: SessionRef;
   readonly storage: SessionStorage;
   readonly keyRing: KeyRing;
@@ -43,11 +44,16 @@ export class SessionReader {
    * `limit` is undefined. The caller has checked `limit` (a positive integer).
    */
   async getItems(limit: number | undefined): Promise<AgentInputItem[]> {
-    const now = this.context.now();
-    const items =
-      limit === undefined
-        ? await this.readAllPaged(now)
-        : await this.openRows(await this.readNewestRows(now, limit), now);
+    const items = await auditedOperation(this.context, 'session.read', async (event) => {
+      const now = this.context.now();
+      const opened =
+        limit === undefined
+          ? await this.readAllPaged(now)
+          : await this.openRows(await this.readNewestRows(now, limit), now);
+      // Recorded before a single item is returned.
+      if (event) await this.context.audit!.recordRead(event, opened.length);
+      return opened;
+    });
     logger.verbose(
       `Read ${items.length} item(s) of session '${this.ref.sessionId}' of tenant '${this.ref.tenantId}'`,
     );

@@ -9,6 +9,7 @@ import {
   SessionNotFoundError,
   StorageUnavailableError,
 } from '../errors/index.js';
+import type { PendingAuditEvent } from '../audit/index.js';
 import type { UsableDataKey } from '../keys/index.js';
 import type { SessionRef, SessionWriteScope, StoredItem } from '../storage/index.js';
 import {
@@ -18,6 +19,7 @@ import {
   digestsEqual,
   type HistoryTransactionSnapshot,
 } from './history-transaction.js';
+import { auditedOperation } from './session-audit.js';
 import type { SessionReader, SessionReaderContext } from './session-reader.js';
 import {
   checkOperationRecord,
@@ -28,7 +30,6 @@ import {
 
 /** What the writer of one session works with, beyond what its reader has. */
 export interface SessionWriterContext extends SessionReaderContext {
-  readonly subjectId: string | null;
   /** Items appended expire this many seconds after writing; null = never. */
   readonly itemTtlSeconds: number | null;
 }
@@ -78,10 +79,16 @@ export class SessionWriter {
   async addItems(payloads: readonly Buffer[]): Promise<void> {
     if (payloads.length === 0) return;
     this.refuseBatchOverKeyLimit(payloads.length, 'addItems');
-    await this.withWriteKey((dataKey) =>
-      this.context.storage.transaction(this.ref, async (scope) => {
-        await this.appendSealed(scope, dataKey, payloads);
-      }),
+    await auditedOperation(this.context, 'session.append', (event) =>
+      this.withWriteKey((dataKey) =>
+        this.context.storage.transaction(this.ref, async (scope) => {
+          await this.appendSealed(scope, dataKey, payloads);
+          await event?.appendIn(scope.audit, {
+            count: payloads.length,
+            keys: { dekIds: [dataKey.dekId] },
+          });
+        }),
+      ),
     );
     logger.verbose(
       `Appended ${payloads.length} item(s) to session '${this.ref.sessionId}' of tenant '${this.ref.tenantId}'`,
@@ -90,37 +97,50 @@ export class SessionWriter {
 
   /** Removes and returns the newest visible item; one that cannot be opened stays. */
   async popItem(): Promise<AgentInputItem | undefined> {
-    for (let attempt = 0; attempt < MAX_WRITE_ATTEMPTS; attempt++) {
-      const now = this.context.now();
-      const [newest] = await this.reader.readNewestRows(now, 1);
-      if (!newest) return undefined;
-      // Open first: a failure throws here, before anything is deleted.
-      const [item] = await this.reader.openRows([newest], now);
-      const deleted = await this.context.storage.transaction(this.ref, (scope) =>
-        scope.items.deleteBySeq([newest.seq]),
-      );
-      if (deleted === 1) {
-        logger.verbose(
-          `Popped item ${newest.seq} of session '${this.ref.sessionId}' of tenant '${this.ref.tenantId}'`,
-        );
-        return item;
+    return auditedOperation(this.context, 'session.pop', async (event) => {
+      for (let attempt = 0; attempt < MAX_WRITE_ATTEMPTS; attempt++) {
+        const now = this.context.now();
+        const [newest] = await this.reader.readNewestRows(now, 1);
+        if (!newest) {
+          // Nothing to pop: nothing changed, yet the attempt is on record.
+          if (event) await this.context.audit!.recordRead(event, 0);
+          return undefined;
+        }
+        // Open first: a failure throws here, before anything is deleted.
+        const [item] = await this.reader.openRows([newest], now);
+        const deleted = await this.context.storage.transaction(this.ref, async (scope) => {
+          const count = await scope.items.deleteBySeq([newest.seq]);
+          if (count === 1) {
+            await event?.appendIn(scope.audit, { count, keys: { dekIds: [newest.dekId] } });
+          }
+          return count;
+        });
+        if (deleted === 1) {
+          logger.verbose(
+            `Popped item ${newest.seq} of session '${this.ref.sessionId}' of tenant '${this.ref.tenantId}'`,
+          );
+          return item;
+        }
+        // Another writer popped or cleared it first; look again.
       }
-      // Another writer popped or cleared it first; look again.
-    }
-    throw new StorageUnavailableError(
-      `popItem on session '${this.ref.sessionId}' kept losing races with other writers; retry the call`,
-    );
+      throw new StorageUnavailableError(
+        `popItem on session '${this.ref.sessionId}' kept losing races with other writers; retry the call`,
+      );
+    });
   }
 
   /** Deletes every item and applied-operation record and destroys the session's data keys. */
   async clearSession(): Promise<void> {
-    await this.context.storage.transaction(this.ref, async (scope) => {
-      // Waits for an append of another process to commit, so none lands under a destroyed key.
-      await scope.session.lockForWrite(this.context.now());
-      await scope.items.deleteAll();
-      await scope.historyOperations.deleteAll();
-      await scope.dataKeys.destroyAll(this.context.now());
-    });
+    await auditedOperation(this.context, 'session.clear', (event) =>
+      this.context.storage.transaction(this.ref, async (scope) => {
+        // Waits for an append of another process to commit, so none lands under a destroyed key.
+        await scope.session.lockForWrite(this.context.now());
+        const count = await scope.items.deleteAll();
+        await scope.historyOperations.deleteAll();
+        await scope.dataKeys.destroyAll(this.context.now());
+        await event?.appendIn(scope.audit, { count });
+      }),
+    );
     this.context.keyRing.forgetSession(this.ref);
     logger.debug(
       `Cleared session '${this.ref.sessionId}' of tenant '${this.ref.tenantId}' and destroyed its data keys`,
@@ -129,6 +149,16 @@ export class SessionWriter {
 
   /** Applies a validated history transaction atomically and at most once per operation id. */
   async applyHistoryTransaction(
+    operationId: string,
+    transaction: HistoryTransactionSnapshot,
+  ): Promise<void> {
+    await auditedOperation(this.context, 'session.history_transaction', (event) =>
+      this.applyHistoryTransactionAs(event, operationId, transaction),
+    );
+  }
+
+  private async applyHistoryTransactionAs(
+    event: PendingAuditEvent | undefined,
     operationId: string,
     transaction: HistoryTransactionSnapshot,
   ): Promise<void> {
@@ -177,6 +207,13 @@ export class SessionWriter {
               createdAt: this.context.now(),
             });
             if (!recorded) throw new RetryOutsideTransaction('operation-exists');
+            await event?.appendIn(scope.audit, {
+              count:
+                transaction.type === 'replace_suffix'
+                  ? transaction.replacement.length
+                  : transaction.items.length,
+              keys: { dekIds: [dataKey.dekId] },
+            });
           }),
         );
         return;

@@ -2,6 +2,7 @@ import { ShuttingDownError } from '../errors/index.js';
 import type { SessionRef } from './storage.records.js';
 import {
   supportsMaintenance,
+  type AuditStorage,
   type MaintenanceUnsupported,
   type SessionReadScope,
   type SessionStorage,
@@ -17,6 +18,7 @@ import { WorkInFlight } from './work-in-flight.js';
  */
 export class DrainingSessionStorage implements SessionStorage {
   readonly maintenance: StorageMaintenance | MaintenanceUnsupported | undefined;
+  readonly audit: AuditStorage | undefined;
   private readonly units = new WorkInFlight(
     () =>
       new ShuttingDownError(
@@ -29,6 +31,7 @@ export class DrainingSessionStorage implements SessionStorage {
     this.maintenance = supportsMaintenance(adapter)
       ? this.countedMaintenance(adapter.maintenance)
       : adapter.maintenance;
+    this.audit = adapter.audit && this.countedAudit(adapter.audit);
   }
 
   get backend(): string {
@@ -47,6 +50,17 @@ export class DrainingSessionStorage implements SessionStorage {
   close(): Promise<void> {
     this.closed ??= this.units.close().then(() => this.adapter.close());
     return this.closed;
+  }
+
+  private countedAudit(audit: AuditStorage): AuditStorage {
+    return {
+      transaction: (chain, work) => this.units.run(() => audit.transaction(chain, work)),
+      readChain: (chain, afterSeq, limit) =>
+        this.units.run(() => audit.readChain(chain, afterSeq, limit)),
+      findHead: (chain) => this.units.run(() => audit.findHead(chain)),
+      listHeads: (tenantId, afterChainId, limit) =>
+        this.units.run(() => audit.listHeads(tenantId, afterChainId, limit)),
+    };
   }
 
   private countedMaintenance(maintenance: StorageMaintenance): StorageMaintenance {

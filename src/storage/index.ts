@@ -3,6 +3,8 @@
 // (./typeorm, ./redis), loaded only by a host that uses them.
 export {
   SESSION_STORAGE,
+  type AuditChainWrites,
+  type AuditStorage,
   maintenanceUnsupportedReason,
   supportsMaintenance,
   type DataKeyPage,
@@ -22,11 +24,14 @@ export {
   type StorageMaintenance,
 } from './storage.ports.js';
 export {
+  type AuditChainHeadRecord,
+  type AuditChainRef,
   type DataKeyRecord,
   type DataKeyState,
   type HistoryOperationRecord,
   type SessionRecord,
   type SessionRef,
+  type StoredAuditRecord,
   type StoredItem,
 } from './storage.records.js';
 export { DrainingSessionStorage } from './draining-storage.js';

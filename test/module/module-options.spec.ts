@@ -99,9 +99,19 @@ describe('module options', () => {
         "Invalid table prefix 'Agent': use 1-20 lowercase letters, digits or underscores, starting with a letter (default 'nes_')",
       ],
       [
-        'audit (reserved)',
-        { audit: { enabled: true } },
-        'options.audit is reserved for the audit trail (a later release); leave it out',
+        'an unknown reads policy of the audit trail',
+        { audit: { reads: 'sometimes' } },
+        "options.audit.reads must be 'group-commit' (the default) or { dedupeWindowSeconds }",
+      ],
+      [
+        'a zero de-duplication window',
+        { audit: { reads: { dedupeWindowSeconds: 0 } } },
+        'options.audit.reads.dedupeWindowSeconds must be a whole number of seconds, at least 1 (e.g. 300)',
+      ],
+      [
+        'an unknown audit option',
+        { audit: { requireActors: true } },
+        'Unknown option options.audit.requireActors; options.audit takes: enabled, requireActor, reads, macKeyRotationDays (a misspelt or misplaced option would otherwise be ignored)',
       ],
       [
         'jobs (reserved)',

@@ -1,4 +1,5 @@
 import { memoryHarness } from '../support/session-harness.js';
+import { describeAuditTrailContract } from '../audit/audit-trail-contract.js';
 import { describeAuditStorageContract } from '../storage/audit-storage-contract.js';
 import { describeKekRotation } from '../keys/kek-rotation-contract.js';
 import { describeIntegrityContract } from './integrity-contract.js';
@@ -8,3 +9,4 @@ describeSessionContract('memory', memoryHarness);
 describeIntegrityContract('memory', memoryHarness);
 describeKekRotation('memory', memoryHarness);
 describeAuditStorageContract('memory', memoryHarness);
+describeAuditTrailContract('memory', memoryHarness);

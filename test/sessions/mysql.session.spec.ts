@@ -1,4 +1,5 @@
 import { afterAll, describe } from 'vitest';
+import { describeAuditTrailContract } from '../audit/audit-trail-contract.js';
 import { describeAuditStorageContract } from '../storage/audit-storage-contract.js';
 import { isolatedSqlServerHarness, sqlServerHarness } from '../support/session-harness.js';
 import { sqlServerUp } from '../support/sql-server-support.js';
@@ -15,4 +16,5 @@ describe.skipIf(!up)('mariadb', () => {
   describeIntegrityContract('mariadb', factory);
   describeKekRotation('mariadb', isolatedSqlServerHarness('mysql'));
   describeAuditStorageContract('mariadb', factory);
+  describeAuditTrailContract('mariadb', factory);
 });

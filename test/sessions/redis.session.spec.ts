@@ -1,4 +1,5 @@
 import { describe } from 'vitest';
+import { describeAuditTrailContract } from '../audit/audit-trail-contract.js';
 import {
   createRedisTestStorage,
   redisItemTamperer,
@@ -26,4 +27,5 @@ describe.skipIf(!up)('redis', () => {
   describeIntegrityContract('redis', redisHarness);
   describeKekRotation('redis', redisHarness);
   describeAuditStorageContract('redis', redisHarness);
+  describeAuditTrailContract('redis', redisHarness);
 });

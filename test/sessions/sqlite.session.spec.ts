@@ -1,4 +1,5 @@
 import { sqliteHarness } from '../support/session-harness.js';
+import { describeAuditTrailContract } from '../audit/audit-trail-contract.js';
 import { describeAuditStorageContract } from '../storage/audit-storage-contract.js';
 import { describeKekRotation } from '../keys/kek-rotation-contract.js';
 import { describeIntegrityContract } from './integrity-contract.js';
@@ -8,3 +9,4 @@ describeSessionContract('sqlite', sqliteHarness);
 describeIntegrityContract('sqlite', sqliteHarness);
 describeKekRotation('sqlite', sqliteHarness);
 describeAuditStorageContract('sqlite', sqliteHarness);
+describeAuditTrailContract('sqlite', sqliteHarness);

@@ -34,6 +34,7 @@ export {
 export {
   DEFAULT_SQLITE_PATH,
   EncryptedSessionModule,
+  type ActorResolver,
   type AuditOptions,
   type AwsCredentialsOption,
   type AwsKmsKeySourceOptions,
@@ -52,6 +53,7 @@ export {
 
 // Audit trail: the service, the actor context, the event schema (docs/audit-format.md).
 export {
+  AuditActorMiddleware,
   AuditService,
   currentAuditContext,
   runAs,

@@ -17,7 +17,7 @@ import {
   sessionChainId,
   tenantChainId,
 } from './audit-chain.js';
-import { currentAuditContext } from './audit-context.js';
+import { currentAuditContext, runAs } from './audit-context.js';
 import {
   AUDIT_REASONS,
   buildAuditEvent,
@@ -52,6 +52,10 @@ export interface AuditTrailOptions {
   readonly reads: AuditReadsPolicy;
   /** Sessions whose read de-duplication is remembered, per process. @default 10_000 */
   readonly dedupeMaxEntries?: number;
+  /** Maps a request to the actor of what it does (`AuditActorMiddleware`). */
+  readonly actorFromRequest?: (request: unknown) => AuditActor | undefined;
+  /** Maps an agent run's `runContext.context` to the actor of the run's session calls. */
+  readonly actorFromRunContext?: (context: unknown) => AuditActor | undefined;
 }
 
 /** What an event is about: a session (its chain) or, with no session, the tenant's control chain. */
@@ -367,6 +371,17 @@ export class AuditTrail {
       this.batches.set(chain.chainId, started);
       void this.drain(started);
     });
+  }
+
+  /**
+   * Runs `work` as the actor an agent run's context names (`options.actorFromRunContext`), or
+   * as it is when there is no run context, no resolver, or the resolver names no one.
+   */
+  withRunContext<T>(runContext: { readonly context: unknown } | undefined, work: () => T): T {
+    const resolve = this.options.actorFromRunContext;
+    if (!runContext || !resolve) return work();
+    const actor = resolve(runContext.context);
+    return actor ? runAs(actor, work, currentAuditContext()?.source) : work();
   }
 
   /** Subscribes to committed events (the sinks). */

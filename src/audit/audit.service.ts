@@ -4,6 +4,7 @@ import type { AuditChainHeadRecord, AuditChainRef } from '../storage/index.js';
 import { parseChainId } from './audit-chain.js';
 import { AUDIT_TRAIL, AuditTrail, auditChainOf } from './audit-trail.js';
 import { verifyChain, type ChainVerification } from './chain-verifier.js';
+import type { AuditActor } from './audit-event.js';
 import { chainPages } from './stored-records.js';
 
 /**
@@ -47,6 +48,14 @@ export class AuditService {
 
   constructor(@Optional() @Inject(AUDIT_TRAIL) trail?: AuditTrail | null) {
     this.trail = trail ?? undefined;
+  }
+
+  /**
+   * The actor `options.audit.actorFromRequest` names for a request, or undefined (no resolver,
+   * no actor, or the trail is off).
+   */
+  actorOfRequest(request: unknown): AuditActor | undefined {
+    return this.trail?.options.actorFromRequest?.(request);
   }
 
   /** Whether the module records an audit trail (`options.audit.enabled`). */

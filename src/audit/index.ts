@@ -79,3 +79,4 @@ export {
 } from './chain-verifier.js';
 export { CHAIN_PAGE_SIZE, auditRecordFromStored, chainPages } from './stored-records.js';
 export { AuditService, type AuditVerification, type AuditVerifyOptions } from './audit.service.js';
+export { AuditActorMiddleware } from './audit-actor.middleware.js';

@@ -25,5 +25,7 @@ export function auditTrailFor(
   return new AuditTrail(storage.audit, new KeyRingAuditKeys(keyRing, audit.macKeyRotationMs), {
     requireActor: audit.requireActor,
     reads: audit.reads,
+    actorFromRequest: audit.actorFromRequest,
+    actorFromRunContext: audit.actorFromRunContext,
   });
 }

@@ -2,6 +2,7 @@
 export { EncryptedSessionModule } from './encrypted-session.module.js';
 export {
   DEFAULT_SQLITE_PATH,
+  type ActorResolver,
   type AuditOptions,
   type AwsCredentialsOption,
   type AwsKmsKeySourceOptions,

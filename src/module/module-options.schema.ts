@@ -12,6 +12,7 @@ import {
   maxItemsPerDataKeySchema,
   type KeyProvider,
 } from '../keys/index.js';
+import type { AuditActor } from '../audit/index.js';
 import type { SessionStorage } from '../storage/index.js';
 
 /**
@@ -414,6 +415,13 @@ const storageSchema = z.discriminatedUnion(
 // ---------------------------------------------------------------------------------------------
 // Audit trail
 
+/**
+ * Maps a request, or an agent run's context, to the actor the trail records.
+ *
+ * @publicApi
+ */
+export type ActorResolver = (source: any) => AuditActor | undefined; // eslint-disable-line @typescript-eslint/no-explicit-any
+
 const auditOptionsSchema = strictOptions(
   {
     /**
@@ -459,6 +467,28 @@ const auditOptionsSchema = strictOptions(
       'a whole number of days, at least 1 (default 30)',
       1,
     ).optional(),
+    /**
+     * Who acts in a request, for `AuditActorMiddleware` (the host applies it to its routes):
+     * e.g. `(req) => req.user && { type: 'user', id: req.user.sub, tenantId: req.user.tenant }`.
+     * Undefined leaves the request without an actor. @default none
+     */
+    actorFromRequest: z
+      .custom<ActorResolver>(
+        (value) => typeof value === 'function',
+        takes('a function (request) => { type, id, tenantId } | undefined'),
+      )
+      .optional(),
+    /**
+     * Who acts in an agent run: the session receives the run's context from the agents
+     * Runner (`RunContextAwareSession`) and records the actor this returns from
+     * `runContext.context`, for the calls of that run. @default none
+     */
+    actorFromRunContext: z
+      .custom<ActorResolver>(
+        (value) => typeof value === 'function',
+        takes('a function (runContext.context) => { type, id, tenantId } | undefined'),
+      )
+      .optional(),
   },
   'an object, e.g. { requireActor: true }',
 );

@@ -24,6 +24,7 @@ import {
   keySourceSchemas,
   keysSchemaFor,
   moduleOptionsSchema,
+  type ActorResolver,
   type AuditOptions,
   type KeySourceName,
   type RedisStorageOptions,
@@ -62,6 +63,8 @@ export type ResolvedStorage =
 /** The audit trail's options, defaults applied; `undefined` when the trail is off. */
 export interface ResolvedAuditOptions {
   readonly requireActor: boolean;
+  readonly actorFromRequest: ActorResolver | undefined;
+  readonly actorFromRunContext: ActorResolver | undefined;
   readonly reads: AuditReadsPolicy;
   readonly macKeyRotationMs: number;
 }
@@ -138,6 +141,8 @@ function resolveAudit(audit: AuditOptions | undefined): ResolvedAuditOptions | u
     requireActor: audit?.requireActor ?? process.env.NODE_ENV === 'production',
     reads: audit?.reads ?? 'group-commit',
     macKeyRotationMs: (audit?.macKeyRotationDays ?? 30) * DAY_MS,
+    actorFromRequest: audit?.actorFromRequest,
+    actorFromRunContext: audit?.actorFromRunContext,
   };
 }
 

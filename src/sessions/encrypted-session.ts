@@ -1,5 +1,7 @@
 import type {
   AgentInputItem,
+  RunContext,
+  RunContextAwareSession,
   SessionHistoryTransactionArgs,
   SessionHistoryTransactionAwareSession,
 } from '@openai/agents-core';
@@ -45,8 +47,16 @@ export interface EncryptedSessionContext {
  *
  * @publicApi
  */
-export class EncryptedSession implements SessionHistoryTransactionAwareSession {
+export class EncryptedSession
+  implements SessionHistoryTransactionAwareSession, RunContextAwareSession
+{
+  /**
+   * The agents Runner passes each call its run context: the audit trail records the actor
+   * `options.audit.actorFromRunContext` maps it to.
+   */
+  readonly acceptsRunContext = true;
   private readonly ref: SessionRef;
+  private readonly audit: AuditTrail | undefined;
   private readonly maxItemBytes: number | undefined;
   // Arguments are checked here; the reader and the writer get them checked and encoded.
   private readonly reader: SessionReader;
@@ -57,6 +67,7 @@ export class EncryptedSession implements SessionHistoryTransactionAwareSession {
     this.ref = { tenantId: context.tenantId, sessionId: context.sessionId };
     this.maxItemBytes = context.maxItemBytes;
     this.calls = context.calls;
+    this.audit = context.audit;
     const shared = {
       ref: this.ref,
       storage: context.storage,
@@ -90,39 +101,39 @@ export class EncryptedSession implements SessionHistoryTransactionAwareSession {
    *   returns at most that many (the newest). Anything else throws `InvalidArgumentError`.
    *   Cost depends on `limit`, not on how much older history has expired.
    */
-  async getItems(limit?: number): Promise<AgentInputItem[]> {
+  async getItems(limit?: number, runContext?: RunContext): Promise<AgentInputItem[]> {
     if (limit !== undefined && (!Number.isSafeInteger(limit) || limit < 0)) {
       throw new InvalidArgumentError(
         `getItems(limit) takes a non-negative integer or nothing (all items); got ${String(limit)}`,
       );
     }
     if (limit === 0) return [];
-    return this.counted(() => this.reader.getItems(limit));
+    return this.counted(() => this.reader.getItems(limit), runContext);
   }
 
   /**
    * Appends items in one transaction with one batched insert. Nothing is stored if any item
    * could not be returned exactly as given or is over `maxItemBytes` (`InvalidArgumentError`).
    */
-  async addItems(items: AgentInputItem[]): Promise<void> {
+  async addItems(items: AgentInputItem[], runContext?: RunContext): Promise<void> {
     const encoded = encodeSessionItems(items, 'addItems', this.maxItemBytes);
-    await this.counted(() => this.writer.addItems(encoded));
+    await this.counted(() => this.writer.addItems(encoded), runContext);
   }
 
   /**
    * Removes and returns the newest visible item, or undefined when there is none. An item
    * that cannot be opened is neither returned nor deleted: the error is thrown.
    */
-  async popItem(): Promise<AgentInputItem | undefined> {
-    return this.counted(() => this.writer.popItem());
+  async popItem(runContext?: RunContext): Promise<AgentInputItem | undefined> {
+    return this.counted(() => this.writer.popItem(), runContext);
   }
 
   /**
    * Deletes every item and applied-operation record of the session and destroys its data keys,
    * so no copy of an old ciphertext can ever be opened again. The next write starts a new key.
    */
-  async clearSession(): Promise<void> {
-    await this.counted(() => this.writer.clearSession());
+  async clearSession(runContext?: RunContext): Promise<void> {
+    await this.counted(() => this.writer.clearSession(), runContext);
   }
 
   /**
@@ -136,8 +147,12 @@ export class EncryptedSession implements SessionHistoryTransactionAwareSession {
     await this.counted(() => this.writer.applyHistoryTransaction(operationId, transaction));
   }
 
-  /** Runs a call that reaches keys or storage, counted for shutdown when a counter was given. */
-  private counted<T>(call: () => Promise<T>): Promise<T> {
-    return this.calls ? this.calls.run(call) : call();
+  /**
+   * Runs a call that reaches keys or storage: counted for shutdown when a counter was given, and
+   * as the actor of the agent run that made it, when one is known.
+   */
+  private counted<T>(call: () => Promise<T>, runContext?: RunContext): Promise<T> {
+    const asActor = this.audit ? () => this.audit!.withRunContext(runContext, call) : call;
+    return this.calls ? this.calls.run(asActor) : asActor();
   }
 }

@@ -27,7 +27,7 @@ const DOC = readFileSync(new URL('../../docs/audit-trail.md', import.meta.url), 
 function documentedStatements(engine: 'postgres' | 'mysql'): string[] {
   const marker = `<!-- least-privilege:${engine} -->`;
   const after = DOC.slice(DOC.indexOf(marker) + marker.length);
-  const block = /```sql\n([\s\S]*?)```/.exec(after)![1]!;
+  const block = /```sql\n([\s\S]*?)```/.exec(after)![1];
   const statements: string[] = [];
   let current = '';
   for (const line of block.split('\n')) {

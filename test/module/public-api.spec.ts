@@ -22,6 +22,7 @@ describe('the public API', () => {
         'DEFAULT_SQLITE_PATH',
         'ENVELOPE_FORMAT_VERSION',
         'ENVELOPE_HEADER_LENGTH',
+        'AuditActorMiddleware',
         'AuditActorRequiredError',
         'AuditService',
         'AuditWriteError',

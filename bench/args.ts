@@ -29,6 +29,8 @@ export interface BenchArgs {
   readonly layers: boolean;
   /** Run the key-provider benchmark (`keys.ts`) instead of the storage benchmark. */
   readonly keys: boolean;
+  /** Run the audit-trail benchmark (`audit.ts`) instead of the storage benchmark. */
+  readonly audit: boolean;
 }
 
 /** Default `--items`. */
@@ -48,6 +50,7 @@ export class UsageError extends Error {}
 export const USAGE = `Usage: npm run bench -- [--backend sqlite|postgres|mysql|redis] [--json] [--items N]
                         [--writers N] [--layers]
        npm run bench -- --keys [--json]
+       npm run bench -- --audit [--json]
 
   --backend NAME  storage backend (default sqlite):
                     sqlite    the embedded store, a temp file per variant
@@ -68,6 +71,10 @@ export const USAGE = `Usage: npm run bench -- [--backend sqlite|postgres|mysql|r
                   vault-transit and vault-kv (the last three against the loopback KMS and Vault
                   test servers), 1,000 sessions x 20 items written to in-memory storage, then
                   read cold (key cache cleared) and warm: provider calls and items/s. A fixed
+                  workload: combines with --json only.
+  --audit         instead of the benchmark, the audit trail on SQLite: adds, getItems(20) alone
+                  and from 16 overlapping callers, each with the trail off and on, then a
+                  1,000,000-record chain verified from the file (records/s, peak RSS). A fixed
                   workload: combines with --json only.
 `;
 
@@ -105,6 +112,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs | 'help' {
         writers: { type: 'string' },
         layers: { type: 'boolean', default: false },
         keys: { type: 'boolean', default: false },
+        audit: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
       strict: true,
@@ -143,6 +151,14 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs | 'help' {
       );
     }
   }
+  if (values.audit) {
+    const others = (['items', 'writers', 'backend'] as const).filter(
+      (name) => values[name] !== undefined,
+    );
+    if (values.keys || values.layers || others.length > 0) {
+      throw new UsageError('--audit runs a fixed workload on SQLite; it combines with --json only');
+    }
+  }
   if (values.layers && values.json) {
     throw new UsageError('--layers prints a table; it does not combine with --json');
   }
@@ -151,5 +167,13 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs | 'help' {
       `--layers breaks down the embedded SQLite store only (its timings call better-sqlite3 directly); drop --backend ${values.backend} or use --backend sqlite`,
     );
   }
-  return { json: values.json, items, backend, writers, layers: values.layers, keys: values.keys };
+  return {
+    json: values.json,
+    items,
+    backend,
+    writers,
+    layers: values.layers,
+    keys: values.keys,
+    audit: values.audit,
+  };
 }

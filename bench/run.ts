@@ -49,6 +49,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { installBenchLogger } from './bench-logger.js';
+import { auditBenchmark, formatAuditReport } from './audit.js';
 import { formatKeysReport } from './keys-report.js';
 import { keyProviderBenchmark } from './keys.js';
 import { layerBreakdown } from './layers.js';
@@ -468,6 +469,11 @@ async function main(): Promise<number> {
     log('warning: run with node --expose-gc (npm run bench does) for GC between phases');
   }
 
+  if (args.audit) {
+    const result = await auditBenchmark(log);
+    process.stdout.write(args.json ? `${JSON.stringify(result)}\n` : formatAuditReport(result));
+    return 0;
+  }
   if (args.keys) {
     const { result, details } = await keyProviderBenchmark(log);
     process.stdout.write(

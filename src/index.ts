@@ -57,6 +57,8 @@ export {
   AuditService,
   currentAuditContext,
   runAs,
+  type AccessReportPage,
+  type AccessReportQuery,
   type AuditAction,
   type AuditActor,
   type AuditContext,

@@ -1,7 +1,18 @@
-import { Module, type DynamicModule } from '@nestjs/common';
+import {
+  Module,
+  type DynamicModule,
+  type MiddlewareConsumer,
+  type NestModule,
+} from '@nestjs/common';
 import { APP_FILTER } from '@nestjs/core';
 // In your app: import { EncryptedSessionModule } from 'nest-encrypted-sessions';
-import { EncryptedSessionModule, type StorageOptions } from '../../src/index.js';
+import {
+  AuditActorMiddleware,
+  EncryptedSessionModule,
+  type StorageOptions,
+} from '../../src/index.js';
+import { AuditController } from './audit.controller.js';
+import { actorOf } from './demo-request.js';
 import type { DemoKeys } from './demo-keys.js';
 import { DemoExceptionFilter } from './demo-exception.filter.js';
 import { SessionsController } from './sessions.controller.js';
@@ -20,8 +31,12 @@ export interface DemoAppConfig {
  * JSON error shape with an HTTP status.
  */
 @Module({})
-// oxlint-disable-next-line typescript/no-extraneous-class -- a Nest module is a class by design
-export class AppModule {
+export class AppModule implements NestModule {
+  /** Every route runs as the actor its `x-actor-id` header names, for the audit trail. */
+  configure(consumer: MiddlewareConsumer): void {
+    consumer.apply(AuditActorMiddleware).forRoutes('*path');
+  }
+
   /** Builds the module for one configuration, so tests can give their own folder and keys. */
   static forRoot(config: DemoAppConfig): DynamicModule {
     const sourceNames =
@@ -39,9 +54,10 @@ export class AppModule {
             env: { keys: config.keys.keys, activeKeyId: config.keys.activeKeyId, sourceNames },
           },
           storage: config.storage,
+          audit: { actorFromRequest: actorOf },
         }),
       ],
-      controllers: [SessionsController],
+      controllers: [SessionsController, AuditController],
       providers: [{ provide: APP_FILTER, useClass: DemoExceptionFilter }],
     };
   }

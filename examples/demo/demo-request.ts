@@ -22,6 +22,22 @@ export const JSON_BODY_LIMIT_TEXT = `${JSON_BODY_LIMIT_BYTES / (1024 * 1024)} Mi
 /** Longest tenant id a log line repeats; the module refuses ids over 191 characters anyway. */
 const MAX_LOGGED_TENANT_LENGTH = 191;
 
+/** Names who acts, for the audit trail. The demo has no authentication: a real app takes the actor from its verified caller (e.g. `req.user`). */
+export const ACTOR_HEADER = 'x-actor-id';
+
+/**
+ * The audit actor of a demo request: the `x-actor-id` header as a user of the request's tenant,
+ * or none (then the module records the unattributed system actor, or refuses the request with
+ * 401 AUDIT_ACTOR_REQUIRED under NODE_ENV=production).
+ */
+export function actorOf(request: {
+  readonly headers: Record<string, string | string[] | undefined>;
+}): { type: 'user'; id: string; tenantId: string } | undefined {
+  const id = request.headers[ACTOR_HEADER];
+  if (typeof id !== 'string' || id === '') return undefined;
+  return { type: 'user', id, tenantId: tenantOf(request.headers[TENANT_HEADER]) };
+}
+
 /** The tenant a request acts for: the header's value, else {@link DEFAULT_TENANT_ID}. */
 export function tenantOf(headerValue: string | string[] | undefined): string {
   const value = Array.isArray(headerValue) ? headerValue.join(', ') : headerValue;

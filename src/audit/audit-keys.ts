@@ -34,3 +34,10 @@ export interface AuditKeyring {
 
 /** Injection token for {@link AuditKeyring}. */
 export const AUDIT_KEYRING = Symbol('AUDIT_KEYRING');
+
+/**
+ * The tenant id under which the trail's own keys are kept as data keys. It starts with a
+ * control character, which every id a host passes to `open()` is refused for, so no host
+ * session can share these keys; events never name it.
+ */
+export const AUDIT_KEYS_TENANT = '\u001fnes-audit';

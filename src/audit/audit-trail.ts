@@ -234,12 +234,19 @@ export class PendingAuditEvent {
   async appendIn(
     writes: AuditChainWrites | undefined,
     details: { readonly count?: number; readonly keys?: AuditKeys } = {},
+    /** Events of the same unit that follow this one (e.g. the keys a clear destroyed). */
+    followedBy: ReadonlyArray<{
+      readonly action: AuditAction;
+      readonly count?: number;
+      readonly keys?: AuditKeys;
+    }> = [],
   ): Promise<void> {
     if (!writes) {
       throw new Error('The session storage keeps no audit trail, yet the audit trail is on');
     }
     this.sealedEvents = await appendAll(writes, this.chain, [
       { body: this.body('success', details), macKey: this.macKey },
+      ...followedBy.map((next) => ({ body: this.body('success', next), macKey: this.macKey })),
     ]);
   }
 
@@ -307,6 +314,26 @@ export class AuditTrail {
    * @throws AuditActorRequiredError
    */
   async prepare(action: AuditAction, target: AuditSubjectTarget): Promise<PendingAuditEvent> {
+    const pending = await this.unrefusedEvent(action, target);
+    if (!currentAuditContext() && this.options.requireActor) {
+      const refusal = new AuditActorRequiredError(
+        `${action} was refused: it ran with no actor, and the audit trail requires one. Run it inside runAs(actor, ...), or enable the module's actor middleware for requests`,
+      );
+      await this.commitAlone(
+        pending.chain,
+        pending.body('denied', { action: 'access.denied', reason: 'ACTOR_REQUIRED' }),
+        pending.macKey,
+      );
+      throw refusal;
+    }
+    return pending;
+  }
+
+  /** An event of `action` about `target`, as the context's actor or the unattributed one. */
+  private async unrefusedEvent(
+    action: AuditAction,
+    target: AuditSubjectTarget,
+  ): Promise<PendingAuditEvent> {
     const context = currentAuditContext();
     const chain = auditChainOf(target);
     const macKey = await this.keyring.currentMacKey();
@@ -319,27 +346,26 @@ export class AuditTrail {
       id: UNATTRIBUTED_ACTOR_ID,
       tenantId: target.tenantId,
     };
-    const pending = new PendingAuditEvent(
-      this,
-      action,
-      chain,
-      actor,
-      context?.source,
-      reference,
-      macKey,
-    );
-    if (!context && this.options.requireActor) {
-      const refusal = new AuditActorRequiredError(
-        `${action} was refused: it ran with no actor, and the audit trail requires one. Run it inside runAs(actor, ...), or enable the module's actor middleware for requests`,
-      );
-      await this.commitAlone(
-        chain,
-        pending.body('denied', { action: 'access.denied', reason: 'ACTOR_REQUIRED' }),
-        macKey,
-      );
-      throw refusal;
-    }
-    return pending;
+    return new PendingAuditEvent(this, action, chain, actor, context?.source, reference, macKey);
+  }
+
+  /**
+   * Records an event the module itself notices (a provider outage, a rewrap batch) in a unit of
+   * its own: never refused for want of an actor (the context's, else the unattributed system
+   * actor).
+   */
+  async recordEvent(
+    action: AuditAction,
+    target: AuditSubjectTarget,
+    outcome: AuditOutcome,
+    details: {
+      readonly reason?: AuditReason;
+      readonly count?: number;
+      readonly keys?: AuditKeys;
+    } = {},
+  ): Promise<void> {
+    const pending = await this.unrefusedEvent(action, target);
+    await this.commitAlone(pending.chain, pending.body(outcome, details), pending.macKey);
   }
 
   /**

@@ -4,8 +4,10 @@ import type { AuditChainHeadRecord, AuditChainRef } from '../storage/index.js';
 import { parseChainId } from './audit-chain.js';
 import { AUDIT_TRAIL, AuditTrail, auditChainOf } from './audit-trail.js';
 import { verifyChain, type ChainVerification } from './chain-verifier.js';
-import type { AuditActor } from './audit-event.js';
-import { chainPages } from './stored-records.js';
+import type { AuditActor, AuditEvent, AuditEventBody } from './audit-event.js';
+import { auditRecordFromStored, chainPages } from './stored-records.js';
+import { subjectRef } from './subject-ref.js';
+import { AUDIT_SINK, type AuditSinkStats, type WinstonAuditSink } from './winston-sink.js';
 
 /**
  * What {@link AuditService.verify} checks: one chain (`chainId`, optionally a seq range), or
@@ -33,6 +35,39 @@ export interface AuditVerification {
   readonly chains: readonly ChainVerification[];
 }
 
+/**
+ * What {@link AuditService.accessReport} lists: one tenant's events about exactly one of a
+ * session, a subject (its raw id, turned into the trail's pseudonymous reference here) or an
+ * actor, with `from <= time < to`.
+ *
+ * @publicApi
+ */
+export interface AccessReportQuery {
+  readonly tenantId: string;
+  readonly sessionId?: string;
+  readonly subjectId?: string;
+  readonly actorId?: string;
+  readonly from: Date | number;
+  readonly to: Date | number;
+  /** Events per page, 1-1000. @default 100 */
+  readonly limit?: number;
+  /** `nextCursor` of the previous page. */
+  readonly cursor?: string;
+}
+
+/**
+ * One page of an access report, oldest first.
+ *
+ * @publicApi
+ */
+export interface AccessReportPage {
+  readonly events: readonly AuditEvent[];
+  /** Pass as `cursor` for the next page; absent on the last. */
+  readonly nextCursor?: string;
+}
+
+const MAX_REPORT_PAGE = 1000;
+
 /** Heads per page when every chain of a tenant is verified. */
 const HEADS_PAGE_SIZE = 500;
 
@@ -46,8 +81,22 @@ const HEADS_PAGE_SIZE = 500;
 export class AuditService {
   private readonly trail: AuditTrail | undefined;
 
-  constructor(@Optional() @Inject(AUDIT_TRAIL) trail?: AuditTrail | null) {
+  private readonly sink: WinstonAuditSink | undefined;
+
+  constructor(
+    @Optional() @Inject(AUDIT_TRAIL) trail?: AuditTrail | null,
+    @Optional() @Inject(AUDIT_SINK) sink?: WinstonAuditSink | null,
+  ) {
     this.trail = trail ?? undefined;
+    this.sink = sink ?? undefined;
+  }
+
+  /**
+   * How the winston copy of the trail has fared: events handed over, and transport failures
+   * (counted, each also logged as a warning). Undefined when no winston sink is configured.
+   */
+  sinkStats(): AuditSinkStats | undefined {
+    return this.sink?.stats();
   }
 
   /**
@@ -91,6 +140,65 @@ export class AuditService {
     });
     await trail.commitAlone(event.chain, body, event.macKey);
     return { ok, chains: results };
+  }
+
+  /**
+   * Who read or changed what, and when: a tenant's events about one session, subject or actor
+   * in a time range, a page at a time, from the indexes of the audit tables.
+   *
+   * @throws InvalidArgumentError for a query without exactly one target, a bad range, limit or
+   *   cursor.
+   */
+  async accessReport(query: AccessReportQuery): Promise<AccessReportPage> {
+    const trail = this.requireTrail();
+    const targets = (['sessionId', 'subjectId', 'actorId'] as const).filter(
+      (key) => query[key] !== undefined,
+    );
+    if (targets.length !== 1 || typeof query[targets[0]] !== 'string') {
+      throw new InvalidArgumentError(
+        'accessReport: give exactly one of sessionId, subjectId or actorId (a string)',
+      );
+    }
+    if (typeof query.tenantId !== 'string' || query.tenantId.length === 0) {
+      throw new InvalidArgumentError('accessReport: tenantId must be a non-empty string');
+    }
+    const fromTime = epochMs(query.from, 'from');
+    const toTime = epochMs(query.to, 'to');
+    const limit = query.limit ?? 100;
+    if (!Number.isSafeInteger(limit) || limit < 1 || limit > MAX_REPORT_PAGE) {
+      throw new InvalidArgumentError(
+        `accessReport: limit must be a whole number from 1 to ${MAX_REPORT_PAGE}`,
+      );
+    }
+    const target = targets[0];
+    const value = query[target]!;
+    const by =
+      target === 'sessionId'
+        ? { sessionId: value }
+        : target === 'actorId'
+          ? { actorId: value }
+          : { subjectRef: subjectRef(await trail.keyring.pseudonymKey(), query.tenantId, value) };
+    const records = await trail.storage.listRecords({
+      tenantId: query.tenantId,
+      by,
+      fromTime,
+      toTime,
+      after: query.cursor === undefined ? undefined : cursorPosition(query.cursor),
+      limit,
+    });
+    const events = records.map((record): AuditEvent => ({
+      ...(JSON.parse(record.body) as AuditEventBody),
+      chain: auditRecordFromStored(record).chain,
+    }));
+    const last = records.at(-1);
+    return records.length === limit && last
+      ? {
+          events,
+          nextCursor: Buffer.from(JSON.stringify([last.time, last.chainId, last.seq])).toString(
+            'base64url',
+          ),
+        }
+      : { events };
   }
 
   private async verifyOne(
@@ -173,6 +281,32 @@ export class AuditService {
     }
     return this.trail;
   }
+}
+
+/** Epoch ms of a Date or a number, refused when it is neither a valid time. */
+function epochMs(value: Date | number, name: string): number {
+  const ms = value instanceof Date ? value.getTime() : value;
+  if (typeof ms !== 'number' || !Number.isSafeInteger(ms) || ms < 0) {
+    throw new InvalidArgumentError(`accessReport: ${name} must be a Date or ms since the epoch`);
+  }
+  return ms;
+}
+
+/** Where a report cursor says the previous page ended. */
+function cursorPosition(cursor: string): { time: number; chainId: string; seq: number } {
+  try {
+    const [time, chainId, seq] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as [
+      unknown,
+      unknown,
+      unknown,
+    ];
+    if (Number.isSafeInteger(time) && typeof chainId === 'string' && Number.isSafeInteger(seq)) {
+      return { time: time as number, chainId, seq: seq as number };
+    }
+  } catch {
+    // falls through to the refusal
+  }
+  throw new InvalidArgumentError('accessReport: cursor must be a nextCursor the report returned');
 }
 
 async function* oneOf<T>(value: T): AsyncIterable<T> {

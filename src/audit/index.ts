@@ -60,7 +60,12 @@ export {
   type HeadInclusionProof,
 } from './checkpoint.js';
 export { currentAuditContext, runAs, type AuditContext } from './audit-context.js';
-export { AUDIT_KEYRING, type AuditKeyring, type AuditMacKey } from './audit-keys.js';
+export {
+  AUDIT_KEYRING,
+  AUDIT_KEYS_TENANT,
+  type AuditKeyring,
+  type AuditMacKey,
+} from './audit-keys.js';
 export {
   AUDIT_TRAIL,
   AuditTrail,
@@ -78,5 +83,18 @@ export {
   type ChainVerificationOptions,
 } from './chain-verifier.js';
 export { CHAIN_PAGE_SIZE, auditRecordFromStored, chainPages } from './stored-records.js';
-export { AuditService, type AuditVerification, type AuditVerifyOptions } from './audit.service.js';
+export {
+  AuditService,
+  type AccessReportPage,
+  type AccessReportQuery,
+  type AuditVerification,
+  type AuditVerifyOptions,
+} from './audit.service.js';
 export { AuditActorMiddleware } from './audit-actor.middleware.js';
+export {
+  AUDIT_LOG_MESSAGE,
+  AUDIT_SINK,
+  WinstonAuditSink,
+  auditFileLogger,
+  type AuditSinkStats,
+} from './winston-sink.js';

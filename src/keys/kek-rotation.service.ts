@@ -1,4 +1,5 @@
-import { Inject, Injectable, Logger } from '@nestjs/common';
+import { Inject, Injectable, Logger, Optional } from '@nestjs/common';
+import { AUDIT_KEYS_TENANT, AUDIT_TRAIL, AuditTrail } from '../audit/index.js';
 import { ConfigurationError, EncryptedSessionError, ShuttingDownError } from '../errors/index.js';
 import {
   SESSION_STORAGE,
@@ -79,10 +80,15 @@ export class KekRotationService {
       ),
   );
 
+  private readonly auditTrail: AuditTrail | undefined;
+
   constructor(
     @Inject(SESSION_STORAGE) private readonly storage: SessionStorage,
     private readonly keyRing: KeyRing,
-  ) {}
+    @Optional() @Inject(AUDIT_TRAIL) auditTrail?: AuditTrail | null,
+  ) {
+    this.auditTrail = auditTrail ?? undefined;
+  }
 
   /** How many data keys each root key wraps, and how many still need moving. */
   status(): Promise<KekRotationStatus> {
@@ -129,7 +135,12 @@ export class KekRotationService {
     const maintenance = this.maintenance();
     let cursor: string | undefined;
     let stoppedForShutdown = false;
+    /** Data keys rewrapped per tenant: in this page, and in the whole run. */
+    let batchByTenant = new Map<string, number>();
+    const runByTenant = new Map<string, number>();
     pages: for (let batch = 0; batch < maxBatches;) {
+      await this.recordRewraps('key.rewrap.batch', batchByTenant, target);
+      batchByTenant = new Map();
       const page = await maintenance.listDataKeysWrappedByOtherKek(target, cursor, batchSize);
       // Only pages with keys count as batches: a Redis SCAN step may find none and go on.
       if (page.records.length > 0) batch++;
@@ -156,17 +167,42 @@ export class KekRotationService {
         const replaced = await this.storage.transaction(record, (scope) =>
           scope.dataKeys.replaceWrapping(record.dekId, record.kekId, next),
         );
-        if (replaced) rewrapped++;
-        else alreadyMoved++;
+        if (replaced) {
+          rewrapped++;
+          batchByTenant.set(record.tenantId, (batchByTenant.get(record.tenantId) ?? 0) + 1);
+          runByTenant.set(record.tenantId, (runByTenant.get(record.tenantId) ?? 0) + 1);
+        } else alreadyMoved++;
       }
       cursor = page.cursor;
       if (cursor === undefined) break;
     }
+    await this.recordRewraps('key.rewrap.batch', batchByTenant, target);
+    await this.recordRewraps('key.rewrap.run', runByTenant, target);
     const { remaining } = await this.currentStatus();
     logger.log(
       `Rewrapped ${rewrapped} data key(s) to ${target}; ${alreadyMoved} already moved, ${failed} failed, ${remaining} remaining${stoppedForShutdown ? ' (stopped: the app is shutting down)' : ''}`,
     );
     return { rewrapped, alreadyMoved, failed, remaining, stoppedForShutdown };
+  }
+
+  /**
+   * Records, on each tenant's control chain, how many of its data keys a batch (or the run)
+   * moved to `target`. A run spans tenants, so its events commit after the keys moved; one that
+   * cannot be written stops the run (the next run resumes, and records what it moves).
+   */
+  private async recordRewraps(
+    action: 'key.rewrap.batch' | 'key.rewrap.run',
+    byTenant: ReadonlyMap<string, number>,
+    target: string,
+  ): Promise<void> {
+    if (!this.auditTrail) return;
+    for (const [tenantId, count] of byTenant) {
+      if (tenantId === AUDIT_KEYS_TENANT) continue;
+      await this.auditTrail.recordEvent(action, { tenantId }, 'success', {
+        count,
+        keys: { kekIds: [target] },
+      });
+    }
   }
 
   /** The storage's cross-session scans; refused up front when the adapter has none. */

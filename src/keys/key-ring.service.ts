@@ -9,6 +9,7 @@ import {
   StorageUnavailableError,
 } from '../errors/index.js';
 import { backoffDelay, type BackoffPolicy } from '../errors/backoff.js';
+import { AUDIT_KEYS_TENANT, type AuditTrail } from '../audit/index.js';
 import {
   SESSION_STORAGE,
   type DataKeyRecord,
@@ -118,6 +119,10 @@ export class KeyRing {
   private readonly providerBackoff: BackoffPolicy;
   /** Until when (epoch ms) provider calls fail at once: the provider was just found down. */
   private providerDownUntil = 0;
+  /** True from a provider call that ran out of retries until the next one that succeeds. */
+  private providerOutage = false;
+  /** The module's audit trail, attached once it exists (it is built over this key ring). */
+  private auditTrail: AuditTrail | undefined;
 
   constructor(
     @Inject(SESSION_STORAGE) private readonly storage: SessionStorage,
@@ -149,6 +154,16 @@ export class KeyRing {
    */
   get maxItemsPerDataKey(): number {
     return this.options.maxItemsPerDataKey;
+  }
+
+  /**
+   * Records key creation, new generations and provider outages in the audit trail from now on.
+   * The trail's own keys come from this key ring, so the module attaches it after building it.
+   *
+   * @internal
+   */
+  attachAuditTrail(trail: AuditTrail): void {
+    this.auditTrail = trail;
   }
 
   /** Snapshot of the counters. */
@@ -266,11 +281,13 @@ export class KeyRing {
    * @internal
    */
   rewrapDataKey(record: DataKeyRecord): Promise<WrappedDataKey> {
-    return this.callProvider(() =>
-      this.provider.rewrapDataKey(
-        { kekId: record.kekId, wrappedKey: record.wrappedKey },
-        { tenantId: record.tenantId, sessionId: record.sessionId, dekId: record.dekId },
-      ),
+    return this.callProvider(
+      () =>
+        this.provider.rewrapDataKey(
+          { kekId: record.kekId, wrappedKey: record.wrappedKey },
+          { tenantId: record.tenantId, sessionId: record.sessionId, dekId: record.dekId },
+        ),
+      record,
     );
   }
 
@@ -324,9 +341,21 @@ export class KeyRing {
   ): Promise<DataKeyRecord | undefined> {
     const dekId = randomUUID();
     // Generated before the transaction: no provider call while holding the session's lock.
-    const generated = await this.callProvider(() =>
-      this.provider.generateDataKey({ tenantId: ref.tenantId, sessionId: ref.sessionId, dekId }),
+    const generated = await this.callProvider(
+      () =>
+        this.provider.generateDataKey({ tenantId: ref.tenantId, sessionId: ref.sessionId, dekId }),
+      ref,
     );
+    // The trail's own keys are not events of any tenant.
+    const event =
+      ref.tenantId === AUDIT_KEYS_TENANT
+        ? undefined
+        : await this.auditTrail
+            ?.prepare(generation === 1 ? 'key.create' : 'key.generation', { ...ref, subjectId })
+            .catch((error: unknown) => {
+              generated.plaintext.fill(0);
+              throw error;
+            });
     let record: DataKeyRecord | undefined;
     try {
       record = await this.storage.transaction(ref, async (scope) => {
@@ -355,12 +384,16 @@ export class KeyRing {
         // One active key per session, enforced where the key is inserted: any older key
         // still active (a first write racing a rotation) only opens old items from now on.
         await scope.dataKeys.retireActiveBelow(generation);
+        await event?.appendIn(scope.audit, {
+          keys: { dekIds: [dekId], kekIds: [candidate.kekId] },
+        });
         return candidate;
       });
     } catch (error) {
       generated.plaintext.fill(0);
       throw error;
     }
+    if (record) event?.committed();
     if (!record) {
       generated.plaintext.fill(0);
       return undefined;
@@ -383,11 +416,13 @@ export class KeyRing {
         `Data key ${record.dekId} of session '${record.sessionId}' was destroyed (erased or cleared); its items cannot be read`,
       );
     }
-    const plaintext = await this.callProvider(() =>
-      this.provider.unwrapDataKey(
-        { kekId: record.kekId, wrappedKey: record.wrappedKey },
-        { tenantId: record.tenantId, sessionId: record.sessionId, dekId: record.dekId },
-      ),
+    const plaintext = await this.callProvider(
+      () =>
+        this.provider.unwrapDataKey(
+          { kekId: record.kekId, wrappedKey: record.wrappedKey },
+          { tenantId: record.tenantId, sessionId: record.sessionId, dekId: record.dekId },
+        ),
+      record,
     );
     return this.remember(record, plaintext);
   }
@@ -435,7 +470,7 @@ export class KeyRing {
    * the provider counts as down for a short cooldown, during which calls fail at once: a new
    * session then fails fast instead of waiting, while cached sessions never call at all.
    */
-  private async callProvider<T>(call: () => Promise<T>): Promise<T> {
+  private async callProvider<T>(call: () => Promise<T>, ref?: SessionRef): Promise<T> {
     const startedAt = Date.now();
     if (startedAt < this.providerDownUntil) {
       this.counters.providerFastFailures++;
@@ -448,6 +483,7 @@ export class KeyRing {
       try {
         const result = await call();
         this.providerDownUntil = 0;
+        this.providerOutage = false;
         return result;
       } catch (error) {
         this.counters.providerFailures++;
@@ -456,12 +492,29 @@ export class KeyRing {
         const delay = backoffDelay(this.providerBackoff, attempt, Date.now() - startedAt);
         if (delay === undefined) {
           this.providerDownUntil = Date.now() + this.options.providerOutageCooldownMs;
+          await this.recordOutageStart(ref);
           throw this.logged(failure, attempt);
         }
         this.counters.providerRetries++;
         await new Promise((resolve) => setTimeout(resolve, delay));
       }
     }
+  }
+
+  /**
+   * Records the start of a provider outage, once per outage (until a call succeeds again), on
+   * the control chain of the tenant whose call found it. A trail that cannot record it is
+   * logged: the caller gets the outage error either way.
+   */
+  private async recordOutageStart(ref: SessionRef | undefined): Promise<void> {
+    if (this.providerOutage) return;
+    this.providerOutage = true;
+    if (!this.auditTrail || !ref || ref.tenantId === AUDIT_KEYS_TENANT) return;
+    await this.auditTrail
+      .recordEvent('key.provider_outage', { tenantId: ref.tenantId }, 'failure', {
+        reason: 'KEY_PROVIDER_UNAVAILABLE',
+      })
+      .catch(() => logger.error('The audit event of a key provider outage could not be written'));
   }
 
   /** Logs a provider call that failed for good (once, not per retry) and returns its error. */

@@ -2,6 +2,7 @@ import { Inject, Injectable, type BeforeApplicationShutdown } from '@nestjs/comm
 import { KEY_PROVIDER, KekRotationService, KeyRing, type KeyProvider } from '../keys/index.js';
 import { EncryptedSessionService } from '../sessions/index.js';
 import { SESSION_STORAGE, type SessionStorage } from '../storage/index.js';
+import { AUDIT_SINK, type WinstonAuditSink } from '../audit/index.js';
 
 /**
  * The one owner of the module's shutdown. Nest runs `beforeApplicationShutdown` of providers on
@@ -13,7 +14,8 @@ import { SESSION_STORAGE, type SessionStorage } from '../storage/index.js';
  * 3. close storage: it lets its units of work finish, refuses new ones, then closes only what
  *    the module opened (a host's DataSource or Redis client stays open);
  * 4. clear the key ring (cached data keys are zeroed);
- * 5. close the key provider (token renewal timers and the like).
+ * 5. close the key provider (token renewal timers and the like);
+ * 6. flush and close the audit trail's winston file, once nothing can commit an event.
  *
  * Runs before `onApplicationShutdown`, where a host's TypeORM module destroys its DataSource.
  * Idempotent.
@@ -28,6 +30,7 @@ export class EncryptedSessionLifecycle implements BeforeApplicationShutdown {
     @Inject(SESSION_STORAGE) private readonly storage: SessionStorage,
     private readonly keyRing: KeyRing,
     @Inject(KEY_PROVIDER) private readonly provider: KeyProvider,
+    @Inject(AUDIT_SINK) private readonly auditSink: WinstonAuditSink | null,
   ) {}
 
   beforeApplicationShutdown(): Promise<void> {
@@ -41,5 +44,6 @@ export class EncryptedSessionLifecycle implements BeforeApplicationShutdown {
     await this.storage.close();
     this.keyRing.clear();
     await this.provider.close?.();
+    await this.auditSink?.close();
   }
 }

@@ -1,11 +1,11 @@
 import { Module, type DynamicModule } from '@nestjs/common';
 import type { DataSource } from 'typeorm';
-import { AUDIT_TRAIL, AuditService } from '../audit/index.js';
+import { AUDIT_SINK, AUDIT_TRAIL, AuditService } from '../audit/index.js';
 import { ConfigurationError } from '../errors/index.js';
 import { KEY_PROVIDER, KEY_RING_OPTIONS, KekRotationService, KeyRing } from '../keys/index.js';
 import { EncryptedSessionService, SESSION_DEFAULTS } from '../sessions/index.js';
 import { SESSION_STORAGE } from '../storage/index.js';
-import { auditTrailFor } from './audit-trail.factory.js';
+import { auditSinkFor, auditTrailFor } from './audit-trail.factory.js';
 import { EncryptedSessionLifecycle } from './encrypted-session-lifecycle.service.js';
 import {
   ASYNC_OPTIONS_TYPE,
@@ -77,10 +77,15 @@ export const RESOLVED_MODULE_OPTIONS = Symbol('RESOLVED_MODULE_OPTIONS');
     },
     KeyRing,
     {
+      provide: AUDIT_SINK,
+      useFactory: auditSinkFor,
+      inject: [RESOLVED_MODULE_OPTIONS],
+    },
+    {
       // null when options.audit.enabled is false: the services then record nothing.
       provide: AUDIT_TRAIL,
       useFactory: auditTrailFor,
-      inject: [RESOLVED_MODULE_OPTIONS, SESSION_STORAGE, KeyRing],
+      inject: [RESOLVED_MODULE_OPTIONS, SESSION_STORAGE, KeyRing, AUDIT_SINK],
     },
     KekRotationService,
     EncryptedSessionService,

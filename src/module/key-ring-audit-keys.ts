@@ -1,18 +1,16 @@
 import type { KeyObject } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
-import type { AuditKeyring, AuditMacKey } from '../audit/index.js';
+import { AUDIT_KEYS_TENANT, type AuditKeyring, type AuditMacKey } from '../audit/index.js';
 import { deriveSubkey } from '../crypto/index.js';
 import { IntegrityError, KeyDestroyedError } from '../errors/index.js';
 import type { KeyRing } from '../keys/index.js';
 import type { SessionRef } from '../storage/index.js';
 
-/**
+/*
  * The trail's own keys live as data keys of reserved "sessions" of a reserved tenant: wrapped by
  * the root key provider like every data key, stored beside them, covered by root-key rewrap and
- * key status. The tenant id starts with a control character, which every id a host passes to
- * `open()` is refused for, so no host session can ever share these keys.
+ * key status.
  */
-export const AUDIT_KEYS_TENANT = '\u001fnes-audit';
 const MAC_KEYS: SessionRef = { tenantId: AUDIT_KEYS_TENANT, sessionId: 'mac' };
 const PSEUDONYM_KEYS: SessionRef = { tenantId: AUDIT_KEYS_TENANT, sessionId: 'subject-ref' };
 

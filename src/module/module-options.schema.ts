@@ -12,6 +12,7 @@ import {
   maxItemsPerDataKeySchema,
   type KeyProvider,
 } from '../keys/index.js';
+import type { Logger as WinstonLogger } from 'winston';
 import type { AuditActor } from '../audit/index.js';
 import type { SessionStorage } from '../storage/index.js';
 
@@ -467,6 +468,29 @@ const auditOptionsSchema = strictOptions(
       'a whole number of days, at least 1 (default 30)',
       1,
     ).optional(),
+    /**
+     * A copy of every committed event to winston, after commit (the database stays the system
+     * of record): `{ file: './data/audit.jsonl' }` writes JSON lines in the stored schema (the
+     * module ends and flushes that logger at shutdown); `{ logger }` hands each event to the
+     * host's winston logger as `{ message: 'nes.audit', event }` (the host ends it). A failing
+     * transport is counted and reported, never fails an operation. @default none
+     */
+    winston: z
+      .union(
+        [
+          strictOptions({ file: nonEmptyString('the path of a JSON-lines file') }),
+          strictOptions({
+            logger: z.custom<WinstonLogger>(
+              (value) =>
+                typeof (value as WinstonLogger | null)?.log === 'function' &&
+                typeof (value as WinstonLogger | null)?.on === 'function',
+              takes('a winston Logger (winston.createLogger(...))'),
+            ),
+          }),
+        ],
+        takes("{ file: 'path' } or { logger }"),
+      )
+      .optional(),
     /**
      * Who acts in a request, for `AuditActorMiddleware` (the host applies it to its routes):
      * e.g. `(req) => req.user && { type: 'user', id: req.user.sub, tenantId: req.user.tenant }`.

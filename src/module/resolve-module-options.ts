@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import type { Logger as WinstonLogger } from 'winston';
 import type { AuditReadsPolicy } from '../audit/index.js';
 import { ConfigurationError } from '../errors/index.js';
 import { parseOptions } from '../errors/option-schema.js';
@@ -65,6 +66,8 @@ export interface ResolvedAuditOptions {
   readonly requireActor: boolean;
   readonly actorFromRequest: ActorResolver | undefined;
   readonly actorFromRunContext: ActorResolver | undefined;
+  /** Where committed events are copied, if anywhere. */
+  readonly winston: { readonly file: string } | { readonly logger: WinstonLogger } | undefined;
   readonly reads: AuditReadsPolicy;
   readonly macKeyRotationMs: number;
 }
@@ -143,6 +146,7 @@ function resolveAudit(audit: AuditOptions | undefined): ResolvedAuditOptions | u
     macKeyRotationMs: (audit?.macKeyRotationDays ?? 30) * DAY_MS,
     actorFromRequest: audit?.actorFromRequest,
     actorFromRunContext: audit?.actorFromRunContext,
+    winston: audit?.winston,
   };
 }
 

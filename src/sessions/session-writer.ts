@@ -137,8 +137,12 @@ export class SessionWriter {
         await scope.session.lockForWrite(this.context.now());
         const count = await scope.items.deleteAll();
         await scope.historyOperations.deleteAll();
-        await scope.dataKeys.destroyAll(this.context.now());
-        await event?.appendIn(scope.audit, { count });
+        const destroyed = await scope.dataKeys.destroyAll(this.context.now());
+        await event?.appendIn(
+          scope.audit,
+          { count },
+          destroyed > 0 ? [{ action: 'key.destroy', count: destroyed }] : [],
+        );
       }),
     );
     this.context.keyRing.forgetSession(this.ref);

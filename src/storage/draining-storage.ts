@@ -60,6 +60,7 @@ export class DrainingSessionStorage implements SessionStorage {
       findHead: (chain) => this.units.run(() => audit.findHead(chain)),
       listHeads: (tenantId, afterChainId, limit) =>
         this.units.run(() => audit.listHeads(tenantId, afterChainId, limit)),
+      listRecords: (query) => this.units.run(() => audit.listRecords(query)),
     };
   }
 

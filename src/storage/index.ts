@@ -26,6 +26,7 @@ export {
 export {
   type AuditChainHeadRecord,
   type AuditChainRef,
+  type AuditRecordQuery,
   type DataKeyRecord,
   type DataKeyState,
   type HistoryOperationRecord,

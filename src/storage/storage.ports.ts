@@ -1,6 +1,7 @@
 import type {
   AuditChainHeadRecord,
   AuditChainRef,
+  AuditRecordQuery,
   DataKeyRecord,
   HistoryOperationRecord,
   SessionRecord,
@@ -223,6 +224,11 @@ export interface AuditStorage {
    * its UTF-8 bytes (`''` for the first page), in that order.
    */
   listHeads(tenantId: string, afterChainId: string, limit: number): Promise<AuditChainHeadRecord[]>;
+  /**
+   * One page of a tenant's records about a session, a subject or an actor in a time range, in
+   * (time, chain id by bytes, seq) order, served by an index: the access report.
+   */
+  listRecords(query: AuditRecordQuery): Promise<StoredAuditRecord[]>;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -160,3 +160,20 @@ export const copyAuditRecord = (record: StoredAuditRecord): StoredAuditRecord =>
   prevMac: Buffer.from(record.prevMac),
   mac: Buffer.from(record.mac),
 });
+
+/**
+ * Which records an access report lists: one tenant's, about one session, one subject (by its
+ * reference) or one actor, with `fromTime <= time < toTime`, in (time, chain id, seq) order,
+ * after `after` (the last record of the previous page).
+ *
+ * @publicApi
+ */
+export interface AuditRecordQuery {
+  readonly tenantId: string;
+  readonly by:
+    { readonly sessionId: string } | { readonly subjectRef: string } | { readonly actorId: string };
+  readonly fromTime: number;
+  readonly toTime: number;
+  readonly after?: { readonly time: number; readonly chainId: string; readonly seq: number };
+  readonly limit: number;
+}

@@ -108,11 +108,12 @@ describe('the actor of an audited operation', () => {
     const events = await eventsOf(storage, 'visit');
     expect(events.map((event) => [event.action, event.actor.id])).toEqual([
       ['session.create', 'nurse-17'],
+      ['key.create', 'nurse-17'],
       ['session.append', 'nurse-17'],
       ['session.read', 'nurse-17'],
       ['access.denied', 'unattributed'],
     ]);
-    expect(events[1].source).toEqual({ requestId: 'req-42', ip: '127.0.0.1' });
+    expect(events[2].source).toEqual({ requestId: 'req-42', ip: '127.0.0.1' });
     const auditor: AuditActor = { type: 'user', id: 'auditor-1', tenantId: TENANT };
     const verified = await runAs(auditor, () =>
       app!.get(AuditService).verify({ tenantId: TENANT }),

@@ -12,9 +12,14 @@ import {
 } from '../../src/audit/index.js';
 import {
   AuditActorRequiredError,
+  AuditService,
   EncryptedSessionService,
+  KeyProviderUnavailableError,
   IntegrityError,
   InvalidArgumentError,
+  type DataKeyContext,
+  type KeyProvider,
+  type WrappedDataKey,
 } from '../../src/index.js';
 import { KeyRingAuditKeys } from '../../src/module/key-ring-audit-keys.js';
 import type { AuditStorage } from '../../src/storage/storage.ports.js';
@@ -54,6 +59,7 @@ function trailOn(
     requireActor: options.requireActor ?? true,
     reads: options.reads ?? 'group-commit',
   });
+  harness.keyRing.attachAuditTrail(trail);
   const published: AuditEvent[] = [];
   trail.onCommitted((events) => published.push(...events));
   return {
@@ -117,12 +123,16 @@ export function describeAuditTrailContract(name: string, createHarness: HarnessF
       const events = bodies(await chainOf(under.audit, tenantId, sessionId));
       expect(events.map((event) => [event.action, event.outcome, event.target.count])).toEqual([
         ['session.create', 'success', undefined],
+        ['key.create', 'success', undefined],
         ['session.append', 'success', 2],
         ['session.read', 'success', 2],
         ['session.pop', 'success', 1],
         ['session.history_transaction', 'success', 1],
         ['session.clear', 'success', 2],
+        ['key.destroy', 'success', 1],
       ]);
+      expect(events[1].keys!.dekIds).toEqual(events[2].keys!.dekIds);
+      expect(events[1].keys!.kekIds).toEqual([harness.provider.activeKekId()]);
       for (const event of events) {
         expect(event.actor).toEqual(actor);
         expect(event.target.subjectRef).toMatch(/^[\w-]{43}$/);
@@ -130,7 +140,7 @@ export function describeAuditTrailContract(name: string, createHarness: HarnessF
       expect(await verifies(under, tenantId, sessionId)).toEqual({
         ok: true,
         chainId: auditChainOf({ tenantId, sessionId }).chainId,
-        verifiedThroughSeq: 6,
+        verifiedThroughSeq: 8,
       });
     });
 
@@ -144,7 +154,7 @@ export function describeAuditTrailContract(name: string, createHarness: HarnessF
       });
       const published = under.published.slice(before);
       const stored = await chainOf(under.audit, tenantId, sessionId);
-      expect(published.map((event) => event.chain.seq)).toEqual([1, 2, 3]);
+      expect(published.map((event) => event.chain.seq)).toEqual([1, 2, 3, 4]);
       expect(published.map((event) => event.eventId)).toEqual(stored.map((r) => r.eventId));
     });
 
@@ -155,6 +165,40 @@ export function describeAuditTrailContract(name: string, createHarness: HarnessF
         expect(JSON.stringify(record)).not.toContain(SUBJECT);
         expect(record.body).not.toContain(SUBJECT);
       }
+    });
+
+    it('reports who did what to a session, a subject or by an actor, page by page', async () => {
+      const report = new AuditService(under.trail);
+      const window = { tenantId, from: 0, to: Date.now() + 60_000 };
+      const stored = bodies(await chainOf(under.audit, tenantId, 'visit-1'));
+      const pages: AuditEvent[] = [];
+      let cursor: string | undefined;
+      do {
+        const page = await report.accessReport({
+          ...window,
+          sessionId: 'visit-1',
+          limit: 3,
+          cursor,
+        });
+        pages.push(...page.events);
+        cursor = page.nextCursor;
+      } while (cursor);
+      expect(pages.map((event) => event.eventId)).toEqual(stored.map((event) => event.eventId));
+      expect(pages[0].chain.seq).toBe(1);
+
+      const bySubject = await report.accessReport({ ...window, subjectId: SUBJECT });
+      expect(bySubject.events.map((event) => event.eventId)).toEqual(
+        stored.map((event) => event.eventId),
+      );
+      const byActor = await report.accessReport({ ...window, actorId: actor.id, limit: 1000 });
+      expect(byActor.events.length).toBeGreaterThan(stored.length);
+      expect(new Set(byActor.events.map((event) => event.actor.id))).toEqual(new Set([actor.id]));
+      // Ids compare byte for byte: a trailing space or another case is someone else.
+      for (const actorId of [`${actor.id} `, actor.id.toUpperCase()]) {
+        expect((await report.accessReport({ ...window, actorId })).events).toEqual([]);
+      }
+      const later = await report.accessReport({ ...window, sessionId: 'visit-1', from: window.to });
+      expect(later.events).toEqual([]);
     });
 
     it('refuses an operation with no actor before it touches anything, and records the refusal', async () => {
@@ -236,7 +280,8 @@ export function describeAuditTrailContract(name: string, createHarness: HarnessF
       const events = bodies(await chainOf(under.audit, tenantId, sessionId));
       expect(events.filter((event) => event.action === 'session.read')).toHaveLength(16);
       expect(units).toBeLessThan(16);
-      expect((await verifies(under, tenantId, sessionId)).verifiedThroughSeq).toBe(18);
+      // create, key.create, append, then the 16 reads.
+      expect((await verifies(under, tenantId, sessionId)).verifiedThroughSeq).toBe(19);
     });
 
     it('with a de-duplication window, records one read per actor and session in it', async () => {
@@ -252,6 +297,48 @@ export function describeAuditTrailContract(name: string, createHarness: HarnessF
       expect(reads.map((event) => event.actor.id)).toEqual(['nurse-17', 'doctor-3']);
     });
 
+    it("records a key provider outage once, on the tenant's control chain, until a call succeeds", async () => {
+      // The same root keys as the shared harness: SQL servers share one database between
+      // harnesses, and with it the trail's MAC key.
+      const provider = new SwitchableProvider(harness.provider);
+      const flaky = await createHarness({
+        provider,
+        keyRing: { providerMaxAttempts: 1, providerOutageCooldownMs: 10 },
+      });
+      try {
+        const trail = trailOn(flaky);
+        const outageTenant = `${tenantId}-outage`;
+        const append = (sessionId: string) =>
+          runAs({ ...actor, tenantId: outageTenant }, async () => {
+            const session = await trail.service.open(sessionId, { tenantId: outageTenant });
+            await session.addItems([userMessage('x')]);
+          });
+        // The trail's MAC key is loaded (and cached) while the provider is up.
+        await append('warm-up');
+        provider.down = true;
+        await expect(append('a')).rejects.toThrow(KeyProviderUnavailableError);
+        await new Promise((resolve) => setTimeout(resolve, 30));
+        await expect(append('b')).rejects.toThrow(KeyProviderUnavailableError);
+        provider.down = false;
+        await new Promise((resolve) => setTimeout(resolve, 30));
+        await append('c');
+        provider.down = true;
+        await new Promise((resolve) => setTimeout(resolve, 30));
+        await expect(append('d')).rejects.toThrow(KeyProviderUnavailableError);
+        const control = await trail.audit.readChain(
+          auditChainOf({ tenantId: outageTenant }),
+          0,
+          100,
+        );
+        expect(bodies(control).map((event) => [event.action, event.reason])).toEqual([
+          ['key.provider_outage', 'KEY_PROVIDER_UNAVAILABLE'],
+          ['key.provider_outage', 'KEY_PROVIDER_UNAVAILABLE'],
+        ]);
+      } finally {
+        await flaky.close();
+      }
+    });
+
     it('starts a new MAC key each period; records of the old one still verify', async () => {
       // Later than any period this key ring has sealed in yet.
       let now = Date.now() + 10 * DAY_MS;
@@ -260,6 +347,7 @@ export function describeAuditTrailContract(name: string, createHarness: HarnessF
         new KeyRingAuditKeys(harness.keyRing, DAY_MS, () => now),
         { requireActor: true, reads: 'group-commit' },
       );
+      harness.keyRing.attachAuditTrail(rotating);
       const service = new EncryptedSessionService(
         harness.storage,
         harness.keyRing,
@@ -275,4 +363,33 @@ export function describeAuditTrailContract(name: string, createHarness: HarnessF
       expect((await verifies(under, tenantId, sessionId)).ok).toBe(true);
     });
   });
+}
+
+/** A provider behind a switch: while `down`, every call fails as an unreachable provider. */
+class SwitchableProvider implements KeyProvider {
+  readonly name = 'env';
+  down = false;
+
+  constructor(private readonly inner: KeyProvider) {}
+
+  activeKekId(): string {
+    return this.inner.activeKekId();
+  }
+
+  generateDataKey(context: DataKeyContext) {
+    return this.reachable(() => this.inner.generateDataKey(context));
+  }
+
+  unwrapDataKey(wrapped: WrappedDataKey, context: DataKeyContext) {
+    return this.reachable(() => this.inner.unwrapDataKey(wrapped, context));
+  }
+
+  rewrapDataKey(wrapped: WrappedDataKey, context: DataKeyContext) {
+    return this.reachable(() => this.inner.rewrapDataKey(wrapped, context));
+  }
+
+  private async reachable<T>(call: () => Promise<T>): Promise<T> {
+    if (this.down) throw new KeyProviderUnavailableError('the test provider is switched off');
+    return call();
+  }
 }

@@ -300,6 +300,30 @@ describe('demo app with keys from SESSION_KEYS', () => {
     }
   });
 
+  it('records who acted from x-actor-id, and shows it in GET /audit/report and /audit/verify', async () => {
+    const headers = { 'x-actor-id': 'nurse-17', 'x-tenant-id': 'clinic', 'x-request-id': 'r-1' };
+    await call(demo, 'POST', '/sessions/audited/items', {
+      body: { role: 'user', content: marker },
+      headers,
+    });
+    await call(demo, 'GET', '/sessions/audited/items', { headers });
+    const report = await call(demo, 'GET', '/audit/report?sessionId=audited', { headers });
+    expect(report.status).toBe(200);
+    const events = (report.body as { events: Array<Record<string, any>> }).events;
+    expect(events.map((event) => [event.action, event.actor.id])).toEqual([
+      ['session.create', 'nurse-17'],
+      ['key.create', 'nurse-17'],
+      ['session.append', 'nurse-17'],
+      ['session.read', 'nurse-17'],
+    ]);
+    expect(events[2].source).toEqual({ requestId: 'r-1', ip: '127.0.0.1' });
+    expect(report.text).not.toContain(marker);
+    const verified = await call(demo, 'GET', '/audit/verify', { headers });
+    expect(verified.body).toMatchObject({ ok: true });
+    const bad = await call(demo, 'GET', '/audit/report', { headers });
+    expect(bad.status).toBe(400);
+  });
+
   it('logs one line per request naming its tenant, and never the query string', async () => {
     const acme = { 'x-tenant-id': 'acme' };
     await call(demo, 'POST', '/sessions/log-1/items', {

@@ -9,6 +9,7 @@ import {
   type AdapterScope,
   type AdapterSessionRows,
 } from '../adapter-scope.js';
+import { compareAuditOrder, matchesAuditQuery } from '../audit-record-query.js';
 import { sequenceBehindItemsError } from '../sequence-behind-items.js';
 import { SerialQueue } from '../serial-queue.js';
 import type {
@@ -105,6 +106,14 @@ export class MemorySessionStorage implements SessionStorage {
         const last = this.chainOf(chain)?.records.at(-1);
         return last && headOf(last);
       }),
+    listRecords: (query) =>
+      this.queue.run(async () =>
+        [...this.auditChains.values()]
+          .flatMap((state) => state.records.filter((record) => matchesAuditQuery(record, query)))
+          .toSorted(compareAuditOrder)
+          .slice(0, query.limit)
+          .map(copyAuditRecord),
+      ),
     listHeads: (tenantId, afterChainId, limit) =>
       this.queue.run(async () => {
         const after = Buffer.from(afterChainId);

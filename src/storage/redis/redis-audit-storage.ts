@@ -4,7 +4,16 @@ import { backoffDelay, type BackoffPolicy } from '../../errors/backoff.js';
 import { IntegrityError, StorageUnavailableError } from '../../errors/index.js';
 import { bindAuditChains, type AdapterAuditChains } from '../adapter-scope.js';
 import type { AuditChainWrites, AuditStorage } from '../storage.ports.js';
-import type { AuditChainHeadRecord, AuditChainRef, StoredAuditRecord } from '../storage.records.js';
+import { compareAuditOrder, matchesAuditQuery } from '../audit-record-query.js';
+import type {
+  AuditChainHeadRecord,
+  AuditChainRef,
+  AuditRecordQuery,
+  StoredAuditRecord,
+} from '../storage.records.js';
+
+/** Records or heads per read when the access report scans a tenant's chains. */
+const AUDIT_SCAN_PAGE = 500;
 import { AuditChainBuffer, newChains, type LockedAuditChain } from './redis-audit-appends.js';
 import {
   AUDIT_COMMIT_REPLY,
@@ -142,9 +151,18 @@ export class RedisAuditStorage implements AuditStorage {
     afterChainId: string,
     limit: number,
   ): Promise<AuditChainHeadRecord[]> {
+    return (await this.chainsWithHeads(tenantId, afterChainId, limit)).map(({ head }) => head);
+  }
+
+  /** As {@link listHeads}, each head with where its chain lives. */
+  private async chainsWithHeads(
+    tenantId: string,
+    afterChainId: string,
+    limit: number,
+  ): Promise<Array<{ readonly chain: AuditChainRef; readonly head: AuditChainHeadRecord }>> {
     const index = this.reads.layout.auditIndex(tenantId);
     const { client } = this.reads;
-    const heads: AuditChainHeadRecord[] = [];
+    const heads: Array<{ chain: AuditChainRef; head: AuditChainHeadRecord }> = [];
     let after = afterChainId === '' ? '-' : `(${afterChainId}`;
     while (heads.length < limit) {
       const wanted = limit - heads.length;
@@ -175,12 +193,45 @@ export class RedisAuditStorage implements AuditStorage {
       );
       chains.forEach((chain, position) => {
         const head = stored[position];
-        if (head) heads.push(unpackAuditHead(head, chain));
+        if (head) heads.push({ chain, head: unpackAuditHead(head, chain) });
       });
       if (members.length < wanted) break;
       after = `(${chainIds.at(-1)!}`;
     }
     return heads;
+  }
+
+  /**
+   * The access report over the tenant's chains, each read page by page and filtered in process.
+   * A session's records are read from its own chain only; a subject's or an actor's from every
+   * chain of the tenant (no secondary index on Redis yet: cost grows with the tenant's trail).
+   */
+  async listRecords(query: AuditRecordQuery): Promise<StoredAuditRecord[]> {
+    const { by } = query;
+    const chains = (await this.tenantChains(query.tenantId)).filter(
+      (chain) => !('sessionId' in by) || chain.sessionId === by.sessionId,
+    );
+    const found: StoredAuditRecord[] = [];
+    for (const chain of chains) {
+      for (let after = 0; ;) {
+        const page = await this.readChain(chain, after, AUDIT_SCAN_PAGE);
+        found.push(...page.filter((record) => matchesAuditQuery(record, query)));
+        if (page.length < AUDIT_SCAN_PAGE) break;
+        after = page.at(-1)!.seq;
+      }
+    }
+    return found.toSorted(compareAuditOrder).slice(0, query.limit);
+  }
+
+  /** Every chain of the tenant that has a record, from its index. */
+  private async tenantChains(tenantId: string): Promise<AuditChainRef[]> {
+    const chains: AuditChainRef[] = [];
+    for (let after = ''; ;) {
+      const page = await this.chainsWithHeads(tenantId, after, AUDIT_SCAN_PAGE);
+      chains.push(...page.map(({ chain }) => chain));
+      if (page.length < AUDIT_SCAN_PAGE) return chains;
+      after = page.at(-1)!.chain.chainId;
+    }
   }
 
   /**

@@ -26,7 +26,9 @@ export function buildSessionStatements(t: TableNames, d: SqlDialect) {
     forEngine[name] =
       typeof statement === 'string'
         ? d.sql(statement)
-        : (count: number) => d.sql((statement as (count: number) => string)(count));
+        : typeof statement === 'function'
+          ? (count: number) => d.sql((statement as (count: number) => string)(count))
+          : Object.fromEntries(Object.entries(statement).map(([key, text]) => [key, d.sql(text)]));
   }
   return forEngine as typeof statements;
 }
@@ -150,6 +152,13 @@ function buildPortableStatements(t: TableNames, d: SqlDialect) {
     },
     readAuditChain: `SELECT ${auditRecordColumns} FROM ${auditRecords} WHERE "chain_id" = ${p(1)} AND "seq" > ${p(2)} ORDER BY "seq" ASC LIMIT ${p(3)}`,
     findAuditHead: `SELECT ${headColumns} FROM ${auditHeads} WHERE "chain_id" = ${p(1)} AND "seq" > 0`,
+    // The access report, one statement per target column; each is served by its index.
+    listAuditRecordsBy: Object.fromEntries(
+      (['session_id', 'subject_ref', 'actor_id'] as const).map((column) => [
+        column,
+        `SELECT ${auditRecordColumns} FROM ${auditRecords} WHERE "tenant_id" = ${p(1)} AND "${column}" = ${p(2)} AND "event_time" >= ${p(3)} AND "event_time" < ${p(4)} AND ("event_time" > ${p(5)} OR ("event_time" = ${p(6)} AND ("chain_id" > ${p(7)} OR ("chain_id" = ${p(8)} AND "seq" > ${p(9)})))) ORDER BY "event_time" ASC, "chain_id" ASC, "seq" ASC LIMIT ${p(10)}`,
+      ]),
+    ) as Record<'session_id' | 'subject_ref' | 'actor_id', string>,
     listAuditHeads: `SELECT ${headColumns} FROM ${auditHeads} WHERE "tenant_id" = ${p(1)} AND "chain_id" > ${p(2)} AND "seq" > 0 ORDER BY "chain_id" ASC LIMIT ${p(3)}`,
   };
 }

@@ -148,6 +148,30 @@ export class TypeOrmSessionStorage implements SessionStorage {
         const [row] = await q(this.sql.findAuditHead, [chain.chainId]);
         return row && toAuditHead(row);
       }),
+    listRecords: (query) =>
+      this.readRows(async (q) => {
+        const { by } = query;
+        const [column, value] =
+          'sessionId' in by
+            ? (['session_id', by.sessionId] as const)
+            : 'subjectRef' in by
+              ? (['subject_ref', by.subjectRef] as const)
+              : (['actor_id', by.actorId] as const);
+        const after = query.after ?? { time: -1, chainId: '', seq: 0 };
+        const rows = await q(this.sql.listAuditRecordsBy[column], [
+          query.tenantId,
+          value,
+          query.fromTime,
+          query.toTime,
+          after.time,
+          after.time,
+          after.chainId,
+          after.chainId,
+          after.seq,
+          query.limit,
+        ]);
+        return rows.map((row) => toAuditRecord(row, 'of an access report'));
+      }),
     listHeads: (tenantId, afterChainId, limit) =>
       this.readRows(async (q) => {
         const rows = await q(this.sql.listAuditHeads, [tenantId, afterChainId, limit]);

@@ -64,6 +64,14 @@ export interface TypeOrmSessionStorageOptions {
   namedStatements?: boolean;
 }
 
+/** The parts of a better-sqlite3 connection the audit statements use. */
+interface RawSqlite {
+  prepare(source: string): {
+    all(...params: unknown[]): Row[];
+    run(...params: unknown[]): { changes: number };
+  };
+}
+
 /** The MAC a chain's first record follows; also the placeholder MAC of an empty head row. */
 const GENESIS_MAC = Buffer.alloc(32);
 
@@ -91,6 +99,14 @@ export class TypeOrmSessionStorage implements SessionStorage {
   private readonly poolReadScope: AdapterScope | undefined;
   private readonly poolReader: RowReader | undefined;
   private closed = false;
+  /**
+   * SQLite: the driver's one connection, for the audit statements, prepared once each. Every
+   * unit of work runs alone on this connection (the serial queue), so they join the unit's
+   * transaction exactly as TypeORM's do, without its per-statement cost (a third of an audited
+   * append's time).
+   */
+  private readonly rawSqlite: RawSqlite | undefined;
+  private readonly preparedSqlite = new Map<string, ReturnType<RawSqlite['prepare']>>();
 
   constructor(private readonly options: TypeOrmSessionStorageOptions) {
     this.dialect = dialectFor(options.dataSource);
@@ -104,6 +120,11 @@ export class TypeOrmSessionStorage implements SessionStorage {
       options.namedStatements ?? true,
     );
     this.poolReader = poolReader;
+    this.rawSqlite =
+      this.dialect.backend === 'sqlite'
+        ? (options.dataSource.driver as unknown as { databaseConnection?: RawSqlite })
+            .databaseConnection
+        : undefined;
     // Stateless over the pool, so one scope serves every read.
     this.poolReadScope = poolReader && this.createScope(poolReader, undefined);
   }
@@ -138,7 +159,7 @@ export class TypeOrmSessionStorage implements SessionStorage {
         work(bindAuditChains(this.auditChains(runnerReader(runner), runner), chain, chain.chainId)),
       ),
     readChain: (chain, afterSeq, limit) =>
-      this.readRows(async (q) =>
+      this.readAuditRows(async (q) =>
         (await q(this.sql.readAuditChain, [chain.chainId, afterSeq, limit])).map((row) =>
           toAuditRecord(row, chain.chainId),
         ),
@@ -280,6 +301,19 @@ export class TypeOrmSessionStorage implements SessionStorage {
       .then((rows: Row[]) => new RowValues(rows[0]!, () => 'the server').integer('max_packet'));
     this.maxPacketBytes.catch(() => (this.maxPacketBytes = undefined));
     return this.maxPacketBytes;
+  }
+
+  /**
+   * Reads audit rows outside any unit of work: on SQLite through its raw connection (in the
+   * serial queue, as every unit), elsewhere as {@link readRows}.
+   */
+  private readAuditRows<T>(work: (q: RowReader) => Promise<T>): Promise<T> {
+    if (!this.rawSqlite) return this.readRows(work);
+    return this.queue.run(() =>
+      this.translateErrors(() =>
+        work(async (statement, params) => this.sqliteStatement(statement).all(...params)),
+      ),
+    );
   }
 
   /** Reads rows outside any session's unit of work: on the pool, or SQLite's one runner. */
@@ -471,10 +505,17 @@ export class TypeOrmSessionStorage implements SessionStorage {
    * was locked at. A non-transient failure of these statements is the audit store refusing the
    * record: the unit fails closed with AuditWriteError.
    */
-  private auditChains(q: RowReader, writer: QueryRunner): AdapterAuditChains {
+  private auditChains(runnerQuery: RowReader, writer: QueryRunner): AdapterAuditChains {
     const sql = this.sql;
-    const write = async (statement: string, params: unknown[]): Promise<number> =>
-      ((await writer.query(statement, params, true)) as { affected?: number }).affected ?? 0;
+    const raw = this.rawSqlite;
+    const q: RowReader = raw
+      ? async (statement, params) => this.sqliteStatement(statement).all(...params)
+      : runnerQuery;
+    const write = raw
+      ? async (statement: string, params: unknown[]): Promise<number> =>
+          this.sqliteStatement(statement).run(...params).changes
+      : async (statement: string, params: unknown[]): Promise<number> =>
+          ((await writer.query(statement, params, true)) as { affected?: number }).affected ?? 0;
     return {
       lockHead: (chain) =>
         this.failClosed(async () => {
@@ -530,6 +571,16 @@ export class TypeOrmSessionStorage implements SessionStorage {
           if (moved !== 1) throw new AuditWriteError(auditRefusedMessage(this.backend));
         }),
     };
+  }
+
+  /** A statement on SQLite's raw connection, prepared on first use. */
+  private sqliteStatement(source: string): ReturnType<RawSqlite['prepare']> {
+    let statement = this.preparedSqlite.get(source);
+    if (!statement) {
+      statement = this.rawSqlite!.prepare(source);
+      this.preparedSqlite.set(source, statement);
+    }
+    return statement;
   }
 
   /** Runs audit statements; a failure a retry cannot fix becomes AuditWriteError. */

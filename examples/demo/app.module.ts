@@ -23,6 +23,8 @@ export interface DemoAppConfig {
   readonly keys: DemoKeys;
   /** Where sessions live: the embedded SQLite file by default, or a server (SESSION_STORAGE_URL). */
   readonly storage: StorageOptions;
+  /** The JSON-lines copy of the audit trail (winston). */
+  readonly auditFile: string;
 }
 
 /**
@@ -54,7 +56,7 @@ export class AppModule implements NestModule {
             env: { keys: config.keys.keys, activeKeyId: config.keys.activeKeyId, sourceNames },
           },
           storage: config.storage,
-          audit: { actorFromRequest: actorOf },
+          audit: { actorFromRequest: actorOf, winston: { file: config.auditFile } },
         }),
       ],
       controllers: [SessionsController, AuditController],

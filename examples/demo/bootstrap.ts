@@ -2,6 +2,8 @@ import type { AddressInfo } from 'node:net';
 import { join, relative, resolve } from 'node:path';
 import { Logger, type INestApplication, type LoggerService, type LogLevel } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
+import { WinstonModule, utilities as nestWinston } from 'nest-winston';
+import winston from 'winston';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import type { StorageOptions } from '../../src/index.js';
 import { AppModule } from './app.module.js';
@@ -13,6 +15,8 @@ import { requestLogMiddleware } from './request-log.middleware.js';
 export const DEFAULT_DATA_DIR = './data';
 /** Name of the demo's SQLite file inside the data folder. */
 export const DEMO_SQLITE_FILE_NAME = 'demo.sqlite';
+/** Name of the JSON-lines copy of the audit trail inside the data folder. */
+export const DEMO_AUDIT_FILE_NAME = 'audit.jsonl';
 /** Port when neither the options nor `PORT` name one. */
 export const DEFAULT_PORT = 3000;
 /** Interface the demo listens on when `HOST` is not set: this machine only (the demo has no auth). */
@@ -24,7 +28,10 @@ export interface DemoAppOptions {
   readonly env?: NodeJS.ProcessEnv;
   /** Folder of `demo.sqlite` and the development key file. @default './data' */
   readonly dataDir?: string;
-  /** Nest logger option, also used for the development-key warning. @default Nest's console logger */
+  /**
+   * Nest logger option, also used for the development-key warning. @default winston through
+   * nest-winston (Nest-style lines on the console), see {@link demoLogger}
+   */
   readonly logger?: LoggerService | LogLevel[] | false;
 }
 
@@ -55,14 +62,15 @@ export interface RunningDemo {
 export async function createDemoApp(options: DemoAppOptions = {}): Promise<INestApplication> {
   const env = options.env ?? process.env;
   const dataDir = resolve(options.dataDir ?? DEFAULT_DATA_DIR);
-  const keyLogger = isLoggerService(options.logger) ? options.logger : undefined;
+  const appLogger = options.logger === undefined ? demoLogger() : options.logger;
+  const keyLogger = isLoggerService(appLogger) ? appLogger : undefined;
   const keys = resolveDemoKeys({ env, dataDir, logger: keyLogger });
   const sqlitePath = join(dataDir, DEMO_SQLITE_FILE_NAME);
   const storage = storageFromUrl(env.SESSION_STORAGE_URL) ?? { type: 'sqlite', path: sqlitePath };
   const app = await NestFactory.create<NestExpressApplication>(
-    AppModule.forRoot({ keys, storage }),
+    AppModule.forRoot({ keys, storage, auditFile: join(dataDir, DEMO_AUDIT_FILE_NAME) }),
     {
-      logger: options.logger,
+      logger: appLogger,
       // Throw startup errors to the caller instead of aborting the process.
       abortOnError: false,
       // JSON only, with the limit below: Nest's defaults add a form parser and cap JSON at 100 kB.
@@ -79,6 +87,23 @@ export async function createDemoApp(options: DemoAppOptions = {}): Promise<INest
     `Sessions in ${storage.type === 'sqlite' ? displayPath(sqlitePath) : storage.type}; root keys ${keys.keyIds.join(', ')} from ${keySource} (active: ${keys.activeKeyId}); tenant from the ${TENANT_HEADER} header, else "${DEFAULT_TENANT_ID}"`,
   );
   return app;
+}
+
+/**
+ * The demo's Nest logger: winston, through nest-winston, printing Nest-style lines on the
+ * console. (The audit trail's own winston copy goes to `<dataDir>/audit.jsonl`.)
+ */
+export function demoLogger(): LoggerService {
+  return WinstonModule.createLogger({
+    transports: [
+      new winston.transports.Console({
+        format: winston.format.combine(
+          winston.format.timestamp(),
+          nestWinston.format.nestLike('Demo', { colors: process.stdout.isTTY, prettyPrint: true }),
+        ),
+      }),
+    ],
+  });
 }
 
 /** Builds the demo app and listens; {@link RunningDemo.app}`.close()` shuts it down cleanly. */

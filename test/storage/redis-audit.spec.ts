@@ -161,6 +161,8 @@ describe.skipIf(!up)('Redis audit storage', () => {
       commitId,
       expectedHead,
       packAuditHead(chain, records.at(-1)!),
+      String(records.length),
+      '',
       ...records.flatMap((record) => [String(record.seq), packAuditRecord(record)]),
     );
   }

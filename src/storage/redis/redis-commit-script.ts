@@ -3,8 +3,8 @@
  * session's `version` (and on the head of every audit chain the unit appends to), then every
  * buffered write, the version bump and the expiry, atomically.
  *
- * KEYS: session hash, items zset, data-keys hash, operations hash, then the records zset and
- * head of each audit chain the unit appends to (one hash tag, one slot). Only the first four
+ * KEYS: session hash, items zset, data-keys hash, operations hash, then the records zset, head
+ * and access-report index zsets of each audit chain the unit appends to (one hash tag, one slot). Only the first four
  * get the session's expiry: audit records outlive the session.
  * ARGV: expected version ('' when the session hash had none), commit id, PEXPIREAT ms ('0' =
  * PERSIST), then the buffered operations, each an op code followed by its fixed arguments.
@@ -18,7 +18,9 @@
  * there: the set was altered outside the module (nothing written),
  * 4 an audit chain holds records at or above the first seq the unit appends although its head
  * is the one the unit read: the head was rolled back or deleted outside the module (nothing
- * written).
+ * written),
+ * 5 an audit index zset checked to exist does not: its chain must join the tenant's registry of
+ * that subject or actor first (nothing written).
  */
 export const COMMIT_OP = {
   /** HSET session field value */
@@ -45,6 +47,13 @@ export const COMMIT_OP = {
   auditChain: 'AC',
   /** ZADD audit records: records key index, seq, packed record. */
   auditRecord: 'AR',
+  /** ZADD an access-report index entry at score 0: index key index, packed index member. */
+  auditIndex: 'AI',
+  /**
+   * Checked only: the index zset (key index) exists already, so the chain is in the registry
+   * of its subject or actor; else reply 5 and nothing is written.
+   */
+  auditIndexExists: 'AE',
 } as const;
 
 /** Replies of the commit script. */
@@ -54,6 +63,7 @@ export const COMMIT_REPLY = {
   counterBehind: 2,
   itemMoved: 3,
   auditAhead: 4,
+  auditUnregistered: 5,
 } as const;
 
 /** KEYS before the audit chains' keys in the commit script. */
@@ -63,7 +73,7 @@ export const SESSION_COMMIT_KEYS = 4;
 export const RECENT_COMMITS_KEPT = 16;
 
 /** How many arguments follow each op code. */
-const ARITY = `{ HS = 2, HD = 1, ZA = 2, ZR = 2, ZD = 0, KS = 2, OS = 2, OD = 0, AC = 5, AR = 3 }`;
+const ARITY = `{ HS = 2, HD = 1, ZA = 2, ZR = 2, ZD = 0, KS = 2, OS = 2, OD = 0, AC = 5, AR = 3, AI = 2, AE = 1 }`;
 
 export const COMMIT_SCRIPT = `
 local sessionKey, itemsKey, keysKey, opsKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -119,8 +129,12 @@ while i <= #ARGV do
     -- The head is the audit chain's lock: another append since the unit read it is a conflict.
     if (redis.call('GET', head) or '') ~= ARGV[i + 3] then return 0 end
     if redis.call('ZCOUNT', records, ARGV[i + 5], '+inf') ~= 0 then return 4 end
-  elseif op == 'AR' then
+  elseif op == 'AR' or op == 'AI' then
     if not auditKey(ARGV[i + 1]) then return redis.error_reply('ERR bad audit key index') end
+  elseif op == 'AE' then
+    local index = auditKey(ARGV[i + 1])
+    if not index then return redis.error_reply('ERR bad audit key index') end
+    if redis.call('EXISTS', index) == 0 then return 5 end
   elseif arity[op] == nil then
     return redis.error_reply('ERR unknown commit op')
   end
@@ -150,6 +164,8 @@ while i <= #ARGV do
     redis.call('SET', auditKey(ARGV[i + 2]), ARGV[i + 4])
   elseif op == 'AR' then
     redis.call('ZADD', auditKey(ARGV[i + 1]), ARGV[i + 2], ARGV[i + 3])
+  elseif op == 'AI' then
+    redis.call('ZADD', auditKey(ARGV[i + 1]), 0, ARGV[i + 2])
   end
   i = i + 1 + arity[op]
 end

@@ -31,7 +31,20 @@ export interface RedisAuditChainKeys {
   readonly head: string;
   /** SET: ids of audit commits whose reply was lost and that were fenced off (expires). */
   readonly fenced: string;
+  /**
+   * ZSET of the access report: every record of the chain, score 0, member = packed index
+   * member (time, then seq), so ZRANGE BYLEX reads it in (time, seq) order.
+   */
+  readonly byTime: string;
+  /** ZSET as {@link byTime}, the chain's records about subject `subjectRef`. */
+  bySubject(subjectRef: string): string;
+  /** ZSET as {@link byTime}, the chain's records by actor `actorId`. */
+  byActor(actorId: string): string;
 }
+
+/** What an access report selects by, and so which of a tenant's chain registries it reads. */
+export type RedisAuditTarget =
+  { readonly sessionId: string } | { readonly subjectRef: string } | { readonly actorId: string };
 
 /** A tenant's index of its audit chains, in the tenant's own slot. */
 export interface RedisAuditIndexKeys {
@@ -103,7 +116,26 @@ export class RedisKeyLayout {
         ? redisTenantTag(chain.tenantId)
         : redisSessionTag({ tenantId: chain.tenantId, sessionId: chain.sessionId });
     const base = `${this.prefix}{${tag}}:audit:${base64url(chain.chainId)}:`;
-    return { records: `${base}records`, head: `${base}head`, fenced: `${base}fenced` };
+    return {
+      records: `${base}records`,
+      head: `${base}head`,
+      fenced: `${base}fenced`,
+      byTime: `${base}by-time`,
+      bySubject: (subjectRef) => `${base}by-subject:${base64url(subjectRef)}`,
+      byActor: (actorId) => `${base}by-actor:${base64url(actorId)}`,
+    };
+  }
+
+  /**
+   * ZSET in the tenant's slot: score 0, member = id of each chain that may hold records about
+   * `target` (written before the records' commit, so it never misses a committed record). Ids
+   * are base64url in the name, so ids differing in any byte get keys of their own.
+   */
+  auditRegistry(tenantId: string, target: RedisAuditTarget): string {
+    const base = `${this.prefix}{${redisTenantTag(tenantId)}}:audit-by-`;
+    if ('sessionId' in target) return `${base}session:${base64url(target.sessionId)}`;
+    if ('subjectRef' in target) return `${base}subject:${base64url(target.subjectRef)}`;
+    return `${base}actor:${base64url(target.actorId)}`;
   }
 
   /** The audit chain index of a tenant. */

@@ -613,3 +613,42 @@ export function unpackAuditChainId(member: Buffer, tenantId: string): string {
     throw malformedAudit(`tenant '${tenantId}'`, 'audit chain index entry', 'chain id not UTF-8');
   }
 }
+
+/** Hex digits of each half of an audit index member; 14 cover every safe integer. */
+const INDEX_FIELD_DIGITS = 14;
+const INDEX_MEMBER_PATTERN = /^[0-9a-f]{28}$/;
+
+/**
+ * An audit index member: the record's time, then its seq, each as fixed-width lowercase hex.
+ * All members of an index have score 0, so byte order is (time, seq) order and ZRANGE BYLEX
+ * bounds select a time range or resume after a record.
+ */
+export function packAuditIndexMember(time: number, seq: number): string {
+  return auditIndexTime(time) + seq.toString(16).padStart(INDEX_FIELD_DIGITS, '0');
+}
+
+/**
+ * The prefix of every index member at `time`: a BYLEX bound. `time` is clamped to the stored
+ * range (a record's time is a uint64 within the safe integers).
+ */
+export function auditIndexTime(time: number): string {
+  const clamped = Math.min(Math.max(time, 0), Number.MAX_SAFE_INTEGER);
+  return clamped.toString(16).padStart(INDEX_FIELD_DIGITS, '0');
+}
+
+/** The time and seq of an index member; damage is an IntegrityError naming `owner`. */
+export function unpackAuditIndexMember(
+  member: Buffer,
+  owner: string,
+): { readonly time: number; readonly seq: number } {
+  const text = member.toString('latin1');
+  if (!INDEX_MEMBER_PATTERN.test(text)) {
+    throw malformedAudit(owner, 'audit index entry', 'not a packed time and seq');
+  }
+  const time = Number.parseInt(text.slice(0, INDEX_FIELD_DIGITS), 16);
+  const seq = Number.parseInt(text.slice(INDEX_FIELD_DIGITS), 16);
+  if (!Number.isSafeInteger(time) || !Number.isSafeInteger(seq) || seq < 1) {
+    throw malformedAudit(owner, 'audit index entry', 'time or seq out of range');
+  }
+  return { time, seq };
+}

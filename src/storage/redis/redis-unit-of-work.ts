@@ -10,7 +10,12 @@ import type {
   StoredItem,
 } from '../storage.records.js';
 import { copyDataKeyRecord, copyStoredItem } from '../storage.records.js';
-import { AuditChainBuffer, newChains } from './redis-audit-appends.js';
+import {
+  AuditChainBuffer,
+  chainRegistrations,
+  indexEntryKeys,
+  type AuditChainRegistration,
+} from './redis-audit-appends.js';
 import { COMMIT_OP, SESSION_COMMIT_KEYS } from './redis-commit-script.js';
 import { redisSessionTag, type RedisSessionKeys } from './redis-keys.js';
 import {
@@ -60,12 +65,17 @@ export interface UnitCommit {
   readonly ops: ReadonlyArray<string | Buffer>;
   /** Epoch ms for PEXPIREAT, or 0 for PERSIST. */
   readonly expireAt: number;
-  /** KEYS after the session's four: records zset and head of each audit chain appended to. */
+  /** KEYS after the session's four: records zset, head and index zsets of each audit chain. */
   readonly auditKeys: readonly string[];
   /** The audit chains the unit appends to, for messages. */
   readonly auditChains: readonly AuditChainRef[];
   /** Chains getting their first record: they join their tenant's index before the commit. */
-  readonly newAuditChains: readonly AuditChainRef[];
+  /** Every audit chain appended to, with its subjects and actors, for their registries. */
+  readonly auditRegistrations: readonly AuditChainRegistration[];
+  /** The chains getting their first record: registered before the commit, unasked. */
+  readonly newAuditRegistrations: readonly AuditChainRegistration[];
+  /** Ops checking that the subject and actor indexes of the other chains exist (reply 5). */
+  readonly auditIndexChecks: readonly string[];
 }
 
 const copyOperation = (record: HistoryOperationRecord): HistoryOperationRecord => ({
@@ -208,6 +218,7 @@ export class RedisUnitOfWork {
     // Each chain's keys join KEYS (the script may touch only declared keys on a Cluster); the
     // ops name them by index.
     const auditKeys: string[] = [];
+    const auditIndexChecks: string[] = [];
     for (const locked of audited) {
       auditKeys.push(locked.keys.records, locked.keys.head);
       const records = String(SESSION_COMMIT_KEYS + auditKeys.length - 1);
@@ -223,6 +234,16 @@ export class RedisUnitOfWork {
       for (const [seq, member] of locked.members) {
         ops.push(COMMIT_OP.auditRecord, records, seq, member);
       }
+      // The access-report indexes, written with the records they point at.
+      const index = indexEntryKeys(locked);
+      const first = SESSION_COMMIT_KEYS + auditKeys.length;
+      auditKeys.push(...index.keys);
+      for (const [position, member] of index.entries) {
+        ops.push(COMMIT_OP.auditIndex, String(first + position), member);
+      }
+      for (const position of index.mustExist) {
+        auditIndexChecks.push(COMMIT_OP.auditIndexExists, String(first + position));
+      }
     }
     return {
       keys: space.keys,
@@ -234,7 +255,9 @@ export class RedisUnitOfWork {
       expireAt: this.expireAt(space, now),
       auditKeys,
       auditChains: audited.map((locked) => locked.chain),
-      newAuditChains: newChains(audited),
+      auditRegistrations: chainRegistrations(audited),
+      newAuditRegistrations: chainRegistrations(audited, true),
+      auditIndexChecks,
     };
   }
 

@@ -290,10 +290,23 @@ export class RedisSessionStorage implements SessionStorage {
       ...commit.newDataKeyIds.map((dekId) =>
         this.reads.call(() => this.client.set(this.reads.layout.dataKeyPointer(dekId), commit.tag)),
       ),
-      // The tenant's chain index lives in the tenant's slot: written first too, so a committed
-      // record always has its entry (an entry whose chain has no record is skipped on listing).
-      this.auditChains.registerChains(commit.newAuditChains),
+      // The tenant's chain index and registries live in the tenant's slot: written first too, so
+      // a committed record always has its entries (an entry with no record is skipped on reads).
+      this.auditChains.registerChains(commit.newAuditRegistrations),
     ]);
+    const reply = await this.send(commit, commit.auditIndexChecks);
+    if (reply !== COMMIT_REPLY.auditUnregistered) return reply === COMMIT_REPLY.applied;
+    // A chain starts records of a subject or actor it has none of yet: it joins their
+    // registries, then the commit goes again without the check (nothing was written).
+    await this.auditChains.registerChains(commit.auditRegistrations);
+    return (await this.send(commit, [])) === COMMIT_REPLY.applied;
+  }
+
+  /**
+   * Runs the commit script with `checks` after the unit's ops; returns applied, conflict or
+   * (with checks) unregistered, and throws for the other replies.
+   */
+  private async send(commit: UnitCommit, checks: readonly string[]): Promise<number> {
     // Sent once by a client this storage created; a host client may resend it after a
     // reconnect, which the script recognises by the commit id and does not apply twice.
     const run = (this.client as unknown as Record<string, CommitCommand>)[COMMIT_COMMAND];
@@ -314,17 +327,20 @@ export class RedisSessionStorage implements SessionStorage {
           commitId,
           String(commit.expireAt),
           ...commit.ops,
+          ...checks,
         ),
       );
     } catch (error) {
       if (!(error instanceof StorageUnavailableError)) throw error;
-      return this.settleLostCommit(commit, commitId);
+      return (await this.settleLostCommit(commit, commitId))
+        ? COMMIT_REPLY.applied
+        : COMMIT_REPLY.conflict;
     }
     switch (Number(reply)) {
       case COMMIT_REPLY.applied:
-        return true;
       case COMMIT_REPLY.conflict:
-        return false;
+      case COMMIT_REPLY.auditUnregistered:
+        return Number(reply);
       case COMMIT_REPLY.counterBehind:
         throw new IntegrityError(
           `The sequence counter (next_seq) of ${commit.owner} in Redis is behind its stored items: the session hash was rolled back, lost or altered outside this module. Nothing was written; restore the session from a backup or clear it`,

@@ -31,6 +31,7 @@ import {
   type AuditSource,
 } from './audit-event.js';
 import type { AuditKeyring, AuditMacKey } from './audit-keys.js';
+import type { CheckpointSigner } from './checkpoints.js';
 import { subjectRef } from './subject-ref.js';
 
 // Ids, counts and codes only: never an event body's identifiers beyond the chain id.
@@ -54,6 +55,8 @@ export interface AuditTrailOptions {
   readonly dedupeMaxEntries?: number;
   /** Maps a request to the actor of what it does (`AuditActorMiddleware`). */
   readonly actorFromRequest?: (request: unknown) => AuditActor | undefined;
+  /** Signs checkpoints; without it there are none. */
+  readonly checkpointSigner?: CheckpointSigner;
   /** Maps an agent run's `runContext.context` to the actor of the run's session calls. */
   readonly actorFromRunContext?: (context: unknown) => AuditActor | undefined;
 }
@@ -415,9 +418,20 @@ export class AuditTrail {
     this.listeners.push(listener);
   }
 
+  /** Tenants with events committed since {@link takeTenantsSeen} last ran. */
+  private tenantsSeen = new Set<string>();
+
+  /** The tenants whose trail changed since the last call (for timed checkpoints). */
+  takeTenantsSeen(): string[] {
+    const seen = [...this.tenantsSeen];
+    this.tenantsSeen = new Set();
+    return seen;
+  }
+
   /** @internal Hands committed events to the sinks; a failing sink never fails the caller. */
   publish(events: readonly AuditEvent[]): void {
     if (events.length === 0) return;
+    for (const event of events) this.tenantsSeen.add(event.target.tenantId);
     for (const listener of this.listeners) {
       try {
         listener(events);

@@ -1,8 +1,21 @@
-import { Inject, Injectable, Optional } from '@nestjs/common';
-import { ConfigurationError, InvalidArgumentError } from '../errors/index.js';
+import { Inject, Injectable, Logger, Optional } from '@nestjs/common';
+import {
+  ConfigurationError,
+  EncryptedSessionError,
+  InvalidArgumentError,
+} from '../errors/index.js';
 import type { AuditChainHeadRecord, AuditChainRef } from '../storage/index.js';
 import { parseChainId } from './audit-chain.js';
+import { runAs } from './audit-context.js';
 import { AUDIT_TRAIL, AuditTrail, auditChainOf } from './audit-trail.js';
+import type { AuditCheckpoint, ChainHead } from './checkpoint.js';
+import {
+  chainRefOfId,
+  checkedCheckpoint,
+  takeCheckpoint,
+  type CheckpointCheck,
+  type CheckpointSigner,
+} from './checkpoints.js';
 import { verifyChain, type ChainVerification } from './chain-verifier.js';
 import type { AuditActor, AuditEvent, AuditEventBody } from './audit-event.js';
 import { auditRecordFromStored, chainPages } from './stored-records.js';
@@ -18,6 +31,13 @@ import { AUDIT_SINK, type AuditSinkStats, type WinstonAuditSink } from './winsto
 export interface AuditVerifyOptions {
   readonly chainId?: string;
   readonly tenantId?: string;
+  /**
+   * With `tenantId`: the tenant's latest checkpoint as a sink outside the database recorded it
+   * (e.g. the last `nes.audit.checkpoint` line of the winston file). It catches what the
+   * database alone cannot show: its newest checkpoints deleted, or its chains rewritten by
+   * someone holding the MAC key. @default the database's latest checkpoint
+   */
+  readonly checkpoint?: AuditCheckpoint;
   /** First seq to verify (the record before it is trusted). @default 1 */
   readonly fromSeq?: number;
   /** Last seq to verify. @default the chain's end */
@@ -33,6 +53,12 @@ export interface AuditVerifyOptions {
 export interface AuditVerification {
   readonly ok: boolean;
   readonly chains: readonly ChainVerification[];
+  /**
+   * With `tenantId` and checkpoints configured: the checkpoint the chains were measured
+   * against (a chain shorter than its checkpointed head is `truncated`, a chain it lists that
+   * has no records `missing`, one whose record at that head differs `checkpoint_mismatch`).
+   */
+  readonly checkpoint?: CheckpointCheck;
 }
 
 /**
@@ -68,6 +94,9 @@ export interface AccessReportPage {
 
 const MAX_REPORT_PAGE = 1000;
 
+// Tenant ids and error codes only.
+const logger = new Logger('AuditService');
+
 /** Heads per page when every chain of a tenant is verified. */
 const HEADS_PAGE_SIZE = 500;
 
@@ -82,6 +111,8 @@ export class AuditService {
   private readonly trail: AuditTrail | undefined;
 
   private readonly sink: WinstonAuditSink | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<number> | undefined;
 
   constructor(
     @Optional() @Inject(AUDIT_TRAIL) trail?: AuditTrail | null,
@@ -127,19 +158,137 @@ export class AuditService {
     const chains = this.chainsToVerify(options);
     const event = await trail.prepare('audit.verify', { tenantId: chains.tenantId });
     const results: ChainVerification[] = [];
+    let checkpoint: CheckpointCheck | undefined;
     try {
-      for await (const chain of chains.refs) results.push(await this.verifyOne(chain, options));
+      const measured = await this.checkpointFor(options);
+      checkpoint = measured?.check;
+      const seen = new Set<string>();
+      for await (const chain of chains.refs) {
+        seen.add(chain.chainId);
+        results.push(await this.verifyOne(chain, options, measured?.heads?.get(chain.chainId)));
+      }
+      // Chains the checkpoint lists that storage no longer has a head for: deleted whole.
+      for (const [chainId, head] of measured?.heads ?? []) {
+        if (seen.has(chainId)) continue;
+        results.push(await this.verifyOne(chainRefOfId(chains.tenantId, chainId), options, head));
+      }
     } catch (error) {
       await event.failed(error);
       throw error;
     }
-    const ok = results.every((result) => result.ok);
+    const ok = results.every((result) => result.ok) && (checkpoint?.ok ?? true);
     const body = event.body(ok ? 'success' : 'failure', {
       count: results.length,
       ...(ok ? {} : { reason: 'INTEGRITY' as const }),
     });
     await trail.commitAlone(event.chain, body, event.macKey);
-    return { ok, chains: results };
+    return checkpoint ? { ok, chains: results, checkpoint } : { ok, chains: results };
+  }
+
+  /**
+   * Takes a signed checkpoint of the tenant's trail now (the Merkle root over every chain head,
+   * linked to the previous checkpoint), stores it and hands a copy to the winston sink. Recorded
+   * as `audit.checkpoint` on the tenant's control chain.
+   *
+   * @throws ConfigurationError when no `audit.checkpoints.privateKey` is configured, or the
+   *   storage keeps no checkpoints.
+   */
+  async checkpoint(options: { readonly tenantId: string }): Promise<AuditCheckpoint> {
+    const trail = this.requireTrail();
+    const signer = this.requireSigner();
+    if (typeof options?.tenantId !== 'string' || options.tenantId.length === 0) {
+      throw new InvalidArgumentError('checkpoint: tenantId must be a non-empty string');
+    }
+    const event = await trail.prepare('audit.checkpoint', { tenantId: options.tenantId });
+    let checkpoint: AuditCheckpoint;
+    try {
+      checkpoint = await takeCheckpoint(trail.storage, signer, options.tenantId);
+    } catch (error) {
+      await event.failed(error);
+      throw error;
+    }
+    await trail.commitAlone(
+      event.chain,
+      event.body('success', { count: checkpoint.chains }),
+      event.macKey,
+    );
+    this.sink?.writeCheckpoint(checkpoint);
+    return checkpoint;
+  }
+
+  /**
+   * The public key auditors verify checkpoints with, and its id, or undefined when checkpoints
+   * are not configured. Hand it to them once; it verifies every checkpoint offline.
+   */
+  checkpointPublicKey(): { readonly keyId: string; readonly pem: string } | undefined {
+    const signer = this.trail?.options.checkpointSigner;
+    return (
+      signer && {
+        keyId: signer.keyId,
+        pem: signer.publicKey.export({ type: 'spki', format: 'pem' }).toString(),
+      }
+    );
+  }
+
+  /**
+   * Checkpoints every tenant whose trail changed since the last run, as the system actor: what
+   * the module's timer (`audit.checkpoints.everySeconds`) runs, and a job a host schedules
+   * itself can call. Failures are logged per tenant; the others go on.
+   */
+  async checkpointChangedTenants(): Promise<number> {
+    const trail = this.requireTrail();
+    let taken = 0;
+    for (const tenantId of trail.takeTenantsSeen()) {
+      try {
+        await runAs({ type: 'system', id: 'nes-checkpoint', tenantId }, () =>
+          this.checkpoint({ tenantId }),
+        );
+        taken++;
+      } catch (error) {
+        logger.error(
+          `The checkpoint of tenant '${tenantId}' failed (${error instanceof EncryptedSessionError ? error.code : 'unexpected'}); the next run takes it`,
+        );
+      }
+    }
+    return taken;
+  }
+
+  /** Starts the checkpoint timer; the module's shutdown stops it. @internal */
+  startCheckpointTimer(everyMs: number): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = setInterval(() => {
+      if (this.running) return;
+      this.running = this.checkpointChangedTenants()
+        .catch(() => 0)
+        .finally(() => (this.running = undefined));
+    }, everyMs);
+    this.timer.unref();
+  }
+
+  /** Stops the checkpoint timer and waits for a run in progress. @internal */
+  async stopCheckpointTimer(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    await this.running;
+  }
+
+  private async checkpointFor(options: AuditVerifyOptions) {
+    const signer = this.trail?.options.checkpointSigner;
+    if (!signer || options.tenantId === undefined || options.fromSeq !== undefined)
+      return undefined;
+    const storage = this.requireTrail().storage;
+    if (!storage.latestCheckpoint) return undefined;
+    return checkedCheckpoint(storage, signer.publicKey, options.tenantId, options.checkpoint);
+  }
+
+  private requireSigner(): CheckpointSigner {
+    const signer = this.trail?.options.checkpointSigner;
+    if (!signer) {
+      throw new ConfigurationError(
+        'Audit checkpoints need a signing key: set options.audit.checkpoints.privateKey (an Ed25519 private key, PEM)',
+      );
+    }
+    return signer;
   }
 
   /**
@@ -204,6 +353,7 @@ export class AuditService {
   private async verifyOne(
     chain: AuditChainRef,
     options: AuditVerifyOptions,
+    checkpointed?: ChainHead,
   ): Promise<ChainVerification> {
     const trail = this.requireTrail();
     const fromSeq = options.fromSeq ?? 1;
@@ -215,6 +365,7 @@ export class AuditService {
       fromSeq,
       prevMacBeforeFrom: before?.mac,
       macKeyFor: (keyId) => trail.keyring.macKey(keyId),
+      checkpointedHead: checkpointed && { seq: checkpointed.seq, headMac: checkpointed.headMac },
     });
   }
 

@@ -92,9 +92,19 @@ export {
 } from './audit.service.js';
 export { AuditActorMiddleware } from './audit-actor.middleware.js';
 export {
+  AUDIT_CHECKPOINT_MESSAGE,
   AUDIT_LOG_MESSAGE,
   AUDIT_SINK,
   WinstonAuditSink,
   auditFileLogger,
   type AuditSinkStats,
 } from './winston-sink.js';
+export {
+  chainRefOfId,
+  checkedCheckpoint,
+  signingKeyIdOf,
+  takeCheckpoint,
+  type CheckpointBreak,
+  type CheckpointCheck,
+  type CheckpointSigner,
+} from './checkpoints.js';

@@ -2,6 +2,7 @@ import { once } from 'node:events';
 import { Logger } from '@nestjs/common';
 import winston from 'winston';
 import type { AuditEvent } from './audit-event.js';
+import type { AuditCheckpoint } from './checkpoint.js';
 
 // Counts and transport names only: an event never reaches the module's own log.
 const logger = new Logger('AuditSink');
@@ -21,6 +22,9 @@ export interface AuditSinkStats {
 /** Injection token of the module's winston sink; null when none is configured. */
 export const AUDIT_SINK = Symbol('AUDIT_SINK');
 
+/** The winston message of every checkpoint line a host's own logger receives. */
+export const AUDIT_CHECKPOINT_MESSAGE = 'nes.audit.checkpoint';
+
 /** The winston message of every audit line a host's own logger receives. */
 export const AUDIT_LOG_MESSAGE = 'nes.audit';
 
@@ -31,7 +35,7 @@ export const AUDIT_LOG_MESSAGE = 'nes.audit';
 export function auditFileLogger(path: string): winston.Logger {
   return winston.createLogger({
     level: 'info',
-    format: winston.format.printf((info) => JSON.stringify(info.event)),
+    format: winston.format.printf((info) => JSON.stringify(info.event ?? info.checkpoint)),
     transports: [new winston.transports.File({ filename: path })],
   });
 }
@@ -68,6 +72,16 @@ export class WinstonAuditSink {
       } catch {
         this.failed++;
       }
+    }
+  }
+
+  /** Hands a signed checkpoint to the logger (its copy outside the database); never throws. */
+  writeCheckpoint(checkpoint: AuditCheckpoint): void {
+    try {
+      this.target.log({ level: 'info', message: AUDIT_CHECKPOINT_MESSAGE, checkpoint });
+      this.delivered++;
+    } catch {
+      this.failed++;
     }
   }
 

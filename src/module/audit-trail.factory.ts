@@ -40,6 +40,7 @@ export function auditTrailFor(
       reads: audit.reads,
       actorFromRequest: audit.actorFromRequest,
       actorFromRunContext: audit.actorFromRunContext,
+      checkpointSigner: audit.checkpoints?.signer,
     },
   );
   keyRing.attachAuditTrail(trail);

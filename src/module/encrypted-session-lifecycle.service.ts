@@ -1,15 +1,23 @@
-import { Inject, Injectable, type BeforeApplicationShutdown } from '@nestjs/common';
+import {
+  Inject,
+  Injectable,
+  type BeforeApplicationShutdown,
+  type OnApplicationBootstrap,
+} from '@nestjs/common';
 import { KEY_PROVIDER, KekRotationService, KeyRing, type KeyProvider } from '../keys/index.js';
 import { EncryptedSessionService } from '../sessions/index.js';
 import { SESSION_STORAGE, type SessionStorage } from '../storage/index.js';
-import { AUDIT_SINK, type WinstonAuditSink } from '../audit/index.js';
+import { RESOLVED_MODULE_OPTIONS } from './module-tokens.js';
+import type { ResolvedModuleOptions } from './resolve-module-options.js';
+import { AUDIT_SINK, AuditService, type WinstonAuditSink } from '../audit/index.js';
 
 /**
  * The one owner of the module's shutdown. Nest runs `beforeApplicationShutdown` of providers on
  * one level in parallel, so no other provider of the module closes anything itself; this one
  * goes step by step:
  *
- * 1. stop what runs in the background (a KEK rotation run ends after its current key);
+ * 1. stop what runs in the background (a KEK rotation run ends after its current key; the
+ *    audit checkpoint timer, after the run in progress);
  * 2. wait for session calls in flight, refusing new ones with `ShuttingDownError`;
  * 3. close storage: it lets its units of work finish, refuses new ones, then closes only what
  *    the module opened (a host's DataSource or Redis client stays open);
@@ -21,7 +29,9 @@ import { AUDIT_SINK, type WinstonAuditSink } from '../audit/index.js';
  * Idempotent.
  */
 @Injectable()
-export class EncryptedSessionLifecycle implements BeforeApplicationShutdown {
+export class EncryptedSessionLifecycle
+  implements OnApplicationBootstrap, BeforeApplicationShutdown
+{
   private shutdown: Promise<void> | undefined;
 
   constructor(
@@ -31,7 +41,15 @@ export class EncryptedSessionLifecycle implements BeforeApplicationShutdown {
     private readonly keyRing: KeyRing,
     @Inject(KEY_PROVIDER) private readonly provider: KeyProvider,
     @Inject(AUDIT_SINK) private readonly auditSink: WinstonAuditSink | null,
+    private readonly audit: AuditService,
+    @Inject(RESOLVED_MODULE_OPTIONS) private readonly options: ResolvedModuleOptions,
   ) {}
+
+  /** Starts the audit checkpoint timer, when `audit.checkpoints.everySeconds` asks for one. */
+  onApplicationBootstrap(): void {
+    const everyMs = this.options.audit?.checkpoints?.everyMs;
+    if (everyMs !== undefined) this.audit.startCheckpointTimer(everyMs);
+  }
 
   beforeApplicationShutdown(): Promise<void> {
     this.shutdown ??= this.shutDownInOrder();
@@ -40,6 +58,7 @@ export class EncryptedSessionLifecycle implements BeforeApplicationShutdown {
 
   private async shutDownInOrder(): Promise<void> {
     await this.rotation.stop();
+    await this.audit.stopCheckpointTimer();
     await this.sessions.drain();
     await this.storage.close();
     this.keyRing.clear();

@@ -18,12 +18,7 @@ import { moduleOptionsSchema } from './module-options.schema.js';
 import { OPENED_BACKENDS, openBackends, type OpenedBackends } from './module-startup.js';
 import { resolveModuleOptions, type ResolvedModuleOptions } from './resolve-module-options.js';
 
-/**
- * Injection token of the module's {@link ResolvedModuleOptions}.
- *
- * @internal
- */
-export const RESOLVED_MODULE_OPTIONS = Symbol('RESOLVED_MODULE_OPTIONS');
+import { RESOLVED_MODULE_OPTIONS } from './module-tokens.js';
 
 /**
  * Encrypted agent sessions for a Nest app.

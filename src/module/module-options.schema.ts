@@ -1,3 +1,4 @@
+import { KeyObject } from 'node:crypto';
 import { z } from 'zod';
 import {
   milliseconds,
@@ -491,6 +492,29 @@ const auditOptionsSchema = strictOptions(
         takes("{ file: 'path' } or { logger }"),
       )
       .optional(),
+    /**
+     * Signed checkpoints of each tenant's trail (Ed25519 over the Merkle root of every chain
+     * head), stored and copied to the winston sink: they let `verify` catch a cut tail, a chain
+     * deleted whole and a rewrite by someone holding the MAC key. `privateKey`: an Ed25519
+     * private key, PEM (`openssl genpkey -algorithm ed25519`); `keyId`: how auditors name its
+     * public key (default `ed25519:` + 16 hex digits of its SHA-256); `everySeconds`: take one
+     * for each tenant whose trail changed, on a timer (default: only on demand, through
+     * `AuditService.checkpoint()`). @default none
+     */
+    checkpoints: strictOptions(
+      {
+        privateKey: z.union(
+          [
+            nonEmptyString('an Ed25519 private key in PEM'),
+            z.custom<KeyObject>((value) => value instanceof KeyObject),
+          ],
+          takes('an Ed25519 private key (PEM, or a KeyObject)'),
+        ),
+        keyId: optionalString('an id for the public key, e.g. "audit-2026"'),
+        everySeconds: wholeNumber('a whole number of seconds, at least 1', 1).optional(),
+      },
+      'an object with { privateKey }',
+    ).optional(),
     /**
      * Who acts in a request, for `AuditActorMiddleware` (the host applies it to its routes):
      * e.g. `(req) => req.user && { type: 'user', id: req.user.sub, tenantId: req.user.tenant }`.

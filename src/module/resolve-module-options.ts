@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import type { Logger as WinstonLogger } from 'winston';
-import type { AuditReadsPolicy } from '../audit/index.js';
+import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
+import { signingKeyIdOf, type AuditReadsPolicy, type CheckpointSigner } from '../audit/index.js';
 import { ConfigurationError } from '../errors/index.js';
 import { parseOptions } from '../errors/option-schema.js';
 import {
@@ -66,6 +67,9 @@ export interface ResolvedAuditOptions {
   readonly requireActor: boolean;
   readonly actorFromRequest: ActorResolver | undefined;
   readonly actorFromRunContext: ActorResolver | undefined;
+  /** The checkpoints' signing key, and the timer, if configured. */
+  readonly checkpoints:
+    { readonly signer: CheckpointSigner; readonly everyMs?: number } | undefined;
   /** Where committed events are copied, if anywhere. */
   readonly winston: { readonly file: string } | { readonly logger: WinstonLogger } | undefined;
   readonly reads: AuditReadsPolicy;
@@ -147,7 +151,33 @@ function resolveAudit(audit: AuditOptions | undefined): ResolvedAuditOptions | u
     actorFromRequest: audit?.actorFromRequest,
     actorFromRunContext: audit?.actorFromRunContext,
     winston: audit?.winston,
+    checkpoints: audit?.checkpoints && {
+      signer: checkpointSigner(audit.checkpoints.privateKey, audit.checkpoints.keyId),
+      ...(audit.checkpoints.everySeconds === undefined
+        ? {}
+        : { everyMs: audit.checkpoints.everySeconds * 1000 }),
+    },
   };
+}
+
+/** The checkpoint signer of a private key, refused (never echoed) unless it is Ed25519. */
+function checkpointSigner(
+  privateKey: string | KeyObject,
+  keyId: string | undefined,
+): CheckpointSigner {
+  let key: KeyObject;
+  try {
+    key = typeof privateKey === 'string' ? createPrivateKey(privateKey) : privateKey;
+  } catch {
+    key = undefined as unknown as KeyObject;
+  }
+  if (key?.type !== 'private' || key.asymmetricKeyType !== 'ed25519') {
+    throw new ConfigurationError(
+      'options.audit.checkpoints.privateKey must be an Ed25519 private key (PEM); generate one with: openssl genpkey -algorithm ed25519',
+    );
+  }
+  const publicKey = createPublicKey(key);
+  return { privateKey: key, publicKey, keyId: keyId ?? signingKeyIdOf(publicKey) };
 }
 
 function resolveKeys(keys: unknown) {

@@ -61,6 +61,12 @@ export class DrainingSessionStorage implements SessionStorage {
       listHeads: (tenantId, afterChainId, limit) =>
         this.units.run(() => audit.listHeads(tenantId, afterChainId, limit)),
       listRecords: (query) => this.units.run(() => audit.listRecords(query)),
+      ...(audit.appendCheckpoint && {
+        appendCheckpoint: (checkpoint) => this.units.run(() => audit.appendCheckpoint!(checkpoint)),
+      }),
+      ...(audit.latestCheckpoint && {
+        latestCheckpoint: (tenantId) => this.units.run(() => audit.latestCheckpoint!(tenantId)),
+      }),
     };
   }
 

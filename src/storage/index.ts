@@ -33,6 +33,7 @@ export {
   type SessionRecord,
   type SessionRef,
   type StoredAuditRecord,
+  type StoredCheckpoint,
   type StoredItem,
 } from './storage.records.js';
 export { DrainingSessionStorage } from './draining-storage.js';

@@ -7,6 +7,7 @@ import type {
   SessionRecord,
   SessionRef,
   StoredAuditRecord,
+  StoredCheckpoint,
   StoredItem,
 } from './storage.records.js';
 
@@ -229,6 +230,13 @@ export interface AuditStorage {
    * (time, chain id by bytes, seq) order, served by an index: the access report.
    */
   listRecords(query: AuditRecordQuery): Promise<StoredAuditRecord[]>;
+  /**
+   * Stores a tenant's next checkpoint unless one with its seq exists (another replica took it
+   * first): true when stored. Absent on an adapter that keeps no checkpoints yet.
+   */
+  appendCheckpoint?(checkpoint: StoredCheckpoint): Promise<boolean>;
+  /** The tenant's checkpoint with the highest seq, if any. */
+  latestCheckpoint?(tenantId: string): Promise<StoredCheckpoint | undefined>;
 }
 
 // ---------------------------------------------------------------------------------------------

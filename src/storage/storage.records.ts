@@ -177,3 +177,23 @@ export interface AuditRecordQuery {
   readonly after?: { readonly time: number; readonly chainId: string; readonly seq: number };
   readonly limit: number;
 }
+
+/**
+ * A signed checkpoint of one tenant's trail as stored: the checkpoint itself (canonical JSON,
+ * with its Ed25519 signature) and the chain heads it covers, so a verifier can check each
+ * chain against it and the heads against its signed Merkle root.
+ *
+ * @publicApi
+ */
+export interface StoredCheckpoint {
+  tenantId: string;
+  /** 1 for the tenant's first checkpoint, then one more for each. */
+  seq: number;
+  checkpointId: string;
+  /** Epoch ms. */
+  time: number;
+  /** The signed checkpoint, as JSON. */
+  checkpoint: string;
+  /** JSON of `[chainId, seq, headMac base64url][]`, by chain id bytes. */
+  heads: string;
+}

@@ -111,7 +111,7 @@ describe('module options', () => {
       [
         'an unknown audit option',
         { audit: { requireActors: true } },
-        'Unknown option options.audit.requireActors; options.audit takes: enabled, requireActor, reads, macKeyRotationDays, winston, actorFromRequest, actorFromRunContext (a misspelt or misplaced option would otherwise be ignored)',
+        'Unknown option options.audit.requireActors; options.audit takes: enabled, requireActor, reads, macKeyRotationDays, winston, checkpoints, actorFromRequest, actorFromRunContext (a misspelt or misplaced option would otherwise be ignored)',
       ],
       [
         'jobs (reserved)',

@@ -28,6 +28,7 @@ import type {
   SessionRecord,
   SessionRef,
   StoredAuditRecord,
+  StoredCheckpoint,
   StoredItem,
 } from '../storage.records.js';
 import { copyAuditRecord, copyDataKeyRecord, copyStoredItem } from '../storage.records.js';
@@ -78,6 +79,8 @@ export class MemorySessionStorage implements SessionStorage {
   readonly backend = 'memory';
   private readonly sessions = new Map<string, SessionState>();
   private readonly dataKeys = new Map<string, DataKeyRecord>();
+  /** Checkpoints by tenant. */
+  private readonly checkpoints = new Map<string, StoredCheckpoint[]>();
   /** Audit chains by chain id; never deleted with their session. */
   private readonly auditChains = new Map<string, AuditChainState>();
   private readonly queue = new SerialQueue();
@@ -105,6 +108,22 @@ export class MemorySessionStorage implements SessionStorage {
       this.queue.run(async () => {
         const last = this.chainOf(chain)?.records.at(-1);
         return last && headOf(last);
+      }),
+    appendCheckpoint: (checkpoint) =>
+      this.queue.run(async () => {
+        const stored = this.checkpoints.get(checkpoint.tenantId) ?? [];
+        if (stored.some((existing) => existing.seq === checkpoint.seq)) return false;
+        this.checkpoints.set(checkpoint.tenantId, [...stored, { ...checkpoint }]);
+        return true;
+      }),
+    latestCheckpoint: (tenantId) =>
+      this.queue.run(async () => {
+        const stored = this.checkpoints.get(tenantId) ?? [];
+        const latest = stored.reduce<StoredCheckpoint | undefined>(
+          (best, next) => (best && best.seq > next.seq ? best : next),
+          undefined,
+        );
+        return latest && { ...latest };
       }),
     listRecords: (query) =>
       this.queue.run(async () =>

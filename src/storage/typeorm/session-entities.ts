@@ -90,6 +90,16 @@ export interface AuditRecordRow {
   body: string;
 }
 
+/** A signed checkpoint row. */
+export interface AuditCheckpointRow {
+  tenantId: string;
+  seq: string | number;
+  checkpointId: string;
+  checkpointTime: string | number;
+  checkpoint: string;
+  heads: string;
+}
+
 /** An audit chain head row. */
 export interface AuditHeadRow {
   chainId: string;
@@ -244,6 +254,14 @@ export function sessionEntitySchemas(options: SessionEntityOptions): EntitySchem
     mac: mac('mac'),
     body: { name: 'body', type: isMysql ? 'longtext' : 'text' },
   };
+  const checkpointColumns: Columns = {
+    tenantId: id('tenant_id', true),
+    seq: { ...bigint('seq'), primary: true },
+    checkpointId: { name: 'checkpoint_id', type: 'char', length: 36 },
+    checkpointTime: bigint('checkpoint_time'),
+    checkpoint: { name: 'checkpoint', type: isMysql ? 'longtext' : 'text' },
+    heads: { name: 'heads', type: isMysql ? 'longtext' : 'text' },
+  };
   const auditHeadColumns: Columns = {
     chainId: chainId(true),
     tenantId: id('tenant_id'),
@@ -303,6 +321,11 @@ export function sessionEntitySchemas(options: SessionEntityOptions): EntitySchem
       tableName: t.auditHeads,
       columns: auditHeadColumns,
       indices: [{ name: `${t.auditHeads}_tenant`, columns: ['tenantId', 'chainId'] }],
+    }),
+    new EntitySchema<AuditCheckpointRow>({
+      name: t.auditCheckpoints,
+      tableName: t.auditCheckpoints,
+      columns: checkpointColumns,
     }),
   ];
 }

@@ -38,13 +38,14 @@ export function buildSessionStatements(t: TableNames, d: SqlDialect) {
  * the quoting per engine.
  */
 function buildPortableStatements(t: TableNames, d: SqlDialect) {
-  const [sessions, items, dataKeys, operations, auditRecords, auditHeads] = [
+  const [sessions, items, dataKeys, operations, auditRecords, auditHeads, checkpoints] = [
     t.sessions,
     t.items,
     t.dataKeys,
     t.historyOperations,
     t.auditRecords,
     t.auditHeads,
+    t.auditCheckpoints,
   ].map((name) => quotedTable(t, name));
   const p = (n: number) => d.param(n);
   const itemColumns = '"seq", "dek_id", "expires_at", "created_at", "ciphertext"';
@@ -159,6 +160,10 @@ function buildPortableStatements(t: TableNames, d: SqlDialect) {
         `SELECT ${auditRecordColumns} FROM ${auditRecords} WHERE "tenant_id" = ${p(1)} AND "${column}" = ${p(2)} AND "event_time" >= ${p(3)} AND "event_time" < ${p(4)} AND ("event_time" > ${p(5)} OR ("event_time" = ${p(6)} AND ("chain_id" > ${p(7)} OR ("chain_id" = ${p(8)} AND "seq" > ${p(9)})))) ORDER BY "event_time" ASC, "chain_id" ASC, "seq" ASC LIMIT ${p(10)}`,
       ]),
     ) as Record<'session_id' | 'subject_ref' | 'actor_id', string>,
+    insertCheckpoint: d.insertIgnoringDuplicates(
+      `INSERT INTO ${checkpoints} ("tenant_id", "seq", "checkpoint_id", "checkpoint_time", "checkpoint", "heads") VALUES (${placeholders(1, 6)})`,
+    ),
+    latestCheckpoint: `SELECT "tenant_id", "seq", "checkpoint_id", "checkpoint_time", "checkpoint", "heads" FROM ${checkpoints} WHERE "tenant_id" = ${p(1)} ORDER BY "seq" DESC LIMIT 1`,
     listAuditHeads: `SELECT ${headColumns} FROM ${auditHeads} WHERE "tenant_id" = ${p(1)} AND "chain_id" > ${p(2)} AND "seq" > 0 ORDER BY "chain_id" ASC LIMIT ${p(3)}`,
   };
 }

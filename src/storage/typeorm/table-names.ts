@@ -11,6 +11,8 @@ export interface TableNames {
   readonly auditRecords: string;
   /** Each audit chain's last seq and MAC. */
   readonly auditHeads: string;
+  /** Signed checkpoints of each tenant's trail. */
+  readonly auditCheckpoints: string;
   readonly schemaMigrations: string;
   /** Postgres schema holding the tables; undefined for the connection's search_path. */
   readonly schema?: string;
@@ -38,6 +40,7 @@ export function tableNamesFor(prefix: string = DEFAULT_TABLE_PREFIX, schema?: st
     historyOperations: `${prefix}history_operations`,
     auditRecords: `${prefix}audit_records`,
     auditHeads: `${prefix}audit_heads`,
+    auditCheckpoints: `${prefix}audit_checkpoints`,
     schemaMigrations: `${prefix}schema_migrations`,
     schema: schema === undefined ? undefined : checkSchemaName(schema),
   };

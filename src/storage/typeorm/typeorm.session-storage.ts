@@ -169,6 +169,38 @@ export class TypeOrmSessionStorage implements SessionStorage {
         const [row] = await q(this.sql.findAuditHead, [chain.chainId]);
         return row && toAuditHead(row);
       }),
+    appendCheckpoint: (checkpoint) =>
+      this.inTransaction(
+        async (runner) =>
+          ((
+            (await runner.query(
+              this.sql.insertCheckpoint,
+              [
+                checkpoint.tenantId,
+                checkpoint.seq,
+                checkpoint.checkpointId,
+                checkpoint.time,
+                checkpoint.checkpoint,
+                checkpoint.heads,
+              ],
+              true,
+            )) as { affected?: number }
+          ).affected ?? 0) === 1,
+      ),
+    latestCheckpoint: (tenantId) =>
+      this.readAuditRows(async (q) => {
+        const [row] = await q(this.sql.latestCheckpoint, [tenantId]);
+        if (!row) return undefined;
+        const values = new RowValues(row, () => `the latest checkpoint of tenant '${tenantId}'`);
+        return {
+          tenantId: values.text('tenant_id'),
+          seq: values.integer('seq', 1),
+          checkpointId: values.text('checkpoint_id'),
+          time: values.integer('checkpoint_time'),
+          checkpoint: values.text('checkpoint'),
+          heads: values.text('heads'),
+        };
+      }),
     listRecords: (query) =>
       this.readRows(async (q) => {
         const { by } = query;

@@ -118,3 +118,46 @@ export function createAuditTablesMigration(prefix?: string): new () => Migration
     }
   };
 }
+
+/** The checkpoints table: a tenant's signed checkpoints by seq, with the heads each covers. */
+export function checkpointTableDefinitions(t: TableNames, backend: SqlBackend): TableDefinition[] {
+  const type = AUDIT_COLUMN_TYPES[backend];
+  return [
+    {
+      name: t.auditCheckpoints,
+      body: `"tenant_id" ${type.id} NOT NULL,
+      "seq" bigint NOT NULL,
+      "checkpoint_id" char(36) NOT NULL,
+      "checkpoint_time" bigint NOT NULL,
+      "checkpoint" ${type.body} NOT NULL,
+      "heads" ${type.body} NOT NULL,
+      PRIMARY KEY ("tenant_id", "seq")`,
+      indexes: [],
+    },
+  ];
+}
+
+/** Builds the migration that adds the checkpoints table (after the audit tables). */
+export function createAuditCheckpointsMigration(prefix?: string): new () => MigrationInterface {
+  tableNamesFor(prefix);
+  return class CreateAuditCheckpoints1765100000000 implements MigrationInterface {
+    readonly name = 'CreateAuditCheckpoints1765100000000';
+
+    async up(queryRunner: QueryRunner): Promise<void> {
+      const dialect = dialectFor(queryRunner.connection);
+      const tables = tableNamesFor(prefix, schemaOf(queryRunner.connection));
+      const definitions = checkpointTableDefinitions(tables, dialect.backend);
+      for (const statement of createTablesSql(tables, dialect.backend, definitions)) {
+        await queryRunner.query(dialect.sql(statement));
+      }
+    }
+
+    async down(queryRunner: QueryRunner): Promise<void> {
+      const dialect = dialectFor(queryRunner.connection);
+      const tables = tableNamesFor(prefix, schemaOf(queryRunner.connection));
+      await queryRunner.query(
+        dialect.sql(`DROP TABLE IF EXISTS ${quotedTable(tables, tables.auditCheckpoints)}`),
+      );
+    }
+  };
+}

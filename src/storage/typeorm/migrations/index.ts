@@ -1,10 +1,16 @@
 import type { MigrationInterface } from 'typeorm';
 import { binaryIdsMigration } from './binary-ids.migration.js';
-import { createAuditTablesMigration } from './create-audit-tables.migration.js';
+import {
+  createAuditCheckpointsMigration,
+  createAuditTablesMigration,
+} from './create-audit-tables.migration.js';
 import { createSessionTablesMigration } from './create-session-tables.migration.js';
 
 export { binaryIdsMigration } from './binary-ids.migration.js';
-export { createAuditTablesMigration } from './create-audit-tables.migration.js';
+export {
+  createAuditCheckpointsMigration,
+  createAuditTablesMigration,
+} from './create-audit-tables.migration.js';
 export { createSessionTablesMigration } from './create-session-tables.migration.js';
 
 /**
@@ -17,5 +23,6 @@ export function sessionMigrations(prefix?: string): Array<new () => MigrationInt
     createSessionTablesMigration(prefix),
     binaryIdsMigration(prefix),
     createAuditTablesMigration(prefix),
+    createAuditCheckpointsMigration(prefix),
   ];
 }

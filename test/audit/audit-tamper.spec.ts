@@ -1,16 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AuditTrail, auditChainOf, runAs, tenantChainId } from '../../src/audit/index.js';
-import { AuditService, EncryptedSessionService, InvalidArgumentError } from '../../src/index.js';
-import { KeyRingAuditKeys } from '../../src/module/key-ring-audit-keys.js';
-import {
-  sqlServerHarness,
-  sqliteHarness,
-  userMessage,
-  type HarnessFactory,
-  type SessionHarness,
-} from '../support/session-harness.js';
-import { sqlServerUp } from '../support/sql-server-support.js';
+import { auditChainOf, runAs, tenantChainId } from '../../src/audit/index.js';
+import { InvalidArgumentError } from '../../src/index.js';
+import { auditRigOn, onSqlBackends, type AuditRig } from '../support/audit-rig.js';
+import { userMessage, type HarnessFactory } from '../support/session-harness.js';
 
 /*
  * Tampering with the trail in SQL, as a database user could, and the verifier naming the first
@@ -18,41 +11,10 @@ import { sqlServerUp } from '../support/sql-server-support.js';
  * MAC key and a chain deleted whole are caught through checkpoints: see the checkpoint specs.)
  */
 
-const DAY_MS = 86_400_000;
 const actor = { type: 'user' as const, id: 'nurse-17', tenantId: 'clinic' };
 
-interface Rig {
-  readonly harness: SessionHarness;
-  readonly sessions: EncryptedSessionService;
-  readonly audit: AuditService;
-  /** Runs SQL with `?` placeholders on the harness's database. */
-  sql(statement: string, params?: unknown[]): Promise<unknown>;
-}
-
-async function rigOn(createHarness: HarnessFactory): Promise<Rig> {
-  const harness = await createHarness();
-  const trail = new AuditTrail(
-    harness.storage.audit!,
-    new KeyRingAuditKeys(harness.keyRing, DAY_MS),
-    { requireActor: true, reads: 'group-commit' },
-  );
-  const dataSource = harness.dataSource!;
-  const isPostgres = dataSource.options.type === 'postgres';
-  const isMysql = dataSource.options.type === 'mysql' || dataSource.options.type === 'mariadb';
-  return {
-    harness,
-    sessions: new EncryptedSessionService(harness.storage, harness.keyRing, undefined, trail),
-    audit: new AuditService(trail),
-    sql: (statement, params = []) => {
-      let index = 0;
-      const text = isPostgres ? statement.replaceAll('?', () => `$${++index}`) : statement;
-      return dataSource.query(isMysql ? text.replaceAll('"', '`') : text, params);
-    },
-  };
-}
-
 /** A session whose chain holds five records: create, append, read, append, read. */
-async function auditedSession(rig: Rig, sessionId: string): Promise<string> {
+async function auditedSession(rig: AuditRig, sessionId: string): Promise<string> {
   await runAs(actor, async () => {
     const session = await rig.sessions.open(sessionId, { tenantId: 'clinic' });
     await session.addItems([userMessage('one'), userMessage('two')]);
@@ -63,14 +25,14 @@ async function auditedSession(rig: Rig, sessionId: string): Promise<string> {
   return auditChainOf({ tenantId: 'clinic', sessionId }).chainId;
 }
 
-const verify = (rig: Rig, chainId: string) =>
+const verify = (rig: AuditRig, chainId: string) =>
   runAs(actor, () => rig.audit.verify({ chainId })).then((result) => result.chains[0]);
 
 function describeTamperDetection(name: string, createHarness: HarnessFactory, skip = false) {
   describe.skipIf(skip)(`${name}: the verifier names SQL tampering`, () => {
-    let rig: Rig;
+    let rig: AuditRig;
     beforeAll(async () => {
-      rig = await rigOn(createHarness);
+      rig = await auditRigOn(createHarness);
     });
     afterAll(() => rig?.harness.close());
 
@@ -188,14 +150,4 @@ function describeTamperDetection(name: string, createHarness: HarnessFactory, sk
   });
 }
 
-describeTamperDetection('sqlite', sqliteHarness);
-
-for (const [name, type] of [
-  ['postgres', 'postgres'],
-  ['mariadb', 'mysql'],
-] as const) {
-  const up = await sqlServerUp(type);
-  const { factory, dispose } = sqlServerHarness(type);
-  afterAll(dispose);
-  describeTamperDetection(name, factory, !up);
-}
+await onSqlBackends(describeTamperDetection);

@@ -1,7 +1,6 @@
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  AuditTrail,
   auditChainOf,
   bodyDigest,
   chainMac,
@@ -10,16 +9,8 @@ import {
   signingKeyIdOf,
   type AuditCheckpoint,
 } from '../../src/audit/index.js';
-import { AuditService, EncryptedSessionService } from '../../src/index.js';
-import { KeyRingAuditKeys } from '../../src/module/key-ring-audit-keys.js';
-import {
-  sqlServerHarness,
-  sqliteHarness,
-  userMessage,
-  type HarnessFactory,
-  type SessionHarness,
-} from '../support/session-harness.js';
-import { sqlServerUp } from '../support/sql-server-support.js';
+import { auditRigOn, onSqlBackends, type AuditRig } from '../support/audit-rig.js';
+import { userMessage, type HarnessFactory } from '../support/session-harness.js';
 
 /*
  * What only a signed checkpoint shows, tampering in SQL: a cut tail, a chain deleted whole, a
@@ -29,42 +20,14 @@ import { sqlServerUp } from '../support/sql-server-support.js';
 
 const actor = { type: 'user' as const, id: 'nurse-17', tenantId: 'clinic' };
 
-interface Rig {
-  readonly harness: SessionHarness;
-  readonly sessions: EncryptedSessionService;
-  readonly audit: AuditService;
-  readonly keys: KeyRingAuditKeys;
-  sql(statement: string, params?: unknown[]): Promise<unknown>;
-}
-
-async function rigOn(createHarness: HarnessFactory): Promise<Rig> {
-  const harness = await createHarness();
+/** A fresh Ed25519 signing key for checkpoints. */
+function signer() {
   const { privateKey, publicKey } = generateKeyPairSync('ed25519');
-  const keys = new KeyRingAuditKeys(harness.keyRing, 86_400_000);
-  const trail = new AuditTrail(harness.storage.audit!, keys, {
-    requireActor: true,
-    reads: 'group-commit',
-    checkpointSigner: { privateKey, publicKey, keyId: signingKeyIdOf(publicKey) },
-  });
-  harness.keyRing.attachAuditTrail(trail);
-  const dataSource = harness.dataSource!;
-  const isPostgres = dataSource.options.type === 'postgres';
-  const isMysql = dataSource.options.type === 'mysql' || dataSource.options.type === 'mariadb';
-  return {
-    harness,
-    keys,
-    sessions: new EncryptedSessionService(harness.storage, harness.keyRing, undefined, trail),
-    audit: new AuditService(trail),
-    sql: (statement, params = []) => {
-      let index = 0;
-      const text = isPostgres ? statement.replaceAll('?', () => `$${++index}`) : statement;
-      return dataSource.query(isMysql ? text.replaceAll('"', '`') : text, params);
-    },
-  };
+  return { privateKey, publicKey, keyId: signingKeyIdOf(publicKey) };
 }
 
 /** A tenant with two sessions of a few records each, and a checkpoint over them. */
-async function checkpointedTenant(rig: Rig, tenantId: string) {
+async function checkpointedTenant(rig: AuditRig, tenantId: string) {
   const as = { ...actor, tenantId };
   await runAs(as, async () => {
     for (const sessionId of ['a', 'b']) {
@@ -85,9 +48,9 @@ async function checkpointedTenant(rig: Rig, tenantId: string) {
 
 function describeCheckpointTampering(name: string, createHarness: HarnessFactory, skip = false) {
   describe.skipIf(skip)(`${name}: checkpoints show what chains alone cannot`, () => {
-    let rig: Rig;
+    let rig: AuditRig;
     beforeAll(async () => {
-      rig = await rigOn(createHarness);
+      rig = await auditRigOn(createHarness, signer());
     });
     afterAll(() => rig?.harness.close());
 
@@ -193,14 +156,4 @@ function describeCheckpointTampering(name: string, createHarness: HarnessFactory
   });
 }
 
-describeCheckpointTampering('sqlite', sqliteHarness);
-
-for (const [name, type] of [
-  ['postgres', 'postgres'],
-  ['mariadb', 'mysql'],
-] as const) {
-  const up = await sqlServerUp(type);
-  const { factory, dispose } = sqlServerHarness(type);
-  afterAll(dispose);
-  describeCheckpointTampering(name, factory, !up);
-}
+await onSqlBackends(describeCheckpointTampering);

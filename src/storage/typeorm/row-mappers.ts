@@ -5,6 +5,7 @@ import type {
   SessionRecord,
   SessionRef,
   StoredAuditRecord,
+  StoredCheckpoint,
   StoredItem,
 } from '../storage.records.js';
 import type { Row } from './pool-reader.js';
@@ -117,5 +118,18 @@ export function toAuditHead(row: Row): AuditChainHeadRecord | undefined {
     seq,
     mac: values.bytes('mac'),
     time: values.integer('last_time'),
+  };
+}
+
+/** Maps a row of the checkpoints table. */
+export function toStoredCheckpoint(row: Row, tenantId: string): StoredCheckpoint {
+  const values = new RowValues(row, () => `a checkpoint of tenant '${tenantId}'`);
+  return {
+    tenantId: values.text('tenant_id'),
+    seq: values.integer('seq', 1),
+    checkpointId: values.text('checkpoint_id'),
+    time: values.integer('checkpoint_time'),
+    checkpoint: values.text('checkpoint'),
+    heads: values.text('heads'),
   };
 }

@@ -30,6 +30,7 @@ import {
   sessionLabel,
   toAuditHead,
   toAuditRecord,
+  toStoredCheckpoint,
   toDataKeyRecord,
   toOperationRecord,
   toSessionRecord,
@@ -190,16 +191,7 @@ export class TypeOrmSessionStorage implements SessionStorage {
     latestCheckpoint: (tenantId) =>
       this.readAuditRows(async (q) => {
         const [row] = await q(this.sql.latestCheckpoint, [tenantId]);
-        if (!row) return undefined;
-        const values = new RowValues(row, () => `the latest checkpoint of tenant '${tenantId}'`);
-        return {
-          tenantId: values.text('tenant_id'),
-          seq: values.integer('seq', 1),
-          checkpointId: values.text('checkpoint_id'),
-          time: values.integer('checkpoint_time'),
-          checkpoint: values.text('checkpoint'),
-          heads: values.text('heads'),
-        };
+        return row && toStoredCheckpoint(row, tenantId);
       }),
     listRecords: (query) =>
       this.readRows(async (q) => {

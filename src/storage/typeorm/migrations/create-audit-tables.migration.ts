@@ -91,34 +91,6 @@ export function auditTableDefinitions(t: TableNames, backend: SqlBackend): Table
   ];
 }
 
-/**
- * Builds the migration that creates the audit trail's tables under a prefix (after the session
- * tables). Runs again harmlessly over tables that exist.
- */
-export function createAuditTablesMigration(prefix?: string): new () => MigrationInterface {
-  tableNamesFor(prefix);
-  return class CreateAuditTables1765000000000 implements MigrationInterface {
-    readonly name = 'CreateAuditTables1765000000000';
-
-    async up(queryRunner: QueryRunner): Promise<void> {
-      const dialect = dialectFor(queryRunner.connection);
-      const tables = tableNamesFor(prefix, schemaOf(queryRunner.connection));
-      const definitions = auditTableDefinitions(tables, dialect.backend);
-      for (const statement of createTablesSql(tables, dialect.backend, definitions)) {
-        await queryRunner.query(dialect.sql(statement));
-      }
-    }
-
-    async down(queryRunner: QueryRunner): Promise<void> {
-      const dialect = dialectFor(queryRunner.connection);
-      const tables = tableNamesFor(prefix, schemaOf(queryRunner.connection));
-      for (const table of [tables.auditHeads, tables.auditRecords]) {
-        await queryRunner.query(dialect.sql(`DROP TABLE IF EXISTS ${quotedTable(tables, table)}`));
-      }
-    }
-  };
-}
-
 /** The checkpoints table: a tenant's signed checkpoints by seq, with the heads each covers. */
 export function checkpointTableDefinitions(t: TableNames, backend: SqlBackend): TableDefinition[] {
   const type = AUDIT_COLUMN_TYPES[backend];
@@ -137,16 +109,23 @@ export function checkpointTableDefinitions(t: TableNames, backend: SqlBackend): 
   ];
 }
 
-/** Builds the migration that adds the checkpoints table (after the audit tables). */
-export function createAuditCheckpointsMigration(prefix?: string): new () => MigrationInterface {
-  tableNamesFor(prefix);
-  return class CreateAuditCheckpoints1765100000000 implements MigrationInterface {
-    readonly name = 'CreateAuditCheckpoints1765100000000';
+/**
+ * A migration that creates the tables `definitionsOf` names (each skipped when it exists, so it
+ * runs again harmlessly) and drops them, newest first, on the way down.
+ */
+function tablesMigration(
+  name: string,
+  prefix: string | undefined,
+  definitionsOf: (t: TableNames, backend: SqlBackend) => TableDefinition[],
+): new () => MigrationInterface {
+  tableNamesFor(prefix); // refuses a bad prefix now, not at the first run
+  return class implements MigrationInterface {
+    readonly name = name;
 
     async up(queryRunner: QueryRunner): Promise<void> {
       const dialect = dialectFor(queryRunner.connection);
       const tables = tableNamesFor(prefix, schemaOf(queryRunner.connection));
-      const definitions = checkpointTableDefinitions(tables, dialect.backend);
+      const definitions = definitionsOf(tables, dialect.backend);
       for (const statement of createTablesSql(tables, dialect.backend, definitions)) {
         await queryRunner.query(dialect.sql(statement));
       }
@@ -155,9 +134,22 @@ export function createAuditCheckpointsMigration(prefix?: string): new () => Migr
     async down(queryRunner: QueryRunner): Promise<void> {
       const dialect = dialectFor(queryRunner.connection);
       const tables = tableNamesFor(prefix, schemaOf(queryRunner.connection));
-      await queryRunner.query(
-        dialect.sql(`DROP TABLE IF EXISTS ${quotedTable(tables, tables.auditCheckpoints)}`),
-      );
+      for (const table of definitionsOf(tables, dialect.backend).toReversed()) {
+        await queryRunner.query(
+          dialect.sql(`DROP TABLE IF EXISTS ${quotedTable(tables, table.name)}`),
+        );
+      }
     }
   };
 }
+
+/**
+ * Builds the migration that creates the audit trail's records and chain heads under a prefix
+ * (after the session tables).
+ */
+export const createAuditTablesMigration = (prefix?: string): new () => MigrationInterface =>
+  tablesMigration('CreateAuditTables1765000000000', prefix, auditTableDefinitions);
+
+/** Builds the migration that adds the checkpoints table (after the audit tables). */
+export const createAuditCheckpointsMigration = (prefix?: string): new () => MigrationInterface =>
+  tablesMigration('CreateAuditCheckpoints1765100000000', prefix, checkpointTableDefinitions);

@@ -7,19 +7,26 @@
  *
  * @packageDocumentation
  */
-import { realpathSync } from 'node:fs';
+import { readFileSync, realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Logger, Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
-import { AuditService, runAs, type AuditVerification } from './audit/index.js';
+import {
+  AuditService,
+  CHECKPOINT_SCHEMA,
+  runAs,
+  type AuditCheckpoint,
+  type AuditVerification,
+} from './audit/index.js';
 import { EncryptedSessionError } from './errors/index.js';
 import { EncryptedSessionModule, type StorageOptions } from './module/index.js';
 
 /** Exit codes of the command line. */
 export const CLI_EXIT = { ok: 0, tampered: 2, cannotVerify: 3 } as const;
 
-const USAGE = `Usage: nest-encrypted-sessions audit verify (--tenant ID | --chain ID) [--from-seq N] [--to-seq N] [--json]
+const USAGE = `Usage: nest-encrypted-sessions audit verify (--tenant ID | --chain ID) [--from-seq N] [--to-seq N]
+                                            [--checkpoint-file FILE] [--json]
 
 Verifies the audit trail: every chain of a tenant, or one chain (optionally a seq range).
 Exit codes: 0 verified, 2 tampered (a chain is broken; the first break of each is printed),
@@ -30,6 +37,10 @@ Configured by the environment, as the demo:
   SESSION_ACTIVE_KEY   the active root key id (required)
   SESSION_STORAGE_URL  postgres://, mysql:// or mariadb://, redis:// (default: the SQLite file)
   SESSION_SQLITE_PATH  the SQLite file (default ./data/demo.sqlite, the demo's)
+  AUDIT_CHECKPOINT_PUBLIC_KEY  the Ed25519 public key of the trail's checkpoints (PEM); with
+                       --tenant, chains are measured against the tenant's latest checkpoint
+  --checkpoint-file FILE  a JSON-lines copy of the trail kept outside the database (the winston
+                       file): its last checkpoint of the tenant is the one to measure against
 The demo's development keys: node --env-file=./data/dev-keys.env <this script> audit verify ...
 `;
 
@@ -37,6 +48,7 @@ The demo's development keys: node --env-file=./data/dev-keys.env <this script> a
 class UsageError extends Error {}
 
 interface VerifyCommand {
+  readonly checkpointFile?: string;
   readonly tenantId?: string;
   readonly chainId?: string;
   readonly fromSeq?: number;
@@ -65,6 +77,7 @@ export function parseCli(argv: readonly string[]): VerifyCommand | 'help' {
         chain: { type: 'string' },
         'from-seq': { type: 'string' },
         'to-seq': { type: 'string' },
+        'checkpoint-file': { type: 'string' },
         json: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
@@ -82,7 +95,11 @@ export function parseCli(argv: readonly string[]): VerifyCommand | 'help' {
   if ((values.tenant === undefined) === (values.chain === undefined)) {
     throw new UsageError('give exactly one of --tenant or --chain');
   }
+  if (values['checkpoint-file'] !== undefined && values.tenant === undefined) {
+    throw new UsageError('--checkpoint-file measures a tenant: give --tenant');
+  }
   return {
+    checkpointFile: values['checkpoint-file'],
     tenantId: values.tenant,
     chainId: values.chain,
     fromSeq: wholeNumber(values['from-seq'], '--from-seq'),
@@ -116,16 +133,46 @@ export function storageFromEnv(env: NodeJS.ProcessEnv): StorageOptions {
   );
 }
 
+/** The tenant's last checkpoint in a JSON-lines file (the winston copy), if any. */
+function lastCheckpointIn(file: string, tenantId: string): AuditCheckpoint | undefined {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    throw new UsageError(`cannot read --checkpoint-file ${file}`);
+  }
+  let found: AuditCheckpoint | undefined;
+  for (const line of text.split('\n')) {
+    if (!line.includes(CHECKPOINT_SCHEMA)) continue;
+    try {
+      const entry = JSON.parse(line) as AuditCheckpoint;
+      if (entry.schema === CHECKPOINT_SCHEMA && entry.tenantId === tenantId) found = entry;
+    } catch {
+      // Not a whole JSON line (a torn write): the earlier checkpoints still count.
+    }
+  }
+  return found;
+}
+
 /** One line per chain that broke, or one line saying all verified. */
 function describe(result: AuditVerification): string {
-  if (result.ok) return `ok: ${result.chains.length} chain(s) verified\n`;
-  return result.chains
-    .filter((chain) => !chain.ok)
-    .map(
-      (chain) =>
-        `TAMPERED ${chain.chainId}: ${chain.reason} at seq ${chain.firstBadSeq} (verified through ${chain.verifiedThroughSeq})\n`,
-    )
-    .join('');
+  const checkpoint = result.checkpoint;
+  const checkpointLine = checkpoint
+    ? checkpoint.ok
+      ? `checkpoint ${checkpoint.checkpointId} holds\n`
+      : `TAMPERED checkpoint ${checkpoint.checkpointId}: ${checkpoint.reason}\n`
+    : '';
+  if (result.ok) return `ok: ${result.chains.length} chain(s) verified\n${checkpointLine}`;
+  return (
+    checkpointLine +
+    result.chains
+      .filter((chain) => !chain.ok)
+      .map(
+        (chain) =>
+          `TAMPERED ${chain.chainId}: ${chain.reason} at seq ${chain.firstBadSeq} (verified through ${chain.verifiedThroughSeq})\n`,
+      )
+      .join('')
+  );
 }
 
 /**
@@ -140,6 +187,7 @@ export async function runCli(
 ): Promise<number> {
   let command: VerifyCommand | 'help';
   let storage: StorageOptions;
+  let external: AuditCheckpoint | undefined;
   try {
     command = parseCli(argv);
     if (command === 'help') {
@@ -150,6 +198,13 @@ export async function runCli(
     if (!env.SESSION_KEYS || !env.SESSION_ACTIVE_KEY) {
       throw new UsageError('set SESSION_KEYS and SESSION_ACTIVE_KEY (see --help)');
     }
+    if (command.checkpointFile !== undefined && !env.AUDIT_CHECKPOINT_PUBLIC_KEY) {
+      throw new UsageError('--checkpoint-file needs AUDIT_CHECKPOINT_PUBLIC_KEY (see --help)');
+    }
+    external =
+      command.checkpointFile === undefined
+        ? undefined
+        : lastCheckpointIn(command.checkpointFile, command.tenantId!);
   } catch (error) {
     if (!(error instanceof UsageError)) throw error;
     err(`nest-encrypted-sessions: ${error.message}\n`);
@@ -161,6 +216,9 @@ export async function runCli(
       EncryptedSessionModule.forRoot({
         keys: { env: { keys: env.SESSION_KEYS, activeKeyId: env.SESSION_ACTIVE_KEY } },
         storage,
+        ...(env.AUDIT_CHECKPOINT_PUBLIC_KEY
+          ? { audit: { checkpoints: { publicKey: env.AUDIT_CHECKPOINT_PUBLIC_KEY } } }
+          : {}),
       }),
     ],
   })
@@ -180,6 +238,7 @@ export async function runCli(
         chainId: cli.chainId,
         fromSeq: cli.fromSeq,
         toSeq: cli.toSeq,
+        checkpoint: external,
       }),
     );
     out(cli.json ? `${JSON.stringify(result)}\n` : describe(result));

@@ -1,3 +1,4 @@
+import type { KeyObject } from 'node:crypto';
 import { Inject, Injectable, Logger, Optional } from '@nestjs/common';
 import {
   ConfigurationError,
@@ -281,14 +282,14 @@ export class AuditService {
     return checkedCheckpoint(storage, signer.publicKey, options.tenantId, options.checkpoint);
   }
 
-  private requireSigner(): CheckpointSigner {
+  private requireSigner(): CheckpointSigner & { readonly privateKey: KeyObject } {
     const signer = this.trail?.options.checkpointSigner;
-    if (!signer) {
+    if (!signer?.privateKey) {
       throw new ConfigurationError(
         'Audit checkpoints need a signing key: set options.audit.checkpoints.privateKey (an Ed25519 private key, PEM)',
       );
     }
-    return signer;
+    return { ...signer, privateKey: signer.privateKey };
   }
 
   /**

@@ -18,7 +18,8 @@ import {
  */
 export interface CheckpointSigner {
   readonly keyId: string;
-  readonly privateKey: KeyObject;
+  /** Absent when checkpoints are only verified here (a command line, an auditor's host). */
+  readonly privateKey?: KeyObject;
   readonly publicKey: KeyObject;
 }
 
@@ -82,7 +83,7 @@ export function checkpointStore(storage: AuditStorage) {
  */
 export async function takeCheckpoint(
   storage: AuditStorage,
-  signer: CheckpointSigner,
+  signer: CheckpointSigner & { readonly privateKey: KeyObject },
   tenantId: string,
 ): Promise<AuditCheckpoint> {
   const store = checkpointStore(storage);

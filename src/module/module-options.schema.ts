@@ -503,17 +503,29 @@ const auditOptionsSchema = strictOptions(
      */
     checkpoints: strictOptions(
       {
-        privateKey: z.union(
-          [
-            nonEmptyString('an Ed25519 private key in PEM'),
-            z.custom<KeyObject>((value) => value instanceof KeyObject),
-          ],
-          takes('an Ed25519 private key (PEM, or a KeyObject)'),
-        ),
+        privateKey: z
+          .union(
+            [
+              nonEmptyString('an Ed25519 private key in PEM'),
+              z.custom<KeyObject>((value) => value instanceof KeyObject),
+            ],
+            takes('an Ed25519 private key (PEM, or a KeyObject)'),
+          )
+          .optional(),
+        /** Verify-only: the public key, where checkpoints are checked but not taken. */
+        publicKey: z
+          .union(
+            [
+              nonEmptyString('an Ed25519 public key in PEM'),
+              z.custom<KeyObject>((value) => value instanceof KeyObject),
+            ],
+            takes('an Ed25519 public key (PEM, or a KeyObject)'),
+          )
+          .optional(),
         keyId: optionalString('an id for the public key, e.g. "audit-2026"'),
         everySeconds: wholeNumber('a whole number of seconds, at least 1', 1).optional(),
       },
-      'an object with { privateKey }',
+      'an object with { privateKey } (or { publicKey } to verify only)',
     ).optional(),
     /**
      * Who acts in a request, for `AuditActorMiddleware` (the host applies it to its routes):

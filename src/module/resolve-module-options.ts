@@ -152,7 +152,7 @@ function resolveAudit(audit: AuditOptions | undefined): ResolvedAuditOptions | u
     actorFromRunContext: audit?.actorFromRunContext,
     winston: audit?.winston,
     checkpoints: audit?.checkpoints && {
-      signer: checkpointSigner(audit.checkpoints.privateKey, audit.checkpoints.keyId),
+      signer: checkpointSigner(audit.checkpoints, audit.checkpoints.everySeconds !== undefined),
       ...(audit.checkpoints.everySeconds === undefined
         ? {}
         : { everyMs: audit.checkpoints.everySeconds * 1000 }),
@@ -160,24 +160,53 @@ function resolveAudit(audit: AuditOptions | undefined): ResolvedAuditOptions | u
   };
 }
 
-/** The checkpoint signer of a private key, refused (never echoed) unless it is Ed25519. */
+/**
+ * The checkpoint signer of the options: a private key (its public key derived), or a public key
+ * alone to verify only. Refused, never echoed, unless it is Ed25519.
+ */
 function checkpointSigner(
-  privateKey: string | KeyObject,
-  keyId: string | undefined,
+  options: {
+    readonly privateKey?: string | KeyObject;
+    readonly publicKey?: string | KeyObject;
+    readonly keyId?: string;
+  },
+  timed: boolean,
 ): CheckpointSigner {
-  let key: KeyObject;
-  try {
-    key = typeof privateKey === 'string' ? createPrivateKey(privateKey) : privateKey;
-  } catch {
-    key = undefined as unknown as KeyObject;
-  }
-  if (key?.type !== 'private' || key.asymmetricKeyType !== 'ed25519') {
+  const { privateKey, publicKey } = options;
+  if (timed && privateKey === undefined) {
     throw new ConfigurationError(
-      'options.audit.checkpoints.privateKey must be an Ed25519 private key (PEM); generate one with: openssl genpkey -algorithm ed25519',
+      'options.audit.checkpoints.everySeconds takes checkpoints, which needs privateKey; a publicKey alone only verifies them',
     );
   }
-  const publicKey = createPublicKey(key);
-  return { privateKey: key, publicKey, keyId: keyId ?? signingKeyIdOf(publicKey) };
+  if ((privateKey === undefined) === (publicKey === undefined)) {
+    throw new ConfigurationError(
+      'options.audit.checkpoints takes privateKey (to take and verify checkpoints) or publicKey (to verify only), not both and not neither',
+    );
+  }
+  const which = privateKey === undefined ? 'public' : 'private';
+  let key: KeyObject | undefined;
+  try {
+    const given = (privateKey ?? publicKey)!;
+    key =
+      typeof given !== 'string'
+        ? given
+        : which === 'private'
+          ? createPrivateKey(given)
+          : createPublicKey(given);
+  } catch {
+    key = undefined;
+  }
+  if (key?.type !== which || key.asymmetricKeyType !== 'ed25519') {
+    throw new ConfigurationError(
+      `options.audit.checkpoints.${which}Key must be an Ed25519 ${which} key (PEM); generate one with: openssl genpkey -algorithm ed25519`,
+    );
+  }
+  const verifyKey = which === 'private' ? createPublicKey(key) : key;
+  return {
+    ...(which === 'private' ? { privateKey: key } : {}),
+    publicKey: verifyKey,
+    keyId: options.keyId ?? signingKeyIdOf(verifyKey),
+  };
 }
 
 function resolveKeys(keys: unknown) {

@@ -113,4 +113,37 @@ describe('audit checkpoints in the module', () => {
       );
     }
   });
+
+  it('refuses checkpoints with both keys, neither, or a timer without the private key', async () => {
+    const pair = generateKeyPairSync('ed25519');
+    const publicPem = pair.publicKey.export({ type: 'spki', format: 'pem' }).toString();
+    const cases: Array<
+      [{ privateKey?: string; publicKey?: string; everySeconds?: number }, RegExp]
+    > = [
+      [
+        { privateKey, publicKey: publicPem },
+        /privateKey .* or publicKey .*, not both and not neither/,
+      ],
+      [{}, /not both and not neither/],
+      [
+        { publicKey: publicPem, everySeconds: 60 },
+        /everySeconds takes checkpoints, which needs privateKey/,
+      ],
+    ];
+    for (const [checkpoints, message] of cases) {
+      const error = await Test.createTestingModule({
+        imports: [
+          EncryptedSessionModule.forRoot({
+            keys,
+            storage: { type: 'memory' },
+            audit: { checkpoints },
+          }),
+        ],
+      })
+        .compile()
+        .catch((caught: unknown) => caught);
+      expect(error).toBeInstanceOf(ConfigurationError);
+      expect((error as Error).message).toMatch(message);
+    }
+  });
 });

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -9,7 +9,12 @@ import { Test } from '@nestjs/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { auditChainOf } from '../../src/audit/index.js';
 import { CLI_EXIT, runCli } from '../../src/cli.js';
-import { EncryptedSessionModule, EncryptedSessionService, runAs } from '../../src/index.js';
+import {
+  AuditService,
+  EncryptedSessionModule,
+  EncryptedSessionService,
+  runAs,
+} from '../../src/index.js';
 import { openSqliteDataSource } from '../../src/storage/typeorm/sqlite-data-source.js';
 import { compileLibrary, type CompiledLibrary } from '../support/compiled-library.js';
 
@@ -115,5 +120,64 @@ describe('audit verify on the command line', () => {
     ).catch((error: { code: number; stdout: string }) => error);
     expect(failure).toMatchObject({ code: CLI_EXIT.tampered });
     expect((failure as { stdout: string }).stdout).toMatch(/^TAMPERED session\./);
+  });
+});
+
+describe('audit verify on the command line, against a checkpoint kept outside the database', () => {
+  const directory = mkdtempSync(join(tmpdir(), 'nes-cli-checkpoints-'));
+  const path = join(directory, 'sessions.sqlite');
+  const file = join(directory, 'audit.jsonl');
+  const keys = `k1:${randomBytes(32).toString('base64')}`;
+  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+  const env = {
+    SESSION_KEYS: keys,
+    SESSION_ACTIVE_KEY: 'k1',
+    SESSION_SQLITE_PATH: path,
+    AUDIT_CHECKPOINT_PUBLIC_KEY: publicKey.export({ type: 'spki', format: 'pem' }).toString(),
+  };
+  const argv = ['audit', 'verify', '--tenant', 'clinic', '--checkpoint-file', file];
+
+  beforeAll(async () => {
+    const moduleRef = await Test.createTestingModule({
+      imports: [
+        EncryptedSessionModule.forRoot({
+          keys: { env: { keys, activeKeyId: 'k1' } },
+          storage: { type: 'sqlite', path },
+          audit: { winston: { file }, checkpoints: { privateKey } },
+        }),
+      ],
+    }).compile();
+    await moduleRef.init();
+    await runAs({ type: 'user', id: 'nurse-17', tenantId: 'clinic' }, async () => {
+      const session = await moduleRef
+        .get(EncryptedSessionService)
+        .open('visit', { tenantId: 'clinic' });
+      await session.addItems([{ role: 'user', content: 'hello' }]);
+      await moduleRef.get(AuditService).checkpoint({ tenantId: 'clinic' });
+    });
+    await moduleRef.close();
+  });
+  afterAll(() => rmSync(directory, { recursive: true, force: true }));
+
+  it('exits 0 when the database still holds the checkpoint the file saw', async () => {
+    const result = await run(argv, env);
+    expect(result.code).toBe(CLI_EXIT.ok);
+    expect(result.stdout).toMatch(/^ok: \d+ chain\(s\) verified\ncheckpoint [\w-]+ holds\n$/);
+  });
+
+  it('exits 2 once that checkpoint was deleted from the database', async () => {
+    const dataSource = await openSqliteDataSource({ path, synchronous: 'NORMAL' });
+    await dataSource.query(`DELETE FROM "nes_audit_checkpoints"`);
+    await dataSource.destroy();
+    const result = await run(argv, env);
+    expect(result.code).toBe(CLI_EXIT.tampered);
+    expect(result.stdout).toMatch(/^TAMPERED checkpoint [\w-]+: checkpoint_missing\n/);
+  });
+
+  it('exits 3 for a checkpoint file without the public key to check it', async () => {
+    const { AUDIT_CHECKPOINT_PUBLIC_KEY: _, ...withoutKey } = env;
+    const result = await run(argv, withoutKey);
+    expect(result.code).toBe(CLI_EXIT.cannotVerify);
+    expect(result.stderr).toMatch(/AUDIT_CHECKPOINT_PUBLIC_KEY/);
   });
 });

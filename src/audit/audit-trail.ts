@@ -377,7 +377,11 @@ export class AuditTrail {
    * session is already recorded in the current de-duplication window.
    */
   async recordRead(pending: PendingAuditEvent, count: number): Promise<void> {
-    const dedupeKey = this.readsRecorded && this.dedupeKeyOf(pending);
+    // Only reads are de-duplicated: a pop that found nothing is always on record.
+    const dedupeKey =
+      this.readsRecorded && pending.action === 'session.read'
+        ? this.dedupeKeyOf(pending)
+        : undefined;
     const window = this.currentWindow();
     if (dedupeKey !== undefined && this.readsRecorded!.get(dedupeKey) === window) return;
     await this.commitAlone(pending.chain, pending.body('success', { count }), pending.macKey);

@@ -291,10 +291,13 @@ export function describeAuditTrailContract(name: string, createHarness: HarnessF
       for (let index = 0; index < 4; index++) await runAs(actor, () => session.getItems());
       const other = { ...actor, id: 'doctor-3' };
       await runAs(other, () => session.getItems());
-      const reads = bodies(await chainOf(deduped.audit, tenantId, sessionId)).filter(
-        (event) => event.action === 'session.read',
-      );
+      // A pop that finds nothing is recorded every time, dedupe or not.
+      await runAs(actor, () => session.popItem());
+      await runAs(actor, () => session.popItem());
+      const events = bodies(await chainOf(deduped.audit, tenantId, sessionId));
+      const reads = events.filter((event) => event.action === 'session.read');
       expect(reads.map((event) => event.actor.id)).toEqual(['nurse-17', 'doctor-3']);
+      expect(events.filter((event) => event.action === 'session.pop')).toHaveLength(2);
     });
 
     it("records a key provider outage once, on the tenant's control chain, until a call succeeds", async () => {

@@ -5,7 +5,7 @@ import {
   EncryptedSessionError,
   InvalidArgumentError,
 } from '../errors/index.js';
-import type { AuditChainHeadRecord, AuditChainRef } from '../storage/index.js';
+import type { AuditChainRef } from '../storage/index.js';
 import { parseChainId } from './audit-chain.js';
 import { runAs } from './audit-context.js';
 import { AUDIT_TRAIL, AuditTrail, auditChainOf } from './audit-trail.js';
@@ -14,6 +14,7 @@ import {
   chainRefOfId,
   checkedCheckpoint,
   takeCheckpoint,
+  tenantHeads,
   type CheckpointCheck,
   type CheckpointSigner,
 } from './checkpoints.js';
@@ -97,9 +98,6 @@ const MAX_REPORT_PAGE = 1000;
 
 // Tenant ids and error codes only.
 const logger = new Logger('AuditService');
-
-/** Heads per page when every chain of a tenant is verified. */
-const HEADS_PAGE_SIZE = 500;
 
 /**
  * The audit trail for hosts and operators: verification today (checkpoints, access reports and
@@ -404,24 +402,8 @@ export class AuditService {
 
   /** Every chain of the tenant, from its heads, page by page. */
   private async *tenantChains(tenantId: string): AsyncIterable<AuditChainRef> {
-    const storage = this.requireTrail().storage;
-    let after = '';
-    for (;;) {
-      const heads: AuditChainHeadRecord[] = await storage.listHeads(
-        tenantId,
-        after,
-        HEADS_PAGE_SIZE,
-      );
-      for (const head of heads) {
-        const parsed = parseChainId(head.chainId);
-        yield {
-          chainId: head.chainId,
-          tenantId,
-          sessionId: parsed?.sessionId ?? null,
-        };
-      }
-      if (heads.length < HEADS_PAGE_SIZE) return;
-      after = heads.at(-1)!.chainId;
+    for await (const head of tenantHeads(this.requireTrail().storage, tenantId)) {
+      yield chainRefOfId(tenantId, head.chainId);
     }
   }
 

@@ -1,6 +1,11 @@
 import { createHash, type KeyObject } from 'node:crypto';
 import { ConfigurationError, StorageUnavailableError } from '../errors/index.js';
-import type { AuditChainRef, AuditStorage, StoredCheckpoint } from '../storage/index.js';
+import type {
+  AuditChainHeadRecord,
+  AuditChainRef,
+  AuditStorage,
+  StoredCheckpoint,
+} from '../storage/index.js';
 import { canonicalJson, parseChainId } from './audit-chain.js';
 import {
   checkpointSignatureHolds,
@@ -37,20 +42,29 @@ export function chainRefOfId(tenantId: string, chainId: string): AuditChainRef {
   return { chainId, tenantId, sessionId: parseChainId(chainId)?.sessionId ?? null };
 }
 
-/** Every head of the tenant's chains, page by page. */
-async function allHeads(storage: AuditStorage, tenantId: string) {
-  const heads: Array<{ head: ChainHead; time: number }> = [];
+/** Every head of the tenant's chains, read page by page, in chain id order. */
+export async function* tenantHeads(
+  storage: AuditStorage,
+  tenantId: string,
+): AsyncGenerator<AuditChainHeadRecord> {
   for (let after = ''; ;) {
     const page = await storage.listHeads(tenantId, after, HEADS_PAGE);
-    for (const head of page) {
-      heads.push({
-        head: { chainId: head.chainId, seq: head.seq, headMac: head.mac },
-        time: head.time,
-      });
-    }
-    if (page.length < HEADS_PAGE) return heads;
+    yield* page;
+    if (page.length < HEADS_PAGE) return;
     after = page.at(-1)!.chainId;
   }
+}
+
+/** Every head of the tenant's chains, as a checkpoint covers them, with its last record's time. */
+async function allHeads(storage: AuditStorage, tenantId: string) {
+  const heads: Array<{ head: ChainHead; time: number }> = [];
+  for await (const head of tenantHeads(storage, tenantId)) {
+    heads.push({
+      head: { chainId: head.chainId, seq: head.seq, headMac: head.mac },
+      time: head.time,
+    });
+  }
+  return heads;
 }
 
 /** The stored heads of a checkpoint, as chain heads. */

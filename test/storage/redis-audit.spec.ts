@@ -32,53 +32,11 @@ import {
 } from '../support/redis-support.js';
 import { assembleHarness, type HarnessFactory } from '../support/session-harness.js';
 import type { ItemTamperer } from '../support/item-tamperer.js';
+import { chainOf, recordsAfter } from '../support/audit-records.js';
 
 const up = await redisReadyFor('Redis audit storage spec');
 
 const NOW = 1_767_000_000_000;
-const GENESIS = Buffer.alloc(32);
-
-/** A session's chain, or the tenant's control chain when `sessionId` is null. */
-const chainOf = (tenantId: string, sessionId: string | null): AuditChainRef => ({
-  chainId: `${sessionId === null ? 't' : 's'}.${Buffer.from(`${tenantId}\u0000${sessionId ?? ''}`).toString('base64url')}`,
-  tenantId,
-  sessionId,
-});
-
-/** `count` records continuing `head`, with random MACs and a `label` in the body. */
-function recordsAfter(
-  chain: AuditChainRef,
-  head: { seq: number; mac: Buffer } | undefined,
-  count = 1,
-  label = 'event',
-): StoredAuditRecord[] {
-  const records: StoredAuditRecord[] = [];
-  let seq = head?.seq ?? 0;
-  let prevMac = head?.mac ?? GENESIS;
-  for (let index = 0; index < count; index++) {
-    seq += 1;
-    const mac = randomBytes(32);
-    records.push({
-      chainId: chain.chainId,
-      seq,
-      tenantId: chain.tenantId,
-      sessionId: chain.sessionId,
-      eventId: randomUUID(),
-      time: NOW + seq,
-      action: 'session.append',
-      outcome: 'success',
-      actorId: 'user-1',
-      subjectRef: null,
-      macKeyId: 'mac-1',
-      prevMac,
-      mac,
-      body: JSON.stringify({ label, seq }),
-    });
-    prevMac = mac;
-  }
-  return records;
-}
-
 const appendAlone = (audit: AuditStorage, chain: AuditChainRef, count = 1, label = 'alone') =>
   audit.transaction(chain, async (writes) => {
     const records = recordsAfter(chain, await writes.lockHead(chain.chainId), count, label);
@@ -109,7 +67,7 @@ async function wholeChain(audit: AuditStorage, chain: AuditChainRef): Promise<St
 }
 
 const bodies = (records: readonly StoredAuditRecord[]) =>
-  records.map((record) => (JSON.parse(record.body) as { label: string }).label);
+  records.map((record) => (JSON.parse(record.body) as { note: string }).note);
 
 /** The `{hash tag}` of a key name. */
 const tagOf = (key: string) => key.slice(key.indexOf('{'), key.indexOf('}') + 1);

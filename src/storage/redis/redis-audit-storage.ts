@@ -178,18 +178,9 @@ export class RedisAuditStorage implements AuditStorage {
     afterChainId: string,
     limit: number,
   ): Promise<AuditChainHeadRecord[]> {
-    return (await this.chainsWithHeads(tenantId, afterChainId, limit)).map(({ head }) => head);
-  }
-
-  /** As {@link listHeads}, each head with where its chain lives. */
-  private async chainsWithHeads(
-    tenantId: string,
-    afterChainId: string,
-    limit: number,
-  ): Promise<Array<{ readonly chain: AuditChainRef; readonly head: AuditChainHeadRecord }>> {
     const index = this.reads.layout.auditIndex(tenantId);
     const { client } = this.reads;
-    const heads: Array<{ chain: AuditChainRef; head: AuditChainHeadRecord }> = [];
+    const heads: AuditChainHeadRecord[] = [];
     let after = afterChainId === '' ? '-' : `(${afterChainId}`;
     while (heads.length < limit) {
       const wanted = limit - heads.length;
@@ -207,7 +198,7 @@ export class RedisAuditStorage implements AuditStorage {
       );
       chains.forEach((chain, position) => {
         const head = stored[position];
-        if (head) heads.push({ chain, head: unpackAuditHead(head, chain) });
+        if (head) heads.push(unpackAuditHead(head, chain));
       });
       if (members.length < wanted) break;
       after = `(${chainIds.at(-1)!}`;

@@ -4,7 +4,26 @@
  */
 
 /** Replies of {@link AUDIT_COMMIT_SCRIPT}. */
-export const AUDIT_COMMIT_REPLY = { conflict: 0, applied: 1, ahead: 4, unregistered: 5 } as const;
+export const AUDIT_COMMIT_REPLY = {
+  conflict: 0,
+  applied: 1,
+  ahead: 4,
+  unregistered: 5,
+  wrongType: 6,
+} as const;
+
+/**
+ * Lua that returns 6 unless every audit key the commit writes holds its own type or nothing:
+ * the records and index zsets a zset, the head a string. Checked before anything is written (a
+ * script that fails half-way keeps what it already wrote; SET would even overwrite a zset head).
+ * `keys` is a Lua expression of a table of {key, type} pairs.
+ */
+export function auditKeyTypeCheck(keys: string): string {
+  return `for _, expected in ipairs(${keys}) do
+  local stored = redis.call('TYPE', expected[1]).ok
+  if stored ~= 'none' and stored ~= expected[2] then return 6 end
+end`;
+}
 
 /**
  * Commits an audit unit of its own (a read's event, a refused attempt, the control chain): a
@@ -24,11 +43,15 @@ export const AUDIT_COMMIT_REPLY = { conflict: 0, applied: 1, ahead: 4, unregiste
  * was fenced off after a lost reply; nothing written), 4 records sit at or above the first seq
  * although the head is the one read: the head was rolled back or deleted (nothing written),
  * 5 an index zset that must exist does not: the chain is not yet in that subject's or actor's
- * registry (nothing written; register it, then commit without the check).
+ * registry (nothing written; register it, then commit without the check), 6 an audit key holds
+ * another type of value than this module writes there (nothing written).
  */
 export const AUDIT_COMMIT_SCRIPT = `
 local recordsKey, headKey, fencedKey = KEYS[1], KEYS[2], KEYS[3]
 local indexFrom = 6 + 2 * tonumber(ARGV[4])
+local typed = { { recordsKey, 'zset' }, { headKey, 'string' }, { fencedKey, 'set' } }
+for k = 4, #KEYS do typed[#typed + 1] = { KEYS[k], 'zset' } end
+${auditKeyTypeCheck('typed')}
 if (redis.call('GET', headKey) or '') ~= ARGV[2] then
   if redis.call('ZSCORE', recordsKey, ARGV[7]) then return 1 end
   return 0

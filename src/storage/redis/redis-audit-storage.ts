@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { backoffDelay, type BackoffPolicy } from '../../errors/backoff.js';
-import { IntegrityError, StorageUnavailableError } from '../../errors/index.js';
+import { AuditWriteError, IntegrityError, StorageUnavailableError } from '../../errors/index.js';
 import { bindAuditChains, type AdapterAuditChains } from '../adapter-scope.js';
 import type { AuditChainWrites, AuditStorage } from '../storage.ports.js';
 import { compareAuditOrder } from '../audit-record-query.js';
@@ -26,6 +26,7 @@ import {
   READ_AUDIT_INDEX_SCRIPT,
   REGISTER_AUDIT_CHAIN_SCRIPT,
 } from './redis-audit-scripts.js';
+import { failClosedOnAudit, redisAuditKeyWrongType } from './redis-errors.js';
 import type { RedisAuditChainKeys, RedisAuditTarget } from './redis-keys.js';
 import {
   auditIndexTime,
@@ -79,6 +80,9 @@ type ScriptCommand = (...args: Array<string | Buffer>) => Promise<unknown>;
  * A report reads the registry, then merges the listed chains' index pages in (time, chain id,
  * seq) order: it reads only chains about the target, each from the page's cursor on and at most
  * `limit` entries at a time.
+ *
+ * A write carrying audit records that Redis refuses for a reason a retry cannot fix (out of
+ * memory, a script error, an audit key of another type) fails closed with AuditWriteError.
  */
 export class RedisAuditStorage implements AuditStorage {
   constructor(
@@ -115,7 +119,7 @@ export class RedisAuditStorage implements AuditStorage {
       };
       const result = await work(bindAuditChains(adapter, owner, chain.chainId));
       const [pending] = buffer.appended;
-      if (!pending || (await this.commit(pending))) return result;
+      if (!pending || (await failClosedOnAudit(() => this.commit(pending)))) return result;
       const delay = backoffDelay(this.conflictBackoff, attempt, 0);
       if (delay === undefined) {
         throw new StorageUnavailableError(
@@ -333,8 +337,8 @@ export class RedisAuditStorage implements AuditStorage {
           ),
         );
         if (Number(reply) !== 1) {
-          throw new Error(
-            `Audit ${redisAuditChainLabel(chain)} is already a chain of another session of the tenant; chain ids must be unique within a tenant`,
+          throw new AuditWriteError(
+            `Audit ${redisAuditChainLabel(chain)} is already a chain of another session of the tenant; chain ids must be unique within a tenant. Nothing of the operation was stored`,
           );
         }
       }),
@@ -390,6 +394,8 @@ export class RedisAuditStorage implements AuditStorage {
         return Number(reply);
       case AUDIT_COMMIT_REPLY.ahead:
         throw auditChainAhead([pending.chain]);
+      case AUDIT_COMMIT_REPLY.wrongType:
+        throw redisAuditKeyWrongType();
       default:
         throw new Error('Unexpected reply from the Redis audit commit script');
     }

@@ -1,3 +1,5 @@
+import { auditKeyTypeCheck } from './redis-audit-scripts.js';
+
 /**
  * The one Lua script that commits a unit of work of the Redis adapter: a compare-and-set on the
  * session's `version` (and on the head of every audit chain the unit appends to), then every
@@ -20,7 +22,9 @@
  * is the one the unit read: the head was rolled back or deleted outside the module (nothing
  * written),
  * 5 an audit index zset checked to exist does not: its chain must join the tenant's registry of
- * that subject or actor first (nothing written).
+ * that subject or actor first (nothing written),
+ * 6 an audit key holds another type of value than this module writes there (nothing written).
+ * A data-key or operations hash of another type is refused as WRONGTYPE, before any write.
  */
 export const COMMIT_OP = {
   /** HSET session field value */
@@ -64,6 +68,7 @@ export const COMMIT_REPLY = {
   itemMoved: 3,
   auditAhead: 4,
   auditUnregistered: 5,
+  auditWrongType: 6,
 } as const;
 
 /** KEYS before the audit chains' keys in the commit script. */
@@ -126,15 +131,24 @@ while i <= #ARGV do
   elseif op == 'AC' then
     local records, head = auditKey(ARGV[i + 1]), auditKey(ARGV[i + 2])
     if not records or not head then return redis.error_reply('ERR bad audit key index') end
+    ${auditKeyTypeCheck("{ { records, 'zset' }, { head, 'string' } }")}
     -- The head is the audit chain's lock: another append since the unit read it is a conflict.
     if (redis.call('GET', head) or '') ~= ARGV[i + 3] then return 0 end
     if redis.call('ZCOUNT', records, ARGV[i + 5], '+inf') ~= 0 then return 4 end
   elseif op == 'AR' or op == 'AI' then
-    if not auditKey(ARGV[i + 1]) then return redis.error_reply('ERR bad audit key index') end
+    local key = auditKey(ARGV[i + 1])
+    if not key then return redis.error_reply('ERR bad audit key index') end
+    ${auditKeyTypeCheck("{ { key, 'zset' } }")}
   elseif op == 'AE' then
     local index = auditKey(ARGV[i + 1])
     if not index then return redis.error_reply('ERR bad audit key index') end
     if redis.call('EXISTS', index) == 0 then return 5 end
+  elseif op == 'KS' or op == 'OS' then
+    -- HSET fails on another type only when it runs, after the writes before it.
+    local stored = redis.call('TYPE', op == 'KS' and keysKey or opsKey).ok
+    if stored ~= 'none' and stored ~= 'hash' then
+      return redis.error_reply('WRONGTYPE Operation against a key holding the wrong kind of value')
+    end
   elseif arity[op] == nil then
     return redis.error_reply('ERR unknown commit op')
   end

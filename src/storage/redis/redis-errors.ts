@@ -1,5 +1,10 @@
 import { NETWORK_ERROR_CODES } from '../../errors/network-errors.js';
-import { IntegrityError, StorageUnavailableError } from '../../errors/index.js';
+import {
+  AuditWriteError,
+  EncryptedSessionError,
+  IntegrityError,
+  StorageUnavailableError,
+} from '../../errors/index.js';
 
 /** Socket errors meaning the server could not be reached or the connection broke. */
 
@@ -99,5 +104,39 @@ export async function translateRedisErrors<T>(
     throw new StorageUnavailableError(`Redis is unreachable (${reason}); retry the call`, {
       cause: error,
     });
+  }
+}
+
+/**
+ * The AuditWriteError of an audit write Redis refused for a reason a retry cannot fix (out of
+ * memory under `noeviction`, a script error). It names no key, id or value.
+ */
+export function redisAuditRefused(cause?: unknown): AuditWriteError {
+  return new AuditWriteError(
+    "Redis refused this operation's audit record, so the operation failed and nothing of it was stored. Check the Redis server (maxmemory and its eviction policy, the server log, a script error), then retry",
+    { cause },
+  );
+}
+
+/** The AuditWriteError of an audit key holding another type of value than the module writes. */
+export function redisAuditKeyWrongType(): AuditWriteError {
+  return new AuditWriteError(
+    'A key of the audit trail in Redis holds another type of value than this module writes there (it was overwritten outside the module), so the operation failed and nothing of it was stored. Verify the audit chain and restore its keys from a backup, then retry',
+  );
+}
+
+/**
+ * Runs a write that carries audit records. Redis being unavailable stays a retryable
+ * StorageUnavailableError and the module's own errors pass unchanged; any other failure is
+ * Redis refusing the write, so the operation fails closed with AuditWriteError (the scripts
+ * check before they write, and Redis refuses a script out of memory at its first write, so
+ * nothing of it is stored).
+ */
+export async function failClosedOnAudit<T>(write: () => Promise<T>): Promise<T> {
+  try {
+    return await write();
+  } catch (error) {
+    if (error instanceof EncryptedSessionError) throw error;
+    throw redisAuditRefused(error);
   }
 }

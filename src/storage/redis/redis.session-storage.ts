@@ -23,7 +23,12 @@ import {
   FENCE_SCRIPT,
   SESSION_COMMIT_KEYS,
 } from './redis-commit-script.js';
-import { redisUnavailableReason, withinDeadline } from './redis-errors.js';
+import {
+  failClosedOnAudit,
+  redisAuditKeyWrongType,
+  redisUnavailableReason,
+  withinDeadline,
+} from './redis-errors.js';
 import { DEFAULT_REDIS_KEY_PREFIX, RedisKeyLayout } from './redis-keys.js';
 import { createRedisReadScope } from './redis-read-scope.js';
 import { RedisSessionReads, isRedisCluster, type RedisClient } from './redis-session-reads.js';
@@ -268,7 +273,7 @@ export class RedisSessionStorage implements SessionStorage {
       }
       if (!unit.invalidated) {
         const commit = unit.describeCommit(Date.now());
-        if (!commit || (await this.commit(commit))) return result;
+        if (!commit || (await this.commitFailingClosed(commit))) return result;
       }
       await this.pauseBeforeRetry(attempt);
     }
@@ -278,6 +283,16 @@ export class RedisSessionStorage implements SessionStorage {
   close(): Promise<void> {
     this.closing ??= this.ownsClient ? quitClient(this.client as Redis) : Promise.resolve();
     return this.closing;
+  }
+
+  /**
+   * Commits; a unit that carries audit records fails closed with AuditWriteError when Redis
+   * refuses the commit for a reason a retry cannot fix (its records and its change are one
+   * script: the change cannot go in without them).
+   */
+  private commitFailingClosed(commit: UnitCommit): Promise<boolean> {
+    if (commit.auditChains.length === 0) return this.commit(commit);
+    return failClosedOnAudit(() => this.commit(commit));
   }
 
   /** True when applied, false on a conflict. */
@@ -347,6 +362,8 @@ export class RedisSessionStorage implements SessionStorage {
         );
       case COMMIT_REPLY.auditAhead:
         throw auditChainAhead(commit.auditChains);
+      case COMMIT_REPLY.auditWrongType:
+        throw redisAuditKeyWrongType();
       case COMMIT_REPLY.itemMoved:
         throw new IntegrityError(
           `An item to delete from ${commit.owner} in Redis changed or moved after it was read, outside this module. Nothing was written; restore the session from a backup or clear it`,

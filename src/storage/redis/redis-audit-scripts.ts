@@ -134,3 +134,18 @@ for i, member in ipairs(members) do
 end
 return reply
 `;
+
+/** Replies of {@link APPEND_CHECKPOINT_SCRIPT}. */
+export const CHECKPOINT_APPEND_REPLY = { taken: 0, stored: 1 } as const;
+
+/**
+ * Appends a tenant's checkpoint unless one with its seq is stored: checkpoints are append-only,
+ * and a replica that lost the race for a seq takes the next one over. KEYS: the tenant's
+ * checkpoint zset. ARGV: seq, packed checkpoint. Replies 1 stored, 0 the seq is taken (nothing
+ * written).
+ */
+export const APPEND_CHECKPOINT_SCRIPT = `
+if redis.call('ZCOUNT', KEYS[1], ARGV[1], ARGV[1]) ~= 0 then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+return 1
+`;

@@ -10,6 +10,7 @@ import type {
   AuditChainRef,
   AuditRecordQuery,
   StoredAuditRecord,
+  StoredCheckpoint,
 } from '../storage.records.js';
 import {
   AuditChainBuffer,
@@ -19,10 +20,12 @@ import {
   type LockedAuditChain,
 } from './redis-audit-appends.js';
 import {
+  APPEND_CHECKPOINT_SCRIPT,
   AUDIT_COMMIT_REPLY,
   AUDIT_COMMIT_SCRIPT,
   AUDIT_FENCE_REPLY,
   AUDIT_FENCE_SCRIPT,
+  CHECKPOINT_APPEND_REPLY,
   READ_AUDIT_INDEX_SCRIPT,
   REGISTER_AUDIT_CHAIN_SCRIPT,
 } from './redis-audit-scripts.js';
@@ -31,7 +34,9 @@ import type { RedisAuditChainKeys, RedisAuditTarget } from './redis-keys.js';
 import {
   auditIndexTime,
   malformedAudit,
+  malformedCheckpoint,
   packAuditChainLocation,
+  packCheckpoint,
   packAuditIndexMember,
   redisAuditChainLabel,
   unpackAuditChainId,
@@ -39,6 +44,7 @@ import {
   unpackAuditHead,
   unpackAuditIndexMember,
   unpackAuditRecord,
+  unpackCheckpoint,
 } from './redis-record-codec.js';
 import type { RedisSessionReads } from './redis-session-reads.js';
 
@@ -52,6 +58,7 @@ const AUDIT_COMMIT_COMMAND = 'nesCommitAuditUnit';
 const AUDIT_FENCE_COMMAND = 'nesFenceLostAuditCommit';
 const REGISTER_CHAIN_COMMAND = 'nesRegisterAuditChain';
 const READ_INDEX_COMMAND = 'nesReadAuditIndex';
+const APPEND_CHECKPOINT_COMMAND = 'nesAppendAuditCheckpoint';
 
 type ScriptCommand = (...args: Array<string | Buffer>) => Promise<unknown>;
 
@@ -81,6 +88,9 @@ type ScriptCommand = (...args: Array<string | Buffer>) => Promise<unknown>;
  * seq) order: it reads only chains about the target, each from the page's cursor on and at most
  * `limit` entries at a time.
  *
+ * A tenant's signed checkpoints are a ZSET in the tenant's slot (score = seq), appended by a
+ * script that refuses a seq already taken and never trimmed ({@link appendCheckpoint}).
+ *
  * A write carrying audit records that Redis refuses for a reason a retry cannot fix (out of
  * memory, a script error, an audit key of another type) fails closed with AuditWriteError.
  */
@@ -96,6 +106,10 @@ export class RedisAuditStorage implements AuditStorage {
     client.defineCommand(AUDIT_FENCE_COMMAND, { numberOfKeys: 2, lua: AUDIT_FENCE_SCRIPT });
     client.defineCommand(REGISTER_CHAIN_COMMAND, { lua: REGISTER_AUDIT_CHAIN_SCRIPT });
     client.defineCommand(READ_INDEX_COMMAND, { numberOfKeys: 2, lua: READ_AUDIT_INDEX_SCRIPT });
+    client.defineCommand(APPEND_CHECKPOINT_COMMAND, {
+      numberOfKeys: 1,
+      lua: APPEND_CHECKPOINT_SCRIPT,
+    });
   }
 
   /**
@@ -170,6 +184,42 @@ export class RedisAuditStorage implements AuditStorage {
     const { head } = this.reads.layout.forAuditChain(chain);
     const stored = await this.reads.call(() => this.reads.client.getBuffer(head));
     return stored ? unpackAuditHead(stored, chain) : undefined;
+  }
+
+  /**
+   * Stores a tenant's checkpoint in its checkpoint zset unless one with its seq is there; false
+   * when another replica took the seq first. Never overwrites.
+   */
+  async appendCheckpoint(checkpoint: StoredCheckpoint): Promise<boolean> {
+    const key = this.reads.layout.auditCheckpoints(checkpoint.tenantId);
+    const append = this.command(APPEND_CHECKPOINT_COMMAND);
+    const packed = packCheckpoint(checkpoint);
+    const reply = await this.reads.call(() => append(key, String(checkpoint.seq), packed));
+    switch (Number(reply)) {
+      case CHECKPOINT_APPEND_REPLY.stored:
+        return true;
+      case CHECKPOINT_APPEND_REPLY.taken:
+        return false;
+      default:
+        throw new Error('Unexpected reply from the Redis checkpoint script');
+    }
+  }
+
+  /**
+   * The tenant's checkpoint with the highest seq. The two highest members are read: two at one
+   * score would be a checkpoint copied or moved there.
+   */
+  async latestCheckpoint(tenantId: string): Promise<StoredCheckpoint | undefined> {
+    const key = this.reads.layout.auditCheckpoints(tenantId);
+    const reply = await this.reads.call(() =>
+      this.reads.client.zrangeBuffer(key, 0, 1, 'REV', 'WITHSCORES'),
+    );
+    if (reply.length === 0) return undefined;
+    const [, score, , nextScore] = reply.map((part) => part.toString('latin1'));
+    if (nextScore !== undefined && Number(nextScore) === Number(score)) {
+      throw malformedCheckpoint(tenantId, 'two checkpoints at one seq');
+    }
+    return unpackCheckpoint(reply[0], score, tenantId);
   }
 
   /**

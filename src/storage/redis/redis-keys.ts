@@ -63,9 +63,9 @@ export function redisSessionTag(ref: SessionRef): string {
 }
 
 /**
- * The hash tag of a tenant's own keys (its audit index and control chain): 'tenant:' and the
- * base64url of the tenant id. ':' is in neither base64url nor a session tag, so it is never a
- * session's tag, and it is never empty (an empty `{}` would be no hash tag at all).
+ * The hash tag of a tenant's own keys (its audit index, checkpoints and control chain): 'tenant:'
+ * and the base64url of the tenant id. ':' is in neither base64url nor a session tag, so it is
+ * never a session's tag, and it is never empty (an empty `{}` would be no hash tag at all).
  */
 export function redisTenantTag(tenantId: string): string {
   return `tenant:${base64url(tenantId)}`;
@@ -136,6 +136,14 @@ export class RedisKeyLayout {
     if ('sessionId' in target) return `${base}session:${base64url(target.sessionId)}`;
     if ('subjectRef' in target) return `${base}subject:${base64url(target.subjectRef)}`;
     return `${base}actor:${base64url(target.actorId)}`;
+  }
+
+  /**
+   * ZSET in the tenant's slot: the tenant's signed checkpoints, score = seq, member = packed
+   * checkpoint. Appended by a script that refuses a seq already taken; never trimmed.
+   */
+  auditCheckpoints(tenantId: string): string {
+    return `${this.prefix}{${redisTenantTag(tenantId)}}:audit-checkpoints`;
   }
 
   /** The audit chain index of a tenant. */

@@ -8,6 +8,7 @@ import type {
   SessionRecord,
   SessionRef,
   StoredAuditRecord,
+  StoredCheckpoint,
   StoredItem,
 } from '../storage.records.js';
 
@@ -651,4 +652,70 @@ export function unpackAuditIndexMember(
     throw malformedAudit(owner, 'audit index entry', 'time or seq out of range');
   }
   return { time, seq };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Audit checkpoints: ZSET members of the tenant's checkpoint set (score = seq).
+
+const CHECKPOINT_FORMAT = 1;
+
+/** What to do about a damaged checkpoint: the signed copies outside Redis are the backup. */
+const CHECKPOINT_REMEDY =
+  "Nothing was written; restore the tenant's checkpoints from a backup (the winston sink holds a signed copy of each), then verify the trail";
+
+/** How messages name the owner of a tenant's checkpoints. */
+export function redisCheckpointLabel(tenantId: string): string {
+  return `the checkpoints of tenant '${tenantId}'`;
+}
+
+/** The IntegrityError for a damaged checkpoint of `tenantId`. */
+export function malformedCheckpoint(tenantId: string, reason: string): IntegrityError {
+  return malformed(redisCheckpointLabel(tenantId), 'checkpoint', reason, CHECKPOINT_REMEDY);
+}
+
+/**
+ * Packs a checkpoint as its ZSET member: format, seq, time, then checkpoint id, tenant, the
+ * signed checkpoint JSON and the heads JSON. The seq leads, so two checkpoints never share a
+ * member.
+ */
+export function packCheckpoint(checkpoint: StoredCheckpoint): Buffer {
+  return new ByteWriter()
+    .uint8(CHECKPOINT_FORMAT)
+    .uint64(checkpoint.seq, 'seq')
+    .uint64(checkpoint.time, 'time')
+    .text(wellFormed(checkpoint.checkpointId, 'checkpoint id'))
+    .text(wellFormed(checkpoint.tenantId, 'tenant id'))
+    .text(wellFormed(checkpoint.checkpoint, 'checkpoint'))
+    .text(wellFormed(checkpoint.heads, 'checkpoint heads'))
+    .toBuffer();
+}
+
+/**
+ * Unpacks a member written by {@link packCheckpoint}, stored at `score` in the set of
+ * `tenantId`. A member naming another tenant, or at a score that is not its seq, was copied or
+ * moved there: damage.
+ */
+export function unpackCheckpoint(
+  packed: Buffer,
+  score: string,
+  tenantId: string,
+): StoredCheckpoint {
+  const reader = new ByteReader(
+    packed,
+    redisCheckpointLabel(tenantId),
+    'checkpoint',
+    (owner, what, reason) => malformed(owner, what, reason, CHECKPOINT_REMEDY),
+  );
+  if (reader.uint8() !== CHECKPOINT_FORMAT) throw reader.damaged('unknown format');
+  const seq = reader.uint64('seq');
+  if (seq < 1) throw reader.damaged('seq below 1');
+  const time = reader.uint64('time');
+  const checkpointId = reader.text('checkpoint_id');
+  const storedTenant = reader.text('tenant_id');
+  const checkpoint = reader.text('checkpoint');
+  const heads = reader.text('heads');
+  reader.end();
+  if (storedTenant !== tenantId) throw reader.damaged('tenant_id of another tenant');
+  if (Number(score) !== seq) throw reader.damaged('score differs from its seq');
+  return { tenantId, seq, checkpointId, time, checkpoint, heads };
 }

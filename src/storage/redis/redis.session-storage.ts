@@ -123,8 +123,11 @@ export class RedisSessionStorage implements SessionStorage {
   private readonly readScope: AdapterReadScope;
   /** Scans over every session's keys hash: standalone Redis only, for now. */
   readonly maintenance: StorageMaintenance | MaintenanceUnsupported;
-  /** Audit chains: a session's in its slot, the tenant's control chain and index in the tenant's. */
-  readonly audit: AuditStorage;
+  /**
+   * Audit chains (a session's in its slot, the tenant's control chain and index in the tenant's)
+   * and the tenant's checkpoints (in the tenant's slot).
+   */
+  readonly audit: Required<AuditStorage>;
   private readonly auditChains: RedisAuditStorage;
   private readonly expiryBackstopMs: number;
   /** Re-runs of a unit that lost a race: waits below 2 * 1.05^n ms, at most 20 ms. */

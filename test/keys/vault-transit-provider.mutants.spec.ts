@@ -127,6 +127,10 @@ async function randomBuffersMadeBy(action: () => Promise<unknown>): Promise<Buff
 /** How often the provider re-reads its key over rewraps at these times after the start. */
 async function rewrapsAt(offsetsMs: number[]): Promise<number> {
   let reads = 0;
+  // The clock stands still through init, so offsets count from its read of the key exactly,
+  // however busy the machine.
+  const start = Date.now();
+  const clock = vi.spyOn(Date, 'now').mockReturnValue(start);
   const { provider } = await providerOn({
     [KEY_PATH]: () => {
       reads++;
@@ -134,8 +138,6 @@ async function rewrapsAt(offsetsMs: number[]): Promise<number> {
     },
     [`transit/rewrap/${KEY}`]: () => ({ data: { ciphertext: CIPHERTEXT } }),
   });
-  const start = Date.now();
-  const clock = vi.spyOn(Date, 'now');
   for (const offset of offsetsMs) {
     clock.mockReturnValue(start + offset);
     await provider.rewrapDataKey(wrappedV1, contextFor());

@@ -1,7 +1,7 @@
 import { createHmac, hash, timingSafeEqual, type KeyObject } from 'node:crypto';
 import { createRequire } from 'node:module';
 import type { AuditChainFields, AuditEvent, AuditEventBody } from './audit-event.js';
-import { lengthPrefixed, uint64 } from './length-prefixed.js';
+import { lengthPrefixed } from './length-prefixed.js';
 
 /** Domain of every chain MAC: a MAC of this module's trail is never valid anywhere else. */
 const MAC_DOMAIN = 'nes.audit.v1';
@@ -125,24 +125,74 @@ export interface ChainLink {
  * key.
  */
 export function chainMac(macKey: KeyObject | Uint8Array, link: ChainLink): Buffer {
-  if (!Number.isSafeInteger(link.seq) || link.seq < 1) {
-    throw new RangeError('chainMac: seq starts at 1 and rises by one per record');
+  return new ChainMacs(link.chainId).macOf(macKey, link);
+}
+
+/**
+ * Chain MACs of one chain, as {@link chainMac} computes them: the chain's fixed parts are
+ * encoded once, and each record's input is written into one reused buffer (a verifier computes
+ * one MAC per record).
+ */
+export class ChainMacs {
+  /** `"nes.audit.v1" ‖ chainId`, length-prefixed. */
+  private readonly prefix: Buffer;
+  private input = Buffer.alloc(0);
+  private readonly keyIdParts = new Map<string, Buffer>();
+
+  constructor(readonly chainId: string) {
+    this.prefix = lengthPrefixed([MAC_DOMAIN, chainId]);
   }
-  if (link.prevMac.length !== AUDIT_MAC_LENGTH) {
-    throw new RangeError('chainMac: prevMac must be 32 bytes');
+
+  /** The MAC of the record `link` describes; `link.chainId`, if given, must be this chain's. */
+  macOf(
+    macKey: KeyObject | Uint8Array,
+    link: Omit<ChainLink, 'chainId'> & { readonly chainId?: string },
+  ): Buffer {
+    if (link.chainId !== undefined && link.chainId !== this.chainId) {
+      throw new RangeError('chainMac: the link names another chain');
+    }
+    if (!Number.isSafeInteger(link.seq) || link.seq < 1) {
+      throw new RangeError('chainMac: seq starts at 1 and rises by one per record');
+    }
+    if (link.prevMac.length !== AUDIT_MAC_LENGTH) {
+      throw new RangeError('chainMac: prevMac must be 32 bytes');
+    }
+    const keyIdPart = this.keyIdPart(link.macKeyId);
+    const length =
+      this.prefix.length +
+      12 +
+      4 +
+      AUDIT_MAC_LENGTH +
+      keyIdPart.length +
+      4 +
+      link.eventDigest.length;
+    if (this.input.length < length) this.input = Buffer.alloc(length);
+    const input = this.input;
+    let offset = this.prefix.copy(input, 0);
+    // seq: its length, then 8 bytes big-endian as two 32-bit words.
+    offset = input.writeUInt32BE(8, offset);
+    offset = input.writeUInt32BE(Math.floor(link.seq / 0x1_0000_0000), offset);
+    offset = input.writeUInt32BE(link.seq >>> 0, offset);
+    offset = input.writeUInt32BE(AUDIT_MAC_LENGTH, offset);
+    input.set(link.prevMac, offset);
+    offset += AUDIT_MAC_LENGTH;
+    offset += keyIdPart.copy(input, offset);
+    offset = input.writeUInt32BE(link.eventDigest.length, offset);
+    input.set(link.eventDigest, offset);
+    return createHmac('sha256', macKey)
+      .update(input.subarray(0, offset + link.eventDigest.length))
+      .digest();
   }
-  return createHmac('sha256', macKey)
-    .update(
-      lengthPrefixed([
-        MAC_DOMAIN,
-        link.chainId,
-        uint64(link.seq),
-        link.prevMac,
-        link.macKeyId,
-        link.eventDigest,
-      ]),
-    )
-    .digest();
+
+  /** `macKeyId`, length-prefixed: encoded once per key id. */
+  private keyIdPart(macKeyId: string): Buffer {
+    let part = this.keyIdParts.get(macKeyId);
+    if (!part) {
+      part = lengthPrefixed([macKeyId]);
+      if (this.keyIdParts.size < 64) this.keyIdParts.set(macKeyId, part);
+    }
+    return part;
+  }
 }
 
 /** Whether `mac` is the chain MAC of `link` under `macKey`, compared in constant time. */

@@ -19,6 +19,7 @@ import {
   type CheckpointSigner,
 } from './checkpoints.js';
 import { verifyChain, type ChainVerification } from './chain-verifier.js';
+import { MacCheckPool } from './mac-check-pool.js';
 import type { AuditActor, AuditEvent, AuditEventBody } from './audit-event.js';
 import { auditRecordFromStored, chainPages } from './stored-records.js';
 import { subjectRef } from './subject-ref.js';
@@ -158,22 +159,27 @@ export class AuditService {
     const event = await trail.prepare('audit.verify', { tenantId: chains.tenantId });
     const results: ChainVerification[] = [];
     let checkpoint: CheckpointCheck | undefined;
+    const threads = new LazyMacCheckPool();
     try {
       const measured = await this.checkpointFor(options);
       checkpoint = measured?.check;
       const seen = new Set<string>();
-      for await (const chain of chains.refs) {
+      for await (const { chain, headSeq } of chains.refs) {
         seen.add(chain.chainId);
-        results.push(await this.verifyOne(chain, options, measured?.heads?.get(chain.chainId)));
+        const checkpointed = measured?.heads?.get(chain.chainId);
+        results.push(await this.verifyOne(chain, options, threads, headSeq, checkpointed));
       }
       // Chains the checkpoint lists that storage no longer has a head for: deleted whole.
       for (const [chainId, head] of measured?.heads ?? []) {
         if (seen.has(chainId)) continue;
-        results.push(await this.verifyOne(chainRefOfId(chains.tenantId, chainId), options, head));
+        const chain = chainRefOfId(chains.tenantId, chainId);
+        results.push(await this.verifyOne(chain, options, threads, 0, head));
       }
     } catch (error) {
       await event.failed(error);
       throw error;
+    } finally {
+      await threads.close();
     }
     const ok = results.every((result) => result.ok) && (checkpoint?.ok ?? true);
     const body = event.body(ok ? 'success' : 'failure', {
@@ -349,9 +355,15 @@ export class AuditService {
       : { events };
   }
 
+  /**
+   * Verifies one chain; `headSeq` (its head when listed, else looked up) decides whether it is
+   * long enough to check MACs on worker threads.
+   */
   private async verifyOne(
     chain: AuditChainRef,
     options: AuditVerifyOptions,
+    threads: LazyMacCheckPool,
+    headSeq: number | undefined,
     checkpointed?: ChainHead,
   ): Promise<ChainVerification> {
     const trail = this.requireTrail();
@@ -359,18 +371,21 @@ export class AuditService {
     const toSeq = options.toSeq ?? Number.MAX_SAFE_INTEGER;
     const [before] =
       fromSeq > 1 ? await trail.storage.readChain(chain, fromSeq - 2, 1) : [undefined];
+    const lastSeq = headSeq ?? (await trail.storage.findHead(chain))?.seq ?? 0;
+    const long = Math.min(lastSeq, toSeq) - fromSeq + 1 >= THREADED_VERIFY_RECORDS;
     return verifyChain(chainPages(trail.storage, chain, fromSeq - 1, toSeq), {
       chainId: chain.chainId,
       fromSeq,
       prevMacBeforeFrom: before?.mac,
       macKeyFor: (keyId) => trail.keyring.macKey(keyId),
       checkpointedHead: checkpointed && { seq: checkpointed.seq, headMac: checkpointed.headMac },
+      macCheckPool: long ? threads.open() : undefined,
     });
   }
 
   private chainsToVerify(options: AuditVerifyOptions): {
     readonly tenantId: string;
-    readonly refs: AsyncIterable<AuditChainRef>;
+    readonly refs: AsyncIterable<{ readonly chain: AuditChainRef; readonly headSeq?: number }>;
   } {
     const { chainId, tenantId } = options;
     for (const bound of ['fromSeq', 'toSeq'] as const) {
@@ -390,7 +405,7 @@ export class AuditService {
         tenantId: parsed.tenantId,
         sessionId: parsed.sessionId ?? undefined,
       });
-      return { tenantId: parsed.tenantId, refs: oneOf(ref) };
+      return { tenantId: parsed.tenantId, refs: oneOf({ chain: ref }) };
     }
     if (typeof tenantId === 'string' && tenantId.length > 0) {
       return { tenantId, refs: this.tenantChains(tenantId) };
@@ -400,10 +415,12 @@ export class AuditService {
     );
   }
 
-  /** Every chain of the tenant, from its heads, page by page. */
-  private async *tenantChains(tenantId: string): AsyncIterable<AuditChainRef> {
+  /** Every chain of the tenant and its head's seq, from its heads, page by page. */
+  private async *tenantChains(
+    tenantId: string,
+  ): AsyncIterable<{ readonly chain: AuditChainRef; readonly headSeq: number }> {
     for await (const head of tenantHeads(this.requireTrail().storage, tenantId)) {
-      yield chainRefOfId(tenantId, head.chainId);
+      yield { chain: chainRefOfId(tenantId, head.chainId), headSeq: head.seq };
     }
   }
 
@@ -414,6 +431,30 @@ export class AuditService {
       );
     }
     return this.trail;
+  }
+}
+
+/**
+ * Records from which a chain's MACs are checked on worker threads as well: below it, starting
+ * the threads costs more than they save.
+ */
+const THREADED_VERIFY_RECORDS = 50_000;
+
+/** The MAC-check threads of one verify call: started for its first long chain, if any. */
+class LazyMacCheckPool {
+  private pool: MacCheckPool | undefined;
+  private opened = false;
+
+  open(): MacCheckPool | undefined {
+    if (!this.opened) {
+      this.opened = true;
+      this.pool = MacCheckPool.open();
+    }
+    return this.pool;
+  }
+
+  async close(): Promise<void> {
+    await this.pool?.close();
   }
 }
 

@@ -81,7 +81,7 @@ export function headsOf(stored: StoredCheckpoint): ChainHead[] {
 export function checkpointStore(storage: AuditStorage) {
   if (!storage.appendCheckpoint || !storage.latestCheckpoint) {
     throw new ConfigurationError(
-      'This storage keeps no audit checkpoints yet (Redis: planned); verify without them, or use a SQL or memory store',
+      "This storage keeps no audit checkpoints (it has no appendCheckpoint or latestCheckpoint); verify without them, or use one of the module's stores (SQL, Redis, memory), which all keep them",
     );
   }
   return {

@@ -26,9 +26,14 @@ export function lengthPrefixed(parts: ReadonlyArray<Uint8Array | string>): Buffe
   return out;
 }
 
-/** `value` as 8 bytes, big-endian: a chain's sequence number inside a MAC input. */
+/** `value` (a whole number, 0 to 2^53-1) as 8 bytes, big-endian: a sequence number in a MAC input. */
 export function uint64(value: number): Buffer {
+  if (!Number.isSafeInteger(value) || value < 0) {
+    throw new RangeError('uint64: value must be a whole number from 0 to 2^53-1');
+  }
+  // Two 32-bit words: no BigInt per call (the verifier builds one per record).
   const out = Buffer.allocUnsafe(8);
-  out.writeBigUInt64BE(BigInt(value));
+  out.writeUInt32BE(Math.floor(value / 0x1_0000_0000), 0);
+  out.writeUInt32BE(value >>> 0, 4);
   return out;
 }

@@ -1,4 +1,9 @@
-import type { AuditChainRef, AuditStorage, StoredAuditRecord } from '../storage/index.js';
+import type {
+  AuditChainRef,
+  AuditStorage,
+  StoredAuditRecord,
+  StoredChainLink,
+} from '../storage/index.js';
 import type { AuditRecord } from './audit-chain.js';
 
 /** A stored record in the form the verifier reads: chain fields as the event carries them. */
@@ -19,8 +24,8 @@ export function auditRecordFromStored(stored: StoredAuditRecord): AuditRecord {
 export const CHAIN_PAGE_SIZE = 1000;
 
 /**
- * A chain's records from `afterSeq` on, page by page in seq order: one page in memory at a time,
- * however long the chain. Stops after `throughSeq` when given.
+ * A chain's records from `afterSeq` on, as the verifier reads them, page by page in seq order:
+ * one page in memory at a time, however long the chain. Stops after `throughSeq` when given.
  */
 export async function* chainPages(
   storage: AuditStorage,
@@ -28,12 +33,15 @@ export async function* chainPages(
   afterSeq = 0,
   throughSeq = Number.MAX_SAFE_INTEGER,
   pageSize = CHAIN_PAGE_SIZE,
-): AsyncGenerator<AuditRecord[]> {
+): AsyncGenerator<StoredChainLink[]> {
+  const read = storage.readChainLinks
+    ? storage.readChainLinks.bind(storage)
+    : storage.readChain.bind(storage);
   let after = afterSeq;
   for (;;) {
-    const page = await storage.readChain(chain, after, pageSize);
+    const page: StoredChainLink[] = await read(chain, after, pageSize);
     const inRange = page.filter((record) => record.seq <= throughSeq);
-    if (inRange.length > 0) yield inRange.map(auditRecordFromStored);
+    if (inRange.length > 0) yield inRange;
     if (page.length < pageSize || inRange.length < page.length) return;
     after = page.at(-1)!.seq;
   }

@@ -57,6 +57,10 @@ export class DrainingSessionStorage implements SessionStorage {
       transaction: (chain, work) => this.units.run(() => audit.transaction(chain, work)),
       readChain: (chain, afterSeq, limit) =>
         this.units.run(() => audit.readChain(chain, afterSeq, limit)),
+      ...(audit.readChainLinks && {
+        readChainLinks: (chain, afterSeq, limit) =>
+          this.units.run(() => audit.readChainLinks!(chain, afterSeq, limit)),
+      }),
       findHead: (chain) => this.units.run(() => audit.findHead(chain)),
       listHeads: (tenantId, afterChainId, limit) =>
         this.units.run(() => audit.listHeads(tenantId, afterChainId, limit)),

@@ -33,6 +33,7 @@ export {
   type SessionRecord,
   type SessionRef,
   type StoredAuditRecord,
+  type StoredChainLink,
   type StoredCheckpoint,
   type StoredItem,
 } from './storage.records.js';

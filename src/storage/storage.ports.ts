@@ -7,6 +7,7 @@ import type {
   SessionRecord,
   SessionRef,
   StoredAuditRecord,
+  StoredChainLink,
   StoredCheckpoint,
   StoredItem,
 } from './storage.records.js';
@@ -218,6 +219,15 @@ export interface AuditStorage {
   transaction<T>(chain: AuditChainRef, work: (audit: AuditChainWrites) => Promise<T>): Promise<T>;
   /** Up to `limit` records of a chain with `seq > afterSeq`, in ascending seq order. */
   readChain(chain: AuditChainRef, afterSeq: number, limit: number): Promise<StoredAuditRecord[]>;
+  /**
+   * As {@link readChain}, only the fields a verifier reads: what an adapter can fetch faster than
+   * whole records implements it (a verifier falls back to `readChain`).
+   */
+  readChainLinks?(
+    chain: AuditChainRef,
+    afterSeq: number,
+    limit: number,
+  ): Promise<StoredChainLink[]>;
   /** The head of a chain, undefined when it has no record. */
   findHead(chain: AuditChainRef): Promise<AuditChainHeadRecord | undefined>;
   /**

@@ -143,6 +143,16 @@ export interface StoredAuditRecord {
 }
 
 /**
+ * What a verifier reads of a stored record: its place in the chain, its MACs and its body.
+ *
+ * @publicApi
+ */
+export type StoredChainLink = Pick<
+  StoredAuditRecord,
+  'seq' | 'macKeyId' | 'prevMac' | 'mac' | 'body'
+>;
+
+/**
  * The chain an audit unit of work appends to: a session's, or the tenant's control chain
  * (`sessionId` null). Adapters keep a session chain beside the session (Redis: in its slot).
  *

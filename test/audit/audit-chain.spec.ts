@@ -7,10 +7,11 @@ import {
   chainMac,
   chainMacMatches,
   eventDigest,
-  sealAuditEvent,
   sessionChainId,
   tenantChainId,
 } from '../../src/audit/audit-chain.js';
+import { uint64 } from '../../src/audit/length-prefixed.js';
+import { sealedEvents } from '../support/sealed-chain.js';
 import { buildAuditEvent, type AuditEvent } from '../../src/audit/audit-event.js';
 
 const actor = { type: 'user', id: 'u-1', tenantId: 't1' } as const;
@@ -113,24 +114,11 @@ describe('sealAuditEvent', () => {
   const macKey = randomBytes(32);
   const chainId = sessionChainId('t1', 's1');
 
-  function chainOf(length: number): AuditEvent[] {
-    const records: AuditEvent[] = [];
-    for (let index = 0; index < length; index += 1) {
-      const previous = records.at(-1);
-      records.push(
-        sealAuditEvent(body('session.append', index), {
-          chainId,
-          macKeyId: 'mk-1',
-          macKey,
-          previous: previous && {
-            seq: previous.chain.seq,
-            mac: Buffer.from(previous.chain.mac, 'base64url'),
-          },
-        }),
-      );
-    }
-    return records;
-  }
+  const chainOf = (length: number): AuditEvent[] =>
+    sealedEvents(
+      Array.from({ length }, (_, index) => body('session.append', index)),
+      { chainId, macKeyId: 'mk-1', macKey },
+    );
 
   it('starts at seq 1 after 32 zero bytes, and links each record to the one before', () => {
     const records = chainOf(4);
@@ -167,5 +155,20 @@ describe('sealAuditEvent', () => {
     expect(chainMacMatches(macKey, { ...link, seq: 2 }, mac)).toBe(false);
     expect(chainMacMatches(randomBytes(32), link, mac)).toBe(false);
     expect(chainMacMatches(macKey, link, mac.subarray(0, 16))).toBe(false);
+  });
+});
+
+describe('uint64', () => {
+  it.each([0, 1, 2 ** 32 - 1, 2 ** 32, 2 ** 32 + 5, Number.MAX_SAFE_INTEGER])(
+    'writes %i as 8 big-endian bytes',
+    (value) => {
+      const expected = Buffer.alloc(8);
+      expected.writeBigUInt64BE(BigInt(value));
+      expect(uint64(value)).toEqual(expected);
+    },
+  );
+
+  it.each([-1, 1.5, 2 ** 53, Number.NaN])('refuses %d', (value) => {
+    expect(() => uint64(value)).toThrow(RangeError);
   });
 });

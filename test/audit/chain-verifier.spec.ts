@@ -1,13 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import {
-  auditRecordOf,
-  sealAuditEvent,
-  sessionChainId,
-  type AuditRecord,
-} from '../../src/audit/audit-chain.js';
-import { buildAuditEvent, type AuditEvent } from '../../src/audit/audit-event.js';
+import { auditRecordOf, sessionChainId, type AuditRecord } from '../../src/audit/audit-chain.js';
+import { buildAuditEvent } from '../../src/audit/audit-event.js';
 import { verifyChain } from '../../src/audit/chain-verifier.js';
+import { sealedEvents } from '../support/sealed-chain.js';
 
 const macKey = randomBytes(32);
 const chainId = sessionChainId('t1', 's1');
@@ -24,24 +20,8 @@ const bodyAt = (index: number) =>
   });
 
 /** Seals `bodies` into a chain in order, under `key`: the records as the trail stores them. */
-function seal(bodies: ReturnType<typeof bodyAt>[], key = macKey, id = chainId): AuditRecord[] {
-  const records: AuditEvent[] = [];
-  for (const body of bodies) {
-    const previous = records.at(-1);
-    records.push(
-      sealAuditEvent(body, {
-        chainId: id,
-        macKeyId: 'mk-1',
-        macKey: key,
-        previous: previous && {
-          seq: previous.chain.seq,
-          mac: Buffer.from(previous.chain.mac, 'base64url'),
-        },
-      }),
-    );
-  }
-  return records.map(auditRecordOf);
-}
+const seal = (bodies: ReturnType<typeof bodyAt>[], key = macKey, id = chainId): AuditRecord[] =>
+  sealedEvents(bodies, { chainId: id, macKeyId: 'mk-1', macKey: key }).map(auditRecordOf);
 
 /** The records as a stream, as a storage adapter pages them out. */
 async function* streamOf(records: AuditRecord[]) {

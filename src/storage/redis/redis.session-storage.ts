@@ -127,7 +127,8 @@ export class RedisSessionStorage implements SessionStorage {
    * Audit chains (a session's in its slot, the tenant's control chain and index in the tenant's)
    * and the tenant's checkpoints (in the tenant's slot).
    */
-  readonly audit: Required<AuditStorage>;
+  readonly audit: AuditStorage &
+    Required<Pick<AuditStorage, 'appendCheckpoint' | 'latestCheckpoint'>>;
   private readonly auditChains: RedisAuditStorage;
   private readonly expiryBackstopMs: number;
   /** Re-runs of a unit that lost a race: waits below 2 * 1.05^n ms, at most 20 ms. */

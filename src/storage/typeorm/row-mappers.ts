@@ -5,6 +5,7 @@ import type {
   SessionRecord,
   SessionRef,
   StoredAuditRecord,
+  StoredChainLink,
   StoredCheckpoint,
   StoredItem,
 } from '../storage.records.js';
@@ -103,6 +104,18 @@ export function toAuditRecord(row: Row, chainId: string): StoredAuditRecord {
     macKeyId: values.text('mac_key_id'),
     prevMac: values.bytes('prev_mac'),
     mac: values.bytes('mac'),
+    body: values.text('body'),
+  };
+}
+
+/** Maps a row of `readAuditChainLinks`: what a verifier reads of a record. */
+export function toChainLink(row: Row, chainId: string): StoredChainLink {
+  const values = new RowValues(row, () => `an audit record of chain '${chainId}'`);
+  return {
+    seq: values.integer('seq', 1),
+    macKeyId: values.text('mac_key_id'),
+    prevMac: values.hexOrBytes('prev_mac'),
+    mac: values.hexOrBytes('mac'),
     body: values.text('body'),
   };
 }

@@ -50,6 +50,14 @@ export class RowValues {
     throw this.damaged(column, 'binary data');
   }
 
+  /** Bytes selected as hex text (SQLite `hex(column)`), or as the driver returns a binary column. */
+  hexOrBytes(column: string): Buffer {
+    const value = this.row[column];
+    // hex() always gives hex digits, so a type check is all it needs.
+    if (typeof value === 'string') return Buffer.from(value, 'hex');
+    return this.bytes(column);
+  }
+
   /** Bytes selected as base64 text (Postgres `encode(column, 'base64')`). */
   base64Bytes(column: string): Buffer {
     const value = this.row[column];

@@ -1,0 +1,54 @@
+import { existsSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { Piscina } from 'piscina';
+import type { PackedMacPage } from './mac-check.js';
+
+/** Workers at most: a verifier's reads stop keeping more than this busy. */
+const MAX_THREADS = 4;
+
+/** One worker per core, up to {@link MAX_THREADS}; none on a single core. */
+function defaultThreads(): number {
+  const cores = availableParallelism();
+  return cores < 2 ? 0 : Math.min(cores, MAX_THREADS);
+}
+
+/**
+ * Worker threads that check the MACs of packed pages while a verifier walks a long chain's
+ * links (piscina: a maintained pool with queueing, transfer lists and clean shutdown, rather
+ * than a hand-rolled one).
+ */
+export class MacCheckPool {
+  private constructor(
+    private readonly pool: Piscina<PackedMacPage, number>,
+    /** Worker threads of the pool. */
+    readonly threads: number,
+  ) {}
+
+  /**
+   * A pool of `threads` workers (default: one per core; the verifier's own thread mostly reads
+   * and waits, and checks a page itself only when every worker is behind), or undefined where
+   * it would not help: a single core, or the module running from its TypeScript sources, which
+   * have no compiled worker to start.
+   */
+  static open(threads = defaultThreads()): MacCheckPool | undefined {
+    if (!Number.isSafeInteger(threads) || threads < 1) return undefined;
+    const worker = new URL('./mac-check.worker.js', import.meta.url);
+    if (!existsSync(worker)) return undefined;
+    const pool = new Piscina<PackedMacPage, number>({
+      filename: worker.href,
+      minThreads: threads,
+      maxThreads: threads,
+    });
+    return new MacCheckPool(pool, threads);
+  }
+
+  /** The index of the page's first record whose MAC does not hold, or -1. */
+  firstMismatch(page: PackedMacPage): Promise<number> {
+    return this.pool.run(page, { transferList: [page.buffer] });
+  }
+
+  /** Stops the workers. */
+  close(): Promise<void> {
+    return this.pool.destroy();
+  }
+}

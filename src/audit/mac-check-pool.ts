@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { Piscina } from 'piscina';
+import { Tinypool } from 'tinypool';
 import type { PackedMacPage } from './mac-check.js';
 
 /** Workers at most: a verifier's reads stop keeping more than this busy. */
@@ -14,12 +14,12 @@ function defaultThreads(): number {
 
 /**
  * Worker threads that check the MACs of packed pages while a verifier walks a long chain's
- * links (piscina: a maintained pool with queueing, transfer lists and clean shutdown, rather
- * than a hand-rolled one).
+ * links (tinypool: a maintained pool with queueing, transfer lists and clean shutdown, rather
+ * than a hand-rolled one; unlike piscina it brings no native addon into a host's install).
  */
 export class MacCheckPool {
   private constructor(
-    private readonly pool: Piscina<PackedMacPage, number>,
+    private readonly pool: Tinypool,
     /** Worker threads of the pool. */
     readonly threads: number,
   ) {}
@@ -34,17 +34,13 @@ export class MacCheckPool {
     if (!Number.isSafeInteger(threads) || threads < 1) return undefined;
     const worker = new URL('./mac-check.worker.js', import.meta.url);
     if (!existsSync(worker)) return undefined;
-    const pool = new Piscina<PackedMacPage, number>({
-      filename: worker.href,
-      minThreads: threads,
-      maxThreads: threads,
-    });
+    const pool = new Tinypool({ filename: worker.href, minThreads: threads, maxThreads: threads });
     return new MacCheckPool(pool, threads);
   }
 
   /** The index of the page's first record whose MAC does not hold, or -1. */
   firstMismatch(page: PackedMacPage): Promise<number> {
-    return this.pool.run(page, { transferList: [page.buffer] });
+    return this.pool.run(page, { transferList: [page.buffer] }) as Promise<number>;
   }
 
   /** Stops the workers. */

@@ -3,6 +3,7 @@ import type { SessionRef } from './storage.records.js';
 import {
   supportsMaintenance,
   type AuditStorage,
+  type LeaseStorage,
   type MaintenanceUnsupported,
   type SessionReadScope,
   type SessionStorage,
@@ -19,6 +20,7 @@ import { WorkInFlight } from './work-in-flight.js';
 export class DrainingSessionStorage implements SessionStorage {
   readonly maintenance: StorageMaintenance | MaintenanceUnsupported | undefined;
   readonly audit: AuditStorage | undefined;
+  readonly leases: LeaseStorage | undefined;
   private readonly units = new WorkInFlight(
     () =>
       new ShuttingDownError(
@@ -32,6 +34,7 @@ export class DrainingSessionStorage implements SessionStorage {
       ? this.countedMaintenance(adapter.maintenance)
       : adapter.maintenance;
     this.audit = adapter.audit && this.countedAudit(adapter.audit);
+    this.leases = adapter.leases && this.countedLeases(adapter.leases);
   }
 
   get backend(): string {
@@ -71,6 +74,15 @@ export class DrainingSessionStorage implements SessionStorage {
       ...(audit.latestCheckpoint && {
         latestCheckpoint: (tenantId) => this.units.run(() => audit.latestCheckpoint!(tenantId)),
       }),
+    };
+  }
+
+  private countedLeases(leases: LeaseStorage): LeaseStorage {
+    return {
+      acquire: (job, owner, ttlMs) => this.units.run(() => leases.acquire(job, owner, ttlMs)),
+      renew: (lease, ttlMs) => this.units.run(() => leases.renew(lease, ttlMs)),
+      release: (lease) => this.units.run(() => leases.release(lease)),
+      current: (job) => this.units.run(() => leases.current(job)),
     };
   }
 

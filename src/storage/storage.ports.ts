@@ -4,6 +4,7 @@ import type {
   AuditRecordQuery,
   DataKeyRecord,
   HistoryOperationRecord,
+  JobLease,
   SessionRecord,
   SessionRef,
   StoredAuditRecord,
@@ -250,8 +251,9 @@ export interface AuditStorage {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Work across sessions (KEK rotation today; expired-item scans, lookups by subject and job
-// leases later): an optional capability, apart from the per-session units of work.
+// Work across sessions (KEK rotation today; expired-item scans and lookups by subject later):
+// an optional capability, apart from the per-session units of work. Job leases have a port of
+// their own ({@link LeaseStorage}).
 
 /**
  * A page of {@link StorageMaintenance.listDataKeysWrappedByOtherKek}.
@@ -298,6 +300,31 @@ export interface MaintenanceUnsupported {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Leases of scheduled jobs, so that one replica of many acts for a job at a time.
+
+/**
+ * Leases of scheduled jobs: one holder per job at a time, each taking fenced by a rising token.
+ * Every operation is one atomic step on the backend, timed by the backend's own clock (not the
+ * caller's), so replicas with skewed clocks agree on who holds a lease.
+ *
+ * @publicApi
+ */
+export interface LeaseStorage {
+  /**
+   * Takes `job`'s lease for `owner` for `ttlMs` when nobody holds it or it lapsed (token + 1),
+   * or extends it when `owner` already holds it unexpired (same token). Undefined while
+   * another owner holds it.
+   */
+  acquire(job: string, owner: string, ttlMs: number): Promise<JobLease | undefined>;
+  /** Extends the lease to now + ttlMs while `lease.token` is current and unexpired; undefined once lost. */
+  renew(lease: JobLease, ttlMs: number): Promise<JobLease | undefined>;
+  /** Gives the lease up (lapses it now) if `lease.token` is still current; otherwise does nothing. */
+  release(lease: JobLease): Promise<void>;
+  /** The job's lease as stored, held or lapsed; undefined when it was never taken. */
+  current(job: string): Promise<JobLease | undefined>;
+}
+
+// ---------------------------------------------------------------------------------------------
 
 /** Injection token for {@link SessionStorage}. */
 export const SESSION_STORAGE = Symbol('SESSION_STORAGE');
@@ -327,6 +354,8 @@ export interface SessionStorage {
   readonly maintenance?: StorageMaintenance | MaintenanceUnsupported;
   /** The audit trail's records and chain heads; absent when the adapter keeps none. */
   readonly audit?: AuditStorage;
+  /** Leases of scheduled jobs; absent on an adapter without them (a host's own, say). */
+  readonly leases?: LeaseStorage;
   /** Releases what the adapter itself opened (not a host's DataSource). Idempotent. */
   close(): Promise<void>;
 }

@@ -207,3 +207,17 @@ export interface StoredCheckpoint {
   /** JSON of `[chainId, seq, headMac base64url][]`, by chain id bytes. */
   heads: string;
 }
+
+/**
+ * A job's lease as stored: whoever holds the newest token may act for the job.
+ *
+ * @publicApi
+ */
+export interface JobLease {
+  readonly job: string;
+  readonly owner: string;
+  /** Rises by one each time the lease is taken afresh (never when renewed); never reused. */
+  readonly token: number;
+  /** Epoch ms, by the storage's own clock, when the lease lapses unless renewed. */
+  readonly expiresAt: number;
+}

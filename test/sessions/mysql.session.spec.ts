@@ -1,6 +1,7 @@
 import { afterAll, describe } from 'vitest';
 import { describeAuditTrailContract } from '../audit/audit-trail-contract.js';
 import { describeAuditStorageContract } from '../storage/audit-storage-contract.js';
+import { describeLeaseStorageContract } from '../storage/lease-storage-contract.js';
 import { isolatedSqlServerHarness, sqlServerHarness } from '../support/session-harness.js';
 import { sqlServerUp } from '../support/sql-server-support.js';
 import { describeKekRotation } from '../keys/kek-rotation-contract.js';
@@ -16,5 +17,6 @@ describe.skipIf(!up)('mariadb', () => {
   describeIntegrityContract('mariadb', factory);
   describeKekRotation('mariadb', isolatedSqlServerHarness('mysql'));
   describeAuditStorageContract('mariadb', factory);
+  describeLeaseStorageContract('mariadb', factory);
   describeAuditTrailContract('mariadb', factory);
 });

@@ -8,6 +8,7 @@ import {
 import { assembleHarness, type HarnessFactory } from '../support/session-harness.js';
 import { describeKekRotation } from '../keys/kek-rotation-contract.js';
 import { describeAuditStorageContract } from '../storage/audit-storage-contract.js';
+import { describeLeaseStorageContract } from '../storage/lease-storage-contract.js';
 import { describeIntegrityContract } from './integrity-contract.js';
 import { describeSessionContract } from './session-contract.js';
 
@@ -27,5 +28,6 @@ describe.skipIf(!up)('redis', () => {
   describeIntegrityContract('redis', redisHarness);
   describeKekRotation('redis', redisHarness);
   describeAuditStorageContract('redis', redisHarness);
+  describeLeaseStorageContract('redis', redisHarness);
   describeAuditTrailContract('redis', redisHarness);
 });

@@ -1,6 +1,7 @@
 import { sqliteHarness } from '../support/session-harness.js';
 import { describeAuditTrailContract } from '../audit/audit-trail-contract.js';
 import { describeAuditStorageContract } from '../storage/audit-storage-contract.js';
+import { describeLeaseStorageContract } from '../storage/lease-storage-contract.js';
 import { describeKekRotation } from '../keys/kek-rotation-contract.js';
 import { describeIntegrityContract } from './integrity-contract.js';
 import { describeSessionContract } from './session-contract.js';
@@ -9,4 +10,5 @@ describeSessionContract('sqlite', sqliteHarness);
 describeIntegrityContract('sqlite', sqliteHarness);
 describeKekRotation('sqlite', sqliteHarness);
 describeAuditStorageContract('sqlite', sqliteHarness);
+describeLeaseStorageContract('sqlite', sqliteHarness);
 describeAuditTrailContract('sqlite', sqliteHarness);

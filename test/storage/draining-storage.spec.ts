@@ -71,6 +71,24 @@ describe('DrainingSessionStorage', () => {
     );
   });
 
+  it('passes job leases through, counted as units too, and none for an adapter without them', async () => {
+    const storage = new DrainingSessionStorage(new MemorySessionStorage());
+    const lease = await storage.leases!.acquire('purge', 'replica-a', 30_000);
+    expect(lease).toMatchObject({ job: 'purge', owner: 'replica-a', token: 1 });
+    await storage.close();
+    expect(await rejectionOf(() => storage.leases!.renew(lease!, 30_000))).toBeInstanceOf(
+      ShuttingDownError,
+    );
+    const memory = new MemorySessionStorage();
+    const hostAdapter: SessionStorage = {
+      backend: 'host',
+      read: (at, work) => memory.read(at, work),
+      transaction: (at, work) => memory.transaction(at, work),
+      close: () => memory.close(),
+    };
+    expect(new DrainingSessionStorage(hostAdapter).leases).toBeUndefined();
+  });
+
   it('closes the adapter once however often it is closed', async () => {
     const events: string[] = [];
     const storage = new DrainingSessionStorage(recordingAdapter(events));

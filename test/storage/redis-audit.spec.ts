@@ -22,6 +22,7 @@ import {
   unpackAuditRecord,
 } from '../../src/storage/redis/redis-record-codec.js';
 import { describeAuditStorageContract } from './audit-storage-contract.js';
+import { describeLeaseStorageContract } from './lease-storage-contract.js';
 import { startLoopbackCluster, type LoopbackCluster } from '../support/redis-cluster-support.js';
 import { RedisFaultProxy } from '../support/redis-fault-proxy.js';
 import {
@@ -577,6 +578,13 @@ describe.skipIf(!up)('Redis audit storage on a Redis Cluster', () => {
   };
 
   describeAuditStorageContract('redis cluster', clusterHarness);
+  // The replica: a second Cluster client under the same key prefix.
+  describeLeaseStorageContract('redis cluster', clusterHarness, async (harness) => {
+    const client = cluster.client();
+    const keyPrefix = (harness.storage as RedisSessionStorage).keyPrefix;
+    const replica = new RedisSessionStorage({ client, keyPrefix });
+    return { leases: replica.leases, close: async () => client.disconnect() };
+  });
 
   it("commits session units with their records in each session's slot, and lists heads on every master", async () => {
     const harness = await clusterHarness();

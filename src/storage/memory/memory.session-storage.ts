@@ -10,11 +10,19 @@ import {
   type AdapterSessionRows,
 } from '../adapter-scope.js';
 import { compareAuditOrder, matchesAuditQuery } from '../audit-record-query.js';
+import {
+  acquiredLease,
+  checkJobLease,
+  checkLeaseName,
+  checkLeaseTtl,
+  holdsLease,
+} from '../job-leases.js';
 import { sequenceBehindItemsError } from '../sequence-behind-items.js';
 import { SerialQueue } from '../serial-queue.js';
 import type {
   AuditStorage,
   DataKeyPage,
+  LeaseStorage,
   SessionReadScope,
   SessionStorage,
   SessionWriteScope,
@@ -25,6 +33,7 @@ import type {
   AuditChainRef,
   DataKeyRecord,
   HistoryOperationRecord,
+  JobLease,
   SessionRecord,
   SessionRef,
   StoredAuditRecord,
@@ -84,6 +93,8 @@ export class MemorySessionStorage implements SessionStorage {
   /** Audit chains by chain id; never deleted with their session. */
   private readonly auditChains = new Map<string, AuditChainState>();
   private readonly queue = new SerialQueue();
+  /** Job leases by job; a released or lapsed lease stays, so its token never goes back. */
+  private readonly jobLeases = new Map<string, JobLease>();
 
   /** Cross-session scans, each run alone like a unit of work. */
   readonly maintenance: StorageMaintenance = {
@@ -144,6 +155,43 @@ export class MemorySessionStorage implements SessionStorage {
           .slice(0, limit)
           .map(({ last }) => headOf(last));
       }),
+  };
+
+  /**
+   * Job leases on this process's clock. Each call is synchronous up to its result, so none
+   * interleaves with another; they do not wait for units of work.
+   */
+  readonly leases: LeaseStorage = {
+    acquire: async (job, owner, ttlMs) => {
+      checkLeaseName(job, 'job');
+      checkLeaseName(owner, 'owner');
+      checkLeaseTtl(ttlMs);
+      const taken = acquiredLease(this.jobLeases.get(job), job, owner, ttlMs, Date.now());
+      if (taken) this.jobLeases.set(job, taken);
+      return taken && { ...taken };
+    },
+    renew: async (lease, ttlMs) => {
+      checkJobLease(lease);
+      checkLeaseTtl(ttlMs);
+      const now = Date.now();
+      const stored = this.jobLeases.get(lease.job);
+      if (!holdsLease(stored, lease, now)) return undefined;
+      const renewed = { ...stored!, expiresAt: now + ttlMs };
+      this.jobLeases.set(lease.job, renewed);
+      return { ...renewed };
+    },
+    release: async (lease) => {
+      checkJobLease(lease);
+      const now = Date.now();
+      const stored = this.jobLeases.get(lease.job);
+      if (holdsLease(stored, lease, now))
+        this.jobLeases.set(lease.job, { ...stored!, expiresAt: now });
+    },
+    current: async (job) => {
+      checkLeaseName(job, 'job');
+      const stored = this.jobLeases.get(job);
+      return stored && { ...stored };
+    },
   };
 
   read<T>(ref: SessionRef, work: (scope: SessionReadScope) => Promise<T>): Promise<T> {

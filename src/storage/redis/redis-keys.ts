@@ -153,6 +153,15 @@ export class RedisKeyLayout {
   }
 
   /**
+   * HASH of job `job`'s lease (owner, token, expiresAt), alone under its own hash tag: 'job:'
+   * and the base64url of the job name, which no session or tenant tag can be. It never expires
+   * and release keeps it, so the token never goes back.
+   */
+  jobLease(job: string): string {
+    return `${this.prefix}{job:${base64url(job)}}:lease`;
+  }
+
+  /**
    * STRING holding the tag of the session that owns data key `dekId`, so a key can be found by
    * id alone. It lives in another slot than the session, so it is written outside the commit.
    */

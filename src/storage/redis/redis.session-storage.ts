@@ -8,6 +8,7 @@ import { ConfigurationError, IntegrityError, StorageUnavailableError } from '../
 import { bindReadScope, bindWriteScope, type AdapterReadScope } from '../adapter-scope.js';
 import type {
   AuditStorage,
+  LeaseStorage,
   MaintenanceUnsupported,
   SessionReadScope,
   SessionStorage,
@@ -30,6 +31,7 @@ import {
   withinDeadline,
 } from './redis-errors.js';
 import { DEFAULT_REDIS_KEY_PREFIX, RedisKeyLayout } from './redis-keys.js';
+import { RedisLeaseStorage } from './redis-lease-storage.js';
 import { createRedisReadScope } from './redis-read-scope.js';
 import { RedisSessionReads, isRedisCluster, type RedisClient } from './redis-session-reads.js';
 import { RedisUnitOfWork, type UnitCommit } from './redis-unit-of-work.js';
@@ -130,6 +132,8 @@ export class RedisSessionStorage implements SessionStorage {
   readonly audit: AuditStorage &
     Required<Pick<AuditStorage, 'appendCheckpoint' | 'latestCheckpoint'>>;
   private readonly auditChains: RedisAuditStorage;
+  /** Job leases: a hash per job in a slot of its own, changed by scripts on the server's clock. */
+  readonly leases: LeaseStorage;
   private readonly expiryBackstopMs: number;
   /** Re-runs of a unit that lost a race: waits below 2 * 1.05^n ms, at most 20 ms. */
   private readonly conflictBackoff: BackoffPolicy;
@@ -195,6 +199,7 @@ export class RedisSessionStorage implements SessionStorage {
     this.readScope = createRedisReadScope(this.reads);
     this.auditChains = new RedisAuditStorage(this.reads, this.conflictBackoff);
     this.audit = this.auditChains;
+    this.leases = new RedisLeaseStorage(this.reads);
     const reads = this.reads;
     this.maintenance = isRedisCluster(this.client)
       ? {

@@ -2,6 +2,7 @@ import type {
   AuditChainHeadRecord,
   DataKeyRecord,
   HistoryOperationRecord,
+  JobLease,
   SessionRecord,
   SessionRef,
   StoredAuditRecord,
@@ -144,5 +145,21 @@ export function toStoredCheckpoint(row: Row, tenantId: string): StoredCheckpoint
     time: values.integer('checkpoint_time'),
     checkpoint: values.text('checkpoint'),
     heads: values.text('heads'),
+  };
+}
+
+/**
+ * Maps a row of the job leases table; undefined for a job whose lease was never taken (the row
+ * acquire inserts first, token 0).
+ */
+export function toJobLease(row: Row, job: string): JobLease | undefined {
+  const values = new RowValues(row, () => `the lease of job '${job}'`);
+  const token = values.integer('token');
+  if (token === 0) return undefined;
+  return {
+    job: values.text('job'),
+    owner: values.text('owner'),
+    token,
+    expiresAt: values.integer('expires_at'),
   };
 }

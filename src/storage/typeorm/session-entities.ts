@@ -2,6 +2,7 @@ import { EntitySchema, type EntitySchemaColumnOptions } from 'typeorm';
 import { ConfigurationError } from '../../errors/index.js';
 import { MYSQL_ID_BYTES } from './migrations/binary-ids.migration.js';
 import { AUDIT_CHAIN_ID_LENGTH } from './migrations/create-audit-tables.migration.js';
+import { MAX_LEASE_NAME_BYTES } from '../job-leases.js';
 import { tableNamesFor } from './table-names.js';
 
 /**
@@ -98,6 +99,14 @@ export interface AuditCheckpointRow {
   checkpointTime: string | number;
   checkpoint: string;
   heads: string;
+}
+
+/** A job's lease row (token 0: never taken). */
+export interface JobLeaseRow {
+  job: string;
+  owner: string;
+  token: string | number;
+  expiresAt: string | number;
 }
 
 /** An audit chain head row. */
@@ -270,6 +279,26 @@ export function sessionEntitySchemas(options: SessionEntityOptions): EntitySchem
     lastTime: bigint('last_time'),
   };
 
+  // Job names and owners compare by their bytes, as chain ids (see createJobLeasesMigration).
+  const leaseName = (name: string, primary = false): EntitySchemaColumnOptions =>
+    isMysql
+      ? {
+          name,
+          type: 'varbinary',
+          length: MAX_LEASE_NAME_BYTES,
+          primary,
+          transformer: utf8Text,
+        }
+      : isPostgres
+        ? { name, type: 'varchar', length: MAX_LEASE_NAME_BYTES, primary, collation: 'C' }
+        : { name, type: 'text', primary };
+  const jobLeaseColumns: Columns = {
+    job: leaseName('job', true),
+    owner: leaseName('owner'),
+    token: bigint('token'),
+    expiresAt: bigint('expires_at'),
+  };
+
   return [
     new EntitySchema<SessionRow>({
       name: `${t.sessions}`,
@@ -326,6 +355,11 @@ export function sessionEntitySchemas(options: SessionEntityOptions): EntitySchem
       name: t.auditCheckpoints,
       tableName: t.auditCheckpoints,
       columns: checkpointColumns,
+    }),
+    new EntitySchema<JobLeaseRow>({
+      name: t.jobLeases,
+      tableName: t.jobLeases,
+      columns: jobLeaseColumns,
     }),
   ];
 }

@@ -38,7 +38,7 @@ export function buildSessionStatements(t: TableNames, d: SqlDialect) {
  * the quoting per engine.
  */
 function buildPortableStatements(t: TableNames, d: SqlDialect) {
-  const [sessions, items, dataKeys, operations, auditRecords, auditHeads, checkpoints] = [
+  const [sessions, items, dataKeys, operations, auditRecords, auditHeads, checkpoints, leases] = [
     t.sessions,
     t.items,
     t.dataKeys,
@@ -46,6 +46,7 @@ function buildPortableStatements(t: TableNames, d: SqlDialect) {
     t.auditRecords,
     t.auditHeads,
     t.auditCheckpoints,
+    t.jobLeases,
   ].map((name) => quotedTable(t, name));
   const p = (n: number) => d.param(n);
   const itemColumns = '"seq", "dek_id", "expires_at", "created_at", "ciphertext"';
@@ -68,6 +69,10 @@ function buildPortableStatements(t: TableNames, d: SqlDialect) {
       : `"${column}"`;
   // SQLite's write transaction already holds the database's one write lock.
   const forUpdate = d.backend === 'sqlite' ? '' : ' FOR UPDATE';
+  const leaseColumns = '"job", "owner", "token", "expires_at"';
+  // Postgres and SQLite hand the changed row back; MySQL reads it back under the update's lock.
+  const returningLease = d.backend === 'mysql' ? '' : ` RETURNING ${leaseColumns}`;
+  const now = d.nowMs;
   const insertAuditCache = new Map<number, string>();
   const insertItemsCache = new Map<number, string>();
   const deleteBySeqCache = new Map<number, string>();
@@ -171,6 +176,16 @@ function buildPortableStatements(t: TableNames, d: SqlDialect) {
       `INSERT INTO ${checkpoints} ("tenant_id", "seq", "checkpoint_id", "checkpoint_time", "checkpoint", "heads") VALUES (${placeholders(1, 6)})`,
     ),
     latestCheckpoint: `SELECT "tenant_id", "seq", "checkpoint_id", "checkpoint_time", "checkpoint", "heads" FROM ${checkpoints} WHERE "tenant_id" = ${p(1)} ORDER BY "seq" DESC LIMIT 1`,
+    // A job's row, unheld (token 0, lapsed), so that taking the lease is an update of one row.
+    insertLeaseRow: d.insertIgnoringDuplicates(
+      `INSERT INTO ${leases} (${leaseColumns}) VALUES (${p(1)}, '', 0, 0)`,
+    ),
+    // Taken afresh when lapsed (MySQL assigns left to right: the token reads the old expiry),
+    // extended when the owner holds it; no row changes while another owner holds it.
+    takeLease: `UPDATE ${leases} SET "token" = CASE WHEN "expires_at" <= ${now} THEN "token" + 1 ELSE "token" END, "owner" = ${p(1)}, "expires_at" = ${now} + ${p(2)} WHERE "job" = ${p(3)} AND ("expires_at" <= ${now} OR "owner" = ${p(4)})${returningLease}`,
+    renewLease: `UPDATE ${leases} SET "expires_at" = ${now} + ${p(1)} WHERE "job" = ${p(2)} AND "owner" = ${p(3)} AND "token" = ${p(4)} AND "expires_at" > ${now}${returningLease}`,
+    releaseLease: `UPDATE ${leases} SET "expires_at" = ${now} WHERE "job" = ${p(1)} AND "owner" = ${p(2)} AND "token" = ${p(3)} AND "expires_at" > ${now}`,
+    findLease: `SELECT ${leaseColumns} FROM ${leases} WHERE "job" = ${p(1)}`,
     listAuditHeads: `SELECT ${headColumns} FROM ${auditHeads} WHERE "tenant_id" = ${p(1)} AND "chain_id" > ${p(2)} AND "seq" > 0 ORDER BY "chain_id" ASC LIMIT ${p(3)}`,
   };
 }

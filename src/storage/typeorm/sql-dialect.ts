@@ -31,6 +31,11 @@ export interface SqlDialect {
   /** Most parameters one statement may carry. */
   readonly maxParameters: number;
   /**
+   * The database's own clock in epoch ms, as an SQL expression: job leases are timed by it, so
+   * replicas whose clocks disagree still agree on who holds a lease.
+   */
+  readonly nowMs: string;
+  /**
    * How the sequence counter is advanced and read back in one statement, if the engine can:
    * `returning` (Postgres `UPDATE ... RETURNING`), `last-insert-id` (MySQL's
    * `LAST_INSERT_ID(expr)`), or `read-back` (a second SELECT under the row lock).
@@ -141,6 +146,8 @@ const sqliteDialect: SqlDialect = {
   param: () => '?',
   insertIgnoringDuplicates: (insert) => `${insert} ON CONFLICT DO NOTHING`,
   maxParameters: 32_766,
+  // 'subsec' (SQLite 3.42+; better-sqlite3 12 bundles a newer one): ms, not whole seconds.
+  nowMs: "CAST(unixepoch('subsec') * 1000 AS INTEGER)",
   sequenceReadBack: 'read-back',
   transientReason(error) {
     const { code } = codeAndMessage(error);
@@ -160,6 +167,8 @@ const postgresDialect: SqlDialect = {
   param: (index) => `$${index}`,
   insertIgnoringDuplicates: (insert) => `${insert} ON CONFLICT DO NOTHING`,
   maxParameters: 65_535,
+  // clock_timestamp(), not now(): the time of the statement's step, not of its transaction.
+  nowMs: '(extract(epoch from clock_timestamp()) * 1000)::bigint',
   sequenceReadBack: 'returning',
   transientReason(error) {
     const { code, message } = codeAndMessage(error);
@@ -187,6 +196,8 @@ const mysqlDialect: SqlDialect = {
   param: () => '?',
   insertIgnoringDuplicates: (insert) => insert.replace(/^INSERT INTO/, 'INSERT IGNORE INTO'),
   maxParameters: 65_535,
+  // From UTC, so the session's time zone (and its daylight-saving hour that repeats) plays no part.
+  nowMs: "(TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(3)) DIV 1000)",
   sequenceReadBack: 'last-insert-id',
   transientReason(error) {
     const { code, message } = codeAndMessage(error);

@@ -13,6 +13,8 @@ export interface TableNames {
   readonly auditHeads: string;
   /** Signed checkpoints of each tenant's trail. */
   readonly auditCheckpoints: string;
+  /** Each scheduled job's lease: owner, fencing token, expiry. */
+  readonly jobLeases: string;
   readonly schemaMigrations: string;
   /** Postgres schema holding the tables; undefined for the connection's search_path. */
   readonly schema?: string;
@@ -41,6 +43,7 @@ export function tableNamesFor(prefix: string = DEFAULT_TABLE_PREFIX, schema?: st
     auditRecords: `${prefix}audit_records`,
     auditHeads: `${prefix}audit_heads`,
     auditCheckpoints: `${prefix}audit_checkpoints`,
+    jobLeases: `${prefix}job_leases`,
     schemaMigrations: `${prefix}schema_migrations`,
     schema: schema === undefined ? undefined : checkSchemaName(schema),
   };

@@ -6,6 +6,7 @@ import {
   InvalidArgumentError,
   StorageUnavailableError,
 } from '../../errors/index.js';
+import { checkJobLease, checkLeaseName, checkLeaseTtl } from '../job-leases.js';
 import { sequenceBehindItemsError } from '../sequence-behind-items.js';
 import { SerialQueue } from '../serial-queue.js';
 import {
@@ -18,12 +19,13 @@ import {
 import type {
   AuditStorage,
   DataKeyPage,
+  LeaseStorage,
   SessionReadScope,
   SessionStorage,
   SessionWriteScope,
   StorageMaintenance,
 } from '../storage.ports.js';
-import type { SessionRef, StoredItem } from '../storage.records.js';
+import type { JobLease, SessionRef, StoredItem } from '../storage.records.js';
 import { poolReaderFor, type Row, type RowReader } from './pool-reader.js';
 import {
   dataKeyLabel,
@@ -33,6 +35,7 @@ import {
   toChainLink,
   toStoredCheckpoint,
   toDataKeyRecord,
+  toJobLease,
   toOperationRecord,
   toSessionRecord,
   toStoredItems,
@@ -252,6 +255,44 @@ export class TypeOrmSessionStorage implements SessionStorage {
       }),
   };
 
+  /**
+   * Job leases, a row per job in the leases table, timed by the database's clock. Each change
+   * is one conditional UPDATE, so two replicas racing for a lease cannot both win; acquire
+   * first inserts the job's row if it has none (an insert that skips an existing row).
+   */
+  readonly leases: LeaseStorage = {
+    acquire: async (job, owner, ttlMs) => {
+      checkLeaseName(job, 'job');
+      checkLeaseName(owner, 'owner');
+      checkLeaseTtl(ttlMs);
+      await this.withRunner((runner) => runner.query(this.sql.insertLeaseRow, [job]));
+      return this.changeLease(job, this.sql.takeLease, [owner, ttlMs, job, owner]);
+    },
+    renew: async (lease, ttlMs) => {
+      checkJobLease(lease);
+      checkLeaseTtl(ttlMs);
+      return this.changeLease(lease.job, this.sql.renewLease, [
+        ttlMs,
+        lease.job,
+        lease.owner,
+        lease.token,
+      ]);
+    },
+    release: async (lease) => {
+      checkJobLease(lease);
+      await this.withRunner((runner) =>
+        runner.query(this.sql.releaseLease, [lease.job, lease.owner, lease.token]),
+      );
+    },
+    current: async (job) => {
+      checkLeaseName(job, 'job');
+      return this.readRows(async (q) => {
+        const [row] = await q(this.sql.findLease, [job]);
+        return row && toJobLease(row, job);
+      });
+    },
+  };
+
   read<T>(ref: SessionRef, work: (scope: SessionReadScope) => Promise<T>): Promise<T> {
     const scope = this.poolReadScope;
     if (scope) return this.translateErrors(() => work(bindReadScope(scope, ref)));
@@ -264,6 +305,31 @@ export class TypeOrmSessionStorage implements SessionStorage {
     return this.inTransaction((runner) =>
       work(bindWriteScope(this.createScope(runnerReader(runner), runner), ref)),
     );
+  }
+
+  /**
+   * Runs a conditional update of `job`'s lease row; returns the lease it left, or undefined when
+   * no row matched (another owner holds it, or the lease was lost).
+   */
+  private changeLease(
+    job: string,
+    statement: string,
+    params: unknown[],
+  ): Promise<JobLease | undefined> {
+    if (this.dialect.backend !== 'mysql') {
+      return this.withRunner(async (runner) => {
+        const [row] = runnerRows(await runner.query(statement, params, true));
+        return row && toJobLease(row, job);
+      });
+    }
+    // MySQL's UPDATE returns no row: it is read back in the same transaction, under the lock
+    // the update took, so no other replica can change it in between.
+    return this.inTransaction(async (runner) => {
+      const { affected } = (await runner.query(statement, params, true)) as { affected?: number };
+      if ((affected ?? 0) === 0) return undefined;
+      const [row] = await runnerReader(runner)(this.sql.findLease, [job]);
+      return row && toJobLease(row, job);
+    });
   }
 
   /** Runs work in a write transaction: committed when it resolves, rolled back when it throws. */
@@ -660,6 +726,10 @@ function auditRefusedMessage(backend: string): string {
 /** Reads through a query runner (SQLite, and every statement inside a transaction). */
 
 function runnerReader(runner: QueryRunner): RowReader {
-  return async (statement, params) =>
-    ((await runner.query(statement, params, true)) as { records?: Row[] }).records ?? [];
+  return async (statement, params) => runnerRows(await runner.query(statement, params, true));
+}
+
+/** The rows of a structured query result (none for a statement that returns none). */
+function runnerRows(result: unknown): Row[] {
+  return (result as { records?: Row[] }).records ?? [];
 }

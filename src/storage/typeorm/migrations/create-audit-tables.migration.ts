@@ -1,8 +1,8 @@
-import type { MigrationInterface, QueryRunner } from 'typeorm';
-import { dialectFor, type SqlBackend } from '../sql-dialect.js';
-import { quotedTable, schemaOf, tableNamesFor, type TableNames } from '../table-names.js';
+import type { MigrationInterface } from 'typeorm';
+import type { SqlBackend } from '../sql-dialect.js';
+import type { TableNames } from '../table-names.js';
 import { MYSQL_ID_BYTES } from './binary-ids.migration.js';
-import { createTablesSql, type TableDefinition } from './create-session-tables.migration.js';
+import { tablesMigration, type TableDefinition } from './create-session-tables.migration.js';
 
 /**
  * Characters of a chain id: `session.` + two base64url ids of at most 573 UTF-8 bytes each
@@ -107,40 +107,6 @@ export function checkpointTableDefinitions(t: TableNames, backend: SqlBackend): 
       indexes: [],
     },
   ];
-}
-
-/**
- * A migration that creates the tables `definitionsOf` names (each skipped when it exists, so it
- * runs again harmlessly) and drops them, newest first, on the way down.
- */
-function tablesMigration(
-  name: string,
-  prefix: string | undefined,
-  definitionsOf: (t: TableNames, backend: SqlBackend) => TableDefinition[],
-): new () => MigrationInterface {
-  tableNamesFor(prefix); // refuses a bad prefix now, not at the first run
-  return class implements MigrationInterface {
-    readonly name = name;
-
-    async up(queryRunner: QueryRunner): Promise<void> {
-      const dialect = dialectFor(queryRunner.connection);
-      const tables = tableNamesFor(prefix, schemaOf(queryRunner.connection));
-      const definitions = definitionsOf(tables, dialect.backend);
-      for (const statement of createTablesSql(tables, dialect.backend, definitions)) {
-        await queryRunner.query(dialect.sql(statement));
-      }
-    }
-
-    async down(queryRunner: QueryRunner): Promise<void> {
-      const dialect = dialectFor(queryRunner.connection);
-      const tables = tableNamesFor(prefix, schemaOf(queryRunner.connection));
-      for (const table of definitionsOf(tables, dialect.backend).toReversed()) {
-        await queryRunner.query(
-          dialect.sql(`DROP TABLE IF EXISTS ${quotedTable(tables, table.name)}`),
-        );
-      }
-    }
-  };
 }
 
 /**

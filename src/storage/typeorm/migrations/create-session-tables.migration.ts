@@ -189,3 +189,37 @@ export function createSessionTablesMigration(prefix?: string): new () => Migrati
     }
   };
 }
+
+/**
+ * A migration that creates the tables `definitionsOf` names (each skipped when it exists, so it
+ * runs again harmlessly) and drops them, newest first, on the way down.
+ */
+export function tablesMigration(
+  name: string,
+  prefix: string | undefined,
+  definitionsOf: (t: TableNames, backend: SqlBackend) => TableDefinition[],
+): new () => MigrationInterface {
+  tableNamesFor(prefix); // refuses a bad prefix now, not at the first run
+  return class implements MigrationInterface {
+    readonly name = name;
+
+    async up(queryRunner: QueryRunner): Promise<void> {
+      const dialect = dialectFor(queryRunner.connection);
+      const tables = tableNamesFor(prefix, schemaOf(queryRunner.connection));
+      const definitions = definitionsOf(tables, dialect.backend);
+      for (const statement of createTablesSql(tables, dialect.backend, definitions)) {
+        await queryRunner.query(dialect.sql(statement));
+      }
+    }
+
+    async down(queryRunner: QueryRunner): Promise<void> {
+      const dialect = dialectFor(queryRunner.connection);
+      const tables = tableNamesFor(prefix, schemaOf(queryRunner.connection));
+      for (const table of definitionsOf(tables, dialect.backend).toReversed()) {
+        await queryRunner.query(
+          dialect.sql(`DROP TABLE IF EXISTS ${quotedTable(tables, table.name)}`),
+        );
+      }
+    }
+  };
+}

@@ -4,6 +4,7 @@ import {
   createAuditCheckpointsMigration,
   createAuditTablesMigration,
 } from './create-audit-tables.migration.js';
+import { createJobLeasesMigration } from './create-job-leases.migration.js';
 import { createSessionTablesMigration } from './create-session-tables.migration.js';
 
 export { binaryIdsMigration } from './binary-ids.migration.js';
@@ -11,6 +12,7 @@ export {
   createAuditCheckpointsMigration,
   createAuditTablesMigration,
 } from './create-audit-tables.migration.js';
+export { createJobLeasesMigration } from './create-job-leases.migration.js';
 export { createSessionTablesMigration } from './create-session-tables.migration.js';
 
 /**
@@ -24,5 +26,6 @@ export function sessionMigrations(prefix?: string): Array<new () => MigrationInt
     binaryIdsMigration(prefix),
     createAuditTablesMigration(prefix),
     createAuditCheckpointsMigration(prefix),
+    createJobLeasesMigration(prefix),
   ];
 }

@@ -41,6 +41,7 @@ export {
   type EncryptedSessionModuleExtras,
   type EncryptedSessionModuleOptions,
   type EnvKeySourceOptions,
+  type JobsOptions,
   type KeysOptions,
   type RedisStorageOptions,
   type SqlServerStorageOptions,
@@ -72,6 +73,14 @@ export {
   type ChainBreak,
   type ChainVerification,
 } from './audit/index.js';
+
+// Scheduled jobs: each a public method, on a cron when options.jobs enables it.
+export {
+  EncryptedSessionJobs,
+  type HeldLease,
+  type JobRunReport,
+  type JobStatus,
+} from './jobs/index.js';
 
 // Sessions: open one, hand it to @openai/agents.
 export {

@@ -2,6 +2,7 @@ import { Module, type DynamicModule } from '@nestjs/common';
 import type { DataSource } from 'typeorm';
 import { AUDIT_SINK, AUDIT_TRAIL, AuditService } from '../audit/index.js';
 import { ConfigurationError } from '../errors/index.js';
+import { EncryptedSessionJobs, JOBS_CONFIG, JobScheduler } from '../jobs/index.js';
 import { KEY_PROVIDER, KEY_RING_OPTIONS, KekRotationService, KeyRing } from '../keys/index.js';
 import { EncryptedSessionService, SESSION_DEFAULTS } from '../sessions/index.js';
 import { SESSION_STORAGE } from '../storage/index.js';
@@ -85,11 +86,24 @@ import { RESOLVED_MODULE_OPTIONS } from './module-tokens.js';
     KekRotationService,
     EncryptedSessionService,
     AuditService,
+    {
+      provide: JOBS_CONFIG,
+      useFactory: (options: ResolvedModuleOptions) => options.jobs,
+      inject: [RESOLVED_MODULE_OPTIONS],
+    },
+    EncryptedSessionJobs,
+    JobScheduler,
     EncryptedSessionLifecycle,
   ],
   // Not SESSION_STORAGE nor KEY_PROVIDER: a host holding the raw storage port could write around
   // the encryption, and the raw provider could unwrap any data key.
-  exports: [EncryptedSessionService, KeyRing, KekRotationService, AuditService],
+  exports: [
+    EncryptedSessionService,
+    KeyRing,
+    KekRotationService,
+    AuditService,
+    EncryptedSessionJobs,
+  ],
 })
 export class EncryptedSessionModule extends ConfigurableEncryptedSessionModule {
   /**

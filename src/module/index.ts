@@ -4,6 +4,7 @@ export {
   DEFAULT_SQLITE_PATH,
   type ActorResolver,
   type AuditOptions,
+  type JobsOptions,
   type AwsCredentialsOption,
   type AwsKmsKeySourceOptions,
   type EncryptedSessionModuleExtras,

@@ -554,11 +554,42 @@ const auditOptionsSchema = strictOptions(
 );
 
 // ---------------------------------------------------------------------------------------------
-// The whole
+// Scheduled jobs
 
-/** Options reserved for a later release; giving one now is refused rather than ignored. */
-const reserved = (what: string) =>
-  z.undefined({ error: `is reserved for ${what} (a later release); leave it out` }).optional();
+const jobsOptionsSchema = strictOptions(
+  {
+    /**
+     * How long a job's lease lasts unless renewed, in seconds. A replica renews it at a third of
+     * that while its job works; another replica takes over this long after one died.
+     * @default 60
+     */
+    leaseTtlSeconds: wholeNumber('a whole number of seconds, from 5 to 3600 (default 60)', 5)
+      .max(3600, { error: 'must be at most 3600 seconds' })
+      .optional(),
+    /**
+     * Moves data keys still wrapped by an older root key to the active one (KEK rotation by
+     * rewrap; `KekRotationService`), on one replica at a time, audited per page.
+     * `cron`: when (default hourly, `'0 * * * *'`); `batchSize`: data keys per page (default
+     * 100); `maxBatchesPerRun`: pages per run (default 50; the next run goes on).
+     * @default { enabled: false }
+     */
+    kekRewrap: strictOptions(
+      {
+        enabled: z.boolean(takes('true or false (default false)')).optional(),
+        cron: nonEmptyString("a cron expression, e.g. '0 * * * *' (hourly)").optional(),
+        batchSize: wholeNumber('a whole number from 1 to 1000 (default 100)', 1)
+          .max(1000, { error: 'must be at most 1000' })
+          .optional(),
+        maxBatchesPerRun: wholeNumber('a whole number, at least 1 (default 50)', 1).optional(),
+      },
+      "an object, e.g. { enabled: true, cron: '0 * * * *' }",
+    ).optional(),
+  },
+  'an object, e.g. { kekRewrap: { enabled: true } }',
+);
+
+// ---------------------------------------------------------------------------------------------
+// The whole
 
 /** The schema of `EncryptedSessionModule.forRoot`'s options (and of `forRootAsync`'s factory result). */
 export const moduleOptionsSchema = strictOptions(
@@ -590,8 +621,12 @@ export const moduleOptionsSchema = strictOptions(
     keyCache: keyCacheOptionsSchema.optional(),
     /** The audit trail: on by default, fail-closed. */
     audit: auditOptionsSchema.optional(),
-    /** Reserved for the scheduled jobs (retention purges, staged key rotation). */
-    jobs: reserved('the scheduled jobs'),
+    /**
+     * Scheduled jobs, each run by one replica at a time under its lease. An enabled job needs
+     * the host to import `ScheduleModule.forRoot()` from `@nestjs/schedule`; with every job
+     * disabled (the default) the scheduler is not needed.
+     */
+    jobs: jobsOptionsSchema.optional(),
   },
   'an options object with at least { keys }',
 );
@@ -608,6 +643,12 @@ export type EncryptedSessionModuleOptions = z.input<typeof moduleOptionsSchema>;
  * @publicApi
  */
 export type AuditOptions = z.input<typeof auditOptionsSchema>;
+/**
+ * `options.jobs`: the scheduled jobs.
+ *
+ * @publicApi
+ */
+export type JobsOptions = z.input<typeof jobsOptionsSchema>;
 /**
  * `options.keys`: one root key source and the key ring's policies.
  *

@@ -3,6 +3,7 @@ import type { Logger as WinstonLogger } from 'winston';
 import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
 import { signingKeyIdOf, type AuditReadsPolicy, type CheckpointSigner } from '../audit/index.js';
 import { ConfigurationError } from '../errors/index.js';
+import type { JobsConfig } from '../jobs/index.js';
 import { parseOptions } from '../errors/option-schema.js';
 import {
   keyRingOptionsFrom,
@@ -28,6 +29,7 @@ import {
   moduleOptionsSchema,
   type ActorResolver,
   type AuditOptions,
+  type JobsOptions,
   type KeySourceName,
   type RedisStorageOptions,
   type SqlServerStorageOptions,
@@ -82,6 +84,7 @@ export interface ResolvedModuleOptions {
   readonly keyRing: Readonly<Required<KeyRingOptions>>;
   readonly storage: ResolvedStorage;
   readonly sessions: Readonly<SessionDefaults>;
+  readonly jobs: JobsConfig;
 }
 
 /** Options that change the module graph: read beside the options, never in them. */
@@ -123,6 +126,7 @@ export function resolveModuleOptions(
   return deepFreeze({
     keys: keys.source,
     audit: resolveAudit(parsed.audit),
+    jobs: resolveJobs(parsed.jobs),
     keyRing: resolveKeyRingOptions(
       keyRingOptionsFrom({
         keyCache: parsed.keyCache,
@@ -139,6 +143,18 @@ export function resolveModuleOptions(
 }
 
 const DAY_MS = 86_400_000;
+
+function resolveJobs(jobs: JobsOptions | undefined): JobsConfig {
+  return {
+    leaseTtlMs: (jobs?.leaseTtlSeconds ?? 60) * 1000,
+    kekRewrap: {
+      enabled: jobs?.kekRewrap?.enabled ?? false,
+      cron: jobs?.kekRewrap?.cron ?? '0 * * * *',
+      batchSize: jobs?.kekRewrap?.batchSize ?? 100,
+      maxBatchesPerRun: jobs?.kekRewrap?.maxBatchesPerRun ?? 50,
+    },
+  };
+}
 
 function resolveAudit(audit: AuditOptions | undefined): ResolvedAuditOptions | undefined {
   if (audit?.enabled === false) return undefined;

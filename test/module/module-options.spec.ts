@@ -114,9 +114,19 @@ describe('module options', () => {
         'Unknown option options.audit.requireActors; options.audit takes: enabled, requireActor, reads, macKeyRotationDays, winston, checkpoints, actorFromRequest, actorFromRunContext (a misspelt or misplaced option would otherwise be ignored)',
       ],
       [
-        'jobs (reserved)',
-        { jobs: {} },
-        'options.jobs is reserved for the scheduled jobs (a later release); leave it out',
+        'an unknown job',
+        { jobs: { purge: { enabled: true } } },
+        'Unknown option options.jobs.purge; options.jobs takes: leaseTtlSeconds, kekRewrap (a misspelt or misplaced option would otherwise be ignored)',
+      ],
+      [
+        'a lease shorter than 5 seconds',
+        { jobs: { leaseTtlSeconds: 1 } },
+        'options.jobs.leaseTtlSeconds must be a whole number of seconds, from 5 to 3600 (default 60)',
+      ],
+      [
+        'a rewrap page of no data keys',
+        { jobs: { kekRewrap: { enabled: true, batchSize: 0 } } },
+        'options.jobs.kekRewrap.batchSize must be a whole number from 1 to 1000 (default 100)',
       ],
       [
         'an instance that is not a SessionStorage',

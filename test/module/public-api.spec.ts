@@ -29,6 +29,7 @@ describe('the public API', () => {
         'ENVELOPE_TAG_LENGTH',
         'EncryptedSession',
         'EncryptedSessionError',
+        'EncryptedSessionJobs',
         'EncryptedSessionModule',
         'EncryptedSessionService',
         'EnvKeyProvider',

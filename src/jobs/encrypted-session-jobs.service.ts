@@ -1,0 +1,89 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { ConfigurationError } from '../errors/index.js';
+import { KekRotationService, type RewrapReport } from '../keys/index.js';
+import { SESSION_STORAGE, type SessionStorage } from '../storage/index.js';
+import { JOB_NAMES, JOBS_CONFIG, type JobKey, type JobsConfig } from './jobs-config.js';
+import { LeasedJobRunner, leaseOwnerId, type JobRunReport } from './leased-job-runner.js';
+
+/**
+ * A job, its schedule, and how its last run in this process ended.
+ *
+ * @publicApi
+ */
+export interface JobStatus {
+  readonly key: JobKey;
+  /** Its name in `SchedulerRegistry` and in its lease. */
+  readonly name: string;
+  readonly enabled: boolean;
+  readonly cron: string;
+  readonly lastRun?: JobRunReport;
+}
+
+/**
+ * The module's jobs, each a public method: the scheduler calls them on their cron
+ * (`options.jobs`), and a host, the CLI or a test may call them at any time. Each runs under
+ * its lease, so of all replicas one acts at a time; the others' runs are `skipped`.
+ *
+ * @publicApi
+ */
+@Injectable()
+export class EncryptedSessionJobs {
+  private readonly lastRuns = new Map<JobKey, JobRunReport>();
+  private runner: LeasedJobRunner | undefined;
+
+  constructor(
+    @Inject(SESSION_STORAGE) private readonly storage: SessionStorage,
+    private readonly kekRotation: KekRotationService,
+    @Inject(JOBS_CONFIG) private readonly config: JobsConfig,
+  ) {}
+
+  /**
+   * Moves data keys still wrapped by an older root key to the active one (KEK rotation by
+   * rewrap), at most `jobs.kekRewrap.maxBatchesPerRun` pages per run. Does nothing when every
+   * data key is already on the active root key. Each page is audited (`key.rewrap.batch`).
+   */
+  rewrapRootKeys(): Promise<JobRunReport<RewrapReport | undefined>> {
+    const { batchSize, maxBatchesPerRun } = this.config.kekRewrap;
+    return this.run('kekRewrap', async () => {
+      if ((await this.kekRotation.status()).remaining === 0) return undefined;
+      return this.kekRotation.rewrapAll({ batchSize, maxBatches: maxBatchesPerRun });
+    });
+  }
+
+  /** Every job, whether it is scheduled, and its last run in this process. */
+  status(): JobStatus[] {
+    return (Object.keys(JOB_NAMES) as JobKey[]).map((key) => ({
+      key,
+      name: JOB_NAMES[key],
+      enabled: this.config[key].enabled,
+      cron: this.config[key].cron,
+      ...(this.lastRuns.has(key) && { lastRun: this.lastRuns.get(key) }),
+    }));
+  }
+
+  /**
+   * Refuses, before anything is scheduled, a storage that keeps no leases.
+   *
+   * @internal
+   */
+  assertRunnable(): void {
+    this.leasedRunner();
+  }
+
+  private async run<T>(key: JobKey, work: () => Promise<T>): Promise<JobRunReport<T>> {
+    const report = await this.leasedRunner().run(JOB_NAMES[key], work);
+    this.lastRuns.set(key, report);
+    return report;
+  }
+
+  private leasedRunner(): LeasedJobRunner {
+    const leases = this.storage.leases;
+    if (!leases) {
+      throw new ConfigurationError(
+        `The session storage '${this.storage.backend}' keeps no job leases, so its jobs cannot run safely on several replicas; use one of the module's stores (SQLite, Postgres, MySQL/MariaDB, Redis, memory)`,
+      );
+    }
+    this.runner ??= new LeasedJobRunner(leases, leaseOwnerId(), this.config.leaseTtlMs);
+    return this.runner;
+  }
+}

@@ -1,0 +1,9 @@
+export { EncryptedSessionJobs, type JobStatus } from './encrypted-session-jobs.service.js';
+export { JobScheduler } from './job-scheduler.js';
+export { JOB_NAMES, JOBS_CONFIG, type JobKey, type JobsConfig } from './jobs-config.js';
+export {
+  LeasedJobRunner,
+  leaseOwnerId,
+  type HeldLease,
+  type JobRunReport,
+} from './leased-job-runner.js';

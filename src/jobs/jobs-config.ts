@@ -1,0 +1,27 @@
+/**
+ * The jobs as the module resolved them from `options.jobs`: every job listed, with its
+ * defaults filled in.
+ */
+export interface JobsConfig {
+  /** How long a job's lease lasts unless renewed (renewed at a third of it while it works). */
+  readonly leaseTtlMs: number;
+  readonly kekRewrap: {
+    readonly enabled: boolean;
+    readonly cron: string;
+    /** Data keys per page. */
+    readonly batchSize: number;
+    /** Pages one run moves at most; the next run goes on. */
+    readonly maxBatchesPerRun: number;
+  };
+}
+
+/** Injection token of the module's {@link JobsConfig}. */
+export const JOBS_CONFIG = Symbol('JOBS_CONFIG');
+
+/** The names jobs have in `SchedulerRegistry` and in leases, by option key. */
+export const JOB_NAMES = {
+  kekRewrap: 'nest-encrypted-sessions:kek-rewrap',
+} as const satisfies Record<Exclude<keyof JobsConfig, 'leaseTtlMs'>, string>;
+
+/** A job's option key. */
+export type JobKey = keyof typeof JOB_NAMES;

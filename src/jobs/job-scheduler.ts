@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module';
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { ModuleRef } from '@nestjs/core';
-import { ConfigurationError } from '../errors/index.js';
+import { ConfigurationError, EncryptedSessionError } from '../errors/index.js';
 import { EncryptedSessionJobs } from './encrypted-session-jobs.service.js';
 import { JOB_NAMES, JOBS_CONFIG, type JobKey, type JobsConfig } from './jobs-config.js';
 
@@ -60,6 +60,8 @@ function loadSchedulePackages(): SchedulePackages {
 export class JobScheduler {
   private readonly scheduled: Array<{ readonly name: string; readonly job: CronJobLike }> = [];
   private readonly running = new Set<Promise<unknown>>();
+  /** Jobs with a run in progress: a tick meanwhile is skipped. */
+  private readonly busy = new Set<JobKey>();
   private registry: SchedulerRegistryLike | undefined;
 
   constructor(
@@ -120,8 +122,9 @@ export class JobScheduler {
     this.busy.add(key);
     const run = this.runJob(key)
       .catch((error: unknown) => {
+        // Taking the lease failed (storage down): the next tick tries again.
         logger.error(
-          `Job ${JOB_NAMES[key]} could not run (${error instanceof ConfigurationError ? error.message : 'unexpected error'})`,
+          `Job ${JOB_NAMES[key]} could not start (${error instanceof EncryptedSessionError ? error.code : 'UNEXPECTED'}); the next tick tries again`,
         );
       })
       .finally(() => {
@@ -130,8 +133,6 @@ export class JobScheduler {
       });
     this.running.add(run);
   }
-
-  private readonly busy = new Set<JobKey>();
 
   private runJob(key: JobKey): Promise<unknown> {
     const runs: Record<JobKey, () => Promise<unknown>> = {

@@ -109,10 +109,16 @@ export {
   type WrappedDataKey,
 } from './keys/index.js';
 
-// Storage: the port a host's own adapter implements, and the in-memory adapter.
+// Storage: the port a host's own adapter implements (with the audit trail's records and the
+// jobs' leases), and the in-memory adapter.
 export {
   MemorySessionStorage,
   supportsMaintenance,
+  type AuditChainHeadRecord,
+  type AuditChainRef,
+  type AuditChainWrites,
+  type AuditRecordQuery,
+  type AuditStorage,
   type DataKeyPage,
   type DataKeyReads,
   type DataKeyRecord,
@@ -123,6 +129,8 @@ export {
   type HistoryOperationWrites,
   type ItemReads,
   type ItemWrites,
+  type JobLease,
+  type LeaseStorage,
   type MaintenanceUnsupported,
   type SessionReadScope,
   type SessionRecord,
@@ -132,6 +140,9 @@ export {
   type SessionStorage,
   type SessionWriteScope,
   type StorageMaintenance,
+  type StoredAuditRecord,
+  type StoredChainLink,
+  type StoredCheckpoint,
   type StoredItem,
 } from './storage/index.js';
 

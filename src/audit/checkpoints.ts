@@ -125,6 +125,9 @@ export async function takeCheckpoint(
       previous,
       signingKeyId: signer.keyId,
       privateKey: signer.privateKey,
+      // Later than the previous one even within its millisecond, so a verifier can tell which
+      // of two copies is the newer by time alone.
+      time: Math.max(Date.now(), (previous?.time ?? 0) + 1),
     });
     const stored = await store.append({
       tenantId,
@@ -181,9 +184,15 @@ export async function checkedCheckpoint(
 ): Promise<{ check: CheckpointCheck; heads?: Map<string, ChainHead> } | undefined> {
   const latest = await checkpointStore(storage).latest(tenantId);
   const stored = latest && (JSON.parse(latest.checkpoint) as AuditCheckpoint);
-  // An older outside copy adds nothing: the newer stored one is signed too.
+  // An older outside copy adds nothing: the newer stored one is signed too. (A copy as old as
+  // the stored one but another checkpoint is not older: it was taken from a stored one since
+  // deleted, or forged; checkpoint times rise strictly.)
   const reference =
-    external && (!stored || external.time > stored.time || external.tenantId !== tenantId)
+    external &&
+    (!stored ||
+      external.tenantId !== tenantId ||
+      external.time > stored.time ||
+      (external.time === stored.time && external.checkpointId !== stored.checkpointId))
       ? external
       : stored;
   if (!reference) return undefined;

@@ -1,5 +1,5 @@
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
   auditChainOf,
   bodyDigest,
@@ -152,6 +152,28 @@ function describeCheckpointTampering(name: string, createHarness: HarnessFactory
       // A copy with a forged signature is refused as such.
       const forged = { ...newest, signature: randomBytes(64).toString('base64url') };
       expect((await verify(forged)).checkpoint).toMatchObject({ reason: 'checkpoint_signature' });
+      // Taken within the millisecond of the one before, a checkpoint is still the later one.
+      const now = Date.now();
+      const clock = vi.spyOn(Date, 'now').mockReturnValue(now);
+      try {
+        const first = await runAs(as, () =>
+          rig.audit.checkpoint({ tenantId: 'deleted-checkpoint' }),
+        );
+        const second = await runAs(as, () =>
+          rig.audit.checkpoint({ tenantId: 'deleted-checkpoint' }),
+        );
+        expect(second.time).toBe(first.time + 1);
+        await rig.sql(
+          `DELETE FROM "nes_audit_checkpoints" WHERE "tenant_id" = ? AND "checkpoint_id" = ?`,
+          ['deleted-checkpoint', second.checkpointId],
+        );
+        expect((await verify(second)).checkpoint).toMatchObject({
+          ok: false,
+          reason: 'checkpoint_missing',
+        });
+      } finally {
+        clock.mockRestore();
+      }
     });
   });
 }

@@ -1,8 +1,7 @@
-import { randomBytes } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
 import { AuditWriteError, type SessionRef } from '../../src/index.js';
 import type { SessionStorage } from '../../src/storage/storage.ports.js';
-import { chainOf, recordsAfter } from '../support/audit-records.js';
+import { appendWithAudit, chainOf } from '../support/audit-records.js';
 import { newSessionRecord } from '../support/session-records.js';
 import {
   sqlServerHarness,
@@ -43,30 +42,6 @@ const REFUSING_TRIGGER: Partial<Record<string, { create: string[]; drop: string[
     drop: ['DROP TRIGGER `refuse_audit`'],
   },
 };
-
-const item = (seq: number) => ({
-  seq,
-  dekId: '00000000-0000-4000-8000-000000000001',
-  expiresAt: null,
-  createdAt: seq,
-  ciphertext: randomBytes(64),
-});
-
-/** One unit of work: an item appended and its audit record; returns what it threw. */
-async function appendWithAudit(storage: SessionStorage, ref: SessionRef, body = 'x') {
-  const chain = chainOf(ref.tenantId, ref.sessionId);
-  return storage
-    .transaction(ref, async (scope) => {
-      const first = await scope.session.reserveSequence(1, 5);
-      await scope.items.insertMany([item(first!)]);
-      const head = await scope.audit!.lockHead(chain.chainId);
-      await scope.audit!.append(recordsAfter(chain, head, 1, body));
-    })
-    .then(
-      () => undefined,
-      (error: unknown) => error,
-    );
-}
 
 /** What the session holds: its items' seqs, its counter and its chain's seq. */
 async function storedState(storage: SessionStorage, ref: SessionRef) {

@@ -1,4 +1,4 @@
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AuditTrail, auditChainOf } from '../../src/audit/index.js';
@@ -13,7 +13,7 @@ import { KeyRingAuditKeys } from '../../src/module/key-ring-audit-keys.js';
 import { RedisSessionStorage } from '../../src/storage/redis/redis.session-storage.js';
 import { RedisKeyLayout } from '../../src/storage/redis/redis-keys.js';
 import type { SessionStorage } from '../../src/storage/storage.ports.js';
-import { chainOf, recordsAfter } from '../support/audit-records.js';
+import { appendWithAudit, chainOf, recordsAfter } from '../support/audit-records.js';
 import {
   REDIS_URL,
   createRedisTestStorage,
@@ -38,30 +38,6 @@ import { assembleHarness, userMessage } from '../support/session-harness.js';
 const up = await redisReadyFor('Redis audit fail-closed spec');
 
 const CANARY = 'canary-redis-audit-body-5c1e';
-
-const item = (seq: number) => ({
-  seq,
-  dekId: '00000000-0000-4000-8000-000000000001',
-  expiresAt: null,
-  createdAt: seq,
-  ciphertext: randomBytes(64),
-});
-
-/** One unit of work: an item appended and its audit record; returns what it threw. */
-async function appendWithAudit(storage: SessionStorage, ref: SessionRef, body = 'x') {
-  const chain = chainOf(ref.tenantId, ref.sessionId);
-  return storage
-    .transaction(ref, async (scope) => {
-      const first = await scope.session.reserveSequence(1, 5);
-      await scope.items.insertMany([item(first!)]);
-      const head = await scope.audit!.lockHead(chain.chainId);
-      await scope.audit!.append(recordsAfter(chain, head, 1, body));
-    })
-    .then(
-      () => undefined,
-      (error: unknown) => error,
-    );
-}
 
 /** An audit unit of its own (a read's event) on the session's chain; returns what it threw. */
 async function auditAlone(storage: SessionStorage, ref: SessionRef, body = 'x') {

@@ -1,5 +1,10 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import type { AuditChainRef, StoredAuditRecord } from '../../src/storage/storage.records.js';
+import type { SessionStorage } from '../../src/storage/storage.ports.js';
+import type {
+  AuditChainRef,
+  SessionRef,
+  StoredAuditRecord,
+} from '../../src/storage/storage.records.js';
 
 /*
  * Audit records for storage tests: chained by seq and prevMac as the audit layer chains them,
@@ -50,4 +55,28 @@ export function recordsAfter(
     prevMac = mac;
   }
   return records;
+}
+
+const item = (seq: number) => ({
+  seq,
+  dekId: '00000000-0000-4000-8000-000000000001',
+  expiresAt: null,
+  createdAt: seq,
+  ciphertext: randomBytes(64),
+});
+
+/** One unit of work: an item appended and its audit record; returns what it threw. */
+export async function appendWithAudit(storage: SessionStorage, ref: SessionRef, body = 'x') {
+  const chain = chainOf(ref.tenantId, ref.sessionId);
+  return storage
+    .transaction(ref, async (scope) => {
+      const first = await scope.session.reserveSequence(1, 5);
+      await scope.items.insertMany([item(first!)]);
+      const head = await scope.audit!.lockHead(chain.chainId);
+      await scope.audit!.append(recordsAfter(chain, head, 1, body));
+    })
+    .then(
+      () => undefined,
+      (error: unknown) => error,
+    );
 }

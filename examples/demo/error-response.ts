@@ -69,6 +69,11 @@ export const HTTP_STATUS_BY_ERROR_CODE: Readonly<Record<EncryptedSessionErrorCod
       status: HttpStatus.SERVICE_UNAVAILABLE,
       publicMessage: 'Session storage is busy or unavailable; retry later',
     },
+    // Only a job's own writes raise it; a request never should.
+    LEASE_LOST: {
+      status: HttpStatus.SERVICE_UNAVAILABLE,
+      publicMessage: 'A maintenance job lost its lease; retry later',
+    },
     SHUTTING_DOWN: {
       status: HttpStatus.SERVICE_UNAVAILABLE,
       publicMessage: 'The server is shutting down; retry the request',

@@ -14,6 +14,7 @@ export type EncryptedSessionErrorCode =
   | 'KEY_DESTROYED'
   | 'KEY_PROVIDER_UNAVAILABLE'
   | 'KEY_UNUSABLE'
+  | 'LEASE_LOST'
   | 'SESSION_NOT_FOUND'
   | 'SHUTTING_DOWN'
   | 'STORAGE_UNAVAILABLE';

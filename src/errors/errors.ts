@@ -120,3 +120,14 @@ export class AuditWriteError extends EncryptedSessionError {
 export class AuditActorRequiredError extends EncryptedSessionError {
   readonly code = 'AUDIT_ACTOR_REQUIRED';
 }
+
+/**
+ * A scheduled job's write was refused because the job no longer holds its lease: it lapsed
+ * (the process was paused or cut off past its time to live) and another replica may have taken
+ * it. Nothing of that write was stored; the job stops, and the lease holder carries on.
+ *
+ * @publicApi
+ */
+export class LeaseLostError extends EncryptedSessionError {
+  readonly code = 'LEASE_LOST';
+}

@@ -12,6 +12,7 @@ export {
   KeyDestroyedError,
   KeyProviderUnavailableError,
   KeyUnusableError,
+  LeaseLostError,
   SessionNotFoundError,
   ShuttingDownError,
   StorageUnavailableError,

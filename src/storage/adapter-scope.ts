@@ -5,6 +5,7 @@ import type {
   AuditChainRef,
   DataKeyRecord,
   HistoryOperationRecord,
+  JobLease,
   SessionRecord,
   SessionRef,
   StoredAuditRecord,
@@ -87,6 +88,8 @@ export interface AdapterScope {
   readonly historyOperations: AdapterHistoryOperations;
   /** Absent on an adapter that keeps no audit trail. */
   readonly audit?: AdapterAuditChains;
+  /** A job lease's fence in this unit (SessionWriteScope.fence); absent without leases. */
+  readonly fence?: (lease: JobLease) => Promise<void>;
 }
 
 /** What an adapter's read-only unit of work offers: the read methods only. */
@@ -215,6 +218,7 @@ export function bindWriteScope(scope: AdapterScope, sessionRef: SessionRef): Ses
   const { ref } = read;
   return {
     ...(scope.audit && { audit: bindAuditChains(scope.audit, ref) }),
+    ...(scope.fence && { fence: scope.fence }),
     ref,
     session: {
       ...read.session,

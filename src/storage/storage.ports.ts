@@ -3,6 +3,7 @@ import type {
   AuditChainRef,
   AuditRecordQuery,
   DataKeyRecord,
+  ExpiredItemRecord,
   HistoryOperationRecord,
   JobLease,
   SessionRecord,
@@ -203,6 +204,13 @@ export interface SessionWriteScope extends SessionReadScope {
   readonly historyOperations: HistoryOperationWrites;
   /** The session's audit chain; present when the storage offers {@link AuditStorage}. */
   readonly audit?: AuditChainWrites;
+  /**
+   * Fences the unit with a job's lease: throws LeaseLostError unless `lease.token` is the
+   * job's current token and unexpired by the storage's clock, and from then until the unit
+   * ends no other owner can take the lease (SQL: the lease row stays locked), so a job that
+   * lost its lease commits nothing. Present when the storage keeps {@link LeaseStorage}.
+   */
+  readonly fence?: (lease: JobLease) => Promise<void>;
 }
 
 /**
@@ -286,6 +294,24 @@ export interface StorageMaintenance {
   ): Promise<DataKeyPage>;
   /** How many data keys that are not destroyed each root key wraps. */
   countDataKeysByKek(): Promise<Record<string, number>>;
+  /**
+   * One page of the items (of every session) whose expiry is at or before `now`, by expiry,
+   * then tenant, session and seq (ids by their bytes), served by the expiry index. Pass the
+   * returned cursor to get the next page; items the caller left in place are not found again.
+   * Absent on an adapter that cannot scan by expiry yet.
+   */
+  listExpiredItems?(now: number, cursor: string | undefined, limit: number): Promise<ExpiredItemPage>;
+}
+
+/**
+ * A page of {@link StorageMaintenance.listExpiredItems}.
+ *
+ * @publicApi
+ */
+export interface ExpiredItemPage {
+  readonly items: ExpiredItemRecord[];
+  /** Where the next page starts; undefined when there is none. */
+  readonly cursor: string | undefined;
 }
 
 /**

@@ -209,6 +209,19 @@ export interface StoredCheckpoint {
 }
 
 /**
+ * An item whose expiry has passed, found by a retention scan, with the session it belongs to.
+ * Its expiry column decided only that it was found: the purge opens it to check the expiry
+ * sealed in its envelope before it deletes anything.
+ *
+ * @publicApi
+ */
+export interface ExpiredItemRecord {
+  readonly tenantId: string;
+  readonly sessionId: string;
+  readonly item: StoredItem;
+}
+
+/**
  * A job's lease as stored: whoever holds the newest token may act for the job.
  *
  * @publicApi

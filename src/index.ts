@@ -78,9 +78,13 @@ export {
 // Scheduled jobs: each a public method, on a cron when options.jobs enables it.
 export {
   EncryptedSessionJobs,
+  RetentionService,
   type HeldLease,
   type JobRunReport,
   type JobStatus,
+  type PurgeOptions,
+  type PurgeProgress,
+  type PurgeReport,
 } from './jobs/index.js';
 
 // Sessions: open one, hand it to @openai/agents.

@@ -3,7 +3,12 @@ import { ConfigurationError } from '../errors/index.js';
 import { KekRotationService, type RewrapReport } from '../keys/index.js';
 import { SESSION_STORAGE, type SessionStorage } from '../storage/index.js';
 import { JOB_NAMES, JOBS_CONFIG, type JobKey, type JobsConfig } from './jobs-config.js';
-import { LeasedJobRunner, leaseOwnerId, type JobRunReport } from './leased-job-runner.js';
+import {
+  LeasedJobRunner,
+  leaseOwnerId,
+  type HeldLease,
+  type JobRunReport,
+} from './leased-job-runner.js';
 
 /**
  * A job, its schedule, and how its last run in this process ended.
@@ -70,7 +75,12 @@ export class EncryptedSessionJobs {
     this.leasedRunner();
   }
 
-  private async run<T>(key: JobKey, work: () => Promise<T>): Promise<JobRunReport<T>> {
+  /**
+   * Runs `work` as job `key` under its lease and keeps the report as the job's last run.
+   *
+   * @internal
+   */
+  async run<T>(key: JobKey, work: (lease: HeldLease) => Promise<T>): Promise<JobRunReport<T>> {
     const report = await this.leasedRunner().run(JOB_NAMES[key], work);
     this.lastRuns.set(key, report);
     return report;

@@ -1,5 +1,11 @@
 export { EncryptedSessionJobs, type JobStatus } from './encrypted-session-jobs.service.js';
 export { JobScheduler } from './job-scheduler.js';
+export {
+  RetentionService,
+  type PurgeOptions,
+  type PurgeProgress,
+  type PurgeReport,
+} from './retention.service.js';
 export { JOB_NAMES, JOBS_CONFIG, type JobKey, type JobsConfig } from './jobs-config.js';
 export {
   LeasedJobRunner,

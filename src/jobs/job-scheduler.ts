@@ -4,6 +4,7 @@ import { ModuleRef } from '@nestjs/core';
 import { ConfigurationError, EncryptedSessionError } from '../errors/index.js';
 import { EncryptedSessionJobs } from './encrypted-session-jobs.service.js';
 import { JOB_NAMES, JOBS_CONFIG, type JobKey, type JobsConfig } from './jobs-config.js';
+import { RetentionService } from './retention.service.js';
 
 const logger = new Logger('EncryptedSessionJobs');
 
@@ -67,6 +68,7 @@ export class JobScheduler {
   constructor(
     private readonly moduleRef: ModuleRef,
     private readonly jobs: EncryptedSessionJobs,
+    private readonly retention: RetentionService,
     @Inject(JOBS_CONFIG) private readonly config: JobsConfig,
   ) {}
 
@@ -137,6 +139,7 @@ export class JobScheduler {
   private runJob(key: JobKey): Promise<unknown> {
     const runs: Record<JobKey, () => Promise<unknown>> = {
       kekRewrap: () => this.jobs.rewrapRootKeys(),
+      retentionPurge: () => this.retention.purgeExpired(),
     };
     return runs[key]();
   }

@@ -13,6 +13,14 @@ export interface JobsConfig {
     /** Pages one run moves at most; the next run goes on. */
     readonly maxBatchesPerRun: number;
   };
+  readonly retentionPurge: {
+    readonly enabled: boolean;
+    readonly cron: string;
+    /** Expired items per page of the scan; one session's share of a page is one batch. */
+    readonly batchSize: number;
+    /** Batches one run purges at most; the next run goes on. */
+    readonly maxBatchesPerRun: number;
+  };
 }
 
 /** Injection token of the module's {@link JobsConfig}. */
@@ -21,6 +29,7 @@ export const JOBS_CONFIG = Symbol('JOBS_CONFIG');
 /** The names jobs have in `SchedulerRegistry` and in leases, by option key. */
 export const JOB_NAMES = {
   kekRewrap: 'nest-encrypted-sessions:kek-rewrap',
+  retentionPurge: 'nest-encrypted-sessions:retention-purge',
 } as const satisfies Record<Exclude<keyof JobsConfig, 'leaseTtlMs'>, string>;
 
 /** A job's option key. */

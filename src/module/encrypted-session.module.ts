@@ -2,7 +2,12 @@ import { Module, type DynamicModule } from '@nestjs/common';
 import type { DataSource } from 'typeorm';
 import { AUDIT_SINK, AUDIT_TRAIL, AuditService } from '../audit/index.js';
 import { ConfigurationError } from '../errors/index.js';
-import { EncryptedSessionJobs, JOBS_CONFIG, JobScheduler } from '../jobs/index.js';
+import {
+  EncryptedSessionJobs,
+  JOBS_CONFIG,
+  JobScheduler,
+  RetentionService,
+} from '../jobs/index.js';
 import { KEY_PROVIDER, KEY_RING_OPTIONS, KekRotationService, KeyRing } from '../keys/index.js';
 import { EncryptedSessionService, SESSION_DEFAULTS } from '../sessions/index.js';
 import { SESSION_STORAGE } from '../storage/index.js';
@@ -92,6 +97,7 @@ import { RESOLVED_MODULE_OPTIONS } from './module-tokens.js';
       inject: [RESOLVED_MODULE_OPTIONS],
     },
     EncryptedSessionJobs,
+    RetentionService,
     JobScheduler,
     EncryptedSessionLifecycle,
   ],
@@ -103,6 +109,7 @@ import { RESOLVED_MODULE_OPTIONS } from './module-tokens.js';
     KekRotationService,
     AuditService,
     EncryptedSessionJobs,
+    RetentionService,
   ],
 })
 export class EncryptedSessionModule extends ConfigurableEncryptedSessionModule {

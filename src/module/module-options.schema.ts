@@ -584,6 +584,27 @@ const jobsOptionsSchema = strictOptions(
       },
       "an object, e.g. { enabled: true, cron: '0 * * * *' }",
     ).optional(),
+    /**
+     * Deletes expired items (`RetentionService.purgeExpired`), on one replica at a time: each
+     * item's sealed expiry is confirmed before it goes, and each session's batch is audited
+     * (`retention.purge.batch`). `cron`: when (default every 15 minutes, `'*\/15 * * * *'`);
+     * `batchSize`: expired items per page of the scan (default 1000); `maxBatchesPerRun`:
+     * batches per run (default 1000; the next run goes on).
+     * @default { enabled: false }
+     */
+    retentionPurge: strictOptions(
+      {
+        enabled: z.boolean(takes('true or false (default false)')).optional(),
+        cron: nonEmptyString(
+          "a cron expression, e.g. '*/15 * * * *' (every 15 minutes)",
+        ).optional(),
+        batchSize: wholeNumber('a whole number from 1 to 10000 (default 1000)', 1)
+          .max(10_000, { error: 'must be at most 10000' })
+          .optional(),
+        maxBatchesPerRun: wholeNumber('a whole number, at least 1 (default 1000)', 1).optional(),
+      },
+      "an object, e.g. { enabled: true, cron: '*/15 * * * *' }",
+    ).optional(),
   },
   'an object, e.g. { kekRewrap: { enabled: true } }',
 );

@@ -153,6 +153,12 @@ function resolveJobs(jobs: JobsOptions | undefined): JobsConfig {
       batchSize: jobs?.kekRewrap?.batchSize ?? 100,
       maxBatchesPerRun: jobs?.kekRewrap?.maxBatchesPerRun ?? 50,
     },
+    retentionPurge: {
+      enabled: jobs?.retentionPurge?.enabled ?? false,
+      cron: jobs?.retentionPurge?.cron ?? '*/15 * * * *',
+      batchSize: jobs?.retentionPurge?.batchSize ?? 1000,
+      maxBatchesPerRun: jobs?.retentionPurge?.maxBatchesPerRun ?? 1000,
+    },
   };
 }
 

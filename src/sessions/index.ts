@@ -5,6 +5,7 @@ export {
   MAX_ID_LENGTH,
   type OpenSessionOptions,
 } from './encrypted-session.service.js';
+export { ExpiredItemPurge, type SessionPurgeCounts } from './expired-item-purge.js';
 export {
   DEFAULT_MAX_ITEM_BYTES,
   DEFAULT_SESSION_DEFAULTS,

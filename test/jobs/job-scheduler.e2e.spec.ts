@@ -75,6 +75,11 @@ describe('scheduled jobs', () => {
     const ref = await boot({}, false);
     expect(ref.get(EncryptedSessionJobs).status()).toEqual([
       expect.objectContaining({ key: 'kekRewrap', name: JOB_NAME, enabled: false }),
+      expect.objectContaining({
+        key: 'retentionPurge',
+        name: 'nest-encrypted-sessions:retention-purge',
+        enabled: false,
+      }),
     ]);
   });
 

@@ -1,0 +1,226 @@
+import { Inject, Injectable, Logger, Optional } from '@nestjs/common';
+import { AUDIT_TRAIL, runAs, type AuditActor, type AuditTrail } from '../audit/index.js';
+import { ConfigurationError, LeaseLostError } from '../errors/index.js';
+import { KeyRing } from '../keys/index.js';
+import { ExpiredItemPurge, type SessionPurgeCounts } from '../sessions/index.js';
+import {
+  SESSION_STORAGE,
+  supportsMaintenance,
+  type ExpiredItemRecord,
+  type SessionRef,
+  type SessionStorage,
+  type StorageMaintenance,
+  type StoredItem,
+} from '../storage/index.js';
+import { EncryptedSessionJobs } from './encrypted-session-jobs.service.js';
+import { JOB_NAMES, JOBS_CONFIG, type JobsConfig } from './jobs-config.js';
+import type { HeldLease, JobRunReport } from './leased-job-runner.js';
+
+// Counts and codes only.
+const logger = new Logger('RetentionService');
+
+/**
+ * What one run of the retention purge did.
+ *
+ * @publicApi
+ */
+export interface PurgeReport {
+  /** Expired items the scan found. */
+  readonly scanned: number;
+  /** Items deleted because their sealed expiry had passed. */
+  readonly purged: number;
+  /** Items deleted whose data key was already destroyed (unreadable for good). */
+  readonly shredded: number;
+  /** Items kept: their sealed expiry could not be confirmed (audited as integrity failures). */
+  readonly unverified: number;
+  /** Items kept because a legal hold covers them. */
+  readonly skippedForHold: number;
+  /** Audited batches committed (one session's share of a page each). */
+  readonly batches: number;
+  /** False when the run stopped at `maxBatchesPerRun`: the next run goes on. */
+  readonly complete: boolean;
+  readonly elapsedMs: number;
+  /** True for a dry run: the counts say what a run would have done; nothing changed. */
+  readonly dryRun: boolean;
+}
+
+/**
+ * Options of {@link RetentionService.purgeExpired}.
+ *
+ * @publicApi
+ */
+export interface PurgeOptions {
+  /**
+   * Count what a run would purge, deleting and recording nothing. A dry run reads only, so it
+   * takes no lease and always runs.
+   */
+  readonly dryRun?: boolean;
+  /** Called after each batch with the counts so far (a CLI's progress bar). */
+  readonly onProgress?: (progress: PurgeProgress) => void;
+}
+
+/**
+ * The counts of a run so far, for {@link PurgeOptions.onProgress}.
+ *
+ * @publicApi
+ */
+export interface PurgeProgress {
+  readonly scanned: number;
+  readonly purged: number;
+  readonly shredded: number;
+  readonly unverified: number;
+  readonly batches: number;
+}
+
+/** The actor of the purge's events in a tenant: the module's retention job. */
+const purgeActor = (tenantId: string): AuditActor => ({
+  type: 'system',
+  id: JOB_NAMES.retentionPurge,
+  tenantId,
+});
+
+/**
+ * Retention: deletes items whose expiry has passed. Expired items are invisible to reads at
+ * once; this job removes them for good, a session's share of each scanned page in one audited
+ * unit of work, fenced by the job's lease.
+ *
+ * @publicApi
+ */
+@Injectable()
+export class RetentionService {
+  private readonly purge: ExpiredItemPurge;
+
+  constructor(
+    @Inject(SESSION_STORAGE) private readonly storage: SessionStorage,
+    keyRing: KeyRing,
+    private readonly jobs: EncryptedSessionJobs,
+    @Inject(JOBS_CONFIG) private readonly config: JobsConfig,
+    @Optional() @Inject(AUDIT_TRAIL) audit?: AuditTrail | null,
+  ) {
+    this.purge = new ExpiredItemPurge(storage, keyRing, audit ?? undefined);
+  }
+
+  /**
+   * Purges expired items, under the job's lease (one replica at a time; the others' calls come
+   * back `skipped`), at most `jobs.retentionPurge.maxBatchesPerRun` batches per run. Every
+   * item's expiry is confirmed against its envelope first; one that does not open is kept.
+   * The scheduler calls it on `jobs.retentionPurge.cron`; a host or a test may call it at any
+   * time.
+   *
+   * @throws ConfigurationError when the storage cannot scan by expiry (Redis, for now) or
+   *   keeps no leases.
+   */
+  purgeExpired(options: PurgeOptions = {}): Promise<JobRunReport<PurgeReport>> {
+    const maintenance = this.expiryScan();
+    if (options.dryRun) return this.dryRun(maintenance, options);
+    return this.jobs.run('retentionPurge', (held) =>
+      this.purgeUnderLease(maintenance, held, options),
+    );
+  }
+
+  private async dryRun(
+    maintenance: Required<Pick<StorageMaintenance, 'listExpiredItems'>>,
+    options: PurgeOptions,
+  ): Promise<JobRunReport<PurgeReport>> {
+    const startedAt = new Date();
+    const result = await this.scan(maintenance, options, (ref, rows, now) =>
+      this.purge.dryRun(ref, rows, now),
+    );
+    return {
+      job: JOB_NAMES.retentionPurge,
+      outcome: 'done',
+      startedAt,
+      finishedAt: new Date(),
+      result,
+    };
+  }
+
+  private expiryScan(): Required<Pick<StorageMaintenance, 'listExpiredItems'>> {
+    const maintenance = supportsMaintenance(this.storage) ? this.storage.maintenance : undefined;
+    if (!maintenance?.listExpiredItems) {
+      throw new ConfigurationError(
+        `The session storage '${this.storage.backend}' cannot scan items by expiry, so the retention purge cannot run on it; its items stay invisible once expired (Redis also drops them at its own expiry)`,
+      );
+    }
+    return { listExpiredItems: maintenance.listExpiredItems.bind(maintenance) };
+  }
+
+  private purgeUnderLease(
+    maintenance: Required<Pick<StorageMaintenance, 'listExpiredItems'>>,
+    held: HeldLease,
+    options: PurgeOptions,
+  ): Promise<PurgeReport> {
+    return this.scan(maintenance, options, (ref, rows, now) => {
+      if (held.lost) {
+        throw new LeaseLostError(
+          `Job '${JOB_NAMES.retentionPurge}' lost its lease mid-run; it stops, and the lease holder carries on`,
+        );
+      }
+      return this.purge.purgeSession(ref, rows, now, held.current);
+    });
+  }
+
+  /** Scans expired items page by page and hands each session's share of a page to `batch`. */
+  private async scan(
+    maintenance: Required<Pick<StorageMaintenance, 'listExpiredItems'>>,
+    options: PurgeOptions,
+    batch: (ref: SessionRef, rows: StoredItem[], now: number) => Promise<SessionPurgeCounts>,
+  ): Promise<PurgeReport> {
+    const dryRun = options.dryRun === true;
+    const started = Date.now();
+    // One `now` for the whole run, so the scan ends.
+    const now = started;
+    const { batchSize, maxBatchesPerRun } = this.config.retentionPurge;
+    const totals = { scanned: 0, purged: 0, shredded: 0, unverified: 0, batches: 0 };
+    let cursor: string | undefined;
+    let complete = true;
+    scan: do {
+      const page = await maintenance.listExpiredItems(now, cursor, batchSize);
+      cursor = page.cursor;
+      totals.scanned += page.items.length;
+      for (const records of bySession(page.items)) {
+        if (totals.batches >= maxBatchesPerRun) {
+          complete = false;
+          break scan;
+        }
+        const { tenantId, sessionId } = records[0];
+        const counts = await runAs(purgeActor(tenantId), () =>
+          batch(
+            { tenantId, sessionId },
+            records.map((record) => record.item),
+            now,
+          ),
+        );
+        totals.purged += counts.purged;
+        totals.shredded += counts.shredded;
+        totals.unverified += counts.unverified;
+        if (counts.purged + counts.shredded > 0) totals.batches++;
+        options.onProgress?.({ ...totals });
+      }
+    } while (cursor !== undefined);
+    const report: PurgeReport = {
+      ...totals,
+      skippedForHold: 0,
+      complete,
+      elapsedMs: Date.now() - started,
+      dryRun,
+    };
+    logger.log(
+      `Retention purge${dryRun ? ' (dry run: nothing deleted)' : ''}: scanned ${report.scanned}, purged ${report.purged}, shredded ${report.shredded}, kept unverified ${report.unverified}, in ${report.batches} batch(es), ${report.elapsedMs} ms${complete ? '' : '; the next run goes on'}`,
+    );
+    return report;
+  }
+}
+
+/** A page's items grouped by session, in the order each session first appears. */
+function bySession(items: readonly ExpiredItemRecord[]): ExpiredItemRecord[][] {
+  const groups = new Map<string, ExpiredItemRecord[]>();
+  for (const record of items) {
+    // JSON of the pair: no separator an id could contain collides.
+    const key = JSON.stringify([record.tenantId, record.sessionId]);
+    const group = groups.get(key);
+    if (group) group.push(record);
+    else groups.set(key, [record]);
+  }
+  return [...groups.values()];
+}

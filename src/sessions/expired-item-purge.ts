@@ -1,0 +1,167 @@
+import { Logger } from '@nestjs/common';
+import type { AuditTrail } from '../audit/index.js';
+import {
+  ConfigurationError,
+  IntegrityError,
+  KeyDestroyedError,
+  LeaseLostError,
+} from '../errors/index.js';
+import type { KeyRing, UsableDataKey } from '../keys/index.js';
+import type { JobLease, SessionRef, SessionStorage, StoredItem } from '../storage/index.js';
+import { envelopeItemCipher } from './item-cipher.js';
+
+// Session ids, counts and codes only: never item content.
+const logger = new Logger('RetentionService');
+
+/**
+ * What purging one session's expired items did.
+ *
+ * @publicApi
+ */
+export interface SessionPurgeCounts {
+  /** Items deleted: their sealed expiry had passed. */
+  readonly purged: number;
+  /** Items deleted whose data key was already destroyed: unreadable for good, nothing lost. */
+  readonly shredded: number;
+  /**
+   * Items kept because their sealed expiry could not be confirmed: the row does not open
+   * (its expiry column or bytes were altered, or its key record is gone). Audited as an
+   * integrity failure; never deleted.
+   */
+  readonly unverified: number;
+}
+
+/**
+ * Deletes a session's expired items once their envelope confirms it: each one is opened with
+ * its data key under the expiry its row claims, so an expiry column set back by hand (or any
+ * other altered row) fails to open and is kept, never deleted. The deletion and its
+ * `retention.purge.batch` event commit in one unit of work, fenced by the job's lease.
+ *
+ * @internal
+ */
+export class ExpiredItemPurge {
+  constructor(
+    private readonly storage: SessionStorage,
+    private readonly keyRing: KeyRing,
+    private readonly audit: AuditTrail | undefined,
+  ) {}
+
+  /**
+   * Purges `rows` (items of `ref` found expired at `now`), in one unit of work fenced by
+   * `lease`. Run it as the job's actor (`runAs`).
+   *
+   * @throws LeaseLostError when the job no longer holds `lease`; nothing was deleted.
+   * @throws KeyProviderUnavailableError when a data key cannot be unwrapped; nothing was deleted.
+   */
+  async purgeSession(
+    ref: SessionRef,
+    rows: readonly StoredItem[],
+    now: number,
+    lease: JobLease,
+  ): Promise<SessionPurgeCounts> {
+    const { purgeable, dekIds, shredded, unverified } = await this.sort(ref, rows, now);
+    if (unverified > 0) {
+      logger.warn(
+        `Kept ${unverified} expired-looking item(s) of session '${ref.sessionId}' of tenant '${ref.tenantId}' whose sealed expiry could not be confirmed; verify the rows (IntegrityError)`,
+      );
+      await this.audit?.recordEvent('session.integrity_failure', ref, 'failure', {
+        reason: 'INTEGRITY',
+        count: unverified,
+      });
+    }
+    if (purgeable.length === 0) return { purged: 0, shredded: 0, unverified };
+
+    const subjectId = (await this.storage.read(ref, (scope) => scope.session.find()))?.subjectId;
+    const event = await this.audit?.prepare('retention.purge.batch', { ...ref, subjectId });
+    let deleted: number;
+    try {
+      deleted = await this.storage.transaction(ref, async (scope) => {
+        if (!scope.fence) {
+          throw new ConfigurationError(
+            `The session storage '${this.storage.backend}' cannot fence a job's writes with its lease, so the retention purge cannot run on it safely`,
+          );
+        }
+        await scope.fence(lease);
+        const count = await scope.items.deleteBySeq(purgeable);
+        if (count > 0) {
+          await event?.appendIn(scope.audit, { count, keys: { dekIds: [...dekIds] } });
+        }
+        return count;
+      });
+    } catch (error) {
+      // A lost lease is the new holder's run to record, not this one's.
+      if (!(error instanceof LeaseLostError)) await event?.failed(error);
+      throw error;
+    }
+    event?.committed();
+    // Another writer (a pop, a clear) may have removed some first: count what went.
+    const shreddedDeleted = Math.min(shredded, deleted);
+    return { purged: deleted - shreddedDeleted, shredded: shreddedDeleted, unverified };
+  }
+
+  /**
+   * What purging `rows` would do, without deleting or recording anything (a dry run): the
+   * same checks as {@link purgeSession}.
+   */
+  async dryRun(
+    ref: SessionRef,
+    rows: readonly StoredItem[],
+    now: number,
+  ): Promise<SessionPurgeCounts> {
+    const { purgeable, shredded, unverified } = await this.sort(ref, rows, now);
+    return { purged: purgeable.length - shredded, shredded, unverified };
+  }
+
+  /** The rows that may go (and their keys), and how many of them are shredded or unverified. */
+  private async sort(ref: SessionRef, rows: readonly StoredItem[], now: number) {
+    const keys = new Map<string, UsableDataKey | 'destroyed' | 'unusable'>();
+    const purgeable: number[] = [];
+    const dekIds = new Set<string>();
+    let shredded = 0;
+    let unverified = 0;
+    for (const row of rows) {
+      const verdict = await this.verdictOf(ref, row, now, keys);
+      if (verdict === 'unverified') {
+        unverified++;
+        continue;
+      }
+      if (verdict === 'shredded') shredded++;
+      purgeable.push(row.seq);
+      dekIds.add(row.dekId);
+    }
+    return { purgeable, dekIds, shredded, unverified };
+  }
+
+  /** Whether `row` may go: its sealed expiry passed, its key is gone, or neither is certain. */
+  private async verdictOf(
+    ref: SessionRef,
+    row: StoredItem,
+    now: number,
+    keys: Map<string, UsableDataKey | 'destroyed' | 'unusable'>,
+  ): Promise<'expired' | 'shredded' | 'unverified'> {
+    if (row.expiresAt === null || row.expiresAt > now) return 'unverified';
+    let key = keys.get(row.dekId);
+    if (key === undefined) {
+      try {
+        key = await this.keyRing.keyForRead(ref, row.dekId);
+      } catch (error) {
+        if (error instanceof KeyDestroyedError) key = 'destroyed';
+        else if (error instanceof IntegrityError) key = 'unusable';
+        else throw error;
+      }
+      keys.set(row.dekId, key);
+    }
+    if (key === 'destroyed') return 'shredded';
+    if (key === 'unusable') return 'unverified';
+    try {
+      // The expiry is in the AAD: the row opens only under the expiry it was sealed with.
+      envelopeItemCipher
+        .open(key, { ...ref, seq: row.seq, expiresAt: row.expiresAt }, row.ciphertext)
+        .fill(0);
+      return 'expired';
+    } catch (error) {
+      if (error instanceof IntegrityError) return 'unverified';
+      throw error;
+    }
+  }
+}

@@ -300,7 +300,11 @@ export interface StorageMaintenance {
    * returned cursor to get the next page; items the caller left in place are not found again.
    * Absent on an adapter that cannot scan by expiry yet.
    */
-  listExpiredItems?(now: number, cursor: string | undefined, limit: number): Promise<ExpiredItemPage>;
+  listExpiredItems?(
+    now: number,
+    cursor: string | undefined,
+    limit: number,
+  ): Promise<ExpiredItemPage>;
 }
 
 /**

@@ -1,4 +1,4 @@
-import { InvalidArgumentError } from '../errors/index.js';
+import { InvalidArgumentError, LeaseLostError } from '../errors/index.js';
 import type { JobLease } from './storage.records.js';
 
 /*
@@ -91,5 +91,15 @@ export function holdsLease(stored: JobLease | undefined, lease: JobLease, now: n
     stored.token === lease.token &&
     stored.owner === lease.owner &&
     stored.expiresAt > now
+  );
+}
+
+/**
+ * The error of a unit of work fenced by a lease its job no longer holds. Names the job and the
+ * token (no secret in either), so an operator can match it with the lease's holder.
+ */
+export function leaseLostError(lease: JobLease): LeaseLostError {
+  return new LeaseLostError(
+    `Job '${lease.job}' no longer holds its lease (token ${lease.token}): another replica may hold it now. Nothing of this write was stored; the job stops and the lease holder carries on`,
   );
 }

@@ -2,6 +2,7 @@ import { afterAll, describe } from 'vitest';
 import { describeAuditTrailContract } from '../audit/audit-trail-contract.js';
 import { describeAuditStorageContract } from '../storage/audit-storage-contract.js';
 import { describeLeaseStorageContract } from '../storage/lease-storage-contract.js';
+import { describeRetentionStorageContract } from '../storage/retention-storage-contract.js';
 import { isolatedSqlServerHarness, sqlServerHarness } from '../support/session-harness.js';
 import { sqlServerUp } from '../support/sql-server-support.js';
 import { describeKekRotation } from '../keys/kek-rotation-contract.js';
@@ -18,5 +19,7 @@ describe.skipIf(!up)('mariadb', () => {
   describeKekRotation('mariadb', isolatedSqlServerHarness('mysql'));
   describeAuditStorageContract('mariadb', factory);
   describeLeaseStorageContract('mariadb', factory);
+  // Its own store per test: the scan sees every session.
+  describeRetentionStorageContract('mariadb', isolatedSqlServerHarness('mysql'));
   describeAuditTrailContract('mariadb', factory);
 });

@@ -2,6 +2,7 @@ import { afterAll, describe } from 'vitest';
 import { describeAuditTrailContract } from '../audit/audit-trail-contract.js';
 import { describeAuditStorageContract } from '../storage/audit-storage-contract.js';
 import { describeLeaseStorageContract } from '../storage/lease-storage-contract.js';
+import { describeRetentionStorageContract } from '../storage/retention-storage-contract.js';
 import { isolatedSqlServerHarness, sqlServerHarness } from '../support/session-harness.js';
 import { sqlServerUp } from '../support/sql-server-support.js';
 import { describeKekRotation } from '../keys/kek-rotation-contract.js';
@@ -18,5 +19,12 @@ describe.skipIf(!up)('postgres', () => {
   describeKekRotation('postgres', isolatedSqlServerHarness('postgres'));
   describeAuditStorageContract('postgres', factory);
   describeLeaseStorageContract('postgres', factory);
+  // Its own store per test: the scan sees every session.
+  describeRetentionStorageContract('postgres', isolatedSqlServerHarness('postgres'));
+  // Again where the database's own collation does not sort by bytes ('s' before 'S').
+  describeRetentionStorageContract(
+    'postgres (ICU en-US collation)',
+    isolatedSqlServerHarness('postgres', { postgresIcuLocale: 'en-US' }),
+  );
   describeAuditTrailContract('postgres', factory);
 });

@@ -1,6 +1,11 @@
 import type { AgentInputItem } from '@openai/agents-core';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { IntegrityError, type EncryptedSession, type SessionRef } from '../../src/index.js';
+import {
+  IntegrityError,
+  supportsMaintenance,
+  type EncryptedSession,
+  type SessionRef,
+} from '../../src/index.js';
 import { dialectFor } from '../../src/storage/typeorm/sql-dialect.js';
 import {
   memoryHarness,
@@ -132,6 +137,15 @@ describe.each(sqlEngines)('damaged stored values on $name', ({ name, factory, up
         expect(await harness.tamper.countItems(ref)).toBe(3);
       },
     );
+  });
+
+  it.skipIf(!up)('fails the expired-item scan with IntegrityError naming the row', async () => {
+    await setColumn('items', 'expires_at', '1');
+    await setColumn('items', 'seq', BEYOND_2_53, 3);
+    if (!supportsMaintenance(harness.storage)) throw new Error('no maintenance');
+    const scan = harness.storage.maintenance.listExpiredItems!(Date.now(), undefined, 100);
+    await expectIntegrityError(scan, 'seq');
+    expect(await harness.tamper.countItems(ref)).toBe(3);
   });
 
   const sessionDamage: Array<[string, string]> =

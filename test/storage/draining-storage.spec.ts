@@ -4,6 +4,7 @@ import {
   ShuttingDownError,
   supportsMaintenance,
   type SessionStorage,
+  type StorageMaintenance,
 } from '../../src/index.js';
 import { DrainingSessionStorage } from '../../src/storage/index.js';
 import { newSessionRecord } from '../support/session-records.js';
@@ -69,6 +70,36 @@ describe('DrainingSessionStorage', () => {
     expect(await rejectionOf(() => storage.maintenance.countDataKeysByKek())).toBeInstanceOf(
       ShuttingDownError,
     );
+  });
+
+  it('passes the expired-item scan through, counted as a unit too, and none for an adapter without it', async () => {
+    const storage = new DrainingSessionStorage(new MemorySessionStorage());
+    if (!supportsMaintenance(storage)) throw new Error('maintenance lost');
+    expect(await storage.maintenance.listExpiredItems!(Date.now(), undefined, 10)).toEqual({
+      items: [],
+      cursor: undefined,
+    });
+    await storage.close();
+    expect(
+      await rejectionOf(() => storage.maintenance.listExpiredItems!(Date.now(), undefined, 10)),
+    ).toBeInstanceOf(ShuttingDownError);
+    const memory = new MemorySessionStorage();
+    // An adapter from before the scan: the other maintenance methods only.
+    const withoutScan: StorageMaintenance = {
+      supported: true,
+      listDataKeysWrappedByOtherKek: (kekId, cursor, limit) =>
+        memory.maintenance.listDataKeysWrappedByOtherKek(kekId, cursor, limit),
+      countDataKeysByKek: () => memory.maintenance.countDataKeysByKek(),
+    };
+    const olderAdapter: SessionStorage = {
+      backend: 'older',
+      read: (at, work) => memory.read(at, work),
+      transaction: (at, work) => memory.transaction(at, work),
+      maintenance: withoutScan,
+      close: () => memory.close(),
+    };
+    const wrapped = new DrainingSessionStorage(olderAdapter).maintenance;
+    expect(wrapped && 'listExpiredItems' in wrapped).toBe(false);
   });
 
   it('passes job leases through, counted as units too, and none for an adapter without them', async () => {

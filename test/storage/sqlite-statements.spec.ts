@@ -15,6 +15,7 @@ describe('SQLite statements', () => {
   let dataSource: DataSource;
   let recorder: StatementRecorder;
   let service: EncryptedSessionService;
+  let storage: TypeOrmSessionStorage;
 
   beforeEach(async () => {
     directory = mkdtempSync(join(tmpdir(), 'nes-statements-'));
@@ -27,7 +28,7 @@ describe('SQLite statements', () => {
       logger: recorder,
     }).initialize();
     await runSessionMigrations(dataSource, dialectFor(dataSource));
-    const storage = new TypeOrmSessionStorage({ dataSource, ownsDataSource: true });
+    storage = new TypeOrmSessionStorage({ dataSource, ownsDataSource: true });
     const provider = new EnvKeyProvider({ keys: newRootKeyEntry(), activeKeyId: 'k1' });
     service = new EncryptedSessionService(storage, new KeyRing(storage, provider));
   });
@@ -76,5 +77,33 @@ describe('SQLite statements', () => {
       /SEARCH nes_items USING INDEX sqlite_autoindex_nes_items_1 \(tenant_id=\? AND session_id=\?\)/,
     );
     expect(details).not.toMatch(/TEMP B-TREE/);
+  });
+
+  it('serves the expired-item scan from the expiry index, as a range', async () => {
+    recorder.statements.length = 0;
+    const now = Date.now();
+    const min = Number.MIN_SAFE_INTEGER;
+    await storage.maintenance.listExpiredItems!(now, undefined, 100);
+    const scan = recorder.statements.find((sql) => sql.includes('FROM "nes_items"'));
+    expect(scan).toMatch(
+      /ORDER BY "expires_at" ASC, "tenant_id" ASC, "session_id" ASC, "seq" ASC LIMIT \?$/,
+    );
+    const plan = (await dataSource.query(`EXPLAIN QUERY PLAN ${scan}`, [
+      now,
+      min,
+      min,
+      min,
+      '',
+      '',
+      '',
+      '',
+      min,
+      100,
+    ])) as Array<{ detail: string }>;
+    const details = plan.map((step) => step.detail).join('\n');
+    expect(details).toMatch(
+      /SEARCH nes_items USING INDEX nes_items_expiry \(expires_at>\? AND expires_at<\?\)/,
+    );
+    expect(details).not.toMatch(/SCAN nes_items/);
   });
 });

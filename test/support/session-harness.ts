@@ -23,6 +23,7 @@ import {
   createMigratedTestDatabase,
   sqlItemTamperer,
   type MigratedTestDatabase,
+  type TestDatabaseOptions,
 } from './sql-server-support.js';
 import { newRootKeyEntry } from './test-keys.js';
 
@@ -138,9 +139,12 @@ export function sqlServerHarness(type: SqlServerType): {
  * A harness with a database of its own on a server, dropped when the harness closes: for
  * tests that scan every session of the store (KEK rotation), which must see only their own.
  */
-export function isolatedSqlServerHarness(type: SqlServerType): HarnessFactory {
+export function isolatedSqlServerHarness(
+  type: SqlServerType,
+  databaseOptions: TestDatabaseOptions = {},
+): HarnessFactory {
   return async (options = {}) => {
-    const database = await createMigratedTestDatabase(type, 4);
+    const database = await createMigratedTestDatabase(type, 4, databaseOptions);
     return assembleHarness(SERVER_NAMES[type], database.newStorage(), options, {
       tamper: sqlItemTamperer(database.dataSource),
       dataSource: database.dataSource,

@@ -76,6 +76,12 @@ export interface TestDatabaseOptions {
   readonly adminUrl?: string;
   /** The name, before `_` and ten random hex digits. @default 'nes_test' */
   readonly namePrefix?: string;
+  /**
+   * Postgres: an ICU locale for the database's default collation (e.g. 'en-US', which sorts
+   * 's' before 'S'), so a statement that must compare ids by their bytes has to say so.
+   * @default the server's (here C.UTF-8, which happens to sort by bytes)
+   */
+  readonly postgresIcuLocale?: string;
 }
 
 /**
@@ -83,14 +89,22 @@ export interface TestDatabaseOptions {
  */
 export async function createTestDatabase(
   type: SqlServerType,
-  { adminUrl = SERVER_ADMIN_URLS[type], namePrefix = 'nes_test' }: TestDatabaseOptions = {},
+  {
+    adminUrl = SERVER_ADMIN_URLS[type],
+    namePrefix = 'nes_test',
+    postgresIcuLocale,
+  }: TestDatabaseOptions = {},
 ): Promise<TestDatabase> {
   const name = `${namePrefix}_${randomBytes(5).toString('hex')}`;
   await adminQuery(
     type,
     [
       type === 'postgres'
-        ? `CREATE DATABASE "${name}"`
+        ? `CREATE DATABASE "${name}"${
+            postgresIcuLocale === undefined
+              ? ''
+              : ` TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE '${postgresIcuLocale}'`
+          }`
         : `CREATE DATABASE \`${name}\` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin`,
     ],
     adminUrl,
@@ -124,8 +138,9 @@ export interface MigratedTestDatabase {
 export async function createMigratedTestDatabase(
   type: SqlServerType,
   poolSize = 10,
+  options: TestDatabaseOptions = {},
 ): Promise<MigratedTestDatabase> {
-  const database = await createTestDatabase(type);
+  const database = await createTestDatabase(type, options);
   const dataSource = await openSqlServerDataSource({ type, url: database.url, poolSize });
   await runSessionMigrations(dataSource, dialectFor(dataSource));
   return {

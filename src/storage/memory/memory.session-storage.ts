@@ -10,18 +10,28 @@ import {
   type AdapterSessionRows,
 } from '../adapter-scope.js';
 import { compareAuditOrder, matchesAuditQuery } from '../audit-record-query.js';
+import type { LeaseLostError } from '../../errors/index.js';
+import {
+  checkExpiredItemScan,
+  compareExpiredItemKeys,
+  decodeExpiredItemCursor,
+  encodeExpiredItemCursor,
+  type ExpiredItemKey,
+} from '../expired-items.js';
 import {
   acquiredLease,
   checkJobLease,
   checkLeaseName,
   checkLeaseTtl,
   holdsLease,
+  leaseLostError,
 } from '../job-leases.js';
 import { sequenceBehindItemsError } from '../sequence-behind-items.js';
 import { SerialQueue } from '../serial-queue.js';
 import type {
   AuditStorage,
   DataKeyPage,
+  ExpiredItemPage,
   LeaseStorage,
   SessionReadScope,
   SessionStorage,
@@ -32,6 +42,7 @@ import type {
   AuditChainHeadRecord,
   AuditChainRef,
   DataKeyRecord,
+  ExpiredItemRecord,
   HistoryOperationRecord,
   JobLease,
   SessionRecord,
@@ -66,6 +77,11 @@ const headOf = (record: StoredAuditRecord): AuditChainHeadRecord => ({
 /** Undo actions of the running transaction, replayed in reverse on failure. */
 type UndoLog = Array<() => void>;
 
+/** A write unit's fences: the error of one that failed, which keeps the unit from committing. */
+interface FencedUnit {
+  lost?: LeaseLostError;
+}
+
 function sessionKey(ref: SessionRef): string {
   // Length prefix keeps ('a:b', 'c') and ('a', 'b:c') apart.
   return `${ref.tenantId.length}:${ref.tenantId}:${ref.sessionId}`;
@@ -95,6 +111,8 @@ export class MemorySessionStorage implements SessionStorage {
   private readonly queue = new SerialQueue();
   /** Job leases by job; a released or lapsed lease stays, so its token never goes back. */
   private readonly jobLeases = new Map<string, JobLease>();
+  /** Jobs whose lease the running unit of work fenced: nobody takes them afresh until it ends. */
+  private readonly fencedJobs = new Set<string>();
 
   /** Cross-session scans, each run alone like a unit of work. */
   readonly maintenance: StorageMaintenance = {
@@ -102,6 +120,11 @@ export class MemorySessionStorage implements SessionStorage {
     listDataKeysWrappedByOtherKek: (kekId, cursor, limit) =>
       this.queue.run(async () => this.listWrappedByOtherKek(kekId, cursor, limit)),
     countDataKeysByKek: () => this.queue.run(async () => this.countByKek()),
+    listExpiredItems: async (now, cursor, limit) => {
+      checkExpiredItemScan(now, limit);
+      const after = decodeExpiredItemCursor(cursor);
+      return this.queue.run(async () => this.listExpired(now, after, limit));
+    },
   };
 
   /** The audit trail, each call run alone like a unit of work. */
@@ -166,7 +189,13 @@ export class MemorySessionStorage implements SessionStorage {
       checkLeaseName(job, 'job');
       checkLeaseName(owner, 'owner');
       checkLeaseTtl(ttlMs);
-      const taken = acquiredLease(this.jobLeases.get(job), job, owner, ttlMs, Date.now());
+      const stored = this.jobLeases.get(job);
+      const taken = acquiredLease(stored, job, owner, ttlMs, Date.now());
+      // A unit fenced by the lapsed lease is still running: as a locked row on SQL, the lease
+      // is not taken afresh before it ends (here refused at once, as if held).
+      if (taken && stored && taken.token !== stored.token && this.fencedJobs.has(job)) {
+        return undefined;
+      }
       if (taken) this.jobLeases.set(job, taken);
       return taken && { ...taken };
     },
@@ -199,7 +228,18 @@ export class MemorySessionStorage implements SessionStorage {
   }
 
   transaction<T>(ref: SessionRef, work: (scope: SessionWriteScope) => Promise<T>): Promise<T> {
-    return this.undoable((undo) => work(bindWriteScope(this.createScope(undo), ref)));
+    return this.undoable(async (undo) => {
+      const unit: FencedUnit = {};
+      try {
+        const result = await work(bindWriteScope(this.createScope(undo, unit), ref));
+        // A failed fence refuses the commit, also when the work caught its error.
+        if (unit.lost) throw unit.lost;
+        return result;
+      } finally {
+        // Units run one at a time, so every fenced job is this unit's.
+        this.fencedJobs.clear();
+      }
+    });
   }
 
   /** Runs work alone; on failure, undoes what it changed, newest change first. */
@@ -248,7 +288,7 @@ export class MemorySessionStorage implements SessionStorage {
 
   async close(): Promise<void> {}
 
-  private createScope(undo: UndoLog | undefined): AdapterScope {
+  private createScope(undo: UndoLog | undefined, unit: FencedUnit = {}): AdapterScope {
     const writable = (): UndoLog => {
       if (!undo) throw new Error('Write attempted inside a read-only storage scope');
       return undo;
@@ -437,7 +477,37 @@ export class MemorySessionStorage implements SessionStorage {
       items,
       dataKeys,
       historyOperations,
-      ...(undo && { audit: this.auditScope(undo) }),
+      ...(undo && {
+        audit: this.auditScope(undo),
+        // Checked on this process's clock, as the leases are timed.
+        fence: async (lease: JobLease) => {
+          checkJobLease(lease);
+          if (!holdsLease(this.jobLeases.get(lease.job), lease, Date.now())) {
+            throw (unit.lost = leaseLostError(lease));
+          }
+          this.fencedJobs.add(lease.job);
+        },
+      }),
+    };
+  }
+
+  /** One page of the expired items after `after`, in the scan order. */
+  private listExpired(now: number, after: ExpiredItemKey, limit: number): ExpiredItemPage {
+    const found: Array<ExpiredItemKey & { record: ExpiredItemRecord }> = [];
+    for (const { record: session, items } of this.sessions.values()) {
+      for (const item of items.values()) {
+        if (item.expiresAt === null || item.expiresAt > now) continue;
+        const { tenantId, sessionId } = session;
+        const key = { expiresAt: item.expiresAt, tenantId, sessionId, seq: item.seq };
+        if (compareExpiredItemKeys(key, after) <= 0) continue;
+        found.push({ ...key, record: { tenantId, sessionId, item: copyStoredItem(item) } });
+      }
+    }
+    const page = found.toSorted(compareExpiredItemKeys).slice(0, limit);
+    const last = page.at(-1);
+    return {
+      items: page.map(({ record }) => record),
+      cursor: last && page.length === limit ? encodeExpiredItemCursor(last) : undefined,
     };
   }
 

@@ -1,6 +1,7 @@
 import type {
   AuditChainHeadRecord,
   DataKeyRecord,
+  ExpiredItemRecord,
   HistoryOperationRecord,
   JobLease,
   SessionRecord,
@@ -22,11 +23,17 @@ import { RowValues } from './row-values.js';
 export const sessionLabel = (ref: SessionRef) => () =>
   `session '${ref.sessionId}' of tenant '${ref.tenantId}'`;
 
+/** A row's id column as text for a message, as far as it is readable. */
+const labelText = (value: unknown) =>
+  typeof value === 'string' ? value : Buffer.isBuffer(value) ? value.toString('utf8') : '?';
+
+/** Names a row's session by its id columns, as far as those are readable. */
+const rowSessionLabel = (row: Row): string =>
+  `session '${labelText(row.session_id)}' of tenant '${labelText(row.tenant_id)}'`;
+
 /** Names a data key row by its id and session, as far as those columns are readable. */
 export function dataKeyLabel(row: Row): string {
-  const text = (value: unknown) =>
-    typeof value === 'string' ? value : Buffer.isBuffer(value) ? value.toString('utf8') : '?';
-  return `data key '${text(row.dek_id)}' of session '${text(row.session_id)}' of tenant '${text(row.tenant_id)}'`;
+  return `data key '${labelText(row.dek_id)}' of ${rowSessionLabel(row)}`;
 }
 
 /** Maps a row of the sessions table. */
@@ -47,16 +54,28 @@ export function toSessionRecord(row: Row, ref: SessionRef): SessionRecord {
 /** Maps item rows; `base64` when the ciphertext was selected through Postgres' encode(). */
 export function toStoredItems(rows: Row[], ref: SessionRef, base64: boolean): StoredItem[] {
   const label = sessionLabel(ref);
-  return rows.map((row) => {
-    const values = new RowValues(row, () => `an item of ${label()}`);
-    return {
-      seq: values.integer('seq', 1),
-      dekId: values.text('dek_id'),
-      expiresAt: values.nullableInteger('expires_at'),
-      createdAt: values.integer('created_at'),
-      ciphertext: base64 ? values.base64Bytes('ciphertext') : values.bytes('ciphertext'),
-    };
-  });
+  return rows.map((row) => storedItem(new RowValues(row, () => `an item of ${label()}`), base64));
+}
+
+/** The item columns of a row, checked as every item read checks them. */
+function storedItem(values: RowValues, base64: boolean): StoredItem {
+  return {
+    seq: values.integer('seq', 1),
+    dekId: values.text('dek_id'),
+    expiresAt: values.nullableInteger('expires_at'),
+    createdAt: values.integer('created_at'),
+    ciphertext: base64 ? values.base64Bytes('ciphertext') : values.bytes('ciphertext'),
+  };
+}
+
+/** Maps a row of the retention scan: an item with its tenant and session. */
+export function toExpiredItemRecord(row: Row, base64: boolean): ExpiredItemRecord {
+  const values = new RowValues(row, () => `an expired item of ${rowSessionLabel(row)}`);
+  return {
+    tenantId: values.text('tenant_id'),
+    sessionId: values.text('session_id'),
+    item: storedItem(values, base64),
+  };
 }
 
 /** Maps a row of the data keys table; `label` names it in an error message. */

@@ -73,6 +73,11 @@ function buildPortableStatements(t: TableNames, d: SqlDialect) {
   // Postgres and SQLite hand the changed row back; MySQL reads it back under the update's lock.
   const returningLease = d.backend === 'mysql' ? '' : ` RETURNING ${leaseColumns}`;
   const now = d.nowMs;
+  // Ids compared and sorted by their bytes: SQLite's BINARY collation and MySQL's varbinary do
+  // already; Postgres' id columns take the database's collation, so the statement names "C".
+  const byBytes = (column: string) =>
+    d.backend === 'postgres' ? `"${column}" COLLATE "C"` : `"${column}"`;
+  const [tenantBytes, sessionBytes] = [byBytes('tenant_id'), byBytes('session_id')];
   const insertAuditCache = new Map<number, string>();
   const insertItemsCache = new Map<number, string>();
   const deleteBySeqCache = new Map<number, string>();
@@ -111,6 +116,9 @@ function buildPortableStatements(t: TableNames, d: SqlDialect) {
     // the bounds skipping them. The primary key still serves the range and the order.
     listVisiblePage: `SELECT ${selectedItemColumns} FROM ${items} WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)} AND "seq" > ${p(3)} AND ("seq" <= ${p(4)} OR "seq" > ${Number.MAX_SAFE_INTEGER}) AND ${visible(p(5))} ORDER BY "seq" ASC LIMIT ${p(6)}`,
     listNewestVisible: `SELECT ${selectedItemColumns} FROM ${items} WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)} AND ${visible(p(3))} ORDER BY "seq" DESC LIMIT ${p(4)}`,
+    // The retention scan: a range of the expiry index (bounded below by the page's cursor, so a
+    // later page skips what earlier ones passed over) and the keyset after the cursor's item.
+    listExpiredItems: `SELECT "tenant_id", "session_id", ${selectedItemColumns} FROM ${items} WHERE "expires_at" <= ${p(1)} AND "expires_at" >= ${p(2)} AND ("expires_at" > ${p(3)} OR ("expires_at" = ${p(4)} AND (${tenantBytes} > ${p(5)} OR (${tenantBytes} = ${p(6)} AND (${sessionBytes} > ${p(7)} OR (${sessionBytes} = ${p(8)} AND "seq" > ${p(9)})))))) ORDER BY "expires_at" ASC, ${tenantBytes} ASC, ${sessionBytes} ASC, "seq" ASC LIMIT ${p(10)}`,
     deleteItemsBySeq(count: number): string {
       let statement = deleteBySeqCache.get(count);
       if (!statement) {
@@ -186,6 +194,9 @@ function buildPortableStatements(t: TableNames, d: SqlDialect) {
     renewLease: `UPDATE ${leases} SET "expires_at" = ${now} + ${p(1)} WHERE "job" = ${p(2)} AND "owner" = ${p(3)} AND "token" = ${p(4)} AND "expires_at" > ${now}${returningLease}`,
     releaseLease: `UPDATE ${leases} SET "expires_at" = ${now} WHERE "job" = ${p(1)} AND "owner" = ${p(2)} AND "token" = ${p(3)} AND "expires_at" > ${now}`,
     findLease: `SELECT ${leaseColumns} FROM ${leases} WHERE "job" = ${p(1)}`,
+    // A unit's fence: the lease row while the lease is still this one and unexpired, locked
+    // until the unit ends so that no other owner takes the lease before it commits.
+    fenceLease: `SELECT "token" FROM ${leases} WHERE "job" = ${p(1)} AND "owner" = ${p(2)} AND "token" = ${p(3)} AND "expires_at" > ${now}${forUpdate}`,
     listAuditHeads: `SELECT ${headColumns} FROM ${auditHeads} WHERE "tenant_id" = ${p(1)} AND "chain_id" > ${p(2)} AND "seq" > 0 ORDER BY "chain_id" ASC LIMIT ${p(3)}`,
   };
 }

@@ -5,8 +5,14 @@ import {
   IntegrityError,
   InvalidArgumentError,
   StorageUnavailableError,
+  type LeaseLostError,
 } from '../../errors/index.js';
-import { checkJobLease, checkLeaseName, checkLeaseTtl } from '../job-leases.js';
+import {
+  checkExpiredItemScan,
+  decodeExpiredItemCursor,
+  encodeExpiredItemCursor,
+} from '../expired-items.js';
+import { checkJobLease, checkLeaseName, checkLeaseTtl, leaseLostError } from '../job-leases.js';
 import { sequenceBehindItemsError } from '../sequence-behind-items.js';
 import { SerialQueue } from '../serial-queue.js';
 import {
@@ -19,6 +25,7 @@ import {
 import type {
   AuditStorage,
   DataKeyPage,
+  ExpiredItemPage,
   LeaseStorage,
   SessionReadScope,
   SessionStorage,
@@ -35,6 +42,7 @@ import {
   toChainLink,
   toStoredCheckpoint,
   toDataKeyRecord,
+  toExpiredItemRecord,
   toJobLease,
   toOperationRecord,
   toSessionRecord,
@@ -77,6 +85,11 @@ interface RawSqlite {
     /** Rows as arrays of values from now on, not objects: faster to build. */
     raw(toggle: boolean): unknown;
   };
+}
+
+/** A write unit's fence: the error of a fence that failed, which keeps the unit from committing. */
+interface FencedUnit {
+  lost?: LeaseLostError;
 }
 
 /** The MAC a chain's first record follows; also the placeholder MAC of an empty head row. */
@@ -136,7 +149,10 @@ export class TypeOrmSessionStorage implements SessionStorage {
     this.poolReadScope = poolReader && this.createScope(poolReader, undefined);
   }
 
-  /** Cross-session scans of the data keys table, for KEK rotation and key status. */
+  /**
+   * Cross-session scans: of the data keys table, for KEK rotation and key status; of the items
+   * expiry index, for the retention purge.
+   */
   readonly maintenance: StorageMaintenance = {
     supported: true,
     listDataKeysWrappedByOtherKek: (kekId, cursor, limit) =>
@@ -157,6 +173,41 @@ export class TypeOrmSessionStorage implements SessionStorage {
         }
         return counts;
       }),
+    listExpiredItems: async (now, cursor, limit) => {
+      checkExpiredItemScan(now, limit);
+      const after = decodeExpiredItemCursor(cursor);
+      return this.readRows(async (q): Promise<ExpiredItemPage> => {
+        const rows = await q(this.sql.listExpiredItems, [
+          now,
+          after.expiresAt,
+          after.expiresAt,
+          after.expiresAt,
+          after.tenantId,
+          after.tenantId,
+          after.sessionId,
+          after.sessionId,
+          after.seq,
+          limit,
+        ]);
+        const items = rows.map((row) =>
+          toExpiredItemRecord(row, this.dialect.backend === 'postgres'),
+        );
+        const last = items.at(-1);
+        return {
+          items,
+          cursor:
+            last && items.length === limit
+              ? encodeExpiredItemCursor({
+                  // Not null: the statement selects only items that expire.
+                  expiresAt: last.item.expiresAt!,
+                  tenantId: last.tenantId,
+                  sessionId: last.sessionId,
+                  seq: last.item.seq,
+                })
+              : undefined,
+        };
+      });
+    },
   };
 
   /** The audit trail in the module's audit tables, beside the sessions. */
@@ -302,9 +353,15 @@ export class TypeOrmSessionStorage implements SessionStorage {
   }
 
   transaction<T>(ref: SessionRef, work: (scope: SessionWriteScope) => Promise<T>): Promise<T> {
-    return this.inTransaction((runner) =>
-      work(bindWriteScope(this.createScope(runnerReader(runner), runner), ref)),
-    );
+    return this.inTransaction(async (runner) => {
+      const unit: FencedUnit = {};
+      const result = await work(
+        bindWriteScope(this.createScope(runnerReader(runner), runner, unit), ref),
+      );
+      // A failed fence refuses the commit, also when the work caught its error.
+      if (unit.lost) throw unit.lost;
+      return result;
+    });
   }
 
   /**
@@ -441,8 +498,15 @@ export class TypeOrmSessionStorage implements SessionStorage {
     return this.withRunner((runner) => work(runnerReader(runner)));
   }
 
-  /** A scope that reads with `q` and, inside a transaction, writes on `writer`. */
-  private createScope(q: RowReader, writer: QueryRunner | undefined): AdapterScope {
+  /**
+   * A scope that reads with `q` and, inside a transaction, writes on `writer`; a fence that
+   * fails notes its error in `unit`.
+   */
+  private createScope(
+    q: RowReader,
+    writer: QueryRunner | undefined,
+    unit: FencedUnit = {},
+  ): AdapterScope {
     const sql = this.sql;
     const run = async (statement: string, params: unknown[]) => {
       if (!writer) throw new Error('Write attempted inside a read-only storage scope');
@@ -597,7 +661,16 @@ export class TypeOrmSessionStorage implements SessionStorage {
         destroyAllForSession: async (ref, now) =>
           write(sql.destroyDataKeys, [Buffer.alloc(0), now, ref.tenantId, ref.sessionId]),
       },
-      ...(writer && { audit: this.auditChains(q, writer) }),
+      ...(writer && {
+        audit: this.auditChains(q, writer),
+        // On the unit's own connection, so the row lock lasts until the unit ends (SQLite: the
+        // write transaction already keeps every other writer out).
+        fence: async (lease: JobLease) => {
+          checkJobLease(lease);
+          const [row] = await q(sql.fenceLease, [lease.job, lease.owner, lease.token]);
+          if (!row) throw (unit.lost = leaseLostError(lease));
+        },
+      }),
       historyOperations: {
         find: async (ref, operationId) => {
           const rows = await q(sql.findOperation, [ref.tenantId, ref.sessionId, operationId]);

@@ -4,6 +4,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   InvalidArgumentError,
   LeaseLostError,
+  StorageUnavailableError,
   supportsMaintenance,
   type SessionRef,
   type SessionStorage,
@@ -47,6 +48,9 @@ export function describeRetentionStorageContract(
   name: string,
   createHarness: HarnessFactory,
 ): void {
+  // Postgres and MySQL/MariaDB end a fenced unit left idle past its lease; SQLite and memory
+  // hold the lease for as long as the unit lives.
+  const serverEndsIdleUnits = /^(postgres|mariadb|mysql)/.test(name);
   describe(`${name} retention scan and lease fence`, () => {
     let harness: SessionHarness;
     let storage: SessionStorage;
@@ -300,37 +304,81 @@ export function describeRetentionStorageContract(
       expect(await storedSeqs(ref)).toEqual([1]);
     });
 
-    it('lets no other owner take the lease while a fenced unit runs, even once it lapsed', async () => {
-      const ref = { tenantId: 'tenant', sessionId: 'held' };
-      await append(ref, [NOW - 100]);
-      const job = uniqueJob();
-      const lease = (await leases.acquire(job, 'purge-a', 1_000))!;
-      let fenced!: () => void;
-      const isFenced = new Promise<void>((resolve) => (fenced = resolve));
-      let finish!: () => void;
-      const finished = new Promise<void>((resolve) => (finish = resolve));
-      const unit = storage.transaction(ref, async (scope) => {
-        await scope.fence!(lease);
-        await scope.items.deleteBySeq([1]);
-        fenced();
-        await finished;
-      });
-      try {
-        await isFenced;
-        await sleep(1_300);
-        // SQL: the taking waits for the unit's row lock; memory refuses it at once.
-        const taking = leases.acquire(job, 'purge-b', 30_000);
-        const early = await Promise.race([taking, sleep(300).then(() => 'waiting' as const)]);
-        expect(early === 'waiting' || early === undefined, JSON.stringify(early)).toBe(true);
-        finish();
-        await unit;
-        const taken = (await taking) ?? (await leases.acquire(job, 'purge-b', 30_000));
-        expect(taken).toMatchObject({ job, owner: 'purge-b', token: 2 });
-      } finally {
-        finish();
-        await unit.catch(() => undefined);
-      }
-      expect(await storedSeqs(ref)).toEqual([]);
-    });
+    it.runIf(!serverEndsIdleUnits)(
+      'lets no other owner take the lease while a fenced unit runs, even once it lapsed',
+      async () => {
+        const ref = { tenantId: 'tenant', sessionId: 'held' };
+        await append(ref, [NOW - 100]);
+        const job = uniqueJob();
+        const lease = (await leases.acquire(job, 'purge-a', 1_000))!;
+        let fenced!: () => void;
+        const isFenced = new Promise<void>((resolve) => (fenced = resolve));
+        let finish!: () => void;
+        const finished = new Promise<void>((resolve) => (finish = resolve));
+        const unit = storage.transaction(ref, async (scope) => {
+          await scope.fence!(lease);
+          await scope.items.deleteBySeq([1]);
+          fenced();
+          await finished;
+        });
+        try {
+          await isFenced;
+          await sleep(1_300);
+          // SQLite: the taking waits for the unit's write lock; memory refuses it at once.
+          const taking = leases.acquire(job, 'purge-b', 30_000);
+          const early = await Promise.race([taking, sleep(300).then(() => 'waiting' as const)]);
+          expect(early === 'waiting' || early === undefined, JSON.stringify(early)).toBe(true);
+          finish();
+          await unit;
+          const taken = (await taking) ?? (await leases.acquire(job, 'purge-b', 30_000));
+          expect(taken).toMatchObject({ job, owner: 'purge-b', token: 2 });
+        } finally {
+          finish();
+          await unit.catch(() => undefined);
+        }
+        expect(await storedSeqs(ref)).toEqual([]);
+      },
+    );
+
+    it.runIf(serverEndsIdleUnits)(
+      'ends a fenced unit left idle past its lease (a paused job), so another owner takes over and the unit stores nothing',
+      async () => {
+        const ref = { tenantId: 'tenant', sessionId: 'paused' };
+        await append(ref, [NOW - 100]);
+        const job = uniqueJob();
+        const lease = (await leases.acquire(job, 'purge-a', 1_000))!;
+        let fenced!: () => void;
+        const isFenced = new Promise<void>((resolve) => (fenced = resolve));
+        let resume!: () => void;
+        const resumed = new Promise<void>((resolve) => (resume = resolve));
+        const unit = storage.transaction(ref, async (scope) => {
+          await scope.fence!(lease);
+          await scope.items.deleteBySeq([1]);
+          fenced();
+          // Idle in its transaction, as a stopped process is.
+          await resumed;
+          await scope.items.deleteBySeq([1]);
+        });
+        try {
+          await isFenced;
+          const taken = await leases.acquire(job, 'purge-b', 30_000).then(async (first) => {
+            // Taken once the server ended the idle unit (about a second after the lease lapsed).
+            for (let waited = 0; !first && waited < 10_000; waited += 250) {
+              await sleep(250);
+              first = await leases.acquire(job, 'purge-b', 30_000);
+            }
+            return first;
+          });
+          expect(taken).toMatchObject({ job, owner: 'purge-b', token: 2 });
+          resume();
+          // The server closed its connection: a retryable storage error, nothing committed.
+          await expect(unit).rejects.toBeInstanceOf(StorageUnavailableError);
+        } finally {
+          resume();
+          await unit.catch(() => undefined);
+        }
+        expect(await storedSeqs(ref)).toEqual([1]);
+      },
+    );
   });
 }

@@ -55,7 +55,7 @@ import {
   buildSessionStatements,
   type SessionStatements,
 } from './session-statements.js';
-import { dialectFor, type SqlDialect } from './sql-dialect.js';
+import { dialectFor, type SqlBackend, type SqlDialect } from './sql-dialect.js';
 import { schemaOf, tableNamesFor, type TableNames } from './table-names.js';
 
 /**
@@ -90,6 +90,37 @@ interface RawSqlite {
 /** A write unit's fence: the error of a fence that failed, which keeps the unit from committing. */
 interface FencedUnit {
   lost?: LeaseLostError;
+  /** MySQL: the statement that puts the connection's idle timeout back once the unit ended. */
+  restore?: string;
+}
+
+/**
+ * The statements that bound how long a fenced unit's transaction may sit idle: about as long as
+ * its lease has left. A job paused mid-unit (a stopped process) would otherwise keep the lease
+ * row locked, and every replica out of the job, for as long as its connection lives; the
+ * server ends it instead, which rolls the unit back and frees the row once the lease lapsed.
+ */
+function idleBound(
+  backend: SqlBackend,
+  lease: JobLease,
+): { readonly set: [string, unknown[]]; readonly restore?: string } | undefined {
+  const ms = Math.max(1_000, Math.ceil(lease.expiresAt - Date.now()));
+  switch (backend) {
+    case 'postgres':
+      // Local to the transaction: it lapses with it.
+      return {
+        set: ["SELECT set_config('idle_in_transaction_session_timeout', $1, true)", [String(ms)]],
+      };
+    case 'mysql':
+      // No per-transaction form on MySQL: the connection's own idle timeout, put back after.
+      return {
+        set: ['SET SESSION wait_timeout = ?', [Math.ceil(ms / 1000)]],
+        restore: 'SET SESSION wait_timeout = DEFAULT',
+      };
+    default:
+      // SQLite: one process's connection; a stopped process holds its lock until it dies.
+      return undefined;
+  }
 }
 
 /** The MAC a chain's first record follows; also the placeholder MAC of an empty head row. */
@@ -353,15 +384,20 @@ export class TypeOrmSessionStorage implements SessionStorage {
   }
 
   transaction<T>(ref: SessionRef, work: (scope: SessionWriteScope) => Promise<T>): Promise<T> {
-    return this.inTransaction(async (runner) => {
-      const unit: FencedUnit = {};
-      const result = await work(
-        bindWriteScope(this.createScope(runnerReader(runner), runner, unit), ref),
-      );
-      // A failed fence refuses the commit, also when the work caught its error.
-      if (unit.lost) throw unit.lost;
-      return result;
-    });
+    const unit: FencedUnit = {};
+    return this.inTransaction(
+      async (runner) => {
+        const result = await work(
+          bindWriteScope(this.createScope(runnerReader(runner), runner, unit), ref),
+        );
+        // A failed fence refuses the commit, also when the work caught its error.
+        if (unit.lost) throw unit.lost;
+        return result;
+      },
+      async (runner) => {
+        if (unit.restore) await runner.query(unit.restore);
+      },
+    );
   }
 
   /**
@@ -390,7 +426,11 @@ export class TypeOrmSessionStorage implements SessionStorage {
   }
 
   /** Runs work in a write transaction: committed when it resolves, rolled back when it throws. */
-  private inTransaction<T>(work: (runner: QueryRunner) => Promise<T>): Promise<T> {
+  private inTransaction<T>(
+    work: (runner: QueryRunner) => Promise<T>,
+    /** Runs on the connection once the transaction ended either way; its failure is ignored. */
+    afterEnd?: (runner: QueryRunner) => Promise<void>,
+  ): Promise<T> {
     return this.withRunner(async (runner) => {
       for (const statement of this.dialect.beginWrite) await runner.query(statement);
       try {
@@ -401,6 +441,9 @@ export class TypeOrmSessionStorage implements SessionStorage {
         // On a dead connection the server has already rolled back; nothing to add.
         await runner.query('ROLLBACK').catch(() => undefined);
         throw error;
+      } finally {
+        // A dead connection has nothing left to put back.
+        await afterEnd?.(runner).catch(() => undefined);
       }
     });
   }
@@ -667,6 +710,11 @@ export class TypeOrmSessionStorage implements SessionStorage {
         // write transaction already keeps every other writer out).
         fence: async (lease: JobLease) => {
           checkJobLease(lease);
+          const bound = idleBound(this.dialect.backend, lease);
+          if (bound) {
+            await writer.query(...bound.set);
+            unit.restore ??= bound.restore;
+          }
           const [row] = await q(sql.fenceLease, [lease.job, lease.owner, lease.token]);
           if (!row) throw (unit.lost = leaseLostError(lease));
         },

@@ -5,8 +5,9 @@
  * history-transaction helpers, record copiers) are reachable only by path, for this package's
  * own tests and benchmark; a host that injected the raw storage port could write around the
  * encryption. Adapters that need an optional package have entries of their own:
- * `nest-encrypted-sessions/typeorm`, `/redis`, `/aws-kms` and `/vault`; the envelope format is
- * also at `/crypto`. `test/module/public-api.spec.ts` lists every entry's exports.
+ * `nest-encrypted-sessions/typeorm`, `/redis`, `/aws-kms` and `/vault`, and so do the
+ * `@nestjs/terminus` health indicators (`/health`, never loaded from here); the envelope format
+ * is also at `/crypto`. `test/module/public-api.spec.ts` lists every entry's exports.
  *
  * @packageDocumentation
  */
@@ -107,6 +108,7 @@ export {
   type KeyCacheOptions,
   type KeyProvider,
   type KeyProviderRetryOptions,
+  type KeyProviderStatus,
   type KeyRingStats,
   type KekRotationStatus,
   type RewrapOptions,

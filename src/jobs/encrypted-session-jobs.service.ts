@@ -24,6 +24,9 @@ export interface JobStatus {
   readonly lastRun?: JobRunReport;
 }
 
+/** A session no host writes (its tenant is a name of this package), read to probe storage. */
+const STORAGE_PROBE_REF = { tenantId: 'nest-encrypted-sessions:health', sessionId: 'probe' };
+
 /**
  * The module's jobs, each a public method: the scheduler calls them on their cron
  * (`options.jobs`), and a host, the CLI or a test may call them at any time. Each runs under
@@ -64,6 +67,22 @@ export class EncryptedSessionJobs {
       cron: this.config[key].cron,
       ...(this.lastRuns.has(key) && { lastRun: this.lastRuns.get(key) }),
     }));
+  }
+
+  /**
+   * One cheap round trip to the storage the sessions and jobs use, for health checks: reads a
+   * job's lease (a single row or hash), or, on a host's adapter that keeps no leases, a session
+   * row that does not exist. Writes nothing, audits nothing.
+   *
+   * @returns the storage's backend name (`sqlite`, `postgres`, `redis`, ...).
+   * @throws the storage's error when it cannot be read (`StorageUnavailableError`,
+   *   `ShuttingDownError`, ...).
+   */
+  async probeStorage(): Promise<{ backend: string }> {
+    const leases = this.storage.leases;
+    if (leases) await leases.current(JOB_NAMES.kekRewrap);
+    else await this.storage.read(STORAGE_PROBE_REF, (scope) => scope.session.find());
+    return { backend: this.storage.backend };
   }
 
   /**

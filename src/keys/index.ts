@@ -21,7 +21,12 @@ export {
   type KeyRingOptions,
   type ModuleKeyRingOptions,
 } from './key-ring.options.js';
-export { KeyRing, type KeyRingStats, type UsableDataKey } from './key-ring.service.js';
+export {
+  KeyRing,
+  type KeyProviderStatus,
+  type KeyRingStats,
+  type UsableDataKey,
+} from './key-ring.service.js';
 export {
   KekRotationService,
   type KekRotationStatus,

@@ -74,6 +74,24 @@ export interface KeyRingStats {
   cachedKeys: number;
 }
 
+/**
+ * Whether the key provider is usable, as the key ring last found it: no call is made to find
+ * out (a health check must not cost a KMS request each time).
+ *
+ * @publicApi
+ */
+export interface KeyProviderStatus {
+  /** The provider's short name (`env`, `aws-kms`, `vault-transit`, ...). */
+  readonly provider: string;
+  /**
+   * True from a provider call that ran out of retries until the next one that succeeds: the
+   * provider is down as far as this process knows. Sessions with cached keys keep working.
+   */
+  readonly outage: boolean;
+  /** While calls fail at once (the cooldown after an outage was found), how much longer, in ms. */
+  readonly fastFailForMs?: number;
+}
+
 const logger = new Logger('KeyRing');
 
 /** How often key creation starts over after the session's keys changed under it. */
@@ -169,6 +187,19 @@ export class KeyRing {
   /** Snapshot of the counters. */
   stats(): KeyRingStats {
     return { ...this.counters, cachedKeys: this.cache.size };
+  }
+
+  /**
+   * The key provider's state as the key ring last found it, without calling the provider: an
+   * outage lasts from a call that ran out of retries to the next call that succeeds.
+   */
+  providerStatus(): KeyProviderStatus {
+    const fastFailForMs = this.providerDownUntil - Date.now();
+    return {
+      provider: this.provider.name,
+      outage: this.providerOutage,
+      ...(fastFailForMs > 0 && { fastFailForMs }),
+    };
   }
 
   /**

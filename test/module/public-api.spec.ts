@@ -3,6 +3,7 @@ import { Test } from '@nestjs/testing';
 import { describe, expect, it } from 'vitest';
 import * as awsKmsEntry from '../../src/aws-kms.js';
 import * as crypto from '../../src/crypto/index.js';
+import * as healthEntry from '../../src/health/index.js';
 import * as main from '../../src/index.js';
 import { KEY_PROVIDER } from '../../src/keys/key-provider.interface.js';
 import * as redisEntry from '../../src/redis.js';
@@ -99,6 +100,11 @@ describe('the public API', () => {
     expect(runtimeNames(awsKmsEntry)).toEqual(['AwsKmsKeyProvider']);
     expect(runtimeNames(vaultEntry)).toEqual(['VaultKvKeyProvider', 'VaultTransitKeyProvider']);
     expect(runtimeNames(crypto)).toContain('sealItem');
+    expect(runtimeNames(healthEntry)).toEqual([
+      'ENCRYPTED_SESSION_HEALTH_OPTIONS',
+      'EncryptedSessionHealthIndicator',
+      'EncryptedSessionHealthModule',
+    ]);
   });
 
   it.each([

@@ -31,6 +31,8 @@ export interface BenchArgs {
   readonly keys: boolean;
   /** Run the audit-trail benchmark (`audit.ts`) instead of the storage benchmark. */
   readonly audit: boolean;
+  /** Run the scheduled-jobs benchmark (`jobs.ts`) instead of the storage benchmark. */
+  readonly jobs: boolean;
 }
 
 /** Default `--items`. */
@@ -51,6 +53,7 @@ export const USAGE = `Usage: npm run bench -- [--backend sqlite|postgres|mysql|r
                         [--writers N] [--layers]
        npm run bench -- --keys [--json]
        npm run bench -- --audit [--json]
+       npm run bench -- --jobs [--json]
 
   --backend NAME  storage backend (default sqlite):
                     sqlite    the embedded store, a temp file per variant
@@ -76,6 +79,10 @@ export const USAGE = `Usage: npm run bench -- [--backend sqlite|postgres|mysql|r
                   and from 16 overlapping callers, each with the trail off and on, then a
                   1,000,000-record chain verified from the file (records/s, peak RSS). A fixed
                   workload: combines with --json only.
+  --jobs          instead of the benchmark, the retention purge with the audit trail on:
+                  200,000 expired items in 1,000 sessions purged on SQLite and on Postgres
+                  (items/s), and getItems(20) calls/s on SQLite alone and beside a purge.
+                  A fixed workload: combines with --json only.
 `;
 
 const isBackend = (name: string): name is BenchBackend =>
@@ -113,6 +120,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs | 'help' {
         layers: { type: 'boolean', default: false },
         keys: { type: 'boolean', default: false },
         audit: { type: 'boolean', default: false },
+        jobs: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
       strict: true,
@@ -159,6 +167,16 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs | 'help' {
       throw new UsageError('--audit runs a fixed workload on SQLite; it combines with --json only');
     }
   }
+  if (values.jobs) {
+    const others = (['items', 'writers', 'backend'] as const).filter(
+      (name) => values[name] !== undefined,
+    );
+    if (values.keys || values.layers || values.audit || others.length > 0) {
+      throw new UsageError(
+        '--jobs runs a fixed workload on SQLite and Postgres; it combines with --json only',
+      );
+    }
+  }
   if (values.layers && values.json) {
     throw new UsageError('--layers prints a table; it does not combine with --json');
   }
@@ -175,5 +193,6 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs | 'help' {
     layers: values.layers,
     keys: values.keys,
     audit: values.audit,
+    jobs: values.jobs,
   };
 }

@@ -50,6 +50,7 @@
 import { performance } from 'node:perf_hooks';
 import { installBenchLogger } from './bench-logger.js';
 import { auditBenchmark, formatAuditReport } from './audit.js';
+import { formatJobsReport, jobsBenchmark } from './jobs.js';
 import { formatKeysReport } from './keys-report.js';
 import { keyProviderBenchmark } from './keys.js';
 import { layerBreakdown } from './layers.js';
@@ -472,6 +473,12 @@ async function main(): Promise<number> {
   if (args.audit) {
     const result = await auditBenchmark(log);
     process.stdout.write(args.json ? `${JSON.stringify(result)}\n` : formatAuditReport(result));
+    return 0;
+  }
+  if (args.jobs) {
+    removeStoresOnSignal();
+    const result = await jobsBenchmark(log);
+    process.stdout.write(args.json ? `${JSON.stringify(result)}\n` : formatJobsReport(result));
     return 0;
   }
   if (args.keys) {

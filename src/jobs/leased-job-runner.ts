@@ -58,6 +58,13 @@ export class LeasedJobRunner {
     private readonly ttlMs: number,
   ) {}
 
+  /** Whether the lease is still this run's (renewed once more); a storage failure says no. */
+  private async stillHeld(held: { current: JobLease }): Promise<boolean> {
+    const renewed = await this.leases.renew(held.current, this.ttlMs).catch(() => undefined);
+    if (renewed) held.current = renewed;
+    return renewed !== undefined;
+  }
+
   /** Runs `work` if this process gets `job`'s lease; the report says what happened. */
   async run<T>(job: string, work: (lease: HeldLease) => Promise<T>): Promise<JobRunReport<T>> {
     const startedAt = new Date();
@@ -102,7 +109,12 @@ export class LeasedJobRunner {
       ...details,
     });
     try {
-      return ended('done', { result: await work(held) });
+      const result = await work(held);
+      await renewing;
+      // A run paused past its lease may find nothing left to write once it resumes: it ends
+      // `lease_lost`, not `done`, when the lease moved on meanwhile.
+      if (!held.lost && !(await this.stillHeld(held))) loseLease();
+      return ended('done', { result });
     } catch (error) {
       const errorCode = error instanceof EncryptedSessionError ? error.code : 'UNEXPECTED';
       logger.error(`Job ${job} failed (${errorCode}); the next run resumes from the data`);

@@ -35,9 +35,8 @@ export interface SessionPurgeCounts {
  * Deletes a session's expired items once their envelope confirms it: each one is opened with
  * its data key under the expiry its row claims, so an expiry column set back by hand (or any
  * other altered row) fails to open and is kept, never deleted. The deletion and its
- * `retention.purge.batch` event commit in one unit of work, fenced by the job's lease.
- *
- * @internal
+ * `retention.purge.batch` event commit in one unit of work, fenced by the job's lease. The jobs
+ * layer's `RetentionService` drives it; the package root does not export it.
  */
 export class ExpiredItemPurge {
   constructor(

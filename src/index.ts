@@ -81,6 +81,7 @@ export {
   EncryptedSessionJobs,
   RetentionService,
   type HeldLease,
+  type JobLeaseStatus,
   type JobRunReport,
   type JobStatus,
   type PurgeOptions,

@@ -1,7 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { ConfigurationError } from '../errors/index.js';
 import { KekRotationService, type RewrapReport } from '../keys/index.js';
-import { SESSION_STORAGE, type SessionStorage } from '../storage/index.js';
+import { SESSION_STORAGE, type LeaseStorage, type SessionStorage } from '../storage/index.js';
 import { JOB_NAMES, JOBS_CONFIG, type JobKey, type JobsConfig } from './jobs-config.js';
 import {
   LeasedJobRunner,
@@ -26,6 +26,32 @@ export interface JobStatus {
 
 /** A session no host writes (its tenant is a name of this package), read to probe storage. */
 const STORAGE_PROBE_REF = { tenantId: 'nest-encrypted-sessions:health', sessionId: 'probe' };
+
+/**
+ * A job and its lease as the storage holds it now, across every replica (what
+ * {@link EncryptedSessionJobs.leases} reports).
+ *
+ * @publicApi
+ */
+export interface JobLeaseStatus {
+  readonly key: JobKey;
+  /** Its name in `SchedulerRegistry` and in its lease. */
+  readonly name: string;
+  /** The lease as last taken; absent when no replica ever took it. */
+  readonly lease?: {
+    /** The holder: `host:pid:random` of the process that took it. */
+    readonly owner: string;
+    /** Rises by one each time the lease is taken afresh; fences the holder's writes. */
+    readonly token: number;
+    /** When it lapses unless renewed, by the storage's clock (the database's, or Redis's). */
+    readonly expiresAt: Date;
+    /**
+     * Whether it was unexpired when read, `expiresAt` against this process's clock: a clock
+     * skewed from the storage's can misjudge a lease within the skew of its expiry.
+     */
+    readonly held: boolean;
+  };
+}
 
 /**
  * The module's jobs, each a public method: the scheduler calls them on their cron
@@ -86,6 +112,35 @@ export class EncryptedSessionJobs {
   }
 
   /**
+   * Who holds each job's lease now, read from the storage: unlike {@link status}'s `lastRun`,
+   * which only knows this process, it shows a run on any replica (an operator's
+   * `jobs status`). Reads only; takes no lease.
+   *
+   * @throws ConfigurationError when the storage keeps no leases.
+   */
+  async leases(): Promise<JobLeaseStatus[]> {
+    const leases = this.leaseStorage();
+    const statuses: JobLeaseStatus[] = [];
+    for (const key of Object.keys(JOB_NAMES) as JobKey[]) {
+      const name = JOB_NAMES[key];
+      const lease = await leases.current(name);
+      statuses.push({
+        key,
+        name,
+        ...(lease && {
+          lease: {
+            owner: lease.owner,
+            token: lease.token,
+            expiresAt: new Date(lease.expiresAt),
+            held: lease.expiresAt > Date.now(),
+          },
+        }),
+      });
+    }
+    return statuses;
+  }
+
+  /**
    * Refuses, before anything is scheduled, a storage that keeps no leases.
    *
    * @internal
@@ -106,13 +161,21 @@ export class EncryptedSessionJobs {
   }
 
   private leasedRunner(): LeasedJobRunner {
+    this.runner ??= new LeasedJobRunner(
+      this.leaseStorage(),
+      leaseOwnerId(),
+      this.config.leaseTtlMs,
+    );
+    return this.runner;
+  }
+
+  private leaseStorage(): LeaseStorage {
     const leases = this.storage.leases;
     if (!leases) {
       throw new ConfigurationError(
         `The session storage '${this.storage.backend}' keeps no job leases, so its jobs cannot run safely on several replicas; use one of the module's stores (SQLite, Postgres, MySQL/MariaDB, Redis, memory)`,
       );
     }
-    this.runner ??= new LeasedJobRunner(leases, leaseOwnerId(), this.config.leaseTtlMs);
-    return this.runner;
+    return leases;
   }
 }

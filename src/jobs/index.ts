@@ -1,4 +1,8 @@
-export { EncryptedSessionJobs, type JobStatus } from './encrypted-session-jobs.service.js';
+export {
+  EncryptedSessionJobs,
+  type JobLeaseStatus,
+  type JobStatus,
+} from './encrypted-session-jobs.service.js';
 export { JobScheduler } from './job-scheduler.js';
 export {
   RetentionService,

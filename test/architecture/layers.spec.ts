@@ -15,8 +15,11 @@ const RANKS: Record<string, number> = {
   sessions: 4,
   jobs: 5,
   module: 6,
-  entry: 7,
-  health: 7,
+  // The operator CLI (src/cli/): commands over the module, under the bin entry (src/cli.ts)
+  // that runs them; test/cli/host-commands.spec.ts shows the package root never reaches it.
+  cli: 7,
+  entry: 8,
+  health: 8,
 };
 
 const src = resolve(import.meta.dirname, '../../src');

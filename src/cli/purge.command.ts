@@ -1,0 +1,81 @@
+import type { Command } from 'commander';
+import { RetentionService, type JobRunReport, type PurgeReport } from '../jobs/index.js';
+import { progressOn } from './progress.js';
+import { CLI_EXIT, EXIT_CODES_HELP, type CommandRuntime } from './runtime.js';
+
+interface PurgeCommandOptions {
+  readonly dryRun?: boolean;
+  readonly json?: boolean;
+}
+
+/** The exit code of each outcome of a run. */
+const EXIT_OF: Readonly<Record<JobRunReport['outcome'], number>> = {
+  done: CLI_EXIT.ok,
+  skipped: CLI_EXIT.leaseHeld,
+  failed: CLI_EXIT.failed,
+  lease_lost: CLI_EXIT.failed,
+};
+
+/** The one line a person reads; a script reads `--json`. */
+function summary(report: JobRunReport<PurgeReport>): string {
+  const result = report.result;
+  if (report.outcome === 'skipped') {
+    return `skipped: another replica holds the retention purge's lease${report.heldBy ? ` (${report.heldBy})` : ''}; nothing done, retry later\n`;
+  }
+  if (report.outcome === 'lease_lost') {
+    return 'stopped: the run lost its lease to another replica part way; what it purged stays purged, and the lease holder carries on\n';
+  }
+  if (report.outcome === 'failed' || !result) {
+    return `failed (${report.errorCode ?? 'UNEXPECTED'}): what it purged stays purged; the next run resumes from the data\n`;
+  }
+  const rest = result.complete
+    ? ''
+    : '; stopped at jobs.retentionPurge.maxBatchesPerRun: run again to go on';
+  if (result.dryRun) {
+    return `dry run, nothing deleted: would purge ${result.purged} and shred ${result.shredded} of ${result.scanned} expired item(s), keep ${result.unverified} unverified${rest}\n`;
+  }
+  return `purged ${result.purged} and shredded ${result.shredded} of ${result.scanned} expired item(s) in ${result.batches} batch(es), kept ${result.unverified} unverified, ${result.elapsedMs} ms${rest}\n`;
+}
+
+/** `purge [--dry-run]`: the retention purge, under its lease, as the job's own actor. */
+export function addPurgeCommand(program: Command, runtime: CommandRuntime): void {
+  program
+    .command('purge')
+    .description(
+      'delete expired items for good (the retention purge job, run now under its lease; a dry run only counts)',
+    )
+    .option('--dry-run', 'count what a run would purge; delete and record nothing')
+    .option('--json', 'print the run report as one JSON object')
+    .addHelpText('after', EXIT_CODES_HELP)
+    .action((options: PurgeCommandOptions, command: Command) =>
+      runtime.run(command, 'purge', options.json === true, () => async (app) => {
+        const progress = progressOn(options.json ? undefined : runtime.terminal, 'purge', [
+          'purged',
+          'shredded',
+          'kept',
+        ]);
+        let report: JobRunReport<PurgeReport>;
+        try {
+          report = await app.get(RetentionService).purgeExpired({
+            dryRun: options.dryRun,
+            onProgress: (counts) =>
+              progress.update({
+                found: counts.scanned,
+                done: counts.purged + counts.shredded + counts.unverified,
+                details: {
+                  purged: counts.purged,
+                  shredded: counts.shredded,
+                  kept: counts.unverified,
+                },
+              }),
+          });
+        } finally {
+          progress.stop();
+        }
+        const code = EXIT_OF[report.outcome];
+        if (options.json) runtime.out(`${JSON.stringify(report)}\n`);
+        else (code === CLI_EXIT.ok ? runtime.out : runtime.err)(summary(report));
+        return code;
+      }),
+    );
+}

@@ -125,12 +125,14 @@ async function liveSession(store: JobsStore): Promise<EncryptedSession> {
 
 /** getItems(20) calls/s of `session`, until `stop` resolves or LIMIT_READ_CALLS calls. */
 async function readRate(session: EncryptedSession, stop?: Promise<unknown>): Promise<number> {
-  let stopped = false;
-  void stop?.then(() => (stopped = true));
+  // Set when `stop` settles (the purge beside the reads ended).
+  const state = { stopped: false };
+  void stop?.finally(() => (state.stopped = true));
+  const enough = (calls: number) => (stop === undefined ? calls >= LIMIT_READ_CALLS : false);
   let calls = 0;
   const started = performance.now();
   await runAs(actor, async () => {
-    while (!stopped && (stop !== undefined || calls < LIMIT_READ_CALLS)) {
+    while (!state.stopped && !enough(calls)) {
       const items = await session.getItems(READ_LIMIT);
       if (items.length !== READ_LIMIT) throw new Error(`getItems(20) returned ${items.length}`);
       calls++;

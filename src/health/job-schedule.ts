@@ -1,5 +1,6 @@
 import { createRequire } from 'node:module';
 import { ConfigurationError } from '../errors/index.js';
+import { resolveSchedulePackage } from '../jobs/index.js';
 
 /** The part of `cron`'s CronTime the lag needs. */
 interface CronTimeLike {
@@ -16,15 +17,9 @@ let cronTimeClass: CronTimeClass | undefined;
  */
 function loadCronTime(): CronTimeClass {
   if (cronTimeClass) return cronTimeClass;
-  const require = createRequire(import.meta.url);
-  let schedulePath: string;
-  try {
-    schedulePath = require.resolve('@nestjs/schedule');
-  } catch {
-    throw new ConfigurationError(
-      "The jobs health check of an enabled job needs the '@nestjs/schedule' package (its cron): npm install @nestjs/schedule, as the job itself needs",
-    );
-  }
+  const schedulePath = resolveSchedulePackage(
+    "The jobs health check of an enabled job needs the '@nestjs/schedule' package (its cron): npm install @nestjs/schedule, as the job itself needs",
+  );
   cronTimeClass = (createRequire(schedulePath)('cron') as { CronTime: CronTimeClass }).CronTime;
   return cronTimeClass;
 }

@@ -3,7 +3,7 @@ export {
   type JobLeaseStatus,
   type JobStatus,
 } from './encrypted-session-jobs.service.js';
-export { JobScheduler } from './job-scheduler.js';
+export { JobScheduler, resolveSchedulePackage } from './job-scheduler.js';
 export {
   RetentionService,
   type PurgeOptions,

@@ -29,20 +29,29 @@ interface SchedulePackages {
 }
 
 /**
+ * Where `@nestjs/schedule` (an optional peer) is installed; `cron`, the package its jobs are
+ * made of, resolves from there. A ConfigurationError with `missingMessage` when it is not.
+ */
+export function resolveSchedulePackage(missingMessage: string): string {
+  try {
+    return createRequire(import.meta.url).resolve('@nestjs/schedule');
+  } catch {
+    throw new ConfigurationError(missingMessage);
+  }
+}
+
+/**
  * Loads `@nestjs/schedule` (an optional peer: only a host with a job enabled needs it) and the
  * `cron` package that comes with it, the one its registry's jobs are made of.
  */
 function loadSchedulePackages(): SchedulePackages {
-  const require = createRequire(import.meta.url);
-  let schedulePath: string;
-  try {
-    schedulePath = require.resolve('@nestjs/schedule');
-  } catch {
-    throw new ConfigurationError(
-      "options.jobs enables a job, which needs the '@nestjs/schedule' package: npm install @nestjs/schedule, and import ScheduleModule.forRoot() in your AppModule (or disable the job)",
-    );
-  }
-  const schedule = require(schedulePath) as Pick<SchedulePackages, 'SchedulerRegistry'>;
+  const schedulePath = resolveSchedulePackage(
+    "options.jobs enables a job, which needs the '@nestjs/schedule' package: npm install @nestjs/schedule, and import ScheduleModule.forRoot() in your AppModule (or disable the job)",
+  );
+  const schedule = createRequire(import.meta.url)(schedulePath) as Pick<
+    SchedulePackages,
+    'SchedulerRegistry'
+  >;
   const cron = createRequire(schedulePath)('cron') as Omit<SchedulePackages, 'SchedulerRegistry'>;
   return {
     SchedulerRegistry: schedule.SchedulerRegistry,

@@ -199,6 +199,20 @@ for (const { name, type, available } of BACKENDS) {
       return acting!;
     }
 
+    /** `REPLICAS` app processes on the store, each with the purge on its one-second cron. */
+    const startPurgingReplicas = () =>
+      startReplicas(
+        REPLICAS,
+        {
+          entryUrl: library.entryUrl,
+          backend: store.location,
+          rootKey,
+          leaseTtlSeconds: LEASE_TTL_SECONDS,
+          batchSize: BATCH_SIZE,
+        },
+        BOOT_TIMEOUT_MS,
+      );
+
     const purgeStarted = async () => (await expiredCount()) < EXPIRED;
 
     async function live(): Promise<unknown[]> {
@@ -210,17 +224,7 @@ for (const { name, type, available } of BACKENDS) {
 
     it('kill -9 of the acting replica mid-run: another finishes after its lease lapses, each item purged once', async () => {
       await expiredItems('kill');
-      replicas = await startReplicas(
-        REPLICAS,
-        {
-          entryUrl: library.entryUrl,
-          backend: store.location,
-          rootKey,
-          leaseTtlSeconds: LEASE_TTL_SECONDS,
-          batchSize: BATCH_SIZE,
-        },
-        BOOT_TIMEOUT_MS,
-      );
+      replicas = await startPurgingReplicas();
       await until(purgeStarted, 30_000, 'the purge started');
       const acting = await actingReplica();
 
@@ -244,17 +248,7 @@ for (const { name, type, available } of BACKENDS) {
     it('SIGSTOP of the acting replica past its lease: another takes over, and on SIGCONT its next write is refused', async () => {
       const before = await auditedPurgeCount();
       await expiredItems('stop');
-      replicas = await startReplicas(
-        REPLICAS,
-        {
-          entryUrl: library.entryUrl,
-          backend: store.location,
-          rootKey,
-          leaseTtlSeconds: LEASE_TTL_SECONDS,
-          batchSize: BATCH_SIZE,
-        },
-        BOOT_TIMEOUT_MS,
-      );
+      replicas = await startPurgingReplicas();
       await until(purgeStarted, 30_000, 'the purge started');
       const stopped = await actingReplica();
 

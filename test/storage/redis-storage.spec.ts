@@ -127,6 +127,11 @@ describe.skipIf(!redisUp)('Redis storage adapter', () => {
       (kind) => `${redis.keyPrefix}{${redisSessionTag(ref)}}:${kind}`,
     );
   const pttls = () => Promise.all(sessionKeyNames().map((name) => redis.client.pttl(name)));
+  /** KEYS of the commit script: the four above and the expiry index. */
+  const commitKeyNames = () => [
+    ...sessionKeyNames(),
+    `${redis.keyPrefix}{${redisSessionTag(ref)}}:expiry`,
+  ];
 
   async function fillAllFourKeys(expiresAt: number | null) {
     const key = dataKey(ref);
@@ -591,13 +596,13 @@ describe.skipIf(!redisUp)('Redis storage adapter', () => {
 
     it('answers "applied" to a commit sent again after its reply was lost, applying it once', async () => {
       await createSession();
-      const keys = sessionKeyNames();
+      const keys = commitKeyNames();
       const sessionKey = keys[0];
       const version = (await redis.client.hget(sessionKey, 'version'))!;
       const commit = (commitId: string) =>
         redis.client.eval(
           COMMIT_SCRIPT,
-          4,
+          5,
           ...keys,
           version,
           commitId,
@@ -625,12 +630,12 @@ describe.skipIf(!redisUp)('Redis storage adapter', () => {
 
     it('settles a commit whose reply was lost: applied, fenced off for good, or unknown', async () => {
       await createSession();
-      const [sessionKey, ...otherKeys] = sessionKeyNames();
+      const [sessionKey, ...otherKeys] = commitKeyNames();
       const version = () => redis.client.hget(sessionKey, 'version');
       const commit = (commitId: string, expected: string) =>
         redis.client.eval(
           COMMIT_SCRIPT,
-          4,
+          5,
           sessionKey,
           ...otherKeys,
           expected,

@@ -1,15 +1,23 @@
 import { auditKeyTypeCheck } from './redis-audit-scripts.js';
+import { SESSION_FIELDS } from './redis-record-codec.js';
 
 /**
  * The one Lua script that commits a unit of work of the Redis adapter: a compare-and-set on the
  * session's `version` (and on the head of every audit chain the unit appends to), then every
  * buffered write, the version bump and the expiry, atomically.
  *
- * KEYS: session hash, items zset, data-keys hash, operations hash, then the records zset, head
- * and access-report index zsets of each audit chain the unit appends to (one hash tag, one slot). Only the first four
- * get the session's expiry: audit records outlive the session.
+ * KEYS: session hash, items zset, data-keys hash, operations hash, expiry index zset, then the
+ * records zset, head and access-report index zsets of each audit chain the unit appends to (one
+ * hash tag, one slot), then on a standalone server only the lease hash of each job fencing the
+ * unit (another slot). Only the first five get the session's expiry: audit records outlive the
+ * session.
  * ARGV: expected version ('' when the session hash had none), commit id, PEXPIREAT ms ('0' =
  * PERSIST), then the buffered operations, each an op code followed by its fixed arguments.
+ *
+ * The expiry index (KEYS[5]) changes only with the items it indexes: an entry goes in with its
+ * item (EA after ZA), out with it (ER after ZR), and the whole index with a clear (ZD). The
+ * session hash field `expiry_indexed` is set once every stored item is indexed: by a commit that
+ * finds no items zset or clears it, or by a rebuild (ED, EA..., HS).
  *
  * Replies: 1 applied (or applied before: the same commit sent again after its reply was lost,
  * e.g. by a host client that resends unanswered commands after a reconnect),
@@ -23,7 +31,10 @@ import { auditKeyTypeCheck } from './redis-audit-scripts.js';
  * written),
  * 5 an audit index zset checked to exist does not: its chain must join the tenant's registry of
  * that subject or actor first (nothing written),
- * 6 an audit key holds another type of value than this module writes there (nothing written).
+ * 6 an audit key holds another type of value than this module writes there (nothing written),
+ * 7 a job lease fencing the unit is no longer held by its owner and token, or lapsed by the
+ * server's clock (nothing written),
+ * 8 the expiry index holds another type of value than a zset (nothing written).
  * A data-key or operations hash of another type is refused as WRONGTYPE, before any write.
  */
 export const COMMIT_OP = {
@@ -35,8 +46,19 @@ export const COMMIT_OP = {
   addItem: 'ZA',
   /** ZREM items member, checked first to be the one member at score seq */
   removeItem: 'ZR',
-  /** DEL items */
+  /** DEL items, and DEL the expiry index with them */
   clearItems: 'ZD',
+  /** ZADD expiry 0 entry: the index entry of an item inserted with an expiry (after its ZA) */
+  addExpiryEntry: 'EA',
+  /** ZREM expiry entry: the index entry of an item deleted (after its ZR) */
+  removeExpiryEntry: 'ER',
+  /** DEL expiry: a rebuild of the index starts from nothing */
+  clearExpiryIndex: 'ED',
+  /**
+   * Checked only (standalone server): lease key index (into KEYS), owner, token. The lease is
+   * held by that owner with that token and unexpired by the server's clock; else reply 7.
+   */
+  leaseFence: 'LF',
   /** HSET keys dekId packed */
   setDataKey: 'KS',
   /** HSET ops operationId packed */
@@ -69,19 +91,21 @@ export const COMMIT_REPLY = {
   auditAhead: 4,
   auditUnregistered: 5,
   auditWrongType: 6,
+  leaseLost: 7,
+  expiryIndexWrongType: 8,
 } as const;
 
 /** KEYS before the audit chains' keys in the commit script. */
-export const SESSION_COMMIT_KEYS = 4;
+export const SESSION_COMMIT_KEYS = 5;
 
 /** How many commit ids the session hash remembers (`recent_commits`, newest first). */
 export const RECENT_COMMITS_KEPT = 16;
 
 /** How many arguments follow each op code. */
-const ARITY = `{ HS = 2, HD = 1, ZA = 2, ZR = 2, ZD = 0, KS = 2, OS = 2, OD = 0, AC = 5, AR = 3, AI = 2, AE = 1 }`;
+const ARITY = `{ HS = 2, HD = 1, ZA = 2, ZR = 2, ZD = 0, EA = 1, ER = 1, ED = 0, LF = 3, KS = 2, OS = 2, OD = 0, AC = 5, AR = 3, AI = 2, AE = 1 }`;
 
 export const COMMIT_SCRIPT = `
-local sessionKey, itemsKey, keysKey, opsKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local sessionKey, itemsKey, keysKey, opsKey, expiryKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local current = redis.call('HGET', sessionKey, 'version') or ''
 local recent = redis.call('HGET', sessionKey, 'recent_commits') or ''
 if current ~= ARGV[1] then
@@ -99,9 +123,25 @@ end
 -- Check first, write after: a script that fails half-way keeps what it already wrote.
 -- pending: members this commit inserts, by seq. top: the highest stored score (read once).
 local cleared, pending, removed, top, i = false, {}, {}, nil, 4
+-- Whether every stored item is indexed already (a session written before the index is not).
+local indexed = redis.call('HEXISTS', sessionKey, '${SESSION_FIELDS.expiryIndexed}') == 1
+local hadItems = redis.call('EXISTS', itemsKey) == 1
+local expiryType = redis.call('TYPE', expiryKey).ok
+if expiryType ~= 'none' and expiryType ~= 'zset' then return 8 end
 while i <= #ARGV do
   local op = ARGV[i]
-  if op == 'ZD' then
+  if op == 'LF' then
+    -- A job's lease, by the server's clock (as the lease scripts read it): else nothing is written.
+    local n = tonumber(ARGV[i + 1])
+    local lease = n and n > ${SESSION_COMMIT_KEYS} and KEYS[n]
+    if not lease then return redis.error_reply('ERR bad lease key index') end
+    if redis.call('TYPE', lease).ok ~= 'hash' then return 7 end
+    local time = redis.call('TIME')
+    local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+    local held = redis.call('HMGET', lease, 'owner', 'token', 'expiresAt')
+    if held[1] ~= ARGV[i + 2] or held[2] ~= ARGV[i + 3] then return 7 end
+    if not tonumber(held[3]) or tonumber(held[3]) <= now then return 7 end
+  elseif op == 'ZD' then
     cleared, pending, removed = true, {}, {}
   elseif op == 'ZR' then
     local seq, member = ARGV[i + 1], ARGV[i + 2]
@@ -167,7 +207,13 @@ while i <= #ARGV do
   elseif op == 'ZR' then
     redis.call('ZREM', itemsKey, ARGV[i + 2])
   elseif op == 'ZD' then
-    redis.call('DEL', itemsKey)
+    redis.call('DEL', itemsKey, expiryKey)
+  elseif op == 'EA' then
+    redis.call('ZADD', expiryKey, 0, ARGV[i + 1])
+  elseif op == 'ER' then
+    redis.call('ZREM', expiryKey, ARGV[i + 1])
+  elseif op == 'ED' then
+    redis.call('DEL', expiryKey)
   elseif op == 'KS' then
     redis.call('HSET', keysKey, ARGV[i + 1], ARGV[i + 2])
   elseif op == 'OS' then
@@ -184,6 +230,10 @@ while i <= #ARGV do
   i = i + 1 + arity[op]
 end
 
+-- No item older than the index is left once there were none, or this commit cleared them.
+if not indexed and (not hadItems or cleared) then
+  redis.call('HSET', sessionKey, '${SESSION_FIELDS.expiryIndexed}', '1')
+end
 redis.call('HINCRBY', sessionKey, 'version', 1)
 -- The newest ids, so a resend is recognised even after other writers committed meanwhile.
 local ids = { ARGV[2] }

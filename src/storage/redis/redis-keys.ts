@@ -7,7 +7,7 @@ export const DEFAULT_REDIS_KEY_PREFIX = 'nes:';
 // Braces would start a hash tag of their own and split a session across cluster slots.
 const KEY_PREFIX_PATTERN = /^[A-Za-z0-9_:.-]{1,40}$/;
 
-/** The four keys holding one session; they share one hash tag, so one cluster slot. */
+/** The five keys holding one session; they share one hash tag, so one cluster slot. */
 export interface RedisSessionKeys {
   /** HASH: the session record, the commit version and the expiry bookkeeping. */
   readonly session: string;
@@ -17,6 +17,12 @@ export interface RedisSessionKeys {
   readonly dataKeys: string;
   /** HASH: operationId -> packed history-operation record. */
   readonly operations: string;
+  /**
+   * ZSET, the per-item expiry index: score 0, member = expiry index entry (expiresAt, then
+   * seq, as fixed-width decimals) of every item that has an expiry, so ZRANGE BYLEX reads it
+   * in (expiresAt, seq) order. Kept by the commit script with the items it indexes.
+   */
+  readonly expiry: string;
 }
 
 /**
@@ -73,6 +79,20 @@ export function redisTenantTag(tenantId: string): string {
 
 const base64url = (id: string): string => Buffer.from(id, 'utf8').toString('base64url');
 
+/**
+ * The session whose hash tag is `tag`, or undefined when `tag` is not one {@link redisSessionTag}
+ * builds (another writer's key): the ids must encode back to exactly this tag.
+ */
+export function sessionRefOfTag(tag: string): SessionRef | undefined {
+  const parts = tag.split('.');
+  if (parts.length !== 2) return undefined;
+  const ref = {
+    tenantId: Buffer.from(parts[0], 'base64url').toString('utf8'),
+    sessionId: Buffer.from(parts[1], 'base64url').toString('utf8'),
+  };
+  return redisSessionTag(ref) === tag ? ref : undefined;
+}
+
 /** Throws ConfigurationError unless `keyPrefix` is 1-40 characters of [A-Za-z0-9_:.-]. */
 export function validateRedisKeyPrefix(keyPrefix: string): void {
   if (typeof keyPrefix !== 'string' || !KEY_PREFIX_PATTERN.test(keyPrefix)) {
@@ -98,7 +118,21 @@ export class RedisKeyLayout {
       items: `${base}items`,
       dataKeys: `${base}keys`,
       operations: `${base}ops`,
+      expiry: `${base}expiry`,
     };
+  }
+
+  /** SCAN pattern of every session's items zset under this prefix (the prefix has no glob). */
+  get itemsPattern(): string {
+    return `${this.prefix}{*}:items`;
+  }
+
+  /** The session tag of an items key that {@link itemsPattern} matched; undefined for another key. */
+  tagOfItemsKey(key: string): string | undefined {
+    const head = `${this.prefix}{`;
+    const tail = '}:items';
+    if (!key.startsWith(head) || !key.endsWith(tail)) return undefined;
+    return key.slice(head.length, key.length - tail.length);
   }
 
   /** The keys of the session `ref`. */

@@ -89,3 +89,14 @@ ${READ_LEASE}
 if token == 0 then return { 0 } end
 return { 1, digits(token), digits(expiresAt), owner }
 `;
+
+/**
+ * Whether a lease is still held, changing nothing. KEYS: the lease hash. ARGV: owner, token.
+ * Replies {1, token, expiresAt} held (that owner and token, unexpired by the server's clock),
+ * {0} not held, {2} damaged.
+ */
+export const CHECK_LEASE_SCRIPT = `${DIGITS}
+${READ_LEASE}
+if owner ~= ARGV[1] or token ~= tonumber(ARGV[2]) or expiresAt <= now then return { 0 } end
+return { 1, digits(token), digits(expiresAt) }
+`;

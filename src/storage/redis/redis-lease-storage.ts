@@ -1,9 +1,10 @@
-import { IntegrityError } from '../../errors/index.js';
+import { IntegrityError, LeaseLostError } from '../../errors/index.js';
 import { checkJobLease, checkLeaseName, checkLeaseTtl } from '../job-leases.js';
 import type { LeaseStorage } from '../storage.ports.js';
 import type { JobLease } from '../storage.records.js';
 import {
   ACQUIRE_LEASE_SCRIPT,
+  CHECK_LEASE_SCRIPT,
   LEASE_REPLY,
   RELEASE_LEASE_SCRIPT,
   READ_LEASE_SCRIPT,
@@ -16,6 +17,7 @@ const ACQUIRE_COMMAND = 'nesAcquireJobLease';
 const RENEW_COMMAND = 'nesRenewJobLease';
 const RELEASE_COMMAND = 'nesReleaseJobLease';
 const READ_COMMAND = 'nesReadJobLease';
+const CHECK_COMMAND = 'nesCheckJobLease';
 
 type ScriptCommand = (...args: string[]) => Promise<unknown>;
 
@@ -25,6 +27,13 @@ const WHOLE_NUMBER = /^\d{1,16}$/;
 function damagedLease(job: string, reason: string): IntegrityError {
   return new IntegrityError(
     `The stored lease of job '${job}' in Redis is damaged (${reason}): it was not written by this module or was altered outside it. Delete its key to let the job run again, once no replica acts for it`,
+  );
+}
+
+/** The LeaseLostError of a unit fenced with `lease`, which its job no longer holds. */
+export function leaseLost(lease: JobLease): LeaseLostError {
+  return new LeaseLostError(
+    `Job '${lease.job}' no longer holds its lease (token ${lease.token} of owner '${lease.owner}' lapsed or was taken over); nothing was written. The lease's new holder does the work; this run should stop`,
   );
 }
 
@@ -49,6 +58,20 @@ export class RedisLeaseStorage implements LeaseStorage {
     client.defineCommand(RENEW_COMMAND, { numberOfKeys: 1, lua: RENEW_LEASE_SCRIPT });
     client.defineCommand(RELEASE_COMMAND, { numberOfKeys: 1, lua: RELEASE_LEASE_SCRIPT });
     client.defineCommand(READ_COMMAND, { numberOfKeys: 1, lua: READ_LEASE_SCRIPT });
+    client.defineCommand(CHECK_COMMAND, { numberOfKeys: 1, lua: CHECK_LEASE_SCRIPT });
+  }
+
+  /**
+   * Throws LeaseLostError unless `lease` is still held: its owner and token, unexpired by the
+   * server's clock. Changes nothing.
+   */
+  async assertHeld(lease: JobLease): Promise<void> {
+    checkJobLease(lease);
+    const held = await this.run(CHECK_COMMAND, lease.job, lease.owner, [
+      lease.owner,
+      String(lease.token),
+    ]);
+    if (!held) throw leaseLost(lease);
   }
 
   async acquire(job: string, owner: string, ttlMs: number): Promise<JobLease | undefined> {

@@ -351,6 +351,12 @@ export const SESSION_FIELDS = {
   maxExpiresAt: 'max_expires_at',
   /** '1' once an item without expiry was inserted: the session then never expires in Redis. */
   neverExpires: 'never_expires',
+  /**
+   * '1' once every item of the session is in its expiry index: set by the commit script when it
+   * finds no items stored or clears them, or by the rebuild of a session written before the
+   * index existed (absent: such a session; the expired-item scan rebuilds its index first).
+   */
+  expiryIndexed: 'expiry_indexed',
 } as const;
 
 /** The record's fields as hash values; null fields map to undefined (the field is removed). */

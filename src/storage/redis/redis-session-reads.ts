@@ -6,7 +6,7 @@ import type {
   SessionRef,
   StoredItem,
 } from '../storage.records.js';
-import { ConfigurationError, IntegrityError } from '../../errors/index.js';
+import { ConfigurationError, IntegrityError, StorageUnavailableError } from '../../errors/index.js';
 import { translateRedisErrors } from './redis-errors.js';
 import type { RedisKeyLayout, RedisSessionKeys } from './redis-keys.js';
 import {
@@ -234,7 +234,8 @@ export class RedisSessionReads {
   /**
    * One SCAN step over every session's keys hash: the data keys not destroyed and not wrapped by
    * `kekId`. A page may hold more or fewer than `count` keys, or repeat some; the cursor is
-   * SCAN's. Standalone Redis only: a Cluster would need a scan per master.
+   * SCAN's. Standalone Redis only: on a Cluster it throws ConfigurationError (a scan per master
+   * with a cursor over all of them is still to come).
    */
   async dataKeysWrappedByOtherKek(
     kekId: string,
@@ -265,7 +266,7 @@ export class RedisSessionReads {
 
   private async scanKeysHashes(cursor: string, count: number) {
     if (isRedisCluster(this.client)) {
-      // RedisSessionStorage declares maintenance unsupported on a Cluster; this is a backstop.
+      // One SCAN cursor covers one server only; the expired-item scan walks every master instead.
       throw new ConfigurationError(
         'Listing data keys across sessions (KEK rotation, key status) is not supported on a Redis Cluster yet; run it against a standalone Redis',
       );
@@ -284,6 +285,42 @@ export class RedisSessionReads {
     return hashes.flatMap((hash, index) => [
       ...dataKeysFromHash(hash as Record<string, Buffer>, `keys hash '${keys[index]}'`).values(),
     ]);
+  }
+
+  /**
+   * Every key matching `pattern` on every master: the standalone server, or each master of a
+   * Cluster (replicas hold copies). A key that exists for the whole scan is found at least once
+   * (it may be found twice); one written meanwhile, or moved by a resharding meanwhile, may be
+   * missed, and is found by the next scan.
+   */
+  async scanEveryMaster(pattern: string): Promise<string[]> {
+    const found: string[] = [];
+    for (const node of await this.masters()) {
+      let cursor = '0';
+      do {
+        const [next, keys] = await this.call(() =>
+          node.scan(cursor, 'MATCH', pattern, 'COUNT', 1000),
+        );
+        found.push(...keys);
+        cursor = next;
+      } while (cursor !== '0');
+    }
+    return found;
+  }
+
+  /** The standalone client, or a Cluster's masters as it knows them once connected. */
+  private async masters(): Promise<Redis[]> {
+    const client = this.client;
+    if (!isRedisCluster(client)) return [client];
+    // The node list fills in once the client has loaded the slots: a round trip waits for that.
+    if (client.status !== 'ready') await this.call(() => client.ping());
+    const masters = client.nodes('master');
+    if (masters.length === 0) {
+      throw new StorageUnavailableError(
+        'The Redis Cluster client knows no master node yet; retry once the cluster is reachable',
+      );
+    }
+    return masters;
   }
 
   async findOperation(

@@ -5,6 +5,7 @@ import type {
   AuditChainRef,
   DataKeyRecord,
   HistoryOperationRecord,
+  JobLease,
   SessionRecord,
   SessionRef,
   StoredItem,
@@ -17,6 +18,7 @@ import {
   type AuditChainRegistration,
 } from './redis-audit-appends.js';
 import { COMMIT_OP, SESSION_COMMIT_KEYS } from './redis-commit-script.js';
+import { expiryIndexEntry } from './redis-expiry-index.js';
 import { redisSessionTag, type RedisSessionKeys } from './redis-keys.js';
 import {
   assertDataKeyId,
@@ -76,7 +78,15 @@ export interface UnitCommit {
   readonly newAuditRegistrations: readonly AuditChainRegistration[];
   /** Ops checking that the subject and actor indexes of the other chains exist (reply 5). */
   readonly auditIndexChecks: readonly string[];
+  /** Job leases the unit was fenced with: checked again at (standalone: in) the commit. */
+  readonly leases: readonly JobLease[];
 }
+
+/**
+ * Throws LeaseLostError unless `lease` is still held (its owner and token, unexpired by the
+ * server's clock).
+ */
+export type LeaseFenceCheck = (lease: JobLease) => Promise<void>;
 
 const copyOperation = (record: HistoryOperationRecord): HistoryOperationRecord => ({
   ...record,
@@ -96,6 +106,8 @@ class SessionWorkspace {
   maxExpiresAt: number;
   /** Whether an item without expiry was ever inserted. */
   neverExpires: boolean;
+  /** Whether every stored item is in the expiry index (false: written before the index). */
+  readonly expiryIndexed: boolean;
   expiryChanged = false;
   readonly dataKeys: Map<string, DataKeyRecord>;
   readonly changedDataKeys = new Set<string>();
@@ -134,6 +146,7 @@ class SessionWorkspace {
       fallback: 0,
     });
     this.neverExpires = sessionHashFlag(ref, hash, SESSION_FIELDS.neverExpires);
+    this.expiryIndexed = sessionHashFlag(ref, hash, SESSION_FIELDS.expiryIndexed);
     this.dataKeys = dataKeys;
   }
 
@@ -183,11 +196,15 @@ export class RedisUnitOfWork {
   private loaded: SessionWorkspace | undefined;
   /** Audit chains this attempt locked and appended to; a new unit (attempt) starts empty. */
   private readonly auditChains = new AuditChainBuffer();
+  /** Leases this attempt was fenced with, by job. */
+  private readonly leases = new Map<string, JobLease>();
 
   constructor(
     private readonly reads: RedisSessionReads,
     /** Backstop added to the last expiry, in ms. */
     private readonly expiryBackstopMs: number,
+    /** Checks a job lease on the server (absent: the unit offers no fence). */
+    private readonly leaseFence?: LeaseFenceCheck,
   ) {
     this.scope = this.createScope();
   }
@@ -258,7 +275,36 @@ export class RedisUnitOfWork {
       auditRegistrations: chainRegistrations(audited),
       newAuditRegistrations: chainRegistrations(audited, true),
       auditIndexChecks,
+      leases: [...this.leases.values()],
     };
+  }
+
+  /**
+   * Rebuilds the expiry index of a session written before it existed (`expiry_indexed`
+   * absent): every stored item with an expiry gets its entry, in one commit that also marks the
+   * session indexed. False when there is nothing to rebuild: the session is indexed already, or
+   * its hash holds no session record (items left without a session are nobody's to scan; the
+   * backstop expiry deletes them).
+   */
+  async rebuildExpiryIndex(ref: SessionRef): Promise<boolean> {
+    const space = await this.touch(ref);
+    if (space.expiryIndexed || !space.record) return false;
+    const items = await scanVisibleItems(
+      this.checkedItemWindows(space),
+      { newestFirst: false, afterSeq: 0, throughSeq: Number.MAX_SAFE_INTEGER },
+      // Every stored expiry is >= 1: none is hidden as expired at 0.
+      0,
+      Number.MAX_SAFE_INTEGER,
+      space.owner,
+    );
+    space.ops.push(COMMIT_OP.clearExpiryIndex);
+    for (const item of items) {
+      if (item.expiresAt !== null) {
+        space.ops.push(COMMIT_OP.addExpiryEntry, expiryIndexEntry(item.expiresAt, item.seq));
+      }
+    }
+    space.ops.push(COMMIT_OP.setSessionField, SESSION_FIELDS.expiryIndexed, '1');
+    return true;
   }
 
   /**
@@ -399,8 +445,16 @@ export class RedisUnitOfWork {
 
   private createScope(): AdapterScope {
     const touch = (ref: SessionRef) => this.touch(ref);
+    const leaseFence = this.leaseFence;
 
     return {
+      ...(leaseFence && {
+        fence: async (lease: JobLease) => {
+          // Checked now, so a stale job stops before it works; and again at the commit.
+          await leaseFence(lease);
+          this.leases.set(lease.job, { ...lease });
+        },
+      }),
       sessions: {
         find: async (ref) => {
           const record = (await touch(ref)).record;
@@ -446,6 +500,9 @@ export class RedisUnitOfWork {
           for (const row of rows) {
             const member = packItem(row);
             space.ops.push(COMMIT_OP.addItem, String(row.seq), member);
+            if (row.expiresAt !== null) {
+              space.ops.push(COMMIT_OP.addExpiryEntry, expiryIndexEntry(row.expiresAt, row.seq));
+            }
             space.insertedItems.set(row.seq, copyStoredItem(row));
             if (row.expiresAt === null) {
               if (!space.neverExpires) space.expiryChanged = true;
@@ -474,6 +531,12 @@ export class RedisUnitOfWork {
             if (inserted) {
               space.insertedItems.delete(seq);
               space.ops.push(COMMIT_OP.removeItem, String(seq), packItem(inserted));
+              if (inserted.expiresAt !== null) {
+                space.ops.push(
+                  COMMIT_OP.removeExpiryEntry,
+                  expiryIndexEntry(inserted.expiresAt, inserted.seq),
+                );
+              }
               deleted++;
             } else if (!space.isStoredItemHidden(seq)) {
               storedCandidates.push(seq);
@@ -489,19 +552,21 @@ export class RedisUnitOfWork {
           // score": checked here, and again by the commit script against the member itself.
           const members = storedCandidates.map((seq, index) => {
             const atScore = found[index] as Buffer[];
-            if (
-              atScore.length > 1 ||
-              (atScore[0] && unpackItem(atScore[0], space.owner).seq !== seq)
-            ) {
-              throw positionTampered(space.owner);
-            }
-            return atScore[0];
+            if (atScore.length > 1) throw positionTampered(space.owner);
+            if (!atScore[0]) return undefined;
+            const item = unpackItem(atScore[0], space.owner);
+            if (item.seq !== seq) throw positionTampered(space.owner);
+            return { member: atScore[0], expiresAt: item.expiresAt };
           });
           storedCandidates.forEach((seq, index) => {
-            const member = members[index];
-            if (!member) return;
+            const stored = members[index];
+            if (!stored) return;
             space.deletedStoredSeqs.add(seq);
-            space.ops.push(COMMIT_OP.removeItem, String(seq), member);
+            space.ops.push(COMMIT_OP.removeItem, String(seq), stored.member);
+            // The index entry goes with its item (a session from before the index has none).
+            if (stored.expiresAt !== null) {
+              space.ops.push(COMMIT_OP.removeExpiryEntry, expiryIndexEntry(stored.expiresAt, seq));
+            }
             deleted++;
           });
           return deleted;

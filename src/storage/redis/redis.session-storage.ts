@@ -15,9 +15,10 @@ import type {
   SessionWriteScope,
   StorageMaintenance,
 } from '../storage.ports.js';
-import type { SessionRef } from '../storage.records.js';
+import type { JobLease, SessionRef } from '../storage.records.js';
 import { auditChainAhead, RedisAuditStorage } from './redis-audit-storage.js';
 import {
+  COMMIT_OP,
   COMMIT_REPLY,
   COMMIT_SCRIPT,
   FENCE_REPLY,
@@ -30,8 +31,9 @@ import {
   redisUnavailableReason,
   withinDeadline,
 } from './redis-errors.js';
+import { RedisExpiredItemScan } from './redis-expiry-index.js';
 import { DEFAULT_REDIS_KEY_PREFIX, RedisKeyLayout } from './redis-keys.js';
-import { RedisLeaseStorage } from './redis-lease-storage.js';
+import { leaseLost, RedisLeaseStorage } from './redis-lease-storage.js';
 import { createRedisReadScope } from './redis-read-scope.js';
 import { RedisSessionReads, isRedisCluster, type RedisClient } from './redis-session-reads.js';
 import { RedisUnitOfWork, type UnitCommit } from './redis-unit-of-work.js';
@@ -99,7 +101,7 @@ type FenceCommand = (
   expectedVersion: string,
 ) => Promise<unknown>;
 
-/** The number of keys, then the keys (the session's four, then audit keys), then ARGV. */
+/** The number of keys, then the keys (the session's five, audit keys, lease keys), then ARGV. */
 type CommitCommand = (numberOfKeys: number, ...args: Array<string | Buffer>) => Promise<unknown>;
 
 const logger = new Logger('RedisSessionStorage');
@@ -107,11 +109,23 @@ const logger = new Logger('RedisSessionStorage');
 /**
  * Storage on Redis (standalone or Cluster) through ioredis.
  *
- * Each session lives in four keys under one hash tag (one cluster slot). A unit of work reads a
+ * Each session lives in five keys under one hash tag (one cluster slot). A unit of work reads a
  * snapshot in one round trip, buffers its writes and commits them with one Lua script that
  * compares the session's version first; a unit that lost the race runs again from scratch.
  * Redis expiry is only a backstop behind the module's own expiry filtering. The session's audit
- * chain lives in the same slot and commits in the same script, never under the expiry.
+ * chain lives in the same slot and commits in the same script, never under the expiry. Items
+ * with an expiry are indexed per session by (expiresAt, seq) in the same script, for the
+ * expired-item scan ({@link StorageMaintenance.listExpiredItems}).
+ *
+ * The lease fence ({@link SessionWriteScope.fence}) checks the job's lease when called, by the
+ * server's clock, and again at the commit. On a standalone server the commit script reads the
+ * lease hash itself: the unit commits only if the lease is held at that instant. On a Cluster the
+ * lease hash lives in another slot than the session, so no script can read both: the lease is
+ * checked in a round trip of its own immediately before the commit script. There a unit commits
+ * only if its lease was held at that check, one round trip before the commit; a job whose lease
+ * lapses within that gap can still commit, but only if no other writer (the lease's new holder
+ * included) committed to the session since the unit read it (the version compare-and-set): a
+ * racing new holder then finds the work done and neither deletes nor counts anything twice.
  *
  * @publicApi
  */
@@ -123,7 +137,11 @@ export class RedisSessionStorage implements SessionStorage {
   private readonly ownsClient: boolean;
   private readonly reads: RedisSessionReads;
   private readonly readScope: AdapterReadScope;
-  /** Scans over every session's keys hash: standalone Redis only, for now. */
+  /**
+   * Cross-session scans. The expired-item scan runs on standalone Redis and on a Cluster (it
+   * SCANs every master); the data-key scans of KEK rotation are standalone only for now and
+   * throw ConfigurationError on a Cluster.
+   */
   readonly maintenance: StorageMaintenance | MaintenanceUnsupported;
   /**
    * Audit chains (a session's in its slot, the tenant's control chain and index in the tenant's)
@@ -134,6 +152,8 @@ export class RedisSessionStorage implements SessionStorage {
   private readonly auditChains: RedisAuditStorage;
   /** Job leases: a hash per job in a slot of its own, changed by scripts on the server's clock. */
   readonly leases: LeaseStorage;
+  private readonly leaseStorage: RedisLeaseStorage;
+  private readonly onCluster: boolean;
   private readonly expiryBackstopMs: number;
   /** Re-runs of a unit that lost a race: waits below 2 * 1.05^n ms, at most 20 ms. */
   private readonly conflictBackoff: BackoffPolicy;
@@ -199,20 +219,24 @@ export class RedisSessionStorage implements SessionStorage {
     this.readScope = createRedisReadScope(this.reads);
     this.auditChains = new RedisAuditStorage(this.reads, this.conflictBackoff);
     this.audit = this.auditChains;
-    this.leases = new RedisLeaseStorage(this.reads);
+    this.leaseStorage = new RedisLeaseStorage(this.reads);
+    this.leases = this.leaseStorage;
+    this.onCluster = isRedisCluster(this.client);
     const reads = this.reads;
-    this.maintenance = isRedisCluster(this.client)
-      ? {
-          supported: false,
-          reason:
-            'cross-session work (KEK rotation, key status) is not supported on a Redis Cluster yet; run it against a standalone Redis',
-        }
-      : {
-          supported: true,
-          listDataKeysWrappedByOtherKek: (kekId, cursor, limit) =>
-            reads.dataKeysWrappedByOtherKek(kekId, cursor, limit),
-          countDataKeysByKek: () => reads.countDataKeysByKek(),
-        };
+    const expiredItems = new RedisExpiredItemScan(reads, async (ref) => {
+      await this.runUnit(async (unit) => {
+        await unit.rebuildExpiryIndex(ref);
+      });
+    });
+    // On a Cluster the data-key scans throw their ConfigurationError when called (they SCAN
+    // one server only for now); the expired-item scan covers every master.
+    this.maintenance = {
+      supported: true,
+      listDataKeysWrappedByOtherKek: (kekId, cursor, limit) =>
+        reads.dataKeysWrappedByOtherKek(kekId, cursor, limit),
+      countDataKeysByKek: () => reads.countDataKeysByKek(),
+      listExpiredItems: (now, cursor, limit) => expiredItems.listExpiredItems(now, cursor, limit),
+    };
   }
 
   /**
@@ -265,15 +289,18 @@ export class RedisSessionStorage implements SessionStorage {
    * writes commit in one script only if no other writer committed to the session meanwhile.
    * Otherwise `work` runs again (after a short random pause), up to `maxConflictRetries` times.
    */
-  async transaction<T>(
-    ref: SessionRef,
-    work: (scope: SessionWriteScope) => Promise<T>,
-  ): Promise<T> {
+  transaction<T>(ref: SessionRef, work: (scope: SessionWriteScope) => Promise<T>): Promise<T> {
+    return this.runUnit((unit) => work(bindWriteScope(unit.scope, ref)));
+  }
+
+  /** Runs `work` on a fresh unit of work and commits it, again after each conflict. */
+  private async runUnit<T>(work: (unit: RedisUnitOfWork) => Promise<T>): Promise<T> {
+    const leaseFence = (lease: JobLease) => this.leaseStorage.assertHeld(lease);
     for (let attempt = 1; ; attempt++) {
-      const unit = new RedisUnitOfWork(this.reads, this.expiryBackstopMs);
+      const unit = new RedisUnitOfWork(this.reads, this.expiryBackstopMs, leaseFence);
       let result: T;
       try {
-        result = await work(bindWriteScope(unit.scope, ref));
+        result = await work(unit);
       } catch (error) {
         // A failure caused by reading a session that changed under the unit is a conflict.
         if (!unit.invalidated) throw error;
@@ -336,20 +363,36 @@ export class RedisSessionStorage implements SessionStorage {
     const run = (this.client as unknown as Record<string, CommitCommand>)[COMMIT_COMMAND];
     const { keys } = commit;
     const commitId = randomBytes(12).toString('base64url');
+    // A lease hash is in a slot of its own. Standalone: the script checks it with the writes.
+    // Cluster: checked right before the script, which cannot read it (see the class JSDoc).
+    const leaseKeys: string[] = [];
+    const leaseChecks: string[] = [];
+    for (const lease of commit.leases) {
+      if (this.onCluster) {
+        await this.leaseStorage.assertHeld(lease);
+        continue;
+      }
+      leaseKeys.push(this.reads.layout.jobLease(lease.job));
+      const index = SESSION_COMMIT_KEYS + commit.auditKeys.length + leaseKeys.length;
+      leaseChecks.push(COMMIT_OP.leaseFence, String(index), lease.owner, String(lease.token));
+    }
     let reply: unknown;
     try {
       reply = await this.reads.call(() =>
         run.call(
           this.client,
-          SESSION_COMMIT_KEYS + commit.auditKeys.length,
+          SESSION_COMMIT_KEYS + commit.auditKeys.length + leaseKeys.length,
           keys.session,
           keys.items,
           keys.dataKeys,
           keys.operations,
+          keys.expiry,
           ...commit.auditKeys,
+          ...leaseKeys,
           commit.expectedVersion,
           commitId,
           String(commit.expireAt),
+          ...leaseChecks,
           ...commit.ops,
           ...checks,
         ),
@@ -373,6 +416,12 @@ export class RedisSessionStorage implements SessionStorage {
         throw auditChainAhead(commit.auditChains);
       case COMMIT_REPLY.auditWrongType:
         throw redisAuditKeyWrongType();
+      case COMMIT_REPLY.leaseLost:
+        throw leaseLost(commit.leases[0]);
+      case COMMIT_REPLY.expiryIndexWrongType:
+        throw new IntegrityError(
+          `The expiry index of ${commit.owner} in Redis (${keys.expiry}) holds another type of value than this module writes: it was altered outside this module. Nothing was written; delete that key and the field 'expiry_indexed' of the session hash, and the next expired-item scan rebuilds it`,
+        );
       case COMMIT_REPLY.itemMoved:
         throw new IntegrityError(
           `An item to delete from ${commit.owner} in Redis changed or moved after it was read, outside this module. Nothing was written; restore the session from a backup or clear it`,

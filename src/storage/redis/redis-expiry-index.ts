@@ -1,0 +1,331 @@
+import { Logger } from '@nestjs/common';
+import { IntegrityError, InvalidArgumentError } from '../../errors/index.js';
+import type { ExpiredItemPage } from '../storage.ports.js';
+import type { ExpiredItemRecord, SessionRef } from '../storage.records.js';
+import { copyStoredItem } from '../storage.records.js';
+import { sessionRefOfTag, type RedisSessionKeys } from './redis-keys.js';
+import { redisSessionLabel, SESSION_FIELDS, unpackItem } from './redis-record-codec.js';
+import type { RedisSessionReads } from './redis-session-reads.js';
+
+/*
+ * The per-item expiry index of the Redis adapter and the scan that reads it.
+ *
+ * Each session keeps a zset `{tag}:expiry` in its own slot: one entry per item with an expiry,
+ * score 0, member `<expiresAt>:<seq>` as 16-digit decimals, so ZRANGEBYLEX reads a session's
+ * entries in (expiresAt, seq) order and can start right after any (expiresAt, seq). The commit
+ * script writes an entry with its item, removes it with its item and drops the index with a
+ * clear, atomically; it shares the session's native expiry backstop.
+ *
+ * No key spans sessions (on a Cluster every key of a script must share one slot), so the scan
+ * finds the sessions by SCAN over every master's keyspace (MATCH on the items keys), then reads
+ * only the index entries at or before `now` of the sessions that have any.
+ */
+
+const logger = new Logger('RedisSessionStorage');
+
+/** Digits of each number of an index entry: 2^53 - 1 has 16. */
+const ENTRY_DIGITS = 16;
+const ENTRY = /^(\d{16}):(\d{16})$/;
+/** Sessions read per round of concurrent requests. */
+const SESSIONS_PER_ROUND = 64;
+
+const fixed = (value: number): string => String(value).padStart(ENTRY_DIGITS, '0');
+
+/** The index entry of the item at `seq` expiring at `expiresAt` (both whole, >= 0). */
+export function expiryIndexEntry(expiresAt: number, seq: number): string {
+  return `${fixed(expiresAt)}:${fixed(seq)}`;
+}
+
+/** Where a page of `listExpiredItems` ended: the last entry's place in the scan order. */
+interface ExpiredItemKey {
+  readonly expiresAt: number;
+  readonly tenantId: string;
+  readonly sessionId: string;
+  readonly seq: number;
+}
+
+/** The opaque cursor of the page ending at `key`: base64url JSON, so any id survives it. */
+export function encodeExpiredItemCursor(key: ExpiredItemKey): string {
+  return Buffer.from(
+    JSON.stringify([key.expiresAt, key.tenantId, key.sessionId, key.seq]),
+  ).toString('base64url');
+}
+
+/** The key a cursor names, undefined for none; InvalidArgumentError for one no page returned. */
+export function decodeExpiredItemCursor(cursor: unknown): ExpiredItemKey | undefined {
+  if (cursor === undefined) return undefined;
+  let parts: unknown;
+  try {
+    parts =
+      typeof cursor === 'string'
+        ? JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'))
+        : undefined;
+  } catch {
+    parts = undefined;
+  }
+  if (
+    Array.isArray(parts) &&
+    parts.length === 4 &&
+    Number.isSafeInteger(parts[0]) &&
+    typeof parts[1] === 'string' &&
+    typeof parts[2] === 'string' &&
+    Number.isSafeInteger(parts[3])
+  ) {
+    const [expiresAt, tenantId, sessionId, seq] = parts as [number, string, string, number];
+    return { expiresAt, tenantId, sessionId, seq };
+  }
+  throw new InvalidArgumentError(
+    'The cursor passed to listExpiredItems is not one a page of it returned: pass the cursor of the previous page unchanged, or undefined for the first page',
+  );
+}
+
+function checkScanArguments(now: unknown, limit: unknown): void {
+  if (typeof now !== 'number' || !Number.isSafeInteger(now)) {
+    throw new InvalidArgumentError(
+      'listExpiredItems takes `now` as whole epoch milliseconds, e.g. Date.now()',
+    );
+  }
+  if (typeof limit !== 'number' || !Number.isSafeInteger(limit) || limit < 1) {
+    throw new InvalidArgumentError(
+      'listExpiredItems takes a page `limit` that is a whole number >= 1, e.g. 500',
+    );
+  }
+}
+
+/** A session found by the scan, with its ids as bytes for the order. */
+interface ScannedSession {
+  readonly ref: SessionRef;
+  readonly keys: RedisSessionKeys;
+  readonly tenantBytes: Buffer;
+  readonly sessionBytes: Buffer;
+}
+
+/** An index entry of a session, decoded. */
+interface FoundEntry {
+  readonly session: ScannedSession;
+  readonly expiresAt: number;
+  readonly seq: number;
+}
+
+const compareNumbers = (a: number, b: number): number => (a < b ? -1 : a > b ? 1 : 0);
+
+const compareSessions = (a: ScannedSession, b: ScannedSession): number =>
+  Buffer.compare(a.tenantBytes, b.tenantBytes) || Buffer.compare(a.sessionBytes, b.sessionBytes);
+
+/** The scan order: expiry, then tenant and session by their UTF-8 bytes, then seq. */
+const compareEntries = (a: FoundEntry, b: FoundEntry): number =>
+  compareNumbers(a.expiresAt, b.expiresAt) ||
+  compareSessions(a.session, b.session) ||
+  compareNumbers(a.seq, b.seq);
+
+/** Runs `work` on every element, `SESSIONS_PER_ROUND` at a time, results in order. */
+async function inRounds<T, R>(values: readonly T[], work: (value: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = [];
+  for (let start = 0; start < values.length; start += SESSIONS_PER_ROUND) {
+    results.push(...(await Promise.all(values.slice(start, start + SESSIONS_PER_ROUND).map(work))));
+  }
+  return results;
+}
+
+function damagedIndex(session: ScannedSession): IntegrityError {
+  return new IntegrityError(
+    `The expiry index of ${redisSessionLabel(session.ref)} in Redis holds an entry this module never writes: it was altered outside this module. Delete the field '${SESSION_FIELDS.expiryIndexed}' of its session hash (${session.keys.session}); the next expired-item scan rebuilds the index from the items`,
+  );
+}
+
+function itemOutOfPlace(session: ScannedSession): IntegrityError {
+  return new IntegrityError(
+    `The stored items of ${redisSessionLabel(session.ref)} in Redis are out of place (a score differs from its sequence number, or two members share it): the sorted set was altered outside this module. Nothing was deleted; restore it from a backup or clear the session`,
+  );
+}
+
+/**
+ * `StorageMaintenance.listExpiredItems` on Redis, standalone or Cluster.
+ *
+ * Each page SCANs every master for the sessions' items keys, reads each session's
+ * `expiry_indexed` flag and its first index entry after the cursor (one pipelined round trip per
+ * session, in its slot), takes the `limit` sessions whose first entries come first, reads up
+ * to `limit` entries of each, and merges them: a page costs a full keyspace SCAN plus a few
+ * small reads per session, never the unpacking of items that are not on the page. A session
+ * written before the index (no flag) gets its index rebuilt from its items first, in a unit of
+ * work of its own, so no item is ever left out of the scan.
+ */
+export class RedisExpiredItemScan {
+  constructor(
+    private readonly reads: RedisSessionReads,
+    /** Rebuilds the index of a session written before it, in a unit of work of its own. */
+    private readonly rebuildIndex: (ref: SessionRef) => Promise<void>,
+  ) {}
+
+  async listExpiredItems(
+    now: number,
+    cursor: string | undefined,
+    limit: number,
+  ): Promise<ExpiredItemPage> {
+    checkScanArguments(now, limit);
+    const after = decodeExpiredItemCursor(cursor);
+    // Every stored expiry is >= 1 (0 means none in the packed item).
+    if (now < 1) return { items: [], cursor: undefined };
+    const sessions = await this.sessionsWithItems();
+    const end = `(${fixed(now + 1)}`;
+
+    let heads = await this.firstEntries(sessions, after, end);
+    const unindexed = sessions.filter((_, index) => !heads[index].indexed);
+    if (unindexed.length > 0) {
+      for (const session of unindexed) await this.rebuildIndex(session.ref);
+      heads = await this.firstEntries(sessions, after, end);
+      for (const [index, head] of heads.entries()) {
+        if (!head.indexed) {
+          logger.warn(
+            `Items of ${redisSessionLabel(sessions[index].ref)} have no session record: they are not scanned for expiry; the Redis expiry backstop deletes them`,
+          );
+        }
+      }
+    }
+
+    // A page's entries come from the sessions whose first entries are among the first `limit`:
+    // each session contributes its first entry before any other of its own.
+    const leading = heads
+      .map((head) => head.entry)
+      .filter((entry): entry is FoundEntry => entry !== undefined)
+      .toSorted(compareEntries)
+      .slice(0, limit);
+    const entries = (
+      await inRounds(leading, (head) => this.entriesOf(head.session, after, end, limit))
+    )
+      .flat()
+      .toSorted(compareEntries)
+      .slice(0, limit);
+
+    const items = await this.itemsOf(entries);
+    const last = entries.at(-1);
+    return {
+      items,
+      cursor:
+        entries.length === limit && last
+          ? encodeExpiredItemCursor({
+              expiresAt: last.expiresAt,
+              tenantId: last.session.ref.tenantId,
+              sessionId: last.session.ref.sessionId,
+              seq: last.seq,
+            })
+          : undefined,
+    };
+  }
+
+  /** Every session with an items zset, on every master. */
+  private async sessionsWithItems(): Promise<ScannedSession[]> {
+    const { layout } = this.reads;
+    const found = new Map<string, ScannedSession>();
+    for (const key of await this.reads.scanEveryMaster(layout.itemsPattern)) {
+      const tag = layout.tagOfItemsKey(key);
+      const ref = tag === undefined ? undefined : sessionRefOfTag(tag);
+      // SCAN may return a key twice; a key that is no session's was written by someone else.
+      if (!ref || found.has(tag!)) continue;
+      found.set(tag!, {
+        ref,
+        keys: layout.forTag(tag!),
+        tenantBytes: Buffer.from(ref.tenantId, 'utf8'),
+        sessionBytes: Buffer.from(ref.sessionId, 'utf8'),
+      });
+    }
+    return [...found.values()];
+  }
+
+  /** Each session's `expiry_indexed` flag and first entry after `after`, up to `end`. */
+  private firstEntries(
+    sessions: readonly ScannedSession[],
+    after: ExpiredItemKey | undefined,
+    end: string,
+  ): Promise<Array<{ indexed: boolean; entry: FoundEntry | undefined }>> {
+    return inRounds(sessions, async (session) => {
+      // Both keys share the session's slot: one pipeline, also on a Cluster.
+      const [flag, members] = await this.reads.exec((pipeline) =>
+        pipeline
+          .hget(session.keys.session, SESSION_FIELDS.expiryIndexed)
+          .zrangebylex(session.keys.expiry, startAfter(session, after), end, 'LIMIT', 0, 1),
+      );
+      const first = (members as string[])[0];
+      return {
+        indexed: flag === '1',
+        entry: first === undefined ? undefined : decodeEntry(session, first),
+      };
+    });
+  }
+
+  /** Up to `limit` entries of one session after `after`, up to `end`. */
+  private async entriesOf(
+    session: ScannedSession,
+    after: ExpiredItemKey | undefined,
+    end: string,
+    limit: number,
+  ): Promise<FoundEntry[]> {
+    const members = await this.reads.call(() =>
+      this.reads.client.zrangebylex(
+        session.keys.expiry,
+        startAfter(session, after),
+        end,
+        'LIMIT',
+        0,
+        limit,
+      ),
+    );
+    return members.map((member) => decodeEntry(session, member));
+  }
+
+  /**
+   * The stored items of `entries`, in their order, each read at its own position and checked
+   * there: exactly one member, whose packed seq is the entry's. An entry whose item is gone (a
+   * writer deleted it since the entries were read) is left out. The item is returned as stored:
+   * its own expiresAt is the one its envelope is sealed with, for the caller to confirm.
+   */
+  private async itemsOf(entries: readonly FoundEntry[]): Promise<ExpiredItemRecord[]> {
+    const bySession = new Map<ScannedSession, FoundEntry[]>();
+    for (const entry of entries) {
+      const list = bySession.get(entry.session) ?? [];
+      list.push(entry);
+      bySession.set(entry.session, list);
+    }
+    const found = new Map<FoundEntry, ExpiredItemRecord>();
+    await inRounds([...bySession], async ([session, own]) => {
+      const replies = await this.reads.exec((pipeline) => {
+        for (const entry of own) {
+          pipeline.zrangeBuffer(session.keys.items, entry.seq, entry.seq, 'BYSCORE', 'LIMIT', 0, 2);
+        }
+      });
+      own.forEach((entry, index) => {
+        const members = replies[index] as Buffer[];
+        if (members.length === 0) return;
+        if (members.length > 1) throw itemOutOfPlace(session);
+        const item = unpackItem(members[0], redisSessionLabel(session.ref));
+        if (item.seq !== entry.seq) throw itemOutOfPlace(session);
+        found.set(entry, { ...session.ref, item: copyStoredItem(item) });
+      });
+    });
+    return entries.flatMap((entry) => found.get(entry) ?? []);
+  }
+}
+
+/** The ZRANGEBYLEX start of `session`'s entries after `after` in the scan order. */
+function startAfter(session: ScannedSession, after: ExpiredItemKey | undefined): string {
+  // Stored expiries are >= 1: a cursor below that is before every entry.
+  if (!after || after.expiresAt < 1) return '-';
+  const relative =
+    Buffer.compare(session.tenantBytes, Buffer.from(after.tenantId, 'utf8')) ||
+    Buffer.compare(session.sessionBytes, Buffer.from(after.sessionId, 'utf8'));
+  // A session before the cursor's has its entries at the cursor's expiry behind it; one after it
+  // has them still ahead; the cursor's own continues after the cursor's seq.
+  if (relative < 0) return `[${fixed(after.expiresAt + 1)}`;
+  if (relative > 0 || after.seq < 0) return `[${fixed(after.expiresAt)}`;
+  return `(${expiryIndexEntry(after.expiresAt, after.seq)}`;
+}
+
+function decodeEntry(session: ScannedSession, member: string): FoundEntry {
+  const match = ENTRY.exec(member);
+  const expiresAt = match ? Number(match[1]) : Number.NaN;
+  const seq = match ? Number(match[2]) : Number.NaN;
+  if (!Number.isSafeInteger(expiresAt) || !Number.isSafeInteger(seq) || expiresAt < 1 || seq < 1) {
+    throw damagedIndex(session);
+  }
+  return { session, expiresAt, seq };
+}

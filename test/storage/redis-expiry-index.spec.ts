@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
+  IntegrityError,
   InvalidArgumentError,
   LeaseLostError,
   type SessionRef,
@@ -269,6 +270,42 @@ describe.skipIf(!up)('Redis expiry index and expired-item scan', () => {
     await redis.storage.transaction(ref, (scope) => scope.items.deleteAll());
 
     expect(await redis.client.hget(keys.session, SESSION_FIELDS.expiryIndexed)).toBe('1');
+  });
+
+  it('raises IntegrityError for an index altered outside the module, naming how to rebuild it', async () => {
+    const ref: SessionRef = { tenantId: 't', sessionId: 'damaged' };
+    await append(ref, [NOW - 1]);
+    const keys = layout.forSession(ref);
+
+    await redis.client.zadd(keys.expiry, 0, '0000:not-an-entry');
+    const listed = maintenance.listExpiredItems!(NOW, undefined, 10);
+    await expect(listed).rejects.toBeInstanceOf(IntegrityError);
+    await expect(listed).rejects.toThrow(/expiry_indexed/);
+
+    // Another type at the index key: the commit writes nothing.
+    await redis.client.del(keys.expiry);
+    await redis.client.set(keys.expiry, 'x');
+    const version = await redis.client.hget(keys.session, 'version');
+    await expect(append(ref, [NOW + 1])).rejects.toBeInstanceOf(IntegrityError);
+    expect(await redis.client.hget(keys.session, 'version')).toBe(version);
+
+    // As the message says: drop the key and the flag, and the next scan rebuilds the index.
+    await redis.client.del(keys.expiry);
+    await redis.client.hdel(keys.session, SESSION_FIELDS.expiryIndexed);
+    expect((await scanAll(NOW, 10)).flatMap(foundOf)).toEqual([['t', 'damaged', 1, NOW - 1]]);
+  });
+
+  it('raises IntegrityError for an indexed item that is not at its own position', async () => {
+    const ref: SessionRef = { tenantId: 't', sessionId: 'moved' };
+    await append(ref, [NOW - 1, NOW + 1]);
+    const items = layout.forSession(ref).items;
+    // The second member re-scored onto the first's position.
+    const [, second] = await redis.client.zrangeBuffer(items, 0, -1);
+    await redis.client.zadd(items, 1, second);
+
+    await expect(maintenance.listExpiredItems!(NOW, undefined, 10)).rejects.toBeInstanceOf(
+      IntegrityError,
+    );
   });
 
   describe('lease fence', () => {

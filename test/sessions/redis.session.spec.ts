@@ -9,6 +9,7 @@ import { assembleHarness, type HarnessFactory } from '../support/session-harness
 import { describeKekRotation } from '../keys/kek-rotation-contract.js';
 import { describeAuditStorageContract } from '../storage/audit-storage-contract.js';
 import { describeLeaseStorageContract } from '../storage/lease-storage-contract.js';
+import { describeRetentionStorageContract } from '../storage/retention-storage-contract.js';
 import { describeIntegrityContract } from './integrity-contract.js';
 import { describeSessionContract } from './session-contract.js';
 
@@ -29,5 +30,6 @@ describe.skipIf(!up)('redis', () => {
   describeKekRotation('redis', redisHarness);
   describeAuditStorageContract('redis', redisHarness);
   describeLeaseStorageContract('redis', redisHarness);
+  describeRetentionStorageContract('redis', redisHarness);
   describeAuditTrailContract('redis', redisHarness);
 });

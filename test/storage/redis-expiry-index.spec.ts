@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { Redis } from 'ioredis';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   IntegrityError,
@@ -29,6 +30,14 @@ const up = await redisReadyFor('Redis expiry index spec');
 
 const NOW = 1_767_000_000_000;
 const DEK_ID = '00000000-0000-4000-8000-000000000001';
+
+/** Drops the pins of running units from a lease hash, as if their time had run out. */
+async function dropPins(client: Redis, leaseKey: string): Promise<void> {
+  const fields = Object.keys(await client.hgetall(leaseKey)).filter((field) =>
+    field.startsWith('pin:'),
+  );
+  if (fields.length > 0) await client.hdel(leaseKey, ...fields);
+}
 
 const job = (): string => `retention-${randomUUID()}`;
 
@@ -341,7 +350,32 @@ describe.skipIf(!up)('Redis expiry index and expired-item scan', () => {
       expect((await scanAll(NOW, 10)).flatMap(foundOf)).toEqual([['t', 'fenced', 1, NOW - 1]]);
     });
 
-    it('refuses at the commit a lease that lapsed and was taken over after the fence passed', async () => {
+    it('keeps others from taking a lapsed lease while the fenced unit runs, and drops the pin at its end', async () => {
+      await append(ref, [NOW - 1]);
+      const name = job();
+      const lease = (await redis.storage.leases.acquire(name, 'owner-a', 100))!;
+      const leaseKey = layout.jobLease(name);
+
+      const deleted = await redis.storage.transaction(ref, async (scope) => {
+        await scope.fence!(lease);
+        await sleep(150);
+        // Lapsed, but pinned by the running unit: nobody takes it afresh.
+        expect(await redis.storage.leases.acquire(name, 'owner-b', 10_000)).toBeUndefined();
+        return scope.items.deleteBySeq([1]);
+      });
+
+      expect(deleted).toBe(1);
+      expect(Object.keys(await redis.client.hgetall(leaseKey)).toSorted()).toEqual([
+        'expiresAt',
+        'owner',
+        'token',
+      ]);
+      expect(await redis.storage.leases.acquire(name, 'owner-b', 10_000)).toMatchObject({
+        token: lease.token + 1,
+      });
+    });
+
+    it('refuses at the commit a lease whose pin lapsed and that another owner took meanwhile', async () => {
       await append(ref, [NOW - 1]);
       const name = job();
       const lease = (await redis.storage.leases.acquire(name, 'owner-a', 100))!;
@@ -350,9 +384,11 @@ describe.skipIf(!up)('Redis expiry index and expired-item scan', () => {
       const outcome = redis.storage.transaction(ref, async (scope) => {
         await scope.fence!(lease);
         const deleted = await scope.items.deleteBySeq([1]);
-        // Paused past the lease, which another replica takes meanwhile.
+        // Paused past the lease and its pin (dropped here, as if its time ran out); another
+        // replica takes the lease meanwhile.
         await sleep(150);
-        await redis.storage.leases.acquire(name, 'owner-b', 10_000);
+        await dropPins(redis.client, layout.jobLease(name));
+        expect(await redis.storage.leases.acquire(name, 'owner-b', 10_000)).toBeDefined();
         return deleted;
       });
 

@@ -32,8 +32,8 @@ import { SESSION_FIELDS } from './redis-record-codec.js';
  * 5 an audit index zset checked to exist does not: its chain must join the tenant's registry of
  * that subject or actor first (nothing written),
  * 6 an audit key holds another type of value than this module writes there (nothing written),
- * 7 a job lease fencing the unit is no longer held by its owner and token, or lapsed by the
- * server's clock (nothing written),
+ * 7 a job lease fencing the unit no longer has its owner and token, or lapsed by the server's
+ * clock and is no longer pinned by the unit (nothing written),
  * 8 the expiry index holds another type of value than a zset (nothing written).
  * A data-key or operations hash of another type is refused as WRONGTYPE, before any write.
  */
@@ -55,8 +55,9 @@ export const COMMIT_OP = {
   /** DEL expiry: a rebuild of the index starts from nothing */
   clearExpiryIndex: 'ED',
   /**
-   * Checked only (standalone server): lease key index (into KEYS), owner, token. The lease is
-   * held by that owner with that token and unexpired by the server's clock; else reply 7.
+   * Checked only (standalone server): lease key index (into KEYS), owner, token, the unit's pin
+   * field. The lease has that owner and token and is unexpired by the server's clock, or the
+   * unit's pin on it is (it pinned the lease when it was fenced); else reply 7.
    */
   leaseFence: 'LF',
   /** HSET keys dekId packed */
@@ -102,7 +103,7 @@ export const SESSION_COMMIT_KEYS = 5;
 export const RECENT_COMMITS_KEPT = 16;
 
 /** How many arguments follow each op code. */
-const ARITY = `{ HS = 2, HD = 1, ZA = 2, ZR = 2, ZD = 0, EA = 1, ER = 1, ED = 0, LF = 3, KS = 2, OS = 2, OD = 0, AC = 5, AR = 3, AI = 2, AE = 1 }`;
+const ARITY = `{ HS = 2, HD = 1, ZA = 2, ZR = 2, ZD = 0, EA = 1, ER = 1, ED = 0, LF = 4, KS = 2, OS = 2, OD = 0, AC = 5, AR = 3, AI = 2, AE = 1 }`;
 
 export const COMMIT_SCRIPT = `
 local sessionKey, itemsKey, keysKey, opsKey, expiryKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
@@ -140,7 +141,8 @@ while i <= #ARGV do
     local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
     local held = redis.call('HMGET', lease, 'owner', 'token', 'expiresAt')
     if held[1] ~= ARGV[i + 2] or held[2] ~= ARGV[i + 3] then return 7 end
-    if not tonumber(held[3]) or tonumber(held[3]) <= now then return 7 end
+    local pin = tonumber(redis.call('HGET', lease, ARGV[i + 4]) or '0') or 0
+    if (tonumber(held[3]) or 0) <= now and pin <= now then return 7 end
   elseif op == 'ZD' then
     cleared, pending, removed = true, {}, {}
   elseif op == 'ZR' then

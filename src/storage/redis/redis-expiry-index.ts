@@ -1,5 +1,11 @@
 import { Logger } from '@nestjs/common';
-import { IntegrityError, InvalidArgumentError } from '../../errors/index.js';
+import { IntegrityError } from '../../errors/index.js';
+import {
+  checkExpiredItemScan,
+  decodeExpiredItemCursor,
+  encodeExpiredItemCursor,
+  type ExpiredItemKey,
+} from '../expired-items.js';
 import type { ExpiredItemPage } from '../storage.ports.js';
 import type { ExpiredItemRecord, SessionRef } from '../storage.records.js';
 import { copyStoredItem } from '../storage.records.js';
@@ -34,62 +40,6 @@ const fixed = (value: number): string => String(value).padStart(ENTRY_DIGITS, '0
 /** The index entry of the item at `seq` expiring at `expiresAt` (both whole, >= 0). */
 export function expiryIndexEntry(expiresAt: number, seq: number): string {
   return `${fixed(expiresAt)}:${fixed(seq)}`;
-}
-
-/** Where a page of `listExpiredItems` ended: the last entry's place in the scan order. */
-interface ExpiredItemKey {
-  readonly expiresAt: number;
-  readonly tenantId: string;
-  readonly sessionId: string;
-  readonly seq: number;
-}
-
-/** The opaque cursor of the page ending at `key`: base64url JSON, so any id survives it. */
-export function encodeExpiredItemCursor(key: ExpiredItemKey): string {
-  return Buffer.from(
-    JSON.stringify([key.expiresAt, key.tenantId, key.sessionId, key.seq]),
-  ).toString('base64url');
-}
-
-/** The key a cursor names, undefined for none; InvalidArgumentError for one no page returned. */
-export function decodeExpiredItemCursor(cursor: unknown): ExpiredItemKey | undefined {
-  if (cursor === undefined) return undefined;
-  let parts: unknown;
-  try {
-    parts =
-      typeof cursor === 'string'
-        ? JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'))
-        : undefined;
-  } catch {
-    parts = undefined;
-  }
-  if (
-    Array.isArray(parts) &&
-    parts.length === 4 &&
-    Number.isSafeInteger(parts[0]) &&
-    typeof parts[1] === 'string' &&
-    typeof parts[2] === 'string' &&
-    Number.isSafeInteger(parts[3])
-  ) {
-    const [expiresAt, tenantId, sessionId, seq] = parts as [number, string, string, number];
-    return { expiresAt, tenantId, sessionId, seq };
-  }
-  throw new InvalidArgumentError(
-    'The cursor passed to listExpiredItems is not one a page of it returned: pass the cursor of the previous page unchanged, or undefined for the first page',
-  );
-}
-
-function checkScanArguments(now: unknown, limit: unknown): void {
-  if (typeof now !== 'number' || !Number.isSafeInteger(now)) {
-    throw new InvalidArgumentError(
-      'listExpiredItems takes `now` as whole epoch milliseconds, e.g. Date.now()',
-    );
-  }
-  if (typeof limit !== 'number' || !Number.isSafeInteger(limit) || limit < 1) {
-    throw new InvalidArgumentError(
-      'listExpiredItems takes a page `limit` that is a whole number >= 1, e.g. 500',
-    );
-  }
 }
 
 /** A session found by the scan, with its ids as bytes for the order. */
@@ -162,7 +112,7 @@ export class RedisExpiredItemScan {
     cursor: string | undefined,
     limit: number,
   ): Promise<ExpiredItemPage> {
-    checkScanArguments(now, limit);
+    checkExpiredItemScan(now, limit);
     const after = decodeExpiredItemCursor(cursor);
     // Every stored expiry is >= 1 (0 means none in the packed item).
     if (now < 1) return { items: [], cursor: undefined };
@@ -235,7 +185,7 @@ export class RedisExpiredItemScan {
   /** Each session's `expiry_indexed` flag and first entry after `after`, up to `end`. */
   private firstEntries(
     sessions: readonly ScannedSession[],
-    after: ExpiredItemKey | undefined,
+    after: ExpiredItemKey,
     end: string,
   ): Promise<Array<{ indexed: boolean; entry: FoundEntry | undefined }>> {
     return inRounds(sessions, async (session) => {
@@ -256,7 +206,7 @@ export class RedisExpiredItemScan {
   /** Up to `limit` entries of one session after `after`, up to `end`. */
   private async entriesOf(
     session: ScannedSession,
-    after: ExpiredItemKey | undefined,
+    after: ExpiredItemKey,
     end: string,
     limit: number,
   ): Promise<FoundEntry[]> {
@@ -307,9 +257,9 @@ export class RedisExpiredItemScan {
 }
 
 /** The ZRANGEBYLEX start of `session`'s entries after `after` in the scan order. */
-function startAfter(session: ScannedSession, after: ExpiredItemKey | undefined): string {
-  // Stored expiries are >= 1: a cursor below that is before every entry.
-  if (!after || after.expiresAt < 1) return '-';
+function startAfter(session: ScannedSession, after: ExpiredItemKey): string {
+  // Stored expiries are >= 1: a cursor below that (the first page's) is before every entry.
+  if (after.expiresAt < 1) return '-';
   const relative =
     Buffer.compare(session.tenantBytes, Buffer.from(after.tenantId, 'utf8')) ||
     Buffer.compare(session.sessionBytes, Buffer.from(after.sessionId, 'utf8'));

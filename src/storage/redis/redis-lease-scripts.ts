@@ -38,16 +38,41 @@ end
 /** Formats a Lua number as whole decimal digits (tostring would switch to exponents). */
 const DIGITS = `local function digits(n) return string.format('%.0f', n) end`;
 
+/** Prefix of the lease hash fields that pin it for a running fenced unit of work. */
+export const LEASE_PIN_PREFIX = 'pin:';
+
+/**
+ * `pinned(now)`: whether a fenced unit of work still pins the lease (a field 'pin:<unit>'
+ * whose time has not come); drops the pins that lapsed.
+ */
+const PINNED = `
+local function pinned(now)
+  local fields = redis.call('HGETALL', KEYS[1])
+  local active = false
+  for f = 1, #fields, 2 do
+    if string.sub(fields[f], 1, ${LEASE_PIN_PREFIX.length}) == '${LEASE_PIN_PREFIX}' then
+      local pin = tonumber(fields[f + 1])
+      if pin and pin > now then active = true else redis.call('HDEL', KEYS[1], fields[f]) end
+    end
+  end
+  return active
+end
+`;
+
 /**
  * Takes the lease, or extends it for its owner. KEYS: the lease hash. ARGV: owner, ttl ms.
  * Replies {1, token, expiresAt} taken (token + 1, when nobody held it or it lapsed) or extended
- * (same token, when the owner holds it), {0} while another owner holds it, {2} damaged.
+ * (same token, when the owner holds it), {0} while another owner holds it or a fenced unit of
+ * work of the lapsed holder still pins it, {2} damaged.
  */
 export const ACQUIRE_LEASE_SCRIPT = `${DIGITS}
+${PINNED}
 ${READ_LEASE}
 if expiresAt > now then
   if owner ~= ARGV[1] then return { 0 } end
 else
+  -- As a locked lease row on SQL: nobody takes it afresh while a fenced unit runs.
+  if pinned(now) then return { 0 } end
   token = token + 1
 end
 local expires = now + tonumber(ARGV[2])
@@ -91,12 +116,17 @@ return { 1, digits(token), digits(expiresAt), owner }
 `;
 
 /**
- * Whether a lease is still held, changing nothing. KEYS: the lease hash. ARGV: owner, token.
- * Replies {1, token, expiresAt} held (that owner and token, unexpired by the server's clock),
- * {0} not held, {2} damaged.
+ * Fences a unit of work with a lease: checks that the lease still has this owner and token and
+ * is unexpired by the server's clock, or that this unit pinned it before (then it may have
+ * lapsed since), and pins it for the unit for `pin ms` more: until the pin is dropped or lapses,
+ * nobody takes the lease afresh. KEYS: the lease hash. ARGV: owner, token, pin field, pin ms.
+ * Replies {1, token, expiresAt} fenced, {0} not held (nothing changed), {2} damaged.
  */
-export const CHECK_LEASE_SCRIPT = `${DIGITS}
+export const PIN_LEASE_SCRIPT = `${DIGITS}
 ${READ_LEASE}
-if owner ~= ARGV[1] or token ~= tonumber(ARGV[2]) or expiresAt <= now then return { 0 } end
+if owner ~= ARGV[1] or token ~= tonumber(ARGV[2]) then return { 0 } end
+local pin = tonumber(redis.call('HGET', KEYS[1], ARGV[3]) or '0') or 0
+if expiresAt <= now and pin <= now then return { 0 } end
+redis.call('HSET', KEYS[1], ARGV[3], digits(now + tonumber(ARGV[4])))
 return { 1, digits(token), digits(expiresAt) }
 `;

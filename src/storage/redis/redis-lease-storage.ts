@@ -1,10 +1,11 @@
-import { IntegrityError, LeaseLostError } from '../../errors/index.js';
-import { checkJobLease, checkLeaseName, checkLeaseTtl } from '../job-leases.js';
+import { IntegrityError } from '../../errors/index.js';
+import { checkJobLease, checkLeaseName, checkLeaseTtl, leaseLostError } from '../job-leases.js';
 import type { LeaseStorage } from '../storage.ports.js';
 import type { JobLease } from '../storage.records.js';
 import {
   ACQUIRE_LEASE_SCRIPT,
-  CHECK_LEASE_SCRIPT,
+  LEASE_PIN_PREFIX,
+  PIN_LEASE_SCRIPT,
   LEASE_REPLY,
   RELEASE_LEASE_SCRIPT,
   READ_LEASE_SCRIPT,
@@ -17,7 +18,14 @@ const ACQUIRE_COMMAND = 'nesAcquireJobLease';
 const RENEW_COMMAND = 'nesRenewJobLease';
 const RELEASE_COMMAND = 'nesReleaseJobLease';
 const READ_COMMAND = 'nesReadJobLease';
-const CHECK_COMMAND = 'nesCheckJobLease';
+const PIN_COMMAND = 'nesPinJobLease';
+
+/**
+ * How long a passed fence keeps the lease from being taken afresh, at most, if its unit of work
+ * never ends (its process died): each fence and each commit check pins it this long again, and
+ * the unit drops its pin when it ends.
+ */
+export const LEASE_PIN_MS = 30_000;
 
 type ScriptCommand = (...args: string[]) => Promise<unknown>;
 
@@ -30,12 +38,8 @@ function damagedLease(job: string, reason: string): IntegrityError {
   );
 }
 
-/** The LeaseLostError of a unit fenced with `lease`, which its job no longer holds. */
-export function leaseLost(lease: JobLease): LeaseLostError {
-  return new LeaseLostError(
-    `Job '${lease.job}' no longer holds its lease (token ${lease.token} of owner '${lease.owner}' lapsed or was taken over); nothing was written. The lease's new holder does the work; this run should stop`,
-  );
-}
+/** The lease hash field by which unit of work `unitId` pins the lease. */
+export const pinField = (unitId: string): string => `${LEASE_PIN_PREFIX}${unitId}`;
 
 /** A whole number of at most 2^53-1 from a reply or hash field; undefined when it is not one. */
 function wholeNumber(value: unknown, min: number): number | undefined {
@@ -49,7 +53,9 @@ function wholeNumber(value: unknown, min: number): number | undefined {
  * Job leases on Redis: a hash per job (owner, token, expiresAt) under a hash tag of its own,
  * changed only by Lua scripts that read the server's clock, so each change is one atomic step
  * and works on a Cluster (one key, one slot). The hash never expires and release keeps it, so
- * the token never goes back; a lapsed lease is simply one whose expiresAt has passed.
+ * the token never goes back; a lapsed lease is simply one whose expiresAt has passed. A unit of
+ * work fenced by the lease adds a field `pin:<unit>` (a deadline) while it runs: acquire takes
+ * no lease afresh while a pin is unexpired.
  */
 export class RedisLeaseStorage implements LeaseStorage {
   constructor(private readonly reads: RedisSessionReads) {
@@ -58,20 +64,30 @@ export class RedisLeaseStorage implements LeaseStorage {
     client.defineCommand(RENEW_COMMAND, { numberOfKeys: 1, lua: RENEW_LEASE_SCRIPT });
     client.defineCommand(RELEASE_COMMAND, { numberOfKeys: 1, lua: RELEASE_LEASE_SCRIPT });
     client.defineCommand(READ_COMMAND, { numberOfKeys: 1, lua: READ_LEASE_SCRIPT });
-    client.defineCommand(CHECK_COMMAND, { numberOfKeys: 1, lua: CHECK_LEASE_SCRIPT });
+    client.defineCommand(PIN_COMMAND, { numberOfKeys: 1, lua: PIN_LEASE_SCRIPT });
   }
 
   /**
-   * Throws LeaseLostError unless `lease` is still held: its owner and token, unexpired by the
-   * server's clock. Changes nothing.
+   * Fences a unit of work (`unitId`) with `lease`: throws LeaseLostError unless the lease still
+   * has its owner and token and is unexpired by the server's clock, or this unit pinned it
+   * before; then pins it for the unit for {@link LEASE_PIN_MS}, so nobody takes it afresh
+   * until {@link unpin} (or the pin lapses).
    */
-  async assertHeld(lease: JobLease): Promise<void> {
+  async pin(lease: JobLease, unitId: string): Promise<void> {
     checkJobLease(lease);
-    const held = await this.run(CHECK_COMMAND, lease.job, lease.owner, [
+    const held = await this.run(PIN_COMMAND, lease.job, lease.owner, [
       lease.owner,
       String(lease.token),
+      pinField(unitId),
+      String(LEASE_PIN_MS),
     ]);
-    if (!held) throw leaseLost(lease);
+    if (!held) throw leaseLostError(lease);
+  }
+
+  /** Drops the pin of unit `unitId` on `job`'s lease (its unit of work ended). */
+  async unpin(job: string, unitId: string): Promise<void> {
+    const key = this.reads.layout.jobLease(job);
+    await this.reads.call(() => this.reads.client.hdel(key, pinField(unitId)));
   }
 
   async acquire(job: string, owner: string, ttlMs: number): Promise<JobLease | undefined> {

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import type { ChainableCommander } from 'ioredis';
 import { IntegrityError } from '../../errors/index.js';
 import type { AdapterScope } from '../adapter-scope.js';
@@ -80,13 +81,15 @@ export interface UnitCommit {
   readonly auditIndexChecks: readonly string[];
   /** Job leases the unit was fenced with: checked again at (standalone: in) the commit. */
   readonly leases: readonly JobLease[];
+  /** The unit's id in the pins it put on those leases. */
+  readonly unitId: string;
 }
 
 /**
- * Throws LeaseLostError unless `lease` is still held (its owner and token, unexpired by the
- * server's clock).
+ * Fences unit `unitId` with `lease`: throws LeaseLostError unless the lease is still held (its
+ * owner and token, unexpired by the server's clock, or pinned by this unit), and pins it.
  */
-export type LeaseFenceCheck = (lease: JobLease) => Promise<void>;
+export type LeaseFence = (lease: JobLease, unitId: string) => Promise<void>;
 
 const copyOperation = (record: HistoryOperationRecord): HistoryOperationRecord => ({
   ...record,
@@ -196,15 +199,21 @@ export class RedisUnitOfWork {
   private loaded: SessionWorkspace | undefined;
   /** Audit chains this attempt locked and appended to; a new unit (attempt) starts empty. */
   private readonly auditChains = new AuditChainBuffer();
-  /** Leases this attempt was fenced with, by job. */
+  /** Leases this attempt was fenced with (and pinned), by job. */
   private readonly leases = new Map<string, JobLease>();
+  /** This attempt's id in the pins of its leases. */
+  readonly unitId = randomBytes(12).toString('base64url');
+  /** The error of a fence that failed: the unit must not commit, even if the work caught it. */
+  lost: Error | undefined;
+  /** Jobs whose lease this attempt pinned (or tried to): their pins go when it ends. */
+  readonly pinnedJobs = new Set<string>();
 
   constructor(
     private readonly reads: RedisSessionReads,
     /** Backstop added to the last expiry, in ms. */
     private readonly expiryBackstopMs: number,
-    /** Checks a job lease on the server (absent: the unit offers no fence). */
-    private readonly leaseFence?: LeaseFenceCheck,
+    /** Checks and pins a job lease on the server (absent: the unit offers no fence). */
+    private readonly leaseFence?: LeaseFence,
   ) {
     this.scope = this.createScope();
   }
@@ -276,6 +285,7 @@ export class RedisUnitOfWork {
       newAuditRegistrations: chainRegistrations(audited, true),
       auditIndexChecks,
       leases: [...this.leases.values()],
+      unitId: this.unitId,
     };
   }
 
@@ -451,7 +461,13 @@ export class RedisUnitOfWork {
       ...(leaseFence && {
         fence: async (lease: JobLease) => {
           // Checked now, so a stale job stops before it works; and again at the commit.
-          await leaseFence(lease);
+          if (typeof lease?.job === 'string') this.pinnedJobs.add(lease.job);
+          try {
+            await leaseFence(lease, this.unitId);
+          } catch (error) {
+            this.lost ??= error as Error;
+            throw error;
+          }
           this.leases.set(lease.job, { ...lease });
         },
       }),

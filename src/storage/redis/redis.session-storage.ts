@@ -33,7 +33,8 @@ import {
 } from './redis-errors.js';
 import { RedisExpiredItemScan } from './redis-expiry-index.js';
 import { DEFAULT_REDIS_KEY_PREFIX, RedisKeyLayout } from './redis-keys.js';
-import { leaseLost, RedisLeaseStorage } from './redis-lease-storage.js';
+import { leaseLostError } from '../job-leases.js';
+import { pinField, RedisLeaseStorage } from './redis-lease-storage.js';
 import { createRedisReadScope } from './redis-read-scope.js';
 import { RedisSessionReads, isRedisCluster, type RedisClient } from './redis-session-reads.js';
 import { RedisUnitOfWork, type UnitCommit } from './redis-unit-of-work.js';
@@ -117,15 +118,18 @@ const logger = new Logger('RedisSessionStorage');
  * with an expiry are indexed per session by (expiresAt, seq) in the same script, for the
  * expired-item scan ({@link StorageMaintenance.listExpiredItems}).
  *
- * The lease fence ({@link SessionWriteScope.fence}) checks the job's lease when called, by the
- * server's clock, and again at the commit. On a standalone server the commit script reads the
- * lease hash itself: the unit commits only if the lease is held at that instant. On a Cluster the
- * lease hash lives in another slot than the session, so no script can read both: the lease is
- * checked in a round trip of its own immediately before the commit script. There a unit commits
- * only if its lease was held at that check, one round trip before the commit; a job whose lease
- * lapses within that gap can still commit, but only if no other writer (the lease's new holder
- * included) committed to the session since the unit read it (the version compare-and-set): a
- * racing new holder then finds the work done and neither deletes nor counts anything twice.
+ * The lease fence ({@link SessionWriteScope.fence}) checks the job's lease by the server's clock
+ * when called and pins it for the unit (a field of the lease hash): until the unit ends, or at
+ * most 30 s (`LEASE_PIN_MS`) after its last check if its process dies, nobody takes the lease
+ * afresh, even once it lapsed (as a locked lease row on SQL). The commit checks it again: on a
+ * standalone server inside the commit script (the lease hash passed as an extra key), so the
+ * unit commits only while its lease is held or pinned by it. On a Cluster the lease hash lives
+ * in another slot than the session and no script can read both: the lease is checked (and
+ * pinned again) in a round trip of its own immediately before the commit script. A unit paused
+ * for longer than the pin between that check and its commit can then still commit after another
+ * owner took the lease, but only if no other writer, the new holder included, committed to the
+ * session since the unit read it (the version compare-and-set): its deletions are of members
+ * it read and its audit count is what it removed, so nothing is deleted or counted twice.
  *
  * @publicApi
  */
@@ -295,24 +299,42 @@ export class RedisSessionStorage implements SessionStorage {
 
   /** Runs `work` on a fresh unit of work and commits it, again after each conflict. */
   private async runUnit<T>(work: (unit: RedisUnitOfWork) => Promise<T>): Promise<T> {
-    const leaseFence = (lease: JobLease) => this.leaseStorage.assertHeld(lease);
+    const leaseFence = (lease: JobLease, unitId: string) => this.leaseStorage.pin(lease, unitId);
     for (let attempt = 1; ; attempt++) {
       const unit = new RedisUnitOfWork(this.reads, this.expiryBackstopMs, leaseFence);
-      let result: T;
       try {
-        result = await work(unit);
-      } catch (error) {
-        // A failure caused by reading a session that changed under the unit is a conflict.
-        if (!unit.invalidated) throw error;
-        await this.pauseBeforeRetry(attempt);
-        continue;
-      }
-      if (!unit.invalidated) {
-        const commit = unit.describeCommit(Date.now());
-        if (!commit || (await this.commitFailingClosed(commit))) return result;
+        let result: T;
+        try {
+          result = await work(unit);
+        } catch (error) {
+          // A failure caused by reading a session that changed under the unit is a conflict.
+          if (!unit.invalidated) throw error;
+          await this.pauseBeforeRetry(attempt);
+          continue;
+        }
+        // A fence that failed refuses the commit, also when the work caught its error.
+        if (unit.lost) throw unit.lost;
+        if (!unit.invalidated) {
+          const commit = unit.describeCommit(Date.now());
+          if (!commit || (await this.commitFailingClosed(commit))) return result;
+        }
+      } finally {
+        await this.unpinLeases(unit);
       }
       await this.pauseBeforeRetry(attempt);
     }
+  }
+
+  /**
+   * Drops the pins a unit of work put on its leases, once it ended: others may take them again.
+   * Best effort: a pin that stays (Redis unreachable) lapses by itself.
+   */
+  private async unpinLeases(unit: RedisUnitOfWork): Promise<void> {
+    await Promise.all(
+      [...unit.pinnedJobs].map((job) =>
+        this.leaseStorage.unpin(job, unit.unitId).catch(() => undefined),
+      ),
+    );
   }
 
   /** Quits the client if this storage created it (a host's client stays open). Idempotent. */
@@ -369,12 +391,18 @@ export class RedisSessionStorage implements SessionStorage {
     const leaseChecks: string[] = [];
     for (const lease of commit.leases) {
       if (this.onCluster) {
-        await this.leaseStorage.assertHeld(lease);
+        await this.leaseStorage.pin(lease, commit.unitId);
         continue;
       }
       leaseKeys.push(this.reads.layout.jobLease(lease.job));
       const index = SESSION_COMMIT_KEYS + commit.auditKeys.length + leaseKeys.length;
-      leaseChecks.push(COMMIT_OP.leaseFence, String(index), lease.owner, String(lease.token));
+      leaseChecks.push(
+        COMMIT_OP.leaseFence,
+        String(index),
+        lease.owner,
+        String(lease.token),
+        pinField(commit.unitId),
+      );
     }
     let reply: unknown;
     try {
@@ -417,7 +445,7 @@ export class RedisSessionStorage implements SessionStorage {
       case COMMIT_REPLY.auditWrongType:
         throw redisAuditKeyWrongType();
       case COMMIT_REPLY.leaseLost:
-        throw leaseLost(commit.leases[0]);
+        throw leaseLostError(commit.leases[0]);
       case COMMIT_REPLY.expiryIndexWrongType:
         throw new IntegrityError(
           `The expiry index of ${commit.owner} in Redis (${keys.expiry}) holds another type of value than this module writes: it was altered outside this module. Nothing was written; delete that key and the field 'expiry_indexed' of the session hash, and the next expired-item scan rebuilds it`,

@@ -1,4 +1,5 @@
 import { Logger } from '@nestjs/common';
+import type { ChainableCommander } from 'ioredis';
 import { IntegrityError } from '../../errors/index.js';
 import {
   checkExpiredItemScan,
@@ -11,7 +12,7 @@ import type { ExpiredItemRecord, SessionRef } from '../storage.records.js';
 import { copyStoredItem } from '../storage.records.js';
 import { sessionRefOfTag, type RedisSessionKeys } from './redis-keys.js';
 import { redisSessionLabel, SESSION_FIELDS, unpackItem } from './redis-record-codec.js';
-import type { RedisSessionReads } from './redis-session-reads.js';
+import { isRedisCluster, type RedisSessionReads } from './redis-session-reads.js';
 
 /*
  * The per-item expiry index of the Redis adapter and the scan that reads it.
@@ -32,8 +33,10 @@ const logger = new Logger('RedisSessionStorage');
 /** Digits of each number of an index entry: 2^53 - 1 has 16. */
 const ENTRY_DIGITS = 16;
 const ENTRY = /^(\d{16}):(\d{16})$/;
-/** Sessions read per round of concurrent requests. */
+/** Requests in flight at once. */
 const SESSIONS_PER_ROUND = 64;
+/** Sessions whose first entries one pipeline reads, on a standalone server. */
+const SESSIONS_PER_PIPELINE = 128;
 
 const fixed = (value: number): string => String(value).padStart(ENTRY_DIGITS, '0');
 
@@ -141,9 +144,13 @@ export class RedisExpiredItemScan {
       .toSorted(compareEntries)
       .slice(0, limit);
     const entries = (
-      await inRounds(leading, (head) => this.entriesOf(head.session, after, end, limit))
+      await this.entriesOf(
+        leading.map((head) => head.session),
+        after,
+        end,
+        limit,
+      )
     )
-      .flat()
       .toSorted(compareEntries)
       .slice(0, limit);
 
@@ -182,45 +189,83 @@ export class RedisExpiredItemScan {
     return [...found.values()];
   }
 
+  /**
+   * Runs each session's reads in its slot and hands it its replies: `build` adds the session's
+   * commands to a pipeline and returns how many. A pipeline may only span one slot on a Cluster,
+   * so there each session gets one of its own; a standalone server takes many per round trip.
+   */
+  private async perSession<T, R>(
+    values: readonly T[],
+    build: (pipeline: ChainableCommander, value: T) => number,
+    read: (replies: unknown[], value: T) => R,
+  ): Promise<R[]> {
+    const perPipeline = isRedisCluster(this.reads.client) ? 1 : SESSIONS_PER_PIPELINE;
+    const batches: T[][] = [];
+    for (let start = 0; start < values.length; start += perPipeline) {
+      batches.push(values.slice(start, start + perPipeline));
+    }
+    const results = await inRounds(batches, async (batch) => {
+      const counts: number[] = [];
+      const replies = await this.reads.exec((pipeline) => {
+        for (const value of batch) counts.push(build(pipeline, value));
+      });
+      let offset = 0;
+      return batch.map((value, index) => {
+        const own = replies.slice(offset, offset + counts[index]);
+        offset += counts[index];
+        return read(own, value);
+      });
+    });
+    return results.flat();
+  }
+
   /** Each session's `expiry_indexed` flag and first entry after `after`, up to `end`. */
   private firstEntries(
     sessions: readonly ScannedSession[],
     after: ExpiredItemKey,
     end: string,
   ): Promise<Array<{ indexed: boolean; entry: FoundEntry | undefined }>> {
-    return inRounds(sessions, async (session) => {
-      // Both keys share the session's slot: one pipeline, also on a Cluster.
-      const [flag, members] = await this.reads.exec((pipeline) =>
+    return this.perSession(
+      sessions,
+      (pipeline, session) => {
         pipeline
           .hget(session.keys.session, SESSION_FIELDS.expiryIndexed)
-          .zrangebylex(session.keys.expiry, startAfter(session, after), end, 'LIMIT', 0, 1),
-      );
-      const first = (members as string[])[0];
-      return {
-        indexed: flag === '1',
-        entry: first === undefined ? undefined : decodeEntry(session, first),
-      };
-    });
+          .zrangebylex(session.keys.expiry, startAfter(session, after), end, 'LIMIT', 0, 1);
+        return 2;
+      },
+      ([flag, members], session) => {
+        const first = (members as string[])[0];
+        return {
+          indexed: flag === '1',
+          entry: first === undefined ? undefined : decodeEntry(session, first),
+        };
+      },
+    );
   }
 
-  /** Up to `limit` entries of one session after `after`, up to `end`. */
+  /** Up to `limit` entries of each session after `after`, up to `end`. */
   private async entriesOf(
-    session: ScannedSession,
+    sessions: readonly ScannedSession[],
     after: ExpiredItemKey,
     end: string,
     limit: number,
   ): Promise<FoundEntry[]> {
-    const members = await this.reads.call(() =>
-      this.reads.client.zrangebylex(
-        session.keys.expiry,
-        startAfter(session, after),
-        end,
-        'LIMIT',
-        0,
-        limit,
-      ),
+    const entries = await this.perSession(
+      sessions,
+      (pipeline, session) => {
+        pipeline.zrangebylex(
+          session.keys.expiry,
+          startAfter(session, after),
+          end,
+          'LIMIT',
+          0,
+          limit,
+        );
+        return 1;
+      },
+      ([members], session) => (members as string[]).map((member) => decodeEntry(session, member)),
     );
-    return members.map((member) => decodeEntry(session, member));
+    return entries.flat();
   }
 
   /**
@@ -237,21 +282,25 @@ export class RedisExpiredItemScan {
       bySession.set(entry.session, list);
     }
     const found = new Map<FoundEntry, ExpiredItemRecord>();
-    await inRounds([...bySession], async ([session, own]) => {
-      const replies = await this.reads.exec((pipeline) => {
+    await this.perSession(
+      [...bySession],
+      (pipeline, [session, own]) => {
         for (const entry of own) {
           pipeline.zrangeBuffer(session.keys.items, entry.seq, entry.seq, 'BYSCORE', 'LIMIT', 0, 2);
         }
-      });
-      own.forEach((entry, index) => {
-        const members = replies[index] as Buffer[];
-        if (members.length === 0) return;
-        if (members.length > 1) throw itemOutOfPlace(session);
-        const item = unpackItem(members[0], redisSessionLabel(session.ref));
-        if (item.seq !== entry.seq) throw itemOutOfPlace(session);
-        found.set(entry, { ...session.ref, item: copyStoredItem(item) });
-      });
-    });
+        return own.length;
+      },
+      (replies, [session, own]) => {
+        own.forEach((entry, index) => {
+          const members = replies[index] as Buffer[];
+          if (members.length === 0) return;
+          if (members.length > 1) throw itemOutOfPlace(session);
+          const item = unpackItem(members[0], redisSessionLabel(session.ref));
+          if (item.seq !== entry.seq) throw itemOutOfPlace(session);
+          found.set(entry, { ...session.ref, item: copyStoredItem(item) });
+        });
+      },
+    );
     return entries.flatMap((entry) => found.get(entry) ?? []);
   }
 }

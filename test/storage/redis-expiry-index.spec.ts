@@ -128,6 +128,41 @@ describe.skipIf(!up)('Redis expiry index and expired-item scan', () => {
     expect((await scanAll(NOW - 21, 100))[0].items).toEqual([]);
   });
 
+  it('pages through many sessions with tied expiries exactly as the order says, at any page size', async () => {
+    // A fixed pseudo-random mix: few distinct expiries, so many ties across sessions.
+    let seed = 7;
+    const next = (n: number) => {
+      seed = (seed * 1_103_515_245 + 12_345) % 2_147_483_648;
+      return seed % n;
+    };
+    const expiries = [NOW - 30, NOW - 20, NOW - 10, NOW, NOW + 10, null];
+    const expected: Found[] = [];
+    for (let index = 0; index < 24; index++) {
+      const ref = { tenantId: ['a', 'A', 'a ', '\u00e9'][next(4)], sessionId: `s${next(1000)}` };
+      const chosen = Array.from({ length: 1 + next(5) }, () => expiries[next(expiries.length)]);
+      const items = await append(ref, chosen);
+      for (const item of items) {
+        if (item.expiresAt !== null && item.expiresAt <= NOW) {
+          expected.push([ref.tenantId, ref.sessionId, item.seq, item.expiresAt]);
+        }
+      }
+    }
+    expected.sort(
+      (x, y) =>
+        x[3]! - y[3]! ||
+        Buffer.compare(Buffer.from(x[0]), Buffer.from(y[0])) ||
+        Buffer.compare(Buffer.from(x[1]), Buffer.from(y[1])) ||
+        x[2] - y[2],
+    );
+    expect(expected.length).toBeGreaterThan(20);
+
+    for (const limit of [1, 3, 7, 1000]) {
+      const pages = await scanAll(NOW, limit);
+      expect(pages.flatMap(foundOf), `limit ${limit}`).toEqual(expected);
+      expect(pages.slice(0, -1).every((page) => page.items.length === limit)).toBe(true);
+    }
+  });
+
   it('pages 2, 2, 1 with a cursor after each full page and none after the last', async () => {
     const one: SessionRef = { tenantId: 't', sessionId: 'one' };
     const two: SessionRef = { tenantId: 't', sessionId: 'two' };

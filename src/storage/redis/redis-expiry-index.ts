@@ -137,20 +137,16 @@ export class RedisExpiredItemScan {
     }
 
     // A page's entries come from the sessions whose first entries are among the first `limit`:
-    // each session contributes its first entry before any other of its own.
+    // each session contributes its first entry before any other of its own. The session whose
+    // first entry ranks r-th (from 0) has r entries of others before it: it gives at most
+    // limit - r.
     const leading = heads
       .map((head) => head.entry)
       .filter((entry): entry is FoundEntry => entry !== undefined)
       .toSorted(compareEntries)
-      .slice(0, limit);
-    const entries = (
-      await this.entriesOf(
-        leading.map((head) => head.session),
-        after,
-        end,
-        limit,
-      )
-    )
+      .slice(0, limit)
+      .map((head, rank) => ({ session: head.session, count: limit - rank }));
+    const entries = (await this.entriesOf(leading, after, end))
       .toSorted(compareEntries)
       .slice(0, limit);
 
@@ -243,27 +239,27 @@ export class RedisExpiredItemScan {
     );
   }
 
-  /** Up to `limit` entries of each session after `after`, up to `end`. */
+  /** Up to `count` entries of each session after `after`, up to `end`. */
   private async entriesOf(
-    sessions: readonly ScannedSession[],
+    sessions: ReadonlyArray<{ readonly session: ScannedSession; readonly count: number }>,
     after: ExpiredItemKey,
     end: string,
-    limit: number,
   ): Promise<FoundEntry[]> {
     const entries = await this.perSession(
       sessions,
-      (pipeline, session) => {
+      (pipeline, { session, count }) => {
         pipeline.zrangebylex(
           session.keys.expiry,
           startAfter(session, after),
           end,
           'LIMIT',
           0,
-          limit,
+          count,
         );
         return 1;
       },
-      ([members], session) => (members as string[]).map((member) => decodeEntry(session, member)),
+      ([members], { session }) =>
+        (members as string[]).map((member) => decodeEntry(session, member)),
     );
     return entries.flat();
   }

@@ -35,7 +35,7 @@ const ENTRY_DIGITS = 16;
 const ENTRY = /^(\d{16}):(\d{16})$/;
 /** Requests in flight at once. */
 const SESSIONS_PER_ROUND = 64;
-/** Sessions whose first entries one pipeline reads, on a standalone server. */
+/** Sessions whose reads share one pipeline, on a standalone server. */
 const SESSIONS_PER_PIPELINE = 128;
 
 const fixed = (value: number): string => String(value).padStart(ENTRY_DIGITS, '0');
@@ -96,10 +96,11 @@ function itemOutOfPlace(session: ScannedSession): IntegrityError {
  * `StorageMaintenance.listExpiredItems` on Redis, standalone or Cluster.
  *
  * Each page SCANs every master for the sessions' items keys, reads each session's
- * `expiry_indexed` flag and its first index entry after the cursor (one pipelined round trip per
- * session, in its slot), takes the `limit` sessions whose first entries come first, reads up
- * to `limit` entries of each, and merges them: a page costs a full keyspace SCAN plus a few
- * small reads per session, never the unpacking of items that are not on the page. A session
+ * `expiry_indexed` flag and its first index entry after the cursor (pipelined: many sessions per
+ * round trip on a standalone server, one each on a Cluster, whose pipelines stay in one slot),
+ * takes the `limit` sessions whose first entries come first, reads of each the entries that can
+ * still reach the page, and merges them: a page costs a full keyspace SCAN plus a few small
+ * reads per session, never the unpacking of items that are not on the page. A session
  * written before the index (no flag) gets its index rebuilt from its items first, in a unit of
  * work of its own, so no item is ever left out of the scan.
  */

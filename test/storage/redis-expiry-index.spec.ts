@@ -197,6 +197,23 @@ describe.skipIf(!up)('Redis expiry index and expired-item scan', () => {
     expect(third).toEqual({ items: [], cursor: undefined });
   });
 
+  it('fills a page past entries whose items a writer deleted after the entries were read', async () => {
+    const ref: SessionRef = { tenantId: 't', sessionId: 'racing' };
+    await append(ref, [NOW - 3, NOW - 2, NOW - 1]);
+    // As if a writer deleted the first two items between the scan's two reads: their entries
+    // are still read, their items are gone.
+    const items = layout.forSession(ref).items;
+    await redis.client.zremrangebyscore(items, 1, 2);
+
+    const page = await maintenance.listExpiredItems!(NOW, undefined, 1);
+
+    expect(foundOf(page)).toEqual([['t', 'racing', 3, NOW - 1]]);
+    expect(await maintenance.listExpiredItems!(NOW, page.cursor, 1)).toEqual({
+      items: [],
+      cursor: undefined,
+    });
+  });
+
   it('removes index entries with their items: deleteBySeq, deleteAll, and items inserted and deleted in one unit', async () => {
     const ref: SessionRef = { tenantId: 't', sessionId: 'deletes' };
     await append(ref, [NOW - 3, null, NOW - 2, NOW + 9]);

@@ -117,7 +117,7 @@ export class RedisExpiredItemScan {
     limit: number,
   ): Promise<ExpiredItemPage> {
     checkExpiredItemScan(now, limit);
-    const after = decodeExpiredItemCursor(cursor);
+    let after = decodeExpiredItemCursor(cursor);
     // Every stored expiry is >= 1 (0 means none in the packed item).
     if (now < 1) return { items: [], cursor: undefined };
     const sessions = await this.sessionsWithItems();
@@ -137,34 +137,46 @@ export class RedisExpiredItemScan {
       }
     }
 
-    // A page's entries come from the sessions whose first entries are among the first `limit`:
-    // each session contributes its first entry before any other of its own. The session whose
-    // first entry ranks r-th (from 0) has r entries of others before it: it gives at most
-    // limit - r.
+    // An entry whose item a writer deleted since it was read gives no item: the page goes on
+    // past it, so a page is short only when the scan is done.
+    const items: ExpiredItemRecord[] = [];
+    for (;;) {
+      const wanted = limit - items.length;
+      const entries = await this.nextEntries(heads, wanted, after, end);
+      items.push(...(await this.itemsOf(entries)));
+      if (entries.length < wanted) return { items, cursor: undefined };
+      const last = entries.at(-1)!;
+      after = {
+        expiresAt: last.expiresAt,
+        tenantId: last.session.ref.tenantId,
+        sessionId: last.session.ref.sessionId,
+        seq: last.seq,
+      };
+      if (items.length === limit) return { items, cursor: encodeExpiredItemCursor(after) };
+      heads = await this.firstEntries(sessions, after, end);
+    }
+  }
+
+  /**
+   * The first `count` entries after `after` over every session, from each session's first
+   * entry (`heads`). They come from the sessions whose first entries are among the first
+   * `count`: each session gives its first entry before any other of its own, and the one whose
+   * first entry ranks r-th (from 0) has r entries of others before it, so it gives at most
+   * count - r.
+   */
+  private async nextEntries(
+    heads: ReadonlyArray<{ readonly entry: FoundEntry | undefined }>,
+    count: number,
+    after: ExpiredItemKey,
+    end: string,
+  ): Promise<FoundEntry[]> {
     const leading = heads
       .map((head) => head.entry)
       .filter((entry): entry is FoundEntry => entry !== undefined)
       .toSorted(compareEntries)
-      .slice(0, limit)
-      .map((head, rank) => ({ session: head.session, count: limit - rank }));
-    const entries = (await this.entriesOf(leading, after, end))
-      .toSorted(compareEntries)
-      .slice(0, limit);
-
-    const items = await this.itemsOf(entries);
-    const last = entries.at(-1);
-    return {
-      items,
-      cursor:
-        entries.length === limit && last
-          ? encodeExpiredItemCursor({
-              expiresAt: last.expiresAt,
-              tenantId: last.session.ref.tenantId,
-              sessionId: last.session.ref.sessionId,
-              seq: last.seq,
-            })
-          : undefined,
-    };
+      .slice(0, count)
+      .map((head, rank) => ({ session: head.session, count: count - rank }));
+    return (await this.entriesOf(leading, after, end)).toSorted(compareEntries).slice(0, count);
   }
 
   /** Every session with an items zset, on every master. */

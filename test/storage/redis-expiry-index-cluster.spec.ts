@@ -1,10 +1,16 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Cluster } from 'ioredis';
+import { Test } from '@nestjs/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  AuditService,
   ConfigurationError,
+  EncryptedSessionModule,
+  EncryptedSessionService,
   LeaseLostError,
+  RetentionService,
+  runAs,
   supportsMaintenance,
   type SessionRef,
 } from '../../src/index.js';
@@ -16,6 +22,7 @@ import type { ExpiredItemPage, StorageMaintenance } from '../../src/storage/stor
 import { startLoopbackCluster, type LoopbackCluster } from '../support/redis-cluster-support.js';
 import { redisReadyFor } from '../support/redis-support.js';
 import { newSessionRecord } from '../support/session-records.js';
+import { newRootKeyEntry } from '../support/test-keys.js';
 
 /*
  * The expired-item scan and the lease fence on a Redis Cluster of three masters on loopback
@@ -165,6 +172,76 @@ describe.skipIf(!up)('Redis expiry index on a Redis Cluster', () => {
     expect(await client.hget(sessionKey, 'version')).toBe(version);
     expect(await client.zcard(layout.forSession(ref).items)).toBe(2);
   }, 30_000);
+
+  it('runs the retention purge through the module: every expired item on every master purged once, audited', async () => {
+    const actor = { type: 'service' as const, id: 'cluster-test', tenantId: 'acme' };
+    const purgeStorage = new RedisSessionStorage({
+      client,
+      keyPrefix: `nes-${randomUUID().slice(0, 8)}:`,
+    });
+    const purgeLayout = new RedisKeyLayout(purgeStorage.keyPrefix);
+    const app = await Test.createTestingModule({
+      imports: [
+        EncryptedSessionModule.forRoot({
+          keys: { env: { keys: newRootKeyEntry('k1'), activeKeyId: 'k1' } },
+          storage: { instance: purgeStorage },
+          jobs: { retentionPurge: { enabled: false, batchSize: 7 } },
+        }),
+      ],
+    }).compile();
+    await app.init();
+    try {
+      const service = app.get(EncryptedSessionService);
+      // Sessions until each master serves at least one.
+      const masters = new Set<number>();
+      const sessionIds: string[] = [];
+      while (masters.size < 3 || sessionIds.length < 4) {
+        const sessionId = `s-${randomUUID()}`;
+        const slot = await client.cluster(
+          'KEYSLOT',
+          purgeLayout.forSession({ tenantId: 'acme', sessionId }).items,
+        );
+        masters.add(Math.floor(slot / SLOTS_PER_MASTER));
+        sessionIds.push(sessionId);
+      }
+      await runAs(actor, async () => {
+        for (const sessionId of sessionIds) {
+          const session = await service.open(sessionId, { tenantId: 'acme', ttlSeconds: 1 });
+          await session.addItems(
+            Array.from({ length: 5 }, (_, n) => ({ role: 'user' as const, content: `${n}` })),
+          );
+        }
+        const live = await service.open('live', { tenantId: 'acme', ttlSeconds: null });
+        await live.addItems([{ role: 'user', content: 'kept' }]);
+      });
+      await sleep(1_100);
+
+      const report = await app.get(RetentionService).purgeExpired();
+
+      const expired = sessionIds.length * 5;
+      expect(report).toMatchObject({
+        outcome: 'done',
+        result: { scanned: expired, purged: expired, unverified: 0, complete: true },
+      });
+      const left = await (purgeStorage.maintenance as StorageMaintenance).listExpiredItems!(
+        Date.now(),
+        undefined,
+        10,
+      );
+      expect(left).toEqual({ items: [], cursor: undefined });
+      const live = await runAs(actor, () =>
+        service.open('live', { tenantId: 'acme', ttlSeconds: null }),
+      );
+      expect(await runAs(actor, () => live.getItems())).toEqual([
+        { role: 'user', content: 'kept' },
+      ]);
+      expect(
+        await runAs(actor, () => app.get(AuditService).verify({ tenantId: 'acme' })),
+      ).toMatchObject({ ok: true });
+    } finally {
+      await app.close();
+    }
+  }, 60_000);
 
   it('offers maintenance, whose data-key scans refuse with a ConfigurationError', async () => {
     await expect(maintenance.countDataKeysByKek()).rejects.toBeInstanceOf(ConfigurationError);

@@ -107,7 +107,7 @@ export class RetentionService {
    * The scheduler calls it on `jobs.retentionPurge.cron`; a host or a test may call it at any
    * time.
    *
-   * @throws ConfigurationError when the storage cannot scan by expiry (Redis, for now) or
+   * @throws ConfigurationError when the storage cannot scan by expiry (a host's own adapter) or
    *   keeps no leases.
    */
   purgeExpired(options: PurgeOptions = {}): Promise<JobRunReport<PurgeReport>> {

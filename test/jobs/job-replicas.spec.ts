@@ -42,7 +42,7 @@ const actor = { type: 'service' as const, id: 'replica-test', tenantId: 'acme' }
 
 /** The backends the issue names; SQLite is one file on one host. */
 const BACKENDS = (await storeBackendsUnderTest()).filter((backend) =>
-  ['postgres', 'mysql'].includes(backend.type),
+  ['postgres', 'mysql', 'redis'].includes(backend.type),
 );
 
 let library: CompiledLibrary;

@@ -5,6 +5,7 @@ import {
   type NestModule,
 } from '@nestjs/common';
 import { APP_FILTER } from '@nestjs/core';
+import { ScheduleModule } from '@nestjs/schedule';
 // In your app: import { EncryptedSessionModule } from 'nest-encrypted-sessions';
 import {
   AuditActorMiddleware,
@@ -15,6 +16,7 @@ import { AuditController } from './audit.controller.js';
 import { actorOf } from './demo-request.js';
 import type { DemoKeys } from './demo-keys.js';
 import { DemoExceptionFilter } from './demo-exception.filter.js';
+import { JobsController } from './jobs.controller.js';
 import { SessionsController } from './sessions.controller.js';
 
 /** What the demo's {@link AppModule} is built from; `createDemoApp` fills it in. */
@@ -51,15 +53,19 @@ export class AppModule implements NestModule {
     return {
       module: AppModule,
       imports: [
+        // The host's scheduler, once: the module never imports it itself.
+        ScheduleModule.forRoot(),
         EncryptedSessionModule.forRoot({
           keys: {
             env: { keys: config.keys.keys, activeKeyId: config.keys.activeKeyId, sourceNames },
           },
           storage: config.storage,
           audit: { actorFromRequest: actorOf, winston: { file: config.auditFile } },
+          // Short periods, to watch the jobs work: the purge of expired items every 30 seconds.
+          jobs: { retentionPurge: { enabled: true, cron: '*/30 * * * * *' } },
         }),
       ],
-      controllers: [SessionsController, AuditController],
+      controllers: [SessionsController, AuditController, JobsController],
       providers: [{ provide: APP_FILTER, useClass: DemoExceptionFilter }],
     };
   }

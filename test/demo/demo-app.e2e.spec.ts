@@ -324,6 +324,27 @@ describe('demo app with keys from SESSION_KEYS', () => {
     expect(bad.status).toBe(400);
   });
 
+  it('schedules the retention purge and shows the jobs in GET /jobs; POST /jobs/retention-purge runs it', async () => {
+    const jobs = await call(demo, 'GET', '/jobs');
+    expect(jobs.status).toBe(200);
+    expect(jobs.body).toContainEqual(
+      expect.objectContaining({
+        key: 'retentionPurge',
+        name: 'nest-encrypted-sessions:retention-purge',
+        enabled: true,
+        cron: '*/30 * * * * *',
+      }),
+    );
+    const dryRun = await call(demo, 'POST', '/jobs/retention-purge?dryRun=true');
+    expect(dryRun.status).toBe(200);
+    expect(dryRun.body).toMatchObject({
+      outcome: 'done',
+      result: { purged: 0, dryRun: true, complete: true },
+    });
+    const bad = await call(demo, 'POST', '/jobs/retention-purge?dryRun=yes');
+    expect(bad.status).toBe(400);
+  });
+
   it('logs one line per request naming its tenant, and never the query string', async () => {
     const acme = { 'x-tenant-id': 'acme' };
     await call(demo, 'POST', '/sessions/log-1/items', {

@@ -139,7 +139,7 @@ export class RetentionService {
     const maintenance = supportsMaintenance(this.storage) ? this.storage.maintenance : undefined;
     if (!maintenance?.listExpiredItems) {
       throw new ConfigurationError(
-        `The session storage '${this.storage.backend}' cannot scan items by expiry, so the retention purge cannot run on it; its items stay invisible once expired (Redis also drops them at its own expiry)`,
+        `The session storage '${this.storage.backend}' cannot scan items by expiry, so the retention purge cannot run on it (expired items stay invisible to reads but are not deleted); use one of the module's stores, or give the adapter StorageMaintenance.listExpiredItems`,
       );
     }
     return { listExpiredItems: maintenance.listExpiredItems.bind(maintenance) };

@@ -137,23 +137,28 @@ export class RedisExpiredItemScan {
       }
     }
 
-    // An entry whose item a writer deleted since it was read gives no item: the page goes on
-    // past it, so a page is short only when the scan is done.
+    // An entry whose item a writer deleted since it was read gives no item, and a leading
+    // session may lose its entries between the reads: the page goes on past both, so a page is
+    // short only when no session has an entry left after it.
     const items: ExpiredItemRecord[] = [];
     for (;;) {
       const wanted = limit - items.length;
       const entries = await this.nextEntries(heads, wanted, after, end);
       items.push(...(await this.itemsOf(entries)));
-      if (entries.length < wanted) return { items, cursor: undefined };
-      const last = entries.at(-1)!;
-      after = {
-        expiresAt: last.expiresAt,
-        tenantId: last.session.ref.tenantId,
-        sessionId: last.session.ref.sessionId,
-        seq: last.seq,
-      };
+      const last = entries.at(-1);
+      if (last) {
+        after = {
+          expiresAt: last.expiresAt,
+          tenantId: last.session.ref.tenantId,
+          sessionId: last.session.ref.sessionId,
+          seq: last.seq,
+        };
+      }
       if (items.length === limit) return { items, cursor: encodeExpiredItemCursor(after) };
       heads = await this.firstEntries(sessions, after, end);
+      if (entries.length < wanted && heads.every((head) => head.entry === undefined)) {
+        return { items, cursor: undefined };
+      }
     }
   }
 

@@ -3,9 +3,12 @@ import type {
   AuditChainRef,
   AuditRecordQuery,
   DataKeyRecord,
+  ErasureLedgerRecord,
   ExpiredItemRecord,
   HistoryOperationRecord,
   JobLease,
+  LegalHoldQuery,
+  LegalHoldRecord,
   SessionRecord,
   SessionRef,
   StoredAuditRecord,
@@ -51,6 +54,17 @@ export interface SessionRowWrites extends SessionRowReads {
    * session row does not exist.
    */
   lockForWrite(now: number): Promise<boolean>;
+  /**
+   * Sets the subject of the session row and of every data key of the session to null (an
+   * erased subject's id leaves the tables). Absent on an adapter that cannot erase.
+   */
+  forgetSubject?(): Promise<void>;
+  /**
+   * Deletes the session row and everything of the session (items, data keys, applied history
+   * operations), never its audit chain. False when there was no row. Absent on an adapter that
+   * cannot delete sessions.
+   */
+  deleteSession?(): Promise<boolean>;
 }
 
 /**
@@ -155,6 +169,21 @@ export interface HistoryOperationWrites extends HistoryOperationReads {
 }
 
 /**
+ * The legal holds that cover the unit's session.
+ *
+ * @publicApi
+ */
+export interface SessionHoldReads {
+  /**
+   * The active holds on the session or on its subject (as its row names it), by hold id. Sees
+   * every hold committed before the call, also inside a write unit that began earlier (SQL: a
+   * locking read), so a unit that checks after taking the session's write lock cannot miss a
+   * hold whose placing waited on that lock.
+   */
+  covering(): Promise<LegalHoldRecord[]>;
+}
+
+/**
  * What a read-only unit of work may do: read one session's rows. It has no write methods.
  *
  * @publicApi
@@ -166,6 +195,8 @@ export interface SessionReadScope {
   readonly items: ItemReads;
   readonly dataKeys: DataKeyReads;
   readonly historyOperations: HistoryOperationReads;
+  /** The holds covering the session; present when the storage keeps {@link LegalHoldStorage}. */
+  readonly holds?: SessionHoldReads;
 }
 
 /**
@@ -305,6 +336,17 @@ export interface StorageMaintenance {
     cursor: string | undefined,
     limit: number,
   ): Promise<ExpiredItemPage>;
+  /**
+   * Up to `limit` session rows of the tenant whose subject is `subjectId`, by session id bytes,
+   * after `afterSessionId` ('' for the first page), served by an index. Absent on an adapter
+   * that cannot look sessions up by subject.
+   */
+  listSessionsOfSubject?(
+    tenantId: string,
+    subjectId: string,
+    afterSessionId: string,
+    limit: number,
+  ): Promise<SessionRecord[]>;
 }
 
 /**
@@ -355,6 +397,58 @@ export interface LeaseStorage {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Legal holds and the erasure ledger: records of their own, outside any session's unit of work.
+
+/**
+ * Legal holds. Each call is one atomic step. Placing a hold stores it here first; the caller
+ * then takes the write lock of each session it covers, so a unit already deciding a deletion
+ * ends before the placing returns and every later unit sees the hold
+ * ({@link SessionHoldReads.covering}).
+ *
+ * @publicApi
+ */
+export interface LegalHoldStorage {
+  /** Stores a new hold; throws when its id exists. */
+  insert(hold: LegalHoldRecord): Promise<void>;
+  /**
+   * Releases the hold at `releasedAt` by `releasedBy` if it is active. Returns the hold as
+   * stored afterwards (released now, or already before: compare `releasedAt`), or undefined
+   * when there is no hold with that id.
+   */
+  release(
+    holdId: string,
+    releasedAt: number,
+    releasedBy: string,
+  ): Promise<LegalHoldRecord | undefined>;
+  find(holdId: string): Promise<LegalHoldRecord | undefined>;
+  /** One page of holds, by hold id bytes. */
+  list(query: LegalHoldQuery): Promise<LegalHoldRecord[]>;
+  /** The active holds of the tenant on `sessionId` or, when given, on `subjectId`, by hold id. */
+  activeCovering(
+    tenantId: string,
+    sessionId: string,
+    subjectId: string | null,
+  ): Promise<LegalHoldRecord[]>;
+  /** The active holds of the tenant on `subjectId` itself (not on its sessions), by hold id. */
+  activeOnSubject(tenantId: string, subjectId: string): Promise<LegalHoldRecord[]>;
+}
+
+/**
+ * The erasure ledger. Each call is one atomic step.
+ *
+ * @publicApi
+ */
+export interface ErasureLedgerStorage {
+  /** Stores a pending entry; throws when its id exists. */
+  insert(entry: ErasureLedgerRecord): Promise<void>;
+  /** Completes a pending entry with its receipt; false when it is unknown or already complete. */
+  complete(erasureId: string, completedAt: number, receipt: string): Promise<boolean>;
+  find(erasureId: string): Promise<ErasureLedgerRecord | undefined>;
+  /** Up to `limit` entries by erasure id bytes (UUIDv7: time order) after `afterErasureId`. */
+  list(afterErasureId: string, limit: number): Promise<ErasureLedgerRecord[]>;
+}
+
+// ---------------------------------------------------------------------------------------------
 
 /** Injection token for {@link SessionStorage}. */
 export const SESSION_STORAGE = Symbol('SESSION_STORAGE');
@@ -386,6 +480,10 @@ export interface SessionStorage {
   readonly audit?: AuditStorage;
   /** Leases of scheduled jobs; absent on an adapter without them (a host's own, say). */
   readonly leases?: LeaseStorage;
+  /** Legal holds; absent on an adapter without them. */
+  readonly holds?: LegalHoldStorage;
+  /** The erasure ledger; absent on an adapter without one. */
+  readonly erasureLedger?: ErasureLedgerStorage;
   /** Releases what the adapter itself opened (not a host's DataSource). Idempotent. */
   close(): Promise<void>;
 }

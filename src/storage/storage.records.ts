@@ -234,3 +234,66 @@ export interface JobLease {
   /** Epoch ms, by the storage's own clock, when the lease lapses unless renewed. */
   readonly expiresAt: number;
 }
+
+/**
+ * A legal hold as stored: while active (`releasedAt` null) nothing of the sessions it covers
+ * may be purged or erased. It covers one session (`sessionId`) or every session, present and
+ * future, of one subject (`subjectId`) in its tenant: exactly one of the two is set. Released
+ * holds are kept, for the record.
+ *
+ * @publicApi
+ */
+export interface LegalHoldRecord {
+  /** UUIDv7. */
+  readonly holdId: string;
+  readonly tenantId: string;
+  readonly sessionId: string | null;
+  readonly subjectId: string | null;
+  /** The host's reference of the matter (a case number), as given; at most 191 characters. */
+  readonly matterRef: string;
+  /** Epoch ms. */
+  readonly placedAt: number;
+  /** Id of the actor that placed it. */
+  readonly placedBy: string;
+  readonly releasedAt: number | null;
+  readonly releasedBy: string | null;
+}
+
+/**
+ * Which holds {@link LegalHoldStorage.list} returns: optionally one tenant's, optionally only
+ * active ones, in hold id order (UUIDv7: placing order), after `afterHoldId`.
+ *
+ * @publicApi
+ */
+export interface LegalHoldQuery {
+  readonly tenantId?: string;
+  /** Only holds not released. @default false */
+  readonly activeOnly?: boolean;
+  /** The last hold id of the previous page; '' or absent for the first. */
+  readonly afterHoldId?: string;
+  readonly limit: number;
+}
+
+/**
+ * One entry of the erasure ledger: what an erasure destroyed, so that a restored backup can be
+ * erased again. Written as `pending` (the sessions it will erase) before any key is destroyed,
+ * then completed with the signed receipt. Holds a keyed reference of the subject, never its id.
+ *
+ * @publicApi
+ */
+export interface ErasureLedgerRecord {
+  /** UUIDv7; the receipt's id. */
+  readonly erasureId: string;
+  readonly tenantId: string;
+  readonly scope: 'subject' | 'session';
+  /** Keyed pseudonym of the subject (base64url); null for a session erased on its own. */
+  readonly subjectRef: string | null;
+  /** JSON array of the session ids the erasure covers. */
+  readonly sessionIds: string;
+  /** Epoch ms when it was recorded. */
+  readonly createdAt: number;
+  /** Epoch ms when every key was destroyed; null while pending. */
+  readonly completedAt: number | null;
+  /** The signed receipt, as JSON; null while pending. */
+  readonly receipt: string | null;
+}

@@ -43,6 +43,8 @@ export const HTTP_STATUS_BY_ERROR_CODE: Readonly<Record<EncryptedSessionErrorCod
     INVALID_ARGUMENT: { status: HttpStatus.BAD_REQUEST },
     SESSION_NOT_FOUND: { status: HttpStatus.NOT_FOUND },
     HISTORY_CONFLICT: { status: HttpStatus.CONFLICT },
+    // Held data cannot be erased until the hold is released: the request conflicts with it.
+    LEGAL_HOLD: { status: HttpStatus.CONFLICT },
     KEY_DESTROYED: {
       status: HttpStatus.GONE,
       publicMessage: 'The data key of these items was destroyed; they cannot be read again',

@@ -24,6 +24,7 @@ export const AUDIT_ACTIONS = [
   'retention.purge.batch',
   'hold.apply',
   'hold.release',
+  'hold.export',
   'key.create',
   'key.generation',
   'key.destroy',
@@ -61,6 +62,7 @@ export const AUDIT_REASONS = [
   'SHUTTING_DOWN',
   'SUBJECT_MISMATCH',
   'ACTOR_REQUIRED',
+  'LEGAL_HOLD',
   'UNEXPECTED',
 ] as const satisfies ReadonlyArray<
   EncryptedSessionErrorCode | 'SUBJECT_MISMATCH' | 'ACTOR_REQUIRED' | 'UNEXPECTED'
@@ -97,6 +99,8 @@ export interface AuditTarget {
   readonly subjectRef?: string;
   /** How many items, keys or sessions the operation touched. */
   readonly count?: number;
+  /** The legal hold or erasure (receipt) the event is about, by its id. */
+  readonly recordId?: string;
 }
 
 /** Ids (and versions) of the keys involved; never key material. */
@@ -204,6 +208,7 @@ export function buildAuditEvent(input: AuditEventInput): AuditEventBody {
       sessionId: optionalId(input.target?.sessionId, 'target.sessionId'),
       subjectRef: optionalId(input.target?.subjectRef, 'target.subjectRef'),
       count: optionalCount(input.target?.count),
+      recordId: optionalId(input.target?.recordId, 'target.recordId'),
     }),
     keys:
       input.keys === undefined

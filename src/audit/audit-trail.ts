@@ -212,6 +212,7 @@ export class PendingAuditEvent {
       readonly reason?: AuditReason;
       readonly count?: number;
       readonly keys?: AuditKeys;
+      readonly recordId?: string;
     } = {},
   ): AuditEventBody {
     return buildAuditEvent({
@@ -225,6 +226,7 @@ export class PendingAuditEvent {
         sessionId: this.chain.sessionId ?? undefined,
         subjectRef: this.subjectReference,
         count: details.count,
+        recordId: details.recordId,
       },
       keys: details.keys,
     });
@@ -236,7 +238,11 @@ export class PendingAuditEvent {
    */
   async appendIn(
     writes: AuditChainWrites | undefined,
-    details: { readonly count?: number; readonly keys?: AuditKeys } = {},
+    details: {
+      readonly count?: number;
+      readonly keys?: AuditKeys;
+      readonly recordId?: string;
+    } = {},
     /** Events of the same unit that follow this one (e.g. the keys a clear destroyed). */
     followedBy: ReadonlyArray<{
       readonly action: AuditAction;
@@ -251,6 +257,22 @@ export class PendingAuditEvent {
       { body: this.body('success', details), macKey: this.macKey },
       ...followedBy.map((next) => ({ body: this.body('success', next), macKey: this.macKey })),
     ]);
+  }
+
+  /**
+   * Commits the success event in a transaction of its own, for an operation whose change is
+   * stored apart from any chain (a legal hold, the erasure ledger).
+   *
+   * @throws the storage's error when the event cannot be written.
+   */
+  async succeededAlone(
+    details: {
+      readonly count?: number;
+      readonly keys?: AuditKeys;
+      readonly recordId?: string;
+    } = {},
+  ): Promise<void> {
+    await this.trail.commitAlone(this.chain, this.body('success', details), this.macKey);
   }
 
   /** Hands the events of the committed unit to the sinks. Call once the unit committed. */
@@ -365,6 +387,7 @@ export class AuditTrail {
       readonly reason?: AuditReason;
       readonly count?: number;
       readonly keys?: AuditKeys;
+      readonly recordId?: string;
     } = {},
   ): Promise<void> {
     const pending = await this.unrefusedEvent(action, target);

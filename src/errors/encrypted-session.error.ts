@@ -15,6 +15,7 @@ export type EncryptedSessionErrorCode =
   | 'KEY_PROVIDER_UNAVAILABLE'
   | 'KEY_UNUSABLE'
   | 'LEASE_LOST'
+  | 'LEGAL_HOLD'
   | 'SESSION_NOT_FOUND'
   | 'SHUTTING_DOWN'
   | 'STORAGE_UNAVAILABLE';

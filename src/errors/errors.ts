@@ -131,3 +131,13 @@ export class AuditActorRequiredError extends EncryptedSessionError {
 export class LeaseLostError extends EncryptedSessionError {
   readonly code = 'LEASE_LOST';
 }
+
+/**
+ * Refused because a legal hold covers the target: held data is never erased or purged. Release
+ * the hold (`releaseHold`) once the matter allows it, then erase again. Nothing was changed.
+ *
+ * @publicApi
+ */
+export class LegalHoldError extends EncryptedSessionError {
+  readonly code = 'LEGAL_HOLD';
+}

@@ -13,6 +13,7 @@ export {
   KeyProviderUnavailableError,
   KeyUnusableError,
   LeaseLostError,
+  LegalHoldError,
   SessionNotFoundError,
   ShuttingDownError,
   StorageUnavailableError,

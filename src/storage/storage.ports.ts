@@ -117,6 +117,8 @@ export interface DataKeyReads {
   findActive(): Promise<DataKeyRecord | undefined>;
   /** The highest generation the session ever had, in any state; 0 when it has none. */
   maxGeneration(): Promise<number>;
+  /** Every key of the session, destroyed ones too, by generation. Absent on an adapter without it. */
+  listAll?(): Promise<DataKeyRecord[]>;
 }
 
 /**
@@ -137,6 +139,11 @@ export interface DataKeyWrites extends DataKeyReads {
   retireActiveBelow(generation: number): Promise<number>;
   /** Crypto-shreds every key of the session: state `destroyed`, wrapped bytes wiped. */
   destroyAll(now: number): Promise<number>;
+  /**
+   * Crypto-shreds the session's keys with these ids that are not destroyed yet; returns how
+   * many. Absent on an adapter without it.
+   */
+  destroyByIds?(dekIds: readonly string[], now: number): Promise<number>;
   /**
    * Replaces a data key's wrapping if it is still wrapped by `expectedKekId` and not destroyed;
    * true when replaced. Only `kek_id` and `wrapped_key` change, never an item.

@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { Logger } from '@nestjs/common';
 import { v7 as uuidv7, validate as isUuid } from 'uuid';
 import {
@@ -230,7 +231,21 @@ export class LegalHolds {
    *
    * @throws InvalidArgumentError when there is no such hold, or it is released.
    */
-  async *export(holdId: string): AsyncGenerator<string> {
+  export(holdId: string): AsyncGenerator<string> {
+    // The lines are pulled later, outside the caller's runAs: each step runs in the context
+    // the call was made in, so the export's events name the caller.
+    const inCallerContext = AsyncLocalStorage.snapshot();
+    const lines = this.exportLines(holdId);
+    const bound: AsyncGenerator<string> = {
+      next: () => inCallerContext(() => lines.next()),
+      return: (value) => inCallerContext(() => lines.return(value)),
+      throw: (error) => inCallerContext(() => lines.throw(error)),
+      [Symbol.asyncIterator]: () => bound,
+    };
+    return bound;
+  }
+
+  private async *exportLines(holdId: string): AsyncGenerator<string> {
     const holds = this.holdStorage();
     const hold =
       typeof holdId === 'string' && isUuid(holdId) ? await holds.find(holdId) : undefined;

@@ -63,6 +63,7 @@ async function openJobsStore(backend: 'sqlite' | 'postgres'): Promise<JobsStore>
     retentionPurge: {
       enabled: false,
       cron: '*/15 * * * *',
+      sessionIdleDays: null,
       batchSize: PAGE,
       maxBatchesPerRun: 1_000_000,
     },

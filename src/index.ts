@@ -153,6 +153,7 @@ export {
   type HistoryOperationReads,
   type HistoryOperationRecord,
   type HistoryOperationWrites,
+  type IdleSessionPage,
   type ItemReads,
   type ItemWrites,
   type JobLease,

@@ -20,6 +20,8 @@ export interface JobsConfig {
     readonly batchSize: number;
     /** Batches one run purges at most; the next run goes on. */
     readonly maxBatchesPerRun: number;
+    /** Sessions idle this many days are shredded and deleted; null keeps them (`retention`). */
+    readonly sessionIdleDays: number | null;
   };
 }
 

@@ -2,7 +2,12 @@ import { Inject, Injectable, Logger, Optional } from '@nestjs/common';
 import { AUDIT_TRAIL, runAs, type AuditActor, type AuditTrail } from '../audit/index.js';
 import { ConfigurationError, LeaseLostError } from '../errors/index.js';
 import { KeyRing } from '../keys/index.js';
-import { ExpiredItemPurge, type SessionPurgeCounts } from '../sessions/index.js';
+import {
+  ExpiredItemPurge,
+  IdleSessionPurge,
+  type IdleSessionOutcome,
+  type SessionPurgeCounts,
+} from '../sessions/index.js';
 import {
   SESSION_STORAGE,
   supportsMaintenance,
@@ -35,7 +40,14 @@ export interface PurgeReport {
   readonly unverified: number;
   /** Items kept because a legal hold covers them. */
   readonly skippedForHold: number;
-  /** Audited batches committed (one session's share of a page each). */
+  /**
+   * Sessions idle past `retention.sessionIdleDays` deleted (keys destroyed first); 0 when the
+   * option is null.
+   */
+  readonly idleSessionsPurged: number;
+  /** Idle sessions kept because a legal hold covers them. */
+  readonly idleSessionsHeld: number;
+  /** Audited batches committed (one session's share of a page each, one per idle session). */
   readonly batches: number;
   /** False when the run stopped at `maxBatchesPerRun`: the next run goes on. */
   readonly complete: boolean;
@@ -73,6 +85,12 @@ export interface PurgeProgress {
   readonly batches: number;
 }
 
+/** What the purge scans with: expired items, and sessions by activity where configured. */
+type Scans = Required<Pick<StorageMaintenance, 'listExpiredItems'>> &
+  Pick<StorageMaintenance, 'listIdleSessions'>;
+
+const DAY_MS = 86_400_000;
+
 /** The actor of the purge's events in a tenant: the module's retention job. */
 const purgeActor = (tenantId: string): AuditActor => ({
   type: 'system',
@@ -90,6 +108,7 @@ const purgeActor = (tenantId: string): AuditActor => ({
 @Injectable()
 export class RetentionService {
   private readonly purge: ExpiredItemPurge;
+  private readonly idle: IdleSessionPurge;
 
   constructor(
     @Inject(SESSION_STORAGE) private readonly storage: SessionStorage,
@@ -99,6 +118,7 @@ export class RetentionService {
     @Optional() @Inject(AUDIT_TRAIL) audit?: AuditTrail | null,
   ) {
     this.purge = new ExpiredItemPurge(storage, keyRing, audit ?? undefined);
+    this.idle = new IdleSessionPurge(storage, keyRing, audit ?? undefined);
   }
 
   /**
@@ -120,12 +140,15 @@ export class RetentionService {
   }
 
   private async dryRun(
-    maintenance: Required<Pick<StorageMaintenance, 'listExpiredItems'>>,
+    maintenance: Scans,
     options: PurgeOptions,
   ): Promise<JobRunReport<PurgeReport>> {
     const startedAt = new Date();
-    const result = await this.scan(maintenance, options, (ref, rows, now) =>
-      this.purge.dryRun(ref, rows, now),
+    const result = await this.scan(
+      maintenance,
+      options,
+      (ref, rows, now) => this.purge.dryRun(ref, rows, now),
+      (ref, idleBefore) => this.idle.dryRun(ref, idleBefore),
     );
     return {
       job: JOB_NAMES.retentionPurge,
@@ -136,36 +159,51 @@ export class RetentionService {
     };
   }
 
-  private expiryScan(): Required<Pick<StorageMaintenance, 'listExpiredItems'>> {
+  private expiryScan(): Scans {
     const maintenance = supportsMaintenance(this.storage) ? this.storage.maintenance : undefined;
     if (!maintenance?.listExpiredItems) {
       throw new ConfigurationError(
         `The session storage '${this.storage.backend}' cannot scan items by expiry, so the retention purge cannot run on it (expired items stay invisible to reads but are not deleted); use one of the module's stores, or give the adapter StorageMaintenance.listExpiredItems`,
       );
     }
-    return { listExpiredItems: maintenance.listExpiredItems.bind(maintenance) };
+    if (this.config.retentionPurge.sessionIdleDays !== null && !maintenance.listIdleSessions) {
+      throw new ConfigurationError(
+        `The session storage '${this.storage.backend}' cannot scan sessions by activity, so idle sessions cannot be purged on it; set retention.sessionIdleDays to null`,
+      );
+    }
+    return {
+      listExpiredItems: maintenance.listExpiredItems.bind(maintenance),
+      listIdleSessions: maintenance.listIdleSessions?.bind(maintenance),
+    };
   }
 
   private purgeUnderLease(
-    maintenance: Required<Pick<StorageMaintenance, 'listExpiredItems'>>,
+    maintenance: Scans,
     held: HeldLease,
     options: PurgeOptions,
   ): Promise<PurgeReport> {
-    return this.scan(maintenance, options, (ref, rows, now) => {
+    const stillHeld = () => {
       if (held.lost) {
         throw new LeaseLostError(
           `Job '${JOB_NAMES.retentionPurge}' lost its lease mid-run; it stops, and the lease holder carries on`,
         );
       }
-      return this.purge.purgeSession(ref, rows, now, held.current);
-    });
+      return held.current;
+    };
+    return this.scan(
+      maintenance,
+      options,
+      (ref, rows, now) => this.purge.purgeSession(ref, rows, now, stillHeld()),
+      (ref, idleBefore) => this.idle.purgeSession(ref, idleBefore, stillHeld()),
+    );
   }
 
   /** Scans expired items page by page and hands each session's share of a page to `batch`. */
   private async scan(
-    maintenance: Required<Pick<StorageMaintenance, 'listExpiredItems'>>,
+    maintenance: Scans,
     options: PurgeOptions,
     batch: (ref: SessionRef, rows: StoredItem[], now: number) => Promise<SessionPurgeCounts>,
+    idleBatch: (ref: SessionRef, idleBefore: number) => Promise<IdleSessionOutcome>,
   ): Promise<PurgeReport> {
     const dryRun = options.dryRun === true;
     const started = Date.now();
@@ -178,6 +216,8 @@ export class RetentionService {
       shredded: 0,
       unverified: 0,
       skippedForHold: 0,
+      idleSessionsPurged: 0,
+      idleSessionsHeld: 0,
       batches: 0,
     };
     let cursor: string | undefined;
@@ -207,6 +247,30 @@ export class RetentionService {
         options.onProgress?.({ ...totals });
       }
     } while (cursor !== undefined);
+    const idleDays = this.config.retentionPurge.sessionIdleDays;
+    if (complete && idleDays !== null && maintenance.listIdleSessions) {
+      const idleBefore = now - idleDays * DAY_MS;
+      cursor = undefined;
+      idle: do {
+        const page = await maintenance.listIdleSessions(idleBefore, cursor, batchSize);
+        cursor = page.cursor;
+        for (const session of page.sessions) {
+          if (totals.batches >= maxBatchesPerRun) {
+            complete = false;
+            break idle;
+          }
+          const ref = { tenantId: session.tenantId, sessionId: session.sessionId };
+          const result = await runAs(purgeActor(ref.tenantId), () => idleBatch(ref, idleBefore));
+          if (result.outcome === 'purged') {
+            totals.idleSessionsPurged++;
+            totals.batches++;
+          } else if (result.outcome === 'held') {
+            totals.idleSessionsHeld++;
+          }
+          options.onProgress?.({ ...totals });
+        }
+      } while (cursor !== undefined);
+    }
     const report: PurgeReport = {
       ...totals,
       complete,
@@ -214,7 +278,7 @@ export class RetentionService {
       dryRun,
     };
     logger.log(
-      `Retention purge${dryRun ? ' (dry run: nothing deleted)' : ''}: scanned ${report.scanned}, purged ${report.purged}, shredded ${report.shredded}, kept unverified ${report.unverified}, kept for legal hold ${report.skippedForHold}, in ${report.batches} batch(es), ${report.elapsedMs} ms${complete ? '' : '; the next run goes on'}`,
+      `Retention purge${dryRun ? ' (dry run: nothing deleted)' : ''}: scanned ${report.scanned}, purged ${report.purged}, shredded ${report.shredded}, kept unverified ${report.unverified}, kept for legal hold ${report.skippedForHold}, idle sessions purged ${report.idleSessionsPurged} (held ${report.idleSessionsHeld}), in ${report.batches} batch(es), ${report.elapsedMs} ms${complete ? '' : '; the next run goes on'}`,
     );
     return report;
   }

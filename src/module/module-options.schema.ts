@@ -648,6 +648,20 @@ export const moduleOptionsSchema = strictOptions(
      * disabled (the default) the scheduler is not needed.
      */
     jobs: jobsOptionsSchema.optional(),
+    /**
+     * What the retention purge deletes besides expired items. `sessionIdleDays`: a session
+     * with no activity for that many days has its data keys destroyed (crypto-shred) and its
+     * rows deleted by the purge (its audit chain stays); null keeps idle sessions. A legal hold
+     * keeps a session whatever its age. @default { sessionIdleDays: null }
+     */
+    retention: strictOptions(
+      {
+        sessionIdleDays: wholeNumber('a whole number of days, at least 1, or null', 1)
+          .nullable()
+          .optional(),
+      },
+      'an object, e.g. { sessionIdleDays: 365 }',
+    ).optional(),
   },
   'an options object with at least { keys }',
 );

@@ -126,7 +126,7 @@ export function resolveModuleOptions(
   return deepFreeze({
     keys: keys.source,
     audit: resolveAudit(parsed.audit),
-    jobs: resolveJobs(parsed.jobs),
+    jobs: resolveJobs(parsed.jobs, parsed.retention?.sessionIdleDays ?? null),
     keyRing: resolveKeyRingOptions(
       keyRingOptionsFrom({
         keyCache: parsed.keyCache,
@@ -144,7 +144,7 @@ export function resolveModuleOptions(
 
 const DAY_MS = 86_400_000;
 
-function resolveJobs(jobs: JobsOptions | undefined): JobsConfig {
+function resolveJobs(jobs: JobsOptions | undefined, sessionIdleDays: number | null): JobsConfig {
   return {
     leaseTtlMs: (jobs?.leaseTtlSeconds ?? 60) * 1000,
     kekRewrap: {
@@ -158,6 +158,7 @@ function resolveJobs(jobs: JobsOptions | undefined): JobsConfig {
       cron: jobs?.retentionPurge?.cron ?? '*/15 * * * *',
       batchSize: jobs?.retentionPurge?.batchSize ?? 1000,
       maxBatchesPerRun: jobs?.retentionPurge?.maxBatchesPerRun ?? 1000,
+      sessionIdleDays,
     },
   };
 }

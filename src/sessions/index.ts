@@ -3,6 +3,7 @@ export { EncryptedSession, type EncryptedSessionContext } from './encrypted-sess
 export { EncryptedSessionService, type OpenSessionOptions } from './encrypted-session.service.js';
 export { MAX_ID_LENGTH } from './session-ids.js';
 export { ExpiredItemPurge, type SessionPurgeCounts } from './expired-item-purge.js';
+export { IdleSessionPurge, type IdleSessionOutcome } from './idle-session-purge.js';
 export {
   DEFAULT_MAX_ITEM_BYTES,
   DEFAULT_SESSION_DEFAULTS,

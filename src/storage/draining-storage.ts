@@ -126,6 +126,10 @@ export class DrainingSessionStorage implements SessionStorage {
         listExpiredItems: (now, cursor, limit) =>
           this.units.run(() => maintenance.listExpiredItems!(now, cursor, limit)),
       }),
+      ...(maintenance.listIdleSessions && {
+        listIdleSessions: (before, cursor, limit) =>
+          this.units.run(() => maintenance.listIdleSessions!(before, cursor, limit)),
+      }),
       ...(maintenance.listSessionsOfSubject && {
         listSessionsOfSubject: (tenantId, subjectId, afterSessionId, limit) =>
           this.units.run(() =>

@@ -13,6 +13,7 @@ export {
   type ErasureLedgerStorage,
   type ExpiredItemPage,
   type HistoryOperationReads,
+  type IdleSessionPage,
   type HistoryOperationWrites,
   type ItemReads,
   type ItemWrites,

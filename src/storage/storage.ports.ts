@@ -348,12 +348,33 @@ export interface StorageMaintenance {
    * after `afterSessionId` ('' for the first page), served by an index. Absent on an adapter
    * that cannot look sessions up by subject.
    */
+  /**
+   * One page of the session rows (of every tenant) whose last activity is before `before`, by
+   * (last activity, tenant bytes, session bytes). Pass the returned cursor for the next page.
+   * Absent on an adapter that cannot scan by activity.
+   */
+  listIdleSessions?(
+    before: number,
+    cursor: string | undefined,
+    limit: number,
+  ): Promise<IdleSessionPage>;
   listSessionsOfSubject?(
     tenantId: string,
     subjectId: string,
     afterSessionId: string,
     limit: number,
   ): Promise<SessionRecord[]>;
+}
+
+/**
+ * A page of {@link StorageMaintenance.listIdleSessions}.
+ *
+ * @publicApi
+ */
+export interface IdleSessionPage {
+  readonly sessions: SessionRecord[];
+  /** Where the next page starts; undefined when there is none. */
+  readonly cursor: string | undefined;
 }
 
 /**

@@ -283,7 +283,13 @@ describe('a purge batch fenced by a lease', () => {
     const config = {
       leaseTtlMs: 60_000,
       kekRewrap: { enabled: false, cron: '0 * * * *', batchSize: 100, maxBatchesPerRun: 50 },
-      retentionPurge: { enabled: false, cron: '* * * * *', batchSize: 100, maxBatchesPerRun: 10 },
+      retentionPurge: {
+        enabled: false,
+        cron: '* * * * *',
+        batchSize: 100,
+        maxBatchesPerRun: 10,
+        sessionIdleDays: null,
+      },
     };
     const jobs = new EncryptedSessionJobs(
       hostAdapter,

@@ -18,7 +18,9 @@ import {
   verifyErasureReceipt,
   type EncryptedSessionModuleOptions,
   type ErasureReceipt,
+  type SessionStorage,
 } from '../../src/index.js';
+import { SESSION_STORAGE } from '../../src/storage/index.js';
 import { newRootKeyEntry } from '../support/test-keys.js';
 import { rejectionOf } from '../support/thrown-by.js';
 
@@ -77,13 +79,16 @@ describe.each(backends)('erasure and legal holds on %s', (_backend, storageFor) 
     rmSync(directory, { recursive: true, force: true });
   });
 
-  async function boot(): Promise<TestingModule> {
+  async function boot(
+    options: Partial<EncryptedSessionModuleOptions> = {},
+  ): Promise<TestingModule> {
     const ref = await Test.createTestingModule({
       imports: [
         EncryptedSessionModule.forRoot({
           keys: { env: { keys: k1, activeKeyId: 'k1' } },
           storage: storageFor(directory),
           audit: { requireActor: true, checkpoints: { privateKey, keyId: 'audit-2026' } },
+          ...options,
         }),
       ],
     }).compile();
@@ -278,6 +283,44 @@ describe.each(backends)('erasure and legal holds on %s', (_backend, storageFor) 
       to: Date.now() + 1000,
     });
     expect(report2.events.map((event) => event.action)).toContain('hold.export');
+  });
+
+  it('the purge shreds and deletes sessions idle past retention.sessionIdleDays, not held ones', async () => {
+    const ref = await boot({ retention: { sessionIdleDays: 30 } });
+    const service = ref.get(EncryptedSessionService);
+    const storage = ref.get<SessionStorage>(SESSION_STORAGE);
+    await seed(service, { old: 'patient-1', 'old-held': 'patient-2', recent: 'patient-3' });
+    await runAs(actor, () =>
+      service.placeHold({ tenantId: 'acme', sessionId: 'old-held', matterRef: 'case-5' }),
+    );
+    // 31 days without activity, set through the storage port.
+    const longAgo = Date.now() - 31 * 86_400_000;
+    for (const sessionId of ['old', 'old-held']) {
+      await storage.transaction({ tenantId: 'acme', sessionId }, (scope) =>
+        scope.session.lockForWrite(longAgo),
+      );
+    }
+
+    const report = await ref.get(RetentionService).purgeExpired();
+
+    expect(report.result).toMatchObject({ idleSessionsPurged: 1, idleSessionsHeld: 1 });
+    const rows = await storage.read({ tenantId: 'acme', sessionId: 'old' }, async (scope) => ({
+      session: await scope.session.find(),
+      keys: await scope.dataKeys.listAll!(),
+    }));
+    expect(rows).toEqual({ session: undefined, keys: [] });
+    expect(await read(service, 'old-held')).toHaveLength(3);
+    expect(await read(service, 'recent')).toHaveLength(3);
+    const trail = await ref.get(AuditService).accessReport({
+      tenantId: 'acme',
+      sessionId: 'old',
+      from: 0,
+      to: Date.now() + 1000,
+    });
+    expect(trail.events.at(-1)).toMatchObject({
+      action: 'retention.purge.batch',
+      target: { sessionId: 'old', count: 3 },
+    });
   });
 
   it('erases one session; reading it after gives nothing, and its keys are destroyed', async () => {

@@ -19,6 +19,12 @@ import {
   type ExpiredItemKey,
 } from '../expired-items.js';
 import {
+  checkIdleSessionScan,
+  compareIdleSessionKeys,
+  decodeIdleSessionCursor,
+  encodeIdleSessionCursor,
+} from '../idle-sessions.js';
+import {
   acquiredLease,
   checkJobLease,
   checkLeaseName,
@@ -132,6 +138,25 @@ export class MemorySessionStorage implements SessionStorage {
       checkExpiredItemScan(now, limit);
       const after = decodeExpiredItemCursor(cursor);
       return this.queue.run(async () => this.listExpired(now, after, limit));
+    },
+    listIdleSessions: async (before, cursor, limit) => {
+      checkIdleSessionScan(before, limit);
+      const after = decodeIdleSessionCursor(cursor);
+      return this.queue.run(async () => {
+        const page = [...this.sessions.values()]
+          .map(({ record }) => record)
+          .filter(
+            (record) => record.lastActivityAt < before && compareIdleSessionKeys(record, after) > 0,
+          )
+          .toSorted(compareIdleSessionKeys)
+          .slice(0, limit)
+          .map((record) => ({ ...record }));
+        const last = page.at(-1);
+        return {
+          sessions: page,
+          cursor: last && page.length === limit ? encodeIdleSessionCursor(last) : undefined,
+        };
+      });
     },
     listSessionsOfSubject: (tenantId, subjectId, afterSessionId, limit) =>
       this.queue.run(async () => {

@@ -17,6 +17,7 @@ import { actorOf } from './demo-request.js';
 import type { DemoKeys } from './demo-keys.js';
 import { DemoExceptionFilter } from './demo-exception.filter.js';
 import { JobsController } from './jobs.controller.js';
+import { PrivacyController } from './privacy.controller.js';
 import { SessionsController } from './sessions.controller.js';
 
 /** What the demo's {@link AppModule} is built from; `createDemoApp` fills it in. */
@@ -65,7 +66,7 @@ export class AppModule implements NestModule {
           jobs: { retentionPurge: { enabled: true, cron: '*/30 * * * * *' } },
         }),
       ],
-      controllers: [SessionsController, AuditController, JobsController],
+      controllers: [SessionsController, AuditController, JobsController, PrivacyController],
       providers: [{ provide: APP_FILTER, useClass: DemoExceptionFilter }],
     };
   }

@@ -32,10 +32,10 @@ function summary(receipt: ErasureReceipt): string {
 
 /**
  * `erase --subject | --session`: crypto-shreds a subject's sessions or one session and prints
- * the receipt; `erase replay`: erases again, after a restore, what receipts say was erased.
+ * the receipt; `erasures replay`: erases again, after a restore, what receipts say was erased.
  */
 export function addEraseCommands(program: Command, runtime: CommandRuntime): void {
-  const erase = withOperatorOptions(
+  withOperatorOptions(
     program
       .command('erase')
       .description(
@@ -84,8 +84,11 @@ export function addEraseCommands(program: Command, runtime: CommandRuntime): voi
       }),
     );
 
+  const erasures = program
+    .command('erasures')
+    .description('erasures replay: erase again, after a restore, what receipts say was erased');
   withOperatorOptions(
-    erase
+    erasures
       .command('replay')
       .description(
         "after restoring a backup: erase again what the receipts (or the store's own erasure ledger) say was erased, and finish erasures cut off part way",

@@ -344,11 +344,6 @@ export interface StorageMaintenance {
     limit: number,
   ): Promise<ExpiredItemPage>;
   /**
-   * Up to `limit` session rows of the tenant whose subject is `subjectId`, by session id bytes,
-   * after `afterSessionId` ('' for the first page), served by an index. Absent on an adapter
-   * that cannot look sessions up by subject.
-   */
-  /**
    * One page of the session rows (of every tenant) whose last activity is before `before`, by
    * (last activity, tenant bytes, session bytes). Pass the returned cursor for the next page.
    * Absent on an adapter that cannot scan by activity.
@@ -358,6 +353,11 @@ export interface StorageMaintenance {
     cursor: string | undefined,
     limit: number,
   ): Promise<IdleSessionPage>;
+  /**
+   * Up to `limit` session rows of the tenant whose subject is `subjectId`, by session id bytes,
+   * after `afterSessionId` ('' for the first page), served by an index. Absent on an adapter
+   * that cannot look sessions up by subject.
+   */
   listSessionsOfSubject?(
     tenantId: string,
     subjectId: string,

@@ -92,7 +92,7 @@ describe('erase and hold', () => {
     expect(JSON.parse((await runCommand(['hold', 'list', '--json'], env)).stdout)).toEqual([]);
   });
 
-  it('erase replay --receipts erases again what a receipts file names', async () => {
+  it('erasures replay --receipts erases again what a receipts file names', async () => {
     const erased = await runCommand(
       ['erase', '--session', 'kept', '--reason', 'other', ...operator, '--json'],
       env,
@@ -100,7 +100,7 @@ describe('erase and hold', () => {
     const file = join(dirname(store.path), 'receipts.jsonl');
     writeFileSync(file, `${erased.stdout}\n`);
     const replay = await runCommand(
-      ['erase', 'replay', '--receipts', file, ...operator, '--json'],
+      ['erasures', 'replay', '--receipts', file, ...operator, '--json'],
       env,
     );
     expect(replay.stderr).toBe('');

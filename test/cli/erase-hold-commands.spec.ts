@@ -7,7 +7,7 @@ import { verifyErasureReceipt } from '../../src/index.js';
 import { itemRows, newCliStore, runCommand, seedExpiredItems, type CliStore } from './cli-store.js';
 
 /*
- * `erase`, `erase replay` and `hold place | release | list | export` as the bin runs them, on
+ * `erase`, `erasures replay` and `hold place | release | list | export` as the bin runs them, on
  * a real SQLite file the module's app wrote first (sessions visit-1 and visit-2 of tenant
  * clinic, three items each, and one kept item in session kept).
  */

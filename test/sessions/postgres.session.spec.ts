@@ -1,6 +1,7 @@
 import { afterAll, describe } from 'vitest';
 import { describeAuditTrailContract } from '../audit/audit-trail-contract.js';
 import { describeAuditStorageContract } from '../storage/audit-storage-contract.js';
+import { describeHoldStorageContract } from '../storage/hold-storage-contract.js';
 import { describeLeaseStorageContract } from '../storage/lease-storage-contract.js';
 import { describeRetentionStorageContract } from '../storage/retention-storage-contract.js';
 import { isolatedSqlServerHarness, sqlServerHarness } from '../support/session-harness.js';
@@ -23,6 +24,12 @@ describe.skipIf(!up)('postgres', () => {
   describeRetentionStorageContract('postgres', isolatedSqlServerHarness('postgres'));
   // Again where the database's own collation does not sort by bytes ('s' before 'S').
   describeRetentionStorageContract(
+    'postgres (ICU en-US collation)',
+    isolatedSqlServerHarness('postgres', { postgresIcuLocale: 'en-US' }),
+  );
+  // Its own store per test: the ledger and subject lookups see the whole store.
+  describeHoldStorageContract('postgres', isolatedSqlServerHarness('postgres'));
+  describeHoldStorageContract(
     'postgres (ICU en-US collation)',
     isolatedSqlServerHarness('postgres', { postgresIcuLocale: 'en-US' }),
   );

@@ -1,9 +1,10 @@
+import { randomUUID } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { v7 as uuidv7 } from 'uuid';
 import type { DataSource } from 'typeorm';
 import type { SessionRef } from '../../src/index.js';
 import type { LegalHoldStorage } from '../../src/storage/storage.ports.js';
-import type { LegalHoldRecord } from '../../src/storage/storage.records.js';
+import type { DataKeyRecord, LegalHoldRecord } from '../../src/storage/storage.records.js';
 import { buildSessionStatements } from '../../src/storage/typeorm/session-statements.js';
 import { dialectFor } from '../../src/storage/typeorm/sql-dialect.js';
 import { tableNamesFor } from '../../src/storage/typeorm/table-names.js';
@@ -163,7 +164,7 @@ const insertHoldOnMariadb = (hold: LegalHoldRecord): [string, unknown[]] => [
 ];
 
 describe.each(engines)(
-  'legal holds on $engine (TypeORM)',
+  'holds, ledger and erasure writes on $engine (TypeORM)',
   ({ engine, harness: create, up: engineUp }) => {
     let harness: SessionHarness | undefined;
     afterEach(async () => {
@@ -284,6 +285,56 @@ describe.each(engines)(
       }
       expect(listed).toEqual(['B', 'S', 'a', 'e', 's', '\u00e9']);
     });
+
+    it.skipIf(!engineUp)(
+      "lists a session's keys by generation and destroys only its named live keys",
+      async () => {
+        const { storage } = await open();
+        const ref = { tenantId: 'acme', sessionId: 'chat' };
+        const neighbour = { tenantId: 'acme', sessionId: 'chat ' };
+        const keyOf = (of: SessionRef, generation: number): DataKeyRecord => ({
+          ...of,
+          dekId: randomUUID(),
+          subjectId: null,
+          generation,
+          firstSeq: generation,
+          kekId: 'env:k1',
+          wrappedKey: Buffer.alloc(40, generation),
+          state: 'active',
+          createdAt: NOW,
+          destroyedAt: null,
+        });
+        const keys = [3, 1, 2].map((generation) => keyOf(ref, generation));
+        const other = keyOf(neighbour, 1);
+        for (const [of, records] of [
+          [ref, keys],
+          [neighbour, [other]],
+        ] as const) {
+          await storage.transaction(of, async (scope) => {
+            await scope.session.insertIfAbsent(newSessionRecord(of));
+            for (const key of records) await scope.dataKeys.insertIfAbsent(key);
+          });
+        }
+        const first = keys[1];
+        const destroy = (dekIds: string[]) =>
+          storage.transaction(ref, (scope) => scope.dataKeys.destroyByIds!(dekIds, NOW + 1));
+        // Another session's key and an unknown id are not this session's: left alone.
+        expect(await destroy([first.dekId, other.dekId, randomUUID()])).toBe(1);
+        expect(await destroy([first.dekId])).toBe(0);
+        expect(await destroy([])).toBe(0);
+
+        const listed = await storage.read(ref, (scope) => scope.dataKeys.listAll!());
+        expect(listed.map((key) => [key.generation, key.state])).toEqual([
+          [1, 'destroyed'],
+          [2, 'active'],
+          [3, 'active'],
+        ]);
+        expect(listed[0]).toMatchObject({ dekId: first.dekId, destroyedAt: NOW + 1 });
+        expect(listed[0].wrappedKey).toHaveLength(0);
+        const untouched = await storage.read(neighbour, (scope) => scope.dataKeys.listAll!());
+        expect(untouched).toEqual([other]);
+      },
+    );
 
     it.skipIf(!engineUp)('refuses bad arguments before they reach the database', async () => {
       const { holds, storage, maintenance } = await open();

@@ -893,6 +893,28 @@ export class TypeOrmSessionStorage implements SessionStorage {
           ])) === 1,
         destroyAllForSession: async (ref, now) =>
           write(sql.destroyDataKeys, [Buffer.alloc(0), now, ref.tenantId, ref.sessionId]),
+        listAllForSession: async (ref) => {
+          const label = sessionLabel(ref);
+          return (await q(sql.listSessionDataKeys, [ref.tenantId, ref.sessionId])).map((row) =>
+            toDataKeyRecord(row, () => `a data key of ${label()}`),
+          );
+        },
+        destroyByIds: async (ref, dekIds, now) => {
+          let destroyed = 0;
+          // An erasure names a session's keys: a few, but chunked under the parameter limit.
+          const perStatement = this.dialect.maxParameters - 4;
+          for (let start = 0; start < dekIds.length; start += perStatement) {
+            const chunk = dekIds.slice(start, start + perStatement);
+            destroyed += await write(sql.destroyDataKeysById(chunk.length), [
+              Buffer.alloc(0),
+              now,
+              ref.tenantId,
+              ref.sessionId,
+              ...chunk,
+            ]);
+          }
+          return destroyed;
+        },
       },
       holds: {
         // The holds on the session and on the subject its row names now. In a write unit, on the

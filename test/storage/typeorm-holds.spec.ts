@@ -336,6 +336,32 @@ describe.each(engines)(
       },
     );
 
+    it.skipIf(!engineUp)("the service's holds and erasure run on it end to end", async () => {
+      const { storage, maintenance } = await open();
+      const { service } = harness!;
+      const chat = await service.open('chat', { subjectId: 'p-1' });
+      await chat.addItems([{ role: 'user', content: 'remember this' }]);
+      const hold = await service.placeHold({ subjectId: 'p-1', matterRef: 'case-7' });
+      await expect(
+        service.eraseSubject('p-1', { reason: 'subject-request' }),
+      ).rejects.toMatchObject({ code: 'LEGAL_HOLD' });
+      expect(await (await service.open('chat')).getItems()).toHaveLength(1);
+
+      await service.releaseHold(hold.holdId);
+      const receipt = await service.eraseSubject('p-1', { reason: 'subject-request' });
+      expect(receipt).toMatchObject({ sessionIds: ['chat'], itemsDeleted: 1, keysDestroyed: 1 });
+      expect(await maintenance.listSessionsOfSubject!('default', 'p-1', '', 10)).toEqual([]);
+      const [entry] = await storage.erasureLedger!.list('', 10);
+      expect(entry).toMatchObject({ erasureId: receipt.receiptId, receipt: expect.any(String) });
+      expect(entry.completedAt).toEqual(expect.any(Number));
+      // Nothing left to erase again.
+      expect(await service.replayErasureLedger()).toMatchObject({
+        sessionsErased: 0,
+        keysDestroyed: 0,
+        itemsDeleted: 0,
+      });
+    });
+
     it.skipIf(!engineUp)('refuses bad arguments before they reach the database', async () => {
       const { holds, storage, maintenance } = await open();
       const bad = holds as unknown as Record<

@@ -1,7 +1,10 @@
 import { afterAll, describe } from 'vitest';
 import { describeAuditTrailContract } from '../audit/audit-trail-contract.js';
 import { describeAuditStorageContract } from '../storage/audit-storage-contract.js';
-import { describeHoldStorageContract } from '../storage/hold-storage-contract.js';
+import {
+  describeHoldRaceContract,
+  describeHoldStorageContract,
+} from '../storage/hold-storage-contract.js';
 import { describeLeaseStorageContract } from '../storage/lease-storage-contract.js';
 import { describeRetentionStorageContract } from '../storage/retention-storage-contract.js';
 import { isolatedSqlServerHarness, sqlServerHarness } from '../support/session-harness.js';
@@ -33,5 +36,7 @@ describe.skipIf(!up)('postgres', () => {
     'postgres (ICU en-US collation)',
     isolatedSqlServerHarness('postgres', { postgresIcuLocale: 'en-US' }),
   );
+  // A hold committed on another pooled connection while a write unit is open.
+  describeHoldRaceContract('postgres', factory);
   describeAuditTrailContract('postgres', factory);
 });

@@ -118,6 +118,25 @@ for (const { name, type } of ENGINES) {
       });
     });
 
+    it('places and releases a hold and erases a subject, and the trail verifies', async () => {
+      await runAs(actor, async () => {
+        const session = await sessions.open('chart', { tenantId: 'clinic', subjectId: 'p-2' });
+        await session.addItems([userMessage('c')]);
+        const hold = await sessions.placeHold({
+          tenantId: 'clinic',
+          subjectId: 'p-2',
+          matterRef: 'case-1',
+        });
+        await sessions.releaseHold(hold.holdId);
+        const receipt = await sessions.eraseSubject('p-2', {
+          tenantId: 'clinic',
+          reason: 'subject-request',
+        });
+        expect(receipt.sessionIds).toEqual(['chart']);
+        expect((await audit.verify({ tenantId: 'clinic' })).ok).toBe(true);
+      });
+    });
+
     it.each([
       ['UPDATE', `UPDATE "nes_audit_records" SET "outcome" = 'failure'`],
       ['DELETE', `DELETE FROM "nes_audit_records"`],

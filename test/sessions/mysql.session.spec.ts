@@ -1,6 +1,10 @@
 import { afterAll, describe } from 'vitest';
 import { describeAuditTrailContract } from '../audit/audit-trail-contract.js';
 import { describeAuditStorageContract } from '../storage/audit-storage-contract.js';
+import {
+  describeHoldRaceContract,
+  describeHoldStorageContract,
+} from '../storage/hold-storage-contract.js';
 import { describeLeaseStorageContract } from '../storage/lease-storage-contract.js';
 import { describeRetentionStorageContract } from '../storage/retention-storage-contract.js';
 import { isolatedSqlServerHarness, sqlServerHarness } from '../support/session-harness.js';
@@ -21,5 +25,9 @@ describe.skipIf(!up)('mariadb', () => {
   describeLeaseStorageContract('mariadb', factory);
   // Its own store per test: the scan sees every session.
   describeRetentionStorageContract('mariadb', isolatedSqlServerHarness('mysql'));
+  // Its own store per test: the ledger and subject lookups see the whole store.
+  describeHoldStorageContract('mariadb', isolatedSqlServerHarness('mysql'));
+  // A hold committed on another pooled connection while a write unit is open.
+  describeHoldRaceContract('mariadb', factory);
   describeAuditTrailContract('mariadb', factory);
 });

@@ -1,6 +1,10 @@
 import { afterAll, describe } from 'vitest';
 import { describeAuditTrailContract } from '../audit/audit-trail-contract.js';
 import { describeAuditStorageContract } from '../storage/audit-storage-contract.js';
+import {
+  describeHoldRaceContract,
+  describeHoldStorageContract,
+} from '../storage/hold-storage-contract.js';
 import { describeLeaseStorageContract } from '../storage/lease-storage-contract.js';
 import { describeRetentionStorageContract } from '../storage/retention-storage-contract.js';
 import { isolatedSqlServerHarness, sqlServerHarness } from '../support/session-harness.js';
@@ -26,5 +30,13 @@ describe.skipIf(!up)('postgres', () => {
     'postgres (ICU en-US collation)',
     isolatedSqlServerHarness('postgres', { postgresIcuLocale: 'en-US' }),
   );
+  // Its own store per test: the ledger and subject lookups see the whole store.
+  describeHoldStorageContract('postgres', isolatedSqlServerHarness('postgres'));
+  describeHoldStorageContract(
+    'postgres (ICU en-US collation)',
+    isolatedSqlServerHarness('postgres', { postgresIcuLocale: 'en-US' }),
+  );
+  // A hold committed on another pooled connection while a write unit is open.
+  describeHoldRaceContract('postgres', factory);
   describeAuditTrailContract('postgres', factory);
 });

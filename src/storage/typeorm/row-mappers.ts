@@ -1,9 +1,11 @@
 import type {
   AuditChainHeadRecord,
   DataKeyRecord,
+  ErasureLedgerRecord,
   ExpiredItemRecord,
   HistoryOperationRecord,
   JobLease,
+  LegalHoldRecord,
   SessionRecord,
   SessionRef,
   StoredAuditRecord,
@@ -36,9 +38,17 @@ export function dataKeyLabel(row: Row): string {
   return `data key '${labelText(row.dek_id)}' of ${rowSessionLabel(row)}`;
 }
 
-/** Maps a row of the sessions table. */
+/** Maps a row of the sessions table read for `ref`. */
 export function toSessionRecord(row: Row, ref: SessionRef): SessionRecord {
-  const values = new RowValues(row, sessionLabel(ref));
+  return sessionRecord(new RowValues(row, sessionLabel(ref)));
+}
+
+/** Maps a row of the sessions table found by a cross-session lookup (named by its own ids). */
+export function toListedSessionRecord(row: Row): SessionRecord {
+  return sessionRecord(new RowValues(row, () => rowSessionLabel(row)));
+}
+
+function sessionRecord(values: RowValues): SessionRecord {
   return {
     tenantId: values.text('tenant_id'),
     sessionId: values.text('session_id'),
@@ -180,5 +190,36 @@ export function toJobLease(row: Row, job: string): JobLease | undefined {
     owner: values.text('owner'),
     token,
     expiresAt: values.integer('expires_at'),
+  };
+}
+
+/** Maps a row of the legal holds table. */
+export function toLegalHoldRecord(row: Row): LegalHoldRecord {
+  const values = new RowValues(row, () => `legal hold '${labelText(row.hold_id)}'`);
+  return {
+    holdId: values.text('hold_id'),
+    tenantId: values.text('tenant_id'),
+    sessionId: values.nullableText('session_id'),
+    subjectId: values.nullableText('subject_id'),
+    matterRef: values.text('matter_ref'),
+    placedAt: values.integer('placed_at'),
+    placedBy: values.text('placed_by'),
+    releasedAt: values.nullableInteger('released_at'),
+    releasedBy: values.nullableText('released_by'),
+  };
+}
+
+/** Maps a row of the erasure ledger. */
+export function toErasureLedgerRecord(row: Row): ErasureLedgerRecord {
+  const values = new RowValues(row, () => `erasure ledger entry '${labelText(row.erasure_id)}'`);
+  return {
+    erasureId: values.text('erasure_id'),
+    tenantId: values.text('tenant_id'),
+    scope: values.oneOf('scope', ['subject', 'session'] as const),
+    subjectRef: values.nullableText('subject_ref'),
+    sessionIds: values.text('session_ids'),
+    createdAt: values.integer('created_at'),
+    completedAt: values.nullableInteger('completed_at'),
+    receipt: values.nullableText('receipt'),
   };
 }

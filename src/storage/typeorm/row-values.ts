@@ -80,6 +80,15 @@ export class RowValues {
     throw this.damaged(column, "one of 'active', 'retiring', 'destroyed'");
   }
 
+  /** Text that is one of `allowed`. */
+  oneOf<T extends string>(column: string, allowed: readonly T[]): T {
+    const value = this.row[column];
+    if (typeof value === 'string' && (allowed as readonly string[]).includes(value)) {
+      return value as T;
+    }
+    throw this.damaged(column, `one of ${allowed.map((text) => `'${text}'`).join(', ')}`);
+  }
+
   private damaged(column: string, expected: string): IntegrityError {
     return new IntegrityError(
       `The stored '${column}' of ${this.describe()} is not ${expected}: the row was damaged or edited outside the module. Restore it from a backup; nothing was changed or deleted`,

@@ -2,6 +2,7 @@ import { EntitySchema, type EntitySchemaColumnOptions } from 'typeorm';
 import { ConfigurationError } from '../../errors/index.js';
 import { MYSQL_ID_BYTES } from './migrations/binary-ids.migration.js';
 import { AUDIT_CHAIN_ID_LENGTH } from './migrations/create-audit-tables.migration.js';
+import { MATTER_REF_LENGTH } from './migrations/create-legal-holds.migration.js';
 import { MAX_LEASE_NAME_BYTES } from '../job-leases.js';
 import { tableNamesFor } from './table-names.js';
 
@@ -107,6 +108,31 @@ export interface JobLeaseRow {
   owner: string;
   token: string | number;
   expiresAt: string | number;
+}
+
+/** A legal hold row (released ones are kept). */
+export interface LegalHoldRow {
+  holdId: string;
+  tenantId: string;
+  sessionId: string | null;
+  subjectId: string | null;
+  matterRef: string;
+  placedAt: string | number;
+  placedBy: string;
+  releasedAt: string | number | null;
+  releasedBy: string | null;
+}
+
+/** An erasure ledger row (pending until its receipt is stored). */
+export interface ErasureLedgerRow {
+  erasureId: string;
+  tenantId: string;
+  scope: string;
+  subjectRef: string | null;
+  sessionIds: string;
+  createdAt: string | number;
+  completedAt: string | number | null;
+  receipt: string | null;
 }
 
 /** An audit chain head row. */
@@ -299,6 +325,39 @@ export function sessionEntitySchemas(options: SessionEntityOptions): EntitySchem
     expiresAt: bigint('expires_at'),
   };
 
+  // Hold and ledger ids compare and sort by their bytes (see createLegalHoldsMigration).
+  const byteId = (name: string, primary = false): EntitySchemaColumnOptions =>
+    isMysql
+      ? { name, type: 'varbinary', length: MYSQL_ID_BYTES, primary, transformer: utf8Text }
+      : isPostgres
+        ? { name, type: 'varchar', length: 191, primary, collation: 'C' }
+        : { name, type: 'text', primary };
+  const longText = (name: string): EntitySchemaColumnOptions => ({
+    name,
+    type: isMysql ? 'longtext' : 'text',
+  });
+  const legalHoldColumns: Columns = {
+    holdId: byteId('hold_id', true),
+    tenantId: byteId('tenant_id'),
+    sessionId: nullable(byteId('session_id')),
+    subjectId: nullable(byteId('subject_id')),
+    matterRef: { name: 'matter_ref', type: 'varchar', length: MATTER_REF_LENGTH },
+    placedAt: bigint('placed_at'),
+    placedBy: auditId('placed_by'),
+    releasedAt: nullable(bigint('released_at')),
+    releasedBy: nullable(auditId('released_by')),
+  };
+  const erasureLedgerColumns: Columns = {
+    erasureId: byteId('erasure_id', true),
+    tenantId: byteId('tenant_id'),
+    scope: { name: 'scope', type: 'varchar', length: 16 },
+    subjectRef: nullable({ name: 'subject_ref', type: 'varchar', length: 64 }),
+    sessionIds: longText('session_ids'),
+    createdAt: bigint('created_at'),
+    completedAt: nullable(bigint('completed_at')),
+    receipt: nullable(longText('receipt')),
+  };
+
   return [
     new EntitySchema<SessionRow>({
       name: `${t.sessions}`,
@@ -360,6 +419,20 @@ export function sessionEntitySchemas(options: SessionEntityOptions): EntitySchem
       name: t.jobLeases,
       tableName: t.jobLeases,
       columns: jobLeaseColumns,
+    }),
+    new EntitySchema<LegalHoldRow>({
+      name: t.legalHolds,
+      tableName: t.legalHolds,
+      columns: legalHoldColumns,
+      indices: [
+        { name: `${t.legalHolds}_session`, columns: ['tenantId', 'sessionId'] },
+        { name: `${t.legalHolds}_subject`, columns: ['tenantId', 'subjectId'] },
+      ],
+    }),
+    new EntitySchema<ErasureLedgerRow>({
+      name: t.erasureLedger,
+      tableName: t.erasureLedger,
+      columns: erasureLedgerColumns,
     }),
   ];
 }

@@ -38,7 +38,18 @@ export function buildSessionStatements(t: TableNames, d: SqlDialect) {
  * the quoting per engine.
  */
 function buildPortableStatements(t: TableNames, d: SqlDialect) {
-  const [sessions, items, dataKeys, operations, auditRecords, auditHeads, checkpoints, leases] = [
+  const [
+    sessions,
+    items,
+    dataKeys,
+    operations,
+    auditRecords,
+    auditHeads,
+    checkpoints,
+    leases,
+    holds,
+    ledger,
+  ] = [
     t.sessions,
     t.items,
     t.dataKeys,
@@ -47,6 +58,8 @@ function buildPortableStatements(t: TableNames, d: SqlDialect) {
     t.auditHeads,
     t.auditCheckpoints,
     t.jobLeases,
+    t.legalHolds,
+    t.erasureLedger,
   ].map((name) => quotedTable(t, name));
   const p = (n: number) => d.param(n);
   const itemColumns = '"seq", "dek_id", "expires_at", "created_at", "ciphertext"';
@@ -78,9 +91,26 @@ function buildPortableStatements(t: TableNames, d: SqlDialect) {
   const byBytes = (column: string) =>
     d.backend === 'postgres' ? `"${column}" COLLATE "C"` : `"${column}"`;
   const [tenantBytes, sessionBytes] = [byBytes('tenant_id'), byBytes('session_id')];
+  const holdColumns =
+    '"hold_id", "tenant_id", "session_id", "subject_id", "matter_ref", "placed_at", "placed_by", "released_at", "released_by"';
+  const ledgerColumns =
+    '"erasure_id", "tenant_id", "scope", "subject_ref", "session_ids", "created_at", "completed_at", "receipt"';
+  // The hold and ledger id columns compare and sort by bytes on every engine (Postgres: "C").
+  /** Parameters: the tenant when `tenant`, then the hold id to start after, then the limit. */
+  const listHolds = (tenant: boolean, activeOnly: boolean): string => {
+    const first = tenant ? 2 : 1;
+    const where = [
+      ...(tenant ? [`"tenant_id" = ${p(1)}`] : []),
+      ...(activeOnly ? ['"released_at" IS NULL'] : []),
+      `"hold_id" > ${p(first)}`,
+    ];
+    return `SELECT ${holdColumns} FROM ${holds} WHERE ${where.join(' AND ')} ORDER BY "hold_id" ASC LIMIT ${p(first + 1)}`;
+  };
+  const activeHoldsCovering = `SELECT ${holdColumns} FROM ${holds} WHERE "tenant_id" = ${p(1)} AND "released_at" IS NULL AND ("session_id" = ${p(2)} OR "subject_id" = ${p(3)}) ORDER BY "hold_id" ASC`;
   const insertAuditCache = new Map<number, string>();
   const insertItemsCache = new Map<number, string>();
   const deleteBySeqCache = new Map<number, string>();
+  const destroyByIdsCache = new Map<number, string>();
 
   return {
     findSession: `SELECT * FROM ${sessions} WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)}`,
@@ -137,6 +167,16 @@ function buildPortableStatements(t: TableNames, d: SqlDialect) {
     retireActiveDataKeys: `UPDATE ${dataKeys} SET "state" = 'retiring' WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)} AND "state" = 'active' AND "generation" < ${p(3)}`,
     listWrappedByOtherKek: `SELECT ${keyColumns} FROM ${dataKeys} WHERE "kek_id" <> ${p(1)} AND "state" <> 'destroyed' AND "dek_id" > ${p(2)} ORDER BY "dek_id" ASC LIMIT ${p(3)}`,
     replaceWrapping: `UPDATE ${dataKeys} SET "kek_id" = ${p(1)}, "wrapped_key" = ${p(2)} WHERE "dek_id" = ${p(3)} AND "tenant_id" = ${p(4)} AND "session_id" = ${p(5)} AND "kek_id" = ${p(6)} AND "state" <> 'destroyed'`,
+    // Every key of a session, served by the (tenant, session, generation) unique key.
+    listSessionDataKeys: `SELECT ${keyColumns} FROM ${dataKeys} WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)} ORDER BY "generation" ASC`,
+    destroyDataKeysById(count: number): string {
+      let statement = destroyByIdsCache.get(count);
+      if (!statement) {
+        statement = `UPDATE ${dataKeys} SET "state" = 'destroyed', "wrapped_key" = ${p(1)}, "destroyed_at" = ${p(2)} WHERE "tenant_id" = ${p(3)} AND "session_id" = ${p(4)} AND "state" <> 'destroyed' AND "dek_id" IN (${placeholders(5, count)})`;
+        destroyByIdsCache.set(count, statement);
+      }
+      return statement;
+    },
     countByKek: `SELECT "kek_id", COUNT(*) AS "data_keys" FROM ${dataKeys} WHERE "state" <> 'destroyed' GROUP BY "kek_id"`,
     destroyDataKeys: `UPDATE ${dataKeys} SET "state" = 'destroyed', "wrapped_key" = ${p(1)}, "destroyed_at" = ${p(2)} WHERE "tenant_id" = ${p(3)} AND "session_id" = ${p(4)} AND "state" <> 'destroyed'`,
     findOperation: `SELECT "operation_id", "dek_id", "digest", "created_at" FROM ${operations} WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)} AND "operation_id" = ${p(3)}`,
@@ -197,6 +237,34 @@ function buildPortableStatements(t: TableNames, d: SqlDialect) {
     // A unit's fence: the lease row while the lease is still this one and unexpired, locked
     // until the unit ends so that no other owner takes the lease before it commits.
     fenceLease: `SELECT "token" FROM ${leases} WHERE "job" = ${p(1)} AND "owner" = ${p(2)} AND "token" = ${p(3)} AND "expires_at" > ${now}${forUpdate}`,
+    // A subject's sessions, served by the (tenant, subject) index; by session id bytes.
+    listSessionsOfSubject: `SELECT * FROM ${sessions} WHERE "tenant_id" = ${p(1)} AND "subject_id" = ${p(2)} AND ${sessionBytes} > ${p(3)} ORDER BY ${sessionBytes} ASC LIMIT ${p(4)}`,
+    forgetSessionSubject: `UPDATE ${sessions} SET "subject_id" = NULL WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)}`,
+    forgetDataKeySubjects: `UPDATE ${dataKeys} SET "subject_id" = NULL WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)}`,
+    deleteSession: `DELETE FROM ${sessions} WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)}`,
+    deleteDataKeys: `DELETE FROM ${dataKeys} WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)}`,
+    insertHold: `INSERT INTO ${holds} (${holdColumns}) VALUES (${placeholders(1, 9)})`,
+    releaseHold: `UPDATE ${holds} SET "released_at" = ${p(1)}, "released_by" = ${p(2)} WHERE "hold_id" = ${p(3)} AND "released_at" IS NULL`,
+    findHold: `SELECT ${holdColumns} FROM ${holds} WHERE "hold_id" = ${p(1)}`,
+    // By (tenant given, active only); the hold id keyset is the primary key's order.
+    listHolds: {
+      all: listHolds(false, false),
+      active: listHolds(false, true),
+      tenant: listHolds(true, false),
+      tenantActive: listHolds(true, true),
+    },
+    activeHoldsCovering,
+    // A write unit's hold check. MySQL: a locking read, which reads the newest committed rows
+    // (and waits for a hold being written) whatever the transaction's isolation level; the
+    // write units run READ COMMITTED, whose plain reads see them too. Postgres' READ COMMITTED
+    // statement and SQLite's write transaction already see every committed hold.
+    lockActiveHoldsCovering:
+      d.backend === 'mysql' ? `${activeHoldsCovering} LOCK IN SHARE MODE` : activeHoldsCovering,
+    activeHoldsOnSubject: `SELECT ${holdColumns} FROM ${holds} WHERE "tenant_id" = ${p(1)} AND "subject_id" = ${p(2)} AND "released_at" IS NULL ORDER BY "hold_id" ASC`,
+    insertErasure: `INSERT INTO ${ledger} (${ledgerColumns}) VALUES (${placeholders(1, 8)})`,
+    completeErasure: `UPDATE ${ledger} SET "completed_at" = ${p(1)}, "receipt" = ${p(2)} WHERE "erasure_id" = ${p(3)} AND "completed_at" IS NULL`,
+    findErasure: `SELECT ${ledgerColumns} FROM ${ledger} WHERE "erasure_id" = ${p(1)}`,
+    listErasures: `SELECT ${ledgerColumns} FROM ${ledger} WHERE "erasure_id" > ${p(1)} ORDER BY "erasure_id" ASC LIMIT ${p(2)}`,
     listAuditHeads: `SELECT ${headColumns} FROM ${auditHeads} WHERE "tenant_id" = ${p(1)} AND "chain_id" > ${p(2)} AND "seq" > 0 ORDER BY "chain_id" ASC LIMIT ${p(3)}`,
   };
 }

@@ -15,6 +15,10 @@ export interface TableNames {
   readonly auditCheckpoints: string;
   /** Each scheduled job's lease: owner, fencing token, expiry. */
   readonly jobLeases: string;
+  /** Legal holds, placed and released (released ones are kept). */
+  readonly legalHolds: string;
+  /** What each erasure destroyed, pending until its receipt is stored. */
+  readonly erasureLedger: string;
   readonly schemaMigrations: string;
   /** Postgres schema holding the tables; undefined for the connection's search_path. */
   readonly schema?: string;
@@ -44,6 +48,8 @@ export function tableNamesFor(prefix: string = DEFAULT_TABLE_PREFIX, schema?: st
     auditHeads: `${prefix}audit_heads`,
     auditCheckpoints: `${prefix}audit_checkpoints`,
     jobLeases: `${prefix}job_leases`,
+    legalHolds: `${prefix}legal_holds`,
+    erasureLedger: `${prefix}erasure_ledger`,
     schemaMigrations: `${prefix}schema_migrations`,
     schema: schema === undefined ? undefined : checkSchemaName(schema),
   };

@@ -13,6 +13,15 @@ import {
   encodeExpiredItemCursor,
 } from '../expired-items.js';
 import { checkJobLease, checkLeaseName, checkLeaseTtl, leaseLostError } from '../job-leases.js';
+import {
+  checkEpochMs,
+  checkErasureLedgerRecord,
+  checkLegalHoldQuery,
+  checkLegalHoldRecord,
+  checkPageAfter,
+  checkPageLimit,
+  checkStorageId,
+} from '../legal-hold-arguments.js';
 import { sequenceBehindItemsError } from '../sequence-behind-items.js';
 import { SerialQueue } from '../serial-queue.js';
 import {
@@ -25,8 +34,10 @@ import {
 import type {
   AuditStorage,
   DataKeyPage,
+  ErasureLedgerStorage,
   ExpiredItemPage,
   LeaseStorage,
+  LegalHoldStorage,
   SessionReadScope,
   SessionStorage,
   SessionWriteScope,
@@ -42,8 +53,11 @@ import {
   toChainLink,
   toStoredCheckpoint,
   toDataKeyRecord,
+  toErasureLedgerRecord,
   toExpiredItemRecord,
   toJobLease,
+  toLegalHoldRecord,
+  toListedSessionRecord,
   toOperationRecord,
   toSessionRecord,
   toStoredItems,
@@ -182,7 +196,7 @@ export class TypeOrmSessionStorage implements SessionStorage {
 
   /**
    * Cross-session scans: of the data keys table, for KEK rotation and key status; of the items
-   * expiry index, for the retention purge.
+   * expiry index, for the retention purge; of the sessions subject index, for erasure.
    */
   readonly maintenance: StorageMaintenance = {
     supported: true,
@@ -238,6 +252,139 @@ export class TypeOrmSessionStorage implements SessionStorage {
               : undefined,
         };
       });
+    },
+    listSessionsOfSubject: async (tenantId, subjectId, afterSessionId, limit) => {
+      checkStorageId(tenantId, 'listSessionsOfSubject: tenantId');
+      checkStorageId(subjectId, 'listSessionsOfSubject: subjectId');
+      checkPageAfter(afterSessionId, 'listSessionsOfSubject: afterSessionId');
+      checkPageLimit(limit, 'listSessionsOfSubject');
+      return this.readRows(async (q) =>
+        (await q(this.sql.listSessionsOfSubject, [tenantId, subjectId, afterSessionId, limit])).map(
+          toListedSessionRecord,
+        ),
+      );
+    },
+  };
+
+  /**
+   * Legal holds, a row each in the holds table, indexed by session and by subject within a
+   * tenant. Each call is one statement (a release, one conditional UPDATE and a read of the row).
+   */
+  readonly holds: LegalHoldStorage = {
+    insert: async (hold) => {
+      checkLegalHoldRecord(hold);
+      await this.insertRow(
+        this.sql.insertHold,
+        [
+          hold.holdId,
+          hold.tenantId,
+          hold.sessionId,
+          hold.subjectId,
+          hold.matterRef,
+          hold.placedAt,
+          hold.placedBy,
+          hold.releasedAt,
+          hold.releasedBy,
+        ],
+        this.tables.legalHolds,
+        () => `A legal hold with id '${hold.holdId}'`,
+      );
+    },
+    release: async (holdId, releasedAt, releasedBy) => {
+      checkStorageId(holdId, 'release: holdId');
+      checkEpochMs(releasedAt, 'release: releasedAt');
+      checkStorageId(releasedBy, 'release: releasedBy');
+      // Only an active hold changes; either way the row is then read as stored.
+      await this.withRunner((runner) =>
+        runner.query(this.sql.releaseHold, [releasedAt, releasedBy, holdId]),
+      );
+      return this.findHold(holdId);
+    },
+    find: async (holdId) => {
+      checkStorageId(holdId, 'find: holdId');
+      return this.findHold(holdId);
+    },
+    list: async (query) => {
+      checkLegalHoldQuery(query);
+      const tenant = query.tenantId !== undefined;
+      const variant = tenant
+        ? query.activeOnly
+          ? 'tenantActive'
+          : 'tenant'
+        : query.activeOnly
+          ? 'active'
+          : 'all';
+      const params = [...(tenant ? [query.tenantId] : []), query.afterHoldId ?? '', query.limit];
+      return this.readRows(async (q) =>
+        (await q(this.sql.listHolds[variant], params)).map(toLegalHoldRecord),
+      );
+    },
+    activeCovering: async (tenantId, sessionId, subjectId) => {
+      checkStorageId(tenantId, 'activeCovering: tenantId');
+      checkStorageId(sessionId, 'activeCovering: sessionId');
+      if (subjectId !== null) checkStorageId(subjectId, 'activeCovering: subjectId');
+      return this.readRows(async (q) =>
+        (await q(this.sql.activeHoldsCovering, [tenantId, sessionId, subjectId])).map(
+          toLegalHoldRecord,
+        ),
+      );
+    },
+    activeOnSubject: async (tenantId, subjectId) => {
+      checkStorageId(tenantId, 'activeOnSubject: tenantId');
+      checkStorageId(subjectId, 'activeOnSubject: subjectId');
+      return this.readRows(async (q) =>
+        (await q(this.sql.activeHoldsOnSubject, [tenantId, subjectId])).map(toLegalHoldRecord),
+      );
+    },
+  };
+
+  /** The erasure ledger, a row per erasure, read by id only. */
+  readonly erasureLedger: ErasureLedgerStorage = {
+    insert: async (entry) => {
+      checkErasureLedgerRecord(entry);
+      await this.insertRow(
+        this.sql.insertErasure,
+        [
+          entry.erasureId,
+          entry.tenantId,
+          entry.scope,
+          entry.subjectRef,
+          entry.sessionIds,
+          entry.createdAt,
+          entry.completedAt,
+          entry.receipt,
+        ],
+        this.tables.erasureLedger,
+        () => `An erasure ledger entry with id '${entry.erasureId}'`,
+      );
+    },
+    complete: async (erasureId, completedAt, receipt) => {
+      checkStorageId(erasureId, 'complete: erasureId');
+      checkEpochMs(completedAt, 'complete: completedAt');
+      if (typeof receipt !== 'string' || !receipt.isWellFormed()) {
+        throw new InvalidArgumentError(
+          'complete: receipt must be a string (the signed receipt as JSON)',
+        );
+      }
+      // Only a pending entry changes: a second completion leaves the first receipt.
+      const { affected } = (await this.withRunner((runner) =>
+        runner.query(this.sql.completeErasure, [completedAt, receipt, erasureId], true),
+      )) as { affected?: number };
+      return affected === 1;
+    },
+    find: async (erasureId) => {
+      checkStorageId(erasureId, 'find: erasureId');
+      return this.readRows(async (q) => {
+        const [row] = await q(this.sql.findErasure, [erasureId]);
+        return row && toErasureLedgerRecord(row);
+      });
+    },
+    list: async (afterErasureId, limit) => {
+      checkPageAfter(afterErasureId, 'list: afterErasureId');
+      checkPageLimit(limit, 'Listing the erasure ledger');
+      return this.readRows(async (q) =>
+        (await q(this.sql.listErasures, [afterErasureId, limit])).map(toErasureLedgerRecord),
+      );
     },
   };
 
@@ -425,6 +572,36 @@ export class TypeOrmSessionStorage implements SessionStorage {
     });
   }
 
+  private findHold(holdId: string) {
+    return this.readRows(async (q) => {
+      const [row] = await q(this.sql.findHold, [holdId]);
+      return row && toLegalHoldRecord(row);
+    });
+  }
+
+  /**
+   * Inserts one row of a record that must be new. A duplicate id is the caller's (a reused id,
+   * or a retry of an insert that did commit): a plain error saying so, nothing stored.
+   */
+  private async insertRow(
+    statement: string,
+    params: unknown[],
+    table: string,
+    describe: () => string,
+  ): Promise<void> {
+    try {
+      await this.withRunner((runner) => runner.query(statement, params));
+    } catch (error) {
+      if (this.dialect.isPrimaryKeyViolation(error, table)) {
+        throw new Error(
+          `${describe()} is stored already; nothing was stored. Read it back to tell a retry of the same insert from a reused id`,
+          { cause: error },
+        );
+      }
+      throw error;
+    }
+  }
+
   /** Runs work in a write transaction: committed when it resolves, rolled back when it throws. */
   private inTransaction<T>(
     work: (runner: QueryRunner) => Promise<T>,
@@ -583,6 +760,19 @@ export class TypeOrmSessionStorage implements SessionStorage {
           ])) === 1,
         lockForWrite: async (ref, now) =>
           (await write(sql.touchSession, [now, ref.tenantId, ref.sessionId])) === 1,
+        forgetSubject: async (ref) => {
+          await write(sql.forgetSessionSubject, [ref.tenantId, ref.sessionId]);
+          await write(sql.forgetDataKeySubjects, [ref.tenantId, ref.sessionId]);
+        },
+        // The session row first: every writer of the session locks it first, so the unit takes
+        // the same locks in the same order as an append.
+        deleteSession: async (ref) => {
+          const deleted = await write(sql.deleteSession, [ref.tenantId, ref.sessionId]);
+          for (const statement of [sql.deleteAllItems, sql.deleteDataKeys, sql.deleteOperations]) {
+            await write(statement, [ref.tenantId, ref.sessionId]);
+          }
+          return deleted === 1;
+        },
         reserveSequence: async (ref, count, now) => {
           const result = await run(sql.advanceSequence, [count, now, ref.tenantId, ref.sessionId]);
           if ((result.affected ?? 0) === 0) return undefined;
@@ -703,6 +893,42 @@ export class TypeOrmSessionStorage implements SessionStorage {
           ])) === 1,
         destroyAllForSession: async (ref, now) =>
           write(sql.destroyDataKeys, [Buffer.alloc(0), now, ref.tenantId, ref.sessionId]),
+        listAllForSession: async (ref) => {
+          const label = sessionLabel(ref);
+          return (await q(sql.listSessionDataKeys, [ref.tenantId, ref.sessionId])).map((row) =>
+            toDataKeyRecord(row, () => `a data key of ${label()}`),
+          );
+        },
+        destroyByIds: async (ref, dekIds, now) => {
+          let destroyed = 0;
+          // An erasure names a session's keys: a few, but chunked under the parameter limit.
+          const perStatement = this.dialect.maxParameters - 4;
+          for (let start = 0; start < dekIds.length; start += perStatement) {
+            const chunk = dekIds.slice(start, start + perStatement);
+            destroyed += await write(sql.destroyDataKeysById(chunk.length), [
+              Buffer.alloc(0),
+              now,
+              ref.tenantId,
+              ref.sessionId,
+              ...chunk,
+            ]);
+          }
+          return destroyed;
+        },
+      },
+      holds: {
+        // The holds on the session and on the subject its row names now. In a write unit, on the
+        // unit's connection: every hold committed before the call (see lockActiveHoldsCovering).
+        covering: async (ref) => {
+          const [session] = await q(sql.findSession, [ref.tenantId, ref.sessionId]);
+          const subjectId = session ? toSessionRecord(session, ref).subjectId : null;
+          const rows = await q(writer ? sql.lockActiveHoldsCovering : sql.activeHoldsCovering, [
+            ref.tenantId,
+            ref.sessionId,
+            subjectId,
+          ]);
+          return rows.map(toLegalHoldRecord);
+        },
       },
       ...(writer && {
         audit: this.auditChains(q, writer),

@@ -5,6 +5,7 @@ import {
   createAuditTablesMigration,
 } from './create-audit-tables.migration.js';
 import { createJobLeasesMigration } from './create-job-leases.migration.js';
+import { createLegalHoldsMigration } from './create-legal-holds.migration.js';
 import { createSessionTablesMigration } from './create-session-tables.migration.js';
 
 export { binaryIdsMigration } from './binary-ids.migration.js';
@@ -13,6 +14,7 @@ export {
   createAuditTablesMigration,
 } from './create-audit-tables.migration.js';
 export { createJobLeasesMigration } from './create-job-leases.migration.js';
+export { createLegalHoldsMigration } from './create-legal-holds.migration.js';
 export { createSessionTablesMigration } from './create-session-tables.migration.js';
 
 /**
@@ -27,5 +29,6 @@ export function sessionMigrations(prefix?: string): Array<new () => MigrationInt
     createAuditTablesMigration(prefix),
     createAuditCheckpointsMigration(prefix),
     createJobLeasesMigration(prefix),
+    createLegalHoldsMigration(prefix),
   ];
 }

@@ -1,10 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import type { Cluster, Redis } from 'ioredis';
 import { v7 as uuidv7 } from 'uuid';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { supportsMaintenance, type SessionRef } from '../../src/index.js';
 import { RedisKeyLayout } from '../../src/storage/redis/redis-keys.js';
 import { SESSION_FIELDS } from '../../src/storage/redis/redis-record-codec.js';
+import type { RedisSubjectIndex } from '../../src/storage/redis/redis-subject-index.js';
 import { RedisSessionStorage } from '../../src/storage/redis/redis.session-storage.js';
 import type { StorageMaintenance } from '../../src/storage/storage.ports.js';
 import type { DataKeyRecord, LegalHoldRecord } from '../../src/storage/storage.records.js';
@@ -188,6 +189,61 @@ describe.skipIf(!up)('Redis subject index', () => {
       'in-flight',
       'kept',
     ]);
+  });
+
+  it('never loses a committed session to lookups that run while sessions are created', async () => {
+    const ids = Array.from({ length: 10 }, (_, index) => `s-${index}`);
+    const race = { creating: true };
+    const lookups = (async () => {
+      let count = 0;
+      while (race.creating || count === 0) {
+        await maintenance.listSessionsOfSubject!(tenantId, 'p-1', '', 100);
+        count += 1;
+      }
+      return count;
+    })();
+    // Three creators race for each id: one creates it, the others conflict and run again.
+    await Promise.all(
+      ids.flatMap((sessionId) =>
+        [0, 1, 2].map(() =>
+          storage.transaction({ tenantId, sessionId }, (scope) =>
+            scope.session.insertIfAbsent({
+              ...newSessionRecord({ tenantId, sessionId }),
+              subjectId: 'p-1',
+            }),
+          ),
+        ),
+      ),
+    );
+    race.creating = false;
+    expect(await lookups).toBeGreaterThan(0);
+    expect(await sessionIdsOf(maintenance, tenantId, 'p-1')).toEqual(ids);
+    expect(await redis.client.zcard(layout.subjectIndex(tenantId, 'p-1').sessions)).toBe(10);
+  });
+
+  it("a lookup between a creation's index entry and its commit leaves the entry", async () => {
+    // A session that exists before, deleted, then created again: versions go on from there.
+    const ref = { tenantId, sessionId: 'session-a' };
+    await createSession(storage, ref, 'p-1');
+    await storage.transaction(ref, (scope) => scope.session.deleteSession!());
+    // The index is complete from here on: the lookup below needs no rebuild (which adds too).
+    expect(await sessionIdsOf(maintenance, tenantId, 'p-1')).toEqual([]);
+    const index = (storage as unknown as { subjectIndex: RedisSubjectIndex }).subjectIndex;
+    const add = index.add.bind(index);
+    const seen: string[][] = [];
+    const spy = vi.spyOn(index, 'add').mockImplementation(async (entries) => {
+      await add(entries);
+      // The entry is in, the commit not yet: the lookup finds a hash naming no subject.
+      const page = await maintenance.listSessionsOfSubject!(tenantId, 'p-1', '', 10);
+      seen.push(page.map((record) => record.sessionId));
+    });
+    try {
+      await createSession(storage, ref, 'p-1');
+    } finally {
+      spy.mockRestore();
+    }
+    expect(seen).toEqual([[]]);
+    expect(await sessionIdsOf(maintenance, tenantId, 'p-1')).toEqual(['session-a']);
   });
 
   it('keeps ids apart byte for byte: case, trailing space, Unicode normalisation, braces', async () => {

@@ -69,6 +69,7 @@ export interface PurgeProgress {
   readonly purged: number;
   readonly shredded: number;
   readonly unverified: number;
+  readonly skippedForHold: number;
   readonly batches: number;
 }
 
@@ -171,7 +172,14 @@ export class RetentionService {
     // One `now` for the whole run, so the scan ends.
     const now = started;
     const { batchSize, maxBatchesPerRun } = this.config.retentionPurge;
-    const totals = { scanned: 0, purged: 0, shredded: 0, unverified: 0, batches: 0 };
+    const totals = {
+      scanned: 0,
+      purged: 0,
+      shredded: 0,
+      unverified: 0,
+      skippedForHold: 0,
+      batches: 0,
+    };
     let cursor: string | undefined;
     let complete = true;
     scan: do {
@@ -194,19 +202,19 @@ export class RetentionService {
         totals.purged += counts.purged;
         totals.shredded += counts.shredded;
         totals.unverified += counts.unverified;
+        totals.skippedForHold += counts.skippedForHold;
         if (counts.purged + counts.shredded > 0) totals.batches++;
         options.onProgress?.({ ...totals });
       }
     } while (cursor !== undefined);
     const report: PurgeReport = {
       ...totals,
-      skippedForHold: 0,
       complete,
       elapsedMs: Date.now() - started,
       dryRun,
     };
     logger.log(
-      `Retention purge${dryRun ? ' (dry run: nothing deleted)' : ''}: scanned ${report.scanned}, purged ${report.purged}, shredded ${report.shredded}, kept unverified ${report.unverified}, in ${report.batches} batch(es), ${report.elapsedMs} ms${complete ? '' : '; the next run goes on'}`,
+      `Retention purge${dryRun ? ' (dry run: nothing deleted)' : ''}: scanned ${report.scanned}, purged ${report.purged}, shredded ${report.shredded}, kept unverified ${report.unverified}, kept for legal hold ${report.skippedForHold}, in ${report.batches} batch(es), ${report.elapsedMs} ms${complete ? '' : '; the next run goes on'}`,
     );
     return report;
   }

@@ -4,6 +4,20 @@ import { InvalidArgumentError, ShuttingDownError } from '../errors/index.js';
 import { KeyRing } from '../keys/index.js';
 import { SESSION_STORAGE, WorkInFlight, type SessionStorage } from '../storage/index.js';
 import { EncryptedSession } from './encrypted-session.js';
+import {
+  Erasure,
+  type EraseOptions,
+  type ErasureReplayReport,
+  type ReplayErasureOptions,
+} from './erasure.js';
+import type { ErasureReceipt } from './erasure-receipt.js';
+import {
+  LegalHolds,
+  type LegalHold,
+  type ListHoldsOptions,
+  type PlaceHoldInput,
+} from './legal-holds.js';
+import { checkId } from './session-ids.js';
 import { sessionRowMissing, STORED_AT_ALL } from './stored-row-checks.js';
 import {
   DEFAULT_SESSION_DEFAULTS,
@@ -28,24 +42,6 @@ export interface OpenSessionOptions {
   ttlSeconds?: number | null;
 }
 
-/**
- * Longest id the tables store (tenant, session, subject).
- *
- * @publicApi
- */
-export const MAX_ID_LENGTH = 191;
-
-function checkId(value: unknown, name: string): string {
-  if (typeof value !== 'string' || value.length === 0 || value.length > MAX_ID_LENGTH) {
-    throw new InvalidArgumentError(`${name} must be a string of 1-${MAX_ID_LENGTH} characters`);
-  }
-  // eslint-disable-next-line no-control-regex
-  if (!value.isWellFormed() || /[\u0000-\u001f\u007f]/.test(value)) {
-    throw new InvalidArgumentError(`${name} must be well-formed text without control characters`);
-  }
-  return value;
-}
-
 function checkTtl(value: unknown): number | null {
   if (value === null) return null;
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0) {
@@ -64,6 +60,8 @@ function checkTtl(value: unknown): number | null {
 @Injectable()
 export class EncryptedSessionService {
   private readonly defaults: SessionDefaults;
+  private readonly holds: LegalHolds;
+  private readonly erasure: Erasure;
   /** The module's audit trail; undefined when it is off. */
   private readonly audit: AuditTrail | undefined;
   /** Every `open` and every call of a session it returned, so shutdown can wait for them. */
@@ -82,6 +80,70 @@ export class EncryptedSessionService {
   ) {
     this.defaults = { ...DEFAULT_SESSION_DEFAULTS, ...defaults };
     this.audit = audit ?? undefined;
+    this.holds = new LegalHolds(storage, keyRing, this.audit, this.defaults.tenantId);
+    this.erasure = new Erasure(storage, keyRing, this.audit, this.holds, this.defaults.tenantId);
+  }
+
+  /**
+   * Erases every session of a subject in a tenant: their data keys destroyed (no copy of the
+   * ciphertext, in a backup or a replica, opens again), their items deleted, the subject's id
+   * removed from their rows; recorded in the erasure ledger and the audit trail. Returns the
+   * receipt, signed with the audit checkpoint key when there is one (`verifyErasureReceipt`).
+   * Keep receipts outside the database's backups: `replayErasureLedger({ receipts })` erases
+   * again what a restore brings back.
+   *
+   * @throws LegalHoldError when a hold covers the subject or one of its sessions; nothing changed.
+   * @throws InvalidArgumentError for a bad id or a reason outside `ERASURE_REASONS`.
+   */
+  eraseSubject(subjectId: string, options: EraseOptions): Promise<ErasureReceipt> {
+    return this.calls.run(() => this.erasure.eraseSubject(subjectId, options));
+  }
+
+  /**
+   * Erases one session, as {@link eraseSubject} erases each of a subject's.
+   *
+   * @throws SessionNotFoundError when the tenant has no such session.
+   * @throws LegalHoldError when a hold covers it; nothing changed.
+   */
+  eraseSession(sessionId: string, options: EraseOptions): Promise<ErasureReceipt> {
+    return this.calls.run(() => this.erasure.eraseSession(sessionId, options));
+  }
+
+  /**
+   * Erases again whatever the erasure ledger (or the receipts given) says was erased, and
+   * finishes erasures cut off part-way. Run it after restoring a backup, with the receipts kept
+   * outside it.
+   *
+   * @throws IntegrityError for a receipt whose signature does not hold; the replay stops.
+   */
+  replayErasureLedger(options?: ReplayErasureOptions): Promise<ErasureReplayReport> {
+    return this.calls.run(() => this.erasure.replayLedger(options));
+  }
+
+  /**
+   * Places a legal hold on a session, or on every session of a subject (present and future).
+   * In force when this resolves: the retention purge skips what it covers, erasure refuses it.
+   */
+  placeHold(input: PlaceHoldInput): Promise<LegalHold> {
+    return this.calls.run(() => this.holds.place(input));
+  }
+
+  /** Releases a legal hold; releasing a released one returns it unchanged. */
+  releaseHold(holdId: string): Promise<LegalHold> {
+    return this.calls.run(() => this.holds.release(holdId));
+  }
+
+  /** One page of legal holds, active ones by default, in placing order. */
+  listHolds(options?: ListHoldsOptions): Promise<LegalHold[]> {
+    return this.calls.run(() => this.holds.list(options));
+  }
+
+  /**
+   * Every item an active hold covers, past its TTL too, as JSON lines for the matter
+   * (`HeldItemExportLine`); each session's export is audited before its first line.
+   */
+  exportHold(holdId: string): AsyncGenerator<string> {
+    return this.holds.export(holdId);
   }
 
   /**

@@ -13,6 +13,17 @@ import { envelopeItemCipher } from './item-cipher.js';
 // Session ids, counts and codes only: never item content.
 const logger = new Logger('RetentionService');
 
+/** What the deleting unit returns when a hold covers the session: it deleted nothing. */
+const HELD = Symbol('held');
+
+/** The counts of a held session's rows: every one kept. */
+const heldCounts = (rows: readonly StoredItem[]): SessionPurgeCounts => ({
+  purged: 0,
+  shredded: 0,
+  unverified: 0,
+  skippedForHold: rows.length,
+});
+
 /**
  * What purging one session's expired items did.
  *
@@ -29,6 +40,8 @@ export interface SessionPurgeCounts {
    * integrity failure; never deleted.
    */
   readonly unverified: number;
+  /** Items kept because a legal hold covers their session. */
+  readonly skippedForHold: number;
 }
 
 /**
@@ -58,6 +71,7 @@ export class ExpiredItemPurge {
     now: number,
     lease: JobLease,
   ): Promise<SessionPurgeCounts> {
+    if (await this.isHeld(ref)) return heldCounts(rows);
     const { purgeable, dekIds, shredded, unverified } = await this.sort(ref, rows, now);
     if (unverified > 0) {
       logger.warn(
@@ -68,11 +82,11 @@ export class ExpiredItemPurge {
         count: unverified,
       });
     }
-    if (purgeable.length === 0) return { purged: 0, shredded: 0, unverified };
+    if (purgeable.length === 0) return { purged: 0, shredded: 0, unverified, skippedForHold: 0 };
 
     const subjectId = (await this.storage.read(ref, (scope) => scope.session.find()))?.subjectId;
     const event = await this.audit?.prepare('retention.purge.batch', { ...ref, subjectId });
-    let deleted: number;
+    let deleted: number | typeof HELD;
     try {
       deleted = await this.storage.transaction(ref, async (scope) => {
         if (!scope.fence) {
@@ -81,6 +95,11 @@ export class ExpiredItemPurge {
           );
         }
         await scope.fence(lease);
+        // The session's write lock first, then the holds: a hold placed meanwhile waited on
+        // this lock (or this unit re-runs), so it is seen here. Its activity time stays.
+        const row = await scope.session.find();
+        if (row) await scope.session.lockForWrite(row.lastActivityAt);
+        if (((await scope.holds?.covering()) ?? []).length > 0) return HELD;
         const count = await scope.items.deleteBySeq(purgeable);
         if (count > 0) {
           await event?.appendIn(scope.audit, { count, keys: { dekIds: [...dekIds] } });
@@ -92,10 +111,16 @@ export class ExpiredItemPurge {
       if (!(error instanceof LeaseLostError)) await event?.failed(error);
       throw error;
     }
+    if (deleted === HELD) return heldCounts(rows);
     event?.committed();
     // Another writer (a pop, a clear) may have removed some first: count what went.
     const shreddedDeleted = Math.min(shredded, deleted);
-    return { purged: deleted - shreddedDeleted, shredded: shreddedDeleted, unverified };
+    return {
+      purged: deleted - shreddedDeleted,
+      shredded: shreddedDeleted,
+      unverified,
+      skippedForHold: 0,
+    };
   }
 
   /**
@@ -107,8 +132,15 @@ export class ExpiredItemPurge {
     rows: readonly StoredItem[],
     now: number,
   ): Promise<SessionPurgeCounts> {
+    if (await this.isHeld(ref)) return heldCounts(rows);
     const { purgeable, shredded, unverified } = await this.sort(ref, rows, now);
-    return { purged: purgeable.length - shredded, shredded, unverified };
+    return { purged: purgeable.length - shredded, shredded, unverified, skippedForHold: 0 };
+  }
+
+  /** Whether a legal hold covers the session now (checked again inside the deleting unit). */
+  private async isHeld(ref: SessionRef): Promise<boolean> {
+    const held = await this.storage.read(ref, async (scope) => scope.holds?.covering());
+    return (held ?? []).length > 0;
   }
 
   /** The rows that may go (and their keys), and how many of them are shredded or unverified. */

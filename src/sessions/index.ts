@@ -1,10 +1,7 @@
 // The sessions layer as the module layer and hosts use it.
 export { EncryptedSession, type EncryptedSessionContext } from './encrypted-session.js';
-export {
-  EncryptedSessionService,
-  MAX_ID_LENGTH,
-  type OpenSessionOptions,
-} from './encrypted-session.service.js';
+export { EncryptedSessionService, type OpenSessionOptions } from './encrypted-session.service.js';
+export { MAX_ID_LENGTH } from './session-ids.js';
 export { ExpiredItemPurge, type SessionPurgeCounts } from './expired-item-purge.js';
 export {
   DEFAULT_MAX_ITEM_BYTES,
@@ -12,3 +9,18 @@ export {
   SESSION_DEFAULTS,
   type SessionDefaults,
 } from './session-defaults.js';
+export {
+  ERASURE_REASONS,
+  ERASURE_RECEIPT_SCHEMA,
+  verifyErasureReceipt,
+  type ErasureReason,
+  type ErasureReceipt,
+  type ErasureReceiptBody,
+} from './erasure-receipt.js';
+export type { EraseOptions, ErasureReplayReport, ReplayErasureOptions } from './erasure.js';
+export type {
+  HeldItemExportLine,
+  LegalHold,
+  ListHoldsOptions,
+  PlaceHoldInput,
+} from './legal-holds.js';

@@ -6,6 +6,7 @@ import type {
   DataKeyRecord,
   HistoryOperationRecord,
   JobLease,
+  LegalHoldRecord,
   SessionRecord,
   SessionRef,
   StoredAuditRecord,
@@ -25,6 +26,15 @@ export interface AdapterSessionRows {
   insertIfAbsent(record: SessionRecord): Promise<boolean>;
   reserveSequence(ref: SessionRef, count: number, now: number): Promise<number | undefined>;
   lockForWrite(ref: SessionRef, now: number): Promise<boolean>;
+  /** Subject null on the session row and its data keys (SessionRowWrites.forgetSubject). */
+  forgetSubject?(ref: SessionRef): Promise<void>;
+  /** The session and all its rows but its audit chain (SessionRowWrites.deleteSession). */
+  deleteSession?(ref: SessionRef): Promise<boolean>;
+}
+
+/** The legal holds covering a session (SessionHoldReads). */
+export interface AdapterHolds {
+  covering(ref: SessionRef): Promise<LegalHoldRecord[]>;
 }
 
 /** Item rows, by ref. */
@@ -51,6 +61,10 @@ export interface AdapterDataKeys {
   insertIfAbsent(record: DataKeyRecord): Promise<boolean>;
   retireActiveBelow(ref: SessionRef, generation: number): Promise<number>;
   destroyAllForSession(ref: SessionRef, now: number): Promise<number>;
+  /** Every key of the session, by generation (DataKeyReads.listAll). */
+  listAllForSession?(ref: SessionRef): Promise<DataKeyRecord[]>;
+  /** Destroys the session's live keys with these ids (DataKeyWrites.destroyByIds). */
+  destroyByIds?(ref: SessionRef, dekIds: readonly string[], now: number): Promise<number>;
   replaceWrapping(
     key: SessionRef & { dekId: string },
     expectedKekId: string,
@@ -90,14 +104,20 @@ export interface AdapterScope {
   readonly audit?: AdapterAuditChains;
   /** A job lease's fence in this unit (SessionWriteScope.fence); absent without leases. */
   readonly fence?: (lease: JobLease) => Promise<void>;
+  /** Absent on an adapter that keeps no legal holds. */
+  readonly holds?: AdapterHolds;
 }
 
 /** What an adapter's read-only unit of work offers: the read methods only. */
 export interface AdapterReadScope {
   readonly sessions: Pick<AdapterSessionRows, 'find'>;
   readonly items: Pick<AdapterItems, 'listVisible' | 'listVisiblePage'>;
-  readonly dataKeys: Pick<AdapterDataKeys, 'findById' | 'findActive' | 'maxGeneration'>;
+  readonly dataKeys: Pick<
+    AdapterDataKeys,
+    'findById' | 'findActive' | 'maxGeneration' | 'listAllForSession'
+  >;
   readonly historyOperations: Pick<AdapterHistoryOperations, 'find'>;
+  readonly holds?: AdapterHolds;
 }
 
 /** `ref` as a plain frozen value, so work cannot re-point the unit at another session. */
@@ -133,8 +153,12 @@ export function bindReadScope(scope: AdapterReadScope, sessionRef: SessionRef): 
       },
       findActive: () => scope.dataKeys.findActive(ref),
       maxGeneration: () => scope.dataKeys.maxGeneration(ref),
+      ...(scope.dataKeys.listAllForSession && {
+        listAll: () => scope.dataKeys.listAllForSession!(ref),
+      }),
     },
     historyOperations: { find: (operationId) => scope.historyOperations.find(ref, operationId) },
+    ...(scope.holds && { holds: { covering: () => scope.holds!.covering(ref) } }),
   };
 }
 
@@ -219,6 +243,7 @@ export function bindWriteScope(scope: AdapterScope, sessionRef: SessionRef): Ses
   return {
     ...(scope.audit && { audit: bindAuditChains(scope.audit, ref) }),
     ...(scope.fence && { fence: scope.fence }),
+    ...(read.holds && { holds: read.holds }),
     ref,
     session: {
       ...read.session,
@@ -228,6 +253,12 @@ export function bindWriteScope(scope: AdapterScope, sessionRef: SessionRef): Ses
       },
       reserveSequence: (count, now) => scope.sessions.reserveSequence(ref, count, now),
       lockForWrite: (now) => scope.sessions.lockForWrite(ref, now),
+      ...(scope.sessions.forgetSubject && {
+        forgetSubject: () => scope.sessions.forgetSubject!(ref),
+      }),
+      ...(scope.sessions.deleteSession && {
+        deleteSession: () => scope.sessions.deleteSession!(ref),
+      }),
     },
     items: {
       ...read.items,
@@ -245,6 +276,9 @@ export function bindWriteScope(scope: AdapterScope, sessionRef: SessionRef): Ses
       destroyAll: (now) => scope.dataKeys.destroyAllForSession(ref, now),
       replaceWrapping: (dekId, expectedKekId, next) =>
         scope.dataKeys.replaceWrapping({ ...ref, dekId }, expectedKekId, next),
+      ...(scope.dataKeys.destroyByIds && {
+        destroyByIds: (dekIds, now) => scope.dataKeys.destroyByIds!(ref, dekIds, now),
+      }),
     },
     historyOperations: {
       ...read.historyOperations,

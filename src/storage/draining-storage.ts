@@ -3,7 +3,9 @@ import type { SessionRef } from './storage.records.js';
 import {
   supportsMaintenance,
   type AuditStorage,
+  type ErasureLedgerStorage,
   type LeaseStorage,
+  type LegalHoldStorage,
   type MaintenanceUnsupported,
   type SessionReadScope,
   type SessionStorage,
@@ -21,6 +23,8 @@ export class DrainingSessionStorage implements SessionStorage {
   readonly maintenance: StorageMaintenance | MaintenanceUnsupported | undefined;
   readonly audit: AuditStorage | undefined;
   readonly leases: LeaseStorage | undefined;
+  readonly holds: LegalHoldStorage | undefined;
+  readonly erasureLedger: ErasureLedgerStorage | undefined;
   private readonly units = new WorkInFlight(
     () =>
       new ShuttingDownError(
@@ -35,6 +39,8 @@ export class DrainingSessionStorage implements SessionStorage {
       : adapter.maintenance;
     this.audit = adapter.audit && this.countedAudit(adapter.audit);
     this.leases = adapter.leases && this.countedLeases(adapter.leases);
+    this.holds = adapter.holds && this.countedHolds(adapter.holds);
+    this.erasureLedger = adapter.erasureLedger && this.countedLedger(adapter.erasureLedger);
   }
 
   get backend(): string {
@@ -86,6 +92,30 @@ export class DrainingSessionStorage implements SessionStorage {
     };
   }
 
+  private countedHolds(holds: LegalHoldStorage): LegalHoldStorage {
+    return {
+      insert: (hold) => this.units.run(() => holds.insert(hold)),
+      release: (holdId, releasedAt, releasedBy) =>
+        this.units.run(() => holds.release(holdId, releasedAt, releasedBy)),
+      find: (holdId) => this.units.run(() => holds.find(holdId)),
+      list: (query) => this.units.run(() => holds.list(query)),
+      activeCovering: (tenantId, sessionId, subjectId) =>
+        this.units.run(() => holds.activeCovering(tenantId, sessionId, subjectId)),
+      activeOnSubject: (tenantId, subjectId) =>
+        this.units.run(() => holds.activeOnSubject(tenantId, subjectId)),
+    };
+  }
+
+  private countedLedger(ledger: ErasureLedgerStorage): ErasureLedgerStorage {
+    return {
+      insert: (entry) => this.units.run(() => ledger.insert(entry)),
+      complete: (erasureId, completedAt, receipt) =>
+        this.units.run(() => ledger.complete(erasureId, completedAt, receipt)),
+      find: (erasureId) => this.units.run(() => ledger.find(erasureId)),
+      list: (afterErasureId, limit) => this.units.run(() => ledger.list(afterErasureId, limit)),
+    };
+  }
+
   private countedMaintenance(maintenance: StorageMaintenance): StorageMaintenance {
     return {
       supported: true,
@@ -95,6 +125,12 @@ export class DrainingSessionStorage implements SessionStorage {
       ...(maintenance.listExpiredItems && {
         listExpiredItems: (now, cursor, limit) =>
           this.units.run(() => maintenance.listExpiredItems!(now, cursor, limit)),
+      }),
+      ...(maintenance.listSessionsOfSubject && {
+        listSessionsOfSubject: (tenantId, subjectId, afterSessionId, limit) =>
+          this.units.run(() =>
+            maintenance.listSessionsOfSubject!(tenantId, subjectId, afterSessionId, limit),
+          ),
       }),
     };
   }

@@ -391,7 +391,7 @@ export function describeSessionContract(backendName: string, createHarness: Harn
         expect(methods).toEqual([
           ['find'],
           ['listVisible', 'listVisiblePage'],
-          ['findActive', 'findById', 'maxGeneration'],
+          ['findActive', 'findById', 'listAll', 'maxGeneration'],
           ['find'],
         ]);
       });

@@ -31,8 +31,10 @@ import { SerialQueue } from '../serial-queue.js';
 import type {
   AuditStorage,
   DataKeyPage,
+  ErasureLedgerStorage,
   ExpiredItemPage,
   LeaseStorage,
+  LegalHoldStorage,
   SessionReadScope,
   SessionStorage,
   SessionWriteScope,
@@ -42,9 +44,11 @@ import type {
   AuditChainHeadRecord,
   AuditChainRef,
   DataKeyRecord,
+  ErasureLedgerRecord,
   ExpiredItemRecord,
   HistoryOperationRecord,
   JobLease,
+  LegalHoldRecord,
   SessionRecord,
   SessionRef,
   StoredAuditRecord,
@@ -113,6 +117,10 @@ export class MemorySessionStorage implements SessionStorage {
   private readonly jobLeases = new Map<string, JobLease>();
   /** Jobs whose lease the running unit of work fenced: nobody takes them afresh until it ends. */
   private readonly fencedJobs = new Set<string>();
+  /** Legal holds by id, released ones too. */
+  private readonly legalHolds = new Map<string, LegalHoldRecord>();
+  /** The erasure ledger by erasure id. */
+  private readonly ledger = new Map<string, ErasureLedgerRecord>();
 
   /** Cross-session scans, each run alone like a unit of work. */
   readonly maintenance: StorageMaintenance = {
@@ -124,6 +132,85 @@ export class MemorySessionStorage implements SessionStorage {
       checkExpiredItemScan(now, limit);
       const after = decodeExpiredItemCursor(cursor);
       return this.queue.run(async () => this.listExpired(now, after, limit));
+    },
+    listSessionsOfSubject: (tenantId, subjectId, afterSessionId, limit) =>
+      this.queue.run(async () => {
+        const after = Buffer.from(afterSessionId);
+        return [...this.sessions.values()]
+          .map(({ record }) => record)
+          .filter((record) => record.tenantId === tenantId && record.subjectId === subjectId)
+          .map((record) => ({ record, key: Buffer.from(record.sessionId) }))
+          .filter(({ key }) => Buffer.compare(key, after) > 0)
+          .toSorted((a, b) => Buffer.compare(a.key, b.key))
+          .slice(0, limit)
+          .map(({ record }) => ({ ...record }));
+      }),
+  };
+
+  /**
+   * Legal holds. Each call is synchronous up to its result, so none interleaves with another;
+   * they do not wait for units of work (as another connection would not).
+   */
+  readonly holds: LegalHoldStorage = {
+    insert: async (hold) => {
+      if (this.legalHolds.has(hold.holdId)) {
+        throw new Error(`A legal hold with id ${hold.holdId} exists`);
+      }
+      this.legalHolds.set(hold.holdId, { ...hold });
+    },
+    release: async (holdId, releasedAt, releasedBy) => {
+      const stored = this.legalHolds.get(holdId);
+      if (stored && stored.releasedAt === null) {
+        this.legalHolds.set(holdId, { ...stored, releasedAt, releasedBy });
+      }
+      const after = this.legalHolds.get(holdId);
+      return after && { ...after };
+    },
+    find: async (holdId) => {
+      const stored = this.legalHolds.get(holdId);
+      return stored && { ...stored };
+    },
+    list: async (query) =>
+      this.holdsWhere(
+        (hold) =>
+          (query.tenantId === undefined || hold.tenantId === query.tenantId) &&
+          (!query.activeOnly || hold.releasedAt === null) &&
+          Buffer.compare(Buffer.from(hold.holdId), Buffer.from(query.afterHoldId ?? '')) > 0,
+      ).slice(0, query.limit),
+    activeCovering: async (tenantId, sessionId, subjectId) =>
+      this.activeHoldsCovering(tenantId, sessionId, subjectId),
+    activeOnSubject: async (tenantId, subjectId) =>
+      this.holdsWhere(
+        (hold) =>
+          hold.releasedAt === null && hold.tenantId === tenantId && hold.subjectId === subjectId,
+      ),
+  };
+
+  /** The erasure ledger; each call synchronous up to its result. */
+  readonly erasureLedger: ErasureLedgerStorage = {
+    insert: async (entry) => {
+      if (this.ledger.has(entry.erasureId)) {
+        throw new Error(`An erasure ledger entry with id ${entry.erasureId} exists`);
+      }
+      this.ledger.set(entry.erasureId, { ...entry });
+    },
+    complete: async (erasureId, completedAt, receipt) => {
+      const stored = this.ledger.get(erasureId);
+      if (!stored || stored.completedAt !== null) return false;
+      this.ledger.set(erasureId, { ...stored, completedAt, receipt });
+      return true;
+    },
+    find: async (erasureId) => {
+      const stored = this.ledger.get(erasureId);
+      return stored && { ...stored };
+    },
+    list: async (afterErasureId, limit) => {
+      const after = Buffer.from(afterErasureId);
+      return [...this.ledger.values()]
+        .filter((entry) => Buffer.compare(Buffer.from(entry.erasureId), after) > 0)
+        .toSorted((a, b) => Buffer.compare(Buffer.from(a.erasureId), Buffer.from(b.erasureId)))
+        .slice(0, limit)
+        .map((entry) => ({ ...entry }));
     },
   };
 
@@ -255,6 +342,27 @@ export class MemorySessionStorage implements SessionStorage {
     });
   }
 
+  /** Copies of the holds `match` keeps, by hold id bytes. */
+  private holdsWhere(match: (hold: LegalHoldRecord) => boolean): LegalHoldRecord[] {
+    return [...this.legalHolds.values()]
+      .filter(match)
+      .toSorted((a, b) => Buffer.compare(Buffer.from(a.holdId), Buffer.from(b.holdId)))
+      .map((hold) => ({ ...hold }));
+  }
+
+  private activeHoldsCovering(
+    tenantId: string,
+    sessionId: string,
+    subjectId: string | null,
+  ): LegalHoldRecord[] {
+    return this.holdsWhere(
+      (hold) =>
+        hold.releasedAt === null &&
+        hold.tenantId === tenantId &&
+        (hold.sessionId === sessionId || (subjectId !== null && hold.subjectId === subjectId)),
+    );
+  }
+
   /** The chain's state, if it belongs to the chain's tenant. */
   private chainOf(chain: AuditChainRef): AuditChainState | undefined {
     const state = this.auditChains.get(chain.chainId);
@@ -313,6 +421,31 @@ export class MemorySessionStorage implements SessionStorage {
         const before = found.record;
         writable().push(() => (found.record = before));
         found.record = { ...found.record, lastActivityAt: now };
+        return true;
+      },
+      forgetSubject: async (ref) => {
+        const found = state(ref);
+        if (found) {
+          const before = found.record;
+          writable().push(() => (found.record = before));
+          found.record = { ...found.record, subjectId: null };
+        }
+        this.updateKeys(ref, writable(), (key) =>
+          key.subjectId === null ? undefined : { ...key, subjectId: null },
+        );
+      },
+      deleteSession: async (ref) => {
+        const key = sessionKey(ref);
+        const found = this.sessions.get(key);
+        if (!found) return false;
+        const log = writable();
+        this.sessions.delete(key);
+        log.push(() => this.sessions.set(key, found));
+        for (const [dekId, dataKey] of this.dataKeys) {
+          if (dataKey.tenantId !== ref.tenantId || dataKey.sessionId !== ref.sessionId) continue;
+          this.dataKeys.delete(dekId);
+          log.push(() => this.dataKeys.set(dekId, dataKey));
+        }
         return true;
       },
       reserveSequence: async (ref, count, now) => {
@@ -447,6 +580,24 @@ export class MemorySessionStorage implements SessionStorage {
             ? undefined
             : { ...key, state: 'destroyed', wrappedKey: Buffer.alloc(0), destroyedAt: now },
         ),
+      listAllForSession: async (ref) =>
+        [...this.dataKeys.values()]
+          .filter((key) => key.tenantId === ref.tenantId && key.sessionId === ref.sessionId)
+          .toSorted((a, b) => a.generation - b.generation)
+          .map(copyDataKeyRecord),
+      destroyByIds: async (ref, dekIds, now) => {
+        const named = new Set(dekIds);
+        return this.updateKeys(ref, writable(), (key) =>
+          key.state === 'destroyed' || !named.has(key.dekId)
+            ? undefined
+            : { ...key, state: 'destroyed', wrappedKey: Buffer.alloc(0), destroyedAt: now },
+        );
+      },
+    };
+
+    const holds = {
+      covering: async (ref: SessionRef) =>
+        this.activeHoldsCovering(ref.tenantId, ref.sessionId, state(ref)?.record.subjectId ?? null),
     };
 
     const historyOperations: AdapterHistoryOperations = {
@@ -477,6 +628,7 @@ export class MemorySessionStorage implements SessionStorage {
       items,
       dataKeys,
       historyOperations,
+      holds,
       ...(undo && {
         audit: this.auditScope(undo),
         // Checked on this process's clock, as the leases are timed.

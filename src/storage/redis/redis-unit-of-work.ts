@@ -1,7 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import type { ChainableCommander } from 'ioredis';
 import { IntegrityError } from '../../errors/index.js';
-import type { AdapterDataKeys, AdapterScope, AdapterSessionRows } from '../adapter-scope.js';
+import type {
+  AdapterDataKeys,
+  AdapterHolds,
+  AdapterScope,
+  AdapterSessionRows,
+} from '../adapter-scope.js';
 import type {
   AuditChainRef,
   DataKeyRecord,
@@ -99,26 +104,12 @@ export interface UnitCommit {
   readonly committedVersion: number;
 }
 
-/**
- * The session rows of a Redis unit of work: the port's erasure writes besides the shared ones.
- */
-export interface RedisSessionRows extends AdapterSessionRows {
-  forgetSubject(ref: SessionRef): Promise<void>;
-  deleteSession(ref: SessionRef): Promise<boolean>;
-}
-
-/** The data keys of a Redis unit of work: listing and destroying by id besides the shared ones. */
-export interface RedisDataKeys extends AdapterDataKeys {
-  listAll(ref: SessionRef): Promise<DataKeyRecord[]>;
-  destroyByIds(ref: SessionRef, dekIds: readonly string[], now: number): Promise<number>;
-}
-
-/** What a Redis unit of work offers beyond {@link AdapterScope}. */
+/** What a Redis unit of work offers: the optional members of {@link AdapterScope} too. */
 export interface RedisAdapterScope extends AdapterScope {
-  readonly sessions: RedisSessionRows;
-  readonly dataKeys: RedisDataKeys;
-  /** The active holds covering the session (absent: the storage keeps no holds). */
-  readonly holds?: { covering(ref: SessionRef): Promise<LegalHoldRecord[]> };
+  readonly sessions: Required<AdapterSessionRows>;
+  readonly dataKeys: Required<AdapterDataKeys>;
+  /** The active holds covering the session (absent: the unit was given no hold reader). */
+  readonly holds?: AdapterHolds;
 }
 
 /** The active holds of a tenant on a session or on a subject (LegalHoldStorage.activeCovering). */
@@ -755,7 +746,7 @@ export class RedisUnitOfWork {
               ? { ...key, state: 'retiring' }
               : undefined,
           ),
-        listAll: async (ref) =>
+        listAllForSession: async (ref) =>
           [...(await touch(ref)).dataKeys.values()]
             .toSorted((a, b) => a.generation - b.generation)
             .map(copyDataKeyRecord),

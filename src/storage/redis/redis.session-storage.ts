@@ -236,7 +236,7 @@ export class RedisSessionStorage implements SessionStorage {
     this.client.defineCommand(COMMIT_COMMAND, { lua: COMMIT_SCRIPT });
     this.client.defineCommand(FENCE_COMMAND, { numberOfKeys: 1, lua: FENCE_SCRIPT });
     this.reads = new RedisSessionReads(this.client, layout, commandTimeoutMs);
-    this.readScope = createRedisReadScope(this.reads);
+
     this.auditChains = new RedisAuditStorage(this.reads, this.conflictBackoff);
     this.audit = this.auditChains;
     this.leaseStorage = new RedisLeaseStorage(this.reads);
@@ -244,6 +244,7 @@ export class RedisSessionStorage implements SessionStorage {
     this.holds = new RedisLegalHoldStorage(this.reads);
     this.erasureLedger = new RedisErasureLedgerStorage(this.reads);
     this.subjectIndex = new RedisSubjectIndex(this.reads);
+    this.readScope = createRedisReadScope(this.reads, this.holds);
     this.onCluster = isRedisCluster(this.client);
     const reads = this.reads;
     const expiredItems = new RedisExpiredItemScan(reads, async (ref) => {
@@ -306,23 +307,7 @@ export class RedisSessionStorage implements SessionStorage {
 
   /** Runs read-only work; each call reads the current state (no snapshot across calls). */
   read<T>(ref: SessionRef, work: (scope: SessionReadScope) => Promise<T>): Promise<T> {
-    const scope = bindReadScope(this.readScope, ref);
-    // No dataKeys.listAll here yet: the session contract pins the read scope's methods (write
-    // units offer it).
-    return work({
-      ...scope,
-      // Plain reads: the session hash as it is now, then the holds' slot.
-      holds: {
-        covering: async () => {
-          const record = await scope.session.find();
-          return this.holds.activeCovering(
-            scope.ref.tenantId,
-            scope.ref.sessionId,
-            record?.subjectId ?? null,
-          );
-        },
-      },
-    });
+    return work(bindReadScope(this.readScope, ref));
   }
 
   /**
@@ -331,25 +316,7 @@ export class RedisSessionStorage implements SessionStorage {
    * Otherwise `work` runs again (after a short random pause), up to `maxConflictRetries` times.
    */
   transaction<T>(ref: SessionRef, work: (scope: SessionWriteScope) => Promise<T>): Promise<T> {
-    return this.runUnit((unit) => {
-      const scope = bindWriteScope(unit.scope, ref);
-      const { sessions, dataKeys, holds } = unit.scope;
-      const bound = scope.ref;
-      return work({
-        ...scope,
-        dataKeys: {
-          ...scope.dataKeys,
-          listAll: () => dataKeys.listAll(bound),
-          destroyByIds: (dekIds, now) => dataKeys.destroyByIds(bound, dekIds, now),
-        },
-        session: {
-          ...scope.session,
-          forgetSubject: () => sessions.forgetSubject(bound),
-          deleteSession: () => sessions.deleteSession(bound),
-        },
-        ...(holds && { holds: { covering: () => holds.covering(bound) } }),
-      });
-    });
+    return this.runUnit((unit) => work(bindWriteScope(unit.scope, ref)));
   }
 
   /** Runs `work` on a fresh unit of work and commits it, again after each conflict. */

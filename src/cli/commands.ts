@@ -1,5 +1,7 @@
 import type { Command } from 'commander';
 import { addAuditCommands } from './audit.command.js';
+import { addEraseCommands } from './erase.command.js';
+import { addHoldCommands } from './hold.command.js';
 import { addJobsCommands } from './jobs.command.js';
 import { addPurgeCommand } from './purge.command.js';
 import {
@@ -10,12 +12,13 @@ import {
 
 /**
  * The command groups, in the order `--help` lists them. Each registers its commands on the
- * program it is given and runs them through the runtime (context, output, exit code); a new
- * group (`erase --subject`, `hold place|release|list`) is one more entry.
+ * program it is given and runs them through the runtime (context, output, exit code).
  */
 const COMMAND_GROUPS: ReadonlyArray<(program: Command, runtime: CommandRuntime) => void> = [
   addAuditCommands,
   addPurgeCommand,
+  addEraseCommands,
+  addHoldCommands,
   addJobsCommands,
 ];
 

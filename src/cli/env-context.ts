@@ -13,6 +13,8 @@ Configured by the environment, as the demo:
   SESSION_SQLITE_PATH  the SQLite file (default ./data/demo.sqlite, the demo's)
   AUDIT_CHECKPOINT_PUBLIC_KEY  the Ed25519 public key of the trail's checkpoints (PEM); with
                        --tenant, chains are measured against the tenant's latest checkpoint
+  AUDIT_CHECKPOINT_PRIVATE_KEY  the checkpoints' Ed25519 private key (PEM): signs the receipts
+                       of erase (without it they are unsigned)
 The CLI never creates tables: start the app once (or run the module's migrations) first.
 The demo's development keys: node --env-file=./data/dev-keys.env <this script> <command> ...
 `;
@@ -65,9 +67,11 @@ export function contextFromEnv(env: NodeJS.ProcessEnv): () => Promise<INestAppli
         EncryptedSessionModule.forRoot({
           keys: { env: { keys: env.SESSION_KEYS, activeKeyId: env.SESSION_ACTIVE_KEY } },
           storage,
-          ...(env.AUDIT_CHECKPOINT_PUBLIC_KEY
-            ? { audit: { checkpoints: { publicKey: env.AUDIT_CHECKPOINT_PUBLIC_KEY } } }
-            : {}),
+          ...(env.AUDIT_CHECKPOINT_PRIVATE_KEY
+            ? { audit: { checkpoints: { privateKey: env.AUDIT_CHECKPOINT_PRIVATE_KEY } } }
+            : env.AUDIT_CHECKPOINT_PUBLIC_KEY
+              ? { audit: { checkpoints: { publicKey: env.AUDIT_CHECKPOINT_PUBLIC_KEY } } }
+              : {}),
         }),
       ],
     })

@@ -11,7 +11,8 @@ import { EncryptedSessionError } from '../errors/index.js';
  *   provider unreachable, or a storage that cannot do it (nothing was changed);
  * - 4 `leaseHeld`: another replica holds the job's lease, so this run did nothing: retry later;
  * - 5 `failed`: the run failed, or lost its lease, part way (what it committed stays; the next
- *   run resumes from the data).
+ *   run resumes from the data);
+ * - 6 `held`: a legal hold covers what `erase` was asked to erase: nothing was erased.
  *
  * @publicApi
  */
@@ -23,6 +24,7 @@ export const CLI_EXIT = {
   cannotVerify: 3,
   leaseHeld: 4,
   failed: 5,
+  held: 6,
 } as const;
 
 /** The help text listing {@link CLI_EXIT}, shown after each command's own help. */
@@ -34,6 +36,7 @@ Exit codes:
      cannot do it (nothing changed)
   4  another replica holds the job's lease: nothing done, retry later
   5  the run failed or lost its lease part way; the next run resumes from the data
+  6  erase: a legal hold covers the target; nothing erased
 `;
 
 /**

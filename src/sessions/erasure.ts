@@ -451,7 +451,7 @@ export class Erasure {
     if (publicKey && (receipt.signature !== null || receipt.signingKeyId !== null)) {
       if (!verifyErasureReceipt(receipt, publicKey)) {
         throw new IntegrityError(
-          `Erasure receipt ${String(receipt.receiptId)} does not verify under the audit checkpoint key: it was altered or signed by another key. The replay stopped; nothing of that receipt was erased again`,
+          `Erasure receipt ${receipt.receiptId} does not verify under the audit checkpoint key: it was altered or signed by another key. The replay stopped; nothing of that receipt was erased again`,
         );
       }
     }

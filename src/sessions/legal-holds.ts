@@ -23,7 +23,7 @@ import {
   type SessionStorage,
 } from '../storage/index.js';
 import { envelopeItemCipher } from './item-cipher.js';
-import { checkId, MAX_ID_LENGTH } from './session-ids.js';
+import { checkId } from './session-ids.js';
 
 // Ids and counts only: never a matter reference's meaning, never content.
 const logger = new Logger('LegalHolds');
@@ -251,7 +251,7 @@ export class LegalHolds {
       typeof holdId === 'string' && isUuid(holdId) ? await holds.find(holdId) : undefined;
     if (!hold) {
       throw new InvalidArgumentError(
-        `There is no legal hold '${String(holdId).slice(0, MAX_ID_LENGTH)}'; list them with listHolds()`,
+        'There is no legal hold with that id; list them with listHolds()',
       );
     }
     if (hold.releasedAt !== null) {

@@ -218,7 +218,7 @@ describe('usage', () => {
   });
 
   it.each([
-    ['an unknown command', ['erase', '--subject', 'patient-1'], /unknown command 'erase'/],
+    ['an unknown command', ['shred', '--subject', 'patient-1'], /unknown command 'shred'/],
     ['an unknown subcommand', ['jobs', 'start'], /unknown command 'start'/],
     ['an unknown flag', ['purge', '--force'], /unknown option '--force'/],
     ['an extra argument', ['purge', 'now'], /too many arguments/],

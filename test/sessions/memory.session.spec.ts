@@ -1,7 +1,7 @@
 import { memoryHarness } from '../support/session-harness.js';
 import { describeAuditTrailContract } from '../audit/audit-trail-contract.js';
 import { describeAuditStorageContract } from '../storage/audit-storage-contract.js';
-import { describeHoldStorageContract } from '../storage/hold-storage-contract.js';
+import { describeHoldRaceContract, describeHoldStorageContract } from '../storage/hold-storage-contract.js';
 import { describeLeaseStorageContract } from '../storage/lease-storage-contract.js';
 import { describeRetentionStorageContract } from '../storage/retention-storage-contract.js';
 import { describeKekRotation } from '../keys/kek-rotation-contract.js';
@@ -16,3 +16,4 @@ describeLeaseStorageContract('memory', memoryHarness);
 describeRetentionStorageContract('memory', memoryHarness);
 describeAuditTrailContract('memory', memoryHarness);
 describeHoldStorageContract('memory', memoryHarness);
+describeHoldRaceContract('memory', memoryHarness);

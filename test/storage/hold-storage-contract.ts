@@ -132,7 +132,9 @@ export function describeHoldStorageContract(name: string, createHarness: Harness
     it('refuses a second hold with the same id and keeps the first', async () => {
       const hold = holdOf(tenantId, { sessionId: 'session-a' });
       await holds.insert(hold);
-      await expect(holds.insert({ ...hold, matterRef: 'another-matter' })).rejects.toThrow();
+      await expect(holds.insert({ ...hold, matterRef: 'another-matter' })).rejects.toBeInstanceOf(
+        Error,
+      );
       expect((await holds.find(hold.holdId))?.matterRef).toBe('matter-2026-001');
     });
 
@@ -216,26 +218,6 @@ export function describeHoldStorageContract(name: string, createHarness: Harness
       expect(inWriteUnit).toEqual([onSubject.holdId, onSession.holdId]);
     });
 
-    // SQLite runs one write transaction at a time on its one connection: a hold placed from
-    // inside a unit would be that unit's own write, so the race exists only elsewhere.
-    const holdsCommitBesideUnits = !/^sqlite/.test(name);
-    if (holdsCommitBesideUnits) {
-      it('a write unit that began before a hold was placed sees it after the session lock', async () => {
-        const ref = { tenantId, sessionId: 'session-a' };
-        await createSession(ref, 'patient-1');
-        const hold = holdOf(tenantId, { subjectId: 'patient-1' });
-        // The unit reads first (a snapshot, where the backend takes one), then the hold commits.
-        const seen = await storage.transaction(ref, async (scope) => {
-          await scope.session.find();
-          await scope.items.listVisible(NOW, 10);
-          if (!(await holds.find(hold.holdId))) await holds.insert(hold);
-          await scope.session.lockForWrite(NOW);
-          return (await scope.holds!.covering()).map((h) => h.holdId);
-        });
-        expect(seen).toEqual([hold.holdId]);
-      });
-    }
-
     it("finds a subject's sessions by session id bytes, page by page, in its tenant only", async () => {
       const ids = ['b', 'a', 'c', 'B', 'a ', 'd\u00e9'];
       for (const sessionId of ids) await createSession({ tenantId, sessionId }, 'patient-1');
@@ -310,7 +292,7 @@ export function describeHoldStorageContract(name: string, createHarness: Harness
       const entries = [pendingEntry(tenantId, ['a']), pendingEntry(tenantId, ['b', 'c'])];
       for (const entry of entries) await ledger.insert(entry);
       expect(await ledger.find(entries[0].erasureId)).toEqual(entries[0]);
-      await expect(ledger.insert(entries[0])).rejects.toThrow();
+      await expect(ledger.insert(entries[0])).rejects.toBeInstanceOf(Error);
 
       expect(await ledger.complete(entries[1].erasureId, NOW + 5, '{"signed":true}')).toBe(true);
       expect(await ledger.complete(entries[1].erasureId, NOW + 9, '{"again":true}')).toBe(false);
@@ -327,6 +309,50 @@ export function describeHoldStorageContract(name: string, createHarness: Harness
       const after = await ledger.list(entries[0].erasureId, 100);
       expect(after.map((entry) => entry.erasureId)).not.toContain(entries[0].erasureId);
       expect(after.map((entry) => entry.erasureId)).toContain(entries[1].erasureId);
+    });
+  });
+}
+
+/**
+ * A hold committed by another connection while a unit of work is open, seen by that unit once
+ * it holds the session's lock. For backends where a hold can commit beside an open write unit
+ * (SQLite runs one write transaction at a time, so there it cannot).
+ */
+export function describeHoldRaceContract(name: string, createHarness: HarnessFactory): void {
+  describe(`${name} hold placed while a unit is open`, () => {
+    let harness: SessionHarness;
+    let storage: SessionStorage;
+    let holds: LegalHoldStorage;
+    let tenantId: string;
+
+    beforeEach(async () => {
+      harness = await createHarness();
+      storage = harness.storage;
+      holds = storage.holds!;
+      tenantId = `tenant-${randomUUID()}`;
+    });
+    afterEach(async () => {
+      await harness?.close();
+    });
+
+    const createSession = (ref: SessionRef, subjectId: string | null): Promise<boolean> =>
+      storage.transaction(ref, (scope) =>
+        scope.session.insertIfAbsent({ ...newSessionRecord(ref), subjectId }),
+      );
+
+    it('a write unit that began before a hold was placed sees it after the session lock', async () => {
+      const ref = { tenantId, sessionId: 'session-a' };
+      await createSession(ref, 'patient-1');
+      const hold = holdOf(tenantId, { subjectId: 'patient-1' });
+      // The unit reads first (a snapshot, where the backend takes one), then the hold commits.
+      const seen = await storage.transaction(ref, async (scope) => {
+        await scope.session.find();
+        await scope.items.listVisible(NOW, 10);
+        if (!(await holds.find(hold.holdId))) await holds.insert(hold);
+        await scope.session.lockForWrite(NOW);
+        return (await scope.holds!.covering()).map((h) => h.holdId);
+      });
+      expect(seen).toEqual([hold.holdId]);
     });
   });
 }

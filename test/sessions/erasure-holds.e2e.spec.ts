@@ -1,0 +1,370 @@
+import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { generateKeyPairSync } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Test, type TestingModule } from '@nestjs/testing';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import {
+  AuditActorRequiredError,
+  AuditService,
+  EncryptedSessionModule,
+  EncryptedSessionService,
+  IntegrityError,
+  InvalidArgumentError,
+  LegalHoldError,
+  RetentionService,
+  runAs,
+  verifyErasureReceipt,
+  type EncryptedSessionModuleOptions,
+  type ErasureReceipt,
+} from '../../src/index.js';
+import { newRootKeyEntry } from '../support/test-keys.js';
+import { rejectionOf } from '../support/thrown-by.js';
+
+/*
+ * Erasure and legal holds through the module as a host boots it, on the embedded SQLite file
+ * and in memory: a subject's sessions crypto-shredded with a signed receipt, a hold that
+ * refuses erasure and makes the purge keep what it covers, an audited export of a held
+ * session past its TTL, and a backup restored after an erasure erased again from the receipt.
+ */
+
+const CANARY = 'CANARY-erasure-51c9';
+const k1 = newRootKeyEntry('k1');
+const actor = { type: 'user' as const, id: 'dpo-1', tenantId: 'acme' };
+const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+
+type StorageOptions = EncryptedSessionModuleOptions['storage'];
+
+const backends: Array<[string, (directory: string) => StorageOptions]> = [
+  ['sqlite', (directory) => ({ type: 'sqlite', path: join(directory, 'sessions.sqlite') })],
+  ['memory', () => ({ type: 'memory' })],
+];
+
+/** Sessions of a subject (and one of another), each with `count` items. */
+async function seed(
+  service: EncryptedSessionService,
+  sessions: Record<string, string>,
+  count = 3,
+  ttlSeconds: number | null = null,
+): Promise<void> {
+  await runAs(actor, async () => {
+    for (const [sessionId, subjectId] of Object.entries(sessions)) {
+      const session = await service.open(sessionId, { tenantId: 'acme', subjectId, ttlSeconds });
+      await session.addItems(
+        Array.from({ length: count }, (_, index) => ({
+          role: 'user' as const,
+          content: `${CANARY} ${sessionId} ${index}`,
+        })),
+      );
+    }
+  });
+}
+
+const read = (service: EncryptedSessionService, sessionId: string) =>
+  runAs(actor, async () => (await service.open(sessionId, { tenantId: 'acme' })).getItems());
+
+describe.each(backends)('erasure and legal holds on %s', (_backend, storageFor) => {
+  let directory: string;
+  let moduleRef: TestingModule | undefined;
+
+  beforeEach(() => {
+    directory = mkdtempSync(join(tmpdir(), 'nes-erasure-'));
+  });
+  afterEach(async () => {
+    await moduleRef?.close();
+    moduleRef = undefined;
+    rmSync(directory, { recursive: true, force: true });
+  });
+
+  async function boot(): Promise<TestingModule> {
+    const ref = await Test.createTestingModule({
+      imports: [
+        EncryptedSessionModule.forRoot({
+          keys: { env: { keys: k1, activeKeyId: 'k1' } },
+          storage: storageFor(directory),
+          audit: { requireActor: true, checkpoints: { privateKey, keyId: 'audit-2026' } },
+        }),
+      ],
+    }).compile();
+    moduleRef = ref;
+    await ref.init();
+    return ref;
+  }
+
+  it('erases every session of a subject and returns a receipt that verifies offline', async () => {
+    const ref = await boot();
+    const service = ref.get(EncryptedSessionService);
+    await seed(service, { 's-1': 'patient-7', 's-2': 'patient-7', other: 'patient-8' });
+
+    const receipt = await runAs(actor, () =>
+      service.eraseSubject('patient-7', { tenantId: 'acme', reason: 'subject-request' }),
+    );
+
+    expect(receipt).toMatchObject({
+      schema: 'nes.erasure.receipt/1',
+      tenantId: 'acme',
+      scope: 'subject',
+      reason: 'subject-request',
+      sessionIds: ['s-1', 's-2'],
+      sessions: 2,
+      keysDestroyed: 2,
+      itemsDeleted: 6,
+      actor: { type: 'user', id: 'dpo-1' },
+      signingKeyId: 'audit-2026',
+    });
+    expect(receipt.subjectRef).toMatch(/^[A-Za-z0-9_-]{20,}$/);
+    expect(JSON.stringify(receipt)).not.toContain('patient-7');
+    expect(verifyErasureReceipt(receipt, publicKey)).toBe(true);
+    expect(verifyErasureReceipt({ ...receipt, itemsDeleted: 5 }, publicKey)).toBe(false);
+    expect(await read(service, 's-1')).toEqual([]);
+    expect(await read(service, 'other')).toHaveLength(3);
+  });
+
+  it('records each session.erase and the subject.erase in the trail, and it verifies', async () => {
+    const ref = await boot();
+    const service = ref.get(EncryptedSessionService);
+    await seed(service, { 's-1': 'patient-7' });
+    const receipt = await runAs(actor, () =>
+      service.eraseSubject('patient-7', { tenantId: 'acme', reason: 'consent-withdrawn' }),
+    );
+    const audit = ref.get(AuditService);
+    const report = await audit.accessReport({
+      tenantId: 'acme',
+      sessionId: 's-1',
+      from: 0,
+      to: Date.now() + 1000,
+    });
+    const erase = report.events.find((event) => event.action === 'session.erase');
+    expect(erase).toMatchObject({
+      outcome: 'success',
+      target: { sessionId: 's-1', recordId: receipt.receiptId, count: 1 },
+      keys: { dekIds: receipt.dekIds },
+    });
+    expect((await runAs(actor, () => audit.verify({ tenantId: 'acme' }))).ok).toBe(true);
+  });
+
+  it('refuses an erasure with no actor before it touches anything', async () => {
+    const ref = await boot();
+    const service = ref.get(EncryptedSessionService);
+    await seed(service, { 's-1': 'patient-7' });
+    const error = await rejectionOf(() =>
+      service.eraseSubject('patient-7', { tenantId: 'acme', reason: 'subject-request' }),
+    );
+    expect(error).toBeInstanceOf(AuditActorRequiredError);
+    expect(await read(service, 's-1')).toHaveLength(3);
+  });
+
+  it('refuses a reason that is not one of the codes, naming them', async () => {
+    const ref = await boot();
+    const service = ref.get(EncryptedSessionService);
+    const error = await rejectionOf(() =>
+      runAs(actor, () =>
+        service.eraseSubject('patient-7', {
+          tenantId: 'acme',
+          reason: 'because the patient asked' as never,
+        }),
+      ),
+    );
+    expect(error).toBeInstanceOf(InvalidArgumentError);
+    expect(error.message).toContain('subject-request');
+  });
+
+  it('a hold on a subject refuses its erasure with LegalHoldError and nothing changes', async () => {
+    const ref = await boot();
+    const service = ref.get(EncryptedSessionService);
+    await seed(service, { 's-1': 'patient-7', 's-2': 'patient-7' });
+    const hold = await runAs(actor, () =>
+      service.placeHold({ tenantId: 'acme', subjectId: 'patient-7', matterRef: 'case-2026-14' }),
+    );
+
+    const error = await rejectionOf(() =>
+      runAs(actor, () => service.eraseSubject('patient-7', { tenantId: 'acme', reason: 'other' })),
+    );
+    expect(error).toBeInstanceOf(LegalHoldError);
+    expect(error.message).toContain(hold.holdId);
+    expect(error.message).not.toContain('patient-7');
+    const sessionError = await rejectionOf(() =>
+      runAs(actor, () => service.eraseSession('s-2', { tenantId: 'acme', reason: 'other' })),
+    );
+    expect(sessionError).toBeInstanceOf(LegalHoldError);
+    expect(await read(service, 's-1')).toHaveLength(3);
+    expect(await read(service, 's-2')).toHaveLength(3);
+
+    await runAs(actor, () => service.releaseHold(hold.holdId));
+    const receipt = await runAs(actor, () =>
+      service.eraseSubject('patient-7', { tenantId: 'acme', reason: 'other' }),
+    );
+    expect(receipt.sessions).toBe(2);
+  });
+
+  it('a hold on one session covers it only; placing and releasing are audited', async () => {
+    const ref = await boot();
+    const service = ref.get(EncryptedSessionService);
+    await seed(service, { 's-1': 'patient-7', 's-2': 'patient-8' });
+    const hold = await runAs(actor, () =>
+      service.placeHold({ tenantId: 'acme', sessionId: 's-1', matterRef: 'case-9' }),
+    );
+    expect(hold).toMatchObject({ sessionId: 's-1', subjectId: null, placedBy: 'dpo-1' });
+    await runAs(actor, () => service.eraseSession('s-2', { tenantId: 'acme', reason: 'other' }));
+    expect(await service.listHolds({ tenantId: 'acme' })).toEqual([hold]);
+
+    const released = await runAs(actor, () => service.releaseHold(hold.holdId));
+    expect(released).toMatchObject({ holdId: hold.holdId, releasedBy: 'dpo-1' });
+    expect(released.releasedAt).toBeGreaterThanOrEqual(hold.placedAt);
+    expect(await service.listHolds({ tenantId: 'acme' })).toEqual([]);
+    expect(await service.listHolds({ tenantId: 'acme', includeReleased: true })).toEqual([
+      released,
+    ]);
+    const report = await ref.get(AuditService).accessReport({
+      tenantId: 'acme',
+      sessionId: 's-1',
+      from: 0,
+      to: Date.now() + 1000,
+    });
+    const actions = report.events
+      .filter((event) => event.target.recordId === hold.holdId)
+      .map((event) => event.action);
+    expect(actions).toEqual(['hold.apply', 'hold.release']);
+  });
+
+  it('refuses a hold with both targets, or neither, and an unknown hold id', async () => {
+    const ref = await boot();
+    const service = ref.get(EncryptedSessionService);
+    for (const input of [
+      { tenantId: 'acme', sessionId: 's', subjectId: 'p', matterRef: 'm' },
+      { tenantId: 'acme', matterRef: 'm' },
+    ]) {
+      const error = await rejectionOf(() => runAs(actor, () => service.placeHold(input as never)));
+      expect(error).toBeInstanceOf(InvalidArgumentError);
+    }
+    const unknown = await rejectionOf(() =>
+      runAs(actor, () => service.releaseHold('01890000-0000-7000-8000-000000000000')),
+    );
+    expect(unknown).toBeInstanceOf(InvalidArgumentError);
+  });
+
+  it('the purge keeps expired items of a held session, counts them, and deletes the others', async () => {
+    const ref = await boot();
+    const service = ref.get(EncryptedSessionService);
+    await seed(service, { held: 'patient-7', free: 'patient-8' }, 2, 1);
+    await runAs(actor, () =>
+      service.placeHold({ tenantId: 'acme', subjectId: 'patient-7', matterRef: 'case-3' }),
+    );
+    await sleep(1100);
+
+    const report = await ref.get(RetentionService).purgeExpired();
+    expect(report.result).toMatchObject({ scanned: 4, purged: 2, skippedForHold: 2 });
+
+    const lines: string[] = [];
+    const [hold] = await service.listHolds({ tenantId: 'acme' });
+    for await (const line of runAs(actor, () => service.exportHold(hold.holdId))) {
+      lines.push(line);
+    }
+    const exported = lines.map((line) => JSON.parse(line));
+    expect(exported).toHaveLength(2);
+    expect(exported[0]).toMatchObject({
+      holdId: hold.holdId,
+      matterRef: 'case-3',
+      sessionId: 'held',
+      seq: 1,
+      item: { role: 'user', content: `${CANARY} held 0` },
+    });
+    expect(exported[0].expiresAt).toBeLessThan(Date.now());
+    const report2 = await ref.get(AuditService).accessReport({
+      tenantId: 'acme',
+      sessionId: 'held',
+      from: 0,
+      to: Date.now() + 1000,
+    });
+    expect(report2.events.map((event) => event.action)).toContain('hold.export');
+  });
+
+  it('erases one session; reading it after gives nothing, and its keys are destroyed', async () => {
+    const ref = await boot();
+    const service = ref.get(EncryptedSessionService);
+    await seed(service, { 's-1': 'patient-7' });
+    const session = await runAs(actor, () => service.open('s-1', { tenantId: 'acme' }));
+    const receipt = await runAs(actor, () =>
+      service.eraseSession('s-1', { tenantId: 'acme', reason: 'retention-policy' }),
+    );
+    expect(receipt).toMatchObject({ scope: 'session', sessions: 1, keysDestroyed: 1 });
+    expect(await runAs(actor, () => session.getItems())).toEqual([]);
+    // A write after the erasure starts afresh under a new key; the old one stays destroyed.
+    await runAs(actor, () => session.addItems([{ role: 'user', content: 'after' }]));
+    expect(await runAs(actor, () => session.getItems())).toEqual([
+      { role: 'user', content: 'after' },
+    ]);
+    expect(receipt.dekIds).toHaveLength(1);
+  });
+});
+describe('erasure after a backup restore, on the SQLite file', () => {
+  let directory: string;
+  let moduleRef: TestingModule | undefined;
+  const storageFor = backends[0][1];
+
+  beforeEach(() => {
+    directory = mkdtempSync(join(tmpdir(), 'nes-erasure-'));
+  });
+  afterEach(async () => {
+    await moduleRef?.close();
+    moduleRef = undefined;
+    rmSync(directory, { recursive: true, force: true });
+  });
+
+  async function boot(): Promise<TestingModule> {
+    const ref = await Test.createTestingModule({
+      imports: [
+        EncryptedSessionModule.forRoot({
+          keys: { env: { keys: k1, activeKeyId: 'k1' } },
+          storage: storageFor(directory),
+          audit: { requireActor: true, checkpoints: { privateKey, keyId: 'audit-2026' } },
+        }),
+      ],
+    }).compile();
+    moduleRef = ref;
+    await ref.init();
+    return ref;
+  }
+
+  it('after a backup restore, replaying the receipts erases the subject again', async () => {
+    const databasePath = join(directory, 'sessions.sqlite');
+    const backupPath = join(directory, 'backup.sqlite');
+    let ref = await boot();
+    let service = ref.get(EncryptedSessionService);
+    await seed(service, { 's-1': 'patient-7', 's-2': 'patient-7', other: 'patient-8' });
+    await ref.close();
+    moduleRef = undefined;
+    copyFileSync(databasePath, backupPath);
+
+    ref = await boot();
+    service = ref.get(EncryptedSessionService);
+    const receipt: ErasureReceipt = await runAs(actor, () =>
+      service.eraseSubject('patient-7', { tenantId: 'acme', reason: 'subject-request' }),
+    );
+    await ref.close();
+    moduleRef = undefined;
+    // The restore: the old file, with its old (empty) ledger, comes back.
+    copyFileSync(backupPath, databasePath);
+    rmSync(`${databasePath}-wal`, { force: true });
+    rmSync(`${databasePath}-shm`, { force: true });
+
+    ref = await boot();
+    service = ref.get(EncryptedSessionService);
+    expect(await read(service, 's-1')).toHaveLength(3);
+    const replay = await runAs(actor, () =>
+      service.replayErasureLedger({ receipts: [JSON.stringify(receipt)] }),
+    );
+    expect(replay).toMatchObject({ entries: 1, sessionsErased: 2, keysDestroyed: 2 });
+    expect(await read(service, 's-1')).toEqual([]);
+    expect(await read(service, 's-2')).toEqual([]);
+    expect(await read(service, 'other')).toHaveLength(3);
+
+    const forged = { ...receipt, sessionIds: ['other'] };
+    const error = await rejectionOf(() =>
+      runAs(actor, () => service.replayErasureLedger({ receipts: [forged] })),
+    );
+    expect(error).toBeInstanceOf(IntegrityError);
+    expect(await read(service, 'other')).toHaveLength(3);
+  });
+});

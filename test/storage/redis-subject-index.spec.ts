@@ -19,7 +19,7 @@ import {
 } from '../support/redis-support.js';
 import { assembleHarness, type HarnessFactory } from '../support/session-harness.js';
 import { newSessionRecord } from '../support/session-records.js';
-import { describeHoldStorageContract } from './hold-storage-contract.js';
+import { describeHoldRaceContract, describeHoldStorageContract } from './hold-storage-contract.js';
 
 /*
  * The subject index of the Redis adapter (a ZSET of session ids per tenant and subject, in a
@@ -414,6 +414,7 @@ describe.skipIf(!up)('Redis subject index and holds on a Redis Cluster', () => {
   };
 
   describeHoldStorageContract('redis cluster', clusterHarness);
+  describeHoldRaceContract('redis cluster', clusterHarness);
 
   it('rebuilds the index from sessions on every master, then answers from one slot', async () => {
     const client = cluster.client();

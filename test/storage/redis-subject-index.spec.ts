@@ -352,6 +352,41 @@ describe.skipIf(!up)('Redis subject index', () => {
     ).toBe(0);
   });
 
+  it('keeps the keys of a held session from the expiry backstop until the hold is released', async () => {
+    const ref = { tenantId, sessionId: 'session-a' };
+    const keys = layout.forSession(ref);
+    const append = () =>
+      storage.transaction(ref, async (scope) => {
+        await scope.session.insertIfAbsent({ ...newSessionRecord(ref), subjectId: 'p-1' });
+        const seq = (await scope.session.reserveSequence(1, Date.now()))!;
+        await scope.items.insertMany([
+          {
+            seq,
+            dekId: '00000000-0000-4000-8000-000000000001',
+            expiresAt: Date.now() + 60_000,
+            createdAt: Date.now(),
+            ciphertext: Buffer.from([seq]),
+          },
+        ]);
+      });
+    const lock = () => storage.transaction(ref, (scope) => scope.session.lockForWrite(Date.now()));
+    const ttls = () => Promise.all([keys.session, keys.items].map((key) => redis.client.pttl(key)));
+
+    await append();
+    for (const ttl of await ttls()) expect(ttl).toBeGreaterThan(0);
+    // Placed as the service places it: stored, then the session locked.
+    const hold = holdOf(tenantId, { subjectId: 'p-1' });
+    await storage.holds.insert(hold);
+    await lock();
+    expect(await ttls()).toEqual([-1, -1]);
+    await append();
+    expect(await ttls()).toEqual([-1, -1]);
+
+    await storage.holds.release(hold.holdId, Date.now(), 'counsel');
+    await lock();
+    for (const ttl of await ttls()) expect(ttl).toBeGreaterThan(0);
+  });
+
   it('a creating unit that throws leaves no index entry', async () => {
     const ref = { tenantId, sessionId: 'session-a' };
     await expect(

@@ -75,6 +75,14 @@ export interface UnitCommit {
   readonly ops: ReadonlyArray<string | Buffer>;
   /** Epoch ms for PEXPIREAT, or 0 for PERSIST. */
   readonly expireAt: number;
+  /**
+   * The session and the subject its hash names, when the commit would give the session's keys
+   * an expiry: an active legal hold on either turns it into PERSIST (checked right before the
+   * commit), so Redis never drops held data. Undefined when the commit persists them anyway.
+   */
+  readonly expiryHoldCheck:
+    | { readonly tenantId: string; readonly sessionId: string; readonly subjectId: string | null }
+    | undefined;
   /** KEYS after the session's four: records zset, head and index zsets of each audit chain. */
   readonly auditKeys: readonly string[];
   /** The audit chains the unit appends to, for messages. */
@@ -318,6 +326,7 @@ export class RedisUnitOfWork {
       }
     }
     const committedVersion = Number(space.expectedVersion || '0') + 1;
+    const expireAt = this.expireAt(space, now);
     const subject = space.record?.subjectId ?? null;
     const ref = { tenantId: space.ref.tenantId, sessionId: space.ref.sessionId };
     return {
@@ -336,7 +345,11 @@ export class RedisUnitOfWork {
       expectedVersion: space.expectedVersion,
       newDataKeyIds: [...space.newDataKeyIds],
       ops,
-      expireAt: this.expireAt(space, now),
+      expireAt,
+      expiryHoldCheck:
+        expireAt !== 0 && space.record
+          ? { ...ref, subjectId: space.storedSubject ?? space.record.subjectId }
+          : undefined,
       auditKeys,
       auditChains: audited.map((locked) => locked.chain),
       auditRegistrations: chainRegistrations(audited),

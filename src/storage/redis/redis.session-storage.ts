@@ -344,8 +344,9 @@ export class RedisSessionStorage implements SessionStorage {
         // A fence that failed refuses the commit, also when the work caught its error.
         if (unit.lost) throw unit.lost;
         if (!unit.invalidated) {
-          const commit = unit.describeCommit(Date.now());
-          if (!commit) return result;
+          const described = unit.describeCommit(Date.now());
+          if (!described) return result;
+          const commit = await this.keepingHeldSessions(described);
           if (await this.commitFailingClosed(commit)) {
             await this.dropStaleSubjectEntries(commit);
             return result;
@@ -356,6 +357,24 @@ export class RedisSessionStorage implements SessionStorage {
       }
       await this.pauseBeforeRetry(attempt);
     }
+  }
+
+  /**
+   * The commit with PERSIST instead of an expiry while an active legal hold covers the session:
+   * the expiry backstop must not drop what a hold keeps. Read right before each attempt's commit;
+   * a hold placed after this read is followed by its placer's lock of the session, which either
+   * conflicts with this commit (it runs again and reads the hold) or commits after it and
+   * persists the keys itself.
+   */
+  private async keepingHeldSessions(commit: UnitCommit): Promise<UnitCommit> {
+    const target = commit.expiryHoldCheck;
+    if (!target) return commit;
+    const held = await this.holds.activeCovering(
+      target.tenantId,
+      target.sessionId,
+      target.subjectId,
+    );
+    return held.length > 0 ? { ...commit, expireAt: 0 } : commit;
   }
 
   /**

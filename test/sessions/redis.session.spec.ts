@@ -8,6 +8,10 @@ import {
 import { assembleHarness, type HarnessFactory } from '../support/session-harness.js';
 import { describeKekRotation } from '../keys/kek-rotation-contract.js';
 import { describeAuditStorageContract } from '../storage/audit-storage-contract.js';
+import {
+  describeHoldRaceContract,
+  describeHoldStorageContract,
+} from '../storage/hold-storage-contract.js';
 import { describeLeaseStorageContract } from '../storage/lease-storage-contract.js';
 import { describeRetentionStorageContract } from '../storage/retention-storage-contract.js';
 import { describeIntegrityContract } from './integrity-contract.js';
@@ -31,5 +35,7 @@ describe.skipIf(!up)('redis', () => {
   describeAuditStorageContract('redis', redisHarness);
   describeLeaseStorageContract('redis', redisHarness);
   describeRetentionStorageContract('redis', redisHarness);
+  describeHoldStorageContract('redis', redisHarness);
+  describeHoldRaceContract('redis', redisHarness);
   describeAuditTrailContract('redis', redisHarness);
 });

@@ -19,6 +19,10 @@ import { SESSION_FIELDS } from './redis-record-codec.js';
  * session hash field `expiry_indexed` is set once every stored item is indexed: by a commit that
  * finds no items zset or clears it, or by a rebuild (ED, EA..., HS).
  *
+ * A session deletion (SD) deletes the five keys but keeps the session hash's `version` (and
+ * `recent_commits`): the version goes on rising, so a unit that read the session before fails
+ * its compare-and-set, and the caller gives what is left an expiry (PEXPIREAT).
+ *
  * Replies: 1 applied (or applied before: the same commit sent again after its reply was lost,
  * e.g. by a host client that resends unanswered commands after a reconnect),
  * 0 conflict (another writer committed since the snapshot; nothing written),
@@ -54,6 +58,12 @@ export const COMMIT_OP = {
   removeExpiryEntry: 'ER',
   /** DEL expiry: a rebuild of the index starts from nothing */
   clearExpiryIndex: 'ED',
+  /**
+   * Deletes the session: DEL of the session hash, items, data keys, operations and expiry
+   * index, keeping only the version (which goes on rising, so every unit that read the session
+   * before fails its compare-and-set) and the recent commit ids. The audit chain keys stay.
+   */
+  deleteSession: 'SD',
   /**
    * Checked only (standalone server): lease key index (into KEYS), owner, token, the unit's pin
    * field. The lease has that owner and token and is unexpired by the server's clock, or the
@@ -103,7 +113,7 @@ export const SESSION_COMMIT_KEYS = 5;
 export const RECENT_COMMITS_KEPT = 16;
 
 /** How many arguments follow each op code. */
-const ARITY = `{ HS = 2, HD = 1, ZA = 2, ZR = 2, ZD = 0, EA = 1, ER = 1, ED = 0, LF = 4, KS = 2, OS = 2, OD = 0, AC = 5, AR = 3, AI = 2, AE = 1 }`;
+const ARITY = `{ HS = 2, HD = 1, ZA = 2, ZR = 2, ZD = 0, EA = 1, ER = 1, ED = 0, SD = 0, LF = 4, KS = 2, OS = 2, OD = 0, AC = 5, AR = 3, AI = 2, AE = 1 }`;
 
 export const COMMIT_SCRIPT = `
 local sessionKey, itemsKey, keysKey, opsKey, expiryKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
@@ -124,6 +134,8 @@ end
 -- Check first, write after: a script that fails half-way keeps what it already wrote.
 -- pending: members this commit inserts, by seq. top: the highest stored score (read once).
 local cleared, pending, removed, top, i = false, {}, {}, nil, 4
+-- Whether the commit deletes the session (SD): no item is left unindexed after it.
+local deleted = false
 -- Whether every stored item is indexed already (a session written before the index is not).
 local indexed = redis.call('HEXISTS', sessionKey, '${SESSION_FIELDS.expiryIndexed}') == 1
 local hadItems = redis.call('EXISTS', itemsKey) == 1
@@ -145,6 +157,8 @@ while i <= #ARGV do
     if (tonumber(held[3]) or 0) <= now and pin <= now then return 7 end
   elseif op == 'ZD' then
     cleared, pending, removed = true, {}, {}
+  elseif op == 'SD' then
+    cleared, pending, removed, deleted = true, {}, {}, true
   elseif op == 'ZR' then
     local seq, member = ARGV[i + 1], ARGV[i + 2]
     if pending[seq] == member then
@@ -216,6 +230,9 @@ while i <= #ARGV do
     redis.call('ZREM', expiryKey, ARGV[i + 1])
   elseif op == 'ED' then
     redis.call('DEL', expiryKey)
+  elseif op == 'SD' then
+    redis.call('DEL', sessionKey, itemsKey, keysKey, opsKey, expiryKey)
+    if current ~= '' then redis.call('HSET', sessionKey, 'version', current) end
   elseif op == 'KS' then
     redis.call('HSET', keysKey, ARGV[i + 1], ARGV[i + 2])
   elseif op == 'OS' then
@@ -233,7 +250,7 @@ while i <= #ARGV do
 end
 
 -- No item older than the index is left once there were none, or this commit cleared them.
-if not indexed and (not hadItems or cleared) then
+if deleted or (not indexed and (not hadItems or cleared)) then
   redis.call('HSET', sessionKey, '${SESSION_FIELDS.expiryIndexed}', '1')
 end
 redis.call('HINCRBY', sessionKey, 'version', 1)

@@ -60,6 +60,47 @@ export interface RedisAuditIndexKeys {
   readonly locations: string;
 }
 
+/** The keys of the legal holds (one hash tag, one slot). */
+export interface RedisHoldKeys {
+  /** HASH: holdId -> packed hold record. */
+  readonly records: string;
+  /** ZSET: score 0, member = every hold id, so ZRANGE BYLEX lists them by their bytes. */
+  readonly all: string;
+  /** ZSET as {@link all}, the active holds only. */
+  readonly active: string;
+  /** ZSET as {@link all}, the tenant's holds. */
+  ofTenant(tenantId: string): string;
+  /** ZSET as {@link all}, the tenant's active holds. */
+  activeOfTenant(tenantId: string): string;
+  /** SET: ids of the active holds on one session. */
+  onSession(tenantId: string, sessionId: string): string;
+  /** SET: ids of the active holds on one subject. */
+  onSubject(tenantId: string, subjectId: string): string;
+}
+
+/** The keys of the erasure ledger (one hash tag, one slot). */
+export interface RedisErasureLedgerKeys {
+  /** HASH: erasureId -> packed ledger entry. */
+  readonly records: string;
+  /** ZSET: score 0, member = every erasure id, listed by its bytes. */
+  readonly ids: string;
+}
+
+/** The subject index of one (tenant, subject): both keys in one slot. */
+export interface RedisSubjectIndexKeys {
+  /**
+   * ZSET: score 0, member = id of each session that may name the subject (added before the
+   * session's creating commit), so ZRANGE BYLEX lists them by their bytes.
+   */
+  readonly sessions: string;
+  /**
+   * HASH: session id -> the session version from which the entry may be stale: the version
+   * the creating commit gives the session hash (or the version a rebuild read). An entry
+   * goes only once the session hash, at that version or a later one, names no such subject.
+   */
+  readonly tokens: string;
+}
+
 /**
  * The hash tag of a session: base64url of the tenant id, '.', base64url of the session id.
  * base64url has neither braces nor '.', so the tag is brace-free and no two refs share one.
@@ -193,6 +234,62 @@ export class RedisKeyLayout {
    */
   jobLease(job: string): string {
     return `${this.prefix}{job:${base64url(job)}}:lease`;
+  }
+
+  /**
+   * The keys of the legal holds, all under the hash tag 'holds' (one slot, which no session,
+   * tenant or job tag can be), so every hold call is one script on a Cluster too. Ids are
+   * members and fields as their UTF-8 bytes and base64url in key names.
+   */
+  holds(): RedisHoldKeys {
+    const base = `${this.prefix}{holds}:`;
+    return {
+      records: `${base}records`,
+      all: `${base}ids`,
+      active: `${base}active`,
+      ofTenant: (tenantId) => `${base}tenant:${base64url(tenantId)}:ids`,
+      activeOfTenant: (tenantId) => `${base}tenant:${base64url(tenantId)}:active`,
+      onSession: (tenantId, sessionId) =>
+        `${base}on-session:${base64url(tenantId)}.${base64url(sessionId)}`,
+      onSubject: (tenantId, subjectId) =>
+        `${base}on-subject:${base64url(tenantId)}.${base64url(subjectId)}`,
+    };
+  }
+
+  /** The keys of the erasure ledger, under the hash tag 'erasures' (one slot). */
+  erasureLedger(): RedisErasureLedgerKeys {
+    const base = `${this.prefix}{erasures}:`;
+    return { records: `${base}records`, ids: `${base}ids` };
+  }
+
+  /**
+   * The subject index of one subject of a tenant, in a slot of its own: the hash tag 'subject:'
+   * and base64url of tenant and subject, so a lookup reads one slot and needs no scan.
+   */
+  subjectIndex(tenantId: string, subjectId: string): RedisSubjectIndexKeys {
+    const base = `${this.prefix}{subject:${base64url(tenantId)}.${base64url(subjectId)}}:`;
+    return { sessions: `${base}sessions`, tokens: `${base}tokens` };
+  }
+
+  /**
+   * STRING, set once every session of the store is in the subject index (sessions written
+   * before the index existed are added by a rebuild first). Alone under its own hash tag.
+   */
+  get subjectIndexComplete(): string {
+    return `${this.prefix}{subject-index}:complete`;
+  }
+
+  /** SCAN pattern of every session hash under this prefix. */
+  get sessionPattern(): string {
+    return `${this.prefix}{*}:session`;
+  }
+
+  /** The session tag of a session hash key {@link sessionPattern} matched; undefined otherwise. */
+  tagOfSessionKey(key: string): string | undefined {
+    const head = `${this.prefix}{`;
+    const tail = '}:session';
+    if (!key.startsWith(head) || !key.endsWith(tail)) return undefined;
+    return key.slice(head.length, key.length - tail.length);
   }
 
   /**

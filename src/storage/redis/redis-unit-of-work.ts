@@ -1,12 +1,18 @@
 import { randomBytes } from 'node:crypto';
 import type { ChainableCommander } from 'ioredis';
 import { IntegrityError } from '../../errors/index.js';
-import type { AdapterScope } from '../adapter-scope.js';
+import type {
+  AdapterDataKeys,
+  AdapterHolds,
+  AdapterScope,
+  AdapterSessionRows,
+} from '../adapter-scope.js';
 import type {
   AuditChainRef,
   DataKeyRecord,
   HistoryOperationRecord,
   JobLease,
+  LegalHoldRecord,
   SessionRecord,
   SessionRef,
   StoredItem,
@@ -21,6 +27,7 @@ import {
 import { COMMIT_OP, SESSION_COMMIT_KEYS } from './redis-commit-script.js';
 import { expiryIndexEntry } from './redis-expiry-index.js';
 import { redisSessionTag, type RedisSessionKeys } from './redis-keys.js';
+import type { SubjectIndexEntry } from './redis-subject-index.js';
 import {
   assertDataKeyId,
   packDataKey,
@@ -68,6 +75,14 @@ export interface UnitCommit {
   readonly ops: ReadonlyArray<string | Buffer>;
   /** Epoch ms for PEXPIREAT, or 0 for PERSIST. */
   readonly expireAt: number;
+  /**
+   * The session and the subject its hash names, when the commit would give the session's keys
+   * an expiry: an active legal hold on either turns it into PERSIST (checked right before the
+   * commit), so Redis never drops held data. Undefined when the commit persists them anyway.
+   */
+  readonly expiryHoldCheck:
+    | { readonly tenantId: string; readonly sessionId: string; readonly subjectId: string | null }
+    | undefined;
   /** KEYS after the session's four: records zset, head and index zsets of each audit chain. */
   readonly auditKeys: readonly string[];
   /** The audit chains the unit appends to, for messages. */
@@ -83,7 +98,37 @@ export interface UnitCommit {
   readonly leases: readonly JobLease[];
   /** The unit's id in the pins it put on those leases. */
   readonly unitId: string;
+  /**
+   * The subject index entry of a session this unit creates with a subject: added before the
+   * commit, so the index never misses a committed session.
+   */
+  readonly subjectIndexEntry: SubjectIndexEntry | undefined;
+  /**
+   * Entries that go stale once the commit applies (the unit forgot the subject or deleted the
+   * session), with the version the commit gives the session: removed after it, best effort.
+   */
+  readonly staleSubjectEntries: ReadonlyArray<Omit<SubjectIndexEntry, 'token'>>;
+  /** The session version once this commit applied. */
+  readonly committedVersion: number;
 }
+
+/** What a Redis unit of work offers: the optional members of {@link AdapterScope} too. */
+export interface RedisAdapterScope extends AdapterScope {
+  readonly sessions: Required<AdapterSessionRows>;
+  readonly dataKeys: Required<AdapterDataKeys>;
+  /** The active holds covering the session (absent: the unit was given no hold reader). */
+  readonly holds?: AdapterHolds;
+}
+
+/** The active holds of a tenant on a session or on a subject (LegalHoldStorage.activeCovering). */
+export type HoldsCovering = (
+  tenantId: string,
+  sessionId: string,
+  subjectId: string | null,
+) => Promise<LegalHoldRecord[]>;
+
+/** How long the version of a deleted session stays, so units that read it before conflict. */
+export const DELETED_SESSION_VERSION_MS = 86_400_000;
 
 /**
  * Fences unit `unitId` with `lease`: throws LeaseLostError unless the lease is still held (its
@@ -111,6 +156,12 @@ class SessionWorkspace {
   neverExpires: boolean;
   /** Whether every stored item is in the expiry index (false: written before the index). */
   readonly expiryIndexed: boolean;
+  /** The subject the stored session hash names (null: none, or no session). */
+  readonly storedSubject: string | null;
+  /** Whether this unit inserted the session record. */
+  inserted = false;
+  /** Whether this unit deleted the stored session. */
+  deleted = false;
   expiryChanged = false;
   readonly dataKeys: Map<string, DataKeyRecord>;
   readonly changedDataKeys = new Set<string>();
@@ -132,7 +183,7 @@ class SessionWorkspace {
   readonly owner: string;
 
   constructor(
-    ref: SessionRef,
+    readonly ref: SessionRef,
     readonly tag: string,
     readonly keys: RedisSessionKeys,
     hash: Record<string, string>,
@@ -150,6 +201,7 @@ class SessionWorkspace {
     });
     this.neverExpires = sessionHashFlag(ref, hash, SESSION_FIELDS.neverExpires);
     this.expiryIndexed = sessionHashFlag(ref, hash, SESSION_FIELDS.expiryIndexed);
+    this.storedSubject = this.record?.subjectId ?? null;
     this.dataKeys = dataKeys;
   }
 
@@ -191,7 +243,7 @@ function assertSessionExists(space: SessionWorkspace, what: string): void {
  * buffer; the commit's compare-and-set on the version makes them true at commit time.
  */
 export class RedisUnitOfWork {
-  readonly scope: AdapterScope;
+  readonly scope: RedisAdapterScope;
   /** Set when a read saw another writer's commit: the attempt must not commit. */
   invalidated = false;
   private workspace: Promise<SessionWorkspace> | undefined;
@@ -214,6 +266,8 @@ export class RedisUnitOfWork {
     private readonly expiryBackstopMs: number,
     /** Checks and pins a job lease on the server (absent: the unit offers no fence). */
     private readonly leaseFence?: LeaseFence,
+    /** Reads the active holds (absent: the unit offers no hold check). */
+    private readonly holdsCovering?: HoldsCovering,
   ) {
     this.scope = this.createScope();
   }
@@ -271,14 +325,31 @@ export class RedisUnitOfWork {
         auditIndexChecks.push(COMMIT_OP.auditIndexExists, String(first + position));
       }
     }
+    const committedVersion = Number(space.expectedVersion || '0') + 1;
+    const expireAt = this.expireAt(space, now);
+    const subject = space.record?.subjectId ?? null;
+    const ref = { tenantId: space.ref.tenantId, sessionId: space.ref.sessionId };
     return {
+      subjectIndexEntry:
+        space.inserted && subject !== null
+          ? { ...ref, subjectId: subject, token: committedVersion }
+          : undefined,
+      staleSubjectEntries:
+        space.storedSubject !== null && subject !== space.storedSubject
+          ? [{ ...ref, subjectId: space.storedSubject }]
+          : [],
+      committedVersion,
       keys: space.keys,
       tag: space.tag,
       owner: space.owner,
       expectedVersion: space.expectedVersion,
       newDataKeyIds: [...space.newDataKeyIds],
       ops,
-      expireAt: this.expireAt(space, now),
+      expireAt,
+      expiryHoldCheck:
+        expireAt !== 0 && space.record
+          ? { ...ref, subjectId: space.storedSubject ?? space.record.subjectId }
+          : undefined,
       auditKeys,
       auditChains: audited.map((locked) => locked.chain),
       auditRegistrations: chainRegistrations(audited),
@@ -324,6 +395,8 @@ export class RedisUnitOfWork {
    * to `now`, so a write to a session whose items expired long ago does not delete it at once.
    */
   private expireAt(space: SessionWorkspace, now: number): number {
+    // A deleted session leaves only its version behind, for a while.
+    if (space.deleted && !space.record) return now + DELETED_SESSION_VERSION_MS;
     if (!space.record || space.record.legalHold) return 0;
     if (space.neverExpires || space.maxExpiresAt === 0) return 0;
     return Math.max(space.maxExpiresAt, now) + this.expiryBackstopMs;
@@ -453,11 +526,22 @@ export class RedisUnitOfWork {
     return changed;
   }
 
-  private createScope(): AdapterScope {
+  private createScope(): RedisAdapterScope {
     const touch = (ref: SessionRef) => this.touch(ref);
     const leaseFence = this.leaseFence;
+    const holdsCovering = this.holdsCovering;
 
     return {
+      ...(holdsCovering && {
+        holds: {
+          covering: async (ref: SessionRef) => {
+            // The subject as the session hash names it (or as this unit's new record does).
+            const space = await touch(ref);
+            const subject = space.storedSubject ?? space.record?.subjectId ?? null;
+            return holdsCovering(ref.tenantId, ref.sessionId, subject);
+          },
+        },
+      }),
       ...(leaseFence && {
         fence: async (lease: JobLease) => {
           // Checked now, so a stale job stops before it works; and again at the commit.
@@ -481,6 +565,7 @@ export class RedisUnitOfWork {
           if (space.record) return false;
           space.record = { ...record };
           space.recordChanged = true;
+          space.inserted = true;
           return true;
         },
         reserveSequence: async (ref, count, now) => {
@@ -497,6 +582,39 @@ export class RedisUnitOfWork {
           if (!space.record) return false;
           space.record = { ...space.record, lastActivityAt: now };
           space.recordChanged = true;
+          return true;
+        },
+        forgetSubject: async (ref) => {
+          const space = await touch(ref);
+          if (space.record && space.record.subjectId !== null) {
+            space.record = { ...space.record, subjectId: null };
+            space.recordChanged = true;
+          }
+          this.changeKeys(space, (key) =>
+            key.subjectId === null ? undefined : { ...key, subjectId: null },
+          );
+        },
+        deleteSession: async (ref) => {
+          const space = await touch(ref);
+          if (!space.record) return false;
+          // Everything buffered so far goes with the session; the commit deletes what is stored.
+          space.ops.push(COMMIT_OP.deleteSession);
+          space.record = undefined;
+          space.recordChanged = false;
+          space.inserted = false;
+          space.deleted = true;
+          space.dataKeys.clear();
+          space.changedDataKeys.clear();
+          space.newDataKeyIds.clear();
+          space.itemsCleared = true;
+          space.deletedStoredSeqs.clear();
+          space.insertedItems.clear();
+          space.operationsCleared = true;
+          space.knownOperations.clear();
+          space.insertedOperationIds.clear();
+          space.maxExpiresAt = 0;
+          space.neverExpires = false;
+          space.expiryChanged = false;
           return true;
         },
       },
@@ -641,6 +759,18 @@ export class RedisUnitOfWork {
               ? { ...key, state: 'retiring' }
               : undefined,
           ),
+        listAllForSession: async (ref) =>
+          [...(await touch(ref)).dataKeys.values()]
+            .toSorted((a, b) => a.generation - b.generation)
+            .map(copyDataKeyRecord),
+        destroyByIds: async (ref, dekIds, now) => {
+          const ids = new Set(dekIds);
+          return this.changeKeys(await touch(ref), (key) =>
+            ids.has(key.dekId) && key.state !== 'destroyed'
+              ? { ...key, state: 'destroyed', wrappedKey: Buffer.alloc(0), destroyedAt: now }
+              : undefined,
+          );
+        },
         destroyAllForSession: async (ref, now) =>
           this.changeKeys(await touch(ref), (key) =>
             key.state === 'destroyed'

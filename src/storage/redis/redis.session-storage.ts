@@ -8,7 +8,9 @@ import { ConfigurationError, IntegrityError, StorageUnavailableError } from '../
 import { bindReadScope, bindWriteScope, type AdapterReadScope } from '../adapter-scope.js';
 import type {
   AuditStorage,
+  ErasureLedgerStorage,
   LeaseStorage,
+  LegalHoldStorage,
   MaintenanceUnsupported,
   SessionReadScope,
   SessionStorage,
@@ -37,6 +39,8 @@ import { leaseLostError } from '../job-leases.js';
 import { pinField, RedisLeaseStorage } from './redis-lease-storage.js';
 import { createRedisReadScope } from './redis-read-scope.js';
 import { RedisSessionReads, isRedisCluster, type RedisClient } from './redis-session-reads.js';
+import { RedisErasureLedgerStorage, RedisLegalHoldStorage } from './redis-hold-storage.js';
+import { RedisSubjectIndex } from './redis-subject-index.js';
 import { RedisUnitOfWork, type UnitCommit } from './redis-unit-of-work.js';
 
 /**
@@ -131,6 +135,13 @@ const logger = new Logger('RedisSessionStorage');
  * session since the unit read it (the version compare-and-set): its deletions are of members
  * it read and its audit count is what it removed, so nothing is deleted or counted twice.
  *
+ * Legal holds and the erasure ledger live in slots of their own (hash tags 'holds' and
+ * 'erasures'), each call one script. A unit's hold check reads the holds' slot directly: a hold
+ * is stored before its placer locks each session it covers, which bumps the session version,
+ * so a unit that checked before either committed first or runs again and sees it. Sessions are
+ * found by subject through an index per (tenant, subject) written before the creating commit
+ * (see redis-subject-index.ts).
+ *
  * @publicApi
  */
 export class RedisSessionStorage implements SessionStorage {
@@ -156,6 +167,11 @@ export class RedisSessionStorage implements SessionStorage {
   private readonly auditChains: RedisAuditStorage;
   /** Job leases: a hash per job in a slot of its own, changed by scripts on the server's clock. */
   readonly leases: LeaseStorage;
+  /** Legal holds: every key in one slot of their own, each call one script. */
+  readonly holds: LegalHoldStorage;
+  /** The erasure ledger: every key in one slot of its own, each call one script. */
+  readonly erasureLedger: ErasureLedgerStorage;
+  private readonly subjectIndex: RedisSubjectIndex;
   private readonly leaseStorage: RedisLeaseStorage;
   private readonly onCluster: boolean;
   private readonly expiryBackstopMs: number;
@@ -220,11 +236,15 @@ export class RedisSessionStorage implements SessionStorage {
     this.client.defineCommand(COMMIT_COMMAND, { lua: COMMIT_SCRIPT });
     this.client.defineCommand(FENCE_COMMAND, { numberOfKeys: 1, lua: FENCE_SCRIPT });
     this.reads = new RedisSessionReads(this.client, layout, commandTimeoutMs);
-    this.readScope = createRedisReadScope(this.reads);
+
     this.auditChains = new RedisAuditStorage(this.reads, this.conflictBackoff);
     this.audit = this.auditChains;
     this.leaseStorage = new RedisLeaseStorage(this.reads);
     this.leases = this.leaseStorage;
+    this.holds = new RedisLegalHoldStorage(this.reads);
+    this.erasureLedger = new RedisErasureLedgerStorage(this.reads);
+    this.subjectIndex = new RedisSubjectIndex(this.reads);
+    this.readScope = createRedisReadScope(this.reads, this.holds);
     this.onCluster = isRedisCluster(this.client);
     const reads = this.reads;
     const expiredItems = new RedisExpiredItemScan(reads, async (ref) => {
@@ -240,6 +260,8 @@ export class RedisSessionStorage implements SessionStorage {
         reads.dataKeysWrappedByOtherKek(kekId, cursor, limit),
       countDataKeysByKek: () => reads.countDataKeysByKek(),
       listExpiredItems: (now, cursor, limit) => expiredItems.listExpiredItems(now, cursor, limit),
+      listSessionsOfSubject: (tenantId, subjectId, afterSessionId, limit) =>
+        this.subjectIndex.listSessionsOfSubject(tenantId, subjectId, afterSessionId, limit),
     };
   }
 
@@ -300,8 +322,15 @@ export class RedisSessionStorage implements SessionStorage {
   /** Runs `work` on a fresh unit of work and commits it, again after each conflict. */
   private async runUnit<T>(work: (unit: RedisUnitOfWork) => Promise<T>): Promise<T> {
     const leaseFence = (lease: JobLease, unitId: string) => this.leaseStorage.pin(lease, unitId);
+    const holdsCovering = (tenantId: string, sessionId: string, subjectId: string | null) =>
+      this.holds.activeCovering(tenantId, sessionId, subjectId);
     for (let attempt = 1; ; attempt++) {
-      const unit = new RedisUnitOfWork(this.reads, this.expiryBackstopMs, leaseFence);
+      const unit = new RedisUnitOfWork(
+        this.reads,
+        this.expiryBackstopMs,
+        leaseFence,
+        holdsCovering,
+      );
       try {
         let result: T;
         try {
@@ -315,14 +344,50 @@ export class RedisSessionStorage implements SessionStorage {
         // A fence that failed refuses the commit, also when the work caught its error.
         if (unit.lost) throw unit.lost;
         if (!unit.invalidated) {
-          const commit = unit.describeCommit(Date.now());
-          if (!commit || (await this.commitFailingClosed(commit))) return result;
+          const described = unit.describeCommit(Date.now());
+          if (!described) return result;
+          const commit = await this.keepingHeldSessions(described);
+          if (await this.commitFailingClosed(commit)) {
+            await this.dropStaleSubjectEntries(commit);
+            return result;
+          }
         }
       } finally {
         await this.unpinLeases(unit);
       }
       await this.pauseBeforeRetry(attempt);
     }
+  }
+
+  /**
+   * The commit with PERSIST instead of an expiry while an active legal hold covers the session:
+   * the expiry backstop must not drop what a hold keeps. Read right before each attempt's commit;
+   * a hold placed after this read is followed by its placer's lock of the session, which either
+   * conflicts with this commit (it runs again and reads the hold) or commits after it and
+   * persists the keys itself.
+   */
+  private async keepingHeldSessions(commit: UnitCommit): Promise<UnitCommit> {
+    const target = commit.expiryHoldCheck;
+    if (!target) return commit;
+    const held = await this.holds.activeCovering(
+      target.tenantId,
+      target.sessionId,
+      target.subjectId,
+    );
+    return held.length > 0 ? { ...commit, expireAt: 0 } : commit;
+  }
+
+  /**
+   * After a commit that forgot the session's subject or deleted the session: its subject index
+   * entry goes, unless a later creation wrote it again. Best effort: an entry left behind is
+   * skipped by lookups (and removed by the next one that meets it).
+   */
+  private async dropStaleSubjectEntries(commit: UnitCommit): Promise<void> {
+    await Promise.all(
+      commit.staleSubjectEntries.map((entry) =>
+        this.subjectIndex.removeStale(entry, commit.committedVersion).catch(() => false),
+      ),
+    );
   }
 
   /**
@@ -366,6 +431,9 @@ export class RedisSessionStorage implements SessionStorage {
       // The tenant's chain index and registries live in the tenant's slot: written first too, so
       // a committed record always has its entries (an entry with no record is skipped on reads).
       this.auditChains.registerChains(commit.newAuditRegistrations),
+      // A session created with a subject joins the subject index first, in the index's slot: a
+      // committed session is always in it (an entry whose commit failed is skipped on lookups).
+      ...(commit.subjectIndexEntry ? [this.subjectIndex.add([commit.subjectIndexEntry])] : []),
     ]);
     const reply = await this.send(commit, commit.auditIndexChecks);
     if (reply !== COMMIT_REPLY.auditUnregistered) return reply === COMMIT_REPLY.applied;

@@ -78,7 +78,7 @@ export class PrivacyController {
       tenantId: tenantOf(tenantHeader),
       matterRef: body.matterRef,
       ...targetOf(body),
-    } as Parameters<EncryptedSessionService['placeHold']>[0]);
+    });
   }
 
   /** The tenant's active holds (`?all=true`: released ones too). */

@@ -345,6 +345,56 @@ describe('demo app with keys from SESSION_KEYS', () => {
     expect(bad.status).toBe(400);
   });
 
+  it('places a hold (erasure then 409 LEGAL_HOLD), exports it, releases it, then erases with a receipt', async () => {
+    const headers = { 'x-tenant-id': 'clinic', 'x-actor-id': 'dpo-1' };
+    await call(demo, 'POST', '/sessions/visit-9/items', {
+      headers,
+      body: { role: 'user', content: 'held words' },
+    });
+    const placed = await call(demo, 'POST', '/holds', {
+      headers,
+      body: { sessionId: 'visit-9', matterRef: 'case-77' },
+    });
+    expect(placed.status).toBe(201);
+    const hold = placed.body as { holdId: string };
+    expect(placed.body).toMatchObject({
+      sessionId: 'visit-9',
+      matterRef: 'case-77',
+      placedBy: 'dpo-1',
+    });
+
+    const refused = await call(demo, 'POST', '/erasures', {
+      headers,
+      body: { sessionId: 'visit-9', reason: 'subject-request' },
+    });
+    expect(refused.status).toBe(409);
+    expect(refused.body).toMatchObject({ error: 'LEGAL_HOLD' });
+    expect((await call(demo, 'GET', '/holds', { headers })).body).toEqual([placed.body]);
+    const exported = await call(demo, 'GET', `/holds/${hold.holdId}/export`, { headers });
+    expect(exported.status).toBe(200);
+    expect(exported.body).toMatchObject({ sessionId: 'visit-9', item: { content: 'held words' } });
+
+    const released = await call(demo, 'POST', `/holds/${hold.holdId}/release`, { headers });
+    expect(released.status).toBe(200);
+    const erased = await call(demo, 'POST', '/erasures', {
+      headers,
+      body: { sessionId: 'visit-9', reason: 'subject-request' },
+    });
+    expect(erased.status).toBe(200);
+    expect(erased.body).toMatchObject({
+      scope: 'session',
+      sessionIds: ['visit-9'],
+      itemsDeleted: 1,
+    });
+    const after = await call(demo, 'GET', '/sessions/visit-9/items', { headers });
+    expect(after.body).toEqual({ items: [] });
+    const badReason = await call(demo, 'POST', '/erasures', {
+      headers,
+      body: { sessionId: 'visit-9', reason: 'because' },
+    });
+    expect(badReason.status).toBe(400);
+  });
+
   it('logs one line per request naming its tenant, and never the query string', async () => {
     const acme = { 'x-tenant-id': 'acme' };
     await call(demo, 'POST', '/sessions/log-1/items', {

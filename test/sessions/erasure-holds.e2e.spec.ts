@@ -21,6 +21,7 @@ import {
   type SessionStorage,
 } from '../../src/index.js';
 import { SESSION_STORAGE } from '../../src/storage/index.js';
+import { openSqliteDataSource } from '../../src/storage/typeorm/sqlite-data-source.js';
 import { newRootKeyEntry } from '../support/test-keys.js';
 import { rejectionOf } from '../support/thrown-by.js';
 
@@ -341,7 +342,7 @@ describe.each(backends)('erasure and legal holds on %s', (_backend, storageFor) 
     expect(receipt.dekIds).toHaveLength(1);
   });
 });
-describe('erasure after a backup restore, on the SQLite file', () => {
+describe('erasure and holds on the SQLite file, seen in its rows', () => {
   let directory: string;
   let moduleRef: TestingModule | undefined;
   const storageFor = backends[0][1];
@@ -369,6 +370,86 @@ describe('erasure after a backup restore, on the SQLite file', () => {
     await ref.init();
     return ref;
   }
+
+  /** A statement on a second connection to the file: what the module does not show. */
+  async function sql<T = Record<string, unknown>>(statement: string): Promise<T[]> {
+    const raw = await openSqliteDataSource({ path: join(directory, 'sessions.sqlite') });
+    try {
+      return await raw.query<T[]>(statement);
+    } finally {
+      await raw.destroy();
+    }
+  }
+
+  /** Makes the audit store refuse events of `action`: a real write failure, no mock. */
+  const refuseAuditOf = (action: string) =>
+    sql(
+      `CREATE TRIGGER "refuse_${action.replace('.', '_')}" BEFORE INSERT ON "nes_audit_records" WHEN NEW."action" = '${action}' BEGIN SELECT RAISE(ABORT, 'audit store refuses writes'); END`,
+    );
+
+  it("an erasure leaves the subject's id in no row and no audit record", async () => {
+    const ref = await boot();
+    const service = ref.get(EncryptedSessionService);
+    const subjectId = 'CANARY-subject-9d41';
+    await seed(service, { 's-1': subjectId, 's-2': subjectId });
+    await runAs(actor, () =>
+      service.eraseSubject(subjectId, { tenantId: 'acme', reason: 'other' }),
+    );
+    for (const table of [
+      'nes_sessions',
+      'nes_data_keys',
+      'nes_audit_records',
+      'nes_erasure_ledger',
+    ]) {
+      const rows = await sql(`SELECT * FROM "${table}"`);
+      expect(rows.length, table).toBeGreaterThan(0);
+      expect(JSON.stringify(rows), table).not.toContain(subjectId);
+    }
+  });
+
+  it('a hold whose hold.apply event cannot be written is not left in force', async () => {
+    const ref = await boot();
+    const service = ref.get(EncryptedSessionService);
+    await seed(service, { 's-1': 'patient-7' });
+    await refuseAuditOf('hold.apply');
+    const error = await rejectionOf(() =>
+      runAs(actor, () =>
+        service.placeHold({ tenantId: 'acme', sessionId: 's-1', matterRef: 'case-1' }),
+      ),
+    );
+    expect(error.message).not.toContain('patient-7');
+    expect(await service.listHolds({ tenantId: 'acme' })).toEqual([]);
+    await runAs(actor, () => service.eraseSession('s-1', { tenantId: 'acme', reason: 'other' }));
+  });
+
+  it('a release whose hold.release event cannot be written leaves the hold in force', async () => {
+    const ref = await boot();
+    const service = ref.get(EncryptedSessionService);
+    await seed(service, { 's-1': 'patient-7' });
+    const hold = await runAs(actor, () =>
+      service.placeHold({ tenantId: 'acme', sessionId: 's-1', matterRef: 'case-1' }),
+    );
+    await refuseAuditOf('hold.release');
+    await rejectionOf(() => runAs(actor, () => service.releaseHold(hold.holdId)));
+    expect(await service.listHolds({ tenantId: 'acme' })).toEqual([hold]);
+    const refused = await rejectionOf(() =>
+      runAs(actor, () => service.eraseSession('s-1', { tenantId: 'acme', reason: 'other' })),
+    );
+    expect(refused).toBeInstanceOf(LegalHoldError);
+  });
+
+  it('the matter reference stays in the holds table, never in the audit trail', async () => {
+    const ref = await boot();
+    const service = ref.get(EncryptedSessionService);
+    await seed(service, { 's-1': 'patient-7' });
+    const matterRef = 'CANARY-matter-6b2e';
+    const hold = await runAs(actor, () =>
+      service.placeHold({ tenantId: 'acme', subjectId: 'patient-7', matterRef }),
+    );
+    await runAs(actor, () => service.releaseHold(hold.holdId));
+    expect(JSON.stringify(await sql('SELECT * FROM "nes_audit_records"'))).not.toContain(matterRef);
+    expect(JSON.stringify(await sql('SELECT * FROM "nes_legal_holds"'))).toContain(matterRef);
+  });
 
   it('after a backup restore, replaying the receipts erases the subject again', async () => {
     const databasePath = join(directory, 'sessions.sqlite');

@@ -1,3 +1,4 @@
+import { generateKeyPairSync } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { AuditTrail, runAs } from '../src/audit/index.js';
 import { EncryptedSessionJobs, RetentionService, type JobsConfig } from '../src/jobs/index.js';
@@ -18,7 +19,9 @@ import { LIMIT_READ_CALLS, READ_LIMIT, itemOf } from './workload.js';
  *   items purged per second of the run;
  * - readLimit20DuringPurge (SQLite): getItems(20) calls/s of a live session, alone and while a
  *   purge of the same 200,000 items runs beside it in the same process;
- * - eraseSubjectMs: subject erasure is not built yet, so it is null.
+ * - eraseSubjectMs: eraseSubject() of a subject with 100 sessions of 200 items (audit on, the
+ *   receipt signed with an Ed25519 checkpoint key): ms from the call to the receipt, every data
+ *   key destroyed and every item row deleted.
  */
 
 const SESSIONS = 1_000;
@@ -31,7 +34,7 @@ const actor = { type: 'service' as const, id: 'bench', tenantId: 'bench' };
 export interface JobsBenchResult {
   readonly jobs: {
     readonly purgeItemsPerSec: { readonly sqlite: number; readonly postgres: number };
-    readonly eraseSubjectMs: { readonly sqlite: number | null; readonly postgres: number | null };
+    readonly eraseSubjectMs: { readonly sqlite: number; readonly postgres: number };
     readonly readLimit20DuringPurge: { readonly off: number; readonly on: number };
   };
 }
@@ -52,9 +55,11 @@ async function openJobsStore(backend: 'sqlite' | 'postgres'): Promise<JobsStore>
     open.storage,
     new EnvKeyProvider({ keys: rootKey, activeKeyId: 'k1' }),
   );
+  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
   const trail = new AuditTrail(open.storage.audit!, new KeyRingAuditKeys(keyRing, 86_400_000), {
     requireActor: true,
     reads: 'group-commit',
+    checkpointSigner: { keyId: 'bench', privateKey, publicKey },
   });
   keyRing.attachAuditTrail(trail);
   const config: JobsConfig = {
@@ -103,6 +108,40 @@ async function writeExpired(store: JobsStore, log: (line: string) => void): Prom
   await new Promise((resolve) => setTimeout(resolve, 1_100));
 }
 
+const ERASE_SESSIONS = 100;
+
+/** Ms of one eraseSubject() of a subject with 100 sessions of 200 items. */
+async function eraseSubjectTime(store: JobsStore, log: (line: string) => void): Promise<number> {
+  await runAs(actor, async () => {
+    for (let index = 0; index < ERASE_SESSIONS; index++) {
+      const session = await store.service.open(`subject-${index}`, {
+        tenantId: 'bench',
+        subjectId: 'bench-subject',
+        ttlSeconds: null,
+      });
+      await session.addItems(
+        Array.from({ length: ITEMS_PER_SESSION }, (_, n) => itemOf(index * ITEMS_PER_SESSION + n)),
+      );
+    }
+  });
+  log(`jobs: erasing a subject with ${ERASE_SESSIONS} sessions of ${ITEMS_PER_SESSION} items`);
+  const started = performance.now();
+  const receipt = await runAs(actor, () =>
+    store.service.eraseSubject('bench-subject', { tenantId: 'bench', reason: 'subject-request' }),
+  );
+  const elapsedMs = performance.now() - started;
+  if (
+    receipt.sessions !== ERASE_SESSIONS ||
+    receipt.itemsDeleted !== ERASE_SESSIONS * ITEMS_PER_SESSION ||
+    receipt.signature === null
+  ) {
+    throw new Error(
+      `the erasure erased ${receipt.sessions} sessions and ${receipt.itemsDeleted} items`,
+    );
+  }
+  return Math.round(elapsedMs);
+}
+
 /** Items/s of one purge run over everything `writeExpired` wrote. */
 async function purgeRate(store: JobsStore): Promise<number> {
   const started = performance.now();
@@ -145,6 +184,7 @@ async function readRate(session: EncryptedSession, stop?: Promise<unknown>): Pro
 /** Runs the jobs benchmark; `log` reports progress on stderr. */
 export async function jobsBenchmark(log: (line: string) => void): Promise<JobsBenchResult> {
   const purgeItemsPerSec = { sqlite: 0, postgres: 0 };
+  const eraseSubjectMs = { sqlite: 0, postgres: 0 };
   let readLimit20DuringPurge = { off: 0, on: 0 };
   for (const backend of ['sqlite', 'postgres'] as const) {
     const store = await openJobsStore(backend);
@@ -153,6 +193,7 @@ export async function jobsBenchmark(log: (line: string) => void): Promise<JobsBe
       await writeExpired(store, log);
       log(`jobs: ${backend}, purging`);
       purgeItemsPerSec[backend] = await purgeRate(store);
+      eraseSubjectMs[backend] = await eraseSubjectTime(store, log);
       if (backend === 'sqlite') {
         const session = await liveSession(store);
         log('jobs: sqlite, getItems(20) alone');
@@ -171,7 +212,7 @@ export async function jobsBenchmark(log: (line: string) => void): Promise<JobsBe
   return {
     jobs: {
       purgeItemsPerSec,
-      eraseSubjectMs: { sqlite: null, postgres: null },
+      eraseSubjectMs,
       readLimit20DuringPurge,
     },
   };
@@ -186,6 +227,7 @@ export function formatJobsReport(result: JobsBenchResult): string {
     `  purge, SQLite (FULL)   ${String(jobs.purgeItemsPerSec.sqlite).padStart(8)} items/s  target >= 50,000\n` +
     `  purge, Postgres        ${String(jobs.purgeItemsPerSec.postgres).padStart(8)} items/s  target >= 25,000\n` +
     `  getItems(20), SQLite   ${String(jobs.readLimit20DuringPurge.off).padStart(8)} calls/s alone, ${jobs.readLimit20DuringPurge.on} during a purge (${ratio} x, target >= 0.7)\n` +
-    `  eraseSubject           not built yet (null)\n`
+    `  eraseSubject, SQLite   ${String(jobs.eraseSubjectMs.sqlite).padStart(8)} ms (100 sessions of 200 items)  target < 1000\n` +
+    `  eraseSubject, Postgres ${String(jobs.eraseSubjectMs.postgres).padStart(8)} ms  target < 1000\n`
   );
 }

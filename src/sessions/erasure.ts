@@ -18,6 +18,7 @@ import {
   supportsMaintenance,
   type ErasureLedgerRecord,
   type ErasureLedgerStorage,
+  type SessionRecord,
   type SessionRef,
   type SessionStorage,
   type SessionWriteScope,
@@ -113,15 +114,17 @@ export class Erasure {
     const { tenantId, reason } = this.checkOptions(options);
     checkId(subjectId, 'subjectId');
     const event = await this.audit?.prepare('subject.erase', { tenantId, subjectId });
-    const refs = await this.sessionsOfSubject(tenantId, subjectId);
+    const rows = await this.sessionsOfSubject(tenantId, subjectId);
+    const refs = rows.map((row) => ({ tenantId: row.tenantId, sessionId: row.sessionId }));
     const held = [
       ...(await this.holds.onSubject(tenantId, subjectId)),
       ...(await this.heldAmong(refs, subjectId)),
     ];
-    if (held.length > 0) {
+    const flagged = rows.find((row) => row.legalHold);
+    if (held.length > 0 || flagged) {
       await event?.denied('LEGAL_HOLD');
       throw new LegalHoldError(
-        `The subject cannot be erased in tenant '${tenantId}': legal hold ${held[0].holdId} covers it; release the hold first. Nothing was erased`,
+        `The subject cannot be erased in tenant '${tenantId}': ${held.length > 0 ? `legal hold ${held[0].holdId} covers it; release the hold first` : `session '${flagged!.sessionId}' is flagged legal_hold; clear the host's flag first`}. Nothing was erased`,
       );
     }
     const reference = await this.subjectRefOf(tenantId, subjectId);
@@ -164,10 +167,10 @@ export class Erasure {
     // Prepared first: with no actor where one is required, nothing is touched.
     const event = await this.audit?.prepare('session.erase', { ...ref, subjectId: row.subjectId });
     const held = await this.holds.covering(ref, row.subjectId);
-    if (held.length > 0) {
+    if (held.length > 0 || row.legalHold) {
       await event?.denied('LEGAL_HOLD');
       throw new LegalHoldError(
-        `Session '${ref.sessionId}' cannot be erased: legal hold ${held[0].holdId} covers it; release the hold first. Nothing was erased`,
+        `Session '${ref.sessionId}' cannot be erased: ${held.length > 0 ? `legal hold ${held[0].holdId} covers it; release the hold first` : "its row is flagged legal_hold; clear the host's flag first"}. Nothing was erased`,
       );
     }
     return this.erase(ledger, {
@@ -306,10 +309,11 @@ export class Erasure {
     try {
       const erased = await this.storage.transaction(ref, async (scope) => {
         if (!(await scope.session.lockForWrite(Date.now()))) return { dekIds: [], items: 0 };
+        const row = await scope.session.find();
         const held = (await scope.holds?.covering()) ?? [];
-        if (held.length > 0) {
+        if (held.length > 0 || row?.legalHold) {
           throw new LegalHoldError(
-            `Erasure ${erasureId} stopped at session '${ref.sessionId}': legal hold ${held[0].holdId} was placed on it meanwhile. The sessions before it are erased (the ledger entry stays pending); release the hold and run replayErasureLedger() to finish`,
+            `Erasure ${erasureId} stopped at session '${ref.sessionId}': ${held.length > 0 ? `legal hold ${held[0].holdId} covers it` : 'its row is flagged legal_hold'}. The sessions before it are erased (the ledger entry stays pending); release the hold and run replayErasureLedger() to finish`,
           );
         }
         requireErasureWrites(scope, this.storage.backend);
@@ -466,7 +470,7 @@ export class Erasure {
     return [];
   }
 
-  private async sessionsOfSubject(tenantId: string, subjectId: string): Promise<SessionRef[]> {
+  private async sessionsOfSubject(tenantId: string, subjectId: string): Promise<SessionRecord[]> {
     const lookup = supportsMaintenance(this.storage)
       ? this.storage.maintenance.listSessionsOfSubject?.bind(this.storage.maintenance)
       : undefined;
@@ -475,11 +479,11 @@ export class Erasure {
         `The session storage '${this.storage.backend}' cannot look sessions up by subject, so a subject cannot be erased on it; erase its sessions one by one`,
       );
     }
-    const refs: SessionRef[] = [];
+    const rows: SessionRecord[] = [];
     for (let after = ''; ;) {
       const page = await lookup(tenantId, subjectId, after, SUBJECT_PAGE);
-      refs.push(...page.map((row) => ({ tenantId: row.tenantId, sessionId: row.sessionId })));
-      if (page.length < SUBJECT_PAGE) return refs;
+      rows.push(...page);
+      if (page.length < SUBJECT_PAGE) return rows;
       after = page.at(-1)!.sessionId;
     }
   }

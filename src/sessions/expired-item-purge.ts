@@ -8,6 +8,7 @@ import {
 } from '../errors/index.js';
 import type { KeyRing, UsableDataKey } from '../keys/index.js';
 import type { JobLease, SessionRef, SessionStorage, StoredItem } from '../storage/index.js';
+import { isHeld } from './held-sessions.js';
 import { envelopeItemCipher } from './item-cipher.js';
 
 // Session ids, counts and codes only: never item content.
@@ -99,7 +100,7 @@ export class ExpiredItemPurge {
         // this lock (or this unit re-runs), so it is seen here. Its activity time stays.
         const row = await scope.session.find();
         if (row) await scope.session.lockForWrite(row.lastActivityAt);
-        if (((await scope.holds?.covering()) ?? []).length > 0) return HELD;
+        if (await isHeld(scope)) return HELD;
         const count = await scope.items.deleteBySeq(purgeable);
         if (count > 0) {
           await event?.appendIn(scope.audit, { count, keys: { dekIds: [...dekIds] } });
@@ -139,8 +140,7 @@ export class ExpiredItemPurge {
 
   /** Whether a legal hold covers the session now (checked again inside the deleting unit). */
   private async isHeld(ref: SessionRef): Promise<boolean> {
-    const held = await this.storage.read(ref, async (scope) => scope.holds?.covering());
-    return (held ?? []).length > 0;
+    return this.storage.read(ref, isHeld);
   }
 
   /** The rows that may go (and their keys), and how many of them are shredded or unverified. */

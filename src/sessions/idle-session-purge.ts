@@ -2,6 +2,7 @@ import type { AuditTrail } from '../audit/index.js';
 import { ConfigurationError, LeaseLostError } from '../errors/index.js';
 import type { KeyRing } from '../keys/index.js';
 import type { JobLease, SessionRef, SessionStorage } from '../storage/index.js';
+import { isHeld } from './held-sessions.js';
 
 /**
  * What the purge did with one idle session: deleted it (`items` its item rows, `dekIds` the
@@ -40,7 +41,7 @@ export class IdleSessionPurge {
   ): Promise<IdleSessionOutcome> {
     const before = await this.storage.read(ref, async (scope) => ({
       row: await scope.session.find(),
-      held: ((await scope.holds?.covering()) ?? []).length > 0,
+      held: await isHeld(scope),
     }));
     if (!before.row) return { outcome: 'gone' };
     if (before.held) return { outcome: 'held' };
@@ -63,7 +64,7 @@ export class IdleSessionPurge {
         if (row.lastActivityAt >= idleBefore) return { outcome: 'active' };
         // The write lock (its activity time kept), then the holds: see ExpiredItemPurge.
         await scope.session.lockForWrite(row.lastActivityAt);
-        if (((await scope.holds?.covering()) ?? []).length > 0) return { outcome: 'held' };
+        if (await isHeld(scope)) return { outcome: 'held' };
         const dekIds = (await scope.dataKeys.listAll())
           .filter((key) => key.state !== 'destroyed')
           .map((key) => key.dekId);
@@ -92,7 +93,7 @@ export class IdleSessionPurge {
       const row = await scope.session.find();
       if (!row) return { outcome: 'gone' };
       if (row.lastActivityAt >= idleBefore) return { outcome: 'active' };
-      if (((await scope.holds?.covering()) ?? []).length > 0) return { outcome: 'held' };
+      if (await isHeld(scope)) return { outcome: 'held' };
       return { outcome: 'purged', items: 0, dekIds: [] };
     });
   }

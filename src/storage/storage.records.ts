@@ -22,7 +22,10 @@ export interface SessionRecord extends SessionRef {
   nextSeq: number;
   /** Items appended to this session expire this many seconds after they are written. */
   itemTtlSeconds: number | null;
-  /** While true, no purge or erasure path may delete anything of this session. */
+  /**
+   * A host's own hold flag: while true, the purge keeps the session and erasure refuses it, as
+   * under a hold of `placeHold` (which lives in {@link LegalHoldRecord}s, not here).
+   */
   legalHold: boolean;
 }
 

@@ -286,6 +286,32 @@ describe.each(backends)('erasure and legal holds on %s', (_backend, storageFor) 
     expect(report2.events.map((event) => event.action)).toContain('hold.export');
   });
 
+  it("a row flagged legal_hold by the host's own tooling is held as well", async () => {
+    const ref = await boot();
+    const service = ref.get(EncryptedSessionService);
+    const storage = ref.get<SessionStorage>(SESSION_STORAGE);
+    const session = { tenantId: 'acme', sessionId: 'flagged' };
+    await storage.transaction(session, (scope) =>
+      scope.session.insertIfAbsent({
+        ...session,
+        subjectId: 'patient-7',
+        createdAt: Date.now(),
+        lastActivityAt: Date.now(),
+        nextSeq: 1,
+        itemTtlSeconds: null,
+        legalHold: true,
+      }),
+    );
+    await seed(service, { flagged: 'patient-7' });
+    for (const erase of [
+      () => service.eraseSession('flagged', { tenantId: 'acme', reason: 'other' }),
+      () => service.eraseSubject('patient-7', { tenantId: 'acme', reason: 'other' }),
+    ]) {
+      expect(await rejectionOf(() => runAs(actor, erase))).toBeInstanceOf(LegalHoldError);
+    }
+    expect(await read(service, 'flagged')).toHaveLength(3);
+  });
+
   it('the purge shreds and deletes sessions idle past retention.sessionIdleDays, not held ones', async () => {
     const ref = await boot({ retention: { sessionIdleDays: 30 } });
     const service = ref.get(EncryptedSessionService);

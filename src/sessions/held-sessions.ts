@@ -1,0 +1,11 @@
+import type { SessionReadScope } from '../storage/index.js';
+
+/**
+ * Whether a legal hold covers the unit's session now: a hold in the holds store (on the
+ * session or its subject), or the row's own `legalHold` flag (set by a host's tooling). Inside
+ * a write unit, call it after the session's write lock, so a hold placed meanwhile is seen.
+ */
+export async function isHeld(scope: SessionReadScope): Promise<boolean> {
+  if ((await scope.session.find())?.legalHold) return true;
+  return ((await scope.holds?.covering()) ?? []).length > 0;
+}

@@ -46,7 +46,7 @@ interface JobsStore {
   dispose(): Promise<void>;
 }
 
-async function openJobsStore(backend: 'sqlite' | 'postgres'): Promise<JobsStore> {
+export async function openJobsStore(backend: 'sqlite' | 'postgres'): Promise<JobsStore> {
   if (backend === 'postgres') await checkServerReachable('postgres');
   const store = await createBenchStore(backend);
   const open = await openStoreAt(store.location, { migrate: true, poolSize: 4 });
@@ -111,7 +111,7 @@ async function writeExpired(store: JobsStore, log: (line: string) => void): Prom
 const ERASE_SESSIONS = 100;
 
 /** Ms of one eraseSubject() of a subject with 100 sessions of 200 items. */
-async function eraseSubjectTime(store: JobsStore, log: (line: string) => void): Promise<number> {
+export async function eraseSubjectTime(store: JobsStore, log: (line: string) => void): Promise<number> {
   await runAs(actor, async () => {
     for (let index = 0; index < ERASE_SESSIONS; index++) {
       const session = await store.service.open(`subject-${index}`, {

@@ -220,6 +220,18 @@ export class LegalHolds {
     return this.holdStorage().activeCovering(ref.tenantId, ref.sessionId, subjectId);
   }
 
+  /** Every active hold of a tenant, read page by page. */
+  async activeInTenant(tenantId: string): Promise<LegalHold[]> {
+    const holds = this.holdStorage();
+    const all: LegalHold[] = [];
+    for (let after = ''; ;) {
+      const page = await holds.list({ tenantId, activeOnly: true, afterHoldId: after, limit: 500 });
+      all.push(...page);
+      if (page.length < 500) return all;
+      after = page.at(-1)!.holdId;
+    }
+  }
+
   /** The active holds on a subject itself. */
   async onSubject(tenantId: string, subjectId: string): Promise<LegalHold[]> {
     return this.holdStorage().activeOnSubject(tenantId, subjectId);

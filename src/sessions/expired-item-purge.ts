@@ -72,7 +72,7 @@ export class ExpiredItemPurge {
     now: number,
     lease: JobLease,
   ): Promise<SessionPurgeCounts> {
-    if (await this.isHeld(ref)) return heldCounts(rows);
+    // Holds are checked inside the deleting unit only: one check per batch, where it counts.
     const { purgeable, dekIds, shredded, unverified } = await this.sort(ref, rows, now);
     if (unverified > 0) {
       logger.warn(

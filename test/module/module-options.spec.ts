@@ -86,7 +86,7 @@ describe('module options', () => {
       [
         'tablePrefix at the top level (it belongs to the SQL storage)',
         { tablePrefix: 'agent_' },
-        'Unknown option options.tablePrefix; options takes: keys, storage, defaultTenantId, itemTtlSeconds, maxItemBytes, keyCache, audit, jobs (a misspelt or misplaced option would otherwise be ignored)',
+        'Unknown option options.tablePrefix; options takes: keys, storage, defaultTenantId, itemTtlSeconds, maxItemBytes, keyCache, audit, jobs, retention (a misspelt or misplaced option would otherwise be ignored)',
       ],
       [
         'tablePrefix on Redis',
@@ -127,6 +127,11 @@ describe('module options', () => {
         'a rewrap page of no data keys',
         { jobs: { kekRewrap: { enabled: true, batchSize: 0 } } },
         'options.jobs.kekRewrap.batchSize must be a whole number from 1 to 1000 (default 100)',
+      ],
+      [
+        'an idle limit of part of a day',
+        { retention: { sessionIdleDays: 0.5 } },
+        'options.retention.sessionIdleDays must be a whole number of days, at least 1, or null',
       ],
       [
         'an instance that is not a SessionStorage',

@@ -6,6 +6,7 @@ import {
   describeHoldStorageContract,
 } from '../storage/hold-storage-contract.js';
 import { describeLeaseStorageContract } from '../storage/lease-storage-contract.js';
+import { describeIdleSessionScanContract } from '../storage/idle-session-contract.js';
 import { describeRetentionStorageContract } from '../storage/retention-storage-contract.js';
 import { describeKekRotation } from '../keys/kek-rotation-contract.js';
 import { describeIntegrityContract } from './integrity-contract.js';
@@ -17,6 +18,7 @@ describeKekRotation('memory', memoryHarness);
 describeAuditStorageContract('memory', memoryHarness);
 describeLeaseStorageContract('memory', memoryHarness);
 describeRetentionStorageContract('memory', memoryHarness);
+describeIdleSessionScanContract('memory', memoryHarness);
 describeAuditTrailContract('memory', memoryHarness);
 describeHoldStorageContract('memory', memoryHarness);
 describeHoldRaceContract('memory', memoryHarness);

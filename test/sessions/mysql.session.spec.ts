@@ -6,6 +6,7 @@ import {
   describeHoldStorageContract,
 } from '../storage/hold-storage-contract.js';
 import { describeLeaseStorageContract } from '../storage/lease-storage-contract.js';
+import { describeIdleSessionScanContract } from '../storage/idle-session-contract.js';
 import { describeRetentionStorageContract } from '../storage/retention-storage-contract.js';
 import { isolatedSqlServerHarness, sqlServerHarness } from '../support/session-harness.js';
 import { sqlServerUp } from '../support/sql-server-support.js';
@@ -25,6 +26,8 @@ describe.skipIf(!up)('mariadb', () => {
   describeLeaseStorageContract('mariadb', factory);
   // Its own store per test: the scan sees every session.
   describeRetentionStorageContract('mariadb', isolatedSqlServerHarness('mysql'));
+  // Its own store per test: the scan sees every session.
+  describeIdleSessionScanContract('mariadb', isolatedSqlServerHarness('mysql'));
   // Its own store per test: the ledger and subject lookups see the whole store.
   describeHoldStorageContract('mariadb', isolatedSqlServerHarness('mysql'));
   // A hold committed on another pooled connection while a write unit is open.

@@ -6,6 +6,7 @@ import {
   describeHoldStorageContract,
 } from '../storage/hold-storage-contract.js';
 import { describeLeaseStorageContract } from '../storage/lease-storage-contract.js';
+import { describeIdleSessionScanContract } from '../storage/idle-session-contract.js';
 import { describeRetentionStorageContract } from '../storage/retention-storage-contract.js';
 import { isolatedSqlServerHarness, sqlServerHarness } from '../support/session-harness.js';
 import { sqlServerUp } from '../support/sql-server-support.js';
@@ -27,6 +28,13 @@ describe.skipIf(!up)('postgres', () => {
   describeRetentionStorageContract('postgres', isolatedSqlServerHarness('postgres'));
   // Again where the database's own collation does not sort by bytes ('s' before 'S').
   describeRetentionStorageContract(
+    'postgres (ICU en-US collation)',
+    isolatedSqlServerHarness('postgres', { postgresIcuLocale: 'en-US' }),
+  );
+  // Its own store per test: the scan sees every session; again where the database's own
+  // collation does not sort by bytes.
+  describeIdleSessionScanContract('postgres', isolatedSqlServerHarness('postgres'));
+  describeIdleSessionScanContract(
     'postgres (ICU en-US collation)',
     isolatedSqlServerHarness('postgres', { postgresIcuLocale: 'en-US' }),
   );

@@ -125,21 +125,107 @@ describe.each(servers)('statements on %s', (type) => {
     },
   );
 
-  it.skipIf(!up[type])('has the indexes for expiry scans and subject lookups', async () => {
-    const rows = (await dataSource.query(
+  it.skipIf(!up[type])(
+    'has the indexes for expiry and idle scans and subject lookups',
+    async () => {
+      const rows = await dataSource.query<Array<{ name: string }>>(
+        type === 'postgres'
+          ? `SELECT indexname AS name FROM pg_indexes WHERE schemaname = current_schema()`
+          : `SELECT DISTINCT INDEX_NAME AS name FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE()`,
+      );
+      expect(rows.map((row) => row.name)).toEqual(
+        expect.arrayContaining([
+          'nes_items_expiry',
+          'nes_sessions_idle',
+          'nes_sessions_subject',
+          'nes_data_keys_subject',
+          'nes_data_keys_kek',
+        ]),
+      );
+      // The idle index replaced the one on last activity alone.
+      expect(rows.map((row) => row.name)).not.toContain('nes_sessions_activity');
+    },
+  );
+});
+
+/** Enough session rows that a planner prefers an index over reading the table. */
+const SESSION_ROWS = 5000;
+
+describe.each([
+  { engine: 'postgres', type: 'postgres' as const, options: {} },
+  {
+    engine: 'postgres (ICU en-US collation)',
+    type: 'postgres' as const,
+    options: { postgresIcuLocale: 'en-US' },
+  },
+  { engine: 'mariadb', type: 'mysql' as const, options: {} },
+])('the idle-session scan on $engine', ({ type, options }) => {
+  let database: TestDatabase;
+  let dataSource: DataSource;
+  let storage: TypeOrmSessionStorage;
+
+  beforeAll(async () => {
+    if (!up[type]) return;
+    database = await createTestDatabase(type, options);
+    dataSource = await new DataSource({ type, url: database.url }).initialize();
+    await runSessionMigrations(dataSource, dialectFor(dataSource));
+    storage = new TypeOrmSessionStorage({ dataSource });
+    // Sessions of a few tenants, last active a second apart, many at the same time.
+    const fill =
       type === 'postgres'
-        ? `SELECT indexname AS name FROM pg_indexes WHERE schemaname = current_schema()`
-        : `SELECT DISTINCT INDEX_NAME AS name FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE()`,
-    )) as Array<{ name: string }>;
-    expect(rows.map((row) => row.name)).toEqual(
-      expect.arrayContaining([
-        'nes_items_expiry',
-        'nes_sessions_subject',
-        'nes_data_keys_subject',
-        'nes_data_keys_kek',
-      ]),
-    );
+        ? [
+            `INSERT INTO nes_sessions SELECT 't-' || (g % 7), 's-' || g, NULL, 0, 1000 * (g / 10), 1, NULL, false FROM generate_series(1, ${SESSION_ROWS}) g`,
+            'ANALYZE',
+          ]
+        : [
+            `INSERT INTO nes_sessions SELECT CONCAT('t-', seq % 7), CONCAT('s-', seq), NULL, 0, 1000 * (seq DIV 10), 1, NULL, 0 FROM seq_1_to_${SESSION_ROWS}`,
+            'ANALYZE TABLE nes_sessions',
+          ];
+    for (const statement of fill) await dataSource.query(statement);
+  }, 60_000);
+  afterAll(async () => {
+    if (dataSource?.isInitialized) await dataSource.destroy();
+    await database?.drop();
   });
+
+  it.skipIf(!up[type])(
+    'reads a range of the idle index in its order, from the first page and from a cursor',
+    async () => {
+      const poolStatements = recordPoolStatements(dataSource, type);
+      const before = 1000 * (SESSION_ROWS / 20);
+      const first = await storage.maintenance.listIdleSessions!(before, undefined, 100);
+      expect(first.sessions).toHaveLength(100);
+      const next = await storage.maintenance.listIdleSessions!(before, first.cursor, 100);
+      expect(next.sessions).toHaveLength(100);
+      const scan = poolStatements.find((sql) => /FROM ["`]nes_sessions["`]/.test(sql))!;
+      expect(scan).toMatch(
+        /WHERE ["`]last_activity_at["`] < (\$1|\?) AND ["`]last_activity_at["`] >= /,
+      );
+      const min = Number.MIN_SAFE_INTEGER;
+      const last = first.sessions.at(-1)!;
+      for (const after of [
+        [min, '', ''],
+        [last.lastActivityAt, last.tenantId, last.sessionId],
+      ] as const) {
+        const [at, tenantId, sessionId] = after;
+        const plan = await explainIdleScan(dataSource, type, scan, [
+          before,
+          at,
+          at,
+          at,
+          tenantId,
+          tenantId,
+          sessionId,
+          100,
+        ]);
+        expect(plan, JSON.stringify(after)).toEqual({
+          rangeOnIdleIndex: true,
+          sorts: false,
+          readsWholeTable: false,
+        });
+      }
+    },
+  );
 });
 
 /** What the engine's EXPLAIN says about the latest-N statement. */
@@ -155,17 +241,19 @@ async function explainLatestN(
       const value = params[Number(n) - 1];
       return typeof value === 'string' ? `'${value}'` : String(value);
     });
-    const rows = (await dataSource.query(`EXPLAIN ${inlined}`)) as Array<{ 'QUERY PLAN': string }>;
+    const rows = await dataSource.query<Array<{ 'QUERY PLAN': string }>>(`EXPLAIN ${inlined}`);
     const text = rows.map((row) => row['QUERY PLAN']).join('\n');
     return {
       walksPrimaryKey: /Index Scan Backward using nes_items_pkey on nes_items/.test(text),
       sorts: /Sort/.test(text),
     };
   }
-  const rows = (await dataSource.query(`EXPLAIN ${statement}`, params)) as Array<{
-    key: string | null;
-    Extra: string | null;
-  }>;
+  const rows = await dataSource.query<
+    Array<{
+      key: string | null;
+      Extra: string | null;
+    }>
+  >(`EXPLAIN ${statement}`, params);
   return {
     walksPrimaryKey: rows[0]?.key === 'PRIMARY',
     sorts: /filesort/.test(rows[0]?.Extra ?? ''),
@@ -219,4 +307,37 @@ function recordPoolStatements(dataSource: DataSource, type: SqlServerType): stri
     return query.apply(pool, args);
   };
   return statements;
+}
+
+/** What the engine's EXPLAIN says about the idle-session scan. */
+async function explainIdleScan(
+  dataSource: DataSource,
+  type: SqlServerType,
+  statement: string,
+  params: Array<string | number>,
+): Promise<{ rangeOnIdleIndex: boolean; sorts: boolean; readsWholeTable: boolean }> {
+  if (type === 'postgres') {
+    // EXPLAIN takes no bind parameters: inline them (test values, no quotes inside).
+    const inlined = statement.replace(/\$(\d+)/g, (_, n: string) => {
+      const value = params[Number(n) - 1];
+      return typeof value === 'string' ? `'${value}'` : String(value);
+    });
+    const rows = await dataSource.query<Array<{ 'QUERY PLAN': string }>>(`EXPLAIN ${inlined}`);
+    const text = rows.map((row) => row['QUERY PLAN']).join('\n');
+    return {
+      rangeOnIdleIndex:
+        /Index Scan using nes_sessions_idle on nes_sessions/.test(text) &&
+        /Index Cond: \(\(last_activity_at < .*\) AND \(last_activity_at >= .*\)\)/.test(text),
+      sorts: /Sort/.test(text),
+      readsWholeTable: /Seq Scan/.test(text),
+    };
+  }
+  const rows = await dataSource.query<
+    Array<{ key: string | null; type: string | null; Extra: string | null }>
+  >(`EXPLAIN ${statement}`, params);
+  return {
+    rangeOnIdleIndex: rows[0]?.key === 'nes_sessions_idle' && rows[0]?.type === 'range',
+    sorts: /filesort/.test(rows[0]?.Extra ?? ''),
+    readsWholeTable: rows[0]?.type === 'ALL',
+  };
 }

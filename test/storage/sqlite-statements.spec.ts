@@ -64,14 +64,10 @@ describe('SQLite statements', () => {
     await session.getItems(20);
     const latestN = recorder.statements.find((sql) => sql.includes('FROM "nes_items"'));
     expect(latestN).toMatch(/ORDER BY "seq" DESC LIMIT \?$/);
-    const plan = (await dataSource.query(`EXPLAIN QUERY PLAN ${latestN}`, [
-      'default',
-      'plan',
-      0,
-      20,
-    ])) as Array<{
-      detail: string;
-    }>;
+    const plan = await dataSource.query<Array<{ detail: string }>>(
+      `EXPLAIN QUERY PLAN ${latestN}`,
+      ['default', 'plan', 0, 20],
+    );
     const details = plan.map((step) => step.detail).join('\n');
     expect(details).toMatch(
       /SEARCH nes_items USING INDEX sqlite_autoindex_nes_items_1 \(tenant_id=\? AND session_id=\?\)/,
@@ -88,7 +84,7 @@ describe('SQLite statements', () => {
     expect(scan).toMatch(
       /ORDER BY "expires_at" ASC, "tenant_id" ASC, "session_id" ASC, "seq" ASC LIMIT \?$/,
     );
-    const plan = (await dataSource.query(`EXPLAIN QUERY PLAN ${scan}`, [
+    const plan = await dataSource.query<Array<{ detail: string }>>(`EXPLAIN QUERY PLAN ${scan}`, [
       now,
       min,
       min,
@@ -99,11 +95,37 @@ describe('SQLite statements', () => {
       '',
       min,
       100,
-    ])) as Array<{ detail: string }>;
+    ]);
     const details = plan.map((step) => step.detail).join('\n');
     expect(details).toMatch(
       /SEARCH nes_items USING INDEX nes_items_expiry \(expires_at>\? AND expires_at<\?\)/,
     );
     expect(details).not.toMatch(/SCAN nes_items/);
+  });
+
+  it('serves the idle-session scan from the idle index, as a range read in order', async () => {
+    recorder.statements.length = 0;
+    const before = Date.now();
+    const min = Number.MIN_SAFE_INTEGER;
+    await storage.maintenance.listIdleSessions!(before, undefined, 100);
+    const scan = recorder.statements.find((sql) => sql.includes('FROM "nes_sessions"'));
+    expect(scan).toMatch(
+      /ORDER BY "last_activity_at" ASC, "tenant_id" ASC, "session_id" ASC LIMIT \?$/,
+    );
+    const plan = await dataSource.query<Array<{ detail: string }>>(`EXPLAIN QUERY PLAN ${scan}`, [
+      before,
+      min,
+      min,
+      min,
+      '',
+      '',
+      '',
+      100,
+    ]);
+    const details = plan.map((step) => step.detail).join('\n');
+    expect(details).toMatch(
+      /SEARCH nes_sessions USING INDEX nes_sessions_idle \(last_activity_at>\? AND last_activity_at<\?\)/,
+    );
+    expect(details).not.toMatch(/SCAN nes_sessions|TEMP B-TREE/);
   });
 });

@@ -5,6 +5,7 @@ import type { DataSource } from 'typeorm';
 import type { SessionRef } from '../../src/index.js';
 import type { LegalHoldStorage } from '../../src/storage/storage.ports.js';
 import type { DataKeyRecord, LegalHoldRecord } from '../../src/storage/storage.records.js';
+import { createLegalHoldsMigration } from '../../src/storage/typeorm/migrations/create-legal-holds.migration.js';
 import { buildSessionStatements } from '../../src/storage/typeorm/session-statements.js';
 import { dialectFor } from '../../src/storage/typeorm/sql-dialect.js';
 import { tableNamesFor } from '../../src/storage/typeorm/table-names.js';
@@ -212,6 +213,52 @@ describe.each(engines)(
           'nes_legal_holds.tenant_id',
         ]);
         expect(idColumns.filter(({ byBytes }) => !byBytes)).toEqual([]);
+      },
+    );
+
+    it.skipIf(!engineUp)(
+      "the migration replaces the sessions' activity index with the idle-scan index, again harmlessly, and puts it back on the way down",
+      async () => {
+        const { dataSource } = await open();
+        const sessionIndexes = async () => {
+          const statement =
+            engine === 'sqlite'
+              ? `SELECT "name", "sql" AS "def" FROM sqlite_master WHERE "type" = 'index' AND "tbl_name" = 'nes_sessions' AND "name" NOT LIKE 'sqlite_autoindex_%'`
+              : engine === 'mariadb'
+                ? `SELECT INDEX_NAME AS "name", GROUP_CONCAT(COLUMN_NAME ORDER BY SEQ_IN_INDEX) AS "def" FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'nes_sessions' AND INDEX_NAME <> 'PRIMARY' GROUP BY INDEX_NAME`
+                : `SELECT indexname AS "name", indexdef AS "def" FROM pg_indexes WHERE schemaname = current_schema() AND tablename = 'nes_sessions' AND indexname NOT LIKE '%\\_pkey'`;
+          return Object.fromEntries(
+            (await rows(dataSource, statement)).map((row) => [String(row.name), String(row.def)]),
+          );
+        };
+        const migrated = await sessionIndexes();
+        expect(Object.keys(migrated).toSorted()).toEqual([
+          'nes_sessions_idle',
+          'nes_sessions_subject',
+        ]);
+        // Postgres: ids in the index by bytes ("C"), as the scan orders them.
+        expect(migrated.nes_sessions_idle.replaceAll(/["`]/g, '')).toMatch(
+          engine.startsWith('postgres')
+            ? /\(last_activity_at, tenant_id COLLATE C, session_id COLLATE C\)/
+            : /last_activity_at, ?tenant_id, ?session_id/,
+        );
+
+        const migration = new (createLegalHoldsMigration())();
+        const runner = dataSource.createQueryRunner();
+        try {
+          // A host's runner applying it again over the module's run changes nothing.
+          await migration.up(runner);
+          expect(await sessionIndexes()).toEqual(migrated);
+          await migration.down(runner);
+          expect(Object.keys(await sessionIndexes()).toSorted()).toEqual([
+            'nes_sessions_activity',
+            'nes_sessions_subject',
+          ]);
+          await migration.up(runner);
+          expect(await sessionIndexes()).toEqual(migrated);
+        } finally {
+          await runner.release();
+        }
       },
     );
 

@@ -365,7 +365,10 @@ export function sessionEntitySchemas(options: SessionEntityOptions): EntitySchem
       columns: sessionColumns,
       indices: [
         { name: `${t.sessions}_subject`, columns: ['tenantId', 'subjectId'] },
-        { name: `${t.sessions}_activity`, columns: ['lastActivityAt'] },
+        // Replaces the first schema's `_activity` index on last activity alone. Postgres: ids
+        // by "C" in the index (see idleSessionIndexDefinitions); TypeORM compares an index's
+        // columns, not their collations.
+        { name: `${t.sessions}_idle`, columns: ['lastActivityAt', 'tenantId', 'sessionId'] },
       ],
     }),
     new EntitySchema<ItemRow>({

@@ -237,6 +237,9 @@ function buildPortableStatements(t: TableNames, d: SqlDialect) {
     // A unit's fence: the lease row while the lease is still this one and unexpired, locked
     // until the unit ends so that no other owner takes the lease before it commits.
     fenceLease: `SELECT "token" FROM ${leases} WHERE "job" = ${p(1)} AND "owner" = ${p(2)} AND "token" = ${p(3)} AND "expires_at" > ${now}${forUpdate}`,
+    // The idle-session scan: a range of the (last activity, tenant, session) index, bounded
+    // below by the page's cursor, read in the index's order from the keyset after the cursor.
+    listIdleSessions: `SELECT * FROM ${sessions} WHERE "last_activity_at" < ${p(1)} AND "last_activity_at" >= ${p(2)} AND ("last_activity_at" > ${p(3)} OR ("last_activity_at" = ${p(4)} AND (${tenantBytes} > ${p(5)} OR (${tenantBytes} = ${p(6)} AND ${sessionBytes} > ${p(7)})))) ORDER BY "last_activity_at" ASC, ${tenantBytes} ASC, ${sessionBytes} ASC LIMIT ${p(8)}`,
     // A subject's sessions, served by the (tenant, subject) index; by session id bytes.
     listSessionsOfSubject: `SELECT * FROM ${sessions} WHERE "tenant_id" = ${p(1)} AND "subject_id" = ${p(2)} AND ${sessionBytes} > ${p(3)} ORDER BY ${sessionBytes} ASC LIMIT ${p(4)}`,
     forgetSessionSubject: `UPDATE ${sessions} SET "subject_id" = NULL WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)}`,

@@ -12,6 +12,11 @@ import {
   decodeExpiredItemCursor,
   encodeExpiredItemCursor,
 } from '../expired-items.js';
+import {
+  checkIdleSessionScan,
+  decodeIdleSessionCursor,
+  encodeIdleSessionCursor,
+} from '../idle-sessions.js';
 import { checkJobLease, checkLeaseName, checkLeaseTtl, leaseLostError } from '../job-leases.js';
 import {
   checkEpochMs,
@@ -36,6 +41,7 @@ import type {
   DataKeyPage,
   ErasureLedgerStorage,
   ExpiredItemPage,
+  IdleSessionPage,
   LeaseStorage,
   LegalHoldStorage,
   SessionReadScope,
@@ -196,7 +202,8 @@ export class TypeOrmSessionStorage implements SessionStorage {
 
   /**
    * Cross-session scans: of the data keys table, for KEK rotation and key status; of the items
-   * expiry index, for the retention purge; of the sessions subject index, for erasure.
+   * expiry index and the sessions idle index, for the retention purge; of the sessions subject
+   * index, for erasure.
    */
   readonly maintenance: StorageMaintenance = {
     supported: true,
@@ -250,6 +257,28 @@ export class TypeOrmSessionStorage implements SessionStorage {
                   seq: last.item.seq,
                 })
               : undefined,
+        };
+      });
+    },
+    listIdleSessions: async (before, cursor, limit) => {
+      checkIdleSessionScan(before, limit);
+      const after = decodeIdleSessionCursor(cursor);
+      return this.readRows(async (q): Promise<IdleSessionPage> => {
+        const rows = await q(this.sql.listIdleSessions, [
+          before,
+          after.lastActivityAt,
+          after.lastActivityAt,
+          after.lastActivityAt,
+          after.tenantId,
+          after.tenantId,
+          after.sessionId,
+          limit,
+        ]);
+        const sessions = rows.map(toListedSessionRecord);
+        const last = sessions.at(-1);
+        return {
+          sessions,
+          cursor: last && sessions.length === limit ? encodeIdleSessionCursor(last) : undefined,
         };
       });
     },

@@ -47,6 +47,17 @@ export interface TableDefinition {
   readonly indexes: readonly IndexDefinition[];
 }
 
+/** An index a later migration adds to a table an earlier one created. */
+export interface AddedIndexDefinition extends IndexDefinition {
+  /** The table's unqualified name. */
+  readonly table: string;
+  /**
+   * An index of the table the new one makes redundant (its columns lead the new one's): dropped
+   * once the new one exists, and created again on the way down.
+   */
+  readonly replaces?: IndexDefinition;
+}
+
 /**
  * The first schema: sessions, items, data keys and applied history operations. Indexes serve
  * latest-N of a session (the items primary key, scanned newest first), expiry scans, and
@@ -191,13 +202,16 @@ export function createSessionTablesMigration(prefix?: string): new () => Migrati
 }
 
 /**
- * A migration that creates the tables `definitionsOf` names (each skipped when it exists, so it
- * runs again harmlessly) and drops them, newest first, on the way down.
+ * A migration that creates the tables `definitionsOf` names and adds the indexes
+ * `addedIndexesOf` names to existing tables (each skipped when it exists, so it runs again
+ * harmlessly; an index one of them replaces is dropped after it). On the way down it puts the
+ * replaced indexes back and drops the added ones, then the tables, newest first.
  */
 export function tablesMigration(
   name: string,
   prefix: string | undefined,
   definitionsOf: (t: TableNames, backend: SqlBackend) => TableDefinition[],
+  addedIndexesOf: (t: TableNames, backend: SqlBackend) => AddedIndexDefinition[] = () => [],
 ): new () => MigrationInterface {
   tableNamesFor(prefix); // refuses a bad prefix now, not at the first run
   return class implements MigrationInterface {
@@ -210,11 +224,19 @@ export function tablesMigration(
       for (const statement of createTablesSql(tables, dialect.backend, definitions)) {
         await queryRunner.query(dialect.sql(statement));
       }
+      for (const index of addedIndexesOf(tables, dialect.backend)) {
+        await createIndex(queryRunner, tables, index.table, index);
+        if (index.replaces) await dropIndex(queryRunner, tables, index.table, index.replaces);
+      }
     }
 
     async down(queryRunner: QueryRunner): Promise<void> {
       const dialect = dialectFor(queryRunner.connection);
       const tables = tableNamesFor(prefix, schemaOf(queryRunner.connection));
+      for (const index of addedIndexesOf(tables, dialect.backend).toReversed()) {
+        if (index.replaces) await createIndex(queryRunner, tables, index.table, index.replaces);
+        await dropIndex(queryRunner, tables, index.table, index);
+      }
       for (const table of definitionsOf(tables, dialect.backend).toReversed()) {
         await queryRunner.query(
           dialect.sql(`DROP TABLE IF EXISTS ${quotedTable(tables, table.name)}`),
@@ -222,4 +244,56 @@ export function tablesMigration(
       }
     }
   };
+}
+
+/** Creates an index on an existing table unless one by its name exists. */
+async function createIndex(
+  queryRunner: QueryRunner,
+  tables: TableNames,
+  table: string,
+  index: IndexDefinition,
+): Promise<void> {
+  const dialect = dialectFor(queryRunner.connection);
+  const on = `${quotedTable(tables, table)} (${index.columns})`;
+  if (dialect.backend === 'mysql') {
+    // MySQL has no CREATE INDEX IF NOT EXISTS (MariaDB has): look first.
+    if (await mysqlIndexExists(queryRunner, table, index.name)) return;
+    await queryRunner.query(dialect.sql(`CREATE INDEX "${index.name}" ON ${on}`));
+    return;
+  }
+  // Postgres creates an index in its table's schema: the name needs no qualifier.
+  await queryRunner.query(dialect.sql(`CREATE INDEX IF NOT EXISTS "${index.name}" ON ${on}`));
+}
+
+/** Drops an index of a table if it exists. */
+async function dropIndex(
+  queryRunner: QueryRunner,
+  tables: TableNames,
+  table: string,
+  index: IndexDefinition,
+): Promise<void> {
+  const dialect = dialectFor(queryRunner.connection);
+  if (dialect.backend === 'mysql') {
+    // Nor DROP INDEX IF EXISTS.
+    if (!(await mysqlIndexExists(queryRunner, table, index.name))) return;
+    await queryRunner.query(
+      dialect.sql(`DROP INDEX "${index.name}" ON ${quotedTable(tables, table)}`),
+    );
+    return;
+  }
+  // Postgres: the index lives in its table's schema.
+  await queryRunner.query(dialect.sql(`DROP INDEX IF EXISTS ${quotedTable(tables, index.name)}`));
+}
+
+/** Whether a MySQL/MariaDB table of the current database has an index by this name. */
+async function mysqlIndexExists(
+  queryRunner: QueryRunner,
+  table: string,
+  name: string,
+): Promise<boolean> {
+  const rows = (await queryRunner.query(
+    'SELECT 1 FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND INDEX_NAME = ? LIMIT 1',
+    [table, name],
+  )) as unknown[];
+  return rows.length > 0;
 }

@@ -111,7 +111,10 @@ async function writeExpired(store: JobsStore, log: (line: string) => void): Prom
 const ERASE_SESSIONS = 100;
 
 /** Ms of one eraseSubject() of a subject with 100 sessions of 200 items. */
-export async function eraseSubjectTime(store: JobsStore, log: (line: string) => void): Promise<number> {
+export async function eraseSubjectTime(
+  store: JobsStore,
+  log: (line: string) => void,
+): Promise<number> {
   await runAs(actor, async () => {
     for (let index = 0; index < ERASE_SESSIONS; index++) {
       const session = await store.service.open(`subject-${index}`, {

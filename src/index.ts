@@ -162,6 +162,7 @@ export {
   type LegalHoldRecord,
   type LegalHoldStorage,
   type MaintenanceUnsupported,
+  type MultiSessionUnit,
   type SessionHoldReads,
   type SessionReadScope,
   type SessionRecord,

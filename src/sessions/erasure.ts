@@ -85,6 +85,17 @@ export interface ErasureReplayReport {
   readonly completed: number;
 }
 
+/** What an erasure is asked to do. */
+interface ErasureInput {
+  readonly tenantId: string;
+  readonly scope: 'subject' | 'session';
+  readonly subjectRef: string | null;
+  readonly refs: readonly SessionRef[];
+  readonly reason: ErasureReason;
+  readonly subjectId: string | null;
+  readonly actor: { readonly type: string; readonly id: string };
+}
+
 /** What erasing one session did. */
 interface SessionErased {
   readonly dekIds: string[];
@@ -130,24 +141,19 @@ export class Erasure {
       );
     }
     const reference = await this.subjectRefOf(tenantId, subjectId);
-    const receipt = await this.erase(ledger, {
-      tenantId,
-      scope: 'subject',
-      subjectRef: reference,
-      refs,
-      reason,
-      subjectId,
-      actor: actorOf(event),
-    });
-    // The sessions' events committed with their keys' destruction; this one sums them up.
-    await event
-      ?.succeededAlone({ recordId: receipt.receiptId, count: receipt.sessions })
-      .catch(() => {
-        logger.error(
-          `The subject.erase event of erasure ${receipt.receiptId} could not be written; each session's session.erase event is on record`,
-        );
-      });
-    return receipt;
+    return this.erase(
+      ledger,
+      {
+        tenantId,
+        scope: 'subject',
+        subjectRef: reference,
+        refs,
+        reason,
+        subjectId,
+        actor: actorOf(event),
+      },
+      event,
+    );
   }
 
   /**
@@ -175,15 +181,20 @@ export class Erasure {
         `Session '${ref.sessionId}' cannot be erased: ${held.length > 0 ? `legal hold ${held[0].holdId} covers it; release the hold first` : "its row is flagged legal_hold; clear the host's flag first"}. Nothing was erased`,
       );
     }
-    return this.erase(ledger, {
-      tenantId,
-      scope: 'session',
-      subjectRef: row.subjectId === null ? null : await this.subjectRefOf(tenantId, row.subjectId),
-      refs: [ref],
-      reason,
-      subjectId: row.subjectId,
-      actor: actorOf(event),
-    });
+    return this.erase(
+      ledger,
+      {
+        tenantId,
+        scope: 'session',
+        subjectRef:
+          row.subjectId === null ? null : await this.subjectRefOf(tenantId, row.subjectId),
+        refs: [ref],
+        reason,
+        subjectId: row.subjectId,
+        actor: actorOf(event),
+      },
+      undefined,
+    );
   }
 
   /**
@@ -237,17 +248,165 @@ export class Erasure {
     return totals;
   }
 
+  /**
+   * Erases the sessions: in one transaction where the storage can span sessions (SQL, memory),
+   * else session by session behind a pending ledger entry (Redis). `subjectEvent` is the
+   * subject's `subject.erase` event, for a subject's erasure.
+   */
   private async erase(
     ledger: ErasureLedgerStorage,
-    input: {
-      readonly tenantId: string;
-      readonly scope: 'subject' | 'session';
-      readonly subjectRef: string | null;
-      readonly refs: readonly SessionRef[];
-      readonly reason: ErasureReason;
-      readonly subjectId: string | null;
-      readonly actor: { readonly type: string; readonly id: string };
-    },
+    input: ErasureInput,
+    subjectEvent: PendingAuditEvent | undefined,
+  ): Promise<ErasureReceipt> {
+    const across = this.storage.transactionAcross?.bind(this.storage);
+    if (across) return this.eraseInOneUnit(across, input, subjectEvent);
+    const receipt = await this.eraseSessionBySession(ledger, input);
+    // The sessions' events committed with their keys' destruction; this one sums them up.
+    await subjectEvent
+      ?.succeededAlone({ recordId: receipt.receiptId, count: receipt.sessions })
+      .catch(() => {
+        logger.error(
+          `The subject.erase event of erasure ${receipt.receiptId} could not be written; each session's session.erase event is on record`,
+        );
+      });
+    return receipt;
+  }
+
+  /**
+   * Every session of the erasure in one transaction: each one's keys destroyed, items and
+   * history marks deleted, subject forgotten and `session.erase` recorded; the subject's
+   * `subject.erase` on the tenant's control chain; the ledger entry with the signed receipt.
+   * A hold found on any session (after its lock) rolls all of it back: nothing is erased.
+   */
+  private async eraseInOneUnit(
+    across: NonNullable<SessionStorage['transactionAcross']>,
+    input: ErasureInput,
+    subjectEvent: PendingAuditEvent | undefined,
+  ): Promise<ErasureReceipt> {
+    const erasureId = uuidv7();
+    const audit = this.audit;
+    const events: Array<PendingAuditEvent | undefined> = audit
+      ? await Promise.all(
+          input.refs.map((ref) =>
+            audit.prepare('session.erase', { ...ref, subjectId: input.subjectId }),
+          ),
+        )
+      : input.refs.map(() => undefined);
+    let receipt: ErasureReceipt;
+    try {
+      receipt = await across(input.tenantId, input.refs, async (unit) => {
+        const now = Date.now();
+        const dekIds: string[] = [];
+        let items = 0;
+        for (const [index, scope] of unit.scopes.entries()) {
+          const erased = await this.eraseInScope(scope, erasureId, now);
+          if (!erased) continue;
+          await events[index]?.appendIn(scope.audit, {
+            recordId: erasureId,
+            count: erased.dekIds.length,
+            keys: { dekIds: erased.dekIds },
+          });
+          dekIds.push(...erased.dekIds);
+          items += erased.items;
+        }
+        const signed = this.signedReceipt(input, erasureId, dekIds, items, now);
+        await subjectEvent?.appendIn(unit.control, { recordId: erasureId, count: signed.sessions });
+        if (!unit.erasureLedger) {
+          throw new ConfigurationError(
+            `The session storage '${this.storage.backend}' offers no erasure ledger inside its multi-session unit`,
+          );
+        }
+        await unit.erasureLedger.insert({
+          erasureId,
+          tenantId: input.tenantId,
+          scope: input.scope,
+          subjectRef: input.subjectRef,
+          sessionIds: JSON.stringify(input.refs.map((ref) => ref.sessionId)),
+          createdAt: now,
+          completedAt: now,
+          receipt: JSON.stringify(signed),
+        });
+        return signed;
+      });
+    } catch (error) {
+      const top = subjectEvent ?? events[0];
+      if (error instanceof LegalHoldError) await top?.denied('LEGAL_HOLD');
+      else await top?.failed(error);
+      throw error;
+    }
+    for (const event of events) event?.committed();
+    subjectEvent?.committed();
+    for (const ref of input.refs) this.keyRing.forgetSession(ref);
+    logger.log(
+      `Erasure ${erasureId} (${input.scope}) of tenant '${input.tenantId}' in one transaction: ${receipt.sessions} session(s), ${receipt.keysDestroyed} key(s) destroyed, ${receipt.itemsDeleted} item(s) deleted`,
+    );
+    return receipt;
+  }
+
+  /**
+   * Erases the scope's session inside its unit: lock, hold check, keys destroyed, items and
+   * history marks deleted, subject forgotten. Undefined when the session is gone.
+   *
+   * @throws LegalHoldError when a hold covers it (the unit then changes nothing).
+   */
+  private async eraseInScope(
+    scope: SessionWriteScope,
+    erasureId: string,
+    now: number,
+  ): Promise<SessionErased | undefined> {
+    if (!(await scope.session.lockForWrite(now))) return undefined;
+    const row = await scope.session.find();
+    const held = (await scope.holds?.covering()) ?? [];
+    if (held.length > 0 || row?.legalHold) {
+      throw new LegalHoldError(
+        `Erasure ${erasureId} stopped at session '${scope.ref.sessionId}': ${held.length > 0 ? `legal hold ${held[0].holdId} covers it` : 'its row is flagged legal_hold'}; release the hold first`,
+      );
+    }
+    requireErasureWrites(scope, this.storage.backend);
+    const dekIds = (await scope.dataKeys.listAll!())
+      .filter((key) => key.state !== 'destroyed')
+      .map((key) => key.dekId);
+    await scope.dataKeys.destroyAll(now);
+    const items = await scope.items.deleteAll();
+    await scope.historyOperations.deleteAll();
+    await scope.session.forgetSubject!();
+    return { dekIds, items };
+  }
+
+  /** The erasure's receipt, signed with the checkpoint key when there is one. */
+  private signedReceipt(
+    input: ErasureInput,
+    erasureId: string,
+    dekIds: string[],
+    items: number,
+    erasedAt: number,
+  ): ErasureReceipt {
+    const signer = this.audit?.options.checkpointSigner;
+    return signErasureReceipt(
+      {
+        schema: ERASURE_RECEIPT_SCHEMA,
+        receiptId: erasureId,
+        tenantId: input.tenantId,
+        scope: input.scope,
+        subjectRef: input.subjectRef,
+        reason: input.reason,
+        sessionIds: input.refs.map((ref) => ref.sessionId),
+        sessions: input.refs.length,
+        keysDestroyed: dekIds.length,
+        dekIds,
+        itemsDeleted: items,
+        erasedAt,
+        actor: { type: input.actor.type, id: input.actor.id },
+        signingKeyId: signer?.keyId ?? null,
+      },
+      signer?.privateKey,
+    );
+  }
+
+  /** Session by session (a storage that cannot span sessions), behind a pending ledger entry. */
+  private async eraseSessionBySession(
+    ledger: ErasureLedgerStorage,
+    input: ErasureInput,
   ): Promise<ErasureReceipt> {
     const erasureId = uuidv7();
     // The intent is on record before any key goes: an erasure cut off part-way is finished by
@@ -278,26 +437,7 @@ export class Erasure {
       }
     }
     const erasedAt = Date.now();
-    const signer = this.audit?.options.checkpointSigner;
-    const receipt = signErasureReceipt(
-      {
-        schema: ERASURE_RECEIPT_SCHEMA,
-        receiptId: erasureId,
-        tenantId: input.tenantId,
-        scope: input.scope,
-        subjectRef: input.subjectRef,
-        reason: input.reason,
-        sessionIds: input.refs.map((ref) => ref.sessionId),
-        sessions: input.refs.length,
-        keysDestroyed: dekIds.length,
-        dekIds,
-        itemsDeleted: items,
-        erasedAt,
-        actor: { type: input.actor.type, id: input.actor.id },
-        signingKeyId: signer?.keyId ?? null,
-      },
-      signer?.privateKey,
-    );
+    const receipt = this.signedReceipt(input, erasureId, dekIds, items, erasedAt);
     await ledger.complete(erasureId, erasedAt, JSON.stringify(receipt));
     logger.log(
       `Erasure ${erasureId} (${input.scope}) of tenant '${input.tenantId}': ${receipt.sessions} session(s), ${receipt.keysDestroyed} key(s) destroyed, ${items} item(s) deleted`,
@@ -318,28 +458,14 @@ export class Erasure {
     const event = await this.audit?.prepare('session.erase', { ...ref, subjectId });
     try {
       const erased = await this.storage.transaction(ref, async (scope) => {
-        if (!(await scope.session.lockForWrite(Date.now()))) return { dekIds: [], items: 0 };
-        const row = await scope.session.find();
-        const held = (await scope.holds?.covering()) ?? [];
-        if (held.length > 0 || row?.legalHold) {
-          throw new LegalHoldError(
-            `Erasure ${erasureId} stopped at session '${ref.sessionId}': ${held.length > 0 ? `legal hold ${held[0].holdId} covers it` : 'its row is flagged legal_hold'}. The sessions before it are erased (the ledger entry stays pending); release the hold and run replayErasureLedger() to finish`,
-          );
-        }
-        requireErasureWrites(scope, this.storage.backend);
-        const live = (await scope.dataKeys.listAll!()).filter((key) => key.state !== 'destroyed');
-        const now = Date.now();
-        await scope.dataKeys.destroyAll(now);
-        const items = await scope.items.deleteAll();
-        await scope.historyOperations.deleteAll();
-        await scope.session.forgetSubject!();
-        const dekIds = live.map((key) => key.dekId);
+        const done = await this.eraseInScope(scope, erasureId, Date.now());
+        if (!done) return { dekIds: [], items: 0 };
         await event?.appendIn(scope.audit, {
           recordId: erasureId,
-          count: dekIds.length,
-          keys: { dekIds },
+          count: done.dekIds.length,
+          keys: { dekIds: done.dekIds },
         });
-        return { dekIds, items };
+        return done;
       });
       event?.committed();
       this.keyRing.forgetSession(ref);
@@ -396,26 +522,21 @@ export class Erasure {
     }
     totals.keysDestroyed += dekIds.length;
     totals.itemsDeleted += items;
-    const signer = this.audit?.options.checkpointSigner;
     const erasedAt = Date.now();
-    const receipt = signErasureReceipt(
+    const receipt = this.signedReceipt(
       {
-        schema: ERASURE_RECEIPT_SCHEMA,
-        receiptId: entry.erasureId,
         tenantId: entry.tenantId,
         scope: entry.scope,
         subjectRef: entry.subjectRef,
+        refs,
         reason: 'other',
-        sessionIds,
-        sessions: refs.length,
-        keysDestroyed: dekIds.length,
-        dekIds,
-        itemsDeleted: items,
-        erasedAt,
+        subjectId: null,
         actor: actorOf(undefined),
-        signingKeyId: signer?.keyId ?? null,
       },
-      signer?.privateKey,
+      entry.erasureId,
+      dekIds,
+      items,
+      erasedAt,
     );
     if (await this.ledgerStorage().complete(entry.erasureId, erasedAt, JSON.stringify(receipt))) {
       totals.completed++;

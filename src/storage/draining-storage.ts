@@ -25,6 +25,7 @@ export class DrainingSessionStorage implements SessionStorage {
   readonly leases: LeaseStorage | undefined;
   readonly holds: LegalHoldStorage | undefined;
   readonly erasureLedger: ErasureLedgerStorage | undefined;
+  readonly transactionAcross: SessionStorage['transactionAcross'];
   private readonly units = new WorkInFlight(
     () =>
       new ShuttingDownError(
@@ -41,6 +42,9 @@ export class DrainingSessionStorage implements SessionStorage {
     this.leases = adapter.leases && this.countedLeases(adapter.leases);
     this.holds = adapter.holds && this.countedHolds(adapter.holds);
     this.erasureLedger = adapter.erasureLedger && this.countedLedger(adapter.erasureLedger);
+    const across = adapter.transactionAcross?.bind(adapter);
+    this.transactionAcross =
+      across && ((tenantId, refs, work) => this.units.run(() => across(tenantId, refs, work)));
   }
 
   get backend(): string {

@@ -21,6 +21,7 @@ export {
   type LegalHoldStorage,
   type MaintainableStorage,
   type MaintenanceUnsupported,
+  type MultiSessionUnit,
   type SessionHoldReads,
   type SessionReadScope,
   type SessionRowReads,

@@ -252,6 +252,22 @@ export interface SessionWriteScope extends SessionReadScope {
 }
 
 /**
+ * One atomic unit over several sessions of one tenant ({@link SessionStorage.transactionAcross}):
+ * a write scope per session, in the order asked, the tenant's control chain, and the erasure
+ * ledger, all committed together or not at all.
+ *
+ * @publicApi
+ */
+export interface MultiSessionUnit {
+  /** One scope per session asked for, in that order. */
+  readonly scopes: readonly SessionWriteScope[];
+  /** The tenant's control chain; present when the storage offers {@link AuditStorage}. */
+  readonly control?: AuditChainWrites;
+  /** The erasure ledger, in this unit; present when the storage keeps one. */
+  readonly erasureLedger?: Pick<ErasureLedgerStorage, 'insert'>;
+}
+
+/**
  * The audit trail's own storage: append-only records and per-chain heads, kept by the same
  * backend as the sessions.
  *
@@ -499,6 +515,18 @@ export interface SessionStorage {
    * so it must have no effect outside `scope`.
    */
   transaction<T>(ref: SessionRef, work: (scope: SessionWriteScope) => Promise<T>): Promise<T>;
+  /**
+   * Runs work on several sessions of one tenant, its control chain and the erasure ledger in
+   * one transaction: everything written through the unit commits when `work` resolves, nothing
+   * when it throws. Sessions are locked in the order given (give them in a stable order, e.g. by
+   * id bytes, so two such units cannot deadlock). Absent on an adapter whose sessions cannot
+   * share a transaction (Redis: each session lives in a hash slot of its own).
+   */
+  transactionAcross?<T>(
+    tenantId: string,
+    refs: readonly SessionRef[],
+    work: (unit: MultiSessionUnit) => Promise<T>,
+  ): Promise<T>;
   /**
    * Cross-session work, or the reason the adapter cannot do it. Absent means unsupported
    * (a host's own adapter need not offer it). Check it with {@link supportsMaintenance}.

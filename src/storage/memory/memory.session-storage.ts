@@ -32,6 +32,7 @@ import {
   holdsLease,
   leaseLostError,
 } from '../job-leases.js';
+import { checkSameTenant } from '../multi-session.js';
 import { sequenceBehindItemsError } from '../sequence-behind-items.js';
 import { SerialQueue } from '../serial-queue.js';
 import type {
@@ -41,6 +42,7 @@ import type {
   ExpiredItemPage,
   LeaseStorage,
   LegalHoldStorage,
+  MultiSessionUnit,
   SessionReadScope,
   SessionStorage,
   SessionWriteScope,
@@ -349,6 +351,34 @@ export class MemorySessionStorage implements SessionStorage {
         return result;
       } finally {
         // Units run one at a time, so every fenced job is this unit's.
+        this.fencedJobs.clear();
+      }
+    });
+  }
+
+  transactionAcross<T>(
+    tenantId: string,
+    refs: readonly SessionRef[],
+    work: (unit: MultiSessionUnit) => Promise<T>,
+  ): Promise<T> {
+    checkSameTenant(tenantId, refs);
+    return this.undoable(async (undo) => {
+      const unit: FencedUnit = {};
+      try {
+        const scope = this.createScope(undo, unit);
+        const result = await work({
+          scopes: refs.map((ref) => bindWriteScope(scope, ref)),
+          control: bindAuditChains(this.auditScope(undo), { tenantId, sessionId: null }),
+          erasureLedger: {
+            insert: async (entry) => {
+              await this.erasureLedger.insert(entry);
+              undo.push(() => this.ledger.delete(entry.erasureId));
+            },
+          },
+        });
+        if (unit.lost) throw unit.lost;
+        return result;
+      } finally {
         this.fencedJobs.clear();
       }
     });

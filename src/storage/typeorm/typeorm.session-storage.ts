@@ -27,6 +27,7 @@ import {
   checkPageLimit,
   checkStorageId,
 } from '../legal-hold-arguments.js';
+import { checkSameTenant } from '../multi-session.js';
 import { sequenceBehindItemsError } from '../sequence-behind-items.js';
 import { SerialQueue } from '../serial-queue.js';
 import {
@@ -44,12 +45,13 @@ import type {
   IdleSessionPage,
   LeaseStorage,
   LegalHoldStorage,
+  MultiSessionUnit,
   SessionReadScope,
   SessionStorage,
   SessionWriteScope,
   StorageMaintenance,
 } from '../storage.ports.js';
-import type { JobLease, SessionRef, StoredItem } from '../storage.records.js';
+import type { ErasureLedgerRecord, JobLease, SessionRef, StoredItem } from '../storage.records.js';
 import { poolReaderFor, type Row, type RowReader } from './pool-reader.js';
 import {
   dataKeyLabel,
@@ -373,16 +375,7 @@ export class TypeOrmSessionStorage implements SessionStorage {
       checkErasureLedgerRecord(entry);
       await this.insertRow(
         this.sql.insertErasure,
-        [
-          entry.erasureId,
-          entry.tenantId,
-          entry.scope,
-          entry.subjectRef,
-          entry.sessionIds,
-          entry.createdAt,
-          entry.completedAt,
-          entry.receipt,
-        ],
+        this.erasureParams(entry),
         this.tables.erasureLedger,
         () => `An erasure ledger entry with id '${entry.erasureId}'`,
       );
@@ -574,6 +567,51 @@ export class TypeOrmSessionStorage implements SessionStorage {
         if (unit.restore) await runner.query(unit.restore);
       },
     );
+  }
+
+  transactionAcross<T>(
+    tenantId: string,
+    refs: readonly SessionRef[],
+    work: (unit: MultiSessionUnit) => Promise<T>,
+  ): Promise<T> {
+    checkSameTenant(tenantId, refs);
+    const unit: FencedUnit = {};
+    return this.inTransaction(
+      async (runner) => {
+        const scope = this.createScope(runnerReader(runner), runner, unit);
+        const result = await work({
+          scopes: refs.map((ref) => bindWriteScope(scope, ref)),
+          ...(scope.audit && {
+            control: bindAuditChains(scope.audit, { tenantId, sessionId: null }),
+          }),
+          erasureLedger: {
+            insert: async (entry) => {
+              checkErasureLedgerRecord(entry);
+              await runner.query(this.sql.insertErasure, this.erasureParams(entry));
+            },
+          },
+        });
+        if (unit.lost) throw unit.lost;
+        return result;
+      },
+      async (runner) => {
+        if (unit.restore) await runner.query(unit.restore);
+      },
+    );
+  }
+
+  /** An erasure ledger entry as the insert statement's parameters. */
+  private erasureParams(entry: ErasureLedgerRecord): unknown[] {
+    return [
+      entry.erasureId,
+      entry.tenantId,
+      entry.scope,
+      entry.subjectRef,
+      entry.sessionIds,
+      entry.createdAt,
+      entry.completedAt,
+      entry.receipt,
+    ];
   }
 
   /**

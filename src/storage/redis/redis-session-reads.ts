@@ -309,7 +309,7 @@ export class RedisSessionReads {
   }
 
   /** The standalone client, or a Cluster's masters as it knows them once connected. */
-  private async masters(): Promise<Redis[]> {
+  async masters(): Promise<Redis[]> {
     const client = this.client;
     if (!isRedisCluster(client)) return [client];
     // The node list fills in once the client has loaded the slots: a round trip waits for that.

@@ -34,6 +34,7 @@ import {
   withinDeadline,
 } from './redis-errors.js';
 import { RedisExpiredItemScan } from './redis-expiry-index.js';
+import { RedisIdleSessionScan } from './redis-idle-sessions.js';
 import { DEFAULT_REDIS_KEY_PREFIX, RedisKeyLayout } from './redis-keys.js';
 import { leaseLostError } from '../job-leases.js';
 import { pinField, RedisLeaseStorage } from './redis-lease-storage.js';
@@ -153,8 +154,9 @@ export class RedisSessionStorage implements SessionStorage {
   private readonly reads: RedisSessionReads;
   private readonly readScope: AdapterReadScope;
   /**
-   * Cross-session scans. The expired-item scan runs on standalone Redis and on a Cluster (it
-   * SCANs every master); the data-key scans of KEK rotation are standalone only for now and
+   * Cross-session scans. The expired-item and idle-session scans run on standalone Redis and on
+   * a Cluster (they SCAN every master; the idle-session scan reads every session hash per page,
+   * see redis-idle-sessions.ts); the data-key scans of KEK rotation are standalone only for now and
    * throw ConfigurationError on a Cluster.
    */
   readonly maintenance: StorageMaintenance | MaintenanceUnsupported;
@@ -252,14 +254,17 @@ export class RedisSessionStorage implements SessionStorage {
         await unit.rebuildExpiryIndex(ref);
       });
     });
+    const idleSessions = new RedisIdleSessionScan(reads);
     // On a Cluster the data-key scans throw their ConfigurationError when called (they SCAN
-    // one server only for now); the expired-item scan covers every master.
+    // one server only for now); the expired-item and idle-session scans cover every master.
     this.maintenance = {
       supported: true,
       listDataKeysWrappedByOtherKek: (kekId, cursor, limit) =>
         reads.dataKeysWrappedByOtherKek(kekId, cursor, limit),
       countDataKeysByKek: () => reads.countDataKeysByKek(),
       listExpiredItems: (now, cursor, limit) => expiredItems.listExpiredItems(now, cursor, limit),
+      listIdleSessions: (before, cursor, limit) =>
+        idleSessions.listIdleSessions(before, cursor, limit),
       listSessionsOfSubject: (tenantId, subjectId, afterSessionId, limit) =>
         this.subjectIndex.listSessionsOfSubject(tenantId, subjectId, afterSessionId, limit),
     };

@@ -13,6 +13,7 @@ import {
   describeHoldStorageContract,
 } from '../storage/hold-storage-contract.js';
 import { describeLeaseStorageContract } from '../storage/lease-storage-contract.js';
+import { describeIdleSessionScanContract } from '../storage/idle-session-contract.js';
 import { describeRetentionStorageContract } from '../storage/retention-storage-contract.js';
 import { describeIntegrityContract } from './integrity-contract.js';
 import { describeSessionContract } from './session-contract.js';
@@ -35,6 +36,7 @@ describe.skipIf(!up)('redis', () => {
   describeAuditStorageContract('redis', redisHarness);
   describeLeaseStorageContract('redis', redisHarness);
   describeRetentionStorageContract('redis', redisHarness);
+  describeIdleSessionScanContract('redis', redisHarness);
   describeHoldStorageContract('redis', redisHarness);
   describeHoldRaceContract('redis', redisHarness);
   describeAuditTrailContract('redis', redisHarness);

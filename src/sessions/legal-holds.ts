@@ -32,6 +32,8 @@ const logger = new Logger('LegalHolds');
 const SUBJECT_PAGE = 500;
 /** Items per page when a held session is exported. */
 const EXPORT_PAGE = 500;
+/** Who released a hold whose placing failed part-way, as the holds table records it. */
+const PLACING_FAILED = 'nest-encrypted-sessions:placing-failed';
 /** The newest holds `listHolds` returns at most per call. */
 const MAX_LIST_LIMIT = 1000;
 
@@ -153,15 +155,16 @@ export class LegalHolds {
       await event?.failed(error);
       throw error;
     });
-    const sessions = await this.lockCoveredSessions(hold);
-    if (event) {
-      try {
-        await event.succeededAlone({ recordId: hold.holdId, count: sessions });
-      } catch (error) {
-        // Fail closed: a hold is not left in force without its event on record.
-        await holds.release(hold.holdId, Date.now(), 'nest-encrypted-sessions:audit-failed');
-        throw error;
-      }
+    let sessions: number;
+    try {
+      sessions = await this.lockCoveredSessions(hold);
+      await event?.succeededAlone({ recordId: hold.holdId, count: sessions });
+    } catch (error) {
+      // Fail closed: a hold is not left in force without its event on record (should this
+      // release fail too, the hold stays: keeping data is the safe side).
+      await holds.release(hold.holdId, Date.now(), PLACING_FAILED);
+      await event?.failed(error);
+      throw error;
     }
     logger.log(
       `Placed legal hold ${hold.holdId} on ${sessionId === null ? 'a subject' : `session '${sessionId}'`} of tenant '${tenantId}' (${sessions} session(s) now)`,
@@ -316,7 +319,7 @@ export class LegalHolds {
     const throughSeq = newest[0]?.seq ?? 0;
     const event = await this.audit?.prepare('hold.export', { ...ref, subjectId: row.subjectId });
     // Recorded before a single item leaves.
-    await event?.succeededAlone({ recordId: hold.holdId, count: 0 });
+    await event?.succeededAlone({ recordId: hold.holdId });
     for (let afterSeq = 0; afterSeq < throughSeq;) {
       const page = await this.storage.read(ref, (scope) =>
         scope.items.listVisiblePage(0, afterSeq, throughSeq, EXPORT_PAGE),

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { ConfigurationError } from '../../errors/index.js';
 import type { AuditChainRef, SessionRef } from '../storage.records.js';
 
@@ -264,10 +265,19 @@ export class RedisKeyLayout {
 
   /**
    * The subject index of one subject of a tenant, in a slot of its own: the hash tag 'subject:'
-   * and base64url of tenant and subject, so a lookup reads one slot and needs no scan.
+   * and SHA-256 of tenant and subject (length-prefixed), so a lookup reads one slot and needs
+   * no scan, and no key name spells a subject's id (an index entry that outlives an erasure
+   * names the subject by nothing readable).
    */
   subjectIndex(tenantId: string, subjectId: string): RedisSubjectIndexKeys {
-    const base = `${this.prefix}{subject:${base64url(tenantId)}.${base64url(subjectId)}}:`;
+    const digest = createHash('sha256');
+    for (const part of [tenantId, subjectId]) {
+      const bytes = Buffer.from(part, 'utf8');
+      const length = Buffer.alloc(4);
+      length.writeUInt32BE(bytes.length);
+      digest.update(length).update(bytes);
+    }
+    const base = `${this.prefix}{subject:${digest.digest('base64url')}}:`;
     return { sessions: `${base}sessions`, tokens: `${base}tokens` };
   }
 

@@ -100,7 +100,7 @@ export class ExpiredItemPurge {
         // this lock (or this unit re-runs), so it is seen here. Its activity time stays.
         const row = await scope.session.find();
         if (row) await scope.session.lockForWrite(row.lastActivityAt);
-        if (await isHeld(scope)) return HELD;
+        if (await isHeld(scope, row)) return HELD;
         const count = await scope.items.deleteBySeq(purgeable);
         if (count > 0) {
           await event?.appendIn(scope.audit, { count, keys: { dekIds: [...dekIds] } });

@@ -64,7 +64,7 @@ export class IdleSessionPurge {
         if (row.lastActivityAt >= idleBefore) return { outcome: 'active' };
         // The write lock (its activity time kept), then the holds: see ExpiredItemPurge.
         await scope.session.lockForWrite(row.lastActivityAt);
-        if (await isHeld(scope)) return { outcome: 'held' };
+        if (await isHeld(scope, row)) return { outcome: 'held' };
         const dekIds = (await scope.dataKeys.listAll())
           .filter((key) => key.state !== 'destroyed')
           .map((key) => key.dekId);

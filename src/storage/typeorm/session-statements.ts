@@ -107,6 +107,9 @@ function buildPortableStatements(t: TableNames, d: SqlDialect) {
     return `SELECT ${holdColumns} FROM ${holds} WHERE ${where.join(' AND ')} ORDER BY "hold_id" ASC LIMIT ${p(first + 1)}`;
   };
   const activeHoldsCovering = `SELECT ${holdColumns} FROM ${holds} WHERE "tenant_id" = ${p(1)} AND "released_at" IS NULL AND ("session_id" = ${p(2)} OR "subject_id" = ${p(3)}) ORDER BY "hold_id" ASC`;
+  // The same for a session by its row, in one statement: its subject read by a subquery (no
+  // row, or no subject, matches no subject hold).
+  const activeHoldsCoveringSession = `SELECT ${holdColumns} FROM ${holds} WHERE "tenant_id" = ${p(1)} AND "released_at" IS NULL AND ("session_id" = ${p(2)} OR "subject_id" = (SELECT "subject_id" FROM ${sessions} WHERE "tenant_id" = ${p(3)} AND "session_id" = ${p(4)})) ORDER BY "hold_id" ASC`;
   const insertAuditCache = new Map<number, string>();
   const insertItemsCache = new Map<number, string>();
   const deleteBySeqCache = new Map<number, string>();
@@ -261,8 +264,11 @@ function buildPortableStatements(t: TableNames, d: SqlDialect) {
     // (and waits for a hold being written) whatever the transaction's isolation level; the
     // write units run READ COMMITTED, whose plain reads see them too. Postgres' READ COMMITTED
     // statement and SQLite's write transaction already see every committed hold.
-    lockActiveHoldsCovering:
-      d.backend === 'mysql' ? `${activeHoldsCovering} LOCK IN SHARE MODE` : activeHoldsCovering,
+    activeHoldsCoveringSession,
+    lockActiveHoldsCoveringSession:
+      d.backend === 'mysql'
+        ? `${activeHoldsCoveringSession} LOCK IN SHARE MODE`
+        : activeHoldsCoveringSession,
     activeHoldsOnSubject: `SELECT ${holdColumns} FROM ${holds} WHERE "tenant_id" = ${p(1)} AND "subject_id" = ${p(2)} AND "released_at" IS NULL ORDER BY "hold_id" ASC`,
     insertErasure: `INSERT INTO ${ledger} (${ledgerColumns}) VALUES (${placeholders(1, 8)})`,
     completeErasure: `UPDATE ${ledger} SET "completed_at" = ${p(1)}, "receipt" = ${p(2)} WHERE "erasure_id" = ${p(3)} AND "completed_at" IS NULL`,

@@ -985,15 +985,12 @@ export class TypeOrmSessionStorage implements SessionStorage {
       },
       holds: {
         // The holds on the session and on the subject its row names now. In a write unit, on the
-        // unit's connection: every hold committed before the call (see lockActiveHoldsCovering).
+        // unit's connection: every hold committed before the call (see lockActiveHoldsCoveringSession).
         covering: async (ref) => {
-          const [session] = await q(sql.findSession, [ref.tenantId, ref.sessionId]);
-          const subjectId = session ? toSessionRecord(session, ref).subjectId : null;
-          const rows = await q(writer ? sql.lockActiveHoldsCovering : sql.activeHoldsCovering, [
-            ref.tenantId,
-            ref.sessionId,
-            subjectId,
-          ]);
+          const rows = await q(
+            writer ? sql.lockActiveHoldsCoveringSession : sql.activeHoldsCoveringSession,
+            [ref.tenantId, ref.sessionId, ref.tenantId, ref.sessionId],
+          );
           return rows.map(toLegalHoldRecord);
         },
       },

@@ -8,7 +8,7 @@ import type { SessionReadScope, SessionRecord } from '../storage/index.js';
  */
 export async function isHeld(
   scope: SessionReadScope,
-  row?: SessionRecord | undefined,
+  row?: SessionRecord,
 ): Promise<boolean> {
   if ((row ?? (await scope.session.find()))?.legalHold) return true;
   return ((await scope.holds?.covering()) ?? []).length > 0;

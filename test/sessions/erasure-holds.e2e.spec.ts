@@ -433,6 +433,20 @@ describe('erasure and holds on the SQLite file, seen in its rows', () => {
     }
   });
 
+  it("erases a subject's sessions in one transaction: a failure at its last write erases none", async () => {
+    const ref = await boot();
+    const service = ref.get(EncryptedSessionService);
+    await seed(service, { 's-1': 'patient-7', 's-2': 'patient-7' });
+    // The subject.erase event is the unit's last audit write: refuse it.
+    await refuseAuditOf('subject.erase');
+    await rejectionOf(() =>
+      runAs(actor, () => service.eraseSubject('patient-7', { tenantId: 'acme', reason: 'other' })),
+    );
+    expect(await read(service, 's-1')).toHaveLength(3);
+    expect(await read(service, 's-2')).toHaveLength(3);
+    expect(await sql('SELECT * FROM "nes_erasure_ledger"')).toEqual([]);
+  });
+
   it('a hold whose hold.apply event cannot be written is not left in force', async () => {
     const ref = await boot();
     const service = ref.get(EncryptedSessionService);

@@ -6,10 +6,7 @@ import type { SessionReadScope, SessionRecord } from '../storage/index.js';
  * a write unit, call it after the session's write lock, so a hold placed meanwhile is seen.
  * `row`: the session's row as the unit already read it, to save reading it again.
  */
-export async function isHeld(
-  scope: SessionReadScope,
-  row?: SessionRecord,
-): Promise<boolean> {
+export async function isHeld(scope: SessionReadScope, row?: SessionRecord): Promise<boolean> {
   if ((row ?? (await scope.session.find()))?.legalHold) return true;
   return ((await scope.holds?.covering()) ?? []).length > 0;
 }

@@ -15,7 +15,6 @@ import {
 } from '../errors/index.js';
 import type { KeyRing } from '../keys/index.js';
 import {
-  supportsMaintenance,
   type ErasureLedgerRecord,
   type ErasureLedgerStorage,
   type SessionRecord,
@@ -33,12 +32,11 @@ import {
 } from './erasure-receipt.js';
 import type { LegalHolds } from './legal-holds.js';
 import { checkId } from './session-ids.js';
+import { sessionsOfSubject } from './subject-sessions.js';
 
 // Ids and counts only: never a subject id, never content or key material.
 const logger = new Logger('Erasure');
 
-/** Sessions per page when a subject's sessions are listed. */
-const SUBJECT_PAGE = 500;
 /** Ledger entries per page on a replay. */
 const LEDGER_PAGE = 200;
 /** Sessions erased at once. */
@@ -127,7 +125,15 @@ export class Erasure {
     const { tenantId, reason } = this.checkOptions(options);
     checkId(subjectId, 'subjectId');
     const event = await this.audit?.prepare('subject.erase', { tenantId, subjectId });
-    const rows = await this.sessionsOfSubject(tenantId, subjectId);
+    const rows: SessionRecord[] = [];
+    for await (const row of sessionsOfSubject(
+      this.storage,
+      tenantId,
+      subjectId,
+      'a subject cannot be erased on it; erase its sessions one by one',
+    )) {
+      rows.push(row);
+    }
     const refs = rows.map((row) => ({ tenantId: row.tenantId, sessionId: row.sessionId }));
     const held = [
       ...(await this.holds.onSubject(tenantId, subjectId)),
@@ -601,24 +607,6 @@ export class Erasure {
       (hold) =>
         (hold.sessionId !== null && sessionIds.has(hold.sessionId)) || hold.subjectId === subjectId,
     );
-  }
-
-  private async sessionsOfSubject(tenantId: string, subjectId: string): Promise<SessionRecord[]> {
-    const lookup = supportsMaintenance(this.storage)
-      ? this.storage.maintenance.listSessionsOfSubject?.bind(this.storage.maintenance)
-      : undefined;
-    if (!lookup) {
-      throw new ConfigurationError(
-        `The session storage '${this.storage.backend}' cannot look sessions up by subject, so a subject cannot be erased on it; erase its sessions one by one`,
-      );
-    }
-    const rows: SessionRecord[] = [];
-    for (let after = ''; ;) {
-      const page = await lookup(tenantId, subjectId, after, SUBJECT_PAGE);
-      rows.push(...page);
-      if (page.length < SUBJECT_PAGE) return rows;
-      after = page.at(-1)!.sessionId;
-    }
   }
 
   private async subjectRefOf(tenantId: string, subjectId: string): Promise<string | null> {

@@ -16,7 +16,6 @@ import {
 } from '../errors/index.js';
 import type { KeyRing } from '../keys/index.js';
 import {
-  supportsMaintenance,
   type LegalHoldRecord,
   type LegalHoldStorage,
   type SessionRef,
@@ -24,12 +23,11 @@ import {
 } from '../storage/index.js';
 import { envelopeItemCipher } from './item-cipher.js';
 import { checkId } from './session-ids.js';
+import { sessionsOfSubject } from './subject-sessions.js';
 
 // Ids and counts only: never a matter reference's meaning, never content.
 const logger = new Logger('LegalHolds');
 
-/** Sessions per page when a subject's sessions are listed. */
-const SUBJECT_PAGE = 500;
 /** Items per page when a held session is exported. */
 const EXPORT_PAGE = 500;
 /** Who released a hold whose placing failed part-way, as the holds table records it. */
@@ -295,20 +293,13 @@ export class LegalHolds {
       yield { tenantId: hold.tenantId, sessionId: hold.sessionId };
       return;
     }
-    const lookup = supportsMaintenance(this.storage)
-      ? this.storage.maintenance.listSessionsOfSubject?.bind(this.storage.maintenance)
-      : undefined;
-    if (!lookup) {
-      throw new ConfigurationError(
-        `The session storage '${this.storage.backend}' cannot look sessions up by subject, so a subject's hold cannot be placed or exported on it; hold the sessions one by one`,
-      );
-    }
-    for (let after = ''; ;) {
-      const page = await lookup(hold.tenantId, hold.subjectId!, after, SUBJECT_PAGE);
-      for (const session of page)
-        yield { tenantId: session.tenantId, sessionId: session.sessionId };
-      if (page.length < SUBJECT_PAGE) return;
-      after = page.at(-1)!.sessionId;
+    for await (const session of sessionsOfSubject(
+      this.storage,
+      hold.tenantId,
+      hold.subjectId!,
+      "a subject's hold cannot be placed or exported on it; hold the sessions one by one",
+    )) {
+      yield { tenantId: session.tenantId, sessionId: session.sessionId };
     }
   }
 

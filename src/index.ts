@@ -125,6 +125,7 @@ export {
   type KeyProviderRetryOptions,
   type KeyProviderStatus,
   type KeyRingStats,
+  type KeyRotationPolicyOptions,
   type KekRotationStatus,
   type RewrapOptions,
   type RewrapReport,

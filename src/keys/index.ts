@@ -14,11 +14,13 @@ export {
   keyCacheOptionsSchema,
   keyProviderRetrySchema,
   keyRingOptionsFrom,
+  keyRotationPolicySchema,
   maxItemsPerDataKeySchema,
   resolveKeyRingOptions,
   type KeyCacheOptions,
   type KeyProviderRetryOptions,
   type KeyRingOptions,
+  type KeyRotationPolicyOptions,
   type ModuleKeyRingOptions,
 } from './key-ring.options.js';
 export {

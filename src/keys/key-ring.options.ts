@@ -35,6 +35,18 @@ export interface KeyRingOptions {
    * Sessions whose keys are cached never notice. @default 1000
    */
   providerOutageCooldownMs?: number;
+  /**
+   * Rotation policy by age: a session's data key that has sealed items and is this many days
+   * old gives way to a new generation at the session's next write; null turns it off.
+   * @default 90
+   */
+  rotationMaxAgeDays?: number | null;
+  /**
+   * Rotation policy by use: a session's data key that has sealed at least this many items gives
+   * way to a new generation at the session's next write (that write may take the key past it,
+   * up to `maxItemsPerDataKey`); null leaves only `maxItemsPerDataKey`. @default null
+   */
+  rotationMaxItems?: number | null;
 }
 
 /** Injection token for {@link KeyRingOptions}. */
@@ -48,6 +60,8 @@ export const KEY_RING_DEFAULTS: Required<KeyRingOptions> = {
   providerRetryBudgetMs: 2000,
   providerRetryBaseDelayMs: 50,
   providerOutageCooldownMs: 1000,
+  rotationMaxAgeDays: 90,
+  rotationMaxItems: null,
 };
 
 /** The data key cache of `options.keyCache`: how many unwrapped keys, and for how long. */
@@ -112,10 +126,40 @@ export const maxItemsPerDataKeySchema = wholeNumber(
   2 ** 28,
 );
 
+/**
+ * `options.keys.rotation`: when a session's data key gives way to a new generation, besides the
+ * hard bound `maxItemsPerDataKey`. The new generation seals the session's next write; the old
+ * key still opens the items it sealed.
+ */
+export const keyRotationPolicySchema = strictOptions(
+  {
+    /** Days after which a data key that sealed items is rotated; null: never by age. @default 90 */
+    maxAgeDays: wholeNumber('a whole number of days, at least 1, or null (default 90)', 1)
+      .nullable()
+      .optional(),
+    /** Items after which a data key is rotated; null: only at `maxItemsPerDataKey`. @default null */
+    maxItems: wholeNumber(
+      'a whole number of items from 1 to 2^28, or null (default null)',
+      1,
+      2 ** 28,
+    )
+      .nullable()
+      .optional(),
+  },
+  'an object, e.g. { maxAgeDays: 90, maxItems: null }',
+);
+
+/**
+ * `options.keys.rotation`: the data key rotation policy.
+ *
+ * @publicApi
+ */
+export type KeyRotationPolicyOptions = z.input<typeof keyRotationPolicySchema>;
+
 /** Each key ring option, where it sits in the module's options, and the rule it follows. */
 const KEY_RING_FIELDS: Record<
   keyof KeyRingOptions,
-  { path: readonly [string, ...string[]]; schema: z.ZodNumber }
+  { path: readonly [string, ...string[]]; schema: z.ZodType<number | null> }
 > = {
   cacheMaxEntries: {
     path: ['keyCache', 'maxEntries'],
@@ -142,6 +186,14 @@ const KEY_RING_FIELDS: Record<
     path: ['keys', 'retry', 'outageCooldownMs'],
     schema: keyProviderRetrySchema.shape.outageCooldownMs.unwrap(),
   },
+  rotationMaxAgeDays: {
+    path: ['keys', 'rotation', 'maxAgeDays'],
+    schema: keyRotationPolicySchema.shape.maxAgeDays.unwrap(),
+  },
+  rotationMaxItems: {
+    path: ['keys', 'rotation', 'maxItems'],
+    schema: keyRotationPolicySchema.shape.maxItems.unwrap(),
+  },
 };
 
 /** The module's key options, in the places {@link KEY_RING_FIELDS} names. */
@@ -150,16 +202,17 @@ export interface ModuleKeyRingOptions {
   readonly keys?: {
     readonly retry?: KeyProviderRetryOptions;
     readonly maxItemsPerDataKey?: number;
+    readonly rotation?: KeyRotationPolicyOptions;
   };
 }
 
 /** The module's key options as the key ring takes them. */
 export function keyRingOptionsFrom(options: ModuleKeyRingOptions): KeyRingOptions {
-  const valueAt = (path: readonly string[]): number | undefined =>
+  const valueAt = (path: readonly string[]): unknown =>
     path.reduce<unknown>(
       (node, key) => (node as Record<string, unknown> | undefined)?.[key],
       options,
-    ) as number | undefined;
+    );
   return Object.fromEntries(
     Object.entries(KEY_RING_FIELDS).map(([name, field]) => [name, valueAt(field.path)]),
   ) as KeyRingOptions;
@@ -187,7 +240,8 @@ export function resolveKeyRingOptions(options: KeyRingOptions = {}): Required<Ke
     if (!result.success) {
       throw optionIssueError(result.error.issues[0], `options.${field.path.join('.')}`);
     }
-    resolved[name] = result.data;
+    // Only the fields whose schema takes null (the rotation policy) can be null here.
+    (resolved as Record<keyof KeyRingOptions, number | null>)[name] = result.data;
   }
   return resolved;
 }

@@ -94,6 +94,8 @@ export interface KeyProviderStatus {
 
 const logger = new Logger('KeyRing');
 
+const DAY_MS = 86_400_000;
+
 /** How often key creation starts over after the session's keys changed under it. */
 const MAX_KEY_CREATION_ATTEMPTS = 5;
 
@@ -172,6 +174,39 @@ export class KeyRing {
    */
   get maxItemsPerDataKey(): number {
     return this.options.maxItemsPerDataKey;
+  }
+
+  /** The rotation policy in force: days and items after which a used data key is rotated. */
+  get rotationPolicy(): {
+    readonly maxAgeDays: number | null;
+    readonly maxItems: number | null;
+  } {
+    return {
+      maxAgeDays: this.options.rotationMaxAgeDays,
+      maxItems: this.options.rotationMaxItems,
+    };
+  }
+
+  /**
+   * Whether the policy wants a new generation before the session's next write, at position
+   * `nextSeq` and time `now`: the active key has sealed items and is `maxAgeDays` old or has
+   * sealed `maxItems`. A key that sealed nothing is never due, so a new generation is used
+   * before it could be rotated again.
+   *
+   * @internal
+   */
+  rotationDue(
+    active: Pick<DataKeyRecord, 'createdAt' | 'firstSeq'>,
+    nextSeq: number,
+    now: number,
+  ): boolean {
+    const sealed = nextSeq - active.firstSeq;
+    if (sealed <= 0) return false;
+    const { rotationMaxAgeDays: maxAgeDays, rotationMaxItems: maxItems } = this.options;
+    return (
+      (maxItems !== null && sealed >= maxItems) ||
+      (maxAgeDays !== null && now - active.createdAt >= maxAgeDays * DAY_MS)
+    );
   }
 
   /**

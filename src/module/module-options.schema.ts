@@ -10,6 +10,7 @@ import {
 import {
   keyCacheOptionsSchema,
   keyProviderRetrySchema,
+  keyRotationPolicySchema,
   maxItemsPerDataKeySchema,
   type KeyProvider,
 } from '../keys/index.js';
@@ -266,6 +267,12 @@ const keyPolicyShape = {
   maxItemsPerDataKey: maxItemsPerDataKeySchema.optional(),
   /** Retries of key provider calls that failed retryably (throttling, 5xx, a dropped connection). */
   retry: keyProviderRetrySchema.optional(),
+  /**
+   * When a session's data key gives way to a new generation: a key that sealed items and is
+   * `maxAgeDays` old, or has sealed `maxItems`, is rotated at the session's next write.
+   * @default { maxAgeDays: 90, maxItems: null }
+   */
+  rotation: keyRotationPolicySchema.optional(),
 };
 
 /** The options `keys` holds besides its one source. */

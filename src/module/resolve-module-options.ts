@@ -258,7 +258,7 @@ function resolveKeys(keys: unknown) {
     unknown
   > &
     NonNullable<ModuleKeyRingOptions['keys']>;
-  // The key ring reads its policies (retry, maxItemsPerDataKey) from the parsed keys as given.
+  // The key ring reads its policies (retry, maxItemsPerDataKey, rotation) from the parsed keys as given.
   return { source: { source, options: parsed[source] } as ResolvedKeySource, policies: parsed };
 }
 

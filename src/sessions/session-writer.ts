@@ -334,7 +334,11 @@ export class SessionWriter {
       );
     }
     if (payloads.length === 0) return;
-    if (first + payloads.length - dataKey.firstSeq > this.context.keyRing.maxItemsPerDataKey) {
+    if (
+      first + payloads.length - dataKey.firstSeq > this.context.keyRing.maxItemsPerDataKey ||
+      this.context.keyRing.rotationDue(active, first, now)
+    ) {
+      // Used up, or due by the rotation policy: the next generation seals this write.
       throw new RetryOutsideTransaction('key-exhausted', first);
     }
     const ttl = this.context.itemTtlSeconds;

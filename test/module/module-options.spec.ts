@@ -54,6 +54,21 @@ describe('module options', () => {
         'options.keys.maxItemsPerDataKey must be a whole number of items from 1 to 2^28 (default 268435456)',
       ],
       [
+        'keys.rotation.maxAgeDays: 0 (every used key would rotate at each write)',
+        { keys: { ...envKeys(), rotation: { maxAgeDays: 0 } } },
+        'options.keys.rotation.maxAgeDays must be a whole number of days, at least 1, or null (default 90)',
+      ],
+      [
+        'keys.rotation.maxItems: 1.5',
+        { keys: { ...envKeys(), rotation: { maxItems: 1.5 } } },
+        'options.keys.rotation.maxItems must be a whole number of items from 1 to 2^28, or null (default null)',
+      ],
+      [
+        'keys.rotation with an unknown field',
+        { keys: { ...envKeys(), rotation: { maxAge: 30 } } },
+        'Unknown option options.keys.rotation.maxAge; options.keys.rotation takes: maxAgeDays, maxItems (a misspelt or misplaced option would otherwise be ignored)',
+      ],
+      [
         'storage.busyTimeoutMs: -5',
         { storage: { type: 'sqlite', busyTimeoutMs: -5 } },
         'options.storage.busyTimeoutMs must be a whole number of milliseconds, 0 or more (default 5000)',
@@ -186,7 +201,16 @@ describe('module options', () => {
         providerRetryBudgetMs: 2000,
         providerRetryBaseDelayMs: 50,
         providerOutageCooldownMs: 1000,
+        rotationMaxAgeDays: 90,
+        rotationMaxItems: null,
       });
+    });
+
+    it('passes the rotation policy to the key ring, null turning a rule off', () => {
+      const resolved = resolveModuleOptions({
+        keys: { ...envKeys(), rotation: { maxAgeDays: null, maxItems: 5000 } },
+      });
+      expect(resolved.keyRing).toMatchObject({ rotationMaxAgeDays: null, rotationMaxItems: 5000 });
     });
 
     it('defaults to the host DataSource when dataSourceName is given', () => {

@@ -21,6 +21,8 @@ const texts = (list: AgentInputItem[]) => list.map((item) => (item as { content:
 /** A ref in the default tenant. */
 const refOf = (id: string) => ({ tenantId: 'default', sessionId: id });
 
+const DAY_MS = 86_400_000;
+
 export function describeSessionContract(backendName: string, createHarness: HarnessFactory): void {
   describe(`EncryptedSession contract on ${backendName}`, () => {
     let harness: SessionHarness;
@@ -48,6 +50,12 @@ export function describeSessionContract(backendName: string, createHarness: Harn
       };
       return new EncryptedSession(context);
     }
+
+    /** The session's data keys as [generation, state], oldest first. */
+    const keysOf = (id: string) =>
+      harness.storage.read(refOf(id), async (scope) =>
+        (await scope.dataKeys.listAll!()).map((key) => [key.generation, key.state]),
+      );
 
     describe('basic operations', () => {
       it('returns the session id it was opened with', async () => {
@@ -446,6 +454,56 @@ export function describeSessionContract(backendName: string, createHarness: Harn
         const all = texts(await session.getItems());
         expect(all).toHaveLength(30);
         expect(new Set(all).size).toBe(30);
+      });
+    });
+
+    describe('rotation policy', () => {
+      it('rotates a key that sealed rotationMaxItems items at the next write; a batch may cross the mark', async () => {
+        await harness.close();
+        harness = await createHarness({ keyRing: { rotationMaxItems: 4 } });
+        const session = await harness.service.open(sessionId);
+        await session.addItems(items('a', 'b', 'c'));
+        // 3 sealed, below the mark: this batch of 6 still goes to generation 1.
+        await session.addItems(items('d', 'e', 'f', 'g', 'h', 'i'));
+        expect(await keysOf(sessionId)).toEqual([[1, 'active']]);
+        await session.addItems(items('j'));
+        expect(await keysOf(sessionId)).toEqual([
+          [1, 'retiring'],
+          [2, 'active'],
+        ]);
+        expect(texts(await session.getItems())).toEqual('abcdefghij'.split(''));
+      });
+
+      it('rotates a used key once it is rotationMaxAgeDays old (default 90), not a day before', async () => {
+        const session = await harness.service.open(sessionId);
+        await session.addItems(items('a'));
+        const later = (days: number) =>
+          openWithClock(sessionId, null, () => Date.now() + days * DAY_MS);
+        await (await later(89)).addItems(items('b'));
+        expect(await keysOf(sessionId)).toEqual([[1, 'active']]);
+        await (await later(90)).addItems(items('c'));
+        expect(await keysOf(sessionId)).toEqual([
+          [1, 'retiring'],
+          [2, 'active'],
+        ]);
+        expect(texts(await session.getItems())).toEqual(['a', 'b', 'c']);
+      });
+
+      it('never rotates a key that sealed nothing, however old', async () => {
+        const session = await openWithClock(sessionId, null, () => Date.now() + 400 * DAY_MS);
+        // The first write creates generation 1 (created now, by the real clock) and uses it.
+        await session.addItems(items('a'));
+        expect(await keysOf(sessionId)).toEqual([[1, 'active']]);
+      });
+
+      it('keeps a key whatever its age when rotationMaxAgeDays is null', async () => {
+        await harness.close();
+        harness = await createHarness({ keyRing: { rotationMaxAgeDays: null } });
+        const session = await harness.service.open(sessionId);
+        await session.addItems(items('a'));
+        const muchLater = await openWithClock(sessionId, null, () => Date.now() + 1000 * DAY_MS);
+        await muchLater.addItems(items('b'));
+        expect(await keysOf(sessionId)).toEqual([[1, 'active']]);
       });
     });
   });

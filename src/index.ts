@@ -128,6 +128,7 @@ export {
   type KeyRotationPolicyOptions,
   type KekRotationStatus,
   type RewrapOptions,
+  type RewrapProgress,
   type RewrapReport,
   type WrappedDataKey,
 } from './keys/index.js';

@@ -3,6 +3,7 @@ import { addAuditCommands } from './audit.command.js';
 import { addEraseCommands } from './erase.command.js';
 import { addHoldCommands } from './hold.command.js';
 import { addJobsCommands } from './jobs.command.js';
+import { addKeysCommands } from './keys.command.js';
 import { addPurgeCommand } from './purge.command.js';
 import {
   commandRuntime,
@@ -19,13 +20,14 @@ const COMMAND_GROUPS: ReadonlyArray<(program: Command, runtime: CommandRuntime) 
   addPurgeCommand,
   addEraseCommands,
   addHoldCommands,
+  addKeysCommands,
   addJobsCommands,
 ];
 
 /**
  * Registers the package's operator commands on a host's commander program, so its own CLI
- * offers them next to its commands: `audit verify`, `purge [--dry-run]`, `jobs status`, each
- * with `--json`. They run in the application context the host supplies (its configured
+ * offers them next to its commands: `audit verify`, `purge [--dry-run]`, `erase`, `hold`,
+ * `keys status | rewrap` and `jobs status`, each with `--json`. They run in the application context the host supplies (its configured
  * `EncryptedSessionModule`), and hand their exit code ({@link CLI_EXIT}) to `options.exit`
  * (by default, `process.exitCode`). Call `program.parseAsync()`: the commands are async.
  *

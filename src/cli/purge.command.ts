@@ -1,20 +1,12 @@
 import type { Command } from 'commander';
 import { RetentionService, type JobRunReport, type PurgeReport } from '../jobs/index.js';
 import { progressOn } from './progress.js';
-import { CLI_EXIT, EXIT_CODES_HELP, type CommandRuntime } from './runtime.js';
+import { CLI_EXIT, EXIT_CODES_HELP, JOB_RUN_EXIT, type CommandRuntime } from './runtime.js';
 
 interface PurgeCommandOptions {
   readonly dryRun?: boolean;
   readonly json?: boolean;
 }
-
-/** The exit code of each outcome of a run. */
-const EXIT_OF: Readonly<Record<JobRunReport['outcome'], number>> = {
-  done: CLI_EXIT.ok,
-  skipped: CLI_EXIT.leaseHeld,
-  failed: CLI_EXIT.failed,
-  lease_lost: CLI_EXIT.failed,
-};
 
 /** The one line a person reads; a script reads `--json`. */
 function summary(report: JobRunReport<PurgeReport>): string {
@@ -72,7 +64,7 @@ export function addPurgeCommand(program: Command, runtime: CommandRuntime): void
         } finally {
           progress.stop();
         }
-        const code = EXIT_OF[report.outcome];
+        const code = JOB_RUN_EXIT[report.outcome];
         if (options.json) runtime.out(`${JSON.stringify(report)}\n`);
         else (code === CLI_EXIT.ok ? runtime.out : runtime.err)(summary(report));
         return code;

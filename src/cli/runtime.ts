@@ -1,6 +1,7 @@
 import { Logger, type INestApplicationContext } from '@nestjs/common';
 import type { Command } from 'commander';
 import { EncryptedSessionError } from '../errors/index.js';
+import type { JobRunReport } from '../jobs/index.js';
 
 /**
  * Exit codes of the commands, the same in the package's bin and in a host's CLI that mounts
@@ -26,6 +27,14 @@ export const CLI_EXIT = {
   failed: 5,
   held: 6,
 } as const;
+
+/** The exit code of each outcome of a job run started from the command line. */
+export const JOB_RUN_EXIT: Readonly<Record<JobRunReport['outcome'], number>> = {
+  done: CLI_EXIT.ok,
+  skipped: CLI_EXIT.leaseHeld,
+  failed: CLI_EXIT.failed,
+  lease_lost: CLI_EXIT.failed,
+};
 
 /** The help text listing {@link CLI_EXIT}, shown after each command's own help. */
 export const EXIT_CODES_HELP = `

@@ -1,6 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { ConfigurationError } from '../errors/index.js';
-import { KekRotationService, type RewrapReport } from '../keys/index.js';
+import { KekRotationService, type RewrapOptions, type RewrapReport } from '../keys/index.js';
 import { SESSION_STORAGE, type LeaseStorage, type SessionStorage } from '../storage/index.js';
 import { JOB_NAMES, JOBS_CONFIG, type JobKey, type JobsConfig } from './jobs-config.js';
 import {
@@ -76,11 +76,17 @@ export class EncryptedSessionJobs {
    * rewrap), at most `jobs.kekRewrap.maxBatchesPerRun` pages per run. Does nothing when every
    * data key is already on the active root key. Each page is audited (`key.rewrap.batch`).
    */
-  rewrapRootKeys(): Promise<JobRunReport<RewrapReport | undefined>> {
+  rewrapRootKeys(
+    options: Pick<RewrapOptions, 'onProgress'> = {},
+  ): Promise<JobRunReport<RewrapReport | undefined>> {
     const { batchSize, maxBatchesPerRun } = this.config.kekRewrap;
     return this.run('kekRewrap', async () => {
       if ((await this.kekRotation.status()).remaining === 0) return undefined;
-      return this.kekRotation.rewrapAll({ batchSize, maxBatches: maxBatchesPerRun });
+      return this.kekRotation.rewrapAll({
+        batchSize,
+        maxBatches: maxBatchesPerRun,
+        onProgress: options.onProgress,
+      });
     });
   }
 

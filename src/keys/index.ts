@@ -33,6 +33,7 @@ export {
   KekRotationService,
   type KekRotationStatus,
   type RewrapOptions,
+  type RewrapProgress,
   type RewrapReport,
 } from './kek-rotation.service.js';
 export { EnvKeyProvider, type EnvKeyProviderOptions } from './providers/env-key-provider.js';

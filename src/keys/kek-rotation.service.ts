@@ -38,6 +38,21 @@ export interface RewrapOptions {
    * stopped). @default no limit
    */
   readonly maxBatches?: number;
+  /** Called after each data key the run handled, with the run's counts so far (e.g. a progress bar). */
+  readonly onProgress?: (progress: RewrapProgress) => void;
+}
+
+/**
+ * How far a {@link KekRotationService.rewrapAll} run has come.
+ *
+ * @publicApi
+ */
+export interface RewrapProgress {
+  /** Data keys on another root key listed so far. */
+  readonly found: number;
+  readonly rewrapped: number;
+  readonly alreadyMoved: number;
+  readonly failed: number;
 }
 
 /**
@@ -135,6 +150,7 @@ export class KekRotationService {
     const maintenance = this.maintenance();
     let cursor: string | undefined;
     let stoppedForShutdown = false;
+    let found = 0;
     /** Data keys rewrapped per tenant: in this page, and in the whole run. */
     let batchByTenant = new Map<string, number>();
     const runByTenant = new Map<string, number>();
@@ -144,6 +160,7 @@ export class KekRotationService {
       const page = await maintenance.listDataKeysWrappedByOtherKek(target, cursor, batchSize);
       // Only pages with keys count as batches: a Redis SCAN step may find none and go on.
       if (page.records.length > 0) batch++;
+      found += page.records.length;
       for (const record of page.records) {
         // Shutdown waits for this run: end it between keys, the next run resumes from here.
         if (this.runs.isClosing) {
@@ -160,6 +177,7 @@ export class KekRotationService {
             logger.error(
               `Data key ${record.dekId} of session '${record.sessionId}' could not be rewrapped from ${record.kekId} (${error.code}); left as it was`,
             );
+            options.onProgress?.({ found, rewrapped, alreadyMoved, failed });
             continue;
           }
           throw error;
@@ -172,6 +190,7 @@ export class KekRotationService {
           batchByTenant.set(record.tenantId, (batchByTenant.get(record.tenantId) ?? 0) + 1);
           runByTenant.set(record.tenantId, (runByTenant.get(record.tenantId) ?? 0) + 1);
         } else alreadyMoved++;
+        options.onProgress?.({ found, rewrapped, alreadyMoved, failed });
       }
       cursor = page.cursor;
       if (cursor === undefined) break;

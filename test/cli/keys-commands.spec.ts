@@ -1,0 +1,108 @@
+import { PassThrough } from 'node:stream';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { CLI_EXIT } from '../../src/cli/index.js';
+import { newRootKeyEntry } from '../support/test-keys.js';
+import {
+  newCliStore,
+  runCommand,
+  seedExpiredItems,
+  takeLease,
+  type CliStore,
+} from './cli-store.js';
+
+/*
+ * `keys status` and `keys rewrap` as the bin runs them, on a real SQLite file whose data keys
+ * the module's app wrapped under root key k1; the commands run with k2 added and made active.
+ */
+
+const REWRAP_JOB = 'nest-encrypted-sessions:kek-rewrap';
+
+describe('keys status and keys rewrap', () => {
+  let store: CliStore;
+  let env: NodeJS.ProcessEnv;
+
+  beforeEach(async () => {
+    store = newCliStore();
+    await seedExpiredItems(store, 0);
+    env = {
+      ...store.env,
+      SESSION_KEYS: `${newRootKeyEntry('k2')},${store.keys}`,
+      SESSION_ACTIVE_KEY: 'k2',
+    };
+  });
+  afterEach(() => store.dispose());
+
+  /** `keys status --json`, parsed. */
+  async function status(): Promise<{
+    activeKekId: string;
+    dataKeysByKek: Record<string, number>;
+    remaining: number;
+    rotationPolicy: { maxAgeDays: number | null; maxItems: number | null };
+  }> {
+    const result = await runCommand(['keys', 'status', '--json'], env);
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(CLI_EXIT.ok);
+    return JSON.parse(result.stdout);
+  }
+
+  it('status --json counts the data keys on each root key and shows the rotation policy', async () => {
+    const before = await status();
+    expect(before.activeKekId).toBe('env:k2');
+    expect(before.dataKeysByKek['env:k1']).toBeGreaterThan(0);
+    expect(before.dataKeysByKek['env:k2']).toBeUndefined();
+    expect(before.remaining).toBe(before.dataKeysByKek['env:k1']);
+    expect(before.rotationPolicy).toEqual({ maxAgeDays: 90, maxItems: null });
+  });
+
+  it('rewrap --json moves every data key to the active root key under the job lease', async () => {
+    const { remaining } = await status();
+    const result = await runCommand(['keys', 'rewrap', '--json'], env);
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(CLI_EXIT.ok);
+    expect(JSON.parse(result.stdout)).toMatchObject({
+      job: REWRAP_JOB,
+      outcome: 'done',
+      result: { rewrapped: remaining, failed: 0, remaining: 0 },
+    });
+    expect(await status()).toMatchObject({ remaining: 0, dataKeysByKek: { 'env:k2': remaining } });
+  });
+
+  it('prints a line for a person: what is left, then nothing to do once all moved', async () => {
+    const before = await runCommand(['keys', 'status'], env);
+    expect(before.stdout).toMatch(/^active root key: env:k2\n {2}env:k1: \d+ data key\(s\)\n/);
+    expect(before.stdout).toContain('data key(s) on an older root key: run keys rewrap\n');
+    expect(before.stdout).toContain(
+      "data key rotation: after 90 day(s), at the session's next write\n",
+    );
+    const rewrap = await runCommand(['keys', 'rewrap'], env);
+    expect(rewrap.code).toBe(CLI_EXIT.ok);
+    expect(rewrap.stdout).toMatch(
+      /^rewrapped \d+ data key\(s\) to the active root key, 0 already moved, 0 failed; none left on an older root key\n$/,
+    );
+    const again = await runCommand(['keys', 'rewrap'], env);
+    expect(again.stdout).toBe('nothing to do: every data key is wrapped by the active root key\n');
+    const after = await runCommand(['keys', 'status'], env);
+    expect(after.stdout).toContain('every data key is on the active root key\n');
+  });
+
+  it('draws a progress bar on a terminal, and clears it before the summary', async () => {
+    const terminal = Object.assign(new PassThrough(), { isTTY: true, columns: 120 });
+    let drawn = '';
+    terminal.on('data', (chunk: Buffer) => (drawn += chunk.toString('utf8')));
+    const result = await runCommand(['keys', 'rewrap'], env, { terminal });
+    expect(result.code).toBe(CLI_EXIT.ok);
+    expect(drawn).toMatch(/rewrap \[[#.]+\] (\d+)\/\1 \| rewrapped \1 \| moved 0 \| failed 0/);
+    expect(drawn.endsWith('\u001b[2K')).toBe(true);
+  });
+
+  it('rewrap exits 4 and moves nothing while another replica holds the lease', async () => {
+    const before = await status();
+    await takeLease(store, REWRAP_JOB, 'other-replica');
+    const result = await runCommand(['keys', 'rewrap'], env);
+    expect(result.code).toBe(CLI_EXIT.leaseHeld);
+    expect(result.stderr).toMatch(
+      /^skipped: another replica holds .*\(other-replica\).*retry later\n$/,
+    );
+    expect(await status()).toEqual(before);
+  });
+});

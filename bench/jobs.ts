@@ -65,6 +65,7 @@ export async function openJobsStore(backend: 'sqlite' | 'postgres'): Promise<Job
   const config: JobsConfig = {
     leaseTtlMs: 60_000,
     kekRewrap: { enabled: false, cron: '0 * * * *', batchSize: 100, maxBatchesPerRun: 50 },
+    keyRotation: { enabled: false, cron: '0 3 * * *', batchSize: 500, maxBatchesPerRun: 1000 },
     retentionPurge: {
       enabled: false,
       cron: '*/15 * * * *',

@@ -80,11 +80,14 @@ export {
 // Scheduled jobs: each a public method, on a cron when options.jobs enables it.
 export {
   EncryptedSessionJobs,
+  KeyRotationService,
   RetentionService,
   type HeldLease,
   type JobLeaseStatus,
   type JobRunReport,
   type JobStatus,
+  type KeyRotationProgress,
+  type KeyRotationReport,
   type PurgeOptions,
   type PurgeProgress,
   type PurgeReport,

@@ -28,6 +28,7 @@ export const AUDIT_ACTIONS = [
   'key.create',
   'key.generation',
   'key.destroy',
+  'key.reencrypt.batch',
   'key.rewrap.batch',
   'key.rewrap.run',
   'key.provider_outage',

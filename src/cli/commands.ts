@@ -27,7 +27,7 @@ const COMMAND_GROUPS: ReadonlyArray<(program: Command, runtime: CommandRuntime) 
 /**
  * Registers the package's operator commands on a host's commander program, so its own CLI
  * offers them next to its commands: `audit verify`, `purge [--dry-run]`, `erase`, `hold`,
- * `keys status | rewrap` and `jobs status`, each with `--json`. They run in the application context the host supplies (its configured
+ * `keys status | rewrap | rotate` and `jobs status`, each with `--json`. They run in the application context the host supplies (its configured
  * `EncryptedSessionModule`), and hand their exit code ({@link CLI_EXIT}) to `options.exit`
  * (by default, `process.exitCode`). Call `program.parseAsync()`: the commands are async.
  *

@@ -1,19 +1,76 @@
 import type { Command } from 'commander';
-import { EncryptedSessionJobs, type JobRunReport } from '../jobs/index.js';
+import { runAs } from '../audit/index.js';
+import {
+  EncryptedSessionJobs,
+  KeyRotationService,
+  type JobRunReport,
+  type KeyRotationProgress,
+  type KeyRotationReport,
+} from '../jobs/index.js';
 import { KekRotationService, KeyRing, type RewrapReport } from '../keys/index.js';
-import { progressOn } from './progress.js';
-import { CLI_EXIT, EXIT_CODES_HELP, JOB_RUN_EXIT, type CommandRuntime } from './runtime.js';
+import { DEFAULT_SESSION_DEFAULTS } from '../sessions/index.js';
+import { operatorActor, withOperatorOptions, type OperatorOptions } from './operator-actor.js';
+import { progressOn, type Progress } from './progress.js';
+import {
+  CLI_EXIT,
+  EXIT_CODES_HELP,
+  JOB_RUN_EXIT,
+  UsageError,
+  type CommandRuntime,
+} from './runtime.js';
+
+/** The line after a run that did not finish: another replica, a lost lease, a failure. */
+function unfinishedRun(report: JobRunReport, job: string, kept: string): string {
+  if (report.outcome === 'skipped') {
+    return `skipped: another replica holds the ${job}'s lease${report.heldBy ? ` (${report.heldBy})` : ''}; nothing done, retry later\n`;
+  }
+  if (report.outcome === 'lease_lost') {
+    return `stopped: the run lost its lease to another replica part way; ${kept}, and the lease holder carries on\n`;
+  }
+  return `failed (${report.errorCode ?? 'UNEXPECTED'}): ${kept}; the next run resumes from the data\n`;
+}
+
+/** The one line a person reads after `keys rotate`. */
+function rotateSummary(report: JobRunReport<KeyRotationReport>): string {
+  const result = report.result;
+  if (report.outcome !== 'done' || !result) {
+    return unfinishedRun(report, 'data key rotation', 'what it moved stays moved');
+  }
+  const rest = result.complete
+    ? ''
+    : '; stopped at jobs.keyRotation.maxBatchesPerRun: run again to go on';
+  return `re-encrypted ${result.reencrypted} item(s) of ${result.retiringKeys} retiring data key(s), destroyed ${result.destroyed} key(s), kept ${result.unreadable} unreadable item(s) and ${result.skippedForHold} held key(s), in ${result.batches} batch(es)${rest}\n`;
+}
+
+/** A progress bar of a rotation run on the runtime's terminal, unless `--json`. */
+function rotationProgress(
+  runtime: CommandRuntime,
+  json: boolean,
+): { progress: Progress; onProgress: (counts: KeyRotationProgress) => void } {
+  const progress = progressOn(json ? undefined : runtime.terminal, 'rotate', [
+    'items',
+    'destroyed',
+    'held',
+  ]);
+  return {
+    progress,
+    onProgress: (counts) =>
+      progress.update({
+        found: counts.retiringKeys,
+        done: counts.destroyed + counts.skippedForHold,
+        details: {
+          items: counts.reencrypted,
+          destroyed: counts.destroyed,
+          held: counts.skippedForHold,
+        },
+      }),
+  };
+}
 
 /** The one line a person reads after `keys rewrap`; a script reads `--json`. */
 function rewrapSummary(report: JobRunReport<RewrapReport | undefined>): string {
-  if (report.outcome === 'skipped') {
-    return `skipped: another replica holds the root key rewrap's lease${report.heldBy ? ` (${report.heldBy})` : ''}; nothing done, retry later\n`;
-  }
-  if (report.outcome === 'lease_lost') {
-    return 'stopped: the run lost its lease to another replica part way; what it moved stays moved, and the lease holder carries on\n';
-  }
-  if (report.outcome === 'failed') {
-    return `failed (${report.errorCode ?? 'UNEXPECTED'}): what it moved stays moved; the next run resumes from the data\n`;
+  if (report.outcome !== 'done') {
+    return unfinishedRun(report, 'root key rewrap', 'what it moved stays moved');
   }
   const result = report.result;
   if (!result) return 'nothing to do: every data key is wrapped by the active root key\n';
@@ -26,12 +83,13 @@ function rewrapSummary(report: JobRunReport<RewrapReport | undefined>): string {
 
 /**
  * `keys status`: data keys per root key and the rotation policy. `keys rewrap`: the root key
- * rewrap job, run now under its lease.
+ * rewrap job, run now under its lease. `keys rotate [--session]`: the data key rotation job
+ * (re-encryption of retiring keys), run now under its lease, after rotating one session's key.
  */
 export function addKeysCommands(program: Command, runtime: CommandRuntime): void {
   const keys = program
     .command('keys')
-    .description('keys status | rewrap: root keys, data keys and their rotation');
+    .description('keys status | rewrap | rotate: root keys, data keys and their rotation');
   keys
     .command('status')
     .description(
@@ -98,6 +156,47 @@ export function addKeysCommands(program: Command, runtime: CommandRuntime): void
         if (options.json) runtime.out(`${JSON.stringify(report)}\n`);
         else (code === CLI_EXIT.ok ? runtime.out : runtime.err)(rewrapSummary(report));
         return code;
+      }),
+    );
+  withOperatorOptions(
+    keys
+      .command('rotate')
+      .description(
+        "re-encrypt the items of retiring data keys into their session's active key and destroy those keys (the key rotation job, run now under its lease); with --session, first rotate that session's key",
+      ),
+  )
+    .option('--session <id>', "rotate this session's data key now, then re-encrypt its items")
+    .option('--json', 'print the run report as one JSON object')
+    .addHelpText('after', EXIT_CODES_HELP)
+    .action((options: OperatorOptions & { readonly session?: string }, command: Command) =>
+      runtime.run(command, 'rotate', options.json === true, () => {
+        const tenantId = options.tenant ?? DEFAULT_SESSION_DEFAULTS.tenantId;
+        if (options.session === undefined && options.actor !== undefined) {
+          throw new UsageError('--actor and --tenant go with --session');
+        }
+        const actor = options.session === undefined ? undefined : operatorActor(options, tenantId);
+        return async (app) => {
+          const service = app.get(KeyRotationService);
+          const { progress, onProgress } = rotationProgress(runtime, options.json === true);
+          let report: JobRunReport<KeyRotationReport>;
+          try {
+            report =
+              actor === undefined
+                ? await service.reencryptRetiring({ onProgress })
+                : await runAs(actor, () =>
+                    service.rotateSession(
+                      { tenantId, sessionId: options.session! },
+                      { onProgress },
+                    ),
+                  );
+          } finally {
+            progress.stop();
+          }
+          const code = JOB_RUN_EXIT[report.outcome];
+          if (options.json) runtime.out(`${JSON.stringify(report)}\n`);
+          else (code === CLI_EXIT.ok ? runtime.out : runtime.err)(rotateSummary(report));
+          return code;
+        };
       }),
     );
 }

@@ -5,6 +5,11 @@ export {
 } from './encrypted-session-jobs.service.js';
 export { JobScheduler, resolveSchedulePackage } from './job-scheduler.js';
 export {
+  KeyRotationService,
+  type KeyRotationProgress,
+  type KeyRotationReport,
+} from './key-rotation.service.js';
+export {
   RetentionService,
   type PurgeOptions,
   type PurgeProgress,

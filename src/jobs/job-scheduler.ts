@@ -4,6 +4,7 @@ import { ModuleRef } from '@nestjs/core';
 import { ConfigurationError, EncryptedSessionError } from '../errors/index.js';
 import { EncryptedSessionJobs } from './encrypted-session-jobs.service.js';
 import { JOB_NAMES, JOBS_CONFIG, type JobKey, type JobsConfig } from './jobs-config.js';
+import { KeyRotationService } from './key-rotation.service.js';
 import { RetentionService } from './retention.service.js';
 
 const logger = new Logger('EncryptedSessionJobs');
@@ -78,6 +79,7 @@ export class JobScheduler {
     private readonly moduleRef: ModuleRef,
     private readonly jobs: EncryptedSessionJobs,
     private readonly retention: RetentionService,
+    private readonly keyRotation: KeyRotationService,
     @Inject(JOBS_CONFIG) private readonly config: JobsConfig,
   ) {}
 
@@ -148,6 +150,7 @@ export class JobScheduler {
   private runJob(key: JobKey): Promise<unknown> {
     const runs: Record<JobKey, () => Promise<unknown>> = {
       kekRewrap: () => this.jobs.rewrapRootKeys(),
+      keyRotation: () => this.keyRotation.reencryptRetiring(),
       retentionPurge: () => this.retention.purgeExpired(),
     };
     return runs[key]();

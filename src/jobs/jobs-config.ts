@@ -13,6 +13,14 @@ export interface JobsConfig {
     /** Pages one run moves at most; the next run goes on. */
     readonly maxBatchesPerRun: number;
   };
+  readonly keyRotation: {
+    readonly enabled: boolean;
+    readonly cron: string;
+    /** Items per unit of work (and retiring keys per page of the scan). */
+    readonly batchSize: number;
+    /** Units of work one run commits at most; the next run goes on. */
+    readonly maxBatchesPerRun: number;
+  };
   readonly retentionPurge: {
     readonly enabled: boolean;
     readonly cron: string;
@@ -31,6 +39,7 @@ export const JOBS_CONFIG = Symbol('JOBS_CONFIG');
 /** The names jobs have in `SchedulerRegistry` and in leases, by option key. */
 export const JOB_NAMES = {
   kekRewrap: 'nest-encrypted-sessions:kek-rewrap',
+  keyRotation: 'nest-encrypted-sessions:key-rotation',
   retentionPurge: 'nest-encrypted-sessions:retention-purge',
 } as const satisfies Record<Exclude<keyof JobsConfig, 'leaseTtlMs'>, string>;
 

@@ -322,6 +322,15 @@ export class KeyRing {
   }
 
   /**
+   * Drops (and zeroes) one cached key, e.g. a retiring key just destroyed.
+   *
+   * @internal
+   */
+  forgetKey(dekId: string): void {
+    this.cache.delete(dekId);
+  }
+
+  /**
    * Drops (and zeroes) every cached key of the session, e.g. after its keys were destroyed.
    *
    * @internal

@@ -6,6 +6,7 @@ import {
   EncryptedSessionJobs,
   JOBS_CONFIG,
   JobScheduler,
+  KeyRotationService,
   RetentionService,
 } from '../jobs/index.js';
 import { KEY_PROVIDER, KEY_RING_OPTIONS, KekRotationService, KeyRing } from '../keys/index.js';
@@ -98,6 +99,7 @@ import { RESOLVED_MODULE_OPTIONS } from './module-tokens.js';
     },
     EncryptedSessionJobs,
     RetentionService,
+    KeyRotationService,
     JobScheduler,
     EncryptedSessionLifecycle,
   ],
@@ -110,6 +112,7 @@ import { RESOLVED_MODULE_OPTIONS } from './module-tokens.js';
     AuditService,
     EncryptedSessionJobs,
     RetentionService,
+    KeyRotationService,
   ],
 })
 export class EncryptedSessionModule extends ConfigurableEncryptedSessionModule {

@@ -592,6 +592,25 @@ const jobsOptionsSchema = strictOptions(
       "an object, e.g. { enabled: true, cron: '0 * * * *' }",
     ).optional(),
     /**
+     * Re-encrypts the items of retiring data keys into their session's active key and
+     * destroys each retiring key once no item references it (`KeyRotationService`), on one
+     * replica at a time, audited per batch. `cron`: when (default daily at 03:00,
+     * `'0 3 * * *'`); `batchSize`: items per batch (default 500); `maxBatchesPerRun`: batches
+     * per run (default 1000; the next run goes on).
+     * @default { enabled: false }
+     */
+    keyRotation: strictOptions(
+      {
+        enabled: z.boolean(takes('true or false (default false)')).optional(),
+        cron: nonEmptyString("a cron expression, e.g. '0 3 * * *' (daily at 03:00)").optional(),
+        batchSize: wholeNumber('a whole number from 1 to 10000 (default 500)', 1)
+          .max(10_000, { error: 'must be at most 10000' })
+          .optional(),
+        maxBatchesPerRun: wholeNumber('a whole number, at least 1 (default 1000)', 1).optional(),
+      },
+      "an object, e.g. { enabled: true, cron: '0 3 * * *' }",
+    ).optional(),
+    /**
      * Deletes expired items (`RetentionService.purgeExpired`), on one replica at a time: each
      * item's sealed expiry is confirmed before it goes, and each session's batch is audited
      * (`retention.purge.batch`). `cron`: when (default every 15 minutes, `'*\/15 * * * *'`);

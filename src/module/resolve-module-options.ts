@@ -153,6 +153,12 @@ function resolveJobs(jobs: JobsOptions | undefined, sessionIdleDays: number | nu
       batchSize: jobs?.kekRewrap?.batchSize ?? 100,
       maxBatchesPerRun: jobs?.kekRewrap?.maxBatchesPerRun ?? 50,
     },
+    keyRotation: {
+      enabled: jobs?.keyRotation?.enabled ?? false,
+      cron: jobs?.keyRotation?.cron ?? '0 3 * * *',
+      batchSize: jobs?.keyRotation?.batchSize ?? 500,
+      maxBatchesPerRun: jobs?.keyRotation?.maxBatchesPerRun ?? 1000,
+    },
     retentionPurge: {
       enabled: jobs?.retentionPurge?.enabled ?? false,
       cron: jobs?.retentionPurge?.cron ?? '*/15 * * * *',

@@ -7,6 +7,7 @@ import type {
   HistoryOperationRecord,
   JobLease,
   LegalHoldRecord,
+  ResealedItem,
   SessionRecord,
   SessionRef,
   StoredAuditRecord,
@@ -50,6 +51,15 @@ export interface AdapterItems {
   ): Promise<StoredItem[]>;
   deleteBySeq(ref: SessionRef, seqs: readonly number[]): Promise<number>;
   deleteAll(ref: SessionRef): Promise<number>;
+  /** ItemWrites.listSealedUnder. */
+  listSealedUnder?(
+    ref: SessionRef,
+    dekId: string,
+    afterSeq: number,
+    limit: number,
+  ): Promise<StoredItem[]>;
+  /** ItemWrites.reseal. */
+  reseal?(ref: SessionRef, fromDekId: string, items: readonly ResealedItem[]): Promise<number>;
 }
 
 /** Wrapped data keys, by ref. */
@@ -265,6 +275,13 @@ export function bindWriteScope(scope: AdapterScope, sessionRef: SessionRef): Ses
       insertMany: (items) => scope.items.insertMany(ref, items),
       deleteBySeq: (seqs) => scope.items.deleteBySeq(ref, seqs),
       deleteAll: () => scope.items.deleteAll(ref),
+      ...(scope.items.listSealedUnder && {
+        listSealedUnder: (dekId, afterSeq, limit) =>
+          scope.items.listSealedUnder!(ref, dekId, afterSeq, limit),
+      }),
+      ...(scope.items.reseal && {
+        reseal: (fromDekId, items) => scope.items.reseal!(ref, fromDekId, items),
+      }),
     },
     dataKeys: {
       ...read.dataKeys,

@@ -126,6 +126,10 @@ export class DrainingSessionStorage implements SessionStorage {
       listDataKeysWrappedByOtherKek: (kekId, cursor, limit) =>
         this.units.run(() => maintenance.listDataKeysWrappedByOtherKek(kekId, cursor, limit)),
       countDataKeysByKek: () => this.units.run(() => maintenance.countDataKeysByKek()),
+      ...(maintenance.listRetiringDataKeys && {
+        listRetiringDataKeys: (cursor, limit) =>
+          this.units.run(() => maintenance.listRetiringDataKeys!(cursor, limit)),
+      }),
       ...(maintenance.listExpiredItems && {
         listExpiredItems: (now, cursor, limit) =>
           this.units.run(() => maintenance.listExpiredItems!(now, cursor, limit)),

@@ -47,6 +47,7 @@ export {
   type StoredAuditRecord,
   type StoredChainLink,
   type StoredCheckpoint,
+  type ResealedItem,
   type StoredItem,
 } from './storage.records.js';
 export { DrainingSessionStorage } from './draining-storage.js';

@@ -9,6 +9,7 @@ import type {
   JobLease,
   LegalHoldQuery,
   LegalHoldRecord,
+  ResealedItem,
   SessionRecord,
   SessionRef,
   StoredAuditRecord,
@@ -103,6 +104,17 @@ export interface ItemWrites extends ItemReads {
   deleteBySeq(seqs: readonly number[]): Promise<number>;
   /** Deletes every item of the session; returns how many rows went. */
   deleteAll(): Promise<number>;
+  /**
+   * Items sealed under `dekId`, expired or not, by ascending seq after `afterSeq`, at most
+   * `limit` (re-encryption of a retiring key). Absent on an adapter without it.
+   */
+  listSealedUnder?(dekId: string, afterSeq: number, limit: number): Promise<StoredItem[]>;
+  /**
+   * Replaces each item's data key id and envelope where the item is still sealed under
+   * `fromDekId` (conditional on the session, the seq and the key id); returns how many were
+   * replaced. Absent on an adapter without it.
+   */
+  reseal?(fromDekId: string, items: readonly ResealedItem[]): Promise<number>;
 }
 
 /**
@@ -348,6 +360,12 @@ export interface StorageMaintenance {
   ): Promise<DataKeyPage>;
   /** How many data keys that are not destroyed each root key wraps. */
   countDataKeysByKek(): Promise<Record<string, number>>;
+  /**
+   * One page of the `retiring` data keys (of every session), by key id, for their
+   * re-encryption. Pass the returned cursor to get the next page. Absent on an adapter that
+   * cannot re-encrypt yet.
+   */
+  listRetiringDataKeys?(cursor: string | undefined, limit: number): Promise<DataKeyPage>;
   /**
    * One page of the items (of every session) whose expiry is at or before `now`, by expiry,
    * then tenant, session and seq (ids by their bytes), served by the expiry index. Pass the

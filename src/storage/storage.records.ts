@@ -30,6 +30,18 @@ export interface SessionRecord extends SessionRef {
 }
 
 /**
+ * An item sealed again under another data key (re-encryption): its position, the new key, and
+ * the new envelope. Its expiry and creation time do not change.
+ *
+ * @publicApi
+ */
+export interface ResealedItem {
+  readonly seq: number;
+  readonly dekId: string;
+  readonly ciphertext: Buffer;
+}
+
+/**
  * One stored item: the envelope plus the clear columns that index it.
  *
  * @publicApi

@@ -82,7 +82,7 @@ describe('commands mounted on a host program', () => {
       await program.parseAsync(['jobs', 'status', '--json'], { from: 'user' });
       expect(seen.codes).toEqual([CLI_EXIT.ok, CLI_EXIT.ok]);
       const [first] = seen.out.trim().split('\n');
-      expect(JSON.parse(first)).toHaveLength(2);
+      expect(JSON.parse(first)).toHaveLength(3);
     } finally {
       await app.close();
     }

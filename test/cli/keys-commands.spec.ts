@@ -16,6 +16,7 @@ import {
  */
 
 const REWRAP_JOB = 'nest-encrypted-sessions:kek-rewrap';
+const ROTATION_JOB = 'nest-encrypted-sessions:key-rotation';
 
 describe('keys status and keys rewrap', () => {
   let store: CliStore;
@@ -104,5 +105,30 @@ describe('keys status and keys rewrap', () => {
       /^skipped: another replica holds .*\(other-replica\).*retry later\n$/,
     );
     expect(await status()).toEqual(before);
+  });
+
+  it("rotate --session rotates that session's key now, re-encrypts its item and destroys the old key", async () => {
+    const operator = ['--session', 'kept', '--tenant', 'clinic', '--actor', 'ops-7'];
+    const result = await runCommand(['keys', 'rotate', ...operator, '--json'], env);
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(CLI_EXIT.ok);
+    expect(JSON.parse(result.stdout)).toMatchObject({
+      job: ROTATION_JOB,
+      outcome: 'done',
+      result: { retiringKeys: 1, reencrypted: 1, destroyed: 1, unreadable: 0, complete: true },
+    });
+    const again = await runCommand(['keys', 'rotate'], env);
+    expect(again.code).toBe(CLI_EXIT.ok);
+    expect(again.stdout).toBe(
+      're-encrypted 0 item(s) of 0 retiring data key(s), destroyed 0 key(s), kept 0 unreadable item(s) and 0 held key(s), in 0 batch(es)\n',
+    );
+  });
+
+  it('rotate --session exits 3 without --actor, rotating nothing', async () => {
+    const result = await runCommand(['keys', 'rotate', '--session', 'kept'], env);
+    expect(result.code).toBe(CLI_EXIT.cannotRun);
+    expect(result.stderr).toContain('--actor');
+    const after = await runCommand(['keys', 'rotate', '--json'], env);
+    expect(JSON.parse(after.stdout).result).toMatchObject({ retiringKeys: 0 });
   });
 });

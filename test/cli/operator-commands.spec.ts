@@ -131,9 +131,14 @@ describe('jobs status', () => {
         name: 'nest-encrypted-sessions:kek-rewrap',
         enabled: false,
       }),
+      expect.objectContaining({
+        key: 'keyRotation',
+        name: 'nest-encrypted-sessions:key-rotation',
+        enabled: false,
+      }),
       expect.objectContaining({ key: 'retentionPurge', name: PURGE_JOB, enabled: false }),
     ]);
-    expect(JSON.parse(result.stdout)[1]).not.toHaveProperty('lease');
+    expect(JSON.parse(result.stdout)[2]).not.toHaveProperty('lease');
   });
 
   it('shows who holds a lease now, taken by another process', async () => {
@@ -175,7 +180,7 @@ describe('jobs status, after a lease lapsed', () => {
     await takeLease(store, PURGE_JOB, 'gone-replica', 1);
     await sleep(20);
     const result = await runCommand(['jobs', 'status', '--json'], store.env);
-    expect(JSON.parse(result.stdout)[1]).toMatchObject({
+    expect(JSON.parse(result.stdout)[2]).toMatchObject({
       key: 'retentionPurge',
       lease: { owner: 'gone-replica', held: false },
     });

@@ -76,6 +76,11 @@ describe('scheduled jobs', () => {
     expect(ref.get(EncryptedSessionJobs).status()).toEqual([
       expect.objectContaining({ key: 'kekRewrap', name: JOB_NAME, enabled: false }),
       expect.objectContaining({
+        key: 'keyRotation',
+        name: 'nest-encrypted-sessions:key-rotation',
+        enabled: false,
+      }),
+      expect.objectContaining({
         key: 'retentionPurge',
         name: 'nest-encrypted-sessions:retention-purge',
         enabled: false,

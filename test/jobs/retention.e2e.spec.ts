@@ -283,6 +283,7 @@ describe('a purge batch fenced by a lease', () => {
     const config = {
       leaseTtlMs: 60_000,
       kekRewrap: { enabled: false, cron: '0 * * * *', batchSize: 100, maxBatchesPerRun: 50 },
+      keyRotation: { enabled: false, cron: '0 3 * * *', batchSize: 500, maxBatchesPerRun: 1000 },
       retentionPurge: {
         enabled: false,
         cron: '* * * * *',

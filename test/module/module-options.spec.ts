@@ -131,7 +131,7 @@ describe('module options', () => {
       [
         'an unknown job',
         { jobs: { purge: { enabled: true } } },
-        'Unknown option options.jobs.purge; options.jobs takes: leaseTtlSeconds, kekRewrap, retentionPurge (a misspelt or misplaced option would otherwise be ignored)',
+        'Unknown option options.jobs.purge; options.jobs takes: leaseTtlSeconds, kekRewrap, keyRotation, retentionPurge (a misspelt or misplaced option would otherwise be ignored)',
       ],
       [
         'a lease shorter than 5 seconds',

@@ -43,6 +43,7 @@ describe('the public API', () => {
         'KeyDestroyedError',
         'KeyProviderUnavailableError',
         'KeyRing',
+        'KeyRotationService',
         'KeyUnusableError',
         'LeaseLostError',
         'LegalHoldError',

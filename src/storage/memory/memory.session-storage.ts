@@ -136,6 +136,15 @@ export class MemorySessionStorage implements SessionStorage {
     listDataKeysWrappedByOtherKek: (kekId, cursor, limit) =>
       this.queue.run(async () => this.listWrappedByOtherKek(kekId, cursor, limit)),
     countDataKeysByKek: () => this.queue.run(async () => this.countByKek()),
+    listRetiringDataKeys: (cursor, limit) =>
+      this.queue.run(async () => {
+        const records = [...this.dataKeys.values()]
+          .filter((key) => key.state === 'retiring' && (cursor === undefined || key.dekId > cursor))
+          .toSorted((a, b) => (a.dekId < b.dekId ? -1 : 1))
+          .slice(0, limit)
+          .map(copyDataKeyRecord);
+        return { records, cursor: records.length === limit ? records.at(-1)!.dekId : undefined };
+      }),
     listExpiredItems: async (now, cursor, limit) => {
       checkExpiredItemScan(now, limit);
       const after = decodeExpiredItemCursor(cursor);
@@ -563,6 +572,33 @@ export class MemorySessionStorage implements SessionStorage {
         found.items = new Map();
         writable().push(() => (found.items = previous));
         return previous.size;
+      },
+      listSealedUnder: async (ref, dekId, afterSeq, limit) => {
+        const found = state(ref);
+        if (!found) return [];
+        return [...found.items.values()]
+          .filter((item) => item.dekId === dekId && item.seq > afterSeq)
+          .toSorted((a, b) => a.seq - b.seq)
+          .slice(0, limit)
+          .map(copyStoredItem);
+      },
+      reseal: async (ref, fromDekId, resealed) => {
+        const found = state(ref);
+        if (!found) return 0;
+        const log = writable();
+        let replaced = 0;
+        for (const next of resealed) {
+          const item = found.items.get(next.seq);
+          if (item?.dekId !== fromDekId) continue;
+          found.items.set(next.seq, {
+            ...item,
+            dekId: next.dekId,
+            ciphertext: Buffer.from(next.ciphertext),
+          });
+          log.push(() => found.items.set(next.seq, item));
+          replaced++;
+        }
+        return replaced;
       },
     };
 

@@ -161,6 +161,10 @@ function buildPortableStatements(t: TableNames, d: SqlDialect) {
       return statement;
     },
     deleteAllItems: `DELETE FROM ${items} WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)}`,
+    // Re-encryption: a retiring key's items in seq order, then each replaced only while it is
+    // still sealed under that key.
+    listSealedUnder: `SELECT ${selectedItemColumns} FROM ${items} WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)} AND "dek_id" = ${p(3)} AND "seq" > ${p(4)} ORDER BY "seq" ASC LIMIT ${p(5)}`,
+    resealItem: `UPDATE ${items} SET "dek_id" = ${p(1)}, "ciphertext" = ${p(2)} WHERE "tenant_id" = ${p(3)} AND "session_id" = ${p(4)} AND "seq" = ${p(5)} AND "dek_id" = ${p(6)}`,
     findDataKey: `SELECT ${keyColumns} FROM ${dataKeys} WHERE "dek_id" = ${p(1)}`,
     findActiveDataKey: `SELECT ${keyColumns} FROM ${dataKeys} WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)} AND "state" = 'active' ORDER BY "generation" DESC LIMIT 1`,
     maxGeneration: `SELECT COALESCE(MAX("generation"), 0) AS "max_generation" FROM ${dataKeys} WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)}`,
@@ -169,6 +173,7 @@ function buildPortableStatements(t: TableNames, d: SqlDialect) {
     ),
     retireActiveDataKeys: `UPDATE ${dataKeys} SET "state" = 'retiring' WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)} AND "state" = 'active' AND "generation" < ${p(3)}`,
     listWrappedByOtherKek: `SELECT ${keyColumns} FROM ${dataKeys} WHERE "kek_id" <> ${p(1)} AND "state" <> 'destroyed' AND "dek_id" > ${p(2)} ORDER BY "dek_id" ASC LIMIT ${p(3)}`,
+    listRetiringDataKeys: `SELECT ${keyColumns} FROM ${dataKeys} WHERE "state" = 'retiring' AND "dek_id" > ${p(1)} ORDER BY "dek_id" ASC LIMIT ${p(2)}`,
     replaceWrapping: `UPDATE ${dataKeys} SET "kek_id" = ${p(1)}, "wrapped_key" = ${p(2)} WHERE "dek_id" = ${p(3)} AND "tenant_id" = ${p(4)} AND "session_id" = ${p(5)} AND "kek_id" = ${p(6)} AND "state" <> 'destroyed'`,
     // Every key of a session, served by the (tenant, session, generation) unique key.
     listSessionDataKeys: `SELECT ${keyColumns} FROM ${dataKeys} WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)} ORDER BY "generation" ASC`,

@@ -218,6 +218,15 @@ export class TypeOrmSessionStorage implements SessionStorage {
           cursor: records.length === limit ? records.at(-1)!.dekId : undefined,
         };
       }),
+    listRetiringDataKeys: (cursor, limit) =>
+      this.readRows(async (q): Promise<DataKeyPage> => {
+        const rows = await q(this.sql.listRetiringDataKeys, [cursor ?? '', limit]);
+        const records = rows.map((row) => toDataKeyRecord(row, () => dataKeyLabel(row)));
+        return {
+          records,
+          cursor: records.length === limit ? records.at(-1)!.dekId : undefined,
+        };
+      }),
     countDataKeysByKek: () =>
       this.readRows(async (q) => {
         const counts: Record<string, number> = {};
@@ -914,6 +923,32 @@ export class TypeOrmSessionStorage implements SessionStorage {
           return write(sql.deleteItemsBySeq(seqs.length), [ref.tenantId, ref.sessionId, ...seqs]);
         },
         deleteAll: async (ref) => write(sql.deleteAllItems, [ref.tenantId, ref.sessionId]),
+        listSealedUnder: async (ref, dekId, afterSeq, limit) =>
+          toStoredItems(
+            await q(sql.listSealedUnder, [
+              ref.tenantId,
+              ref.sessionId,
+              dekId,
+              afterSeq < 1 ? Number.MIN_SAFE_INTEGER : afterSeq,
+              limit,
+            ]),
+            ref,
+            base64Items,
+          ),
+        reseal: async (ref, fromDekId, resealed) => {
+          let replaced = 0;
+          for (const item of resealed) {
+            replaced += await write(sql.resealItem, [
+              item.dekId,
+              item.ciphertext,
+              ref.tenantId,
+              ref.sessionId,
+              item.seq,
+              fromDekId,
+            ]);
+          }
+          return replaced;
+        },
       },
       dataKeys: {
         findById: async (dekId) => {

@@ -1,0 +1,245 @@
+import { Logger } from '@nestjs/common';
+import type { AuditTrail } from '../audit/index.js';
+import {
+  ConfigurationError,
+  IntegrityError,
+  KeyDestroyedError,
+  LeaseLostError,
+} from '../errors/index.js';
+import type { KeyRing } from '../keys/index.js';
+import type {
+  DataKeyRecord,
+  JobLease,
+  ResealedItem,
+  SessionStorage,
+  SessionWriteScope,
+} from '../storage/index.js';
+import { isHeld } from './held-sessions.js';
+import { envelopeItemCipher } from './item-cipher.js';
+
+// Session and key ids, counts and codes only: never item content or key material.
+const logger = new Logger('KeyRotation');
+
+/**
+ * What re-encrypting one retiring data key did.
+ *
+ * @publicApi
+ */
+export interface RetiringKeyOutcome {
+  /**
+   * `destroyed`: no item is sealed under the key any more and it was destroyed (wrapped bytes
+   * wiped, its record kept as a tombstone); `kept`: items that do not open are still under it
+   * (never deleted), or the run stopped at its batch limit; `held`: a legal hold covers the
+   * session, so nothing of it was changed; `gone`: the key was destroyed or the session erased
+   * meanwhile.
+   */
+  readonly outcome: 'destroyed' | 'kept' | 'held' | 'gone';
+  /** Items sealed again under the session's active key. */
+  readonly reencrypted: number;
+  /** Items left under the key because they did not open (audited as an integrity failure). */
+  readonly unreadable: number;
+  /** Units of work that re-encrypted items (one audit event each). */
+  readonly batches: number;
+}
+
+/** What a unit of work returns when a hold covers the session: it changed nothing. */
+const HELD = Symbol('held');
+
+/**
+ * Re-encrypts the items of a `retiring` data key into the session's active key, a batch per
+ * unit of work, then destroys the key once no item references it (checked in the unit that
+ * destroys it). Each item is opened with the old key under the binding its row claims and
+ * sealed again under the active key with the same binding; the row is replaced only while it
+ * is still sealed under the old key (a pop or history rewrite that got there first wins). An
+ * item that does not open stays as it is, and so does its key. A session under legal hold is
+ * left byte for byte as it is. Readers and writers go on meanwhile: every item opens under the
+ * key its row names at each instant. The jobs layer's `KeyRotationService` drives it.
+ */
+export class DataKeyReEncryption {
+  constructor(
+    private readonly storage: SessionStorage,
+    private readonly keyRing: KeyRing,
+    private readonly audit: AuditTrail | undefined,
+  ) {}
+
+  /**
+   * Re-encrypts every item sealed under the retiring key `record`, in units of at most
+   * `batchSize` items each fenced by `lease()`, at most `maxBatches` units. Run it as the job's
+   * actor (`runAs`).
+   *
+   * @throws LeaseLostError when the job no longer holds its lease; what committed stays.
+   * @throws KeyProviderUnavailableError when a data key cannot be unwrapped; nothing of the
+   *   current batch was changed.
+   */
+  async reencryptKey(
+    record: DataKeyRecord,
+    options: {
+      readonly batchSize: number;
+      readonly maxBatches: number;
+      readonly lease: () => JobLease;
+    },
+  ): Promise<RetiringKeyOutcome> {
+    const ref = { tenantId: record.tenantId, sessionId: record.sessionId };
+    const totals = { reencrypted: 0, unreadable: 0, batches: 0 };
+    const outcome = (kind: RetiringKeyOutcome['outcome']): RetiringKeyOutcome => ({
+      outcome: kind,
+      ...totals,
+    });
+    /** Where the scan goes on: items that did not open stay behind it, under the old key. */
+    let afterSeq = 0;
+    for (;;) {
+      if (totals.batches >= options.maxBatches) return outcome('kept');
+      let unit: BatchResult | typeof HELD | undefined;
+      try {
+        unit = await this.batch(record, afterSeq, options.batchSize, options.lease);
+      } catch (error) {
+        if (error instanceof KeyDestroyedError) return outcome('gone');
+        if (!(error instanceof RekeyLater)) throw error;
+        // A rotation, clear or cache eviction got in between: start the batch again.
+        this.keyRing.forgetActiveKey(ref);
+        continue;
+      }
+      if (unit === HELD) return outcome('held');
+      if (unit === undefined) return outcome('gone');
+      if (unit.sealed > 0 || unit.destroyed) totals.batches++;
+      totals.reencrypted += unit.sealed;
+      if (unit.unreadable > 0) {
+        totals.unreadable += unit.unreadable;
+        afterSeq = unit.lastSeq;
+        logger.warn(
+          `Kept ${unit.unreadable} item(s) of session '${ref.sessionId}' of tenant '${ref.tenantId}' under retiring data key ${record.dekId}: they do not open (IntegrityError); verify the rows`,
+        );
+        await this.audit?.recordEvent('session.integrity_failure', ref, 'failure', {
+          reason: 'INTEGRITY',
+          count: unit.unreadable,
+        });
+      }
+      if (unit.destroyed) {
+        this.keyRing.forgetKey(record.dekId);
+        return outcome('destroyed');
+      }
+      // Nothing left past the scan: only items that do not open (kept), or none at all and the
+      // key destroyed by another run meanwhile.
+      if (unit.listed === 0) return outcome(afterSeq > 0 ? 'kept' : 'gone');
+    }
+  }
+
+  /** One unit of work: up to `limit` items after `afterSeq` moved to the active key. */
+  private async batch(
+    record: DataKeyRecord,
+    afterSeq: number,
+    limit: number,
+    lease: () => JobLease,
+  ): Promise<BatchResult | typeof HELD | undefined> {
+    const ref = { tenantId: record.tenantId, sessionId: record.sessionId };
+    const oldKey = await this.keyRing.keyForRead(ref, record.dekId);
+    const newKey = await this.keyRing.keyForWrite(ref, record.subjectId);
+    const event = await this.audit?.prepare('key.reencrypt.batch', {
+      ...ref,
+      subjectId: record.subjectId,
+    });
+    let result: BatchResult | typeof HELD | undefined;
+    try {
+      result = await this.storage.transaction(ref, async (scope) => {
+        const { listSealedUnder, reseal, destroyByIds } = await this.fenced(scope, lease());
+        const current = await scope.dataKeys.findById(record.dekId);
+        if (current?.state !== 'retiring') return undefined;
+        // Its activity time stays: re-encryption is not use of the session.
+        const row = await scope.session.find();
+        if (row) await scope.session.lockForWrite(row.lastActivityAt);
+        if (await isHeld(scope, row)) return HELD;
+        // The key sealed with must still be the session's active one, and both keys usable.
+        const active = await scope.dataKeys.findActive();
+        if (active?.dekId !== newKey.dekId || newKey.revoked || oldKey.revoked) {
+          throw new RekeyLater();
+        }
+        const rows = await listSealedUnder(record.dekId, afterSeq, limit);
+        const resealed: ResealedItem[] = [];
+        let unreadable = 0;
+        for (const item of rows) {
+          const binding = { ...ref, seq: item.seq, expiresAt: item.expiresAt };
+          let plaintext: Buffer;
+          try {
+            plaintext = envelopeItemCipher.open(oldKey, binding, item.ciphertext);
+          } catch (error) {
+            if (!(error instanceof IntegrityError)) throw error;
+            unreadable++;
+            continue;
+          }
+          try {
+            const ciphertext = envelopeItemCipher.seal(newKey, binding, plaintext);
+            resealed.push({ seq: item.seq, dekId: newKey.dekId, ciphertext });
+          } finally {
+            plaintext.fill(0);
+          }
+        }
+        const sealed = resealed.length > 0 ? await reseal(record.dekId, resealed) : 0;
+        // Destroyed only when nothing references it, checked in this same unit.
+        const destroyed =
+          afterSeq === 0 &&
+          unreadable === 0 &&
+          rows.length < limit &&
+          (await listSealedUnder(record.dekId, 0, 1)).length === 0 &&
+          (await destroyByIds([record.dekId], Date.now())) > 0;
+        if (sealed > 0 || destroyed) {
+          await event?.appendIn(
+            scope.audit,
+            {
+              count: sealed,
+              keys: { dekIds: [record.dekId, newKey.dekId], kekIds: [record.kekId] },
+            },
+            destroyed ? [{ action: 'key.destroy', keys: { dekIds: [record.dekId] } }] : [],
+          );
+        }
+        return {
+          listed: rows.length,
+          sealed,
+          unreadable,
+          lastSeq: rows.at(-1)?.seq ?? afterSeq,
+          destroyed,
+        };
+      });
+    } catch (error) {
+      // A lost lease is the new holder's run to record; a restarted batch recorded nothing.
+      if (!(error instanceof LeaseLostError) && !(error instanceof RekeyLater)) {
+        await event?.failed(error);
+      }
+      throw error;
+    }
+    if (result !== HELD && result !== undefined && (result.sealed > 0 || result.destroyed)) {
+      event?.committed();
+    }
+    return result;
+  }
+
+  /** Fences the unit with the job's lease; the storage's re-encryption methods. */
+  private async fenced(scope: SessionWriteScope, lease: JobLease) {
+    const { items, dataKeys } = scope;
+    if (!scope.fence || !items.listSealedUnder || !items.reseal || !dataKeys.destroyByIds) {
+      throw new ConfigurationError(
+        `The session storage '${this.storage.backend}' cannot re-encrypt items under a job's lease, so data key rotation cannot run on it`,
+      );
+    }
+    await scope.fence(lease);
+    return {
+      listSealedUnder: (dekId: string, afterSeq: number, limit: number) =>
+        items.listSealedUnder!(dekId, afterSeq, limit),
+      reseal: (fromDekId: string, resealed: readonly ResealedItem[]) =>
+        items.reseal!(fromDekId, resealed),
+      destroyByIds: (dekIds: readonly string[], now: number) => dataKeys.destroyByIds!(dekIds, now),
+    };
+  }
+}
+
+/** What one unit of work did. */
+interface BatchResult {
+  /** Items under the key it found after the scan's position. */
+  readonly listed: number;
+  readonly sealed: number;
+  readonly unreadable: number;
+  readonly lastSeq: number;
+  readonly destroyed: boolean;
+}
+
+/** Thrown inside a unit to roll it back and start the batch again with fresh keys. */
+class RekeyLater extends Error {}

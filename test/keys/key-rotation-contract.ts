@@ -1,0 +1,221 @@
+import { randomUUID } from 'node:crypto';
+import type { AgentInputItem } from '@openai/agents-core';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import {
+  EncryptedSessionJobs,
+  KekRotationService,
+  KeyRotationService,
+  type SessionRef,
+} from '../../src/index.js';
+import type { JobsConfig } from '../../src/jobs/index.js';
+import {
+  userMessage,
+  type HarnessFactory,
+  type SessionHarness,
+} from '../support/session-harness.js';
+
+const SESSIONS = 3;
+const JOB = 'nest-encrypted-sessions:key-rotation';
+
+/** What the setup appended to a session: three batches of three. */
+const expectedTexts = (ref: SessionRef) =>
+  [0, 1, 2].flatMap((batch) => [0, 1, 2].map((n) => `${ref.sessionId}-${batch}-${n}`));
+
+const texts = (list: AgentInputItem[]) => list.map((item) => (item as { content: string }).content);
+
+/** The jobs config of the tests: only the rotation's batch size and limit matter. */
+function jobsConfig(batchSize: number, maxBatchesPerRun = 1000): JobsConfig {
+  return {
+    leaseTtlMs: 30_000,
+    kekRewrap: { enabled: false, cron: '0 * * * *', batchSize: 100, maxBatchesPerRun: 50 },
+    keyRotation: { enabled: false, cron: '0 3 * * *', batchSize, maxBatchesPerRun },
+    retentionPurge: {
+      enabled: false,
+      cron: '*/15 * * * *',
+      batchSize: 1000,
+      maxBatchesPerRun: 1000,
+      sessionIdleDays: null,
+    },
+  };
+}
+
+/**
+ * Staged data key rotation on one backend: the items of retiring keys are re-encrypted into
+ * the session's active key, the retiring keys destroyed once nothing references them, items
+ * that do not open kept with their key, held sessions left as they are, and sessions usable
+ * throughout. Each test has a store of its own: the scan sees every retiring key.
+ */
+export function describeKeyRotation(backendName: string, createHarness: HarnessFactory): void {
+  describe(`data key rotation (re-encryption) on ${backendName}`, () => {
+    let harness: SessionHarness;
+    let refs: SessionRef[];
+
+    /** A rotation service over the harness's storage and keys. */
+    const rotationService = (batchSize: number, maxBatchesPerRun?: number) => {
+      const config = jobsConfig(batchSize, maxBatchesPerRun);
+      const jobs = new EncryptedSessionJobs(
+        harness.storage,
+        new KekRotationService(harness.storage, harness.keyRing),
+        config,
+      );
+      return new KeyRotationService(harness.storage, harness.keyRing, jobs, config);
+    };
+
+    /** Each session's keys as [generation, state, wrapped key bytes]. */
+    const keysOf = (ref: SessionRef) =>
+      harness.storage.read(ref, async (scope) =>
+        (await scope.dataKeys.listAll!()).map((key) => [
+          key.generation,
+          key.state,
+          key.wrappedKey.length > 0,
+        ]),
+      );
+
+    const readAll = async (ref: SessionRef) =>
+      texts(await (await harness.service.open(ref.sessionId, ref)).getItems());
+
+    beforeEach(async () => {
+      // Four items per key: the third append starts generation 2, retiring generation 1.
+      harness = await createHarness({ keyRing: { rotationMaxItems: 4 } });
+      const tenantId = `t-${randomUUID().slice(0, 8)}`;
+      refs = Array.from({ length: SESSIONS }, (_, i) => ({ tenantId, sessionId: `s${i}` }));
+      for (const ref of refs) {
+        const session = await harness.service.open(ref.sessionId, ref);
+        for (let batch = 0; batch < 3; batch++) {
+          await session.addItems(
+            [0, 1, 2].map((n) => userMessage(`${ref.sessionId}-${batch}-${n}`)),
+          );
+        }
+      }
+    });
+    afterEach(async () => {
+      await harness.close();
+    });
+
+    it('re-encrypts the retiring keys items into the active key, then destroys the retiring keys', async () => {
+      expect(await keysOf(refs[0])).toEqual([
+        [1, 'retiring', true],
+        [2, 'active', true],
+      ]);
+      const report = await rotationService(4).reencryptRetiring();
+      expect(report).toMatchObject({
+        job: JOB,
+        outcome: 'done',
+        result: {
+          retiringKeys: SESSIONS,
+          reencrypted: 6 * SESSIONS,
+          destroyed: SESSIONS,
+          unreadable: 0,
+          skippedForHold: 0,
+          complete: true,
+        },
+      });
+      for (const ref of refs) {
+        // Destroyed: wrapped bytes wiped, the record kept as a tombstone.
+        expect(await keysOf(ref)).toEqual([
+          [1, 'destroyed', false],
+          [2, 'active', true],
+        ]);
+        expect(await readAll(ref)).toEqual(expectedTexts(ref));
+      }
+      // A second run finds nothing to do.
+      expect((await rotationService(4).reencryptRetiring()).result).toMatchObject({
+        retiringKeys: 0,
+        reencrypted: 0,
+      });
+    });
+
+    it('keeps an item that does not open, under its retiring key, and never deletes it', async () => {
+      const [damaged] = refs;
+      const stored = await harness.tamper.ciphertextOf(damaged, 2);
+      stored[stored.length - 1] ^= 0x01;
+      await harness.tamper.setCiphertext(damaged, 2, stored);
+      const report = await rotationService(2).reencryptRetiring();
+      expect(report.result).toMatchObject({
+        reencrypted: 6 * SESSIONS - 1,
+        destroyed: SESSIONS - 1,
+        unreadable: 1,
+      });
+      expect(await keysOf(damaged)).toEqual([
+        [1, 'retiring', true],
+        [2, 'active', true],
+      ]);
+      expect(await harness.tamper.countItems(damaged)).toBe(9);
+      expect(await harness.tamper.ciphertextOf(damaged, 2)).toEqual(stored);
+    });
+
+    it('leaves a session under legal hold byte for byte as it is', async () => {
+      const [held] = refs;
+      await harness.storage.holds!.insert({
+        holdId: randomUUID(),
+        tenantId: held.tenantId,
+        sessionId: held.sessionId,
+        subjectId: null,
+        matterRef: 'case-1',
+        placedAt: Date.now(),
+        placedBy: 'counsel',
+        releasedAt: null,
+        releasedBy: null,
+      });
+      const before = await Promise.all(
+        Array.from({ length: 9 }, (_, i) => harness.tamper.ciphertextOf(held, i + 1)),
+      );
+      const report = await rotationService(4).reencryptRetiring();
+      expect(report.result).toMatchObject({ skippedForHold: 1, destroyed: SESSIONS - 1 });
+      expect(await keysOf(held)).toEqual([
+        [1, 'retiring', true],
+        [2, 'active', true],
+      ]);
+      const after = await Promise.all(
+        Array.from({ length: 9 }, (_, i) => harness.tamper.ciphertextOf(held, i + 1)),
+      );
+      expect(after).toEqual(before);
+    });
+
+    it('stops at maxBatchesPerRun, and the next run goes on from what the data says', async () => {
+      const first = await rotationService(2, 2).reencryptRetiring();
+      expect(first.result).toMatchObject({ batches: 2, reencrypted: 4, complete: false });
+      const second = await rotationService(2).reencryptRetiring();
+      expect(second.result).toMatchObject({ reencrypted: 6 * SESSIONS - 4, complete: true });
+      for (const ref of refs) {
+        expect((await keysOf(ref))[0]).toEqual([1, 'destroyed', false]);
+        expect(await readAll(ref)).toEqual(expectedTexts(ref));
+      }
+    });
+
+    it('is skipped while another replica holds its lease, changing nothing', async () => {
+      expect(await harness.storage.leases!.acquire(JOB, 'other-replica', 30_000)).toBeTruthy();
+      const report = await rotationService(4).reencryptRetiring();
+      expect(report).toMatchObject({ outcome: 'skipped', heldBy: 'other-replica' });
+      expect((await keysOf(refs[0]))[0]).toEqual([1, 'retiring', true]);
+    });
+
+    it('loses nothing to writers and readers running beside it', async () => {
+      const rotation = rotationService(1);
+      const appended = new Map(refs.map((ref) => [ref.sessionId, expectedTexts(ref)]));
+      const rotationRun = { running: true };
+      const run = rotation.reencryptRetiring().finally(() => (rotationRun.running = false));
+      const writers = refs.map(async (ref) => {
+        const session = await harness.service.open(ref.sessionId, ref);
+        // At least 3 appends each, and at most 30 while the run lasts.
+        for (let n = 0; (rotationRun.running && n < 30) || n < 3; n++) {
+          const text = `${ref.sessionId}-late-${n}`;
+          await session.addItems([userMessage(text)]);
+          appended.get(ref.sessionId)!.push(text);
+          // Every item opens at every instant: a read never fails mid-rotation.
+          expect((await session.getItems()).length).toBe(appended.get(ref.sessionId)!.length);
+        }
+      });
+      await Promise.all([run, ...writers]);
+      expect((await run).outcome).toBe('done');
+      // The writers' new generations may retire keys again: a last run moves those too.
+      await rotationService(4).reencryptRetiring();
+      for (const ref of refs) {
+        expect(await readAll(ref)).toEqual(appended.get(ref.sessionId));
+        const keys = await keysOf(ref);
+        expect(keys.filter(([, state]) => state === 'retiring')).toEqual([]);
+        expect(keys.filter(([, state]) => state === 'active')).toHaveLength(1);
+      }
+    });
+  });
+}

@@ -33,6 +33,8 @@ export interface BenchArgs {
   readonly audit: boolean;
   /** Run the scheduled-jobs benchmark (`jobs.ts`) instead of the storage benchmark. */
   readonly jobs: boolean;
+  /** Run the data key rotation benchmark (`rotation.ts`) instead of the storage benchmark. */
+  readonly rotation: boolean;
 }
 
 /** Default `--items`. */
@@ -54,6 +56,7 @@ export const USAGE = `Usage: npm run bench -- [--backend sqlite|postgres|mysql|r
        npm run bench -- --keys [--json]
        npm run bench -- --audit [--json]
        npm run bench -- --jobs [--json]
+       npm run bench -- --rotation [--json]
 
   --backend NAME  storage backend (default sqlite):
                     sqlite    the embedded store, a temp file per variant
@@ -82,6 +85,11 @@ export const USAGE = `Usage: npm run bench -- [--backend sqlite|postgres|mysql|r
   --jobs          instead of the benchmark, the retention purge with the audit trail on:
                   200,000 expired items in 1,000 sessions purged on SQLite and on Postgres
                   (items/s), and getItems(20) calls/s on SQLite alone and beside a purge.
+                  A fixed workload: combines with --json only.
+  --rotation      instead of the benchmark, staged data key rotation with the audit trail on:
+                  200,000 items in 1,000 sessions, every session's key rotated, then the
+                  retiring keys' items re-encrypted on SQLite and on Postgres (items/s), and
+                  getItems(20) calls/s on SQLite alone and beside a re-encryption run.
                   A fixed workload: combines with --json only.
 `;
 
@@ -121,6 +129,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs | 'help' {
         keys: { type: 'boolean', default: false },
         audit: { type: 'boolean', default: false },
         jobs: { type: 'boolean', default: false },
+        rotation: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
       strict: true,
@@ -177,6 +186,16 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs | 'help' {
       );
     }
   }
+  if (values.rotation) {
+    const others = (['items', 'writers', 'backend'] as const).filter(
+      (name) => values[name] !== undefined,
+    );
+    if (values.keys || values.layers || values.audit || values.jobs || others.length > 0) {
+      throw new UsageError(
+        '--rotation runs a fixed workload on SQLite and Postgres; it combines with --json only',
+      );
+    }
+  }
   if (values.layers && values.json) {
     throw new UsageError('--layers prints a table; it does not combine with --json');
   }
@@ -194,5 +213,6 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs | 'help' {
     keys: values.keys,
     audit: values.audit,
     jobs: values.jobs,
+    rotation: values.rotation,
   };
 }

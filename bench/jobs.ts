@@ -1,7 +1,12 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { AuditTrail, runAs } from '../src/audit/index.js';
-import { EncryptedSessionJobs, RetentionService, type JobsConfig } from '../src/jobs/index.js';
+import {
+  EncryptedSessionJobs,
+  KeyRotationService,
+  RetentionService,
+  type JobsConfig,
+} from '../src/jobs/index.js';
 import { EnvKeyProvider, KekRotationService, KeyRing } from '../src/keys/index.js';
 import { KeyRingAuditKeys } from '../src/module/key-ring-audit-keys.js';
 import { EncryptedSessionService, type EncryptedSession } from '../src/sessions/index.js';
@@ -39,10 +44,13 @@ export interface JobsBenchResult {
   };
 }
 
-interface JobsStore {
+/** A bench store with the audit trail on, and the jobs over it. */
+export interface JobsStore {
   readonly open: OpenStore;
+  readonly keyRing: KeyRing;
   readonly service: EncryptedSessionService;
   readonly retention: RetentionService;
+  readonly rotation: KeyRotationService;
   dispose(): Promise<void>;
 }
 
@@ -65,7 +73,12 @@ export async function openJobsStore(backend: 'sqlite' | 'postgres'): Promise<Job
   const config: JobsConfig = {
     leaseTtlMs: 60_000,
     kekRewrap: { enabled: false, cron: '0 * * * *', batchSize: 100, maxBatchesPerRun: 50 },
-    keyRotation: { enabled: false, cron: '0 3 * * *', batchSize: 500, maxBatchesPerRun: 1000 },
+    keyRotation: {
+      enabled: false,
+      cron: '0 3 * * *',
+      batchSize: 500,
+      maxBatchesPerRun: 1_000_000,
+    },
     retentionPurge: {
       enabled: false,
       cron: '*/15 * * * *',
@@ -81,8 +94,10 @@ export async function openJobsStore(backend: 'sqlite' | 'postgres'): Promise<Job
   );
   return {
     open,
+    keyRing,
     service: new EncryptedSessionService(open.storage, keyRing, undefined, trail),
     retention: new RetentionService(open.storage, keyRing, jobs, config, trail),
+    rotation: new KeyRotationService(open.storage, keyRing, jobs, config, trail),
     async dispose() {
       await open.close();
       keyRing.clear();
@@ -159,7 +174,7 @@ async function purgeRate(store: JobsStore): Promise<number> {
   return Math.round((EXPIRED_ITEMS * 1000) / elapsedMs);
 }
 
-async function liveSession(store: JobsStore): Promise<EncryptedSession> {
+export async function liveSession(store: JobsStore): Promise<EncryptedSession> {
   return runAs(actor, async () => {
     const session = await store.service.open('live', { tenantId: 'bench', ttlSeconds: null });
     await session.addItems(Array.from({ length: 100 }, (_, n) => itemOf(n)));
@@ -168,7 +183,10 @@ async function liveSession(store: JobsStore): Promise<EncryptedSession> {
 }
 
 /** getItems(20) calls/s of `session`, until `stop` resolves or LIMIT_READ_CALLS calls. */
-async function readRate(session: EncryptedSession, stop?: Promise<unknown>): Promise<number> {
+export async function readRate(
+  session: EncryptedSession,
+  stop?: Promise<unknown>,
+): Promise<number> {
   // Set when `stop` settles (the purge beside the reads ended).
   const state = { stopped: false };
   void stop?.finally(() => (state.stopped = true));

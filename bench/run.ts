@@ -51,6 +51,7 @@ import { performance } from 'node:perf_hooks';
 import { installBenchLogger } from './bench-logger.js';
 import { auditBenchmark, formatAuditReport } from './audit.js';
 import { formatJobsReport, jobsBenchmark } from './jobs.js';
+import { formatRotationReport, rotationBenchmark } from './rotation.js';
 import { formatKeysReport } from './keys-report.js';
 import { keyProviderBenchmark } from './keys.js';
 import { layerBreakdown } from './layers.js';
@@ -479,6 +480,12 @@ async function main(): Promise<number> {
     removeStoresOnSignal();
     const result = await jobsBenchmark(log);
     process.stdout.write(args.json ? `${JSON.stringify(result)}\n` : formatJobsReport(result));
+    return 0;
+  }
+  if (args.rotation) {
+    removeStoresOnSignal();
+    const result = await rotationBenchmark(log);
+    process.stdout.write(args.json ? `${JSON.stringify(result)}\n` : formatRotationReport(result));
     return 0;
   }
   if (args.keys) {

@@ -113,6 +113,7 @@ function buildPortableStatements(t: TableNames, d: SqlDialect) {
   const insertAuditCache = new Map<number, string>();
   const insertItemsCache = new Map<number, string>();
   const deleteBySeqCache = new Map<number, string>();
+  const resealCache = new Map<number, string>();
   const destroyByIdsCache = new Map<number, string>();
 
   return {
@@ -164,6 +165,27 @@ function buildPortableStatements(t: TableNames, d: SqlDialect) {
     // Re-encryption: a retiring key's items in seq order, then each replaced only while it is
     // still sealed under that key.
     listSealedUnder: `SELECT ${selectedItemColumns} FROM ${items} WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)} AND "dek_id" = ${p(3)} AND "seq" > ${p(4)} ORDER BY "seq" ASC LIMIT ${p(5)}`,
+    /**
+     * Postgres: re-encryption of `count` items in one statement (UPDATE ... FROM VALUES),
+     * parameters in order: (seq, dek_id, ciphertext) per item, then tenant, session and the
+     * retiring key. SQLite and MySQL replace row by row (`resealItem`).
+     */
+    resealItems(count: number): string {
+      let statement = resealCache.get(count);
+      if (!statement) {
+        const rows = Array.from({ length: count }, (_, r) => {
+          const [seq, dekId, ciphertext] = [p(3 * r + 1), p(3 * r + 2), p(3 * r + 3)];
+          // Postgres types a VALUES list by its first row.
+          return r === 0
+            ? `(${seq}::bigint, ${dekId}::char(36), ${ciphertext}::bytea)`
+            : `(${seq}, ${dekId}, ${ciphertext})`;
+        });
+        const [tenant, session, from] = [p(3 * count + 1), p(3 * count + 2), p(3 * count + 3)];
+        statement = `UPDATE ${items} AS i SET "dek_id" = v."dek_id", "ciphertext" = v."ciphertext" FROM (VALUES ${rows.join(', ')}) AS v("seq", "dek_id", "ciphertext") WHERE i."tenant_id" = ${tenant} AND i."session_id" = ${session} AND i."dek_id" = ${from} AND i."seq" = v."seq"`;
+        resealCache.set(count, statement);
+      }
+      return statement;
+    },
     resealItem: `UPDATE ${items} SET "dek_id" = ${p(1)}, "ciphertext" = ${p(2)} WHERE "tenant_id" = ${p(3)} AND "session_id" = ${p(4)} AND "seq" = ${p(5)} AND "dek_id" = ${p(6)}`,
     findDataKey: `SELECT ${keyColumns} FROM ${dataKeys} WHERE "dek_id" = ${p(1)}`,
     findActiveDataKey: `SELECT ${keyColumns} FROM ${dataKeys} WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)} AND "state" = 'active' ORDER BY "generation" DESC LIMIT 1`,

@@ -5,6 +5,7 @@ import {
   IntegrityError,
   KeyDestroyedError,
   LeaseLostError,
+  StorageUnavailableError,
 } from '../errors/index.js';
 import type { KeyRing } from '../keys/index.js';
 import type {
@@ -41,6 +42,9 @@ export interface RetiringKeyOutcome {
   /** Units of work that re-encrypted items (one audit event each). */
   readonly batches: number;
 }
+
+/** How many times in a row a batch starts over after a key change, before the run gives up. */
+const MAX_BATCH_RESTARTS = 5;
 
 /** What a unit of work returns when a hold covers the session: it changed nothing. */
 const HELD = Symbol('held');
@@ -87,6 +91,7 @@ export class DataKeyReEncryption {
     });
     /** Where the scan goes on: items that did not open stay behind it, under the old key. */
     let afterSeq = 0;
+    let restarts = 0;
     for (;;) {
       if (totals.batches >= options.maxBatches) return outcome('kept');
       let unit: BatchResult | typeof HELD | undefined;
@@ -95,10 +100,17 @@ export class DataKeyReEncryption {
       } catch (error) {
         if (error instanceof KeyDestroyedError) return outcome('gone');
         if (!(error instanceof RekeyLater)) throw error;
-        // A rotation, clear or cache eviction got in between: start the batch again.
+        // A rotation, clear or cache eviction got in between: start the batch again, a
+        // bounded number of times in a row (the next run goes on from the data).
+        if (++restarts >= MAX_BATCH_RESTARTS) {
+          throw new StorageUnavailableError(
+            `Re-encrypting data key ${record.dekId} of session '${ref.sessionId}' kept losing races with key changes; the next run goes on`,
+          );
+        }
         this.keyRing.forgetActiveKey(ref);
         continue;
       }
+      restarts = 0;
       if (unit === HELD) return outcome('held');
       if (unit === undefined) return outcome('gone');
       if (unit.sealed > 0 || unit.destroyed) totals.batches++;
@@ -121,6 +133,9 @@ export class DataKeyReEncryption {
       // Nothing left past the scan: only items that do not open (kept), or none at all and the
       // key destroyed by another run meanwhile.
       if (unit.listed === 0) return outcome(afterSeq > 0 ? 'kept' : 'gone');
+      // Items listed but none replaced nor unreadable: the rows changed under the unit in a way
+      // this run cannot follow. Stop rather than list them again; the next run goes on.
+      if (unit.sealed === 0 && unit.unreadable === 0) return outcome('kept');
     }
   }
 

@@ -16,19 +16,9 @@ import {
   EXIT_CODES_HELP,
   JOB_RUN_EXIT,
   UsageError,
+  unfinishedRun,
   type CommandRuntime,
 } from './runtime.js';
-
-/** The line after a run that did not finish: another replica, a lost lease, a failure. */
-function unfinishedRun(report: JobRunReport, job: string, kept: string): string {
-  if (report.outcome === 'skipped') {
-    return `skipped: another replica holds the ${job}'s lease${report.heldBy ? ` (${report.heldBy})` : ''}; nothing done, retry later\n`;
-  }
-  if (report.outcome === 'lease_lost') {
-    return `stopped: the run lost its lease to another replica part way; ${kept}, and the lease holder carries on\n`;
-  }
-  return `failed (${report.errorCode ?? 'UNEXPECTED'}): ${kept}; the next run resumes from the data\n`;
-}
 
 /** The one line a person reads after `keys rotate`. */
 function rotateSummary(report: JobRunReport<KeyRotationReport>): string {

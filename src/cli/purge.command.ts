@@ -1,7 +1,13 @@
 import type { Command } from 'commander';
 import { RetentionService, type JobRunReport, type PurgeReport } from '../jobs/index.js';
 import { progressOn } from './progress.js';
-import { CLI_EXIT, EXIT_CODES_HELP, JOB_RUN_EXIT, type CommandRuntime } from './runtime.js';
+import {
+  CLI_EXIT,
+  EXIT_CODES_HELP,
+  JOB_RUN_EXIT,
+  unfinishedRun,
+  type CommandRuntime,
+} from './runtime.js';
 
 interface PurgeCommandOptions {
   readonly dryRun?: boolean;
@@ -11,14 +17,8 @@ interface PurgeCommandOptions {
 /** The one line a person reads; a script reads `--json`. */
 function summary(report: JobRunReport<PurgeReport>): string {
   const result = report.result;
-  if (report.outcome === 'skipped') {
-    return `skipped: another replica holds the retention purge's lease${report.heldBy ? ` (${report.heldBy})` : ''}; nothing done, retry later\n`;
-  }
-  if (report.outcome === 'lease_lost') {
-    return 'stopped: the run lost its lease to another replica part way; what it purged stays purged, and the lease holder carries on\n';
-  }
-  if (report.outcome === 'failed' || !result) {
-    return `failed (${report.errorCode ?? 'UNEXPECTED'}): what it purged stays purged; the next run resumes from the data\n`;
+  if (report.outcome !== 'done' || !result) {
+    return unfinishedRun(report, 'retention purge', 'what it purged stays purged');
   }
   const rest = result.complete
     ? ''

@@ -36,6 +36,20 @@ export const JOB_RUN_EXIT: Readonly<Record<JobRunReport['outcome'], number>> = {
   lease_lost: CLI_EXIT.failed,
 };
 
+/**
+ * The line a person reads after a job run that did not finish: another replica held the
+ * lease, the run lost it, or it failed. `kept`: what stays of its work.
+ */
+export function unfinishedRun(report: JobRunReport, job: string, kept: string): string {
+  if (report.outcome === 'skipped') {
+    return `skipped: another replica holds the ${job}'s lease${report.heldBy ? ` (${report.heldBy})` : ''}; nothing done, retry later\n`;
+  }
+  if (report.outcome === 'lease_lost') {
+    return `stopped: the run lost its lease to another replica part way; ${kept}, and the lease holder carries on\n`;
+  }
+  return `failed (${report.errorCode ?? 'UNEXPECTED'}): ${kept}; the next run resumes from the data\n`;
+}
+
 /** The help text listing {@link CLI_EXIT}, shown after each command's own help. */
 export const EXIT_CODES_HELP = `
 Exit codes:

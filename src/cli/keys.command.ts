@@ -6,8 +6,9 @@ import {
   type JobRunReport,
   type KeyRotationProgress,
   type KeyRotationReport,
+  type KeyRotationStatus,
 } from '../jobs/index.js';
-import { KekRotationService, KeyRing, type RewrapReport } from '../keys/index.js';
+import { KekRotationService, type RewrapReport } from '../keys/index.js';
 import { DEFAULT_SESSION_DEFAULTS } from '../sessions/index.js';
 import { operatorActor, withOperatorOptions, type OperatorOptions } from './operator-actor.js';
 import { progressOn, type Progress } from './progress.js';
@@ -19,6 +20,22 @@ import {
   unfinishedRun,
   type CommandRuntime,
 } from './runtime.js';
+
+/** Whole days, rounded down, for a person. */
+const days = (ms: number) => `${Math.floor(ms / 86_400_000)} day(s)`;
+
+/** The active and retiring data keys of `keys status`, for a person. */
+function dataKeysLine(keys: Omit<KeyRotationStatus, 'policy'>): string {
+  const active =
+    keys.oldestActiveKeyAgeMs === null
+      ? 'no active data key'
+      : `${keys.activeKeys} active data key(s), the oldest ${days(keys.oldestActiveKeyAgeMs)} old, ${keys.activeKeysPastMaxAge} past the age limit`;
+  const retiring =
+    keys.rotationLagMs === null
+      ? 'none retiring'
+      : `${keys.retiringKeys} retiring, the longest for ${days(keys.rotationLagMs)}: run keys rotate`;
+  return `${active}; ${retiring}`;
+}
 
 /** The one line a person reads after `keys rotate`. */
 function rotateSummary(report: JobRunReport<KeyRotationReport>): string {
@@ -90,7 +107,8 @@ export function addKeysCommands(program: Command, runtime: CommandRuntime): void
     .action((options: { readonly json?: boolean }, command: Command) =>
       runtime.run(command, 'read the key status', options.json === true, () => async (app) => {
         const status = await app.get(KekRotationService).status();
-        const report = { ...status, rotationPolicy: app.get(KeyRing).rotationPolicy };
+        const { policy, ...dataKeys } = await app.get(KeyRotationService).status();
+        const report = { ...status, rotationPolicy: policy, dataKeys };
         if (options.json) {
           runtime.out(`${JSON.stringify(report)}\n`);
           return CLI_EXIT.ok;
@@ -104,10 +122,11 @@ export function addKeysCommands(program: Command, runtime: CommandRuntime): void
             ? 'every data key is on the active root key\n'
             : `${status.remaining} data key(s) on an older root key: run keys rewrap\n`,
         );
-        const { maxAgeDays, maxItems } = report.rotationPolicy;
+        const { maxAgeDays, maxItems } = policy;
         runtime.out(
           `data key rotation: after ${maxAgeDays === null ? 'any number of' : maxAgeDays} day(s)${maxItems === null ? '' : ` or ${maxItems} item(s)`}, at the session's next write\n`,
         );
+        runtime.out(`${dataKeysLine(dataKeys)}\n`);
         return CLI_EXIT.ok;
       }),
     );

@@ -1,7 +1,14 @@
 import { Inject, Injectable, Optional } from '@nestjs/common';
 import { HealthIndicatorService, type HealthIndicatorResult } from '@nestjs/terminus';
 import { EncryptedSessionError } from '../errors/index.js';
-import { EncryptedSessionJobs, type JobRunReport, type JobStatus } from '../jobs/index.js';
+import { LRUCache } from 'lru-cache';
+import {
+  EncryptedSessionJobs,
+  KeyRotationService,
+  type JobRunReport,
+  type JobStatus,
+  type KeyRotationStatus,
+} from '../jobs/index.js';
 import { KeyRing } from '../keys/index.js';
 import {
   ENCRYPTED_SESSION_HEALTH_OPTIONS,
@@ -10,6 +17,12 @@ import {
   type ResolvedHealthOptions,
 } from './health-options.js';
 import { scheduleLag } from './job-schedule.js';
+
+/** The rotation figures and when they were read. */
+interface RotationFigures {
+  readonly status: KeyRotationStatus;
+  readonly checkedAt: Date;
+}
 
 /** `up` or `down`, as terminus reports each indicator. */
 type Status = 'up' | 'down';
@@ -75,6 +88,31 @@ export interface JobsHealth {
   readonly [job: string]: JobHealth | Status;
 }
 
+/**
+ * The key rotation check's details: the oldest active data key against the policy, and the
+ * rotation lag (`KeyRotationService.status()`), as of `checkedAt` (figures are reused for
+ * `keyRotationCacheMs`). Down with `reason: 'ROTATION_LAG'` past `maxRotationLagMs` (only when
+ * `maxRotationLagDays` is set), or with the error code when the figures could not be read.
+ *
+ * @publicApi
+ */
+export interface KeyRotationHealth {
+  readonly status: Status;
+  readonly reason?: 'ROTATION_LAG';
+  readonly maxAgeDays?: number | null;
+  readonly maxItems?: number | null;
+  readonly activeKeys?: number;
+  readonly oldestActiveKeyAgeMs?: number | null;
+  /** Active keys past `maxAgeDays`: each is replaced at its session's next write. */
+  readonly activeKeysPastMaxAge?: number;
+  readonly retiringKeys?: number;
+  readonly rotationLagMs?: number | null;
+  readonly maxRotationLagMs?: number;
+  readonly checkedAt?: string;
+  readonly error?: string;
+  readonly timeoutMs?: number;
+}
+
 /** Marks a probe that did not answer within the timeout. */
 const TIMED_OUT = Symbol('timed out');
 
@@ -110,13 +148,23 @@ export class EncryptedSessionHealthIndicator {
   /** A job that never ran in this process is due from its first fire time after this. */
   private readonly watchingSince = Date.now();
 
+  /** The last rotation figures, for `keyRotationCacheMs`; concurrent probes share one scan. */
+  private readonly rotationFigures: LRUCache<'figures', RotationFigures>;
+
   constructor(
     private readonly indicators: HealthIndicatorService,
     private readonly sessionJobs: EncryptedSessionJobs,
     private readonly keyRing: KeyRing,
+    private readonly rotation: KeyRotationService,
     @Optional() @Inject(ENCRYPTED_SESSION_HEALTH_OPTIONS) options?: EncryptedSessionHealthOptions,
   ) {
     this.options = resolveHealthOptions(options);
+    this.rotationFigures = new LRUCache<'figures', RotationFigures>({
+      max: 1,
+      // A ttl of 0 would mean "forever" to lru-cache; keyRotationCacheMs 0 skips the cache.
+      ttl: Math.max(1, this.options.keyRotationCacheMs),
+      fetchMethod: () => this.readRotationFigures(),
+    });
   }
 
   /**
@@ -169,6 +217,20 @@ export class EncryptedSessionHealthIndicator {
     return Promise.resolve(this.result(key, this.jobsHealth()));
   }
 
+  /**
+   * Data key rotation: the oldest active key's age against `keys.rotation.maxAgeDays`, how many
+   * active keys are past it (each is replaced at its session's next write), and the rotation
+   * lag: how long the longest-waiting retiring key has waited for its items to be re-encrypted.
+   * Down past `maxRotationLagDays` when that is set, or when the figures cannot be read within
+   * `timeoutMs`. Each refresh scans every data key, so figures are reused for
+   * `keyRotationCacheMs`, and {@link isHealthy} leaves this check out: add it where wanted.
+   */
+  async keyRotation<const Key extends string = 'encrypted-sessions-key-rotation'>(
+    key: Key = 'encrypted-sessions-key-rotation' as Key,
+  ): Promise<HealthIndicatorResult<Key>> {
+    return this.result(key, await this.keyRotationHealth());
+  }
+
   /** The details as terminus takes them: `status` decides up or down, the rest goes along. */
   private result<Key extends string>(
     key: Key,
@@ -179,18 +241,12 @@ export class EncryptedSessionHealthIndicator {
   }
 
   private async storageHealth(): Promise<StorageHealth> {
-    const { timeoutMs } = this.options;
     const started = performance.now();
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<typeof TIMED_OUT>((resolve) => {
-      timer = setTimeout(() => resolve(TIMED_OUT), timeoutMs);
-      // A health probe never holds the process open.
-      timer.unref();
-    });
     try {
-      // race() also handles a probe that rejects after the timeout won.
-      const probed = await Promise.race([this.sessionJobs.probeStorage(), timeout]);
-      if (probed === TIMED_OUT) return { status: 'down', error: 'TIMEOUT', timeoutMs };
+      const probed = await this.withinTimeout(this.sessionJobs.probeStorage());
+      if (probed === TIMED_OUT) {
+        return { status: 'down', error: 'TIMEOUT', timeoutMs: this.options.timeoutMs };
+      }
       return {
         status: 'up',
         backend: probed.backend,
@@ -198,6 +254,57 @@ export class EncryptedSessionHealthIndicator {
       };
     } catch (error) {
       return { status: 'down', error: codeOf(error) };
+    }
+  }
+
+  private async keyRotationHealth(): Promise<KeyRotationHealth> {
+    let figures;
+    try {
+      figures = await this.withinTimeout(
+        this.options.keyRotationCacheMs === 0
+          ? this.readRotationFigures()
+          : this.rotationFigures.fetch('figures'),
+      );
+    } catch (error) {
+      return { status: 'down', error: codeOf(error) };
+    }
+    if (figures === TIMED_OUT || figures === undefined) {
+      return { status: 'down', error: 'TIMEOUT', timeoutMs: this.options.timeoutMs };
+    }
+    const { policy, ...counts } = figures.status;
+    const { maxRotationLagDays } = this.options;
+    const maxRotationLagMs =
+      maxRotationLagDays === null ? undefined : Math.round(maxRotationLagDays * 86_400_000);
+    const details = {
+      ...policy,
+      ...counts,
+      ...(maxRotationLagMs !== undefined && { maxRotationLagMs }),
+      checkedAt: figures.checkedAt.toISOString(),
+    };
+    const lagging =
+      maxRotationLagMs !== undefined &&
+      counts.rotationLagMs !== null &&
+      counts.rotationLagMs > maxRotationLagMs;
+    return lagging
+      ? { status: 'down', reason: 'ROTATION_LAG', ...details }
+      : { status: 'up', ...details };
+  }
+
+  private async readRotationFigures(): Promise<RotationFigures> {
+    return { status: await this.rotation.status(), checkedAt: new Date() };
+  }
+
+  /** `work`, or {@link TIMED_OUT} once `timeoutMs` passed first. */
+  private async withinTimeout<T>(work: Promise<T>): Promise<T | typeof TIMED_OUT> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<typeof TIMED_OUT>((resolve) => {
+      timer = setTimeout(() => resolve(TIMED_OUT), this.options.timeoutMs);
+      // A health probe never holds the process open.
+      timer.unref();
+    });
+    try {
+      // race() also handles work that rejects after the timeout won.
+      return await Promise.race([work, timeout]);
     } finally {
       clearTimeout(timer);
     }

@@ -11,6 +11,7 @@ export {
   type JobHealth,
   type JobsHealth,
   type KeyProviderHealth,
+  type KeyRotationHealth,
   type StorageHealth,
 } from './encrypted-session-health.indicator.js';
 export { EncryptedSessionHealthModule } from './encrypted-session-health.module.js';

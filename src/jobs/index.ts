@@ -8,6 +8,7 @@ export {
   KeyRotationService,
   type KeyRotationProgress,
   type KeyRotationReport,
+  type KeyRotationStatus,
 } from './key-rotation.service.js';
 export {
   RetentionService,

@@ -1,5 +1,11 @@
 import { Inject, Injectable, Logger, Optional } from '@nestjs/common';
-import { AUDIT_TRAIL, currentAuditContext, type AuditTrail, runAs } from '../audit/index.js';
+import {
+  AUDIT_KEYS_TENANT,
+  AUDIT_TRAIL,
+  currentAuditContext,
+  type AuditTrail,
+  runAs,
+} from '../audit/index.js';
 import { ConfigurationError, LeaseLostError, SessionNotFoundError } from '../errors/index.js';
 import { KeyRing } from '../keys/index.js';
 import { DataKeyReEncryption } from '../sessions/index.js';
@@ -45,6 +51,32 @@ export interface KeyRotationReport {
  * @publicApi
  */
 export type KeyRotationProgress = Omit<KeyRotationReport, 'complete' | 'elapsedMs'>;
+
+/**
+ * Where data key rotation stands over every session ({@link KeyRotationService.status}): the
+ * oldest active key against the policy, and how far re-encryption lags behind. Ages are in
+ * milliseconds at the time of the call.
+ *
+ * @publicApi
+ */
+export interface KeyRotationStatus {
+  /** The policy in force (`keys.rotation`). */
+  readonly policy: { readonly maxAgeDays: number | null; readonly maxItems: number | null };
+  readonly activeKeys: number;
+  /** Age of the oldest active data key; null when there is none. */
+  readonly oldestActiveKeyAgeMs: number | null;
+  /**
+   * Active keys older than `policy.maxAgeDays`. None of them seals again: each is replaced at
+   * its session's next write, so an idle session's key may stay here without breaking the policy.
+   */
+  readonly activeKeysPastMaxAge: number;
+  /** Retiring keys: replaced, their items still to re-encrypt (or kept for a legal hold). */
+  readonly retiringKeys: number;
+  /** Rotation lag: how long the longest-waiting retiring key has been retiring; null when none is. */
+  readonly rotationLagMs: number | null;
+}
+
+const DAY_MS = 86_400_000;
 
 /** The actor of the job's events: the module's own rotation, in the key's tenant. */
 const rotationActor = (tenantId: string) =>
@@ -123,6 +155,38 @@ export class KeyRotationService {
     });
   }
 
+  /**
+   * Where rotation stands over every session: the oldest active data key against the policy
+   * and the rotation lag. One full scan of the data keys; the health check caches it.
+   *
+   * @throws ConfigurationError when the storage cannot tell (a host's own adapter).
+   */
+  async status(): Promise<KeyRotationStatus> {
+    const maintenance = supportsMaintenance(this.storage) ? this.storage.maintenance : undefined;
+    if (!maintenance?.dataKeyAges) {
+      throw new ConfigurationError(
+        `The session storage '${this.storage.backend}' cannot report its data keys' ages; use a store of the module's`,
+      );
+    }
+    const policy = this.keyRing.rotationPolicy;
+    const now = Date.now();
+    // With no age limit no key is past it: every creation time is after 0.
+    // The audit trail's MAC keys rotate on a period of their own and stay retiring (verify-only).
+    const ages = await maintenance.dataKeyAges(
+      policy.maxAgeDays === null ? 0 : now - policy.maxAgeDays * DAY_MS,
+      AUDIT_KEYS_TENANT,
+    );
+    const since = (time: number | null) => (time === null ? null : Math.max(0, now - time));
+    return {
+      policy,
+      activeKeys: ages.activeKeys,
+      oldestActiveKeyAgeMs: since(ages.oldestActiveCreatedAt),
+      activeKeysPastMaxAge: ages.activeKeysCreatedBefore,
+      retiringKeys: ages.retiringKeys,
+      rotationLagMs: since(ages.oldestRetiredAt),
+    };
+  }
+
   private retiringKeyScan(): (cursor: string | undefined, limit: number) => Promise<DataKeyPage> {
     const maintenance = supportsMaintenance(this.storage) ? this.storage.maintenance : undefined;
     if (!maintenance?.listRetiringDataKeys) {
@@ -162,6 +226,9 @@ export class KeyRotationService {
       const page = await listRetiring(cursor, batchSize);
       cursor = page.cursor;
       for (const record of page.records) {
+        // The audit trail's earlier MAC keys stay retiring: they verify the records they sealed,
+        // which no re-encryption rewrites, so they are never destroyed here.
+        if (record.tenantId === AUDIT_KEYS_TENANT) continue;
         const maxBatches = maxBatchesPerRun - totals.batches;
         if (maxBatches <= 0) {
           complete = false;

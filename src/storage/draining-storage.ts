@@ -130,6 +130,10 @@ export class DrainingSessionStorage implements SessionStorage {
         listRetiringDataKeys: (cursor, limit) =>
           this.units.run(() => maintenance.listRetiringDataKeys!(cursor, limit)),
       }),
+      ...(maintenance.dataKeyAges && {
+        dataKeyAges: (createdBefore, exceptTenantId) =>
+          this.units.run(() => maintenance.dataKeyAges!(createdBefore, exceptTenantId)),
+      }),
       ...(maintenance.listExpiredItems && {
         listExpiredItems: (now, cursor, limit) =>
           this.units.run(() => maintenance.listExpiredItems!(now, cursor, limit)),

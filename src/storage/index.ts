@@ -7,6 +7,7 @@ export {
   type AuditStorage,
   maintenanceUnsupportedReason,
   supportsMaintenance,
+  type DataKeyAges,
   type DataKeyPage,
   type DataKeyReads,
   type DataKeyWrites,

@@ -341,6 +341,28 @@ export interface DataKeyPage {
 }
 
 /**
+ * How old the data keys are, over every session (from {@link StorageMaintenance.dataKeyAges}),
+ * for the key rotation's health check and `keys status`. Times are milliseconds since the epoch.
+ *
+ * @publicApi
+ */
+export interface DataKeyAges {
+  /** Data keys in state `active` (one per session that has sealed or will seal). */
+  readonly activeKeys: number;
+  /** When the oldest active key was created; null when there is none. */
+  readonly oldestActiveCreatedAt: number | null;
+  /** Active keys created before the time asked about (the policy's age limit). */
+  readonly activeKeysCreatedBefore: number;
+  /** Data keys in state `retiring`: replaced, their items not yet all re-encrypted. */
+  readonly retiringKeys: number;
+  /**
+   * When the longest-waiting retiring key was retired: the creation time of the key that
+   * replaced it (its session's next generation); null when no key is retiring.
+   */
+  readonly oldestRetiredAt: number | null;
+}
+
+/**
  * Cross-session scans. Pages are resumable through an opaque cursor, so an adapter over several
  * nodes (a Redis Cluster scans every master) can encode where it is in each. Pages may overlap:
  * callers change what they find through a session's unit of work, conditionally.
@@ -366,6 +388,13 @@ export interface StorageMaintenance {
    * cannot re-encrypt yet.
    */
   listRetiringDataKeys?(cursor: string | undefined, limit: number): Promise<DataKeyPage>;
+  /**
+   * How old the active and retiring data keys are, over every session but those of tenant
+   * `exceptTenantId` (the audit trail's own keys); `createdBefore` is the time active keys are
+   * counted as created before. A full scan of the data keys: callers cache it. Absent on an
+   * adapter that cannot tell.
+   */
+  dataKeyAges?(createdBefore: number, exceptTenantId: string): Promise<DataKeyAges>;
   /**
    * One page of the items (of every session) whose expiry is at or before `now`, by expiry,
    * then tenant, session and seq (ids by their bytes), served by the expiry index. Pass the

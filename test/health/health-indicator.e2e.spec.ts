@@ -28,6 +28,7 @@ import {
   EncryptedSessionJobs,
   EncryptedSessionModule,
   EncryptedSessionService,
+  KeyRotationService,
   runAs,
   type EncryptedSessionModuleOptions,
   type SessionStorage,
@@ -218,6 +219,78 @@ describe('EncryptedSessionHealthIndicator with terminus HealthCheckService', () 
       periodMs: 1000,
       maxLagMs: 2000,
     });
+  });
+
+  it('reports the oldest active data key against the policy and the rotation lag, down past maxRotationLagDays', async () => {
+    const maxRotationLagDays = 0.00002; // 1.728 s
+    const ref = await boot(
+      { keys: { ...oldKeys, rotation: { maxAgeDays: 30, maxItems: 2 } } },
+      { health: { maxRotationLagDays, keyRotationCacheMs: 0 } },
+    );
+    const indicator = ref.get(EncryptedSessionHealthIndicator);
+    const rotation = async () =>
+      healthReport(() => terminus(ref).check([() => indicator.keyRotation()]));
+    const started = Date.now();
+    await writeSession(ref);
+    const fresh = (await rotation()).details['encrypted-sessions-key-rotation'];
+    expect(fresh).toEqual({
+      status: 'up',
+      maxAgeDays: 30,
+      maxItems: 2,
+      activeKeys: 1,
+      oldestActiveKeyAgeMs: expect.any(Number),
+      activeKeysPastMaxAge: 0,
+      retiringKeys: 0,
+      rotationLagMs: null,
+      maxRotationLagMs: 1728,
+      checkedAt: expect.any(String),
+    });
+    expect(fresh?.oldestActiveKeyAgeMs).toBeLessThanOrEqual(Date.now() - started);
+
+    // Two items sealed: the next write starts generation 2, and generation 1 is retiring.
+    await writeSession(ref);
+    await writeSession(ref);
+    const retiring = (await rotation()).details['encrypted-sessions-key-rotation'];
+    expect(retiring).toMatchObject({ status: 'up', activeKeys: 1, retiringKeys: 1 });
+    expect(retiring?.rotationLagMs).toBeLessThan(1728);
+
+    await sleep(1800);
+    const late = await rotation();
+    expect(late.status).toBe('error');
+    expect(late.error?.['encrypted-sessions-key-rotation']).toMatchObject({
+      status: 'down',
+      reason: 'ROTATION_LAG',
+      retiringKeys: 1,
+      maxRotationLagMs: 1728,
+    });
+    expect(late.error?.['encrypted-sessions-key-rotation']?.rotationLagMs).toBeGreaterThan(1728);
+    expectNoSecrets(late);
+
+    // The re-encryption job moves the items and destroys the retiring key: no lag left.
+    const run = await runAs(actor, () => ref.get(KeyRotationService).reencryptRetiring());
+    expect(run.result).toMatchObject({ destroyed: 1 });
+    expect((await rotation()).details['encrypted-sessions-key-rotation']).toMatchObject({
+      status: 'up',
+      retiringKeys: 0,
+      rotationLagMs: null,
+    });
+  });
+
+  it('reuses the rotation figures for keyRotationCacheMs, and leaves them out of isHealthy', async () => {
+    const ref = await boot();
+    const indicator = ref.get(EncryptedSessionHealthIndicator);
+    const figures = async () =>
+      (await indicator.keyRotation('rotation')).rotation as Record<string, unknown>;
+    const first = await figures();
+    expect(first).toMatchObject({ status: 'up', activeKeys: 0, maxAgeDays: 90, maxItems: null });
+    // No maxRotationLagDays: the lag is reported, never a reason to be down.
+    expect(first).not.toHaveProperty('maxRotationLagMs');
+    await writeSession(ref);
+    // Within the default 60 s: the same figures, read at the same time.
+    expect(await figures()).toEqual(first);
+    expect(Object.keys((await checkAll(ref)).details['encrypted-sessions'] ?? {})).not.toContain(
+      'keyRotation',
+    );
   });
 
   it('is down when the storage is closed, naming the error code only', async () => {

@@ -5,9 +5,12 @@ import {
   EncryptedSessionJobs,
   KekRotationService,
   KeyRotationService,
+  supportsMaintenance,
   type SessionRef,
 } from '../../src/index.js';
+import { AUDIT_KEYS_TENANT } from '../../src/audit/index.js';
 import type { JobsConfig } from '../../src/jobs/index.js';
+import { KeyRingAuditKeys } from '../../src/module/key-ring-audit-keys.js';
 import {
   userMessage,
   type HarnessFactory,
@@ -22,6 +25,19 @@ const expectedTexts = (ref: SessionRef) =>
   [0, 1, 2].flatMap((batch) => [0, 1, 2].map((n) => `${ref.sessionId}-${batch}-${n}`));
 
 const texts = (list: AgentInputItem[]) => list.map((item) => (item as { content: string }).content);
+
+/** Where the audit trail keeps its MAC keys (a reserved tenant's "session"). */
+const AUDIT_MAC_KEYS: SessionRef = { tenantId: AUDIT_KEYS_TENANT, sessionId: 'mac' };
+const DAY_MS = 86_400_000;
+
+/** The audit trail's MAC key of yesterday, retired by today's (one generation a day). */
+async function rotatedAuditMacKeys(harness: SessionHarness): Promise<void> {
+  let now = Date.now() - DAY_MS;
+  const auditKeys = new KeyRingAuditKeys(harness.keyRing, DAY_MS, () => now);
+  await auditKeys.currentMacKey();
+  now += DAY_MS;
+  await auditKeys.currentMacKey();
+}
 
 /** The jobs config of the tests: only the rotation's batch size and limit matter. */
 function jobsConfig(batchSize: number, maxBatchesPerRun = 1000): JobsConfig {
@@ -90,6 +106,18 @@ export function describeKeyRotation(backendName: string, createHarness: HarnessF
     });
     afterEach(async () => {
       await harness.close();
+    });
+
+    it("leaves the audit trail's earlier MAC keys retiring: they verify the records they sealed", async () => {
+      await rotatedAuditMacKeys(harness);
+      const before = await keysOf(AUDIT_MAC_KEYS);
+      expect(before).toEqual([
+        [1, 'retiring', true],
+        [2, 'active', true],
+      ]);
+      const report = await rotationService(4).reencryptRetiring();
+      expect(report.result).toMatchObject({ retiringKeys: SESSIONS, destroyed: SESSIONS });
+      expect(await keysOf(AUDIT_MAC_KEYS)).toEqual(before);
     });
 
     it('re-encrypts the retiring keys items into the active key, then destroys the retiring keys', async () => {
@@ -216,6 +244,92 @@ export function describeKeyRotation(backendName: string, createHarness: HarnessF
         expect(keys.filter(([, state]) => state === 'retiring')).toEqual([]);
         expect(keys.filter(([, state]) => state === 'active')).toHaveLength(1);
       }
+    });
+  });
+}
+
+/** The storage's cross-session scans, with `dataKeyAges`. */
+function maintenanceOf(storage: SessionHarness['storage']) {
+  if (!supportsMaintenance(storage) || !storage.maintenance.dataKeyAges) {
+    throw new Error(`The '${storage.backend}' storage reports no data key ages`);
+  }
+  return storage.maintenance as Required<typeof storage.maintenance>;
+}
+
+/**
+ * The data key ages one backend reports over every session (`dataKeyAges`, behind the key
+ * rotation's health check and `KeyRotationService.status()`): active keys, the oldest of
+ * them and how many were created before a time; retiring keys and when the longest-waiting
+ * one was replaced. Destroyed keys count nowhere. Each test has a store of its own.
+ */
+export function describeDataKeyAges(backendName: string, createHarness: HarnessFactory): void {
+  describe(`data key ages on ${backendName}`, () => {
+    let harness: SessionHarness;
+    afterEach(async () => {
+      await harness.close();
+    });
+
+    it('reports no keys on an empty store', async () => {
+      harness = await createHarness();
+      expect(
+        await maintenanceOf(harness.storage).dataKeyAges(Date.now(), AUDIT_KEYS_TENANT),
+      ).toEqual({
+        activeKeys: 0,
+        oldestActiveCreatedAt: null,
+        activeKeysCreatedBefore: 0,
+        retiringKeys: 0,
+        oldestRetiredAt: null,
+      });
+    });
+
+    it('counts active and retiring keys over every session, with the oldest active key and when the longest-waiting retiring key was replaced', async () => {
+      // Four items per key: a third batch of three starts generation 2.
+      harness = await createHarness({ keyRing: { rotationMaxItems: 4 } });
+      const tenantId = `t-${randomUUID().slice(0, 8)}`;
+      const [rotated, plain, cleared] = ['rotated', 'plain', 'cleared'].map((sessionId) => ({
+        tenantId,
+        sessionId,
+      }));
+      const append = async (ref: SessionRef, batches: number) => {
+        const session = await harness.service.open(ref.sessionId, ref);
+        for (let batch = 0; batch < batches; batch++) {
+          await session.addItems([0, 1, 2].map((n) => userMessage(`${batch}-${n}`)));
+        }
+        return session;
+      };
+      await append(rotated, 3);
+      await append(plain, 1);
+      // The audit trail's MAC key of yesterday (retiring) and today's: left out of the figures.
+      await rotatedAuditMacKeys(harness);
+      // Cleared: its key is destroyed, and counts nowhere.
+      await (await append(cleared, 1)).clearSession();
+      const keys = async (ref: SessionRef) =>
+        harness.storage.read(ref, async (scope) => scope.dataKeys.listAll!());
+      const [rotatedKeys, plainKeys] = [await keys(rotated), await keys(plain)];
+      expect(rotatedKeys.map((key) => [key.generation, key.state])).toEqual([
+        [1, 'retiring'],
+        [2, 'active'],
+      ]);
+      const active = [rotatedKeys[1], plainKeys[0]];
+      const oldestActive = Math.min(...active.map((key) => key.createdAt));
+      const maintenance = maintenanceOf(harness.storage);
+
+      expect(await maintenance.dataKeyAges(Date.now() + 60_000, AUDIT_KEYS_TENANT)).toEqual({
+        activeKeys: 2,
+        oldestActiveCreatedAt: oldestActive,
+        activeKeysCreatedBefore: 2,
+        retiringKeys: 1,
+        // Retired when generation 2 was created, not when generation 1 was.
+        oldestRetiredAt: rotatedKeys[1].createdAt,
+      });
+      // Created strictly before: a key created at that very time is not counted.
+      expect(
+        (await maintenance.dataKeyAges(oldestActive, AUDIT_KEYS_TENANT)).activeKeysCreatedBefore,
+      ).toBe(0);
+      expect(
+        (await maintenance.dataKeyAges(oldestActive + 1, AUDIT_KEYS_TENANT))
+          .activeKeysCreatedBefore,
+      ).toBe(active.filter((key) => key.createdAt === oldestActive).length);
     });
   });
 }

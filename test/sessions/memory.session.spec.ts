@@ -9,7 +9,7 @@ import { describeLeaseStorageContract } from '../storage/lease-storage-contract.
 import { describeIdleSessionScanContract } from '../storage/idle-session-contract.js';
 import { describeRetentionStorageContract } from '../storage/retention-storage-contract.js';
 import { describeKekRotation } from '../keys/kek-rotation-contract.js';
-import { describeKeyRotation } from '../keys/key-rotation-contract.js';
+import { describeDataKeyAges, describeKeyRotation } from '../keys/key-rotation-contract.js';
 import { describeIntegrityContract } from './integrity-contract.js';
 import { describeSessionContract } from './session-contract.js';
 
@@ -17,6 +17,7 @@ describeSessionContract('memory', memoryHarness);
 describeIntegrityContract('memory', memoryHarness);
 describeKekRotation('memory', memoryHarness);
 describeKeyRotation('memory', memoryHarness);
+describeDataKeyAges('memory', memoryHarness);
 describeAuditStorageContract('memory', memoryHarness);
 describeLeaseStorageContract('memory', memoryHarness);
 describeRetentionStorageContract('memory', memoryHarness);

@@ -11,7 +11,7 @@ import { describeRetentionStorageContract } from '../storage/retention-storage-c
 import { isolatedSqlServerHarness, sqlServerHarness } from '../support/session-harness.js';
 import { sqlServerUp } from '../support/sql-server-support.js';
 import { describeKekRotation } from '../keys/kek-rotation-contract.js';
-import { describeKeyRotation } from '../keys/key-rotation-contract.js';
+import { describeDataKeyAges, describeKeyRotation } from '../keys/key-rotation-contract.js';
 import { describeIntegrityContract } from './integrity-contract.js';
 import { describeSessionContract } from './session-contract.js';
 
@@ -24,6 +24,7 @@ describe.skipIf(!up)('postgres', () => {
   describeIntegrityContract('postgres', factory);
   describeKekRotation('postgres', isolatedSqlServerHarness('postgres'));
   describeKeyRotation('postgres', isolatedSqlServerHarness('postgres'));
+  describeDataKeyAges('postgres', isolatedSqlServerHarness('postgres'));
   describeAuditStorageContract('postgres', factory);
   describeLeaseStorageContract('postgres', factory);
   // Its own store per test: the scan sees every session.

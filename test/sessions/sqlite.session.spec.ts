@@ -6,7 +6,7 @@ import { describeLeaseStorageContract } from '../storage/lease-storage-contract.
 import { describeIdleSessionScanContract } from '../storage/idle-session-contract.js';
 import { describeRetentionStorageContract } from '../storage/retention-storage-contract.js';
 import { describeKekRotation } from '../keys/kek-rotation-contract.js';
-import { describeKeyRotation } from '../keys/key-rotation-contract.js';
+import { describeDataKeyAges, describeKeyRotation } from '../keys/key-rotation-contract.js';
 import { describeIntegrityContract } from './integrity-contract.js';
 import { describeSessionContract } from './session-contract.js';
 
@@ -14,6 +14,7 @@ describeSessionContract('sqlite', sqliteHarness);
 describeIntegrityContract('sqlite', sqliteHarness);
 describeKekRotation('sqlite', sqliteHarness);
 describeKeyRotation('sqlite', sqliteHarness);
+describeDataKeyAges('sqlite', sqliteHarness);
 describeAuditStorageContract('sqlite', sqliteHarness);
 describeLeaseStorageContract('sqlite', sqliteHarness);
 describeRetentionStorageContract('sqlite', sqliteHarness);

@@ -32,6 +32,7 @@ import {
   holdsLease,
   leaseLostError,
 } from '../job-leases.js';
+import { DataKeyAgesTally } from '../data-key-ages.js';
 import { checkSameTenant } from '../multi-session.js';
 import { sequenceBehindItemsError } from '../sequence-behind-items.js';
 import { SerialQueue } from '../serial-queue.js';
@@ -144,6 +145,20 @@ export class MemorySessionStorage implements SessionStorage {
           .slice(0, limit)
           .map(copyDataKeyRecord);
         return { records, cursor: records.length === limit ? records.at(-1)!.dekId : undefined };
+      }),
+    dataKeyAges: (createdBefore, exceptTenantId) =>
+      this.queue.run(async () => {
+        // Map.groupBy is not in Node 20.
+        const bySession = new Map<string, DataKeyRecord[]>();
+        for (const key of this.dataKeys.values()) {
+          const session = JSON.stringify([key.tenantId, key.sessionId]);
+          const keys = bySession.get(session);
+          if (keys) keys.push(key);
+          else bySession.set(session, [key]);
+        }
+        const tally = new DataKeyAgesTally(createdBefore, exceptTenantId);
+        for (const keys of bySession.values()) tally.addSession(keys);
+        return tally.result();
       }),
     listExpiredItems: async (now, cursor, limit) => {
       checkExpiredItemScan(now, limit);

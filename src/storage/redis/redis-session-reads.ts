@@ -7,6 +7,8 @@ import type {
   StoredItem,
 } from '../storage.records.js';
 import { ConfigurationError, IntegrityError, StorageUnavailableError } from '../../errors/index.js';
+import { DataKeyAgesTally } from '../data-key-ages.js';
+import type { DataKeyAges } from '../storage.ports.js';
 import { translateRedisErrors } from './redis-errors.js';
 import type { RedisKeyLayout, RedisSessionKeys } from './redis-keys.js';
 import {
@@ -264,6 +266,20 @@ export class RedisSessionReads {
     return counts;
   }
 
+  /** How old the active and retiring data keys are, over every session but `exceptTenantId`'s (a full SCAN). */
+  async dataKeyAges(createdBefore: number, exceptTenantId: string): Promise<DataKeyAges> {
+    const tally = new DataKeyAgesTally(createdBefore, exceptTenantId);
+    let cursor = '0';
+    do {
+      const { keys, next } = await this.scanKeysHashes(cursor, 1000);
+      for (const sessionKeys of await this.readKeysHashesBySession(keys)) {
+        tally.addSession(sessionKeys);
+      }
+      cursor = next;
+    } while (cursor !== '0');
+    return tally.result();
+  }
+
   private async scanKeysHashes(cursor: string, count: number) {
     if (isRedisCluster(this.client)) {
       // One SCAN cursor covers one server only; the expired-item scan walks every master instead.
@@ -278,11 +294,16 @@ export class RedisSessionReads {
   }
 
   private async readKeysHashes(keys: readonly string[]): Promise<DataKeyRecord[]> {
+    return (await this.readKeysHashesBySession(keys)).flat();
+  }
+
+  /** The data keys in each of the sessions' keys hashes `keys`, a list per hash. */
+  private async readKeysHashesBySession(keys: readonly string[]): Promise<DataKeyRecord[][]> {
     if (keys.length === 0) return [];
     const hashes = await this.exec((pipeline) => {
       for (const key of keys) pipeline.hgetallBuffer(key);
     });
-    return hashes.flatMap((hash, index) => [
+    return hashes.map((hash, index) => [
       ...dataKeysFromHash(hash as Record<string, Buffer>, `keys hash '${keys[index]}'`).values(),
     ]);
   }

@@ -262,6 +262,8 @@ export class RedisSessionStorage implements SessionStorage {
       listDataKeysWrappedByOtherKek: (kekId, cursor, limit) =>
         reads.dataKeysWrappedByOtherKek(kekId, cursor, limit),
       countDataKeysByKek: () => reads.countDataKeysByKek(),
+      dataKeyAges: (createdBefore, exceptTenantId) =>
+        reads.dataKeyAges(createdBefore, exceptTenantId),
       listExpiredItems: (now, cursor, limit) => expiredItems.listExpiredItems(now, cursor, limit),
       listIdleSessions: (before, cursor, limit) =>
         idleSessions.listIdleSessions(before, cursor, limit),

@@ -207,6 +207,9 @@ function buildPortableStatements(t: TableNames, d: SqlDialect) {
       }
       return statement;
     },
+    // One pass over the data keys; a retiring key is retired when its session's next
+    // generation was created (its own creation when that row is missing).
+    dataKeyAges: `SELECT SUM(CASE WHEN k."state" = 'active' THEN 1 ELSE 0 END) AS "active_keys", MIN(CASE WHEN k."state" = 'active' THEN k."created_at" END) AS "oldest_active", SUM(CASE WHEN k."state" = 'active' AND k."created_at" < ${p(1)} THEN 1 ELSE 0 END) AS "active_before", SUM(CASE WHEN k."state" = 'retiring' THEN 1 ELSE 0 END) AS "retiring_keys", MIN(CASE WHEN k."state" = 'retiring' THEN COALESCE(n."created_at", k."created_at") END) AS "oldest_retired" FROM ${dataKeys} k LEFT JOIN ${dataKeys} n ON k."state" = 'retiring' AND n."tenant_id" = k."tenant_id" AND n."session_id" = k."session_id" AND n."generation" = k."generation" + 1 WHERE k."state" <> 'destroyed' AND k."tenant_id" <> ${p(2)}`,
     countByKek: `SELECT "kek_id", COUNT(*) AS "data_keys" FROM ${dataKeys} WHERE "state" <> 'destroyed' GROUP BY "kek_id"`,
     destroyDataKeys: `UPDATE ${dataKeys} SET "state" = 'destroyed', "wrapped_key" = ${p(1)}, "destroyed_at" = ${p(2)} WHERE "tenant_id" = ${p(3)} AND "session_id" = ${p(4)} AND "state" <> 'destroyed'`,
     findOperation: `SELECT "operation_id", "dek_id", "digest", "created_at" FROM ${operations} WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)} AND "operation_id" = ${p(3)}`,

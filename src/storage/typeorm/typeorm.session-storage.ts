@@ -39,6 +39,7 @@ import {
 } from '../adapter-scope.js';
 import type {
   AuditStorage,
+  DataKeyAges,
   DataKeyPage,
   ErasureLedgerStorage,
   ExpiredItemPage,
@@ -225,6 +226,19 @@ export class TypeOrmSessionStorage implements SessionStorage {
         return {
           records,
           cursor: records.length === limit ? records.at(-1)!.dekId : undefined,
+        };
+      }),
+    dataKeyAges: (createdBefore, exceptTenantId) =>
+      this.readRows(async (q): Promise<DataKeyAges> => {
+        const [row] = await q(this.sql.dataKeyAges, [createdBefore, exceptTenantId]);
+        const values = new RowValues(row, () => 'the data keys table');
+        return {
+          // SUM over no rows is NULL.
+          activeKeys: values.nullableInteger('active_keys') ?? 0,
+          oldestActiveCreatedAt: values.nullableInteger('oldest_active'),
+          activeKeysCreatedBefore: values.nullableInteger('active_before') ?? 0,
+          retiringKeys: values.nullableInteger('retiring_keys') ?? 0,
+          oldestRetiredAt: values.nullableInteger('oldest_retired'),
         };
       }),
     countDataKeysByKek: () =>

@@ -5,9 +5,11 @@ import { Test } from '@nestjs/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   AuditService,
-  ConfigurationError,
   EncryptedSessionModule,
   EncryptedSessionService,
+  InvalidArgumentError,
+  KekRotationService,
+  KeyRotationService,
   LeaseLostError,
   RetentionService,
   runAs,
@@ -243,10 +245,89 @@ describe.skipIf(!up)('Redis expiry index on a Redis Cluster', () => {
     }
   }, 60_000);
 
-  it('offers maintenance, whose data-key scans refuse with a ConfigurationError', async () => {
-    await expect(maintenance.countDataKeysByKek()).rejects.toBeInstanceOf(ConfigurationError);
-    await expect(maintenance.listDataKeysWrappedByOtherKek('k1', undefined, 10)).rejects.toThrow(
-      /not supported on a Redis Cluster/,
-    );
+  it('rotates the root key across every master: status counts, rewrapAll moves, the key rotation figures cover them all', async () => {
+    const actor = { type: 'service' as const, id: 'cluster-test', tenantId: 'acme' };
+    const keyPrefix = `nes-${randomUUID().slice(0, 8)}:`;
+    const sessionLayout = new RedisKeyLayout(keyPrefix);
+    const [k1, k2] = [newRootKeyEntry('k1'), newRootKeyEntry('k2')];
+    const boot = async (keys: string, activeKeyId: string) => {
+      const app = await Test.createTestingModule({
+        imports: [
+          EncryptedSessionModule.forRoot({
+            keys: { env: { keys, activeKeyId } },
+            storage: { instance: new RedisSessionStorage({ client, keyPrefix }) },
+          }),
+        ],
+      }).compile();
+      await app.init();
+      return app;
+    };
+    // Sessions until each master serves at least one.
+    const masters = new Set<number>();
+    const sessionIds: string[] = [];
+    while (masters.size < 3 || sessionIds.length < 6) {
+      const sessionId = `s-${randomUUID()}`;
+      const slot = await client.cluster(
+        'KEYSLOT',
+        sessionLayout.forSession({ tenantId: 'acme', sessionId }).dataKeys,
+      );
+      masters.add(Math.floor(slot / SLOTS_PER_MASTER));
+      sessionIds.push(sessionId);
+    }
+    const first = await boot(k1, 'k1');
+    try {
+      await runAs(actor, async () => {
+        for (const sessionId of sessionIds) {
+          const session = await first.get(EncryptedSessionService).open(sessionId, {
+            tenantId: 'acme',
+          });
+          await session.addItems([{ role: 'user', content: sessionId }]);
+        }
+      });
+      expect(await first.get(KeyRotationService).status()).toMatchObject({
+        activeKeys: sessionIds.length,
+        retiringKeys: 0,
+        rotationLagMs: null,
+      });
+    } finally {
+      await first.close();
+    }
+
+    const second = await boot(`${k2},${k1}`, 'k2');
+    try {
+      const rotation = second.get(KekRotationService);
+      const before = await rotation.status();
+      // The sessions' keys and the audit trail's own, all under k1.
+      expect(before.dataKeysByKek['env:k1']).toBeGreaterThan(sessionIds.length);
+      expect(before).toMatchObject({
+        activeKekId: 'env:k2',
+        remaining: before.dataKeysByKek['env:k1'],
+      });
+      // Small pages: the cursor walks one master after another.
+      const report = await rotation.rewrapAll({ batchSize: 2 });
+      expect(report).toMatchObject({ rewrapped: before.remaining, failed: 0, remaining: 0 });
+      expect(await rotation.status()).toEqual({
+        activeKekId: 'env:k2',
+        // The first write under k2 added nothing: every key came over from k1.
+        dataKeysByKek: { 'env:k2': before.remaining },
+        remaining: 0,
+      });
+      await runAs(actor, async () => {
+        for (const sessionId of sessionIds) {
+          const session = await second.get(EncryptedSessionService).open(sessionId, {
+            tenantId: 'acme',
+          });
+          expect(await session.getItems()).toEqual([{ role: 'user', content: sessionId }]);
+        }
+      });
+    } finally {
+      await second.close();
+    }
+  }, 60_000);
+
+  it('refuses a data-key scan cursor it did not return, with InvalidArgumentError', async () => {
+    await expect(
+      maintenance.listDataKeysWrappedByOtherKek('k1', 'not-a-cursor', 10),
+    ).rejects.toBeInstanceOf(InvalidArgumentError);
   });
 });

@@ -176,31 +176,19 @@ export class RedisIdleSessionScan {
     return [...found.values()];
   }
 
-  /**
-   * `fields` of each hash, in one pipeline on the node that SCAN found them on (its own slots,
-   * so one round trip on a Cluster too). A read that node refuses (its slot moved meanwhile, by
-   * a resharding) goes again through the client, which follows the redirect.
-   */
+  /** `fields` of each hash, read on the node that SCAN found them on. */
   private async readFields(
     node: Redis,
     found: readonly FoundHash[],
     fields: readonly string[],
   ): Promise<Array<Array<string | null>>> {
-    if (found.length === 0) return [];
-    const replies = await this.reads.call(async () => {
-      const pipeline = node.pipeline();
-      for (const hash of found) pipeline.hmget(hash.key, ...fields);
-      const results = await pipeline.exec();
-      if (!results) throw new Error('Connection is closed.');
-      return results;
-    });
-    return Promise.all(
-      found.map(async (hash, index) => {
-        const [error, values] = replies[index];
-        if (!error) return values as Array<string | null>;
-        return this.reads.call(() => this.reads.client.hmget(hash.key, ...fields));
-      }),
+    const replies = await this.reads.pipelineOnNode(
+      node,
+      found.map((hash) => hash.key),
+      (pipeline, key) => pipeline.hmget(key, ...fields),
+      (key) => this.reads.client.hmget(key, ...fields),
     );
+    return replies as Array<Array<string | null>>;
   }
 }
 

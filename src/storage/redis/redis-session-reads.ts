@@ -6,7 +6,11 @@ import type {
   SessionRef,
   StoredItem,
 } from '../storage.records.js';
-import { ConfigurationError, IntegrityError, StorageUnavailableError } from '../../errors/index.js';
+import {
+  IntegrityError,
+  InvalidArgumentError,
+  StorageUnavailableError,
+} from '../../errors/index.js';
 import { DataKeyAgesTally } from '../data-key-ages.js';
 import type { DataKeyAges } from '../storage.ports.js';
 import { translateRedisErrors } from './redis-errors.js';
@@ -23,6 +27,26 @@ import {
 
 /** A standalone or cluster ioredis client. */
 export type RedisClient = Redis | Cluster;
+
+/** Keys asked of SCAN per step when a scan reads every keys hash. */
+const FULL_SCAN_COUNT = 1000;
+
+const KEY_SCAN_CURSOR = /^(\d{1,4}):(\d{1,20})$/;
+
+/** A data-key scan's cursor: the master's place in address order, and SCAN's cursor on it. */
+function decodeKeyScanCursor(cursor: string | undefined): { master: number; scan: string } {
+  if (cursor === undefined) return { master: 0, scan: '0' };
+  const match = KEY_SCAN_CURSOR.exec(cursor);
+  if (!match) {
+    throw new InvalidArgumentError(
+      'The data-key scan cursor is not one this storage returned; start the scan again without one',
+    );
+  }
+  return { master: Number(match[1]), scan: match[2] };
+}
+
+/** A node's address, to put the masters of a Cluster in an order that holds between pages. */
+const nodeAddress = (node: Redis): string => `${node.options.host}:${node.options.port}`;
 
 /** True for an ioredis Cluster client (it has `nodes()`; a standalone client does not). */
 export function isRedisCluster(client: RedisClient): client is Cluster {
@@ -234,78 +258,126 @@ export class RedisSessionReads {
   }
 
   /**
-   * One SCAN step over every session's keys hash: the data keys not destroyed and not wrapped by
-   * `kekId`. A page may hold more or fewer than `count` keys, or repeat some; the cursor is
-   * SCAN's. Standalone Redis only: on a Cluster it throws ConfigurationError (a scan per master
-   * with a cursor over all of them is still to come).
+   * One SCAN step over the sessions' keys hashes of one master: the data keys not destroyed and
+   * not wrapped by `kekId`. A page may hold more or fewer than `count` keys, or repeat some; the
+   * cursor names the master (standalone Redis is the one master) and SCAN's cursor on it.
    */
   async dataKeysWrappedByOtherKek(
     kekId: string,
     cursor: string | undefined,
     count: number,
   ): Promise<{ records: DataKeyRecord[]; cursor: string | undefined }> {
-    const { keys, next } = await this.scanKeysHashes(cursor ?? '0', count);
-    const records: DataKeyRecord[] = [];
-    for (const key of await this.readKeysHashes(keys)) {
-      if (key.state !== 'destroyed' && key.kekId !== kekId) records.push(key);
-    }
-    return { records, cursor: next === '0' ? undefined : next };
+    const { sessions, next } = await this.keysHashesStep(cursor, count);
+    const records = sessions
+      .flat()
+      .filter((key) => key.state !== 'destroyed' && key.kekId !== kekId);
+    return { records, cursor: next };
   }
 
   /** Data keys not destroyed, counted per root key, over every session (a full SCAN). */
   async countDataKeysByKek(): Promise<Record<string, number>> {
     const counts: Record<string, number> = {};
-    let cursor = '0';
-    do {
-      const { keys, next } = await this.scanKeysHashes(cursor, 1000);
-      for (const key of await this.readKeysHashes(keys)) {
+    await this.everyKeysHash((keys) => {
+      for (const key of keys) {
         if (key.state !== 'destroyed') counts[key.kekId] = (counts[key.kekId] ?? 0) + 1;
       }
-      cursor = next;
-    } while (cursor !== '0');
+    });
     return counts;
   }
 
-  /** How old the active and retiring data keys are, over every session but `exceptTenantId`'s (a full SCAN). */
+  /**
+   * How old the active and retiring data keys are, over every session but `exceptTenantId`'s
+   * (a full SCAN).
+   */
   async dataKeyAges(createdBefore: number, exceptTenantId: string): Promise<DataKeyAges> {
     const tally = new DataKeyAgesTally(createdBefore, exceptTenantId);
-    let cursor = '0';
-    do {
-      const { keys, next } = await this.scanKeysHashes(cursor, 1000);
-      for (const sessionKeys of await this.readKeysHashesBySession(keys)) {
-        tally.addSession(sessionKeys);
-      }
-      cursor = next;
-    } while (cursor !== '0');
+    await this.everyKeysHash((keys) => tally.addSession(keys));
     return tally.result();
   }
 
-  private async scanKeysHashes(cursor: string, count: number) {
-    if (isRedisCluster(this.client)) {
-      // One SCAN cursor covers one server only; the expired-item scan walks every master instead.
-      throw new ConfigurationError(
-        'Listing data keys across sessions (KEK rotation, key status) is not supported on a Redis Cluster yet; run it against a standalone Redis',
-      );
-    }
-    const [next, keys] = await this.call(() =>
-      (this.client as Redis).scan(cursor, 'MATCH', `${this.layout.prefix}{*}:keys`, 'COUNT', count),
-    );
-    return { keys, next };
+  /** Calls `visit` with the data keys of every session's keys hash, on every master. */
+  private async everyKeysHash(visit: (keys: DataKeyRecord[]) => void): Promise<void> {
+    let cursor: string | undefined;
+    do {
+      const step = await this.keysHashesStep(cursor, FULL_SCAN_COUNT);
+      for (const keys of step.sessions) visit(keys);
+      cursor = step.next;
+    } while (cursor !== undefined);
   }
 
-  private async readKeysHashes(keys: readonly string[]): Promise<DataKeyRecord[]> {
-    return (await this.readKeysHashesBySession(keys)).flat();
-  }
-
-  /** The data keys in each of the sessions' keys hashes `keys`, a list per hash. */
-  private async readKeysHashesBySession(keys: readonly string[]): Promise<DataKeyRecord[][]> {
-    if (keys.length === 0) return [];
-    const hashes = await this.exec((pipeline) => {
-      for (const key of keys) pipeline.hgetallBuffer(key);
+  /**
+   * One SCAN step for sessions' keys hashes on one master, from `cursor` (undefined: the
+   * first master, from the start), and the data keys in each hash found. Masters go in the
+   * order of their addresses; a resharding or failover during a scan may make it miss or repeat
+   * a session, which the next scan finds.
+   */
+  private async keysHashesStep(
+    cursor: string | undefined,
+    count: number,
+  ): Promise<{ sessions: DataKeyRecord[][]; next: string | undefined }> {
+    const masters = (await this.masters()).toSorted((a, b) => {
+      const [first, second] = [nodeAddress(a), nodeAddress(b)];
+      return first < second ? -1 : first > second ? 1 : 0;
     });
+    const at = decodeKeyScanCursor(cursor);
+    // The cluster has fewer masters than when the scan began: nothing is left to visit.
+    if (at.master >= masters.length) return { sessions: [], next: undefined };
+    const node = masters[at.master];
+    const [scanNext, keys] = await this.call(() =>
+      node.scan(at.scan, 'MATCH', `${this.layout.prefix}{*}:keys`, 'COUNT', count),
+    );
+    const next =
+      scanNext !== '0'
+        ? `${at.master}:${scanNext}`
+        : at.master + 1 < masters.length
+          ? `${at.master + 1}:0`
+          : undefined;
+    return { sessions: await this.readKeysHashes(node, keys), next };
+  }
+
+  /**
+   * The data keys in each of the keys hashes `keys`, a list per hash, in one pipeline on the
+   * node SCAN found them on (its own slots). A read that node refuses (its slot moved meanwhile)
+   * goes again through the client, which follows the redirect.
+   */
+  private async readKeysHashes(node: Redis, keys: readonly string[]): Promise<DataKeyRecord[][]> {
+    const hashes = await this.pipelineOnNode(
+      node,
+      keys,
+      (pipeline, key) => pipeline.hgetallBuffer(key),
+      (key) => this.client.hgetallBuffer(key),
+    );
     return hashes.map((hash, index) => [
       ...dataKeysFromHash(hash as Record<string, Buffer>, `keys hash '${keys[index]}'`).values(),
     ]);
+  }
+
+  /**
+   * One command per key of `keys`, in one pipeline on `node` (a master: keys SCAN found there
+   * are in its own slots, so one round trip on a Cluster too), and their replies in order. A
+   * command the node refuses (its slot moved meanwhile, by a resharding) goes again through
+   * the client, which follows the redirect.
+   */
+  async pipelineOnNode(
+    node: Redis,
+    keys: readonly string[],
+    queue: (pipeline: ChainableCommander, key: string) => void,
+    again: (key: string) => Promise<unknown>,
+  ): Promise<unknown[]> {
+    if (keys.length === 0) return [];
+    const replies = await this.call(async () => {
+      const pipeline = node.pipeline();
+      for (const key of keys) queue(pipeline, key);
+      const results = await pipeline.exec();
+      if (!results) throw new Error('Connection is closed.');
+      return results;
+    });
+    return Promise.all(
+      keys.map(async (key, index) => {
+        const [error, reply] = replies[index];
+        return error ? this.call(() => again(key)) : reply;
+      }),
+    );
   }
 
   /**

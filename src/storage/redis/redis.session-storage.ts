@@ -154,10 +154,10 @@ export class RedisSessionStorage implements SessionStorage {
   private readonly reads: RedisSessionReads;
   private readonly readScope: AdapterReadScope;
   /**
-   * Cross-session scans. The expired-item and idle-session scans run on standalone Redis and on
-   * a Cluster (they SCAN every master; the idle-session scan reads every session hash per page,
-   * see redis-idle-sessions.ts); the data-key scans of KEK rotation are standalone only for now and
-   * throw ConfigurationError on a Cluster.
+   * Cross-session scans, on standalone Redis and on a Cluster: each SCANs every master (the
+   * idle-session scan reads every session hash per page, see redis-idle-sessions.ts; the
+   * data-key scans of KEK rotation and key status read every session's keys hash, a master
+   * at a time). No retiring-key scan yet: data keys are not re-encrypted on Redis.
    */
   readonly maintenance: StorageMaintenance | MaintenanceUnsupported;
   /**
@@ -255,8 +255,7 @@ export class RedisSessionStorage implements SessionStorage {
       });
     });
     const idleSessions = new RedisIdleSessionScan(reads);
-    // On a Cluster the data-key scans throw their ConfigurationError when called (they SCAN
-    // one server only for now); the expired-item and idle-session scans cover every master.
+    // Every scan covers every master of a Cluster.
     this.maintenance = {
       supported: true,
       listDataKeysWrappedByOtherKek: (kekId, cursor, limit) =>

@@ -191,7 +191,7 @@ export class KeyRotationService {
     const maintenance = supportsMaintenance(this.storage) ? this.storage.maintenance : undefined;
     if (!maintenance?.listRetiringDataKeys) {
       throw new ConfigurationError(
-        `The session storage '${this.storage.backend}' cannot list retiring data keys, so their items cannot be re-encrypted on it (they stay readable under their own keys); use a store of the module's that does (memory, SQLite, Postgres, MySQL/MariaDB)`,
+        `The session storage '${this.storage.backend}' cannot list retiring data keys, so their items cannot be re-encrypted on it (they stay readable under their own keys); use a store of the module's (memory, SQLite, Postgres, MySQL/MariaDB, Redis)`,
       );
     }
     return maintenance.listRetiringDataKeys.bind(maintenance);

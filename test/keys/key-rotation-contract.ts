@@ -218,6 +218,41 @@ export function describeKeyRotation(backendName: string, createHarness: HarnessF
       expect((await keysOf(refs[0]))[0]).toEqual([1, 'retiring', true]);
     });
 
+    it('loses nothing to pops and history rewrites racing it over the retiring keys items', async () => {
+      const model = new Map(refs.map((ref) => [ref.sessionId, expectedTexts(ref)]));
+      const run = rotationService(1).reencryptRetiring();
+      const racers = refs.map(async (ref) => {
+        const session = await harness.service.open(ref.sessionId, ref);
+        const expected = model.get(ref.sessionId)!;
+        // Generation 1 sealed items 1-6: the fourth pop takes one of them.
+        for (let n = 0; n < 4; n++) {
+          const popped = (await session.popItem()) as { content: string } | undefined;
+          expect(popped?.content).toBe(expected.pop());
+        }
+        // Its suffix is now an item of the retiring key, re-encrypted or not yet.
+        const last = expected.at(-1)!;
+        await session.applyHistoryTransaction({
+          operationId: `${ref.sessionId}-rewrite`,
+          transaction: {
+            type: 'replace_suffix',
+            expectedSuffix: [userMessage(last)],
+            replacement: [userMessage(`${last}-a`), userMessage(`${last}-b`)],
+          },
+        });
+        expected.splice(-1, 1, `${last}-a`, `${last}-b`);
+        await session.addItems([userMessage(`${ref.sessionId}-after`)]);
+        expected.push(`${ref.sessionId}-after`);
+      });
+      await Promise.all([run, ...racers]);
+      expect((await run).outcome).toBe('done');
+      await rotationService(4).reencryptRetiring();
+      for (const ref of refs) {
+        expect(await readAll(ref)).toEqual(model.get(ref.sessionId));
+        const keys = await keysOf(ref);
+        expect(keys.filter(([, state]) => state === 'retiring')).toEqual([]);
+      }
+    });
+
     it('loses nothing to writers and readers running beside it', async () => {
       const rotation = rotationService(1);
       const appended = new Map(refs.map((ref) => [ref.sessionId, expectedTexts(ref)]));

@@ -7,7 +7,7 @@ import {
 } from '../support/redis-support.js';
 import { assembleHarness, type HarnessFactory } from '../support/session-harness.js';
 import { describeKekRotation } from '../keys/kek-rotation-contract.js';
-import { describeDataKeyAges } from '../keys/key-rotation-contract.js';
+import { describeDataKeyAges, describeKeyRotation } from '../keys/key-rotation-contract.js';
 import { describeAuditStorageContract } from '../storage/audit-storage-contract.js';
 import {
   describeHoldRaceContract,
@@ -34,6 +34,7 @@ describe.skipIf(!up)('redis', () => {
   describeSessionContract('redis', redisHarness);
   describeIntegrityContract('redis', redisHarness);
   describeKekRotation('redis', redisHarness);
+  describeKeyRotation('redis', redisHarness);
   describeDataKeyAges('redis', redisHarness);
   describeAuditStorageContract('redis', redisHarness);
   describeLeaseStorageContract('redis', redisHarness);

@@ -1,5 +1,5 @@
 import { generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   AuditTrail,
   auditChainOf,
@@ -12,7 +12,7 @@ import { RedisSessionStorage } from '../../src/storage/redis/redis.session-stora
 import { RedisKeyLayout, redisTenantTag } from '../../src/storage/redis/redis-keys.js';
 import { packAuditHead, packCheckpoint } from '../../src/storage/redis/redis-record-codec.js';
 import type { StoredCheckpoint } from '../../src/storage/storage.records.js';
-import { startLoopbackCluster, type LoopbackCluster } from '../support/redis-cluster-support.js';
+import { loopbackClusterForSuite } from '../support/redis-cluster-support.js';
 import {
   REDIS_URL,
   createRedisTestStorage,
@@ -20,7 +20,6 @@ import {
   redisReadyFor,
   type RedisTestStorage,
 } from '../support/redis-support.js';
-import type { ItemTamperer } from '../support/item-tamperer.js';
 import { assembleHarness, userMessage, type SessionHarness } from '../support/session-harness.js';
 
 /*
@@ -290,22 +289,8 @@ describe.skipIf(!up)('Redis audit checkpoints: end to end', () => {
   });
 });
 
-/** Item tampering is for the item suites; nothing here asks for it. */
-const noTampering = new Proxy({} as ItemTamperer, {
-  get: () => () => {
-    throw new Error('No item tampering on the Redis Cluster harness');
-  },
-});
-
 describe.skipIf(!up)('Redis audit checkpoints on a Redis Cluster', () => {
-  let cluster: LoopbackCluster;
-
-  beforeAll(async () => {
-    cluster = await startLoopbackCluster(3);
-  }, 30_000);
-  afterAll(async () => {
-    await cluster?.stop();
-  });
+  const cluster = loopbackClusterForSuite();
 
   it("takes and verifies a checkpoint over sessions in many slots, stored in the tenant's slot", async () => {
     const client = cluster.client();
@@ -313,7 +298,14 @@ describe.skipIf(!up)('Redis audit checkpoints on a Redis Cluster', () => {
       client,
       keyPrefix: `nes-${randomUUID().slice(0, 8)}:`,
     });
-    const harness = assembleHarness('redis-cluster', storage, {}, { tamper: noTampering });
+    const harness = assembleHarness(
+      'redis-cluster',
+      storage,
+      {},
+      {
+        tamper: redisItemTamperer(client, storage.keyPrefix),
+      },
+    );
     try {
       const { sessions, audit } = auditOn(harness, storage);
       const tenantId = `clinic-${randomUUID()}`;

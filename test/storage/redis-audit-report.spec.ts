@@ -1,5 +1,5 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { IntegrityError } from '../../src/errors/index.js';
 import type { SessionRef } from '../../src/index.js';
 import { compareAuditOrder, matchesAuditQuery } from '../../src/storage/audit-record-query.js';
@@ -14,7 +14,7 @@ import { RedisKeyLayout } from '../../src/storage/redis/redis-keys.js';
 import { packAuditIndexMember } from '../../src/storage/redis/redis-record-codec.js';
 import { RedisSessionStorage } from '../../src/storage/redis/redis.session-storage.js';
 import { chainOf } from '../support/audit-records.js';
-import { startLoopbackCluster, type LoopbackCluster } from '../support/redis-cluster-support.js';
+import { loopbackClusterForSuite } from '../support/redis-cluster-support.js';
 import {
   createRedisTestStorage,
   redisReadyFor,
@@ -370,14 +370,7 @@ describe.skipIf(!up)('Redis access report from indexes', () => {
 });
 
 describe.skipIf(!up)('Redis access report on a Redis Cluster', () => {
-  let cluster: LoopbackCluster;
-
-  beforeAll(async () => {
-    cluster = await startLoopbackCluster(3);
-  }, 30_000);
-  afterAll(async () => {
-    await cluster?.stop();
-  });
+  const cluster = loopbackClusterForSuite();
 
   it('reports a subject and an actor across sessions in different slots', async () => {
     const client = cluster.client();

@@ -1,5 +1,5 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   IntegrityError,
   StorageUnavailableError,
@@ -23,7 +23,7 @@ import {
 } from '../../src/storage/redis/redis-record-codec.js';
 import { describeAuditStorageContract } from './audit-storage-contract.js';
 import { describeLeaseStorageContract } from './lease-storage-contract.js';
-import { startLoopbackCluster, type LoopbackCluster } from '../support/redis-cluster-support.js';
+import { loopbackClusterForSuite, redisClusterHarness } from '../support/redis-cluster-support.js';
 import { RedisFaultProxy } from '../support/redis-fault-proxy.js';
 import {
   REDIS_URL,
@@ -31,8 +31,6 @@ import {
   redisReadyFor,
   type RedisTestStorage,
 } from '../support/redis-support.js';
-import { assembleHarness, type HarnessFactory } from '../support/session-harness.js';
-import type { ItemTamperer } from '../support/item-tamperer.js';
 import { chainOf, recordsAfter } from '../support/audit-records.js';
 
 const up = await redisReadyFor('Redis audit storage spec');
@@ -548,34 +546,10 @@ describe.skipIf(!up)('Redis audit commits in flight when the connection breaks',
   }, 10_000);
 });
 
-/** Item tampering is for the item suites; the audit contract never asks for it. */
-const noTampering = new Proxy({} as ItemTamperer, {
-  get: () => () => {
-    throw new Error('No item tampering on the Redis Cluster harness');
-  },
-});
-
 describe.skipIf(!up)('Redis audit storage on a Redis Cluster', () => {
-  let cluster: LoopbackCluster;
+  const cluster = loopbackClusterForSuite();
 
-  beforeAll(async () => {
-    cluster = await startLoopbackCluster(3);
-  }, 30_000);
-  afterAll(async () => {
-    await cluster?.stop();
-  });
-
-  const clusterHarness: HarnessFactory = async (options = {}) => {
-    const client = cluster.client();
-    const storage = new RedisSessionStorage({
-      client,
-      keyPrefix: `nes-${randomUUID().slice(0, 8)}:`,
-    });
-    return assembleHarness('redis-cluster', storage, options, {
-      tamper: noTampering,
-      cleanup: () => client.disconnect(),
-    });
-  };
+  const clusterHarness = redisClusterHarness(cluster);
 
   describeAuditStorageContract('redis cluster', clusterHarness);
   // The replica: a second Cluster client under the same key prefix.

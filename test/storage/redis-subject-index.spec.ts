@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Cluster, Redis } from 'ioredis';
 import { v7 as uuidv7 } from 'uuid';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { supportsMaintenance, type SessionRef } from '../../src/index.js';
 import { RedisKeyLayout } from '../../src/storage/redis/redis-keys.js';
 import { SESSION_FIELDS } from '../../src/storage/redis/redis-record-codec.js';
@@ -9,15 +9,13 @@ import type { RedisSubjectIndex } from '../../src/storage/redis/redis-subject-in
 import { RedisSessionStorage } from '../../src/storage/redis/redis.session-storage.js';
 import type { StorageMaintenance } from '../../src/storage/storage.ports.js';
 import type { DataKeyRecord, LegalHoldRecord } from '../../src/storage/storage.records.js';
-import type { ItemTamperer } from '../support/item-tamperer.js';
-import { startLoopbackCluster, type LoopbackCluster } from '../support/redis-cluster-support.js';
+import { loopbackClusterForSuite, redisClusterHarness } from '../support/redis-cluster-support.js';
 import {
   createRedisTestStorage,
   keysUnderPrefix,
   redisReadyFor,
   type RedisTestStorage,
 } from '../support/redis-support.js';
-import { assembleHarness, type HarnessFactory } from '../support/session-harness.js';
 import { newSessionRecord } from '../support/session-records.js';
 import { describeHoldRaceContract, describeHoldStorageContract } from './hold-storage-contract.js';
 
@@ -419,34 +417,10 @@ describe.skipIf(!up)('Redis subject index', () => {
   });
 });
 
-/** Item tampering is for the item suites; these never ask for it. */
-const noTampering = new Proxy({} as ItemTamperer, {
-  get: () => () => {
-    throw new Error('No item tampering on the Redis Cluster harness');
-  },
-});
-
 describe.skipIf(!up)('Redis subject index and holds on a Redis Cluster', () => {
-  let cluster: LoopbackCluster;
+  const cluster = loopbackClusterForSuite();
 
-  beforeAll(async () => {
-    cluster = await startLoopbackCluster(3);
-  }, 30_000);
-  afterAll(async () => {
-    await cluster?.stop();
-  });
-
-  const clusterHarness: HarnessFactory = async (options = {}) => {
-    const client = cluster.client();
-    const storage = new RedisSessionStorage({
-      client,
-      keyPrefix: `nes-${randomUUID().slice(0, 8)}:`,
-    });
-    return assembleHarness('redis-cluster', storage, options, {
-      tamper: noTampering,
-      cleanup: () => client.disconnect(),
-    });
-  };
+  const clusterHarness = redisClusterHarness(cluster);
 
   describeHoldStorageContract('redis cluster', clusterHarness);
   describeHoldRaceContract('redis cluster', clusterHarness);

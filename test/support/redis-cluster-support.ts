@@ -1,8 +1,12 @@
+import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Cluster, Redis } from 'ioredis';
-import { startPrivateRedis, type PrivateRedis } from './redis-support.js';
+import { afterAll, beforeAll } from 'vitest';
+import { RedisSessionStorage } from '../../src/storage/redis/redis.session-storage.js';
+import { redisItemTamperer, startPrivateRedis, type PrivateRedis } from './redis-support.js';
+import { assembleHarness, type HarnessFactory } from './session-harness.js';
 
 /** Hash slots of a Redis Cluster. */
 const SLOTS = 16_384;
@@ -79,5 +83,46 @@ export async function startLoopbackCluster(masters = 3): Promise<LoopbackCluster
         { redisOptions: { maxRetriesPerRequest: 1 } },
       ),
     stop,
+  };
+}
+
+/**
+ * A loopback Cluster of `masters` for the enclosing describe block: started before its tests,
+ * stopped after them. Its members reach the running cluster.
+ */
+export function loopbackClusterForSuite(masters = 3): LoopbackCluster {
+  let started: LoopbackCluster | undefined;
+  beforeAll(async () => {
+    started = await startLoopbackCluster(masters);
+  }, 30_000);
+  afterAll(async () => {
+    await started?.stop();
+  });
+  const running = (): LoopbackCluster => {
+    if (!started) throw new Error('The loopback Redis Cluster is not running (outside its suite?)');
+    return started;
+  };
+  return {
+    get ports() {
+      return running().ports;
+    },
+    client: () => running().client(),
+    stop: async () => started?.stop(),
+  };
+}
+
+/**
+ * Session harnesses on `cluster`: each with a Cluster client and a key prefix of its own, the
+ * client disconnected when the harness closes (the cluster goes with its suite).
+ */
+export function redisClusterHarness(cluster: LoopbackCluster): HarnessFactory {
+  return async (options = {}) => {
+    const client = cluster.client();
+    const keyPrefix = `nes-${randomUUID().slice(0, 8)}:`;
+    const storage = new RedisSessionStorage({ client, keyPrefix });
+    return assembleHarness('redis-cluster', storage, options, {
+      tamper: redisItemTamperer(client, keyPrefix),
+      cleanup: async () => client.disconnect(),
+    });
   };
 }

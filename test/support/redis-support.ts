@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { connect, createServer, type AddressInfo } from 'node:net';
-import { Redis } from 'ioredis';
+import { Redis, type Cluster } from 'ioredis';
 import { type SessionRef } from '../../src/index.js';
 import {
   RedisSessionStorage,
@@ -128,7 +128,7 @@ export async function createRedisTestStorage(
 }
 
 /** An {@link ItemTamperer} that rewrites the raw Redis structures, re-packing members. */
-export function redisItemTamperer(client: Redis, keyPrefix: string): ItemTamperer {
+export function redisItemTamperer(client: Redis | Cluster, keyPrefix: string): ItemTamperer {
   const layout = new RedisKeyLayout(keyPrefix);
   const itemsKey = (ref: SessionRef) => layout.forSession(ref).items;
 

@@ -28,7 +28,7 @@ import { SESSION_FIELDS } from './redis-record-codec.js';
  * 0 conflict (another writer committed since the snapshot; nothing written),
  * 2 an inserted item's seq is not above every stored score: the session's sequence counter is
  * behind its items (rolled back, or the session hash lost while items remain; nothing written),
- * 3 an item to delete is no longer the member the unit read at that score, or is not alone
+ * 3 an item to delete or replace is no longer the member the unit read at that score, or is not alone
  * there: the set was altered outside the module (nothing written),
  * 4 an audit chain holds records at or above the first seq the unit appends although its head
  * is the one the unit read: the head was rolled back or deleted outside the module (nothing
@@ -50,6 +50,12 @@ export const COMMIT_OP = {
   addItem: 'ZA',
   /** ZREM items member, checked first to be the one member at score seq */
   removeItem: 'ZR',
+  /**
+   * Replaces a stored item in place (re-encryption under another data key): seq, the member
+   * stored now, the new member. Checked first: that member is the one member at score seq.
+   * The item keeps its seq and expiry, so its expiry index entry stays as it is.
+   */
+  replaceItem: 'ZX',
   /** DEL items, and DEL the expiry index with them */
   clearItems: 'ZD',
   /** ZADD expiry 0 entry: the index entry of an item inserted with an expiry (after its ZA) */
@@ -113,7 +119,7 @@ export const SESSION_COMMIT_KEYS = 5;
 export const RECENT_COMMITS_KEPT = 16;
 
 /** How many arguments follow each op code. */
-const ARITY = `{ HS = 2, HD = 1, ZA = 2, ZR = 2, ZD = 0, EA = 1, ER = 1, ED = 0, SD = 0, LF = 4, KS = 2, OS = 2, OD = 0, AC = 5, AR = 3, AI = 2, AE = 1 }`;
+const ARITY = `{ HS = 2, HD = 1, ZA = 2, ZR = 2, ZX = 3, ZD = 0, EA = 1, ER = 1, ED = 0, SD = 0, LF = 4, KS = 2, OS = 2, OD = 0, AC = 5, AR = 3, AI = 2, AE = 1 }`;
 
 export const COMMIT_SCRIPT = `
 local sessionKey, itemsKey, keysKey, opsKey, expiryKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
@@ -172,6 +178,14 @@ while i <= #ARGV do
       if redis.call('ZCOUNT', itemsKey, seq, seq) ~= 1 then return 3 end
       removed[seq] = true
     end
+  elseif op == 'ZX' then
+    local seq, member = ARGV[i + 1], ARGV[i + 2]
+    if cleared or removed[seq] or pending[seq] then return 3 end
+    local score = redis.call('ZSCORE', itemsKey, member)
+    if not score or tonumber(score) ~= tonumber(seq) then return 3 end
+    if redis.call('ZCOUNT', itemsKey, seq, seq) ~= 1 then return 3 end
+    -- Replaced once per commit: a second op on this seq would see the old member.
+    removed[seq] = true
   elseif op == 'ZA' then
     local seq = ARGV[i + 1]
     pending[seq] = ARGV[i + 2]
@@ -222,6 +236,9 @@ while i <= #ARGV do
     redis.call('ZADD', itemsKey, ARGV[i + 1], ARGV[i + 2])
   elseif op == 'ZR' then
     redis.call('ZREM', itemsKey, ARGV[i + 2])
+  elseif op == 'ZX' then
+    redis.call('ZREM', itemsKey, ARGV[i + 2])
+    redis.call('ZADD', itemsKey, ARGV[i + 1], ARGV[i + 3])
   elseif op == 'ZD' then
     redis.call('DEL', itemsKey, expiryKey)
   elseif op == 'EA' then

@@ -274,6 +274,18 @@ export class RedisSessionReads {
     return { records, cursor: next };
   }
 
+  /**
+   * One SCAN step over the sessions' keys hashes of one master: the `retiring` data keys, for
+   * their re-encryption. Pages as {@link dataKeysWrappedByOtherKek}.
+   */
+  async retiringDataKeys(
+    cursor: string | undefined,
+    count: number,
+  ): Promise<{ records: DataKeyRecord[]; cursor: string | undefined }> {
+    const { sessions, next } = await this.keysHashesStep(cursor, count);
+    return { records: sessions.flat().filter((key) => key.state === 'retiring'), cursor: next };
+  }
+
   /** Data keys not destroyed, counted per root key, over every session (a full SCAN). */
   async countDataKeysByKek(): Promise<Record<string, number>> {
     const counts: Record<string, number> = {};

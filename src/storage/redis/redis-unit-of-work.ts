@@ -172,6 +172,8 @@ class SessionWorkspace {
   readonly deletedStoredSeqs = new Set<number>();
   /** Items the unit inserted and still holds. */
   readonly insertedItems = new Map<number, StoredItem>();
+  /** Stored items the unit sealed again under another data key, as they will be stored. */
+  readonly resealedItems = new Map<number, StoredItem>();
   operationsCleared = false;
   /** Operations looked up or inserted: a record, or null for "not recorded". */
   readonly knownOperations = new Map<string, HistoryOperationRecord | null>();
@@ -218,6 +220,9 @@ class SessionWorkspace {
     return this.itemsCleared || this.deletedStoredSeqs.has(seq);
   }
 }
+
+/** Items read per window when looking for those under one data key. */
+const SEALED_UNDER_WINDOW = 500;
 
 function positionTampered(owner: string): IntegrityError {
   return new IntegrityError(
@@ -468,6 +473,44 @@ export class RedisUnitOfWork {
     };
   }
 
+  /**
+   * The items under `dekId` after `afterSeq`, expired ones too (they still reference the key),
+   * as this unit sees them: stored ones in windows of the sorted set, then buffered inserts.
+   */
+  private async itemsSealedUnder(
+    space: SessionWorkspace,
+    dekId: string,
+    afterSeq: number,
+    limit: number,
+  ): Promise<StoredItem[]> {
+    const found: StoredItem[] = [];
+    let from = afterSeq;
+    // A retiring key's items are the session's oldest, so the first windows hold most of them.
+    while (!space.itemsCleared && found.length < limit) {
+      const window = await scanVisibleItems(
+        this.checkedItemWindows(space),
+        { newestFirst: false, afterSeq: from, throughSeq: Number.POSITIVE_INFINITY },
+        Number.NEGATIVE_INFINITY,
+        Math.max(limit, SEALED_UNDER_WINDOW),
+        space.owner,
+        (seq) => space.deletedStoredSeqs.has(seq),
+      );
+      for (const stored of window) {
+        const item = space.resealedItems.get(stored.seq) ?? stored;
+        if (item.dekId === dekId && found.length < limit) found.push(item);
+      }
+      if (window.length < Math.max(limit, SEALED_UNDER_WINDOW)) break;
+      from = window.at(-1)!.seq;
+    }
+    const buffered = [...space.insertedItems.values()].filter(
+      (item) => item.dekId === dekId && item.seq > afterSeq,
+    );
+    return [...found, ...buffered]
+      .toSorted((a, b) => a.seq - b.seq)
+      .slice(0, limit)
+      .map(copyStoredItem);
+  }
+
   /** Visible items of the snapshot and the buffer, merged in scan order. */
   private async visibleItems(
     space: SessionWorkspace,
@@ -485,12 +528,13 @@ export class RedisUnitOfWork {
           space.owner,
           (seq) => space.deletedStoredSeqs.has(seq),
         );
+    const current = stored.map((item) => space.resealedItems.get(item.seq) ?? item);
     const buffered = [...space.insertedItems.values()].filter(
       (item) =>
         (item.expiresAt === null || item.expiresAt > now) &&
         (range.newestFirst || (item.seq > range.afterSeq && item.seq <= range.throughSeq)),
     );
-    const merged = [...stored, ...buffered].toSorted((a, b) =>
+    const merged = [...current, ...buffered].toSorted((a, b) =>
       range.newestFirst ? b.seq - a.seq : a.seq - b.seq,
     );
     return merged.slice(0, limit).map(copyStoredItem);
@@ -719,7 +763,49 @@ export class RedisUnitOfWork {
           space.itemsCleared = true;
           space.deletedStoredSeqs.clear();
           space.insertedItems.clear();
+          space.resealedItems.clear();
           return deleted;
+        },
+        listSealedUnder: async (ref, dekId, afterSeq, limit) => {
+          const space = await touch(ref);
+          return this.itemsSealedUnder(space, dekId, afterSeq, limit);
+        },
+        reseal: async (ref, fromDekId, resealed) => {
+          const space = await touch(ref);
+          const seqs = [...new Set(resealed.map((item) => item.seq))].filter(
+            (seq) => !space.isStoredItemHidden(seq) && !space.resealedItems.has(seq),
+          );
+          if (seqs.length === 0) return 0;
+          const found = await this.readChecked(space, (pipeline) => {
+            for (const seq of seqs) {
+              pipeline.zrangeBuffer(space.keys.items, seq, seq, 'BYSCORE', 'LIMIT', 0, 2);
+            }
+          });
+          const storedAt = new Map<number, { member: Buffer; item: StoredItem }>();
+          seqs.forEach((seq, index) => {
+            const atScore = found[index] as Buffer[];
+            if (atScore.length > 1) throw positionTampered(space.owner);
+            if (!atScore[0]) return;
+            const item = unpackItem(atScore[0], space.owner);
+            if (item.seq !== seq) throw positionTampered(space.owner);
+            storedAt.set(seq, { member: atScore[0], item });
+          });
+          let replaced = 0;
+          for (const next of resealed) {
+            const stored = storedAt.get(next.seq);
+            // Only while it is still sealed under the key being retired (a pop, a history
+            // rewrite or another run may have got to it first).
+            if (stored?.item.dekId !== fromDekId || space.resealedItems.has(next.seq)) continue;
+            const item: StoredItem = {
+              ...stored.item,
+              dekId: next.dekId,
+              ciphertext: Buffer.from(next.ciphertext),
+            };
+            space.ops.push(COMMIT_OP.replaceItem, String(next.seq), stored.member, packItem(item));
+            space.resealedItems.set(next.seq, item);
+            replaced++;
+          }
+          return replaced;
         },
       },
 

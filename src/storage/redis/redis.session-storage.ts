@@ -156,8 +156,8 @@ export class RedisSessionStorage implements SessionStorage {
   /**
    * Cross-session scans, on standalone Redis and on a Cluster: each SCANs every master (the
    * idle-session scan reads every session hash per page, see redis-idle-sessions.ts; the
-   * data-key scans of KEK rotation and key status read every session's keys hash, a master
-   * at a time). No retiring-key scan yet: data keys are not re-encrypted on Redis.
+   * data-key scans of KEK rotation, key status and re-encryption read every session's keys
+   * hash, a master at a time).
    */
   readonly maintenance: StorageMaintenance | MaintenanceUnsupported;
   /**
@@ -261,6 +261,7 @@ export class RedisSessionStorage implements SessionStorage {
       listDataKeysWrappedByOtherKek: (kekId, cursor, limit) =>
         reads.dataKeysWrappedByOtherKek(kekId, cursor, limit),
       countDataKeysByKek: () => reads.countDataKeysByKek(),
+      listRetiringDataKeys: (cursor, limit) => reads.retiringDataKeys(cursor, limit),
       dataKeyAges: (createdBefore, exceptTenantId) =>
         reads.dataKeyAges(createdBefore, exceptTenantId),
       listExpiredItems: (now, cursor, limit) => expiredItems.listExpiredItems(now, cursor, limit),

@@ -122,7 +122,8 @@ export class KekRotationService {
   }
 
   private async currentStatus(): Promise<KekRotationStatus> {
-    const activeKekId = this.keyRing.activeKekId();
+    // A new Vault key version is made outside the process: read which version is active now.
+    const activeKekId = await this.keyRing.refreshActiveKekId();
     const dataKeysByKek = await this.maintenance().countDataKeysByKek();
     const remaining = Object.entries(dataKeysByKek)
       .filter(([kekId]) => kekId !== activeKekId)
@@ -143,7 +144,7 @@ export class KekRotationService {
   private async rewrapPages(options: RewrapOptions): Promise<RewrapReport> {
     const batchSize = options.batchSize ?? 100;
     const maxBatches = options.maxBatches ?? Number.POSITIVE_INFINITY;
-    const target = this.keyRing.activeKekId();
+    const target = await this.keyRing.refreshActiveKekId();
     let rewrapped = 0;
     let alreadyMoved = 0;
     let failed = 0;

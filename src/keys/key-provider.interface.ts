@@ -55,6 +55,13 @@ export interface KeyProvider {
   close?(): Promise<void>;
   /** The root key id new data keys are wrapped under (including its version, if any). */
   activeKekId(): string;
+  /**
+   * Reads again which root key is active, for a provider whose active key can change outside
+   * the process (Vault: an operator's `rotate` makes a new key version), and returns its id.
+   * KEK rotation calls it before it looks for data keys to move. Absent where the active key
+   * changes only with the options (env, AWS KMS: a new active id or key id, then a restart).
+   */
+  refreshActiveKey?(): Promise<string>;
   /** Creates a random 32-byte data key and wraps it under the active root key. */
   generateDataKey(context: DataKeyContext): Promise<GeneratedDataKey>;
   /** Unwraps a data key with the root key named by `wrapped.kekId`. */

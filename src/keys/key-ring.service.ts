@@ -350,6 +350,18 @@ export class KeyRing {
   }
 
   /**
+   * The active root key id, read again from the provider where it can change outside the
+   * process (a new Vault key version), with the same retries as every provider call.
+   *
+   * @internal
+   */
+  async refreshActiveKekId(): Promise<string> {
+    const provider = this.provider;
+    if (!provider.refreshActiveKey) return provider.activeKekId();
+    return this.callProvider(() => provider.refreshActiveKey!());
+  }
+
+  /**
    * Wraps a stored data key under the active root key (KEK rotation), with the same retries as
    * every provider call. Cached keys are untouched: the data key itself does not change.
    *

@@ -245,6 +245,8 @@ export class KeyRotationService {
         totals.batches += result.batches;
         if (result.outcome === 'destroyed') totals.destroyed++;
         if (result.outcome === 'held') totals.skippedForHold++;
+        // The batch limit ended this key part-way: the run is not complete, even if it was the last.
+        if (result.outcome === 'stopped') complete = false;
         options.onProgress?.({ ...totals });
       }
     } while (cursor !== undefined);

@@ -30,11 +30,12 @@ export interface RetiringKeyOutcome {
   /**
    * `destroyed`: no item is sealed under the key any more and it was destroyed (wrapped bytes
    * wiped, its record kept as a tombstone); `kept`: items that do not open are still under it
-   * (never deleted), or the run stopped at its batch limit; `held`: a legal hold covers the
+   * (never deleted); `stopped`: the run reached its batch limit with items left under the key
+   * (the next run goes on); `held`: a legal hold covers the
    * session, so nothing of it was changed; `gone`: the key was destroyed or the session erased
    * meanwhile.
    */
-  readonly outcome: 'destroyed' | 'kept' | 'held' | 'gone';
+  readonly outcome: 'destroyed' | 'kept' | 'stopped' | 'held' | 'gone';
   /** Items sealed again under the session's active key. */
   readonly reencrypted: number;
   /** Items left under the key because they did not open (audited as an integrity failure). */
@@ -93,7 +94,7 @@ export class DataKeyReEncryption {
     let afterSeq = 0;
     let restarts = 0;
     for (;;) {
-      if (totals.batches >= options.maxBatches) return outcome('kept');
+      if (totals.batches >= options.maxBatches) return outcome('stopped');
       let unit: BatchResult | typeof HELD | undefined;
       try {
         unit = await this.batch(record, afterSeq, options.batchSize, options.lease);

@@ -211,6 +211,19 @@ export function describeKeyRotation(backendName: string, createHarness: HarnessF
       }
     });
 
+    it('is not complete when the batch limit stops it part-way through its last key', async () => {
+      // Batches of 2 over 6 items: three re-encrypt, a fourth finds none left and destroys the
+      // key. One batch short of every key's four, the last key is left part-way.
+      const first = await rotationService(2, 4 * SESSIONS - 1).reencryptRetiring();
+      expect(first.result).toMatchObject({
+        retiringKeys: SESSIONS,
+        destroyed: SESSIONS - 1,
+        complete: false,
+      });
+      const second = await rotationService(2).reencryptRetiring();
+      expect(second.result).toMatchObject({ retiringKeys: 1, destroyed: 1, complete: true });
+    });
+
     it('is skipped while another replica holds its lease, changing nothing', async () => {
       expect(await harness.storage.leases!.acquire(JOB, 'other-replica', 30_000)).toBeTruthy();
       const report = await rotationService(4).reencryptRetiring();

@@ -1,6 +1,11 @@
 import { Inject, Injectable, Logger, Optional } from '@nestjs/common';
 import { AUDIT_KEYS_TENANT, AUDIT_TRAIL, AuditTrail } from '../audit/index.js';
-import { ConfigurationError, EncryptedSessionError, ShuttingDownError } from '../errors/index.js';
+import {
+  ConfigurationError,
+  EncryptedSessionError,
+  KeyProviderUnavailableError,
+  ShuttingDownError,
+} from '../errors/index.js';
 import {
   SESSION_STORAGE,
   WorkInFlight,
@@ -123,7 +128,14 @@ export class KekRotationService {
 
   private async currentStatus(): Promise<KekRotationStatus> {
     // A new Vault key version is made outside the process: read which version is active now.
-    const activeKekId = await this.keyRing.refreshActiveKekId();
+    // During an outage the status still reports, against the version last read.
+    const activeKekId = await this.keyRing.refreshActiveKekId().catch((error: unknown) => {
+      if (!(error instanceof KeyProviderUnavailableError)) throw error;
+      logger.warn(
+        `Could not read the active root key from the provider (${error.code}); the status counts against the one last read`,
+      );
+      return this.keyRing.activeKekId();
+    });
     const dataKeysByKek = await this.maintenance().countDataKeysByKek();
     const remaining = Object.entries(dataKeysByKek)
       .filter(([kekId]) => kekId !== activeKekId)

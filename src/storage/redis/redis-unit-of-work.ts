@@ -770,6 +770,8 @@ export class RedisUnitOfWork {
           const space = await touch(ref);
           return this.itemsSealedUnder(space, dekId, afterSeq, limit);
         },
+        // A unit that reseals items does nothing else to them (the re-encryption unit): the
+        // commit checks each seq it replaces once, and refuses a later op on it.
         reseal: async (ref, fromDekId, resealed) => {
           const space = await touch(ref);
           const seqs = [...new Set(resealed.map((item) => item.seq))].filter(

@@ -41,6 +41,26 @@ const SLOTS_PER_MASTER = Math.ceil(16_384 / 3);
 
 const bytes = (ref: SessionRef): Buffer => Buffer.from(ref.sessionId);
 
+/**
+ * Ids of sessions of tenant 'acme' under `layout`, drawn until every master serves at least
+ * one of them and there are `minimum` (a session's keys share its hash tag, so one slot).
+ */
+async function sessionIdsOnEveryMaster(
+  client: Cluster,
+  layout: RedisKeyLayout,
+  minimum: number,
+): Promise<string[]> {
+  const masters = new Set<number>();
+  const sessionIds: string[] = [];
+  while (masters.size < 3 || sessionIds.length < minimum) {
+    const sessionId = `s-${randomUUID()}`;
+    const key = layout.forSession({ tenantId: 'acme', sessionId }).session;
+    masters.add(Math.floor((await client.cluster('KEYSLOT', key)) / SLOTS_PER_MASTER));
+    sessionIds.push(sessionId);
+  }
+  return sessionIds;
+}
+
 describe.skipIf(!up)('Redis expiry index on a Redis Cluster', () => {
   let cluster: LoopbackCluster;
   let client: Cluster;
@@ -194,18 +214,7 @@ describe.skipIf(!up)('Redis expiry index on a Redis Cluster', () => {
     await app.init();
     try {
       const service = app.get(EncryptedSessionService);
-      // Sessions until each master serves at least one.
-      const masters = new Set<number>();
-      const sessionIds: string[] = [];
-      while (masters.size < 3 || sessionIds.length < 4) {
-        const sessionId = `s-${randomUUID()}`;
-        const slot = await client.cluster(
-          'KEYSLOT',
-          purgeLayout.forSession({ tenantId: 'acme', sessionId }).items,
-        );
-        masters.add(Math.floor(slot / SLOTS_PER_MASTER));
-        sessionIds.push(sessionId);
-      }
+      const sessionIds = await sessionIdsOnEveryMaster(client, purgeLayout, 4);
       await runAs(actor, async () => {
         for (const sessionId of sessionIds) {
           const session = await service.open(sessionId, { tenantId: 'acme', ttlSeconds: 1 });
@@ -262,18 +271,7 @@ describe.skipIf(!up)('Redis expiry index on a Redis Cluster', () => {
       await app.init();
       return app;
     };
-    // Sessions until each master serves at least one.
-    const masters = new Set<number>();
-    const sessionIds: string[] = [];
-    while (masters.size < 3 || sessionIds.length < 6) {
-      const sessionId = `s-${randomUUID()}`;
-      const slot = await client.cluster(
-        'KEYSLOT',
-        sessionLayout.forSession({ tenantId: 'acme', sessionId }).dataKeys,
-      );
-      masters.add(Math.floor(slot / SLOTS_PER_MASTER));
-      sessionIds.push(sessionId);
-    }
+    const sessionIds = await sessionIdsOnEveryMaster(client, sessionLayout, 6);
     const first = await boot(k1, 'k1');
     try {
       await runAs(actor, async () => {

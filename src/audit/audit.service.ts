@@ -5,7 +5,7 @@ import {
   EncryptedSessionError,
   InvalidArgumentError,
 } from '../errors/index.js';
-import type { AuditChainRef } from '../storage/index.js';
+import { runAsBackgroundWork, type AuditChainRef } from '../storage/index.js';
 import { parseChainId } from './audit-chain.js';
 import { runAs } from './audit-context.js';
 import { AUDIT_TRAIL, AuditTrail, auditChainOf } from './audit-trail.js';
@@ -263,7 +263,8 @@ export class AuditService {
     if (this.timer) clearInterval(this.timer);
     this.timer = setInterval(() => {
       if (this.running) return;
-      this.running = this.checkpointChangedTenants()
+      // Background work: on SQLite it yields the connection to the app's calls.
+      this.running = runAsBackgroundWork(() => this.checkpointChangedTenants())
         .catch(() => 0)
         .finally(() => (this.running = undefined));
     }, everyMs);

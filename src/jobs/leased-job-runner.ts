@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { Logger } from '@nestjs/common';
 import { EncryptedSessionError } from '../errors/index.js';
-import type { JobLease, LeaseStorage } from '../storage/index.js';
+import { runAsBackgroundWork, type JobLease, type LeaseStorage } from '../storage/index.js';
 
 // Job names, counts and codes only.
 const logger = new Logger('EncryptedSessionJobs');
@@ -109,7 +109,9 @@ export class LeasedJobRunner {
       ...details,
     });
     try {
-      const result = await work(held);
+      // Background work: on a single-connection store its units yield to the app's calls.
+      // The lease's own reads and writes stay in the foreground, so it is renewed on time.
+      const result = await runAsBackgroundWork(() => work(held));
       await renewing;
       // A run paused past its lease may find nothing left to write once it resumes: it ends
       // `lease_lost`, not `done`, when the lease moved on meanwhile.

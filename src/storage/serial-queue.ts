@@ -1,18 +1,133 @@
+import { AsyncLocalStorage, AsyncResource } from 'node:async_hooks';
+import { performance } from 'node:perf_hooks';
+
+/** Marks the calls made inside {@link runAsBackgroundWork}. */
+const backgroundWork = new AsyncLocalStorage<true>();
+
 /**
- * Runs async tasks one at a time in arrival order. SQLite has one connection per process and
- * TypeORM shares one query runner for it, so two interleaved transactions would nest and a reader
- * could see another's uncommitted batch; serializing here keeps each unit of work whole.
+ * Runs `work` as background work: on a store with a single connection (SQLite, memory), each of
+ * its units of work yields the connection to the app's own calls waiting for it (see
+ * {@link SerialQueue}). The jobs layer runs every job's work this way.
+ */
+export function runAsBackgroundWork<T>(work: () => T): T {
+  return backgroundWork.run(true, work);
+}
+
+/** Whether the caller runs inside {@link runAsBackgroundWork}. */
+export function isBackgroundWork(): boolean {
+  return backgroundWork.getStore() === true;
+}
+
+/**
+ * The largest share of a single connection's time background work takes while foreground calls
+ * use it too: a job's unit that held the connection for `d` ms is followed by `4d` ms in which
+ * only foreground calls start. With no foreground call meanwhile, units follow each other at
+ * once. Postgres's cost-based vacuum delay throttles its background work the same way.
+ */
+export const BACKGROUND_SHARE = 0.2;
+
+/** The longest a background unit waits for its turn, whatever the last one took. */
+const MAX_BACKGROUND_PAUSE_MS = 1_000;
+
+interface Lane {
+  readonly background: boolean;
+  readonly waiting: Array<() => void>;
+}
+
+/**
+ * Runs async tasks one at a time. SQLite has one connection per process and TypeORM shares one
+ * query runner for it, so two interleaved transactions would nest and a reader could see
+ * another's uncommitted batch; serializing here keeps each unit of work whole.
+ *
+ * Two lanes share it, each in arrival order: foreground tasks (the app's calls) and background
+ * tasks (those started inside {@link runAsBackgroundWork}: the scheduled jobs). While foreground
+ * tasks use the connection, background ones get at most {@link BACKGROUND_SHARE} of its time, so
+ * a purge or a key rotation slows down rather than the app's reads and writes; once a
+ * background task's pause is over it goes before waiting foreground ones, so it is never starved.
  */
 export class SerialQueue {
-  private tail: Promise<unknown> = Promise.resolve();
+  private readonly foreground: Lane = { background: false, waiting: [] };
+  private readonly background: Lane = { background: true, waiting: [] };
+  private running = false;
+  /** Whether a foreground task started since the last background task ended. */
+  private foregroundSinceBackground = false;
+  /** When (performance.now()) the next background task may go before foreground ones. */
+  private backgroundPauseEnds = 0;
+  private pauseTimer: NodeJS.Timeout | undefined;
+  private readonly idleWaiters: Array<() => void> = [];
 
   run<T>(task: () => Promise<T>): Promise<T> {
-    const result = this.tail.then(task, task);
-    // The chain must not reject, or one failure would poison every later task.
-    this.tail = result.then(
-      () => undefined,
-      () => undefined,
+    const lane = isBackgroundWork() ? this.background : this.foreground;
+    return new Promise<T>((resolve, reject) => {
+      // The task runs in its caller's async context (actor, background mark), not in the
+      // context of whichever task happened to finish before it.
+      lane.waiting.push(
+        AsyncResource.bind(() => {
+          const started = performance.now();
+          Promise.resolve()
+            .then(task)
+            .then(resolve, reject)
+            .finally(() => this.finished(lane, started));
+        }),
+      );
+      this.dispatch();
+    });
+  }
+
+  /** Resolves once no task runs or waits in either lane. */
+  drain(): Promise<void> {
+    if (this.idle()) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  private idle(): boolean {
+    return (
+      !this.running && this.foreground.waiting.length === 0 && this.background.waiting.length === 0
     );
-    return result;
+  }
+
+  private finished(lane: Lane, started: number): void {
+    this.running = false;
+    if (lane.background) {
+      const now = performance.now();
+      const pause = ((now - started) * (1 - BACKGROUND_SHARE)) / BACKGROUND_SHARE;
+      this.backgroundPauseEnds = now + Math.min(pause, MAX_BACKGROUND_PAUSE_MS);
+      this.foregroundSinceBackground = false;
+    }
+    this.dispatch();
+  }
+
+  private dispatch(): void {
+    if (this.running) return;
+    const next = this.nextLane();
+    if (next === undefined) {
+      if (this.idle()) this.idleWaiters.splice(0).forEach((resolve) => resolve());
+      return;
+    }
+    clearTimeout(this.pauseTimer);
+    this.pauseTimer = undefined;
+    if (!next.background) this.foregroundSinceBackground = true;
+    this.running = true;
+    next.waiting.shift()!();
+  }
+
+  /** The lane whose first task goes next; undefined while none may start yet. */
+  private nextLane(): Lane | undefined {
+    const backgroundWaits = this.background.waiting.length > 0;
+    const paused = performance.now() < this.backgroundPauseEnds;
+    if (backgroundWaits && !paused) return this.background;
+    if (this.foreground.waiting.length > 0) return this.foreground;
+    if (!backgroundWaits) return undefined;
+    // Nothing of the app's used the connection since the last background task: no one to
+    // yield to.
+    if (!this.foregroundSinceBackground) return this.background;
+    this.pauseTimer ??= setTimeout(
+      () => {
+        this.pauseTimer = undefined;
+        this.dispatch();
+      },
+      Math.max(1, Math.ceil(this.backgroundPauseEnds - performance.now())),
+    );
+    return undefined;
   }
 }

@@ -719,7 +719,7 @@ export class TypeOrmSessionStorage implements SessionStorage {
     if (this.closed) return;
     this.closed = true;
     // Let queued work finish before the connection goes away.
-    await this.queue.run(async () => undefined);
+    await this.queue.drain();
     if (this.options.ownsDataSource && this.options.dataSource.isInitialized) {
       await this.options.dataSource.destroy();
     }

@@ -7,12 +7,25 @@ import {
   LeaseLostError,
 } from '../errors/index.js';
 import type { KeyRing, UsableDataKey } from '../keys/index.js';
-import type { JobLease, SessionRef, SessionStorage, StoredItem } from '../storage/index.js';
+import {
+  chargeBackgroundWork,
+  type JobLease,
+  type SessionRef,
+  type SessionStorage,
+  type StoredItem,
+} from '../storage/index.js';
 import { isHeld } from './held-sessions.js';
 import { envelopeItemCipher } from './item-cipher.js';
 
 // Session ids, counts and codes only: never item content.
 const logger = new Logger('RetentionService');
+
+/** A row's data key as the purge sees it: usable, destroyed (shredded) or not to be trusted. */
+type ItemKey = UsableDataKey | 'destroyed' | 'unusable';
+
+/** Whether the row's expiry column says it expired by `now` (its envelope must confirm it). */
+const isPastExpiry = (row: StoredItem, now: number): row is StoredItem & { expiresAt: number } =>
+  row.expiresAt !== null && row.expiresAt <= now;
 
 /** What the deleting unit returns when a hold covers the session: it deleted nothing. */
 const HELD = Symbol('held');
@@ -145,34 +158,38 @@ export class ExpiredItemPurge {
 
   /** The rows that may go (and their keys), and how many of them are shredded or unverified. */
   private async sort(ref: SessionRef, rows: readonly StoredItem[], now: number) {
-    const keys = new Map<string, UsableDataKey | 'destroyed' | 'unusable'>();
-    const purgeable: number[] = [];
-    const dekIds = new Set<string>();
-    let shredded = 0;
-    let unverified = 0;
-    for (const row of rows) {
-      const verdict = await this.verdictOf(ref, row, now, keys);
-      if (verdict === 'unverified') {
-        unverified++;
-        continue;
+    const keys = await this.keysOf(ref, rows, now);
+    // Opening the rows is the job's work as much as its unit's: on a single connection the
+    // pause after the unit covers it too.
+    return chargeBackgroundWork(() => {
+      const purgeable: number[] = [];
+      const dekIds = new Set<string>();
+      let shredded = 0;
+      let unverified = 0;
+      for (const row of rows) {
+        const verdict = this.verdictOf(ref, row, now, keys);
+        if (verdict === 'unverified') {
+          unverified++;
+          continue;
+        }
+        if (verdict === 'shredded') shredded++;
+        purgeable.push(row.seq);
+        dekIds.add(row.dekId);
       }
-      if (verdict === 'shredded') shredded++;
-      purgeable.push(row.seq);
-      dekIds.add(row.dekId);
-    }
-    return { purgeable, dekIds, shredded, unverified };
+      return { purgeable, dekIds, shredded, unverified };
+    });
   }
 
-  /** Whether `row` may go: its sealed expiry passed, its key is gone, or neither is certain. */
-  private async verdictOf(
+  /** The data key of each row past its claimed expiry: usable, destroyed or unusable. */
+  private async keysOf(
     ref: SessionRef,
-    row: StoredItem,
+    rows: readonly StoredItem[],
     now: number,
-    keys: Map<string, UsableDataKey | 'destroyed' | 'unusable'>,
-  ): Promise<'expired' | 'shredded' | 'unverified'> {
-    if (row.expiresAt === null || row.expiresAt > now) return 'unverified';
-    let key = keys.get(row.dekId);
-    if (key === undefined) {
+  ): Promise<Map<string, ItemKey>> {
+    const keys = new Map<string, ItemKey>();
+    for (const row of rows) {
+      if (!isPastExpiry(row, now) || keys.has(row.dekId)) continue;
+      let key: ItemKey;
       try {
         key = await this.keyRing.keyForRead(ref, row.dekId);
       } catch (error) {
@@ -182,8 +199,19 @@ export class ExpiredItemPurge {
       }
       keys.set(row.dekId, key);
     }
+    return keys;
+  }
+
+  /** Whether `row` may go: its sealed expiry passed, its key is gone, or neither is certain. */
+  private verdictOf(
+    ref: SessionRef,
+    row: StoredItem,
+    now: number,
+    keys: ReadonlyMap<string, ItemKey>,
+  ): 'expired' | 'shredded' | 'unverified' {
+    const key = isPastExpiry(row, now) ? keys.get(row.dekId) : undefined;
+    if (key === undefined || key === 'unusable') return 'unverified';
     if (key === 'destroyed') return 'shredded';
-    if (key === 'unusable') return 'unverified';
     try {
       // The expiry is in the AAD: the row opens only under the expiry it was sealed with.
       envelopeItemCipher

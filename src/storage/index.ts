@@ -52,6 +52,11 @@ export {
   type StoredItem,
 } from './storage.records.js';
 export { DrainingSessionStorage } from './draining-storage.js';
-export { BACKGROUND_SHARE, isBackgroundWork, runAsBackgroundWork } from './serial-queue.js';
+export {
+  BACKGROUND_SHARE,
+  chargeBackgroundWork,
+  isBackgroundWork,
+  runAsBackgroundWork,
+} from './serial-queue.js';
 export { WorkInFlight } from './work-in-flight.js';
 export { MemorySessionStorage } from './memory/memory.session-storage.js';

@@ -1,8 +1,13 @@
 import { AsyncLocalStorage, AsyncResource } from 'node:async_hooks';
 import { performance } from 'node:perf_hooks';
 
+/** A background job's time spent outside the queue, charged to its next unit. */
+interface BackgroundMeter {
+  chargedMs: number;
+}
+
 /** Marks the calls made inside {@link runAsBackgroundWork}. */
-const backgroundWork = new AsyncLocalStorage<true>();
+const backgroundWork = new AsyncLocalStorage<BackgroundMeter>();
 
 /**
  * Runs `work` as background work: on a store with a single connection (SQLite, memory), each of
@@ -10,21 +15,39 @@ const backgroundWork = new AsyncLocalStorage<true>();
  * {@link SerialQueue}). The jobs layer runs every job's work this way.
  */
 export function runAsBackgroundWork<T>(work: () => T): T {
-  return backgroundWork.run(true, work);
+  return backgroundWork.run({ chargedMs: 0 }, work);
 }
 
 /** Whether the caller runs inside {@link runAsBackgroundWork}. */
 export function isBackgroundWork(): boolean {
-  return backgroundWork.getStore() === true;
+  return backgroundWork.getStore() !== undefined;
+}
+
+/**
+ * Runs synchronous `work` of a background job done outside any unit of work (opening a page of
+ * items before the unit that deletes them) and adds its time to the job's next unit: it holds
+ * the thread the app's calls need as surely as the unit holds the connection, so the pause
+ * after that unit covers it too. Outside background work it only runs `work`.
+ */
+export function chargeBackgroundWork<T>(work: () => T): T {
+  const meter = backgroundWork.getStore();
+  if (!meter) return work();
+  const started = performance.now();
+  try {
+    return work();
+  } finally {
+    meter.chargedMs += performance.now() - started;
+  }
 }
 
 /**
  * The largest share of a single connection's time background work takes while foreground calls
- * use it too: a job's unit that held the connection for `d` ms is followed by `4d` ms in which
- * only foreground calls start. With no foreground call meanwhile, units follow each other at
+ * use it too: a job's unit that held the connection for `d` ms (plus the time the job charged
+ * with {@link chargeBackgroundWork} since its last unit) is followed by `5d` ms in which only
+ * foreground calls start. With no foreground call meanwhile, units follow each other at
  * once. Postgres's cost-based vacuum delay throttles its background work the same way.
  */
-export const BACKGROUND_SHARE = 0.2;
+export const BACKGROUND_SHARE = 1 / 6;
 
 /** The longest a background unit waits for its turn, whatever the last one took. */
 const MAX_BACKGROUND_PAUSE_MS = 1_000;
@@ -57,7 +80,8 @@ export class SerialQueue {
   private readonly idleWaiters: Array<() => void> = [];
 
   run<T>(task: () => Promise<T>): Promise<T> {
-    const lane = isBackgroundWork() ? this.background : this.foreground;
+    const meter = backgroundWork.getStore();
+    const lane = meter ? this.background : this.foreground;
     return new Promise<T>((resolve, reject) => {
       // The task runs in its caller's async context (actor, background mark), not in the
       // context of whichever task happened to finish before it.
@@ -67,7 +91,7 @@ export class SerialQueue {
           Promise.resolve()
             .then(task)
             .then(resolve, reject)
-            .finally(() => this.finished(lane, started));
+            .finally(() => this.finished(lane, started, meter));
         }),
       );
       this.dispatch();
@@ -86,11 +110,13 @@ export class SerialQueue {
     );
   }
 
-  private finished(lane: Lane, started: number): void {
+  private finished(lane: Lane, started: number, meter: BackgroundMeter | undefined): void {
     this.running = false;
-    if (lane.background) {
+    if (meter) {
       const now = performance.now();
-      const pause = ((now - started) * (1 - BACKGROUND_SHARE)) / BACKGROUND_SHARE;
+      const worked = now - started + meter.chargedMs;
+      meter.chargedMs = 0;
+      const pause = (worked * (1 - BACKGROUND_SHARE)) / BACKGROUND_SHARE;
       this.backgroundPauseEnds = now + Math.min(pause, MAX_BACKGROUND_PAUSE_MS);
       this.foregroundSinceBackground = false;
     }

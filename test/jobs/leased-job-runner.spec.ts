@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { ConfigurationError } from '../../src/errors/index.js';
 import { LeasedJobRunner } from '../../src/jobs/index.js';
 import { MemorySessionStorage } from '../../src/storage/memory/index.js';
-import type { JobLease, LeaseStorage } from '../../src/storage/index.js';
+import { isBackgroundWork, type JobLease, type LeaseStorage } from '../../src/storage/index.js';
 
 const JOB = 'test-job';
 
@@ -26,6 +26,26 @@ describe('LeasedJobRunner', () => {
     // Released: another replica takes it at once, with a newer token.
     const next = await leases.acquire(JOB, 'replica-b', 60_000);
     expect(next?.token).toBeGreaterThan(heldDuringWork!.token);
+  });
+
+  it('runs the work as background work, and renews the lease in the foreground', async () => {
+    const leases = leasesOf();
+    const renewedInBackground: boolean[] = [];
+    const watched: LeaseStorage = {
+      ...leases,
+      renew: (lease, ttlMs) => {
+        renewedInBackground.push(isBackgroundWork());
+        return leases.renew(lease, ttlMs);
+      },
+    };
+    const report = await new LeasedJobRunner(watched, 'replica-a', 60).run(JOB, async () => {
+      await sleep(100);
+      return isBackgroundWork();
+    });
+    expect({ work: report.result, renewals: [...new Set(renewedInBackground)] }).toEqual({
+      work: true,
+      renewals: [false],
+    });
   });
 
   it('skips the work while another replica holds the lease, naming the holder', async () => {

@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import {
   BACKGROUND_SHARE,
   SerialQueue,
+  chargeBackgroundWork,
   isBackgroundWork,
   runAsBackgroundWork,
 } from '../../src/storage/serial-queue.js';
@@ -86,7 +87,7 @@ describe('SerialQueue', () => {
       for (let unit = 0; unit < 5; unit++) await queue.run(task(`unit ${unit}`, 20));
     });
     const gaps = spans.slice(1).map((span, n) => span.start - spans[n].end);
-    // A pause would be 80 ms.
+    // A pause would be 100 ms.
     expect(Math.max(...gaps)).toBeLessThan(20);
   });
 
@@ -126,6 +127,24 @@ describe('SerialQueue', () => {
       starved: busy('job') === 0,
       withinShare: jobShare <= BACKGROUND_SHARE + 0.05,
     }).toEqual({ starved: false, withinShare: true });
+  });
+
+  it('adds the time a job charged outside its units to the pause after its next unit', async () => {
+    const queue = new SerialQueue();
+    const { spans, task } = recorder();
+    const chargedMs = 20;
+    const job = runAsBackgroundWork(async () => {
+      chargeBackgroundWork(() => busyFor(chargedMs));
+      await queue.run(task('job 1', 1));
+      await queue.run(task('job 2', 1));
+    });
+    const read = queue.run(task('read', 1));
+    await Promise.all([job, read]);
+    const [job1, , job2] = spans;
+    expect(spans.map((span) => span.name)).toEqual(['job 1', 'read', 'job 2']);
+    // Without the charge the pause would be five times the 1 ms unit.
+    const pause = (chargedMs * (1 - BACKGROUND_SHARE)) / BACKGROUND_SHARE;
+    expect(job2.start - job1.end).toBeGreaterThanOrEqual(pause);
   });
 
   it('drain waits for a background unit still in its pause', async () => {

@@ -290,6 +290,20 @@ export class KeyRing {
   }
 
   /**
+   * The key `dekId` of session `ref` if this ring holds it now, without any storage or
+   * provider call (a unit of work that must not wait uses it); undefined otherwise.
+   *
+   * @internal
+   */
+  cachedKey(ref: SessionRef, dekId: string): UsableDataKey | undefined {
+    const dataKey = this.fromCache(dekId, false);
+    if (!dataKey || dataKey.revoked) return undefined;
+    return dataKey.tenantId === ref.tenantId && dataKey.sessionId === ref.sessionId
+      ? dataKey
+      : undefined;
+  }
+
+  /**
    * Starts the next generation for the session: the active key is retired (it still opens old
    * items) and a new one seals new writes. `firstSeq` is the session's next sequence number.
    *

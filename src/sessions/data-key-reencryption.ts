@@ -1,5 +1,7 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Logger } from '@nestjs/common';
 import type { AuditTrail } from '../audit/index.js';
+import { backoffDelay, type BackoffPolicy } from '../errors/backoff.js';
 import {
   ConfigurationError,
   IntegrityError,
@@ -44,8 +46,12 @@ export interface RetiringKeyOutcome {
   readonly batches: number;
 }
 
-/** How many times in a row a batch starts over after a key change, before the run gives up. */
-const MAX_BATCH_RESTARTS = 5;
+/**
+ * How a batch starts over after a key change got in between (another process's new generation,
+ * say): at most 5 tries in a row before the run gives up, spread out with jitter so that the
+ * next try does not meet the same writer again.
+ */
+const BATCH_RESTARTS: BackoffPolicy = { firstDelayMs: 5, growth: 2, maxAttempts: 5 };
 
 /** What a unit of work returns when a hold covers the session: it changed nothing. */
 const HELD = Symbol('held');
@@ -103,12 +109,14 @@ export class DataKeyReEncryption {
         if (!(error instanceof RekeyLater)) throw error;
         // A rotation, clear or cache eviction got in between: start the batch again, a
         // bounded number of times in a row (the next run goes on from the data).
-        if (++restarts >= MAX_BATCH_RESTARTS) {
+        const delay = backoffDelay(BATCH_RESTARTS, ++restarts, 0);
+        if (delay === undefined) {
           throw new StorageUnavailableError(
             `Re-encrypting data key ${record.dekId} of session '${ref.sessionId}' kept losing races with key changes; the next run goes on`,
           );
         }
         this.keyRing.forgetActiveKey(ref);
+        await sleep(delay);
         continue;
       }
       restarts = 0;
@@ -164,11 +172,17 @@ export class DataKeyReEncryption {
         const row = await scope.session.find();
         if (row) await scope.session.lockForWrite(row.lastActivityAt);
         if (await isHeld(scope, row)) return HELD;
-        // The key sealed with must still be the session's active one, and both keys usable.
+        // Items are sealed with the session's active key at this instant. A writer may have
+        // started a newer generation since keyForWrite: its key is usually in the ring already
+        // (this process made it), else the batch starts again with fresh keys.
         const active = await scope.dataKeys.findActive();
-        if (active?.dekId !== newKey.dekId || newKey.revoked || oldKey.revoked) {
-          throw new RekeyLater();
-        }
+        const sealKey =
+          active === undefined
+            ? undefined
+            : active.dekId === newKey.dekId
+              ? newKey
+              : this.keyRing.cachedKey(ref, active.dekId);
+        if (sealKey === undefined || sealKey.revoked || oldKey.revoked) throw new RekeyLater();
         const rows = await listSealedUnder(record.dekId, afterSeq, limit);
         const resealed: ResealedItem[] = [];
         let unreadable = 0;
@@ -183,8 +197,8 @@ export class DataKeyReEncryption {
             continue;
           }
           try {
-            const ciphertext = envelopeItemCipher.seal(newKey, binding, plaintext);
-            resealed.push({ seq: item.seq, dekId: newKey.dekId, ciphertext });
+            const ciphertext = envelopeItemCipher.seal(sealKey, binding, plaintext);
+            resealed.push({ seq: item.seq, dekId: sealKey.dekId, ciphertext });
           } finally {
             plaintext.fill(0);
           }
@@ -202,7 +216,7 @@ export class DataKeyReEncryption {
             scope.audit,
             {
               count: sealed,
-              keys: { dekIds: [record.dekId, newKey.dekId], kekIds: [record.kekId] },
+              keys: { dekIds: [record.dekId, sealKey.dekId], kekIds: [record.kekId] },
             },
             destroyed ? [{ action: 'key.destroy', keys: { dekIds: [record.dekId] } }] : [],
           );

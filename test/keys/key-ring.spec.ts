@@ -86,6 +86,19 @@ describe('KeyRing', () => {
     expect(ring.stats()).toMatchObject({ cacheHits: 1, cacheMisses: 1, providerCalls: 1 });
   });
 
+  it('hands out a cached key without a call, only for the session it belongs to', async () => {
+    const { provider, ring, dekIds } = await ringWithKeys(2);
+    const ref = { tenantId: 't', sessionId: 's0' };
+    const before = ring.cachedKey(ref, dekIds[0]);
+    const loaded = await ring.keyForRead(ref, dekIds[0]);
+    expect({
+      before,
+      cached: ring.cachedKey(ref, dekIds[0]),
+      otherSession: ring.cachedKey({ tenantId: 't', sessionId: 's1' }, dekIds[0]),
+      unwrapCalls: provider.unwrapCalls,
+    }).toEqual({ before: undefined, cached: loaded, otherSession: undefined, unwrapCalls: 1 });
+  });
+
   it('holds at most cacheMaxEntries keys and zeroes the ones it evicts', async () => {
     const { ring, dekIds } = await ringWithKeys(3, { cacheMaxEntries: 2 });
     const first = await ring.keyForRead({ tenantId: 't', sessionId: 's0' }, dekIds[0]);

@@ -1,5 +1,6 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
+import { setImmediate } from 'node:timers/promises';
 import { AuditTrail, runAs } from '../src/audit/index.js';
 import {
   EncryptedSessionJobs,
@@ -182,7 +183,12 @@ export async function liveSession(store: JobsStore): Promise<EncryptedSession> {
   });
 }
 
-/** getItems(20) calls/s of `session`, until `stop` resolves or LIMIT_READ_CALLS calls. */
+/**
+ * getItems(20) calls/s of `session`, until `stop` resolves or LIMIT_READ_CALLS calls. Each call
+ * starts on a turn of the event loop of its own, as a server's requests do: a loop of awaits
+ * alone would never let a timer run (the job's lease renewal, its pause) on the synchronous
+ * SQLite driver.
+ */
 export async function readRate(
   session: EncryptedSession,
   stop?: Promise<unknown>,
@@ -195,6 +201,7 @@ export async function readRate(
   const started = performance.now();
   await runAs(actor, async () => {
     while (!state.stopped && !enough(calls)) {
+      await setImmediate();
       const items = await session.getItems(READ_LIMIT);
       if (items.length !== READ_LIMIT) throw new Error(`getItems(20) returned ${items.length}`);
       calls++;

@@ -43,11 +43,11 @@ export function chargeBackgroundWork<T>(work: () => T): T {
 /**
  * The largest share of a single connection's time background work takes while foreground calls
  * use it too: a job's unit that held the connection for `d` ms (plus the time the job charged
- * with {@link chargeBackgroundWork} since its last unit) is followed by `5d` ms in which only
+ * with {@link chargeBackgroundWork} since its last unit) is followed by `9d` ms in which only
  * foreground calls start. With no foreground call meanwhile, units follow each other at
  * once. Postgres's cost-based vacuum delay throttles its background work the same way.
  */
-export const BACKGROUND_SHARE = 1 / 6;
+export const BACKGROUND_SHARE = 1 / 10;
 
 /** The longest a background unit waits for its turn, whatever the last one took. */
 const MAX_BACKGROUND_PAUSE_MS = 1_000;
@@ -134,7 +134,12 @@ export class SerialQueue {
     this.pauseTimer = undefined;
     if (!next.background) this.foregroundSinceBackground = true;
     this.running = true;
-    next.waiting.shift()!();
+    const start = next.waiting.shift()!;
+    // A background unit starts on a turn of the event loop of its own: on a synchronous driver
+    // a job's awaits never leave the microtask queue, so without it no request, timer or lease
+    // renewal of the process would run until the whole job had finished.
+    if (next.background) setImmediate(start);
+    else start();
   }
 
   /** The lane whose first task goes next; undefined while none may start yet. */

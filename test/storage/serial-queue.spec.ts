@@ -87,7 +87,7 @@ describe('SerialQueue', () => {
       for (let unit = 0; unit < 5; unit++) await queue.run(task(`unit ${unit}`, 20));
     });
     const gaps = spans.slice(1).map((span, n) => span.start - spans[n].end);
-    // A pause would be 100 ms.
+    // A pause would be 180 ms.
     expect(Math.max(...gaps)).toBeLessThan(20);
   });
 
@@ -142,9 +142,20 @@ describe('SerialQueue', () => {
     await Promise.all([job, read]);
     const [job1, , job2] = spans;
     expect(spans.map((span) => span.name)).toEqual(['job 1', 'read', 'job 2']);
-    // Without the charge the pause would be five times the 1 ms unit.
+    // Without the charge the pause would be nine times the 1 ms unit.
     const pause = (chargedMs * (1 - BACKGROUND_SHARE)) / BACKGROUND_SHARE;
     expect(job2.start - job1.end).toBeGreaterThanOrEqual(pause);
+  });
+
+  it("lets the process's timers and I/O run between a job's units", async () => {
+    const queue = new SerialQueue();
+    const { spans, task } = recorder();
+    let timerFiredAt: number | undefined;
+    setTimeout(() => (timerFiredAt = performance.now()), 0);
+    await runAsBackgroundWork(async () => {
+      for (let unit = 0; unit < 20; unit++) await queue.run(task(`unit ${unit}`, 2));
+    });
+    expect(timerFiredAt).toBeLessThan(spans.at(-1)!.start);
   });
 
   it('drain waits for a background unit still in its pause', async () => {

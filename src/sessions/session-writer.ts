@@ -199,6 +199,10 @@ export class SessionWriter {
               throw new RetryOutsideTransaction('operation-exists');
             }
             if (transaction.type === 'replace_suffix') {
+              // The session row first, as every writer of the session takes it: deleting the
+              // suffix's rows before it deadlocked with a unit that holds the row and rewrites
+              // those items (key rotation).
+              await scope.session.lockForWrite(this.context.now());
               await this.removeExpectedSuffix(scope, transaction, suffixKeys);
               await this.appendSealed(scope, dataKey, transaction.replacement);
             } else {

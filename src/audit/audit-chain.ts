@@ -1,6 +1,11 @@
 import { createHmac, hash, timingSafeEqual, type KeyObject } from 'node:crypto';
 import { createRequire } from 'node:module';
-import type { AuditChainFields, AuditEvent, AuditEventBody } from './audit-event.js';
+import {
+  isCanonicallyOrdered,
+  type AuditChainFields,
+  type AuditEvent,
+  type AuditEventBody,
+} from './audit-event.js';
 import { lengthPrefixed } from './length-prefixed.js';
 
 /** Domain of every chain MAC: a MAC of this module's trail is never valid anywhere else. */
@@ -78,6 +83,9 @@ export function canonicalJson(value: unknown): string {
 
 /** The canonical JSON of an event's body: every field but `chain`. */
 export function bodyJsonOf(event: AuditEventBody | AuditEvent): string {
+  // A body buildAuditEvent built is frozen with its keys in canonical order, and holds only
+  // integers and well-formed strings, whose JSON.stringify forms are RFC 8785's.
+  if (isCanonicallyOrdered(event)) return JSON.stringify(event);
   const { chain: _chain, ...body } = event as AuditEvent;
   return canonicalJson(body);
 }

@@ -189,37 +189,72 @@ export function buildAuditEvent(input: AuditEventInput): AuditEventBody {
   if (!Number.isSafeInteger(time) || time < 0) {
     throw new InvalidArgumentError('audit event: time must be ms since the epoch');
   }
-  return stripUndefined({
-    schema: AUDIT_SCHEMA,
-    eventId: uuidv7({ msecs: time, random: randomBytes16() }),
-    time,
+  const eventId = uuidv7({ msecs: time, random: randomBytes16() });
+  const reason =
+    input.reason === undefined ? undefined : oneOf(input.reason, AUDIT_REASONS, 'reason');
+  const actor = checkAuditActor(input.actor);
+  const source =
+    input.source === undefined
+      ? undefined
+      : {
+          requestId: optionalId(input.source.requestId, 'source.requestId'),
+          ip: optionalIp(input.source.ip),
+        };
+  const target = {
+    tenantId: id(input.target?.tenantId, 'target.tenantId'),
+    sessionId: optionalId(input.target?.sessionId, 'target.sessionId'),
+    subjectRef: optionalId(input.target?.subjectRef, 'target.subjectRef'),
+    count: optionalCount(input.target?.count),
+    recordId: optionalId(input.target?.recordId, 'target.recordId'),
+  };
+  const keys =
+    input.keys === undefined
+      ? undefined
+      : canonicallyOrdered({
+          dekIds: frozenIds(optionalIds(input.keys.dekIds, 'keys.dekIds')),
+          kekIds: frozenIds(optionalIds(input.keys.kekIds, 'keys.kekIds')),
+        });
+  // Each object is assembled with its keys in RFC 8785 order (sorted by UTF-16 code units) and
+  // frozen, so JSON.stringify of the body is its canonical JSON (bodyJsonOf): sealing an event
+  // sorts no keys.
+  const body = canonicallyOrdered<AuditEventBody>({
     action,
+    actor,
+    eventId,
+    keys,
     outcome,
-    reason: input.reason === undefined ? undefined : oneOf(input.reason, AUDIT_REASONS, 'reason'),
-    actor: checkAuditActor(input.actor),
-    source:
-      input.source === undefined
-        ? undefined
-        : stripUndefined({
-            requestId: optionalId(input.source.requestId, 'source.requestId'),
-            ip: optionalIp(input.source.ip),
-          }),
-    target: stripUndefined({
-      tenantId: id(input.target?.tenantId, 'target.tenantId'),
-      sessionId: optionalId(input.target?.sessionId, 'target.sessionId'),
-      subjectRef: optionalId(input.target?.subjectRef, 'target.subjectRef'),
-      count: optionalCount(input.target?.count),
-      recordId: optionalId(input.target?.recordId, 'target.recordId'),
+    reason,
+    schema: AUDIT_SCHEMA,
+    source: source && canonicallyOrdered({ ip: source.ip, requestId: source.requestId }),
+    target: canonicallyOrdered({
+      count: target.count,
+      recordId: target.recordId,
+      sessionId: target.sessionId,
+      subjectRef: target.subjectRef,
+      tenantId: target.tenantId,
     }),
-    keys:
-      input.keys === undefined
-        ? undefined
-        : stripUndefined({
-            dekIds: optionalIds(input.keys.dekIds, 'keys.dekIds'),
-            kekIds: optionalIds(input.keys.kekIds, 'keys.kekIds'),
-          }),
+    time,
   });
+  canonicalBodies.add(body);
+  return body;
 }
+
+/** Bodies {@link buildAuditEvent} built: frozen, every key in canonical order. */
+const canonicalBodies = new WeakSet<object>();
+
+/**
+ * Whether `body` came from {@link buildAuditEvent}, so that JSON.stringify of it is already its
+ * canonical JSON. @internal
+ */
+export function isCanonicallyOrdered(body: object): boolean {
+  return canonicalBodies.has(body);
+}
+
+/** The object, its keys already in canonical order, without its undefined fields and frozen. */
+const canonicallyOrdered = <T extends object>(value: T): T => Object.freeze(stripUndefined(value));
+
+const frozenIds = (ids: readonly string[] | undefined): readonly string[] | undefined =>
+  ids && Object.freeze(ids);
 
 /**
  * The actor's fields, checked and copied (nothing else of the object): type from the list,
@@ -228,12 +263,12 @@ export function buildAuditEvent(input: AuditEventInput): AuditEventBody {
  * @throws InvalidArgumentError naming the field, never its value.
  */
 export function checkAuditActor(actor: AuditActor | undefined): AuditActor {
-  return stripUndefined({
-    type: oneOf(actor?.type, AUDIT_ACTOR_TYPES, 'actor.type'),
-    id: id(actor?.id, 'actor.id'),
-    tenantId: id(actor?.tenantId, 'actor.tenantId'),
-    onBehalfOf: optionalId(actor?.onBehalfOf, 'actor.onBehalfOf'),
-  });
+  const type = oneOf(actor?.type, AUDIT_ACTOR_TYPES, 'actor.type');
+  const actorId = id(actor?.id, 'actor.id');
+  const tenantId = id(actor?.tenantId, 'actor.tenantId');
+  const onBehalfOf = optionalId(actor?.onBehalfOf, 'actor.onBehalfOf');
+  // Keys in canonical order (see buildAuditEvent).
+  return canonicallyOrdered({ id: actorId, onBehalfOf, tenantId, type });
 }
 
 function oneOf<const T extends string>(value: unknown, allowed: readonly T[], field: string): T {

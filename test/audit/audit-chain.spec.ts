@@ -1,8 +1,10 @@
 import { createHash, createHmac, randomBytes } from 'node:crypto';
+import { createRequire } from 'node:module';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
   GENESIS_PREV_MAC,
+  bodyJsonOf,
   canonicalJson,
   chainMac,
   chainMacMatches,
@@ -61,6 +63,91 @@ describe('canonicalJson', () => {
         expect(canonicalJson(reversed)).toBe(canonicalJson(value));
       }),
     );
+  });
+});
+
+/** Whether an audit id may hold the character: no C0 or C1 control, no line separator. */
+const isAllowed = (code: number): boolean =>
+  code > 0x1f && (code < 0x7f || code > 0x9f) && code !== 0x2028 && code !== 0x2029;
+
+const reversed = <T extends object>(value: T): T =>
+  Object.fromEntries(Object.entries(value).toReversed()) as T;
+
+describe('bodyJsonOf', () => {
+  // The RFC 8785 reference serializer itself, not the module's wrapper around it.
+  const referenceCanonical = createRequire(import.meta.url)('canonicalize') as (
+    value: unknown,
+  ) => string;
+  const auditId = fc
+    .string({ unit: 'grapheme', minLength: 1, maxLength: 12 })
+    .filter((value) => Array.from(value, (character) => character.charCodeAt(0)).every(isAllowed));
+
+  it('gives a built event the bytes of the reference serializer, whatever fields it has', () => {
+    fc.assert(
+      fc.property(
+        fc.record(
+          {
+            actorId: auditId,
+            onBehalfOf: fc.option(auditId, { nil: undefined }),
+            tenantId: auditId,
+            sessionId: fc.option(auditId, { nil: undefined }),
+            subjectRef: fc.option(auditId, { nil: undefined }),
+            count: fc.option(fc.nat(), { nil: undefined }),
+            recordId: fc.option(auditId, { nil: undefined }),
+            requestId: fc.option(auditId, { nil: undefined }),
+            ip: fc.option(fc.ipV6(), { nil: undefined }),
+            dekIds: fc.option(fc.array(auditId, { maxLength: 3 }), { nil: undefined }),
+            kekIds: fc.option(fc.array(auditId, { maxLength: 3 }), { nil: undefined }),
+            denied: fc.boolean(),
+          },
+          { requiredKeys: ['actorId', 'tenantId', 'denied'] },
+        ),
+        (input) => {
+          const built = buildAuditEvent({
+            action: 'session.read',
+            outcome: input.denied ? 'denied' : 'success',
+            reason: input.denied ? 'ACTOR_REQUIRED' : undefined,
+            actor: {
+              type: 'service',
+              id: input.actorId,
+              tenantId: input.tenantId,
+              onBehalfOf: input.onBehalfOf,
+            },
+            source:
+              input.requestId === undefined && input.ip === undefined
+                ? undefined
+                : { requestId: input.requestId, ip: input.ip },
+            target: {
+              tenantId: input.tenantId,
+              sessionId: input.sessionId,
+              subjectRef: input.subjectRef,
+              count: input.count,
+              recordId: input.recordId,
+            },
+            keys:
+              input.dekIds === undefined && input.kekIds === undefined
+                ? undefined
+                : { dekIds: input.dekIds, kekIds: input.kekIds },
+          });
+          expect(bodyJsonOf(built)).toBe(referenceCanonical(built));
+        },
+      ),
+    );
+  });
+
+  it('freezes a built event, so its key order cannot change after it was built', () => {
+    const built = body() as { target: { count: number; extra?: string } };
+    expect(() => {
+      built.target.extra = 'late';
+    }).toThrow(TypeError);
+  });
+
+  it('sorts the keys of a body it did not build, and leaves out its chain fields', () => {
+    const built = body();
+    const unbuilt = { ...reversed(built), target: reversed(built.target) };
+    const chain = { chainId: 'c', seq: 1, prevMac: '', macKeyId: 'k', mac: '' };
+
+    expect(bodyJsonOf({ ...unbuilt, chain })).toBe(referenceCanonical(built));
   });
 });
 

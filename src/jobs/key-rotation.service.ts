@@ -8,7 +8,7 @@ import {
 } from '../audit/index.js';
 import { ConfigurationError, LeaseLostError, SessionNotFoundError } from '../errors/index.js';
 import { KeyRing } from '../keys/index.js';
-import { DataKeyReEncryption } from '../sessions/index.js';
+import { BatchBudget, DataKeyReEncryption } from '../sessions/index.js';
 import {
   SESSION_STORAGE,
   supportsMaintenance,
@@ -19,6 +19,7 @@ import {
 import { EncryptedSessionJobs } from './encrypted-session-jobs.service.js';
 import { JOB_NAMES, JOBS_CONFIG, type JobsConfig } from './jobs-config.js';
 import type { HeldLease, JobRunReport } from './leased-job-runner.js';
+import { jobConcurrencyOf, runSideBySide } from './side-by-side.js';
 
 const logger = new Logger('KeyRotation');
 
@@ -220,39 +221,50 @@ export class KeyRotationService {
       skippedForHold: 0,
       batches: 0,
     };
-    let complete = true;
+    // Units running side by side set it when the budget stops them.
+    const run = { complete: true };
+    // Batches are taken from the run's budget as they start, so keys re-encrypted side by side
+    // never commit more than maxBatchesPerRun together.
+    const budget = new BatchBudget(maxBatchesPerRun);
+    const concurrency = jobConcurrencyOf(this.storage);
     let cursor: string | undefined;
-    keys: do {
+    do {
       const page = await listRetiring(cursor, batchSize);
       cursor = page.cursor;
-      for (const record of page.records) {
-        // The audit trail's earlier MAC keys stay retiring: they verify the records they sealed,
-        // which no re-encryption rewrites, so they are never destroyed here.
-        if (record.tenantId === AUDIT_KEYS_TENANT) continue;
-        const maxBatches = maxBatchesPerRun - totals.batches;
-        if (maxBatches <= 0) {
-          complete = false;
-          break keys;
+      // The audit trail's earlier MAC keys stay retiring: they verify the records they sealed,
+      // which no re-encryption rewrites, so they are never destroyed here.
+      const records = page.records.filter((record) => record.tenantId !== AUDIT_KEYS_TENANT);
+      await runSideBySide(records, concurrency, async (record) => {
+        if (budget.exhausted) {
+          run.complete = false;
+          return false;
         }
         totals.retiringKeys++;
         // The operator who asked (rotateSession, in runAs), else the job itself.
         const actor = currentAuditContext()?.actor ?? rotationActor(record.tenantId);
         const result = await runAs(actor, () =>
-          this.reencryption.reencryptKey(record, { batchSize, maxBatches, lease }),
+          this.reencryption.reencryptKey(record, { batchSize, budget, lease }),
         );
         totals.reencrypted += result.reencrypted;
         totals.unreadable += result.unreadable;
         totals.batches += result.batches;
         if (result.outcome === 'destroyed') totals.destroyed++;
         if (result.outcome === 'held') totals.skippedForHold++;
-        // The batch limit ended this key part-way: the run is not complete, even if it was the last.
-        if (result.outcome === 'stopped') complete = false;
         options.onProgress?.({ ...totals });
-      }
-    } while (cursor !== undefined);
-    const report: KeyRotationReport = { ...totals, complete, elapsedMs: Date.now() - started };
+        // The batch limit ended this key part-way: the run is not complete, even if it was the
+        // last, and no other key starts.
+        if (result.outcome !== 'stopped') return true;
+        run.complete = false;
+        return false;
+      });
+    } while (run.complete && cursor !== undefined);
+    const report: KeyRotationReport = {
+      ...totals,
+      complete: run.complete,
+      elapsedMs: Date.now() - started,
+    };
     logger.log(
-      `Data key rotation: ${report.retiringKeys} retiring key(s), ${report.reencrypted} item(s) re-encrypted, ${report.destroyed} key(s) destroyed, ${report.unreadable} item(s) kept unreadable, ${report.skippedForHold} key(s) kept for legal hold, in ${report.batches} batch(es), ${report.elapsedMs} ms${complete ? '' : '; the next run goes on'}`,
+      `Data key rotation: ${report.retiringKeys} retiring key(s), ${report.reencrypted} item(s) re-encrypted, ${report.destroyed} key(s) destroyed, ${report.unreadable} item(s) kept unreadable, ${report.skippedForHold} key(s) kept for legal hold, in ${report.batches} batch(es), ${report.elapsedMs} ms${run.complete ? '' : '; the next run goes on'}`,
     );
     return report;
   }

@@ -3,6 +3,7 @@ import { AUDIT_TRAIL, runAs, type AuditActor, type AuditTrail } from '../audit/i
 import { ConfigurationError, LeaseLostError } from '../errors/index.js';
 import { KeyRing } from '../keys/index.js';
 import {
+  BatchBudget,
   ExpiredItemPurge,
   IdleSessionPurge,
   type IdleSessionOutcome,
@@ -20,6 +21,7 @@ import {
 import { EncryptedSessionJobs } from './encrypted-session-jobs.service.js';
 import { JOB_NAMES, JOBS_CONFIG, type JobsConfig } from './jobs-config.js';
 import type { HeldLease, JobRunReport } from './leased-job-runner.js';
+import { jobConcurrencyOf, runSideBySide } from './side-by-side.js';
 
 // Counts and codes only.
 const logger = new Logger('RetentionService');
@@ -220,65 +222,73 @@ export class RetentionService {
       idleSessionsHeld: 0,
       batches: 0,
     };
+    // Batches are taken from the run's budget as they start, so units running side by side
+    // never commit more than maxBatchesPerRun together.
+    const budget = new BatchBudget(maxBatchesPerRun);
+    const concurrency = jobConcurrencyOf(this.storage);
+    // Units running side by side set it when the budget stops them.
+    const run = { complete: true };
+    /** Runs one unit under its budget: false when the budget ran out before it (the run ends). */
+    const underBudget = async (unit: () => Promise<boolean>): Promise<boolean> => {
+      if (!budget.take()) {
+        run.complete = false;
+        return false;
+      }
+      const committed = await unit();
+      if (committed) totals.batches++;
+      else budget.giveBack();
+      options.onProgress?.({ ...totals });
+      return true;
+    };
     let cursor: string | undefined;
-    let complete = true;
-    scan: do {
+    do {
       const page = await maintenance.listExpiredItems(now, cursor, batchSize);
       cursor = page.cursor;
       totals.scanned += page.items.length;
-      for (const records of bySession(page.items)) {
-        if (totals.batches >= maxBatchesPerRun) {
-          complete = false;
-          break scan;
-        }
-        const { tenantId, sessionId } = records[0];
-        const counts = await runAs(purgeActor(tenantId), () =>
-          batch(
-            { tenantId, sessionId },
-            records.map((record) => record.item),
-            now,
-          ),
-        );
-        totals.purged += counts.purged;
-        totals.shredded += counts.shredded;
-        totals.unverified += counts.unverified;
-        totals.skippedForHold += counts.skippedForHold;
-        if (counts.purged + counts.shredded > 0) totals.batches++;
-        options.onProgress?.({ ...totals });
-      }
-    } while (cursor !== undefined);
+      await runSideBySide(bySession(page.items), concurrency, (records) =>
+        underBudget(async () => {
+          const { tenantId, sessionId } = records[0];
+          const counts = await runAs(purgeActor(tenantId), () =>
+            batch(
+              { tenantId, sessionId },
+              records.map((record) => record.item),
+              now,
+            ),
+          );
+          totals.purged += counts.purged;
+          totals.shredded += counts.shredded;
+          totals.unverified += counts.unverified;
+          totals.skippedForHold += counts.skippedForHold;
+          return counts.purged + counts.shredded > 0;
+        }),
+      );
+    } while (run.complete && cursor !== undefined);
     const idleDays = this.config.retentionPurge.sessionIdleDays;
-    if (complete && idleDays !== null && maintenance.listIdleSessions) {
+    if (run.complete && idleDays !== null && maintenance.listIdleSessions) {
       const idleBefore = now - idleDays * DAY_MS;
       cursor = undefined;
-      idle: do {
+      do {
         const page = await maintenance.listIdleSessions(idleBefore, cursor, batchSize);
         cursor = page.cursor;
-        for (const session of page.sessions) {
-          if (totals.batches >= maxBatchesPerRun) {
-            complete = false;
-            break idle;
-          }
-          const ref = { tenantId: session.tenantId, sessionId: session.sessionId };
-          const result = await runAs(purgeActor(ref.tenantId), () => idleBatch(ref, idleBefore));
-          if (result.outcome === 'purged') {
-            totals.idleSessionsPurged++;
-            totals.batches++;
-          } else if (result.outcome === 'held') {
-            totals.idleSessionsHeld++;
-          }
-          options.onProgress?.({ ...totals });
-        }
-      } while (cursor !== undefined);
+        await runSideBySide(page.sessions, concurrency, (session) =>
+          underBudget(async () => {
+            const ref = { tenantId: session.tenantId, sessionId: session.sessionId };
+            const result = await runAs(purgeActor(ref.tenantId), () => idleBatch(ref, idleBefore));
+            if (result.outcome === 'purged') totals.idleSessionsPurged++;
+            else if (result.outcome === 'held') totals.idleSessionsHeld++;
+            return result.outcome === 'purged';
+          }),
+        );
+      } while (run.complete && cursor !== undefined);
     }
     const report: PurgeReport = {
       ...totals,
-      complete,
+      complete: run.complete,
       elapsedMs: Date.now() - started,
       dryRun,
     };
     logger.log(
-      `Retention purge${dryRun ? ' (dry run: nothing deleted)' : ''}: scanned ${report.scanned}, purged ${report.purged}, shredded ${report.shredded}, kept unverified ${report.unverified}, kept for legal hold ${report.skippedForHold}, idle sessions purged ${report.idleSessionsPurged} (held ${report.idleSessionsHeld}), in ${report.batches} batch(es), ${report.elapsedMs} ms${complete ? '' : '; the next run goes on'}`,
+      `Retention purge${dryRun ? ' (dry run: nothing deleted)' : ''}: scanned ${report.scanned}, purged ${report.purged}, shredded ${report.shredded}, kept unverified ${report.unverified}, kept for legal hold ${report.skippedForHold}, idle sessions purged ${report.idleSessionsPurged} (held ${report.idleSessionsHeld}), in ${report.batches} batch(es), ${report.elapsedMs} ms${run.complete ? '' : '; the next run goes on'}`,
     );
     return report;
   }

@@ -17,6 +17,7 @@ import type {
   SessionStorage,
   SessionWriteScope,
 } from '../storage/index.js';
+import type { BatchBudget } from './batch-budget.js';
 import { isHeld } from './held-sessions.js';
 import { envelopeItemCipher } from './item-cipher.js';
 
@@ -75,7 +76,8 @@ export class DataKeyReEncryption {
 
   /**
    * Re-encrypts every item sealed under the retiring key `record`, in units of at most
-   * `batchSize` items each fenced by `lease()`, at most `maxBatches` units. Run it as the job's
+   * `batchSize` items each fenced by `lease()`, each taken from the run's `budget` (shared with
+   * the keys re-encrypted beside it). Run it as the job's
    * actor (`runAs`).
    *
    * @throws LeaseLostError when the job no longer holds its lease; what committed stays.
@@ -86,7 +88,7 @@ export class DataKeyReEncryption {
     record: DataKeyRecord,
     options: {
       readonly batchSize: number;
-      readonly maxBatches: number;
+      readonly budget: BatchBudget;
       readonly lease: () => JobLease;
     },
   ): Promise<RetiringKeyOutcome> {
@@ -100,11 +102,12 @@ export class DataKeyReEncryption {
     let afterSeq = 0;
     let restarts = 0;
     for (;;) {
-      if (totals.batches >= options.maxBatches) return outcome('stopped');
+      if (!options.budget.take()) return outcome('stopped');
       let unit: BatchResult | typeof HELD | undefined;
       try {
         unit = await this.batch(record, afterSeq, options.batchSize, options.lease);
       } catch (error) {
+        options.budget.giveBack();
         if (error instanceof KeyDestroyedError) return outcome('gone');
         if (!(error instanceof RekeyLater)) throw error;
         // A rotation, clear or cache eviction got in between: start the batch again, a
@@ -120,9 +123,12 @@ export class DataKeyReEncryption {
         continue;
       }
       restarts = 0;
+      const committed = unit !== HELD && unit !== undefined && (unit.sealed > 0 || unit.destroyed);
+      // A unit that committed nothing gives its batch back to the run.
+      if (committed) totals.batches++;
+      else options.budget.giveBack();
       if (unit === HELD) return outcome('held');
       if (unit === undefined) return outcome('gone');
-      if (unit.sealed > 0 || unit.destroyed) totals.batches++;
       totals.reencrypted += unit.sealed;
       if (unit.unreadable > 0) {
         totals.unreadable += unit.unreadable;

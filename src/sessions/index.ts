@@ -2,6 +2,7 @@
 export { EncryptedSession, type EncryptedSessionContext } from './encrypted-session.js';
 export { EncryptedSessionService, type OpenSessionOptions } from './encrypted-session.service.js';
 export { MAX_ID_LENGTH } from './session-ids.js';
+export { BatchBudget } from './batch-budget.js';
 export { DataKeyReEncryption, type RetiringKeyOutcome } from './data-key-reencryption.js';
 export { ExpiredItemPurge, type SessionPurgeCounts } from './expired-item-purge.js';
 export { IdleSessionPurge, type IdleSessionOutcome } from './idle-session-purge.js';

@@ -372,6 +372,13 @@ export interface DataKeyAges {
 export interface StorageMaintenance {
   readonly supported: true;
   /**
+   * How many units of a job (a session's purge batch, a retiring key's re-encryption) the store
+   * runs side by side to advantage. Absent, or 1, where units queue for one connection (SQLite,
+   * memory) or share one (Redis); on a server database, half its connection pool, at most 4,
+   * so the app's own calls keep the rest.
+   */
+  jobConcurrency?(): number;
+  /**
    * One page of the data keys (of every session) that are not destroyed and not wrapped by
    * `kekId`, for KEK rotation. Pass the returned cursor to get the next page.
    */

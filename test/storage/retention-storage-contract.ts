@@ -9,7 +9,11 @@ import {
   type SessionRef,
   type SessionStorage,
 } from '../../src/index.js';
-import type { LeaseStorage, StorageMaintenance } from '../../src/storage/storage.ports.js';
+import type {
+  LeaseStorage,
+  SessionWriteScope,
+  StorageMaintenance,
+} from '../../src/storage/storage.ports.js';
 import type { ExpiredItemRecord, JobLease, StoredItem } from '../../src/storage/storage.records.js';
 import type { HarnessFactory, SessionHarness } from '../support/session-harness.js';
 import { newSessionRecord } from '../support/session-records.js';
@@ -67,6 +71,29 @@ export function describeRetentionStorageContract(
     afterEach(async () => {
       await harness?.close();
     });
+
+    /**
+     * A unit that fences with `lease`, deletes item 1 of `ref`, and stays open until `finish()`,
+     * then runs `atTheEnd` in the same transaction.
+     */
+    const unitHeldOpen = (
+      ref: SessionRef,
+      lease: JobLease,
+      atTheEnd?: (scope: SessionWriteScope) => Promise<unknown>,
+    ) => {
+      let fenced!: () => void;
+      const isFenced = new Promise<void>((resolve) => (fenced = resolve));
+      let finish!: () => void;
+      const finished = new Promise<void>((resolve) => (finish = resolve));
+      const unit = storage.transaction(ref, async (scope) => {
+        await scope.fence!(lease);
+        await scope.items.deleteBySeq([1]);
+        fenced();
+        await finished;
+        await atTheEnd?.(scope);
+      });
+      return { isFenced, finish, unit };
+    };
 
     /** Creates the session if needed and appends items with these expiries, as an append does. */
     const append = (ref: SessionRef, expiries: Array<number | null>): Promise<StoredItem[]> =>
@@ -311,16 +338,7 @@ export function describeRetentionStorageContract(
         await append(ref, [NOW - 100]);
         const job = uniqueJob();
         const lease = (await leases.acquire(job, 'purge-a', 1_000))!;
-        let fenced!: () => void;
-        const isFenced = new Promise<void>((resolve) => (fenced = resolve));
-        let finish!: () => void;
-        const finished = new Promise<void>((resolve) => (finish = resolve));
-        const unit = storage.transaction(ref, async (scope) => {
-          await scope.fence!(lease);
-          await scope.items.deleteBySeq([1]);
-          fenced();
-          await finished;
-        });
+        const { isFenced, finish, unit } = unitHeldOpen(ref, lease);
         try {
           await isFenced;
           await sleep(1_300);
@@ -341,24 +359,51 @@ export function describeRetentionStorageContract(
     );
 
     it.runIf(serverEndsIdleUnits)(
+      "lets the holder's units fence side by side, while renewing the lease waits for them",
+      async () => {
+        const [first, second] = ['first', 'second'].map((sessionId) => ({
+          tenantId: 'tenant',
+          sessionId,
+        }));
+        await append(first, [NOW - 100]);
+        await append(second, [NOW - 100]);
+        const lease = (await leases.acquire(uniqueJob(), 'purge-a', 30_000))!;
+        const { isFenced, finish, unit: firstUnit } = unitHeldOpen(first, lease);
+        try {
+          await isFenced;
+          const secondUnit = storage.transaction(second, async (scope) => {
+            await scope.fence!(lease);
+            return scope.items.deleteBySeq([1]);
+          });
+          const beside = await Promise.race([secondUnit, sleep(3_000).then(() => 'waiting')]);
+          expect(beside).toBe(1);
+          const renewing = leases.renew(lease, 30_000);
+          const early = await Promise.race([renewing, sleep(300).then(() => 'waiting' as const)]);
+          expect(early).toBe('waiting');
+          finish();
+          await firstUnit;
+          expect(await renewing).toMatchObject({ owner: 'purge-a', token: lease.token });
+        } finally {
+          finish();
+          await firstUnit.catch(() => undefined);
+        }
+        expect([await storedSeqs(first), await storedSeqs(second)]).toEqual([[], []]);
+      },
+    );
+
+    it.runIf(serverEndsIdleUnits)(
       'ends a fenced unit left idle past its lease (a paused job), so another owner takes over and the unit stores nothing',
       async () => {
         const ref = { tenantId: 'tenant', sessionId: 'paused' };
         await append(ref, [NOW - 100]);
         const job = uniqueJob();
         const lease = (await leases.acquire(job, 'purge-a', 1_000))!;
-        let fenced!: () => void;
-        const isFenced = new Promise<void>((resolve) => (fenced = resolve));
-        let resume!: () => void;
-        const resumed = new Promise<void>((resolve) => (resume = resolve));
-        const unit = storage.transaction(ref, async (scope) => {
-          await scope.fence!(lease);
-          await scope.items.deleteBySeq([1]);
-          fenced();
-          // Idle in its transaction, as a stopped process is.
-          await resumed;
-          await scope.items.deleteBySeq([1]);
-        });
+        // Idle in its transaction, as a stopped process is, then deleting again once resumed.
+        const {
+          isFenced,
+          finish: resume,
+          unit,
+        } = unitHeldOpen(ref, lease, (scope) => scope.items.deleteBySeq([1]));
         try {
           await isFenced;
           const taken = await leases.acquire(job, 'purge-b', 30_000).then(async (first) => {

@@ -82,6 +82,7 @@ function buildPortableStatements(t: TableNames, d: SqlDialect) {
       : `"${column}"`;
   // SQLite's write transaction already holds the database's one write lock.
   const forUpdate = d.backend === 'sqlite' ? '' : ' FOR UPDATE';
+  const forShare = { sqlite: '', postgres: ' FOR SHARE', mysql: ' LOCK IN SHARE MODE' }[d.backend];
   const leaseColumns = '"job", "owner", "token", "expires_at"';
   // Postgres and SQLite hand the changed row back; MySQL reads it back under the update's lock.
   const returningLease = d.backend === 'mysql' ? '' : ` RETURNING ${leaseColumns}`;
@@ -268,8 +269,9 @@ function buildPortableStatements(t: TableNames, d: SqlDialect) {
     releaseLease: `UPDATE ${leases} SET "expires_at" = ${now} WHERE "job" = ${p(1)} AND "owner" = ${p(2)} AND "token" = ${p(3)} AND "expires_at" > ${now}`,
     findLease: `SELECT ${leaseColumns} FROM ${leases} WHERE "job" = ${p(1)}`,
     // A unit's fence: the lease row while the lease is still this one and unexpired, locked
-    // until the unit ends so that no other owner takes the lease before it commits.
-    fenceLease: `SELECT "token" FROM ${leases} WHERE "job" = ${p(1)} AND "owner" = ${p(2)} AND "token" = ${p(3)} AND "expires_at" > ${now}${forUpdate}`,
+    // until the unit ends so that no other owner takes the lease before it commits. A shared
+    // lock: the job's own units run side by side, while a take or renewal (an update) waits.
+    fenceLease: `SELECT "token" FROM ${leases} WHERE "job" = ${p(1)} AND "owner" = ${p(2)} AND "token" = ${p(3)} AND "expires_at" > ${now}${forShare}`,
     // The idle-session scan: a range of the (last activity, tenant, session) index, bounded
     // below by the page's cursor, read in the index's order from the keyset after the cursor.
     listIdleSessions: `SELECT * FROM ${sessions} WHERE "last_activity_at" < ${p(1)} AND "last_activity_at" >= ${p(2)} AND ("last_activity_at" > ${p(3)} OR ("last_activity_at" = ${p(4)} AND (${tenantBytes} > ${p(5)} OR (${tenantBytes} = ${p(6)} AND ${sessionBytes} > ${p(7)})))) ORDER BY "last_activity_at" ASC, ${tenantBytes} ASC, ${sessionBytes} ASC LIMIT ${p(8)}`,

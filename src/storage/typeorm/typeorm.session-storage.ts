@@ -210,6 +210,7 @@ export class TypeOrmSessionStorage implements SessionStorage {
    */
   readonly maintenance: StorageMaintenance = {
     supported: true,
+    jobConcurrency: () => jobConcurrencyOf(this.options.dataSource),
     listDataKeysWrappedByOtherKek: (kekId, cursor, limit) =>
       this.readRows(async (q): Promise<DataKeyPage> => {
         const rows = await q(this.sql.listWrappedByOtherKek, [kekId, cursor ?? '', limit]);
@@ -1194,6 +1195,21 @@ export class TypeOrmSessionStorage implements SessionStorage {
       throw new AuditWriteError(auditRefusedMessage(this.backend), { cause: error });
     }
   }
+}
+
+/**
+ * How many of a job's units run side by side: 1 on SQLite's one connection; on a server, half
+ * the pool (TypeORM's `poolSize`, else the driver's `extra` limit, else the drivers' default of
+ * 10), at most 4, so the app's own calls keep the rest.
+ */
+function jobConcurrencyOf(dataSource: DataSource): number {
+  if (dialectFor(dataSource).backend === 'sqlite') return 1;
+  const options = dataSource.options as {
+    readonly poolSize?: number;
+    readonly extra?: { readonly max?: number; readonly connectionLimit?: number };
+  };
+  const poolSize = options.poolSize ?? options.extra?.max ?? options.extra?.connectionLimit ?? 10;
+  return Math.max(1, Math.min(4, Math.floor(poolSize / 2)));
 }
 
 /** Why an operation failed closed on its audit record, and what to check. */

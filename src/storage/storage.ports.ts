@@ -50,9 +50,10 @@ export interface SessionRowWrites extends SessionRowReads {
    */
   reserveSequence(count: number, now: number): Promise<number | undefined>;
   /**
-   * Records activity at `now` and takes the session's write lock for the rest of the unit of
-   * work, so a clear cannot interleave with an append of another process. False when the
-   * session row does not exist.
+   * Records activity at `now` (never moving it back: a later time a writer committed first
+   * stays) and takes the session's write lock for the rest of the unit of work, so a clear
+   * cannot interleave with an append of another process. False when the session row does not
+   * exist.
    */
   lockForWrite(now: number): Promise<boolean>;
   /**

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Test, type TestingModule } from '@nestjs/testing';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import {
   AuditActorRequiredError,
   AuditService,
@@ -316,17 +316,18 @@ describe.each(backends)('erasure and legal holds on %s', (_backend, storageFor) 
     const ref = await boot({ retention: { sessionIdleDays: 30 } });
     const service = ref.get(EncryptedSessionService);
     const storage = ref.get<SessionStorage>(SESSION_STORAGE);
-    await seed(service, { old: 'patient-1', 'old-held': 'patient-2', recent: 'patient-3' });
-    await runAs(actor, () =>
-      service.placeHold({ tenantId: 'acme', sessionId: 'old-held', matterRef: 'case-5' }),
-    );
-    // 31 days without activity, set through the storage port.
-    const longAgo = Date.now() - 31 * 86_400_000;
-    for (const sessionId of ['old', 'old-held']) {
-      await storage.transaction({ tenantId: 'acme', sessionId }, (scope) =>
-        scope.session.lockForWrite(longAgo),
+    // 31 days without activity: seeded with the clock set back (only Date is faked).
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      vi.setSystemTime(Date.now() - 31 * 86_400_000);
+      await seed(service, { old: 'patient-1', 'old-held': 'patient-2' });
+      await runAs(actor, () =>
+        service.placeHold({ tenantId: 'acme', sessionId: 'old-held', matterRef: 'case-5' }),
       );
+    } finally {
+      vi.useRealTimers();
     }
+    await seed(service, { recent: 'patient-3' });
 
     const report = await ref.get(RetentionService).purgeExpired();
 

@@ -230,6 +230,16 @@ export function describeIdleSessionScanContract(name: string, createHarness: Har
       ]);
     });
 
+    it("never moves a session's activity back: a unit locking with an earlier time keeps the later one", async () => {
+      const ref = { tenantId: 'tenant', sessionId: 'busy' };
+      await activeAt(ref, NOW - 1_000);
+      // A job locks the session with the activity time it read; an append committed a later
+      // one in between. The session must not look idle for longer than it is.
+      await activeAt(ref, NOW - 100_000);
+      const [page] = await scanAll(NOW, 10);
+      expect(page.found).toEqual([['tenant', 'busy', NOW - 1_000]]);
+    });
+
     it('refuses a cursor no page returned with InvalidArgumentError', async () => {
       await activeAt({ tenantId: 'tenant', sessionId: 'session' }, NOW - 1_000);
       for (const cursor of [

@@ -30,17 +30,16 @@ const BEFORE = 1_000_000;
 const TENANTS = ['ten', 'Ten', 'ten ', 't\u00e9n', 'te\u0301n', '{ten}', 'ten:x'];
 const SESSIONS = ['s', 'S', 's ', '\u00e9', 'e\u0301', '{s}', 's:1', '}:session', '\u{1F600}'];
 
-/** Creates the session, then ages it: its last activity becomes `at` (lockForWrite). */
+/** Creates the session with its last activity at `at`. */
 async function createSessionAt(
   storage: RedisSessionStorage,
   ref: SessionRef,
   at: number,
 ): Promise<void> {
   const created = await storage.transaction(ref, (scope) =>
-    scope.session.insertIfAbsent(newSessionRecord(ref)),
+    scope.session.insertIfAbsent({ ...newSessionRecord(ref), lastActivityAt: at }),
   );
   expect(created).toBe(true);
-  expect(await storage.transaction(ref, (scope) => scope.session.lockForWrite(at))).toBe(true);
 }
 
 /** The expected scan order, by an independent comparison of the UTF-8 bytes. */

@@ -499,7 +499,10 @@ export class MemorySessionStorage implements SessionStorage {
         if (!found) return false;
         const before = found.record;
         writable().push(() => (found.record = before));
-        found.record = { ...found.record, lastActivityAt: now };
+        found.record = {
+          ...found.record,
+          lastActivityAt: Math.max(found.record.lastActivityAt, now),
+        };
         return true;
       },
       forgetSubject: async (ref) => {

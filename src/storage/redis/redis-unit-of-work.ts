@@ -624,7 +624,10 @@ export class RedisUnitOfWork {
           // The commit's compare-and-set is the lock: any commit in between makes this one retry.
           const space = await touch(ref);
           if (!space.record) return false;
-          space.record = { ...space.record, lastActivityAt: now };
+          space.record = {
+            ...space.record,
+            lastActivityAt: Math.max(space.record.lastActivityAt, now),
+          };
           space.recordChanged = true;
           return true;
         },

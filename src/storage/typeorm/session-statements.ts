@@ -132,7 +132,9 @@ function buildPortableStatements(t: TableNames, d: SqlDialect) {
     }, "last_activity_at" = ${p(2)} WHERE "tenant_id" = ${p(3)} AND "session_id" = ${p(4)}${
       d.sequenceReadBack === 'returning' ? ' RETURNING "next_seq"' : ''
     }`,
-    touchSession: `UPDATE ${sessions} SET "last_activity_at" = ${p(1)} WHERE "tenant_id" = ${p(2)} AND "session_id" = ${p(3)}`,
+    // Never back: a job locks with the activity time it read, and an append may have committed
+    // a later one in between.
+    touchSession: `UPDATE ${sessions} SET "last_activity_at" = ${d.backend === 'sqlite' ? 'MAX' : 'GREATEST'}("last_activity_at", ${p(1)}) WHERE "tenant_id" = ${p(2)} AND "session_id" = ${p(3)}`,
     readSequence: `SELECT "next_seq" FROM ${sessions} WHERE "tenant_id" = ${p(1)} AND "session_id" = ${p(2)}`,
     insertItems(rowCount: number): string {
       let statement = insertItemsCache.get(rowCount);

@@ -11,6 +11,7 @@ import {
 } from '../sessions/index.js';
 import {
   SESSION_STORAGE,
+  runAsBackgroundWork,
   supportsMaintenance,
   type ExpiredItemRecord,
   type SessionRef,
@@ -146,11 +147,14 @@ export class RetentionService {
     options: PurgeOptions,
   ): Promise<JobRunReport<PurgeReport>> {
     const startedAt = new Date();
-    const result = await this.scan(
-      maintenance,
-      options,
-      (ref, rows, now) => this.purge.dryRun(ref, rows, now),
-      (ref, idleBefore) => this.idle.dryRun(ref, idleBefore),
+    // Background work like the purge it previews: on a single connection it yields to the app.
+    const result = await runAsBackgroundWork(() =>
+      this.scan(
+        maintenance,
+        options,
+        (ref, rows, now) => this.purge.dryRun(ref, rows, now),
+        (ref, idleBefore) => this.idle.dryRun(ref, idleBefore),
+      ),
     );
     return {
       job: JOB_NAMES.retentionPurge,

@@ -529,6 +529,13 @@ export class KeyRing {
   }
 
   private remember(record: DataKeyRecord, plaintext: Buffer): UsableDataKey {
+    // Loaded twice at once (a read and a write of the same key): keep the copy already cached,
+    // which a caller may be about to seal or open with; replacing it would zero it under them.
+    const cached = this.cache.peek(record.dekId);
+    if (cached && !cached.revoked) {
+      plaintext.fill(0);
+      return cached;
+    }
     // Copy into memory of our own (not the shared Buffer pool), so zeroing wipes only this key.
     const key = Buffer.alloc(32);
     plaintext.copy(key);
@@ -541,8 +548,7 @@ export class KeyRing {
       record.firstSeq,
       key,
     );
-    // Replacing a key disposes (zeroes) the one cached before; past `max` the least recently
-    // used one is evicted and zeroed.
+    // Past `max` the least recently used key is evicted and zeroed.
     this.cache.set(record.dekId, dataKey);
     return dataKey;
   }

@@ -183,13 +183,15 @@ export class DataKeyReEncryption {
         // (this process made it), else the batch starts again with fresh keys.
         const active = await scope.dataKeys.findActive();
         const sealKey =
-          active === undefined
-            ? undefined
-            : active.dekId === newKey.dekId
-              ? newKey
-              : this.keyRing.cachedKey(ref, active.dekId);
-        if (sealKey === undefined || sealKey.revoked || oldKey.revoked) throw new RekeyLater();
+          active?.dekId === newKey.dekId
+            ? newKey
+            : active && this.keyRing.cachedKey(ref, active.dekId);
+        if (sealKey === undefined) throw new RekeyLater();
         const rows = await listSealedUnder(record.dekId, afterSeq, limit);
+        // Checked after the last await before the keys are used: a cached key the ring evicted
+        // meanwhile is zeroed (revoked), and sealing with it would store items nothing opens.
+        // From here to the reseal nothing awaits.
+        if (sealKey.revoked || oldKey.revoked) throw new RekeyLater();
         const resealed: ResealedItem[] = [];
         let unreadable = 0;
         for (const item of rows) {

@@ -5,6 +5,7 @@ import {
   IntegrityError,
   KeyDestroyedError,
   LeaseLostError,
+  StorageUnavailableError,
 } from '../errors/index.js';
 import type { KeyRing, UsableDataKey } from '../keys/index.js';
 import {
@@ -26,6 +27,12 @@ type ItemKey = UsableDataKey | 'destroyed' | 'unusable';
 /** Whether the row's expiry column says it expired by `now` (its envelope must confirm it). */
 const isPastExpiry = (row: StoredItem, now: number): row is StoredItem & { expiresAt: number } =>
   row.expiresAt !== null && row.expiresAt <= now;
+
+/** Times a session's keys are loaded before the purge gives up on a cache too small. */
+const MAX_KEY_LOADS = 3;
+
+const hasRevokedKey = (keys: ReadonlyMap<string, ItemKey>): boolean =>
+  [...keys.values()].some((key) => typeof key === 'object' && key.revoked);
 
 /** What the deleting unit returns when a hold covers the session: it deleted nothing. */
 const HELD = Symbol('held');
@@ -158,7 +165,17 @@ export class ExpiredItemPurge {
 
   /** The rows that may go (and their keys), and how many of them are shredded or unverified. */
   private async sort(ref: SessionRef, rows: readonly StoredItem[], now: number) {
-    const keys = await this.keysOf(ref, rows, now);
+    let keys = await this.keysOf(ref, rows, now);
+    // A key the ring evicted (zeroed) while the next one loaded would open nothing, and sound
+    // items would be kept as unverified: load them again. Nothing awaits after this check.
+    for (let loads = 1; hasRevokedKey(keys); loads++) {
+      if (loads === MAX_KEY_LOADS) {
+        throw new StorageUnavailableError(
+          `Data keys of session '${ref.sessionId}' were evicted while the purge loaded them; raise the key cache size or run the purge again`,
+        );
+      }
+      keys = await this.keysOf(ref, rows, now);
+    }
     // Opening the rows is the job's work as much as its unit's: on a single connection the
     // pause after the unit covers it too.
     return chargeBackgroundWork(() => {

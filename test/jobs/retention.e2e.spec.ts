@@ -23,6 +23,7 @@ import {
   type SessionStorage,
 } from '../../src/index.js';
 import { ExpiredItemPurge } from '../../src/sessions/index.js';
+import { isBackgroundWork } from '../../src/storage/index.js';
 import { openSqliteDataSource } from '../../src/storage/typeorm/sqlite-data-source.js';
 import { TypeOrmSessionStorage } from '../../src/storage/typeorm/typeorm.session-storage.js';
 import { newRootKeyEntry } from '../support/test-keys.js';
@@ -243,6 +244,20 @@ describe('retention purge', () => {
   });
 });
 
+/** The jobs config of the services built by hand below: none on a cron. */
+const unscheduledJobs = {
+  leaseTtlMs: 60_000,
+  kekRewrap: { enabled: false, cron: '0 * * * *', batchSize: 100, maxBatchesPerRun: 50 },
+  keyRotation: { enabled: false, cron: '0 3 * * *', batchSize: 500, maxBatchesPerRun: 1000 },
+  retentionPurge: {
+    enabled: false,
+    cron: '* * * * *',
+    batchSize: 100,
+    maxBatchesPerRun: 10,
+    sessionIdleDays: null,
+  },
+};
+
 describe('a purge batch fenced by a lease', () => {
   const ref = { tenantId: 'acme', sessionId: 'fenced' };
 
@@ -269,6 +284,72 @@ describe('a purge batch fenced by a lease', () => {
     );
   });
 
+  it('preview a run (dry run) as background work, as the run itself is', async () => {
+    const memory = new MemorySessionStorage();
+    const scannedInBackground: boolean[] = [];
+    const watched: SessionStorage = {
+      backend: 'watched-memory',
+      read: (sessionRef, work) => memory.read(sessionRef, work),
+      transaction: (sessionRef, work) => memory.transaction(sessionRef, work),
+      leases: memory.leases,
+      maintenance: {
+        ...memory.maintenance,
+        listExpiredItems: (now, cursor, limit) => {
+          scannedInBackground.push(isBackgroundWork());
+          return memory.maintenance.listExpiredItems!(now, cursor, limit);
+        },
+      },
+      close: () => memory.close(),
+    };
+    const keyRing = new KeyRing(watched, new EnvKeyProvider({ keys: k1, activeKeyId: 'k1' }));
+    const config = unscheduledJobs;
+    const jobs = new EncryptedSessionJobs(
+      watched,
+      new KekRotationService(watched, keyRing),
+      config,
+    );
+    const retention = new RetentionService(watched, keyRing, jobs, config);
+
+    const report = await retention.purgeExpired({ dryRun: true });
+
+    expect(report).toMatchObject({ outcome: 'done', result: { dryRun: true } });
+    expect(scannedInBackground).toEqual([true]);
+  });
+
+  it('load a data key again when the ring evicted it while the next one loaded, and purge every item', async () => {
+    const storage = new MemorySessionStorage();
+    // Two items per data key: four items in two appends fill two generations.
+    const keyRing = new KeyRing(storage, new EnvKeyProvider({ keys: k1, activeKeyId: 'k1' }), {
+      rotationMaxItems: 2,
+    });
+    const service = new EncryptedSessionService(storage, keyRing);
+    const session = await service.open('two-keys', { tenantId: 'acme', ttlSeconds: 1 });
+    for (const batch of [0, 1]) {
+      await session.addItems(
+        [0, 1].map((n) => ({ role: 'user' as const, content: `${batch}-${n}` })),
+      );
+    }
+    await sleep(1_100);
+    // The second key's load evicts (and zeroes) the first, as a full cache does.
+    const keyForRead = keyRing.keyForRead.bind(keyRing);
+    let loads = 0;
+    keyRing.keyForRead = async (sessionRef, dekId) => {
+      if (++loads === 2) keyRing.forgetSession(sessionRef);
+      return keyForRead(sessionRef, dekId);
+    };
+    const jobs = new EncryptedSessionJobs(
+      storage,
+      new KekRotationService(storage, keyRing),
+      unscheduledJobs,
+    );
+    const retention = new RetentionService(storage, keyRing, jobs, unscheduledJobs);
+
+    const report = await retention.purgeExpired();
+
+    expect(report.result).toMatchObject({ purged: 4, unverified: 0 });
+    expect(loads).toBeGreaterThan(2);
+  });
+
   it('refuse to run on a storage that cannot scan by expiry', () => {
     const memory = new MemorySessionStorage();
     // A host's own adapter with no maintenance port.
@@ -280,18 +361,7 @@ describe('a purge batch fenced by a lease', () => {
       close: () => memory.close(),
     };
     const keyRing = new KeyRing(hostAdapter, new EnvKeyProvider({ keys: k1, activeKeyId: 'k1' }));
-    const config = {
-      leaseTtlMs: 60_000,
-      kekRewrap: { enabled: false, cron: '0 * * * *', batchSize: 100, maxBatchesPerRun: 50 },
-      keyRotation: { enabled: false, cron: '0 3 * * *', batchSize: 500, maxBatchesPerRun: 1000 },
-      retentionPurge: {
-        enabled: false,
-        cron: '* * * * *',
-        batchSize: 100,
-        maxBatchesPerRun: 10,
-        sessionIdleDays: null,
-      },
-    };
+    const config = unscheduledJobs;
     const jobs = new EncryptedSessionJobs(
       hostAdapter,
       new KekRotationService(hostAdapter, keyRing),

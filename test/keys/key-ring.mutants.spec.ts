@@ -372,7 +372,7 @@ describe('KeyRing: concurrent loads of different keys', () => {
     expect([rotatedA.sessionId, rotatedB.sessionId]).toEqual(['a', 'b']);
   });
 
-  it('zeroes the copy it replaces when two flights load the same key at once', async () => {
+  it('hands two flights that load the same key at once the one cached copy, and wipes both unwraps', async () => {
     const { storage, ref } = await storageWithSession();
     const provider = new RecordingProvider();
     const { dekId } = await new KeyRing(storage, provider).keyForWrite(ref, null);
@@ -381,10 +381,13 @@ describe('KeyRing: concurrent loads of different keys', () => {
     let release!: () => void;
     const bothAsked = new Promise<void>((resolve) => (release = resolve));
     let asked = 0;
+    const unwrapped: Buffer[] = [];
     provider.unwrapDataKey = async (wrapped, context) => {
       if (++asked === 2) release();
       await bothAsked;
-      return unwrap(wrapped, context);
+      const plaintext = await unwrap(wrapped, context);
+      unwrapped.push(plaintext);
+      return plaintext;
     };
     const ring = new KeyRing(storage, provider);
     const [write, read] = await Promise.all([
@@ -392,9 +395,11 @@ describe('KeyRing: concurrent loads of different keys', () => {
       ring.keyForRead(ref, dekId),
     ]);
     expect(ring.stats().cachedKeys).toBe(1);
-    // Both flights unwrapped it: the copy replaced in the cache must be zeroed, not leaked.
-    expect(write).not.toBe(read);
-    expect([write, read].filter((key) => key.revoked)).toHaveLength(1);
+    // One copy for both: replacing it would zero the key a caller is about to seal with, and
+    // neither unwrapped buffer is left holding the key.
+    expect(write).toBe(read);
+    expect(write.revoked).toBe(false);
+    expect(unwrapped.map((buffer) => buffer.every((byte) => byte === 0))).toEqual([true, true]);
   });
 
   it('evicts the least recently used key, not the oldest loaded', async () => {

@@ -7,6 +7,8 @@ import {
   KeyRotationService,
   supportsMaintenance,
   type SessionRef,
+  type SessionStorage,
+  type SessionWriteScope,
 } from '../../src/index.js';
 import { AUDIT_KEYS_TENANT } from '../../src/audit/index.js';
 import type { JobsConfig } from '../../src/jobs/index.js';
@@ -66,15 +68,19 @@ export function describeKeyRotation(backendName: string, createHarness: HarnessF
     let harness: SessionHarness;
     let refs: SessionRef[];
 
-    /** A rotation service over the harness's storage and keys. */
-    const rotationService = (batchSize: number, maxBatchesPerRun?: number) => {
+    /** A rotation service over the harness's keys and its storage (or `storage`). */
+    const rotationService = (
+      batchSize: number,
+      maxBatchesPerRun?: number,
+      storage: SessionStorage = harness.storage,
+    ) => {
       const config = jobsConfig(batchSize, maxBatchesPerRun);
       const jobs = new EncryptedSessionJobs(
-        harness.storage,
-        new KekRotationService(harness.storage, harness.keyRing),
+        storage,
+        new KekRotationService(storage, harness.keyRing),
         config,
       );
-      return new KeyRotationService(harness.storage, harness.keyRing, jobs, config);
+      return new KeyRotationService(storage, harness.keyRing, jobs, config);
     };
 
     /** Each session's keys as [generation, state, wrapped key bytes]. */
@@ -151,6 +157,37 @@ export function describeKeyRotation(backendName: string, createHarness: HarnessF
         retiringKeys: 0,
         reencrypted: 0,
       });
+    });
+
+    it('seals nothing with a key the ring evicted (zeroed) while the unit listed the items: the batch starts again', async () => {
+      const storage = harness.storage;
+      let evictions = 0;
+      // The harness's storage, but the first listing of a retiring key's items drops every
+      // cached key of its session from the ring meanwhile, as a full cache does.
+      const evicting: SessionStorage = Object.create(storage, {
+        transaction: {
+          value: (ref: SessionRef, work: (scope: SessionWriteScope) => Promise<unknown>) =>
+            storage.transaction(ref, (scope) =>
+              work({
+                ...scope,
+                items: {
+                  ...scope.items,
+                  listSealedUnder: async (dekId: string, afterSeq: number, limit: number) => {
+                    const rows = await scope.items.listSealedUnder!(dekId, afterSeq, limit);
+                    if (evictions++ === 0) harness.keyRing.forgetSession(ref);
+                    return rows;
+                  },
+                },
+              }),
+            ),
+        },
+      });
+
+      const report = await rotationService(4, undefined, evicting).reencryptRetiring();
+
+      expect(report.result).toMatchObject({ reencrypted: 6 * SESSIONS, unreadable: 0 });
+      expect(evictions).toBeGreaterThan(1);
+      for (const ref of refs) expect(await readAll(ref)).toEqual(expectedTexts(ref));
     });
 
     it('keeps an item that does not open, under its retiring key, and never deletes it', async () => {

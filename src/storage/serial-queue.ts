@@ -52,10 +52,8 @@ export const BACKGROUND_SHARE = 1 / 10;
 /** The longest a background unit waits for its turn, whatever the last one took. */
 const MAX_BACKGROUND_PAUSE_MS = 1_000;
 
-interface Lane {
-  readonly background: boolean;
-  readonly waiting: Array<() => void>;
-}
+/** Tasks waiting for the connection, in arrival order. */
+type Lane = Array<() => void>;
 
 /**
  * Runs async tasks one at a time. SQLite has one connection per process and TypeORM shares one
@@ -69,8 +67,8 @@ interface Lane {
  * background task's pause is over it goes before waiting foreground ones, so it is never starved.
  */
 export class SerialQueue {
-  private readonly foreground: Lane = { background: false, waiting: [] };
-  private readonly background: Lane = { background: true, waiting: [] };
+  private readonly foreground: Lane = [];
+  private readonly background: Lane = [];
   private running = false;
   /** Whether a foreground task started since the last background task ended. */
   private foregroundSinceBackground = false;
@@ -85,13 +83,13 @@ export class SerialQueue {
     return new Promise<T>((resolve, reject) => {
       // The task runs in its caller's async context (actor, background mark), not in the
       // context of whichever task happened to finish before it.
-      lane.waiting.push(
+      lane.push(
         AsyncResource.bind(() => {
           const started = performance.now();
           Promise.resolve()
             .then(task)
             .then(resolve, reject)
-            .finally(() => this.finished(lane, started, meter));
+            .finally(() => this.finished(started, meter));
         }),
       );
       this.dispatch();
@@ -105,12 +103,11 @@ export class SerialQueue {
   }
 
   private idle(): boolean {
-    return (
-      !this.running && this.foreground.waiting.length === 0 && this.background.waiting.length === 0
-    );
+    return !this.running && this.foreground.length === 0 && this.background.length === 0;
   }
 
-  private finished(lane: Lane, started: number, meter: BackgroundMeter | undefined): void {
+  /** Ends a task started at `started`; a background task's `meter` sets the pause after it. */
+  private finished(started: number, meter: BackgroundMeter | undefined): void {
     this.running = false;
     if (meter) {
       const now = performance.now();
@@ -127,31 +124,40 @@ export class SerialQueue {
     if (this.running) return;
     const next = this.nextLane();
     if (next === undefined) {
-      if (this.idle()) this.idleWaiters.splice(0).forEach((resolve) => resolve());
+      if (this.background.length > 0) this.resumeAfterPause();
+      else if (this.idle()) this.idleWaiters.splice(0).forEach((resolve) => resolve());
       return;
     }
     clearTimeout(this.pauseTimer);
     this.pauseTimer = undefined;
-    if (!next.background) this.foregroundSinceBackground = true;
+    const isBackground = next === this.background;
+    if (!isBackground) this.foregroundSinceBackground = true;
     this.running = true;
-    const start = next.waiting.shift()!;
+    const start = next.shift()!;
     // A background unit starts on a turn of the event loop of its own: on a synchronous driver
     // a job's awaits never leave the microtask queue, so without it no request, timer or lease
     // renewal of the process would run until the whole job had finished.
-    if (next.background) setImmediate(start);
+    if (isBackground) setImmediate(start);
     else start();
   }
 
-  /** The lane whose first task goes next; undefined while none may start yet. */
+  /**
+   * The lane whose first task goes next; undefined while none may start yet (a background task
+   * waits out its pause with no foreground task waiting).
+   */
   private nextLane(): Lane | undefined {
-    const backgroundWaits = this.background.waiting.length > 0;
+    const backgroundWaits = this.background.length > 0;
     const paused = performance.now() < this.backgroundPauseEnds;
     if (backgroundWaits && !paused) return this.background;
-    if (this.foreground.waiting.length > 0) return this.foreground;
-    if (!backgroundWaits) return undefined;
+    if (this.foreground.length > 0) return this.foreground;
     // Nothing of the app's used the connection since the last background task: no one to
     // yield to.
-    if (!this.foregroundSinceBackground) return this.background;
+    if (backgroundWaits && !this.foregroundSinceBackground) return this.background;
+    return undefined;
+  }
+
+  /** Dispatches again when the waiting background task's pause is over. */
+  private resumeAfterPause(): void {
     this.pauseTimer ??= setTimeout(
       () => {
         this.pauseTimer = undefined;
@@ -159,6 +165,5 @@ export class SerialQueue {
       },
       Math.max(1, Math.ceil(this.backgroundPauseEnds - performance.now())),
     );
-    return undefined;
   }
 }

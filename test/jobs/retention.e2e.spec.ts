@@ -244,6 +244,16 @@ describe('retention purge', () => {
   });
 });
 
+/** The retention service over `storage` and `keyRing`, built by hand: no job on a cron. */
+function retentionOver(storage: SessionStorage, keyRing: KeyRing): RetentionService {
+  const jobs = new EncryptedSessionJobs(
+    storage,
+    new KekRotationService(storage, keyRing),
+    unscheduledJobs,
+  );
+  return new RetentionService(storage, keyRing, jobs, unscheduledJobs);
+}
+
 /** The jobs config of the services built by hand below: none on a cron. */
 const unscheduledJobs = {
   leaseTtlMs: 60_000,
@@ -302,13 +312,7 @@ describe('a purge batch fenced by a lease', () => {
       close: () => memory.close(),
     };
     const keyRing = new KeyRing(watched, new EnvKeyProvider({ keys: k1, activeKeyId: 'k1' }));
-    const config = unscheduledJobs;
-    const jobs = new EncryptedSessionJobs(
-      watched,
-      new KekRotationService(watched, keyRing),
-      config,
-    );
-    const retention = new RetentionService(watched, keyRing, jobs, config);
+    const retention = retentionOver(watched, keyRing);
 
     const report = await retention.purgeExpired({ dryRun: true });
 
@@ -337,12 +341,7 @@ describe('a purge batch fenced by a lease', () => {
       if (++loads === 2) keyRing.forgetSession(sessionRef);
       return keyForRead(sessionRef, dekId);
     };
-    const jobs = new EncryptedSessionJobs(
-      storage,
-      new KekRotationService(storage, keyRing),
-      unscheduledJobs,
-    );
-    const retention = new RetentionService(storage, keyRing, jobs, unscheduledJobs);
+    const retention = retentionOver(storage, keyRing);
 
     const report = await retention.purgeExpired();
 
@@ -361,13 +360,7 @@ describe('a purge batch fenced by a lease', () => {
       close: () => memory.close(),
     };
     const keyRing = new KeyRing(hostAdapter, new EnvKeyProvider({ keys: k1, activeKeyId: 'k1' }));
-    const config = unscheduledJobs;
-    const jobs = new EncryptedSessionJobs(
-      hostAdapter,
-      new KekRotationService(hostAdapter, keyRing),
-      config,
-    );
-    const retention = new RetentionService(hostAdapter, keyRing, jobs, config);
+    const retention = retentionOver(hostAdapter, keyRing);
 
     expect(() => retention.purgeExpired()).toThrow(ConfigurationError);
     expect(() => retention.purgeExpired()).toThrow(/cannot scan items by expiry/);

@@ -210,7 +210,7 @@ export class TypeOrmSessionStorage implements SessionStorage {
    */
   readonly maintenance: StorageMaintenance = {
     supported: true,
-    jobConcurrency: () => jobConcurrencyOf(this.options.dataSource),
+    jobConcurrency: () => poolShareForJobs(this.options.dataSource),
     listDataKeysWrappedByOtherKek: (kekId, cursor, limit) =>
       this.readRows(async (q): Promise<DataKeyPage> => {
         const rows = await q(this.sql.listWrappedByOtherKek, [kekId, cursor ?? '', limit]);
@@ -1202,7 +1202,7 @@ export class TypeOrmSessionStorage implements SessionStorage {
  * the pool (TypeORM's `poolSize`, else the driver's `extra` limit, else the drivers' default of
  * 10), at most 4, so the app's own calls keep the rest.
  */
-function jobConcurrencyOf(dataSource: DataSource): number {
+function poolShareForJobs(dataSource: DataSource): number {
   if (dialectFor(dataSource).backend === 'sqlite') return 1;
   const options = dataSource.options as {
     readonly poolSize?: number;

@@ -172,7 +172,7 @@ export async function verifyChain(
     await new Promise(setImmediate);
     if (onPool < pool.threads * PAGES_PER_WORKER && batch.links.length > 0) {
       onPool += 1;
-      const page = packMacPage(chainId, batch.links, (id) => macKeys.get(id)!);
+      const page = packMacPage(chainId, batch.links, (id) => macKeys.get(id)!, pool.spareBuffer());
       const first = batch.links[0].seq;
       const queued: QueuedCheck = {
         settled: false,

@@ -7,11 +7,17 @@ import { AUDIT_MAC_LENGTH, ChainMacs } from './audit-chain.js';
  * of the body and an HMAC per record). These checks need nothing from the records around them,
  * so a long chain's pages can be checked on worker threads while the verifier walks the links
  * in order on its own (mac-check-pool.ts). A page travels to a worker packed into one
- * transferable buffer: per record its seq, key index, prevMac, mac and UTF-8 body.
+ * transferable buffer: a slot for the worker's answer, then per record its seq, key index,
+ * prevMac, mac and UTF-8 body. The worker writes its answer into the slot and hands the buffer
+ * back, so the verifier packs its next pages into the same few buffers.
  */
 
+/** Bytes of the slot where a worker writes its answer (an Int32: the first mismatch or -1). */
+export const PACKED_ANSWER_BYTES = 4;
 /** Bytes of a packed record before its body: seq, key index, prevMac, mac, body length. */
 const PACKED_HEADER = 8 + 4 + AUDIT_MAC_LENGTH + AUDIT_MAC_LENGTH + 4;
+/** Packed pages grow in steps of this many bytes, so a reused buffer fits most next pages. */
+const PACKED_BUFFER_STEP = 64 * 1024;
 
 /** A page of links with well-formed MACs, packed for a worker, and the keys they name. */
 export interface PackedMacPage {
@@ -20,6 +26,7 @@ export interface PackedMacPage {
   /** Key ids and keys by index, as the packed records name them. */
   readonly keyIds: readonly string[];
   readonly keys: ReadonlyArray<KeyObject | Uint8Array>;
+  /** The answer slot, then the packed records; may be longer than they need. */
   readonly buffer: ArrayBuffer;
 }
 
@@ -41,21 +48,25 @@ export function linkMacHolds(
 /**
  * Packs links whose prevMac and mac are {@link AUDIT_MAC_LENGTH} bytes (the verifier checked)
  * with the keys they name (a KeyObject is cloned to a worker thread; key material stays in this
- * process).
+ * process), into `spare` when it is large enough, else into a new buffer.
  */
 export function packMacPage(
   chainId: string,
   links: readonly StoredChainLink[],
   keyOf: (macKeyId: string) => KeyObject | Uint8Array,
+  spare?: ArrayBuffer,
 ): PackedMacPage {
   const keyIds: string[] = [];
   const keys: Array<KeyObject | Uint8Array> = [];
   const keyIndex = new Map<string, number>();
-  let size = 0;
+  let size = PACKED_ANSWER_BYTES;
   for (const link of links) size += PACKED_HEADER + Buffer.byteLength(link.body, 'utf8');
-  const buffer = new ArrayBuffer(size);
+  const buffer =
+    spare !== undefined && spare.byteLength >= size
+      ? spare
+      : new ArrayBuffer(Math.ceil(size / PACKED_BUFFER_STEP) * PACKED_BUFFER_STEP);
   const out = Buffer.from(buffer);
-  let offset = 0;
+  let offset = PACKED_ANSWER_BYTES;
   for (const link of links) {
     let index = keyIndex.get(link.macKeyId);
     if (index === undefined) {
@@ -78,7 +89,7 @@ export function packMacPage(
 export function firstMacMismatch(page: PackedMacPage): number {
   const data = Buffer.from(page.buffer);
   const chainMacs = new ChainMacs(page.chainId);
-  let offset = 0;
+  let offset = PACKED_ANSWER_BYTES;
   for (let index = 0; index < page.count; index += 1) {
     const seq = data.readDoubleBE(offset);
     const keyIndex = data.readUInt32BE(offset + 8);

@@ -4,7 +4,7 @@ import { auditRecordOf, sessionChainId, type AuditRecord } from '../../src/audit
 import { buildAuditEvent } from '../../src/audit/audit-event.js';
 import type { verifyChain as VerifyChain } from '../../src/audit/chain-verifier.js';
 import { MacCheckPool as SourceMacCheckPool } from '../../src/audit/mac-check-pool.js';
-import { packMacPage } from '../../src/audit/mac-check.js';
+import { firstMacMismatch, packMacPage } from '../../src/audit/mac-check.js';
 import { compileLibrary, type CompiledLibrary } from '../support/compiled-library.js';
 import { sealedEvents } from '../support/sealed-chain.js';
 
@@ -39,6 +39,16 @@ const sealChain = (count: number): AuditRecord[] =>
 async function* pagesOf(records: readonly AuditRecord[]) {
   for (let from = 0; from < records.length; from += PAGE) yield records.slice(from, from + PAGE);
 }
+
+/** Records as a storage adapter's chain links. */
+const linksOf = (records: readonly AuditRecord[]) =>
+  records.map((record) => ({
+    seq: record.chain.seq,
+    macKeyId: record.chain.macKeyId,
+    prevMac: Buffer.from(record.chain.prevMac, 'base64url'),
+    mac: Buffer.from(record.chain.mac, 'base64url'),
+    body: record.body,
+  }));
 
 const edited = (records: AuditRecord[], seq: number): AuditRecord[] =>
   records.map((record) =>
@@ -80,17 +90,34 @@ describe('verifying a long chain with MAC checks on worker threads', () => {
   });
 
   it('has a worker name the first record of a packed page whose MAC does not hold', async () => {
-    const links = edited(chain.slice(0, PAGE), 38).map((record) => ({
-      seq: record.chain.seq,
-      macKeyId: record.chain.macKeyId,
-      prevMac: Buffer.from(record.chain.prevMac, 'base64url'),
-      mac: Buffer.from(record.chain.mac, 'base64url'),
-      body: record.body,
-    }));
+    const links = linksOf(edited(chain.slice(0, PAGE), 38));
     const page = () => packMacPage(chainId, links, () => macKey);
     expect(await pool.firstMismatch(page())).toBe(37);
     links[37] = { ...links[37], body: chain[37].body };
     expect(await pool.firstMismatch(page())).toBe(-1);
+  });
+
+  it("hands a checked page's buffer back, to pack the next page into", async () => {
+    const first = packMacPage(chainId, linksOf(chain.slice(0, PAGE)), () => macKey);
+    const size = first.buffer.byteLength;
+    expect(await pool.firstMismatch(first)).toBe(-1);
+    const spare = pool.spareBuffer();
+    expect(spare?.byteLength).toBe(size);
+    const next = packMacPage(
+      chainId,
+      linksOf(edited(chain, PAGE + 5).slice(PAGE, 2 * PAGE)),
+      () => macKey,
+      spare,
+    );
+    expect(next.buffer).toBe(spare);
+    expect(await pool.firstMismatch(next)).toBe(4);
+  });
+
+  it('packs into a new buffer when the spare one is too small', () => {
+    const spare = new ArrayBuffer(16);
+    const page = packMacPage(chainId, linksOf(chain.slice(0, PAGE)), () => macKey, spare);
+    expect(page.buffer).not.toBe(spare);
+    expect(firstMacMismatch(page)).toBe(-1);
   });
 
   it('verifies an intact chain through its last record', async () => {

@@ -33,7 +33,9 @@ export interface HeldLease {
 export interface JobRunReport<T = unknown> {
   readonly job: string;
   readonly outcome: 'done' | 'failed' | 'lease_lost' | 'skipped';
+  /** When the run took the lease; for a `skipped` run, when it asked for it. */
   readonly startedAt: Date;
+  /** When its work ended, before it released the lease. */
   readonly finishedAt: Date;
   readonly result?: T;
   readonly errorCode?: string;
@@ -67,12 +69,21 @@ export class LeasedJobRunner {
 
   /** Runs `work` if this process gets `job`'s lease; the report says what happened. */
   async run<T>(job: string, work: (lease: HeldLease) => Promise<T>): Promise<JobRunReport<T>> {
-    const startedAt = new Date();
+    const askedAt = new Date();
     const taken = await this.leases.acquire(job, this.owner, this.ttlMs);
     if (!taken) {
       const holder = await this.leases.current(job);
-      return { job, outcome: 'skipped', startedAt, finishedAt: new Date(), heldBy: holder?.owner };
+      return {
+        job,
+        outcome: 'skipped',
+        startedAt: askedAt,
+        finishedAt: new Date(),
+        heldBy: holder?.owner,
+      };
     }
+    // An acting run starts once it holds the lease: the acquire may have waited for the last
+    // holder's release, and runs of one job must not seem to overlap in their reports.
+    const startedAt = new Date();
     const abort = new AbortController();
     const held = { current: taken, lost: false, signal: abort.signal };
     const loseLease = () => {

@@ -48,6 +48,27 @@ describe('LeasedJobRunner', () => {
     });
   });
 
+  it('reports an acting run as started once it holds the lease, after a slow acquire', async () => {
+    const leases = leasesOf();
+    const slowAcquire: LeaseStorage = {
+      ...leases,
+      acquire: async (job, owner, ttlMs) => {
+        await sleep(50);
+        return leases.acquire(job, owner, ttlMs);
+      },
+    };
+    const asked = Date.now();
+    let workStarted = 0;
+    const report = await new LeasedJobRunner(slowAcquire, 'replica-a', 60_000).run(
+      JOB,
+      async () => {
+        workStarted = Date.now();
+      },
+    );
+    expect(report.startedAt.getTime()).toBeGreaterThanOrEqual(asked + 45);
+    expect(report.startedAt.getTime()).toBeLessThanOrEqual(workStarted);
+  });
+
   it('skips the work while another replica holds the lease, naming the holder', async () => {
     const leases = leasesOf();
     await leases.acquire(JOB, 'replica-b', 60_000);

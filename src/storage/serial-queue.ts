@@ -85,9 +85,8 @@ export class SerialQueue {
     const gate = new Promise<void>((resolve) => (openGate = resolve));
     // The reactions are attached here, so the task runs in its caller's async context (actor,
     // background mark), not in that of whichever task finished before it. (Not with
-    // AsyncResource.bind: on Node 20 that kept every task's result alive through two
-    // scavenges, so a long read, a verify or a purge grew the old generation by its whole
-    // output.)
+    // AsyncResource.bind: on Node 20 that made V8 promote nearly every task's result to the
+    // old generation, so a long read, a verify or a purge grew the heap by its whole output.)
     const result = gate.then(() => {
       started = performance.now();
       return task();

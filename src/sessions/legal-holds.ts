@@ -275,12 +275,16 @@ export class LegalHolds {
     for await (const ref of this.sessionsOf(hold)) yield* this.exportSession(hold, ref);
   }
 
-  /** Locks each session the hold covers once; returns how many there are. */
+  /**
+   * Locks each session the hold covers once; returns how many there are. The lock records no
+   * activity: a hold is not the session's use, and its idle clock (`sessionIdleDays`) keeps
+   * counting from the last real activity, so a released session is purged on time.
+   */
   private async lockCoveredSessions(hold: LegalHoldRecord): Promise<number> {
     let count = 0;
     for await (const ref of this.sessionsOf(hold)) {
-      const now = Date.now();
-      if (await this.storage.transaction(ref, (scope) => scope.session.lockForWrite(now))) {
+      // lockForWrite never moves activity back, so time 0 only takes the lock.
+      if (await this.storage.transaction(ref, (scope) => scope.session.lockForWrite(0))) {
         count++;
       }
     }

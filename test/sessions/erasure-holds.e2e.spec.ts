@@ -351,6 +351,30 @@ describe.each(backends)('erasure and legal holds on %s', (_backend, storageFor) 
     });
   });
 
+  it("placing and releasing a hold leave the idle clock at the session's last activity", async () => {
+    const ref = await boot({ retention: { sessionIdleDays: 30 } });
+    const service = ref.get(EncryptedSessionService);
+    const storage = ref.get<SessionStorage>(SESSION_STORAGE);
+    const idle = { tenantId: 'acme', sessionId: 'idle' };
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      vi.setSystemTime(Date.now() - 31 * 86_400_000);
+      await seed(service, { idle: 'patient-4' });
+    } finally {
+      vi.useRealTimers();
+    }
+    const lastActivity = () =>
+      storage.read(idle, async (scope) => (await scope.session.find())?.lastActivityAt);
+    const seeded = await lastActivity();
+
+    const hold = await runAs(actor, () => service.placeHold({ ...idle, matterRef: 'case-6' }));
+    expect(await lastActivity()).toBe(seeded);
+    await runAs(actor, () => service.releaseHold(hold.holdId));
+
+    const report = await ref.get(RetentionService).purgeExpired();
+    expect(report.result).toMatchObject({ idleSessionsPurged: 1, idleSessionsHeld: 0 });
+  });
+
   it('erases one session; reading it after gives nothing, and its keys are destroyed', async () => {
     const ref = await boot();
     const service = ref.get(EncryptedSessionService);

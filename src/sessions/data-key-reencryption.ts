@@ -10,12 +10,13 @@ import {
   StorageUnavailableError,
 } from '../errors/index.js';
 import type { KeyRing } from '../keys/index.js';
-import type {
-  DataKeyRecord,
-  JobLease,
-  ResealedItem,
-  SessionStorage,
-  SessionWriteScope,
+import {
+  LOCK_WITHOUT_ACTIVITY,
+  type DataKeyRecord,
+  type JobLease,
+  type ResealedItem,
+  type SessionStorage,
+  type SessionWriteScope,
 } from '../storage/index.js';
 import type { BatchBudget } from './batch-budget.js';
 import { isHeld } from './held-sessions.js';
@@ -175,8 +176,8 @@ export class DataKeyReEncryption {
         const current = await scope.dataKeys.findById(record.dekId);
         if (current?.state !== 'retiring') return undefined;
         // Its activity time stays: re-encryption is not use of the session.
+        await scope.session.lockForWrite(LOCK_WITHOUT_ACTIVITY);
         const row = await scope.session.find();
-        if (row) await scope.session.lockForWrite(row.lastActivityAt);
         if (await isHeld(scope, row)) return HELD;
         // Items are sealed with the session's active key at this instant. A writer may have
         // started a newer generation since keyForWrite: its key is usually in the ring already

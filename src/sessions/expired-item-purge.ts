@@ -9,6 +9,7 @@ import {
 } from '../errors/index.js';
 import type { KeyRing, UsableDataKey } from '../keys/index.js';
 import {
+  LOCK_WITHOUT_ACTIVITY,
   chargeBackgroundWork,
   type JobLease,
   type SessionRef,
@@ -116,10 +117,11 @@ export class ExpiredItemPurge {
           );
         }
         await scope.fence(lease);
-        // The session's write lock first, then the holds: a hold placed meanwhile waited on
-        // this lock (or this unit re-runs), so it is seen here. Its activity time stays.
+        // The session's write lock first (its activity time stays), then its row and the
+        // holds: a hold placed meanwhile waited on this lock (or this unit re-runs), so it is
+        // seen here.
+        await scope.session.lockForWrite(LOCK_WITHOUT_ACTIVITY);
         const row = await scope.session.find();
-        if (row) await scope.session.lockForWrite(row.lastActivityAt);
         if (await isHeld(scope, row)) return HELD;
         const count = await scope.items.deleteBySeq(purgeable);
         if (count > 0) {

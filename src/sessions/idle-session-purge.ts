@@ -1,7 +1,12 @@
 import type { AuditTrail } from '../audit/index.js';
 import { ConfigurationError, LeaseLostError } from '../errors/index.js';
 import type { KeyRing } from '../keys/index.js';
-import type { JobLease, SessionRef, SessionStorage } from '../storage/index.js';
+import {
+  LOCK_WITHOUT_ACTIVITY,
+  type JobLease,
+  type SessionRef,
+  type SessionStorage,
+} from '../storage/index.js';
 import { isHeld } from './held-sessions.js';
 
 /**
@@ -58,12 +63,13 @@ export class IdleSessionPurge {
           );
         }
         await scope.fence(lease);
-        const row = await scope.session.find();
-        if (!row) return { outcome: 'gone' };
+        // The write lock first (its activity time kept), then the row: an append that
+        // committed while this unit waited for the lock shows in it. Then the holds: see
+        // ExpiredItemPurge.
+        if (!(await scope.session.lockForWrite(LOCK_WITHOUT_ACTIVITY))) return { outcome: 'gone' };
+        const row = (await scope.session.find())!;
         // Written to since the scan: no longer idle.
         if (row.lastActivityAt >= idleBefore) return { outcome: 'active' };
-        // The write lock (its activity time kept), then the holds: see ExpiredItemPurge.
-        await scope.session.lockForWrite(row.lastActivityAt);
         if (await isHeld(scope, row)) return { outcome: 'held' };
         const dekIds = (await scope.dataKeys.listAll())
           .filter((key) => key.state !== 'destroyed')

@@ -16,6 +16,7 @@ import {
 } from '../errors/index.js';
 import type { KeyRing } from '../keys/index.js';
 import {
+  LOCK_WITHOUT_ACTIVITY,
   type LegalHoldRecord,
   type LegalHoldStorage,
   type SessionRef,
@@ -283,8 +284,10 @@ export class LegalHolds {
   private async lockCoveredSessions(hold: LegalHoldRecord): Promise<number> {
     let count = 0;
     for await (const ref of this.sessionsOf(hold)) {
-      // lockForWrite never moves activity back, so time 0 only takes the lock.
-      if (await this.storage.transaction(ref, (scope) => scope.session.lockForWrite(0))) {
+      const locked = await this.storage.transaction(ref, (scope) =>
+        scope.session.lockForWrite(LOCK_WITHOUT_ACTIVITY),
+      );
+      if (locked) {
         count++;
       }
     }

@@ -20,6 +20,7 @@ export {
   type ItemWrites,
   type LeaseStorage,
   type LegalHoldStorage,
+  LOCK_WITHOUT_ACTIVITY,
   type MaintainableStorage,
   type MaintenanceUnsupported,
   type MultiSessionUnit,

@@ -17,8 +17,9 @@ import { itemOf } from './workload.js';
  *   session), every session's key then rotated (a new generation; the old one retiring), and
  *   KeyRotationService.reencryptRetiring() run once (batches of 500 items: one unit of work per
  *   key, which also destroys it); items re-encrypted per second of the run;
- * - readLimit20DuringRotation (SQLite): getItems(20) calls/s of a live session, alone and while
- *   a second rotation of the same 200,000 items runs beside it in the same process.
+ * - readLimit20DuringRotation (SQLite): getItems(20) calls/s of a live session, alone (for five
+ *   seconds) and while a second rotation of the same 200,000 items runs beside it in the same
+ *   process.
  *
  * On Postgres the tables' planner statistics are gathered (ANALYZE, untimed) once the keys are
  * rotated, as autovacuum keeps them on a database in service (gatherPlannerStatistics).

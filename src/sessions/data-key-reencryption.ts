@@ -196,7 +196,13 @@ export class DataKeyReEncryption {
         const resealed: ResealedItem[] = [];
         let unreadable = 0;
         for (const item of rows) {
-          const binding = { ...ref, seq: item.seq, expiresAt: item.expiresAt };
+          // Written out: a spread with more properties costs a microsecond per item.
+          const binding = {
+            tenantId: ref.tenantId,
+            sessionId: ref.sessionId,
+            seq: item.seq,
+            expiresAt: item.expiresAt,
+          };
           let plaintext: Buffer;
           try {
             plaintext = envelopeItemCipher.open(oldKey, binding, item.ciphertext);

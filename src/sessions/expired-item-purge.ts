@@ -232,10 +232,15 @@ export class ExpiredItemPurge {
     if (key === undefined || key === 'unusable') return 'unverified';
     if (key === 'destroyed') return 'shredded';
     try {
-      // The expiry is in the AAD: the row opens only under the expiry it was sealed with.
-      envelopeItemCipher
-        .open(key, { ...ref, seq: row.seq, expiresAt: row.expiresAt }, row.ciphertext)
-        .fill(0);
+      // The expiry is in the AAD: the row opens only under the expiry it was sealed with. (The
+      // binding is written out: a spread with more properties costs a microsecond per item.)
+      const binding = {
+        tenantId: ref.tenantId,
+        sessionId: ref.sessionId,
+        seq: row.seq,
+        expiresAt: row.expiresAt,
+      };
+      envelopeItemCipher.open(key, binding, row.ciphertext).fill(0);
       return 'expired';
     } catch (error) {
       if (error instanceof IntegrityError) return 'unverified';

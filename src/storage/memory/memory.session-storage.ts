@@ -609,8 +609,10 @@ export class MemorySessionStorage implements SessionStorage {
           const item = found.items.get(next.seq);
           if (item?.dekId !== fromDekId) continue;
           found.items.set(next.seq, {
-            ...item,
+            seq: item.seq,
             dekId: next.dekId,
+            expiresAt: item.expiresAt,
+            createdAt: item.createdAt,
             ciphertext: Buffer.from(next.ciphertext),
           });
           log.push(() => found.items.set(next.seq, item));

@@ -311,7 +311,12 @@ export class RedisExpiredItemScan {
           if (members.length > 1) throw itemOutOfPlace(session);
           const item = unpackItem(members[0], redisSessionLabel(session.ref));
           if (item.seq !== entry.seq) throw itemOutOfPlace(session);
-          found.set(entry, { ...session.ref, item: copyStoredItem(item) });
+          // Written out, not spread: this runs per expired item.
+          found.set(entry, {
+            tenantId: session.ref.tenantId,
+            sessionId: session.ref.sessionId,
+            item: copyStoredItem(item),
+          });
         });
       },
     );

@@ -802,8 +802,10 @@ export class RedisUnitOfWork {
             // rewrite or another run may have got to it first).
             if (stored?.item.dekId !== fromDekId || space.resealedItems.has(next.seq)) continue;
             const item: StoredItem = {
-              ...stored.item,
+              seq: stored.item.seq,
               dekId: next.dekId,
+              expiresAt: stored.item.expiresAt,
+              createdAt: stored.item.createdAt,
               ciphertext: Buffer.from(next.ciphertext),
             };
             space.ops.push(COMMIT_OP.replaceItem, String(next.seq), stored.member, packItem(item));

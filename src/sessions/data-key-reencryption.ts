@@ -20,7 +20,7 @@ import {
 } from '../storage/index.js';
 import type { BatchBudget } from './batch-budget.js';
 import { isHeld } from './held-sessions.js';
-import { envelopeItemCipher } from './item-cipher.js';
+import { envelopeItemCipher, itemBinding } from './item-cipher.js';
 
 // Session and key ids, counts and codes only: never item content or key material.
 const logger = new Logger('KeyRotation');
@@ -196,13 +196,7 @@ export class DataKeyReEncryption {
         const resealed: ResealedItem[] = [];
         let unreadable = 0;
         for (const item of rows) {
-          // Written out: a spread with more properties costs a microsecond per item.
-          const binding = {
-            tenantId: ref.tenantId,
-            sessionId: ref.sessionId,
-            seq: item.seq,
-            expiresAt: item.expiresAt,
-          };
+          const binding = itemBinding(ref, item.seq, item.expiresAt);
           let plaintext: Buffer;
           try {
             plaintext = envelopeItemCipher.open(oldKey, binding, item.ciphertext);

@@ -17,7 +17,7 @@ import {
   type StoredItem,
 } from '../storage/index.js';
 import { isHeld } from './held-sessions.js';
-import { envelopeItemCipher } from './item-cipher.js';
+import { envelopeItemCipher, itemBinding } from './item-cipher.js';
 
 // Session ids, counts and codes only: never item content.
 const logger = new Logger('RetentionService');
@@ -232,15 +232,10 @@ export class ExpiredItemPurge {
     if (key === undefined || key === 'unusable') return 'unverified';
     if (key === 'destroyed') return 'shredded';
     try {
-      // The expiry is in the AAD: the row opens only under the expiry it was sealed with. (The
-      // binding is written out: a spread with more properties costs a microsecond per item.)
-      const binding = {
-        tenantId: ref.tenantId,
-        sessionId: ref.sessionId,
-        seq: row.seq,
-        expiresAt: row.expiresAt,
-      };
-      envelopeItemCipher.open(key, binding, row.ciphertext).fill(0);
+      // The expiry is in the AAD: the row opens only under the expiry it was sealed with.
+      envelopeItemCipher
+        .open(key, itemBinding(ref, row.seq, row.expiresAt), row.ciphertext)
+        .fill(0);
       return 'expired';
     } catch (error) {
       if (error instanceof IntegrityError) return 'unverified';

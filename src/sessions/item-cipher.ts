@@ -1,5 +1,14 @@
 import { openItem, sealItem, type ItemBinding } from '../crypto/index.js';
 import type { UsableDataKey } from '../keys/index.js';
+import type { SessionRef } from '../storage/index.js';
+
+/**
+ * What the item at `seq` of the session `ref` is sealed to. Built per item, so its fields are
+ * written out: on Node 20 `{ ...ref, seq, expiresAt }` costs about a microsecond more.
+ */
+export function itemBinding(ref: SessionRef, seq: number, expiresAt: number | null): ItemBinding {
+  return { tenantId: ref.tenantId, sessionId: ref.sessionId, seq, expiresAt };
+}
 
 /**
  * Turns an encoded item into stored bytes and back. Sessions always use the authenticated

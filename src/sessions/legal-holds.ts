@@ -22,7 +22,7 @@ import {
   type SessionRef,
   type SessionStorage,
 } from '../storage/index.js';
-import { envelopeItemCipher } from './item-cipher.js';
+import { envelopeItemCipher, itemBinding } from './item-cipher.js';
 import { checkId } from './session-ids.js';
 import { sessionsOfSubject } from './subject-sessions.js';
 
@@ -348,12 +348,7 @@ export class LegalHolds {
       const key = await this.keyRing.keyForRead(ref, stored.dekId);
       const payload = envelopeItemCipher.open(
         key,
-        {
-          tenantId: ref.tenantId,
-          sessionId: ref.sessionId,
-          seq: stored.seq,
-          expiresAt: stored.expiresAt,
-        },
+        itemBinding(ref, stored.seq, stored.expiresAt),
         stored.ciphertext,
       );
       try {

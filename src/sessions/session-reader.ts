@@ -1,10 +1,10 @@
 import type { AgentInputItem } from '@openai/agents-core';
 import { Logger } from '@nestjs/common';
-import { decodeItemPayload, type ItemBinding } from '../crypto/index.js';
+import { decodeItemPayload } from '../crypto/index.js';
 import { EncryptedSessionError, StorageUnavailableError } from '../errors/index.js';
 import type { KeyRing, UsableDataKey } from '../keys/index.js';
 import type { SessionReadScope, SessionRef, SessionStorage, StoredItem } from '../storage/index.js';
-import type { ItemCipher } from './item-cipher.js';
+import { itemBinding, type ItemCipher } from './item-cipher.js';
 import { auditedOperation, type SessionAuditContext } from './session-audit.js';
 import { checkStoredItems } from './stored-row-checks.js';
 
@@ -156,13 +156,11 @@ export class SessionReader {
     const items: AgentInputItem[] = [];
     for (let index = 0; index < rows.length; index++) {
       const row = rows[index];
-      const binding: ItemBinding = {
-        tenantId: this.ref.tenantId,
-        sessionId: this.ref.sessionId,
-        seq: row.seq,
-        expiresAt: row.expiresAt,
-      };
-      const payload = this.context.cipher.open(keys.get(row.dekId)!, binding, row.ciphertext);
+      const payload = this.context.cipher.open(
+        keys.get(row.dekId)!,
+        itemBinding(this.ref, row.seq, row.expiresAt),
+        row.ciphertext,
+      );
       // The expiry just authenticated is the one the query filtered on; check it once more.
       if (row.expiresAt === null || row.expiresAt > now) {
         items.push(decodeItemPayload(payload) as AgentInputItem);

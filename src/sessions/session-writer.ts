@@ -1,6 +1,5 @@
 import type { AgentInputItem } from '@openai/agents-core';
 import { Logger } from '@nestjs/common';
-import type { ItemBinding } from '../crypto/index.js';
 import {
   EncryptedSessionError,
   HistoryConflictError,
@@ -19,6 +18,7 @@ import {
   digestsEqual,
   type HistoryTransactionSnapshot,
 } from './history-transaction.js';
+import { itemBinding } from './item-cipher.js';
 import { auditedOperation } from './session-audit.js';
 import type { SessionReader, SessionReaderContext } from './session-reader.js';
 import {
@@ -349,12 +349,7 @@ export class SessionWriter {
     const expiresAt = ttl === null ? null : now + ttl * 1000;
     const rows: StoredItem[] = payloads.map((payload, index) => {
       const seq = first + index;
-      const binding: ItemBinding = {
-        tenantId: this.ref.tenantId,
-        sessionId: this.ref.sessionId,
-        seq,
-        expiresAt,
-      };
+      const binding = itemBinding(this.ref, seq, expiresAt);
       return {
         seq,
         dekId: dataKey.dekId,

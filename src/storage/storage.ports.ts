@@ -33,17 +33,17 @@ export interface SessionRowReads {
 }
 
 /**
- * The session row, write side.
- *
- * @publicApi
- */
-/**
  * The `now` of a {@link SessionRowWrites.lockForWrite} that takes the session's write lock and
  * records no activity (activity never moves back): a job's or a hold's lock is not use of the
  * session, and must not reset its idle clock.
  */
 export const LOCK_WITHOUT_ACTIVITY = 0;
 
+/**
+ * The session row, write side.
+ *
+ * @publicApi
+ */
 export interface SessionRowWrites extends SessionRowReads {
   /**
    * Inserts the record unless the session exists; true when this call created it. The

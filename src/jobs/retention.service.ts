@@ -4,6 +4,7 @@ import { ConfigurationError, LeaseLostError } from '../errors/index.js';
 import { KeyRing } from '../keys/index.js';
 import {
   BatchBudget,
+  type CheckedBatch,
   ExpiredItemPurge,
   IdleSessionPurge,
   type IdleSessionOutcome,
@@ -14,6 +15,7 @@ import {
   runAsBackgroundWork,
   supportsMaintenance,
   type ExpiredItemRecord,
+  type JobLease,
   type SessionRef,
   type SessionStorage,
   type StorageMaintenance,
@@ -103,8 +105,9 @@ const purgeActor = (tenantId: string): AuditActor => ({
 
 /**
  * Retention: deletes items whose expiry has passed. Expired items are invisible to reads at
- * once; this job removes them for good, a session's share of each scanned page in one audited
- * unit of work, fenced by the job's lease.
+ * once; this job removes them for good: a session's share of each scanned page is one audited
+ * batch, and the batches of a page's sessions of one tenant commit in one unit of work where
+ * the storage spans sessions (else one unit each), fenced by the job's lease.
  *
  * @publicApi
  */
@@ -147,12 +150,23 @@ export class RetentionService {
     options: PurgeOptions,
   ): Promise<JobRunReport<PurgeReport>> {
     const startedAt = new Date();
+    const concurrency = jobConcurrencyOf(this.storage);
     // Background work like the purge it previews: on a single connection it yields to the app.
     const result = await runAsBackgroundWork(() =>
       this.scan(
         maintenance,
         options,
-        (ref, rows, now) => this.purge.dryRun(ref, rows, now),
+        // One session at a time, each under the budget as a real run's batch would be.
+        (sessions, now, run) =>
+          runSideBySide(sessions, concurrency, (batch) =>
+            run.underBudget(async () => {
+              const counts = await runAs(purgeActor(batch.ref.tenantId), () =>
+                this.purge.dryRun(batch.ref, batch.rows, now),
+              );
+              run.add(counts);
+              return counts.purged + counts.shredded > 0;
+            }),
+          ),
         (ref, idleBefore) => this.idle.dryRun(ref, idleBefore),
       ),
     );
@@ -199,16 +213,56 @@ export class RetentionService {
     return this.scan(
       maintenance,
       options,
-      (ref, rows, now) => this.purge.purgeSession(ref, rows, now, stillHeld()),
+      (sessions, now, run) => this.purgePage(sessions, now, run, stillHeld),
       (ref, idleBefore) => this.idle.purgeSession(ref, idleBefore, stillHeld()),
     );
   }
 
-  /** Scans expired items page by page and hands each session's share of a page to `batch`. */
+  /**
+   * Purges a page's sessions: checks their rows session by session (until as many have items
+   * to purge as the budget has batches left), then deletes the checked batches in units of
+   * several sessions of one tenant each, as many units side by side as the storage runs to
+   * advantage. Fewer units mean fewer commits, and a commit is most of a batch's cost.
+   */
+  private async purgePage(
+    sessions: readonly SessionRows[],
+    now: number,
+    run: PurgeRun,
+    lease: () => JobLease,
+  ): Promise<void> {
+    const checked: CheckedBatch[] = [];
+    for (const { ref, rows } of sessions) {
+      if (checked.length === run.budget.left) {
+        run.complete = false;
+        break;
+      }
+      const batch = await runAs(purgeActor(ref.tenantId), () => this.purge.check(ref, rows, now));
+      if (batch.purgeable.length > 0) checked.push(batch);
+      else run.add({ purged: 0, shredded: 0, unverified: batch.unverified, skippedForHold: 0 });
+    }
+    // Taken before the units start, so units side by side never commit more than it together.
+    run.budget.takeUpTo(checked.length);
+    const concurrency = jobConcurrencyOf(this.storage);
+    await runSideBySide(unitsOf(checked, concurrency), concurrency, async (unit) => {
+      const { tenantId } = unit[0].ref;
+      const counts = await runAs(purgeActor(tenantId), () =>
+        this.purge.commit(tenantId, unit, lease()),
+      );
+      for (const batchCounts of counts) {
+        run.add(batchCounts);
+        if (batchCounts.purged + batchCounts.shredded > 0) run.totals.batches++;
+        else run.budget.giveBack();
+      }
+      run.progress();
+      return true;
+    });
+  }
+
+  /** Scans expired items page by page and hands each page's sessions to `purgePage`. */
   private async scan(
     maintenance: Scans,
     options: PurgeOptions,
-    batch: (ref: SessionRef, rows: StoredItem[], now: number) => Promise<SessionPurgeCounts>,
+    purgePage: (sessions: SessionRows[], now: number, run: PurgeRun) => Promise<void>,
     idleBatch: (ref: SessionRef, idleBefore: number) => Promise<IdleSessionOutcome>,
   ): Promise<PurgeReport> {
     const dryRun = options.dryRun === true;
@@ -216,56 +270,15 @@ export class RetentionService {
     // One `now` for the whole run, so the scan ends.
     const now = started;
     const { batchSize, maxBatchesPerRun } = this.config.retentionPurge;
-    const totals = {
-      scanned: 0,
-      purged: 0,
-      shredded: 0,
-      unverified: 0,
-      skippedForHold: 0,
-      idleSessionsPurged: 0,
-      idleSessionsHeld: 0,
-      batches: 0,
-    };
-    // Batches are taken from the run's budget as they start, so units running side by side
-    // never commit more than maxBatchesPerRun together.
-    const budget = new BatchBudget(maxBatchesPerRun);
+    const run = new PurgeRun(maxBatchesPerRun, options.onProgress);
+    const { totals } = run;
     const concurrency = jobConcurrencyOf(this.storage);
-    // Units running side by side set it when the budget stops them.
-    const run = { complete: true };
-    /** Runs one unit under its budget: false when the budget ran out before it (the run ends). */
-    const underBudget = async (unit: () => Promise<boolean>): Promise<boolean> => {
-      if (!budget.take()) {
-        run.complete = false;
-        return false;
-      }
-      const committed = await unit();
-      if (committed) totals.batches++;
-      else budget.giveBack();
-      options.onProgress?.({ ...totals });
-      return true;
-    };
     let cursor: string | undefined;
     do {
       const page = await maintenance.listExpiredItems(now, cursor, batchSize);
       cursor = page.cursor;
       totals.scanned += page.items.length;
-      await runSideBySide(bySession(page.items), concurrency, (records) =>
-        underBudget(async () => {
-          const { tenantId, sessionId } = records[0];
-          const counts = await runAs(purgeActor(tenantId), () =>
-            batch(
-              { tenantId, sessionId },
-              records.map((record) => record.item),
-              now,
-            ),
-          );
-          totals.purged += counts.purged;
-          totals.shredded += counts.shredded;
-          totals.unverified += counts.unverified;
-          totals.skippedForHold += counts.skippedForHold;
-          return counts.purged + counts.shredded > 0;
-        }),
-      );
+      await purgePage(bySession(page.items), now, run);
     } while (run.complete && cursor !== undefined);
     const idleDays = this.config.retentionPurge.sessionIdleDays;
     if (run.complete && idleDays !== null && maintenance.listIdleSessions) {
@@ -275,7 +288,7 @@ export class RetentionService {
         const page = await maintenance.listIdleSessions(idleBefore, cursor, batchSize);
         cursor = page.cursor;
         await runSideBySide(page.sessions, concurrency, (session) =>
-          underBudget(async () => {
+          run.underBudget(async () => {
             const ref = { tenantId: session.tenantId, sessionId: session.sessionId };
             const result = await runAs(purgeActor(ref.tenantId), () => idleBatch(ref, idleBefore));
             if (result.outcome === 'purged') totals.idleSessionsPurged++;
@@ -298,15 +311,103 @@ export class RetentionService {
   }
 }
 
+/** One session's share of a page of the scan. */
+interface SessionRows {
+  readonly ref: SessionRef;
+  readonly rows: StoredItem[];
+}
+
+/**
+ * A run's counts, its batch budget (`maxBatchesPerRun`, taken as units start so units side by
+ * side never commit more than it together) and whether it went through every page.
+ */
+class PurgeRun {
+  readonly totals = {
+    scanned: 0,
+    purged: 0,
+    shredded: 0,
+    unverified: 0,
+    skippedForHold: 0,
+    idleSessionsPurged: 0,
+    idleSessionsHeld: 0,
+    batches: 0,
+  };
+  readonly budget: BatchBudget;
+  /** False once the budget stopped the run (units side by side set it). */
+  complete = true;
+
+  constructor(
+    maxBatchesPerRun: number,
+    private readonly onProgress: PurgeOptions['onProgress'],
+  ) {
+    this.budget = new BatchBudget(maxBatchesPerRun);
+  }
+
+  /** Adds a batch's counts to the run's. */
+  add(counts: SessionPurgeCounts): void {
+    this.totals.purged += counts.purged;
+    this.totals.shredded += counts.shredded;
+    this.totals.unverified += counts.unverified;
+    this.totals.skippedForHold += counts.skippedForHold;
+  }
+
+  /** Reports the counts so far to the caller's progress callback. */
+  progress(): void {
+    this.onProgress?.({ ...this.totals });
+  }
+
+  /**
+   * Runs a one-batch unit under the budget: false when the budget ran out before it (the run
+   * ends). `unit` resolves true when it committed its batch.
+   */
+  async underBudget(unit: () => Promise<boolean>): Promise<boolean> {
+    if (!this.budget.take()) {
+      this.complete = false;
+      return false;
+    }
+    const committed = await unit();
+    if (committed) this.totals.batches++;
+    else this.budget.giveBack();
+    this.progress();
+    return true;
+  }
+}
+
+/**
+ * The checked batches in units of one tenant's sessions each, as many units as `concurrency`
+ * where there are sessions enough (one unit per tenant on SQLite).
+ */
+function unitsOf(batches: readonly CheckedBatch[], concurrency: number): CheckedBatch[][] {
+  const perUnit = Math.max(1, Math.ceil(batches.length / concurrency));
+  const byTenant = new Map<string, CheckedBatch[]>();
+  for (const batch of batches) {
+    const tenant = byTenant.get(batch.ref.tenantId);
+    if (tenant) tenant.push(batch);
+    else byTenant.set(batch.ref.tenantId, [batch]);
+  }
+  const units: CheckedBatch[][] = [];
+  for (const tenant of byTenant.values()) {
+    for (let start = 0; start < tenant.length; start += perUnit) {
+      units.push(tenant.slice(start, start + perUnit));
+    }
+  }
+  return units;
+}
+
 /** A page's items grouped by session, in the order each session first appears. */
-function bySession(items: readonly ExpiredItemRecord[]): ExpiredItemRecord[][] {
-  const groups = new Map<string, ExpiredItemRecord[]>();
+function bySession(items: readonly ExpiredItemRecord[]): SessionRows[] {
+  const groups = new Map<string, SessionRows>();
   for (const record of items) {
     // JSON of the pair: no separator an id could contain collides.
     const key = JSON.stringify([record.tenantId, record.sessionId]);
     const group = groups.get(key);
-    if (group) group.push(record);
-    else groups.set(key, [record]);
+    if (group) group.rows.push(record.item);
+    else {
+      groups.set(key, {
+        ref: { tenantId: record.tenantId, sessionId: record.sessionId },
+        rows: [record.item],
+      });
+    }
   }
   return [...groups.values()];
 }

@@ -4,26 +4,36 @@
  * committed nothing, so units running at once never commit more than the limit together.
  */
 export class BatchBudget {
-  private left: number;
+  private remaining: number;
 
   constructor(limit: number) {
-    this.left = limit;
+    this.remaining = limit;
+  }
+
+  /** The batches not taken yet. */
+  get left(): number {
+    return Math.max(0, this.remaining);
   }
 
   /** Whether every batch has been taken. */
   get exhausted(): boolean {
-    return this.left <= 0;
+    return this.remaining <= 0;
   }
 
   /** Takes one batch for the unit about to run; false when none is left. */
   take(): boolean {
-    if (this.left <= 0) return false;
-    this.left--;
-    return true;
+    return this.takeUpTo(1) === 1;
   }
 
-  /** Returns a batch taken for a unit that committed nothing. */
-  giveBack(): void {
-    this.left++;
+  /** Takes up to `count` batches for units about to run: how many it took. */
+  takeUpTo(count: number): number {
+    const taken = Math.min(count, this.left);
+    this.remaining -= taken;
+    return taken;
+  }
+
+  /** Returns batches taken for units that committed nothing. */
+  giveBack(count = 1): void {
+    this.remaining += count;
   }
 }

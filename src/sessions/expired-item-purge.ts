@@ -1,5 +1,5 @@
 import { Logger } from '@nestjs/common';
-import type { AuditTrail } from '../audit/index.js';
+import type { AuditTrail, PendingAuditEvent } from '../audit/index.js';
 import {
   ConfigurationError,
   IntegrityError,
@@ -11,9 +11,11 @@ import type { KeyRing, UsableDataKey } from '../keys/index.js';
 import {
   LOCK_WITHOUT_ACTIVITY,
   chargeBackgroundWork,
+  compareIdBytes,
   type JobLease,
   type SessionRef,
   type SessionStorage,
+  type SessionWriteScope,
   type StoredItem,
 } from '../storage/index.js';
 import { isHeld } from './held-sessions.js';
@@ -46,6 +48,72 @@ const heldCounts = (rows: readonly StoredItem[]): SessionPurgeCounts => ({
   skippedForHold: rows.length,
 });
 
+/** One session's expired rows as their envelopes sorted them. */
+interface SortedRows {
+  /** Seqs of the rows that may go: expired or shredded. */
+  readonly purgeable: readonly number[];
+  /** The data keys of those rows (for the batch's event). */
+  readonly dekIds: ReadonlySet<string>;
+  readonly shredded: number;
+  readonly unverified: number;
+}
+
+/**
+ * One session's share of a page of the purge's scan, checked against the envelopes and ready
+ * for {@link ExpiredItemPurge.commit}.
+ */
+export interface CheckedBatch extends SortedRows {
+  readonly ref: SessionRef;
+  /** The rows the scan found for the session. */
+  readonly rowCount: number;
+}
+
+/** The counts of a checked batch whose unit deleted `deleted` rows (or found it held). */
+function countsOf(batch: CheckedBatch, deleted: number | typeof HELD): SessionPurgeCounts {
+  if (deleted === HELD) {
+    return { purged: 0, shredded: 0, unverified: 0, skippedForHold: batch.rowCount };
+  }
+  // Another writer (a pop, a clear) may have removed some first: count what went.
+  const shredded = Math.min(batch.shredded, deleted);
+  return {
+    purged: deleted - shredded,
+    shredded,
+    unverified: batch.unverified,
+    skippedForHold: 0,
+  };
+}
+
+/** The scope's fence; ConfigurationError on a storage that cannot fence a job's writes. */
+function fenceOf(scope: SessionWriteScope, backend: string): (lease: JobLease) => Promise<void> {
+  if (!scope.fence) {
+    throw new ConfigurationError(
+      `The session storage '${backend}' cannot fence a job's writes with its lease, so the retention purge cannot run on it safely`,
+    );
+  }
+  return scope.fence;
+}
+
+/**
+ * Deletes the batch's rows inside its session's unit and seals its event there: HELD (nothing
+ * deleted) when a hold covers the session.
+ */
+async function deleteIn(
+  scope: SessionWriteScope,
+  batch: CheckedBatch,
+  event: PendingAuditEvent | undefined,
+): Promise<number | typeof HELD> {
+  // The session's write lock first (its activity time stays), then its row and the holds: a
+  // hold placed meanwhile waited on this lock (or this unit re-runs), so it is seen here.
+  await scope.session.lockForWrite(LOCK_WITHOUT_ACTIVITY);
+  const row = await scope.session.find();
+  if (await isHeld(scope, row)) return HELD;
+  const count = await scope.items.deleteBySeq(batch.purgeable);
+  if (count > 0) {
+    await event?.appendIn(scope.audit, { count, keys: { dekIds: [...batch.dekIds] } });
+  }
+  return count;
+}
+
 /**
  * What purging one session's expired items did.
  *
@@ -69,9 +137,10 @@ export interface SessionPurgeCounts {
 /**
  * Deletes a session's expired items once their envelope confirms it: each one is opened with
  * its data key under the expiry its row claims, so an expiry column set back by hand (or any
- * other altered row) fails to open and is kept, never deleted. The deletion and its
- * `retention.purge.batch` event commit in one unit of work, fenced by the job's lease. The jobs
- * layer's `RetentionService` drives it; the package root does not export it.
+ * other altered row) fails to open and is kept, never deleted. A session's deletion and its
+ * `retention.purge.batch` event commit in one unit of work, fenced by the job's lease, with
+ * those of other sessions of its tenant where the storage spans sessions. The jobs layer's
+ * `RetentionService` drives it; the package root does not export it.
  */
 export class ExpiredItemPurge {
   constructor(
@@ -93,57 +162,124 @@ export class ExpiredItemPurge {
     now: number,
     lease: JobLease,
   ): Promise<SessionPurgeCounts> {
+    const checked = await this.check(ref, rows, now);
+    if (checked.purgeable.length === 0) return countsOf(checked, 0);
+    const [counts] = await this.commit(ref.tenantId, [checked], lease);
+    return counts;
+  }
+
+  /**
+   * Opens each of `rows` (items of `ref` found expired at `now`) to confirm its sealed expiry,
+   * deleting nothing yet: what {@link commit} deletes. Items that do not open are logged and
+   * audited as an integrity failure here, in a unit of their own. Run it as the job's actor.
+   *
+   * @throws KeyProviderUnavailableError when a data key cannot be unwrapped.
+   */
+  async check(ref: SessionRef, rows: readonly StoredItem[], now: number): Promise<CheckedBatch> {
     // Holds are checked inside the deleting unit only: one check per batch, where it counts.
-    const { purgeable, dekIds, shredded, unverified } = await this.sort(ref, rows, now);
-    if (unverified > 0) {
+    const sorted = await this.sort(ref, rows, now);
+    if (sorted.unverified > 0) {
       logger.warn(
-        `Kept ${unverified} expired-looking item(s) of session '${ref.sessionId}' of tenant '${ref.tenantId}' whose sealed expiry could not be confirmed; verify the rows (IntegrityError)`,
+        `Kept ${sorted.unverified} expired-looking item(s) of session '${ref.sessionId}' of tenant '${ref.tenantId}' whose sealed expiry could not be confirmed; verify the rows (IntegrityError)`,
       );
       await this.audit?.recordEvent('session.integrity_failure', ref, 'failure', {
         reason: 'INTEGRITY',
-        count: unverified,
+        count: sorted.unverified,
       });
     }
-    if (purgeable.length === 0) return { purged: 0, shredded: 0, unverified, skippedForHold: 0 };
+    return { ref, rowCount: rows.length, ...sorted };
+  }
 
-    const subjectId = (await this.storage.read(ref, (scope) => scope.session.find()))?.subjectId;
-    const event = await this.audit?.prepare('retention.purge.batch', { ...ref, subjectId });
-    let deleted: number | typeof HELD;
+  /**
+   * Deletes the checked batches (sessions of `tenantId`, each with items to purge) and records
+   * each one's `retention.purge.batch` event on its session's chain, fenced by `lease`: all in
+   * one unit of work where the storage spans sessions (SQL, memory), else one unit per
+   * session. A session a hold covers keeps its items (counted `skippedForHold`). Returns each
+   * batch's counts, in the order given. Run it as the job's actor.
+   *
+   * @throws LeaseLostError when the job no longer holds `lease`; nothing of the unit was deleted.
+   */
+  async commit(
+    tenantId: string,
+    batches: readonly CheckedBatch[],
+    lease: JobLease,
+  ): Promise<SessionPurgeCounts[]> {
+    const across = this.storage.transactionAcross?.bind(this.storage);
+    if (batches.length > 1 && across) return this.commitAcross(across, tenantId, batches, lease);
+    const counts: SessionPurgeCounts[] = [];
+    for (const batch of batches) {
+      const [event] = await this.prepareEvents([batch]);
+      const deleted = await this.recordingFailure([event], () =>
+        this.storage.transaction(batch.ref, async (scope) => {
+          await fenceOf(scope, this.storage.backend)(lease);
+          return deleteIn(scope, batch, event);
+        }),
+      );
+      event?.committed();
+      counts.push(countsOf(batch, deleted));
+    }
+    return counts;
+  }
+
+  /** The batches in one multi-session unit, their sessions locked in id-byte order. */
+  private async commitAcross(
+    across: NonNullable<SessionStorage['transactionAcross']>,
+    tenantId: string,
+    batches: readonly CheckedBatch[],
+    lease: JobLease,
+  ): Promise<SessionPurgeCounts[]> {
+    // A stable lock order (as the erasure's), so two multi-session units cannot deadlock.
+    const ordered = batches.toSorted((a, b) => compareIdBytes(a.ref.sessionId, b.ref.sessionId));
+    const events = await this.prepareEvents(ordered);
+    const deleted = await this.recordingFailure(events, () =>
+      across(
+        tenantId,
+        ordered.map((batch) => batch.ref),
+        async (unit) => {
+          await fenceOf(unit.scopes[0], this.storage.backend)(lease);
+          const results: Array<number | typeof HELD> = [];
+          for (const [index, scope] of unit.scopes.entries()) {
+            results.push(await deleteIn(scope, ordered[index], events[index]));
+          }
+          return results;
+        },
+      ),
+    );
+    for (const event of events) event?.committed();
+    const countsByBatch = new Map(
+      ordered.map((batch, index) => [batch, countsOf(batch, deleted[index])]),
+    );
+    return batches.map((batch) => countsByBatch.get(batch)!);
+  }
+
+  /** Each batch's `retention.purge.batch` event, prepared before its unit (no await inside). */
+  private async prepareEvents(
+    batches: readonly CheckedBatch[],
+  ): Promise<Array<PendingAuditEvent | undefined>> {
+    const audit = this.audit;
+    if (!audit) return batches.map(() => undefined);
+    const events: PendingAuditEvent[] = [];
+    for (const { ref } of batches) {
+      const subjectId = (await this.storage.read(ref, (scope) => scope.session.find()))?.subjectId;
+      events.push(await audit.prepare('retention.purge.batch', { ...ref, subjectId }));
+    }
+    return events;
+  }
+
+  /** Runs the deleting unit; when it fails (not for a lost lease), records each event's failure. */
+  private async recordingFailure<T>(
+    events: ReadonlyArray<PendingAuditEvent | undefined>,
+    unit: () => Promise<T>,
+  ): Promise<T> {
     try {
-      deleted = await this.storage.transaction(ref, async (scope) => {
-        if (!scope.fence) {
-          throw new ConfigurationError(
-            `The session storage '${this.storage.backend}' cannot fence a job's writes with its lease, so the retention purge cannot run on it safely`,
-          );
-        }
-        await scope.fence(lease);
-        // The session's write lock first (its activity time stays), then its row and the
-        // holds: a hold placed meanwhile waited on this lock (or this unit re-runs), so it is
-        // seen here.
-        await scope.session.lockForWrite(LOCK_WITHOUT_ACTIVITY);
-        const row = await scope.session.find();
-        if (await isHeld(scope, row)) return HELD;
-        const count = await scope.items.deleteBySeq(purgeable);
-        if (count > 0) {
-          await event?.appendIn(scope.audit, { count, keys: { dekIds: [...dekIds] } });
-        }
-        return count;
-      });
+      return await unit();
     } catch (error) {
       // A lost lease is the new holder's run to record, not this one's.
-      if (!(error instanceof LeaseLostError)) await event?.failed(error);
+      if (!(error instanceof LeaseLostError)) {
+        for (const event of events) await event?.failed(error);
+      }
       throw error;
     }
-    if (deleted === HELD) return heldCounts(rows);
-    event?.committed();
-    // Another writer (a pop, a clear) may have removed some first: count what went.
-    const shreddedDeleted = Math.min(shredded, deleted);
-    return {
-      purged: deleted - shreddedDeleted,
-      shredded: shreddedDeleted,
-      unverified,
-      skippedForHold: 0,
-    };
   }
 
   /**
@@ -156,8 +292,13 @@ export class ExpiredItemPurge {
     now: number,
   ): Promise<SessionPurgeCounts> {
     if (await this.isHeld(ref)) return heldCounts(rows);
-    const { purgeable, shredded, unverified } = await this.sort(ref, rows, now);
-    return { purged: purgeable.length - shredded, shredded, unverified, skippedForHold: 0 };
+    const sorted = await this.sort(ref, rows, now);
+    return {
+      purged: sorted.purgeable.length - sorted.shredded,
+      shredded: sorted.shredded,
+      unverified: sorted.unverified,
+      skippedForHold: 0,
+    };
   }
 
   /** Whether a legal hold covers the session now (checked again inside the deleting unit). */
@@ -166,7 +307,11 @@ export class ExpiredItemPurge {
   }
 
   /** The rows that may go (and their keys), and how many of them are shredded or unverified. */
-  private async sort(ref: SessionRef, rows: readonly StoredItem[], now: number) {
+  private async sort(
+    ref: SessionRef,
+    rows: readonly StoredItem[],
+    now: number,
+  ): Promise<SortedRows> {
     let keys = await this.keysOf(ref, rows, now);
     // A key the ring evicted (zeroed) while the next one loaded would open nothing, and sound
     // items would be kept as unverified: load them again. Nothing awaits after this check.

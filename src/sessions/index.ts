@@ -4,7 +4,11 @@ export { EncryptedSessionService, type OpenSessionOptions } from './encrypted-se
 export { MAX_ID_LENGTH } from './session-ids.js';
 export { BatchBudget } from './batch-budget.js';
 export { DataKeyReEncryption, type RetiringKeyOutcome } from './data-key-reencryption.js';
-export { ExpiredItemPurge, type SessionPurgeCounts } from './expired-item-purge.js';
+export {
+  type CheckedBatch,
+  ExpiredItemPurge,
+  type SessionPurgeCounts,
+} from './expired-item-purge.js';
 export { IdleSessionPurge, type IdleSessionOutcome } from './idle-session-purge.js';
 export {
   DEFAULT_MAX_ITEM_BYTES,

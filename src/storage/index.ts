@@ -53,6 +53,7 @@ export {
   type StoredItem,
 } from './storage.records.js';
 export { DrainingSessionStorage } from './draining-storage.js';
+export { compareIdBytes } from './expired-items.js';
 export {
   BACKGROUND_SHARE,
   chargeBackgroundWork,

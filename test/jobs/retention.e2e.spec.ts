@@ -206,6 +206,36 @@ describe('retention purge', () => {
     );
   });
 
+  it('stop at maxBatchesPerRun inside a page, and let the next run purge its other sessions', async () => {
+    const ref = await boot({ jobs: { retentionPurge: { batchSize: 100, maxBatchesPerRun: 2 } } });
+    await expiringSessions(ref, ['s-1', 's-2', 's-3'], 2);
+    const retention = ref.get(RetentionService);
+
+    const first = await retention.purgeExpired();
+    expect(first.result).toMatchObject({ scanned: 6, purged: 4, batches: 2, complete: false });
+    const second = await retention.purgeExpired();
+    expect(second.result).toMatchObject({ scanned: 2, purged: 2, batches: 1, complete: true });
+  });
+
+  it("delete a page's sessions in one transaction: when one's event cannot be written, none loses an item", async () => {
+    const ref = await boot();
+    await expiringSessions(ref, ['s-1', 's-2'], 2);
+    // The audit store refuses the unit's second purge event: a real write failure, no mock.
+    await sql(
+      `CREATE TRIGGER "refuse_second_purge" BEFORE INSERT ON "nes_audit_records" WHEN NEW."action" = 'retention.purge.batch' AND NEW."outcome" = 'success' AND (SELECT count(*) FROM "nes_audit_records" WHERE "action" = 'retention.purge.batch') > 0 BEGIN SELECT RAISE(ABORT, 'audit store refuses writes'); END`,
+    );
+    const retention = ref.get(RetentionService);
+
+    const failed = await retention.purgeExpired();
+
+    expect(failed).toMatchObject({ outcome: 'failed', errorCode: 'AUDIT_WRITE_FAILED' });
+    expect([await itemRows('s-1'), await itemRows('s-2')]).toEqual([2, 2]);
+    await sql('DROP TRIGGER "refuse_second_purge"');
+    const retried = await retention.purgeExpired();
+    expect(retried.result).toMatchObject({ purged: 4, batches: 2, complete: true });
+    expect([await itemRows('s-1'), await itemRows('s-2')]).toEqual([0, 0]);
+  });
+
   it('skip the run while another replica holds the lease', async () => {
     const ref = await boot();
     await expiringSessions(ref, ['s-1'], 2);

@@ -335,6 +335,34 @@ export function describeRetentionStorageContract(
       expect(await storedSeqs(ref)).toEqual([1]);
     });
 
+    // Redis keeps each session in a hash slot of its own: no unit spans two sessions there.
+    it.runIf(!name.startsWith('redis'))(
+      'fences a multi-session unit: under a stale lease it stores nothing of any of its sessions',
+      async () => {
+        const refs = [
+          { tenantId: 'tenant', sessionId: 'across-1' },
+          { tenantId: 'tenant', sessionId: 'across-2' },
+        ];
+        for (const ref of refs) await append(ref, [NOW - 100, NOW - 50]);
+        const job = uniqueJob();
+        const stale = (await leases.acquire(job, 'purge-a', 50))!;
+        await sleep(150);
+        expect(await leases.acquire(job, 'purge-b', 30_000)).toBeDefined();
+        const error = await rejectionOf(() =>
+          storage.transactionAcross!('tenant', refs, async (unit) => {
+            await unit.scopes[0].items.deleteBySeq([1]);
+            await unit.scopes[0].fence!(stale);
+            await unit.scopes[1].items.deleteBySeq([1]);
+          }),
+        );
+        expect(error).toBeInstanceOf(LeaseLostError);
+        expect([await storedSeqs(refs[0]), await storedSeqs(refs[1])]).toEqual([
+          [1, 2],
+          [1, 2],
+        ]);
+      },
+    );
+
     it.runIf(!serverEndsIdleUnits)(
       'lets no other owner take the lease while a fenced unit runs, even once it lapsed',
       async () => {

@@ -101,7 +101,7 @@ describe.each(servers)('statements on %s', (type) => {
   );
 
   it.skipIf(!up[type])(
-    'serves the expired-item scan from the expiry index, as a range',
+    'serves the expired-item scan from the expiry-scan index, as a range read in order',
     async () => {
       const poolStatements = recordPoolStatements(dataSource, type);
       const now = Date.now();
@@ -121,7 +121,7 @@ describe.each(servers)('statements on %s', (type) => {
         min,
         100,
       ]);
-      expect(plan).toEqual({ rangeOnExpiryIndex: true, readsWholeTable: false });
+      expect(plan).toEqual({ rangeOnExpiryIndex: true, sorts: false, readsWholeTable: false });
     },
   );
 
@@ -135,15 +135,16 @@ describe.each(servers)('statements on %s', (type) => {
       );
       expect(rows.map((row) => row.name)).toEqual(
         expect.arrayContaining([
-          'nes_items_expiry',
+          'nes_items_expiry_scan',
           'nes_sessions_idle',
           'nes_sessions_subject',
           'nes_data_keys_subject',
           'nes_data_keys_kek',
         ]),
       );
-      // The idle index replaced the one on last activity alone.
+      // The idle and expiry-scan indexes replaced those on last activity and expiry alone.
       expect(rows.map((row) => row.name)).not.toContain('nes_sessions_activity');
+      expect(rows.map((row) => row.name)).not.toContain('nes_items_expiry');
     },
   );
 });
@@ -266,7 +267,7 @@ async function explainExpiredScan(
   type: SqlServerType,
   statement: string,
   params: Array<string | number>,
-): Promise<{ rangeOnExpiryIndex: boolean; readsWholeTable: boolean }> {
+): Promise<{ rangeOnExpiryIndex: boolean; sorts: boolean; readsWholeTable: boolean }> {
   if (type === 'postgres') {
     // EXPLAIN takes no bind parameters: inline them (test values, no quotes inside).
     const inlined = statement.replace(/\$(\d+)/g, (_, n: string) => {
@@ -277,17 +278,18 @@ async function explainExpiredScan(
     const text = rows.map((row) => row['QUERY PLAN']).join('\n');
     return {
       rangeOnExpiryIndex:
-        /Index Scan using nes_items_expiry on nes_items/.test(text) &&
+        /Index Scan using nes_items_expiry_scan on nes_items/.test(text) &&
         /Index Cond: \(\(expires_at <= .*\) AND \(expires_at >= .*\)\)/.test(text),
+      sorts: /Sort/.test(text),
       readsWholeTable: /Seq Scan/.test(text),
     };
   }
-  const rows = await dataSource.query<Array<{ key: string | null; type: string | null }>>(
-    `EXPLAIN ${statement}`,
-    params,
-  );
+  const rows = await dataSource.query<
+    Array<{ key: string | null; type: string | null; Extra: string | null }>
+  >(`EXPLAIN ${statement}`, params);
   return {
-    rangeOnExpiryIndex: rows[0]?.key === 'nes_items_expiry' && rows[0]?.type === 'range',
+    rangeOnExpiryIndex: rows[0]?.key === 'nes_items_expiry_scan' && rows[0]?.type === 'range',
+    sorts: /filesort/.test(rows[0]?.Extra ?? ''),
     readsWholeTable: rows[0]?.type === 'ALL',
   };
 }

@@ -6,6 +6,7 @@ import type { SessionRef } from '../../src/index.js';
 import type { LegalHoldStorage } from '../../src/storage/storage.ports.js';
 import type { DataKeyRecord, LegalHoldRecord } from '../../src/storage/storage.records.js';
 import { createLegalHoldsMigration } from '../../src/storage/typeorm/migrations/create-legal-holds.migration.js';
+import { expiryScanIndexMigration } from '../../src/storage/typeorm/migrations/expiry-scan-index.migration.js';
 import { buildSessionStatements } from '../../src/storage/typeorm/session-statements.js';
 import { dialectFor } from '../../src/storage/typeorm/sql-dialect.js';
 import { tableNamesFor } from '../../src/storage/typeorm/table-names.js';
@@ -158,6 +159,24 @@ async function schemaOf(dataSource: DataSource, engine: Engine) {
   };
 }
 
+/** A table's indexes other than its primary key's, each with its definition, on any engine. */
+async function indexesOf(
+  dataSource: DataSource,
+  engine: Engine,
+  table: string,
+): Promise<Record<string, string>> {
+  const p = dialectFor(dataSource).param(1);
+  const statement =
+    engine === 'sqlite'
+      ? `SELECT "name", "sql" AS "def" FROM sqlite_master WHERE "type" = 'index' AND "tbl_name" = ${p} AND "name" NOT LIKE 'sqlite_autoindex_%'`
+      : engine === 'mariadb'
+        ? `SELECT INDEX_NAME AS "name", GROUP_CONCAT(COLUMN_NAME ORDER BY SEQ_IN_INDEX) AS "def" FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ${p} AND INDEX_NAME <> 'PRIMARY' GROUP BY INDEX_NAME`
+        : `SELECT indexname AS "name", indexdef AS "def" FROM pg_indexes WHERE schemaname = current_schema() AND tablename = ${p} AND indexname NOT LIKE '%\\_pkey'`;
+  return Object.fromEntries(
+    (await rows(dataSource, statement, [table])).map((row) => [String(row.name), String(row.def)]),
+  );
+}
+
 /** The insert statement of a hold, for a MariaDB connection of a test's own. */
 const insertHoldOnMariadb = (hold: LegalHoldRecord): [string, unknown[]] => [
   'INSERT INTO `nes_legal_holds` (`hold_id`, `tenant_id`, `session_id`, `subject_id`, `matter_ref`, `placed_at`, `placed_by`) VALUES (?, ?, ?, ?, ?, ?, ?)',
@@ -220,17 +239,7 @@ describe.each(engines)(
       "the migration replaces the sessions' activity index with the idle-scan index, again harmlessly, and puts it back on the way down",
       async () => {
         const { dataSource } = await open();
-        const sessionIndexes = async () => {
-          const statement =
-            engine === 'sqlite'
-              ? `SELECT "name", "sql" AS "def" FROM sqlite_master WHERE "type" = 'index' AND "tbl_name" = 'nes_sessions' AND "name" NOT LIKE 'sqlite_autoindex_%'`
-              : engine === 'mariadb'
-                ? `SELECT INDEX_NAME AS "name", GROUP_CONCAT(COLUMN_NAME ORDER BY SEQ_IN_INDEX) AS "def" FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'nes_sessions' AND INDEX_NAME <> 'PRIMARY' GROUP BY INDEX_NAME`
-                : `SELECT indexname AS "name", indexdef AS "def" FROM pg_indexes WHERE schemaname = current_schema() AND tablename = 'nes_sessions' AND indexname NOT LIKE '%\\_pkey'`;
-          return Object.fromEntries(
-            (await rows(dataSource, statement)).map((row) => [String(row.name), String(row.def)]),
-          );
-        };
+        const sessionIndexes = () => indexesOf(dataSource, engine, 'nes_sessions');
         const migrated = await sessionIndexes();
         expect(Object.keys(migrated).toSorted()).toEqual([
           'nes_sessions_idle',
@@ -256,6 +265,42 @@ describe.each(engines)(
           ]);
           await migration.up(runner);
           expect(await sessionIndexes()).toEqual(migrated);
+        } finally {
+          await runner.release();
+        }
+      },
+    );
+
+    it.skipIf(!engineUp)(
+      "the migration replaces the items' expiry index with the expiry-scan index, again harmlessly, and puts it back on the way down",
+      async () => {
+        const { dataSource } = await open();
+        const itemIndexes = () => indexesOf(dataSource, engine, 'nes_items');
+        const migrated = await itemIndexes();
+        expect(Object.keys(migrated).toSorted()).toEqual([
+          'nes_items_dek',
+          'nes_items_expiry_scan',
+        ]);
+        // Postgres: ids in the index by bytes ("C"), as the scan orders them.
+        expect(migrated.nes_items_expiry_scan.replaceAll(/["`]/g, '')).toMatch(
+          engine.startsWith('postgres')
+            ? /\(expires_at, tenant_id COLLATE C, session_id COLLATE C, seq\)/
+            : /expires_at, ?tenant_id, ?session_id, ?seq/,
+        );
+
+        const migration = new (expiryScanIndexMigration())();
+        const runner = dataSource.createQueryRunner();
+        try {
+          // A host's runner applying it again over the module's run changes nothing.
+          await migration.up(runner);
+          expect(await itemIndexes()).toEqual(migrated);
+          await migration.down(runner);
+          expect(Object.keys(await itemIndexes()).toSorted()).toEqual([
+            'nes_items_dek',
+            'nes_items_expiry',
+          ]);
+          await migration.up(runner);
+          expect(await itemIndexes()).toEqual(migrated);
         } finally {
           await runner.release();
         }

@@ -376,7 +376,12 @@ export function sessionEntitySchemas(options: SessionEntityOptions): EntitySchem
       tableName: t.items,
       columns: itemColumns,
       indices: [
-        { name: `${t.items}_expiry`, columns: ['expiresAt'] },
+        // Replaces the first schema's `_expiry` index on expiry alone (see
+        // expiryScanIndexDefinitions; Postgres: ids by "C" in the index).
+        {
+          name: `${t.items}_expiry_scan`,
+          columns: ['expiresAt', 'tenantId', 'sessionId', 'seq'],
+        },
         { name: `${t.items}_dek`, columns: ['dekId'] },
       ],
     }),

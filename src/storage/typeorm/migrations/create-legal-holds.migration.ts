@@ -3,6 +3,7 @@ import type { SqlBackend } from '../sql-dialect.js';
 import type { TableNames } from '../table-names.js';
 import { MYSQL_ID_BYTES } from './binary-ids.migration.js';
 import {
+  indexedByBytes,
   tablesMigration,
   type AddedIndexDefinition,
   type TableDefinition,
@@ -87,8 +88,7 @@ export function idleSessionIndexDefinitions(
   t: TableNames,
   backend: SqlBackend,
 ): AddedIndexDefinition[] {
-  const byBytes = (column: string) =>
-    backend === 'postgres' ? `"${column}" COLLATE "C"` : `"${column}"`;
+  const byBytes = (column: string) => indexedByBytes(backend, column);
   return [
     {
       table: t.sessions,

@@ -59,6 +59,14 @@ export interface AddedIndexDefinition extends IndexDefinition {
 }
 
 /**
+ * An id column in an index that orders by its bytes, as the scans' statements do: Postgres's
+ * id columns take the database's collation, so the index names "C"; MySQL's binary and
+ * SQLite's BINARY ids sort by bytes already.
+ */
+export const indexedByBytes = (backend: SqlBackend, column: string): string =>
+  backend === 'postgres' ? `"${column}" COLLATE "C"` : `"${column}"`;
+
+/**
  * The first schema: sessions, items, data keys and applied history operations. Indexes serve
  * latest-N of a session (the items primary key, scanned newest first), expiry scans, and
  * subject and root-key lookups.

@@ -7,6 +7,7 @@ import {
 import { createJobLeasesMigration } from './create-job-leases.migration.js';
 import { createLegalHoldsMigration } from './create-legal-holds.migration.js';
 import { createSessionTablesMigration } from './create-session-tables.migration.js';
+import { expiryScanIndexMigration } from './expiry-scan-index.migration.js';
 
 export { binaryIdsMigration } from './binary-ids.migration.js';
 export {
@@ -16,6 +17,7 @@ export {
 export { createJobLeasesMigration } from './create-job-leases.migration.js';
 export { createLegalHoldsMigration } from './create-legal-holds.migration.js';
 export { createSessionTablesMigration } from './create-session-tables.migration.js';
+export { expiryScanIndexMigration } from './expiry-scan-index.migration.js';
 
 /**
  * Every migration of the module, oldest first, for tables under `prefix`.
@@ -30,5 +32,6 @@ export function sessionMigrations(prefix?: string): Array<new () => MigrationInt
     createAuditCheckpointsMigration(prefix),
     createJobLeasesMigration(prefix),
     createLegalHoldsMigration(prefix),
+    expiryScanIndexMigration(prefix),
   ];
 }

@@ -76,7 +76,7 @@ describe.each(servers)('EncryptedSessionModule on %s', (type) => {
       hostDataSource = new DataSource({ type: hostType, ...hostOptions });
       await hostDataSource.initialize();
       // The host's own runner, recording in TypeORM's migrations table.
-      expect(await hostDataSource.runMigrations()).toHaveLength(6);
+      expect(await hostDataSource.runMigrations()).toHaveLength(7);
       // The exported entities describe exactly what the migrations built.
       const pending = await hostDataSource.driver.createSchemaBuilder().log();
       expect(pending.upQueries.map((query) => query.query)).toEqual([]);

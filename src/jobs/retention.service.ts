@@ -9,6 +9,7 @@ import {
   IdleSessionPurge,
   type IdleSessionOutcome,
   type SessionPurgeCounts,
+  unpurgedCounts,
 } from '../sessions/index.js';
 import {
   SESSION_STORAGE,
@@ -238,7 +239,7 @@ export class RetentionService {
       }
       const batch = await runAs(purgeActor(ref.tenantId), () => this.purge.check(ref, rows, now));
       if (batch.purgeable.length > 0) checked.push(batch);
-      else run.add({ purged: 0, shredded: 0, unverified: batch.unverified, skippedForHold: 0 });
+      else run.add(unpurgedCounts(batch));
     }
     // Taken before the units start, so units side by side never commit more than it together.
     run.budget.takeUpTo(checked.length);
@@ -250,8 +251,7 @@ export class RetentionService {
       );
       for (const batchCounts of counts) {
         run.add(batchCounts);
-        if (batchCounts.purged + batchCounts.shredded > 0) run.totals.batches++;
-        else run.budget.giveBack();
+        run.settle(batchCounts.purged + batchCounts.shredded > 0);
       }
       run.progress();
       return true;
@@ -365,11 +365,15 @@ class PurgeRun {
       this.complete = false;
       return false;
     }
-    const committed = await unit();
-    if (committed) this.totals.batches++;
-    else this.budget.giveBack();
+    this.settle(await unit());
     this.progress();
     return true;
+  }
+
+  /** Counts a batch taken from the budget: committed, or given back when it committed nothing. */
+  settle(committed: boolean): void {
+    if (committed) this.totals.batches++;
+    else this.budget.giveBack();
   }
 }
 

@@ -12,12 +12,12 @@ export class BatchBudget {
 
   /** The batches not taken yet. */
   get left(): number {
-    return Math.max(0, this.remaining);
+    return this.remaining;
   }
 
   /** Whether every batch has been taken. */
   get exhausted(): boolean {
-    return this.remaining <= 0;
+    return this.remaining === 0;
   }
 
   /** Takes one batch for the unit about to run; false when none is left. */
@@ -32,8 +32,8 @@ export class BatchBudget {
     return taken;
   }
 
-  /** Returns batches taken for units that committed nothing. */
-  giveBack(count = 1): void {
-    this.remaining += count;
+  /** Returns a batch taken for a unit that committed nothing. */
+  giveBack(): void {
+    this.remaining++;
   }
 }

@@ -40,12 +40,12 @@ const hasRevokedKey = (keys: ReadonlyMap<string, ItemKey>): boolean =>
 /** What the deleting unit returns when a hold covers the session: it deleted nothing. */
 const HELD = Symbol('held');
 
-/** The counts of a held session's rows: every one kept. */
-const heldCounts = (rows: readonly StoredItem[]): SessionPurgeCounts => ({
+/** The counts of a held session's `rowCount` rows: every one kept. */
+const heldCounts = (rowCount: number): SessionPurgeCounts => ({
   purged: 0,
   shredded: 0,
   unverified: 0,
-  skippedForHold: rows.length,
+  skippedForHold: rowCount,
 });
 
 /** One session's expired rows as their envelopes sorted them. */
@@ -70,9 +70,7 @@ export interface CheckedBatch extends SortedRows {
 
 /** The counts of a checked batch whose unit deleted `deleted` rows (or found it held). */
 function countsOf(batch: CheckedBatch, deleted: number | typeof HELD): SessionPurgeCounts {
-  if (deleted === HELD) {
-    return { purged: 0, shredded: 0, unverified: 0, skippedForHold: batch.rowCount };
-  }
+  if (deleted === HELD) return heldCounts(batch.rowCount);
   // Another writer (a pop, a clear) may have removed some first: count what went.
   const shredded = Math.min(batch.shredded, deleted);
   return {
@@ -82,6 +80,9 @@ function countsOf(batch: CheckedBatch, deleted: number | typeof HELD): SessionPu
     skippedForHold: 0,
   };
 }
+
+/** The counts of a checked batch with nothing to purge: no unit runs for it. */
+export const unpurgedCounts = (batch: CheckedBatch): SessionPurgeCounts => countsOf(batch, 0);
 
 /** The scope's fence; ConfigurationError on a storage that cannot fence a job's writes. */
 function fenceOf(scope: SessionWriteScope, backend: string): (lease: JobLease) => Promise<void> {
@@ -163,7 +164,7 @@ export class ExpiredItemPurge {
     lease: JobLease,
   ): Promise<SessionPurgeCounts> {
     const checked = await this.check(ref, rows, now);
-    if (checked.purgeable.length === 0) return countsOf(checked, 0);
+    if (checked.purgeable.length === 0) return unpurgedCounts(checked);
     const [counts] = await this.commit(ref.tenantId, [checked], lease);
     return counts;
   }
@@ -291,7 +292,7 @@ export class ExpiredItemPurge {
     rows: readonly StoredItem[],
     now: number,
   ): Promise<SessionPurgeCounts> {
-    if (await this.isHeld(ref)) return heldCounts(rows);
+    if (await this.isHeld(ref)) return heldCounts(rows.length);
     const sorted = await this.sort(ref, rows, now);
     return {
       purged: sorted.purgeable.length - sorted.shredded,

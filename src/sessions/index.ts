@@ -8,6 +8,7 @@ export {
   type CheckedBatch,
   ExpiredItemPurge,
   type SessionPurgeCounts,
+  unpurgedCounts,
 } from './expired-item-purge.js';
 export { IdleSessionPurge, type IdleSessionOutcome } from './idle-session-purge.js';
 export {

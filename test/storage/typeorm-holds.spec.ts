@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { v7 as uuidv7 } from 'uuid';
-import type { DataSource } from 'typeorm';
+import type { DataSource, MigrationInterface } from 'typeorm';
 import type { SessionRef } from '../../src/index.js';
 import type { LegalHoldStorage } from '../../src/storage/storage.ports.js';
 import type { DataKeyRecord, LegalHoldRecord } from '../../src/storage/storage.records.js';
@@ -177,6 +177,32 @@ async function indexesOf(
   );
 }
 
+/**
+ * Runs `migration` again over the module's own run (nothing changes: `indexes` stay
+ * `migrated`), down (the index names are `namesDown`), and up again (`migrated` once more).
+ */
+async function expectReappliedAndReverted(
+  dataSource: DataSource,
+  migration: new () => MigrationInterface,
+  indexes: () => Promise<Record<string, string>>,
+  migrated: Record<string, string>,
+  namesDown: string[],
+): Promise<void> {
+  const applied = new migration();
+  const runner = dataSource.createQueryRunner();
+  try {
+    // A host's runner applying it again over the module's run changes nothing.
+    await applied.up(runner);
+    expect(await indexes()).toEqual(migrated);
+    await applied.down(runner);
+    expect(Object.keys(await indexes()).toSorted()).toEqual(namesDown);
+    await applied.up(runner);
+    expect(await indexes()).toEqual(migrated);
+  } finally {
+    await runner.release();
+  }
+}
+
 /** The insert statement of a hold, for a MariaDB connection of a test's own. */
 const insertHoldOnMariadb = (hold: LegalHoldRecord): [string, unknown[]] => [
   'INSERT INTO `nes_legal_holds` (`hold_id`, `tenant_id`, `session_id`, `subject_id`, `matter_ref`, `placed_at`, `placed_by`) VALUES (?, ?, ?, ?, ?, ?, ?)',
@@ -252,22 +278,13 @@ describe.each(engines)(
             : /last_activity_at, ?tenant_id, ?session_id/,
         );
 
-        const migration = new (createLegalHoldsMigration())();
-        const runner = dataSource.createQueryRunner();
-        try {
-          // A host's runner applying it again over the module's run changes nothing.
-          await migration.up(runner);
-          expect(await sessionIndexes()).toEqual(migrated);
-          await migration.down(runner);
-          expect(Object.keys(await sessionIndexes()).toSorted()).toEqual([
-            'nes_sessions_activity',
-            'nes_sessions_subject',
-          ]);
-          await migration.up(runner);
-          expect(await sessionIndexes()).toEqual(migrated);
-        } finally {
-          await runner.release();
-        }
+        await expectReappliedAndReverted(
+          dataSource,
+          createLegalHoldsMigration(),
+          sessionIndexes,
+          migrated,
+          ['nes_sessions_activity', 'nes_sessions_subject'],
+        );
       },
     );
 
@@ -288,22 +305,13 @@ describe.each(engines)(
             : /expires_at, ?tenant_id, ?session_id, ?seq/,
         );
 
-        const migration = new (expiryScanIndexMigration())();
-        const runner = dataSource.createQueryRunner();
-        try {
-          // A host's runner applying it again over the module's run changes nothing.
-          await migration.up(runner);
-          expect(await itemIndexes()).toEqual(migrated);
-          await migration.down(runner);
-          expect(Object.keys(await itemIndexes()).toSorted()).toEqual([
-            'nes_items_dek',
-            'nes_items_expiry',
-          ]);
-          await migration.up(runner);
-          expect(await itemIndexes()).toEqual(migrated);
-        } finally {
-          await runner.release();
-        }
+        await expectReappliedAndReverted(
+          dataSource,
+          expiryScanIndexMigration(),
+          itemIndexes,
+          migrated,
+          ['nes_items_dek', 'nes_items_expiry'],
+        );
       },
     );
 

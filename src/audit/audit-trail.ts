@@ -1,3 +1,4 @@
+import type { KeyObject } from 'node:crypto';
 import { Logger } from '@nestjs/common';
 import { LRUCache } from 'lru-cache';
 import { AuditActorRequiredError, EncryptedSessionError, IntegrityError } from '../errors/index.js';
@@ -200,9 +201,26 @@ export class PendingAuditEvent {
     readonly chain: AuditChainRef,
     readonly actor: AuditActor,
     private readonly source: AuditSource | undefined,
-    private readonly subjectReference: string | undefined,
+    private subjectReference: string | undefined,
     readonly macKey: AuditMacKey,
+    /** Present when the subject is learned inside the unit (`prepare`'s `subjectFromUnit`). */
+    private readonly pseudonymKey?: KeyObject,
   ) {}
+
+  /**
+   * Names the subject as the unit's own read of the session's row found it (under the
+   * session's lock, so it is the subject the change applies to). Only for an event prepared
+   * with `subjectFromUnit`; synchronous, so the unit awaits nothing for it.
+   */
+  setSubject(subjectId: string | null | undefined): void {
+    if (!this.pseudonymKey) {
+      throw new Error('setSubject: the event was not prepared with subjectFromUnit');
+    }
+    this.subjectReference =
+      subjectId === undefined || subjectId === null
+        ? undefined
+        : subjectRef(this.pseudonymKey, this.chain.tenantId, subjectId);
+  }
 
   /** The event's body with its outcome, built now (its time and id are the commit's). */
   body(
@@ -338,8 +356,22 @@ export class AuditTrail {
    *
    * @throws AuditActorRequiredError
    */
-  async prepare(action: AuditAction, target: AuditSubjectTarget): Promise<PendingAuditEvent> {
-    const pending = await this.unrefusedEvent(action, target);
+  async prepare(
+    action: AuditAction,
+    target: AuditSubjectTarget,
+    options: {
+      /**
+       * The subject is read inside the operation's unit (`PendingAuditEvent.setSubject`), not
+       * before it: `target.subjectId` is ignored and the pseudonymisation key loaded now.
+       */
+      readonly subjectFromUnit?: boolean;
+    } = {},
+  ): Promise<PendingAuditEvent> {
+    const pending = await this.unrefusedEvent(
+      action,
+      options.subjectFromUnit ? { ...target, subjectId: undefined } : target,
+      options.subjectFromUnit === true,
+    );
     if (!currentAuditContext() && this.options.requireActor) {
       const refusal = new AuditActorRequiredError(
         `${action} was refused: it ran with no actor, and the audit trail requires one. Run it inside runAs(actor, ...), or enable the module's actor middleware for requests`,
@@ -358,6 +390,7 @@ export class AuditTrail {
   private async unrefusedEvent(
     action: AuditAction,
     target: AuditSubjectTarget,
+    subjectFromUnit = false,
   ): Promise<PendingAuditEvent> {
     const context = currentAuditContext();
     const chain = auditChainOf(target);
@@ -371,7 +404,16 @@ export class AuditTrail {
       id: UNATTRIBUTED_ACTOR_ID,
       tenantId: target.tenantId,
     };
-    return new PendingAuditEvent(this, action, chain, actor, context?.source, reference, macKey);
+    return new PendingAuditEvent(
+      this,
+      action,
+      chain,
+      actor,
+      context?.source,
+      reference,
+      macKey,
+      subjectFromUnit ? await this.keyring.pseudonymKey() : undefined,
+    );
   }
 
   /**

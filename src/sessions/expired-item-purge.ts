@@ -107,6 +107,8 @@ async function deleteIn(
   // hold placed meanwhile waited on this lock (or this unit re-runs), so it is seen here.
   await scope.session.lockForWrite(LOCK_WITHOUT_ACTIVITY);
   const row = await scope.session.find();
+  // The subject as the row names it under the lock: no read of it before the unit.
+  event?.setSubject(row?.subjectId);
   if (await isHeld(scope, row)) return HELD;
   const count = await scope.items.deleteBySeq(batch.purgeable);
   if (count > 0) {
@@ -210,7 +212,7 @@ export class ExpiredItemPurge {
     const counts: SessionPurgeCounts[] = [];
     for (const batch of batches) {
       const [event] = await this.prepareEvents([batch]);
-      const deleted = await this.recordingFailure([event], () =>
+      const deleted = await this.recordingFailure([batch], [event], () =>
         this.storage.transaction(batch.ref, async (scope) => {
           await fenceOf(scope, this.storage.backend)(lease);
           return deleteIn(scope, batch, event);
@@ -232,7 +234,7 @@ export class ExpiredItemPurge {
     // A stable lock order (as the erasure's), so two multi-session units cannot deadlock.
     const ordered = batches.toSorted((a, b) => compareIdBytes(a.ref.sessionId, b.ref.sessionId));
     const events = await this.prepareEvents(ordered);
-    const deleted = await this.recordingFailure(events, () =>
+    const deleted = await this.recordingFailure(ordered, events, () =>
       across(
         tenantId,
         ordered.map((batch) => batch.ref),
@@ -253,7 +255,10 @@ export class ExpiredItemPurge {
     return batches.map((batch) => countsByBatch.get(batch)!);
   }
 
-  /** Each batch's `retention.purge.batch` event, prepared before its unit (no await inside). */
+  /**
+   * Each batch's `retention.purge.batch` event, prepared before its unit (no await inside); its
+   * subject is the one the unit reads from the session's row.
+   */
   private async prepareEvents(
     batches: readonly CheckedBatch[],
   ): Promise<Array<PendingAuditEvent | undefined>> {
@@ -261,14 +266,17 @@ export class ExpiredItemPurge {
     if (!audit) return batches.map(() => undefined);
     const events: PendingAuditEvent[] = [];
     for (const { ref } of batches) {
-      const subjectId = (await this.storage.read(ref, (scope) => scope.session.find()))?.subjectId;
-      events.push(await audit.prepare('retention.purge.batch', { ...ref, subjectId }));
+      events.push(await audit.prepare('retention.purge.batch', ref, { subjectFromUnit: true }));
     }
     return events;
   }
 
-  /** Runs the deleting unit; when it fails (not for a lost lease), records each event's failure. */
+  /**
+   * Runs the deleting unit; when it fails (not for a lost lease), records each batch's failure,
+   * its subject read again (the unit's read rolled back with it).
+   */
   private async recordingFailure<T>(
+    batches: readonly CheckedBatch[],
     events: ReadonlyArray<PendingAuditEvent | undefined>,
     unit: () => Promise<T>,
   ): Promise<T> {
@@ -277,9 +285,23 @@ export class ExpiredItemPurge {
     } catch (error) {
       // A lost lease is the new holder's run to record, not this one's.
       if (!(error instanceof LeaseLostError)) {
-        for (const event of events) await event?.failed(error);
+        for (const [index, event] of events.entries()) {
+          if (!event) continue;
+          event.setSubject(await this.subjectOf(batches[index].ref));
+          await event.failed(error);
+        }
       }
       throw error;
+    }
+  }
+
+  /** The session's subject for a failure's event; none when the store cannot say now. */
+  private async subjectOf(ref: SessionRef): Promise<string | null | undefined> {
+    try {
+      return (await this.storage.read(ref, (scope) => scope.session.find()))?.subjectId;
+    } catch {
+      // The store failing is likely why the unit failed: the event still goes on record.
+      return undefined;
     }
   }
 

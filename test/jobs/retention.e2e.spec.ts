@@ -159,7 +159,18 @@ describe('retention purge', () => {
       actor: { type: 'system', id: JOB, tenantId: 'acme' },
       target: { tenantId: 'acme', sessionId: 's-1', count: 4 },
     });
-    expect(purges[0].target.subjectRef).toEqual(expect.any(String));
+    // The session's subject, as the deleting unit read it from the session's row.
+    const bySubject = await runAs(actor, () =>
+      audit.accessReport({
+        tenantId: 'acme',
+        subjectId: 'patient-s-1',
+        from: 0,
+        to: Date.now() + 60_000,
+      }),
+    );
+    expect(bySubject.events.filter((event) => event.action === 'retention.purge.batch')).toEqual(
+      purges,
+    );
     expect(await runAs(actor, () => audit.verify({ tenantId: 'acme' }))).toMatchObject({
       ok: true,
     });
@@ -230,6 +241,23 @@ describe('retention purge', () => {
 
     expect(failed).toMatchObject({ outcome: 'failed', errorCode: 'AUDIT_WRITE_FAILED' });
     expect([await itemRows('s-1'), await itemRows('s-2')]).toEqual([2, 2]);
+    // Each batch's failure is on record under its session's subject (read again after the
+    // unit rolled back).
+    for (const sessionId of ['s-1', 's-2']) {
+      const report = await runAs(actor, () =>
+        ref.get(AuditService).accessReport({
+          tenantId: 'acme',
+          subjectId: `patient-${sessionId}`,
+          from: 0,
+          to: Date.now() + 60_000,
+        }),
+      );
+      expect(
+        report.events
+          .filter((event) => event.action === 'retention.purge.batch')
+          .map((event) => [event.outcome, event.target.sessionId]),
+      ).toEqual([['failure', sessionId]]);
+    }
     await sql('DROP TRIGGER "refuse_second_purge"');
     const retried = await retention.purgeExpired();
     expect(retried.result).toMatchObject({ purged: 4, batches: 2, complete: true });

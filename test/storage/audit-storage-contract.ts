@@ -175,6 +175,19 @@ export function describeAuditStorageContract(name: string, createHarness: Harnes
       expect(await wholeChain(audit, chain)).toEqual(written);
     });
 
+    it('one append of more records than one SQL statement carries stores them all and moves the head once', async () => {
+      const chain = chainOf(uniqueTenant(), 's1');
+      // 5,000: past the rows one insert carries on every SQL engine (SQLite 2,340, Postgres
+      // and MySQL 4,681), so the records go in several statements, the head moving with the last.
+      const written = await audit.transaction(chain, async (writes) => {
+        const records = recordsAfter(chain, await writes.lockHead(chain.chainId), 5000);
+        await writes.append(records);
+        return records;
+      });
+      expect(await wholeChain(audit, chain, 1000)).toEqual(written);
+      expect(await audit.findHead(chain)).toEqual(headOf(written.at(-1)!));
+    });
+
     it("appends to a session's chain in a unit of its own, with no session row", async () => {
       const chain = chainOf(uniqueTenant(), 'no-row');
       const written = await appendAlone(audit, chain, 3);

@@ -1133,7 +1133,14 @@ export class TypeOrmSessionStorage implements SessionStorage {
         }),
       append: (chain, head, records) =>
         this.failClosed(async () => {
-          const perInsert = Math.floor(this.dialect.maxParameters / AUDIT_RECORD_INSERT_PARAMETERS);
+          const last = records.at(-1)!;
+          const moveHead = [last.seq, last.mac, last.time, chain.chainId, head?.seq ?? 0];
+          // Postgres moves the head in the last insert's statement; the others after it.
+          const movesWithInsert = this.dialect.backend === 'postgres';
+          const perInsert = Math.floor(
+            (this.dialect.maxParameters - moveHead.length) / AUDIT_RECORD_INSERT_PARAMETERS,
+          );
+          let moved = 0;
           for (let start = 0; start < records.length; start += perInsert) {
             const chunk = records.slice(start, start + perInsert);
             const params: unknown[] = [];
@@ -1155,16 +1162,16 @@ export class TypeOrmSessionStorage implements SessionStorage {
                 record.body,
               );
             }
-            await write(sql.insertAuditRecords(chunk.length), params);
+            if (movesWithInsert && start + perInsert >= records.length) {
+              moved = await write(sql.insertAuditRecordsMovingHead(chunk.length), [
+                ...params,
+                ...moveHead,
+              ]);
+            } else {
+              await write(sql.insertAuditRecords(chunk.length), params);
+            }
           }
-          const last = records.at(-1)!;
-          const moved = await write(sql.moveAuditHead, [
-            last.seq,
-            last.mac,
-            last.time,
-            chain.chainId,
-            head?.seq ?? 0,
-          ]);
+          if (!movesWithInsert) moved = await write(sql.moveAuditHead, moveHead);
           if (moved !== 1) throw new AuditWriteError(auditRefusedMessage(this.backend));
         }),
     };

@@ -120,6 +120,12 @@ function buildPortableStatements(t: TableNames, d: SqlDialect) {
     );
     return `INSERT INTO ${auditRecords} (${auditRecordColumns}) VALUES ${rows.join(', ')}`;
   };
+  // Moves a chain's head from the seq it was locked at; its five parameters numbered from
+  // `first` (after a statement's other parameters, where it is part of one).
+  const moveAuditHeadFrom = (first: number): string => {
+    const q = (n: number) => p(first + n - 1);
+    return `UPDATE ${auditHeads} SET "seq" = ${q(1)}, "mac" = ${q(2)}, "last_time" = ${q(3)} WHERE "chain_id" = ${q(4)} AND "seq" = ${q(5)}`;
+  };
   const insertAuditCache = new Map<number, string>();
   const insertMovingHeadCache = new Map<number, string>();
   const insertItemsCache = new Map<number, string>();
@@ -240,7 +246,7 @@ function buildPortableStatements(t: TableNames, d: SqlDialect) {
         : d.insertIgnoringDuplicates(
             `INSERT INTO ${auditHeads} (${headColumns}) VALUES (${p(1)}, ${p(2)}, 0, ${p(3)}, 0)`,
           ),
-    moveAuditHead: `UPDATE ${auditHeads} SET "seq" = ${p(1)}, "mac" = ${p(2)}, "last_time" = ${p(3)} WHERE "chain_id" = ${p(4)} AND "seq" = ${p(5)}`,
+    moveAuditHead: moveAuditHeadFrom(1),
     insertAuditRecords(rowCount: number): string {
       let statement = insertAuditCache.get(rowCount);
       if (!statement) {
@@ -258,8 +264,8 @@ function buildPortableStatements(t: TableNames, d: SqlDialect) {
     insertAuditRecordsMovingHead(rowCount: number): string {
       let statement = insertMovingHeadCache.get(rowCount);
       if (!statement) {
-        const q = (n: number) => p(rowCount * AUDIT_RECORD_INSERT_PARAMETERS + n);
-        statement = `WITH "inserted" AS (${insertAuditRows(rowCount)}) UPDATE ${auditHeads} SET "seq" = ${q(1)}, "mac" = ${q(2)}, "last_time" = ${q(3)} WHERE "chain_id" = ${q(4)} AND "seq" = ${q(5)}`;
+        const headFrom = rowCount * AUDIT_RECORD_INSERT_PARAMETERS + 1;
+        statement = `WITH "inserted" AS (${insertAuditRows(rowCount)}) ${moveAuditHeadFrom(headFrom)}`;
         insertMovingHeadCache.set(rowCount, statement);
       }
       return statement;
